@@ -1,0 +1,248 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// maxAdminBody bounds admin request bodies.
+const maxAdminBody = 1 << 20
+
+// adminAPI serves craftedge's routes on Caddy's admin endpoint:
+//
+//	POST /craftedge/purge          purge by tags, urls, prefixes, hosts or all
+//	GET  /craftedge/health         memory tier, snapshots, breakers, kill switch
+//	PUT  /craftedge/snapshot-only  set or clear the kill-switch override
+//
+// Admin modules are provisioned before apps, so the app is resolved per
+// request.
+type adminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.craftedge",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/craftedge/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
+		{Pattern: "/craftedge/health", Handler: caddy.AdminHandlerFunc(a.handleHealth)},
+		{Pattern: "/craftedge/snapshot-only", Handler: caddy.AdminHandlerFunc(a.handleSnapshotOnly)},
+	}
+}
+
+func runningApp() (*App, error) {
+	app := currentApp.Load()
+	if app == nil {
+		return nil, caddy.APIError{
+			HTTPStatus: http.StatusServiceUnavailable,
+			Err:        errors.New("craftedge is not running: no craftedge handler or app in the current config"),
+		}
+	}
+	return app, nil
+}
+
+func requireMethod(r *http.Request, method string) error {
+	if r.Method != method {
+		return caddy.APIError{
+			HTTPStatus: http.StatusMethodNotAllowed,
+			Err:        fmt.Errorf("method %s not allowed; use %s", r.Method, method),
+		}
+	}
+	return nil
+}
+
+// decodeJSONBody strictly decodes a JSON object body into v.
+func decodeJSONBody(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
+	if err != nil {
+		return badRequest(fmt.Errorf("reading body: %w", err))
+	}
+	if len(body) > maxAdminBody {
+		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body larger than %d bytes", maxAdminBody)}
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return badRequest(errors.New("empty body: expected a JSON object"))
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest(fmt.Errorf("malformed JSON body: %w", err))
+	}
+	if dec.More() {
+		return badRequest(errors.New("malformed JSON body: trailing data after the object"))
+	}
+	return nil
+}
+
+func badRequest(err error) error {
+	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMethod(r, http.MethodPost); err != nil {
+		return err
+	}
+	app, err := runningApp()
+	if err != nil {
+		return err
+	}
+	var req PurgeRequest
+	if err := decodeJSONBody(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return badRequest(err)
+	}
+	n, err := app.purge(&req)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"purged": n})
+}
+
+// snapshotOnlyRequest is the body of PUT /craftedge/snapshot-only.
+type snapshotOnlyRequest struct {
+	Enabled  *bool  `json:"enabled"`
+	Upstream string `json:"upstream,omitempty"`
+}
+
+func (adminAPI) handleSnapshotOnly(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMethod(r, http.MethodPut); err != nil {
+		return err
+	}
+	app, err := runningApp()
+	if err != nil {
+		return err
+	}
+	var req snapshotOnlyRequest
+	if err := decodeJSONBody(r, &req); err != nil {
+		return err
+	}
+	if req.Enabled == nil {
+		return badRequest(errors.New(`"enabled" (true or false) is required`))
+	}
+	if err := app.setOverride(req.Upstream, *req.Enabled); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("storing override: %w", err)}
+	}
+	app.logger.Warn("snapshot-only override changed",
+		zap.String("upstream", req.Upstream), zap.Bool("enabled", *req.Enabled))
+	return writeJSON(w, http.StatusOK, app.killSwitchStatus())
+}
+
+func (adminAPI) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMethod(r, http.MethodGet); err != nil {
+		return err
+	}
+	app, err := runningApp()
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, app.health())
+}
+
+// Health is the body of GET /craftedge/health.
+type Health struct {
+	Memory     any               `json:"memory"`
+	Snapshots  SnapshotHealth    `json:"snapshots"`
+	Upstreams  []UpstreamHealth  `json:"upstreams"`
+	KillSwitch KillSwitchStatus  `json:"snapshot_only"`
+	Served     map[string]uint64 `json:"served"`
+	Time       time.Time         `json:"time"`
+}
+
+// SnapshotHealth describes the snapshot store.
+type SnapshotHealth struct {
+	Path        string `json:"path"`
+	Count       int64  `json:"count"`
+	Bytes       int64  `json:"bytes"`
+	FileBytes   int64  `json:"file_bytes"`
+	Pending     int    `json:"pending"`
+	Written     uint64 `json:"written"`
+	Dropped     uint64 `json:"dropped"`
+	WriteErrors uint64 `json:"write_errors"`
+	Evicted     uint64 `json:"evicted"`
+}
+
+// UpstreamHealth describes one upstream's breaker and kill switch.
+type UpstreamHealth struct {
+	Name         string    `json:"name"`
+	Breaker      string    `json:"breaker"`
+	Since        time.Time `json:"since"`
+	Opens        uint64    `json:"opens"`
+	SnapshotOnly bool      `json:"snapshot_only"`
+}
+
+// KillSwitchStatus is the configured and overridden kill-switch state.
+type KillSwitchStatus struct {
+	// Configured is the global snapshot_only of the Caddyfile/JSON.
+	Configured bool `json:"configured"`
+	// Overrides are the admin overrides in force ("" = all upstreams).
+	Overrides map[string]bool `json:"overrides"`
+}
+
+func (a *App) killSwitchStatus() KillSwitchStatus {
+	o := map[string]bool{}
+	if p := a.overrides.Load(); p != nil {
+		for k, v := range *p {
+			o[k] = v
+		}
+	}
+	return KillSwitchStatus{Configured: a.SnapshotOnly, Overrides: o}
+}
+
+func (a *App) health() Health {
+	st := a.store.Stats()
+	h := Health{
+		Memory: a.memory.Stats(),
+		Snapshots: SnapshotHealth{
+			Path: a.Storage, Count: st.Count, Bytes: st.Bytes, FileBytes: st.FileBytes,
+			Pending: st.Pending, Written: st.Written, Dropped: st.Dropped,
+			WriteErrors: st.WriteErrors, Evicted: st.Evicted,
+		},
+		KillSwitch: a.killSwitchStatus(),
+		Served: map[string]uint64{
+			"bypass":   a.counters.bypassed.Load(),
+			"stale":    a.counters.staleServed.Load(),
+			"snapshot": a.counters.snapshotServed.Load(),
+			"fallback": a.counters.fallbackServed.Load(),
+			"purges":   a.counters.purges.Load(),
+		},
+		Time: nowFunc().UTC(),
+	}
+	for _, u := range a.upstreamList() {
+		state, since, opens := u.breaker.status()
+		h.Upstreams = append(h.Upstreams, UpstreamHealth{
+			Name: u.name, Breaker: state, Since: since.UTC(), Opens: opens,
+			SnapshotOnly: a.SnapshotOnly || u.handlerSnapshotOnly || a.overrideOn(u.name),
+		})
+	}
+	return h
+}
+
+// Interface guards.
+var _ caddy.AdminRouter = adminAPI{}

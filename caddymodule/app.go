@@ -1,0 +1,280 @@
+// Package caddymodule holds craftedge's Caddy glue: the craftedge app, the
+// http.handlers.craftedge handler, the admin API routes and Caddyfile
+// parsing. Everything Caddy-specific stays in this package; the cache
+// tiers and policies live in Caddy-free packages.
+package caddymodule
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/pagecache"
+	"github.com/craftedge/craftedge/snapshot"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the app.
+const (
+	defaultMemory          = 256 << 20
+	defaultSnapshotMaxAge  = 30 * 24 * time.Hour
+	defaultStorageFilename = "craftedge.db"
+)
+
+// App is the craftedge app: it owns the state shared by every craftedge
+// handler of a config (the memory tier, the bbolt snapshot store and the
+// upstream circuit breakers) and the global kill switch. The state lives in
+// usage pools keyed by its effective config, so `caddy reload` keeps the
+// cache warm and the bbolt file lock is held once.
+type App struct {
+	// Storage is the path of the bbolt file holding snapshots, purge
+	// marks and kill-switch overrides. Default: craftedge.db in Caddy's
+	// data directory.
+	Storage string `json:"storage,omitempty"`
+
+	// Memory bounds the bytes of the memory tier (bigcache). Default 256 MiB.
+	Memory int64 `json:"memory,omitempty"`
+
+	// SnapshotOnly is the global kill switch: when true, no handler calls
+	// its upstream for cacheable requests; responses come from the memory
+	// tier, snapshots or the fallback.
+	SnapshotOnly bool `json:"snapshot_only,omitempty"`
+
+	// SnapshotMaxSize bounds the bytes of stored snapshots; the oldest are
+	// evicted first. Zero means unbounded.
+	SnapshotMaxSize int64 `json:"snapshot_max_size,omitempty"`
+
+	// SnapshotMaxAge evicts snapshots older than this. Default 30 days.
+	SnapshotMaxAge caddy.Duration `json:"snapshot_max_age,omitempty"`
+
+	ctx    caddy.Context
+	logger *zap.Logger
+
+	store    *snapshot.Store
+	memory   *pagecache.Cache
+	poolKeys []string
+
+	upstreamsMu *sync.Mutex
+	upstreams   map[string]*upstreamState
+
+	// counters are process-wide, so they survive reloads.
+	counters *counters
+
+	// overrides is the kill-switch override state (upstream "" = all),
+	// mirrored from the store so the request path reads it without I/O.
+	overrides *atomic.Pointer[map[string]bool]
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "craftedge",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// statePool holds the state that must survive config reloads: snapshot
+// stores keyed by file path, memory tiers keyed by their bound, breakers
+// keyed by upstream name and thresholds.
+var statePool = caddy.NewUsagePool()
+
+// currentApp is the running app, for admin routes (which are provisioned
+// before apps) to resolve per request.
+var currentApp atomic.Pointer[App]
+
+type storeResource struct{ *snapshot.Store }
+
+func (r storeResource) Destruct() error { return r.Store.Close() }
+
+type memoryResource struct{ *pagecache.Cache }
+
+func (r memoryResource) Destruct() error { return r.Cache.Close() }
+
+// Provision opens (or reuses) the shared state.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.upstreams = make(map[string]*upstreamState)
+	a.upstreamsMu = new(sync.Mutex)
+	a.overrides = new(atomic.Pointer[map[string]bool])
+	a.counters = &processCounters
+	if a.Memory == 0 {
+		a.Memory = defaultMemory
+	}
+	if a.Memory < 1<<20 {
+		return fmt.Errorf("craftedge: memory must be at least 1MiB, got %d bytes", a.Memory)
+	}
+	if a.SnapshotMaxAge == 0 {
+		a.SnapshotMaxAge = caddy.Duration(defaultSnapshotMaxAge)
+	}
+	if a.Storage == "" {
+		a.Storage = filepath.Join(caddy.AppDataDir(), defaultStorageFilename)
+	}
+	path, err := filepath.Abs(a.Storage)
+	if err != nil {
+		return fmt.Errorf("craftedge: storage path %q: %w", a.Storage, err)
+	}
+	a.Storage = path
+
+	storeKey := "store:" + path
+	val, _, err := statePool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
+		s, err := snapshot.Open(snapshot.Options{
+			Path:     path,
+			MaxBytes: a.SnapshotMaxSize,
+			MaxAge:   time.Duration(a.SnapshotMaxAge),
+			Logger:   a.logger.Named("snapshot"),
+			Now:      nowFunc,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return storeResource{s}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("craftedge: storage: %w", err)
+	}
+	a.poolKeys = append(a.poolKeys, storeKey)
+	a.store = val.(storeResource).Store
+
+	memKey := fmt.Sprintf("memory:%d", a.Memory)
+	val, _, err = statePool.LoadOrNew(memKey, func() (caddy.Destructor, error) {
+		c, err := pagecache.New(pagecache.Options{
+			MaxBytes:      a.Memory,
+			MaxEntryBytes: int(min(a.Memory/16, 64<<20)),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return memoryResource{c}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("craftedge: memory tier: %w", err)
+	}
+	a.poolKeys = append(a.poolKeys, memKey)
+	a.memory = val.(memoryResource).Cache
+	a.loadOverrides()
+	return nil
+}
+
+// loadOverrides refreshes the in-memory copy of the kill-switch overrides.
+func (a *App) loadOverrides() {
+	o := a.store.SnapshotOnlyOverrides()
+	a.overrides.Store(&o)
+}
+
+// setOverride stores a kill-switch override durably, then applies it.
+func (a *App) setOverride(upstream string, enabled bool) error {
+	if err := a.store.SetSnapshotOnlyOverride(upstream, enabled); err != nil {
+		return err
+	}
+	a.loadOverrides()
+	return nil
+}
+
+// Start makes this app the one the admin routes see.
+func (a *App) Start() error {
+	currentApp.Store(a)
+	a.logger.Info("craftedge started",
+		zap.String("storage", a.Storage),
+		zap.Int64("memory_bytes", a.Memory),
+		zap.Bool("snapshot_only", a.SnapshotOnly))
+	return nil
+}
+
+// Stop flushes pending snapshot writes so a stop loses nothing.
+func (a *App) Stop() error {
+	currentApp.CompareAndSwap(a, nil)
+	if a.store != nil {
+		if err := a.store.Flush(); err != nil {
+			a.logger.Error("flushing snapshots", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// Cleanup releases this config's hold on the shared state.
+func (a *App) Cleanup() error {
+	for _, k := range a.poolKeys {
+		if _, err := statePool.Delete(k); err != nil {
+			a.logger.Error("releasing craftedge state", zap.String("key", k), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// upstream returns (creating on first use) the state of a named upstream
+// for this config; handlers naming the same upstream share it.
+func (a *App) upstream(name string, cfg BreakerConfig) (*upstreamState, error) {
+	a.upstreamsMu.Lock()
+	defer a.upstreamsMu.Unlock()
+	if u, ok := a.upstreams[name]; ok {
+		if u.config != cfg {
+			return nil, fmt.Errorf("upstream %q is configured with two different breakers", name)
+		}
+		return u, nil
+	}
+	key := fmt.Sprintf("breaker:%s:%d:%d:%d", name, cfg.Failures, cfg.Successes, cfg.Cooldown)
+	val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newBreaker(cfg), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.poolKeys = append(a.poolKeys, key)
+	u := &upstreamState{name: name, config: cfg, breaker: val.(*circuit)}
+	a.upstreams[name] = u
+	return u, nil
+}
+
+// upstreamNames returns the names of the configured upstreams, sorted.
+func (a *App) upstreamList() []*upstreamState {
+	a.upstreamsMu.Lock()
+	defer a.upstreamsMu.Unlock()
+	out := make([]*upstreamState, 0, len(a.upstreams))
+	for _, u := range a.upstreams {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// snapshotOnly reports whether the kill switch is on for an upstream:
+// globally in config, for the handler (handlerOn), or by an admin override
+// (global or for this upstream).
+func (a *App) snapshotOnly(upstream string, handlerOn bool) bool {
+	if a.SnapshotOnly || handlerOn {
+		return true
+	}
+	return a.overrideOn(upstream)
+}
+
+func (a *App) overrideOn(upstream string) bool {
+	o := a.overrides.Load()
+	if o == nil {
+		return false
+	}
+	return (*o)[""] || (*o)[upstream]
+}
+
+// counters count what the handlers did, for health and metrics.
+type counters struct {
+	bypassed, staleServed, snapshotServed, fallbackServed, purges atomic.Uint64
+}
+
+var processCounters counters
+
+// Interface guards.
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,58 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// serveBypass passes a request Craft must see live (control panel, actions,
+// previews, logged-in visitors, non-GET...) to the next handler untouched,
+// only labelling the response and applying Cache-Purge-Tag instructions.
+func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, reason string) error {
+	h.app.counters.bypassed.Add(1)
+	if h.BlockBypassWhenSnapshotOnly && h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/plain; charset=utf-8")
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("Retry-After", strconv.Itoa(int(time.Duration(h.Breaker.Cooldown)/time.Second)))
+		hdr.Set("Cache-Status", cacheStatusName+"; fwd=bypass; detail=snapshot-only")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("Service temporarily unavailable: snapshot-only mode.\n"))
+		return nil
+	}
+	bw := &bypassWriter{ResponseWriter: w, h: h, status: cacheStatusName + "; fwd=bypass; detail=" + reason}
+	return next.ServeHTTP(bw, r)
+}
+
+// bypassWriter labels a bypassed response and handles the upstream's
+// purge instruction and tag headers when its headers are written.
+type bypassWriter struct {
+	http.ResponseWriter
+	h           *Handler
+	status      string
+	wroteHeader bool
+}
+
+func (bw *bypassWriter) WriteHeader(code int) {
+	if !bw.wroteHeader && code >= 200 {
+		bw.wroteHeader = true
+		hdr := bw.ResponseWriter.Header()
+		bw.h.processUpstreamHeaders(hdr)
+		hdr.Set("Cache-Status", bw.status)
+	}
+	bw.ResponseWriter.WriteHeader(code)
+}
+
+func (bw *bypassWriter) Write(p []byte) (int, error) {
+	if !bw.wroteHeader {
+		bw.WriteHeader(http.StatusOK)
+	}
+	return bw.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController (flush, hijack for websockets) reach
+// the underlying writer.
+func (bw *bypassWriter) Unwrap() http.ResponseWriter { return bw.ResponseWriter }

@@ -1,0 +1,338 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("craftedge", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("craftedge", parseHandlerDirective)
+	// Before encode: the cache stores bodies compressed once and serves
+	// them as they are; encode only sees bypassed and uncacheable
+	// responses. Keys use the URL the client asked for, whatever rewrites
+	// run earlier.
+	httpcaddyfile.RegisterDirectiveOrder("craftedge", httpcaddyfile.Before, "encode")
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "craftedge", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the global option block:
+//
+//	craftedge {
+//	    storage           <path>
+//	    memory            <size>
+//	    snapshot_only     [on|off]
+//	    snapshot_max_size <size>
+//	    snapshot_max_age  <duration>
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Storage = d.Val()
+		case "memory":
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			a.Memory = n
+		case "snapshot_only":
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
+			}
+			a.SnapshotOnly = on
+		case "snapshot_max_size":
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			a.SnapshotMaxSize = n
+		case "snapshot_max_age":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return err
+			}
+			a.SnapshotMaxAge = dur
+		default:
+			return d.Errf("unrecognized craftedge global option %q", d.Val())
+		}
+		if d.NextArg() {
+			return d.Errf("too many arguments to %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return handler, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	craftedge [<matcher>] {
+//	    upstream       <name>
+//	    ttl            <duration>
+//	    stale          <duration>
+//	    timeout        <duration>
+//	    breaker {
+//	        failures  <n>
+//	        successes <n>
+//	        cooldown  <duration>
+//	    }
+//	    snapshot_only         [on|off]
+//	    snapshot_only_editors pass|block
+//	    cp_trigger     <segment>
+//	    bypass_path    <path...>
+//	    bypass_cookie  <name...>
+//	    bypass_query   <param...>
+//	    bypass_header  <field...>
+//	    ignore_query   <param...>
+//	    tag_header     <field...>
+//	    expose_tags
+//	    fallback       <status> [<body> | file <path>]
+//	    max_entry_size <size>
+//	    graphql        <path>
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("craftedge takes no arguments on its first line, got %q (use a block)", d.Val())
+	}
+	for d.NextBlock(0) {
+		sub := d.Val()
+		switch sub {
+		case "upstream":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			h.Upstream = v
+		case "ttl", "stale", "timeout":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return err
+			}
+			switch sub {
+			case "ttl":
+				h.TTL = dur
+			case "stale":
+				h.Stale = dur
+			case "timeout":
+				h.Timeout = dur
+			}
+		case "breaker":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				opt := d.Val()
+				switch opt {
+				case "failures", "successes":
+					v, err := oneArg(d)
+					if err != nil {
+						return err
+					}
+					n, err := strconv.Atoi(v)
+					if err != nil || n < 1 {
+						return d.Errf("breaker %s must be a positive integer, got %q", opt, v)
+					}
+					if opt == "failures" {
+						h.Breaker.Failures = n
+					} else {
+						h.Breaker.Successes = n
+					}
+				case "cooldown":
+					dur, err := parseDuration(d)
+					if err != nil {
+						return err
+					}
+					h.Breaker.Cooldown = dur
+				default:
+					return d.Errf("unrecognized breaker option %q (want failures, successes or cooldown)", opt)
+				}
+			}
+			continue
+		case "snapshot_only":
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
+			}
+			h.SnapshotOnly = on
+		case "snapshot_only_editors":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			switch v {
+			case "pass":
+				h.BlockBypassWhenSnapshotOnly = false
+			case "block":
+				h.BlockBypassWhenSnapshotOnly = true
+			default:
+				return d.Errf("snapshot_only_editors must be pass or block, got %q", v)
+			}
+		case "cp_trigger":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			h.CPTrigger = v
+		case "bypass_path", "bypass_cookie", "bypass_query", "bypass_header", "ignore_query", "tag_header":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("%s needs at least one value", sub)
+			}
+			switch sub {
+			case "bypass_path":
+				h.BypassPaths = append(h.BypassPaths, args...)
+			case "bypass_cookie":
+				h.BypassCookies = append(h.BypassCookies, args...)
+			case "bypass_query":
+				h.BypassQuery = append(h.BypassQuery, args...)
+			case "bypass_header":
+				h.BypassHeaders = append(h.BypassHeaders, args...)
+			case "ignore_query":
+				h.IgnoreQuery = append(h.IgnoreQuery, args...)
+			case "tag_header":
+				h.TagHeaders = append(h.TagHeaders, args...)
+			}
+			continue
+		case "expose_tags":
+			h.ExposeTags = true
+		case "fallback":
+			fb, err := parseFallback(d)
+			if err != nil {
+				return err
+			}
+			h.Fallback = fb
+			continue
+		case "max_entry_size":
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			h.MaxEntrySize = n
+		case "graphql":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(v, "/") {
+				return d.Errf("graphql path must start with /, got %q", v)
+			}
+			h.GraphQL = v
+		default:
+			return d.Errf("unrecognized craftedge subdirective %q", sub)
+		}
+		if d.NextArg() {
+			return d.Errf("too many arguments to %q: %q", sub, d.Val())
+		}
+	}
+	return nil
+}
+
+// parseFallback parses `fallback <status> [<body> | file <path>]`.
+func parseFallback(d *caddyfile.Dispenser) (*Fallback, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args) > 3 {
+		return nil, d.Errf("fallback wants <status> [<body> | file <path>], got %d arguments", len(args))
+	}
+	status, err := strconv.Atoi(args[0])
+	if err != nil || status < 200 || status > 599 {
+		return nil, d.Errf("fallback status must be an HTTP status (200-599), got %q", args[0])
+	}
+	fb := &Fallback{Status: status}
+	switch {
+	case len(args) == 3 && args[1] == "file":
+		fb.File = args[2]
+	case len(args) == 2:
+		fb.Body = args[1]
+	case len(args) == 3:
+		return nil, d.Errf("fallback wants <status> [<body> | file <path>], got %q", strings.Join(args, " "))
+	}
+	return fb, nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a value", name)
+	}
+	return d.Val(), nil
+}
+
+func parseOnOff(d *caddyfile.Dispenser) (bool, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return true, nil
+	}
+	switch d.Val() {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, d.Errf("%s wants on or off, got %q", name, d.Val())
+}
+
+func parseDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.Errf("%s needs a duration", name)
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return 0, d.Errf("%s: invalid duration %q: %v", name, d.Val(), err)
+	}
+	if dur < 0 {
+		return 0, d.Errf("%s must not be negative, got %q", name, d.Val())
+	}
+	return caddy.Duration(dur), nil
+}
+
+func parseSize(d *caddyfile.Dispenser) (int64, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.Errf("%s needs a size (e.g. 256MiB)", name)
+	}
+	n, err := humanize.ParseBytes(d.Val())
+	if err != nil {
+		return 0, d.Errf("%s: invalid size %q: %v", name, d.Val(), err)
+	}
+	if n == 0 || n > 1<<50 {
+		return 0, d.Errf("%s: size %q out of range", name, d.Val())
+	}
+	return int64(n), nil
+}
+
+// Interface guards.
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

@@ -1,0 +1,122 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/pagecache"
+)
+
+// fallbackCause says why the live path was not used.
+type fallbackCause struct {
+	killSwitch  bool
+	breakerOpen bool
+	upstream    *fetchResult // the failed call, when one was made
+}
+
+// forwarded reports whether an upstream call was attempted.
+func (c fallbackCause) forwarded() bool { return c.upstream != nil }
+
+// serveFallback answers when the upstream cannot be used: a stale memory
+// copy (within its stale-if-error window; any age under the kill switch),
+// then the last-good snapshot, then the configured fallback, then the
+// upstream's own error or a 502/503/504 with Retry-After.
+func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, variantKey string, stale []byte, now time.Time, cause fallbackCause) error {
+	prefix := cacheStatusName + "; "
+	if cause.forwarded() {
+		if stale != nil {
+			prefix += "fwd=stale; "
+		} else {
+			prefix += "fwd=miss; "
+		}
+		prefix += "fwd-status=" + strconv.Itoa(cause.upstream.failStatus) + "; "
+	} else {
+		prefix += "hit; "
+	}
+
+	// 1. The stale memory copy.
+	if stale != nil {
+		var e pagecache.Entry
+		if e.Decode(stale) == nil && e.Flags&pagecache.FlagVaryMarker == 0 {
+			usable := cause.killSwitch ||
+				(e.Flags&pagecache.FlagMustRevalidate == 0 && e.StaleBy(now) <= e.StaleIfError)
+			if usable {
+				h.app.counters.staleServed.Add(1)
+				h.writeEntry(w, r, &e, now, prefix+"detail=stale")
+				return nil
+			}
+		}
+	}
+
+	// 2. The snapshot.
+	snapKey := key
+	if variantKey != "" {
+		snapKey = variantKey
+	}
+	if rec, ok, err := h.app.store.Get(snapKey); err != nil {
+		h.logger.Error("reading snapshot", zap.String("key", snapKey), zap.Error(err))
+	} else if ok {
+		var e pagecache.Entry
+		if err := e.Decode(rec.Value); err != nil {
+			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
+		} else if e.Flags&pagecache.FlagVaryMarker == 0 && (cause.killSwitch || e.Flags&pagecache.FlagMustRevalidate == 0) {
+			h.app.counters.snapshotServed.Add(1)
+			h.writeEntry(w, r, &e, now, prefix+"detail=snapshot")
+			return nil
+		}
+	}
+
+	// 3. The configured fallback.
+	h.app.counters.fallbackServed.Add(1)
+	hdr := w.Header()
+	retryAfter := strconv.Itoa(int(time.Duration(h.Breaker.Cooldown) / time.Second))
+	if h.Fallback != nil {
+		hdr.Set("Content-Type", h.Fallback.ContentType)
+		hdr.Set("Content-Length", strconv.Itoa(len(h.fallback)))
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("Retry-After", retryAfter)
+		hdr.Set("Cache-Status", prefix+"detail=fallback")
+		w.WriteHeader(h.Fallback.Status)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(h.fallback)
+		}
+		return nil
+	}
+
+	// 4. The upstream's own error response, or ours.
+	if res := cause.upstream; res != nil && res.errStatus >= 500 {
+		copyHeader(hdr, res.errHeader)
+		h.processUpstreamHeaders(hdr)
+		hdr.Del("Content-Length")
+		hdr.Set("Cache-Status", prefix+"detail=upstream-error")
+		w.WriteHeader(res.errStatus)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(res.errBody)
+		}
+		return nil
+	}
+	status := http.StatusServiceUnavailable
+	msg := "Service temporarily unavailable: the upstream is in snapshot-only mode and no copy of this page exists.\n"
+	switch {
+	case cause.breakerOpen:
+		msg = "Service temporarily unavailable: the upstream is failing and no copy of this page exists.\n"
+	case cause.upstream != nil && cause.upstream.failStatus == http.StatusGatewayTimeout:
+		status = http.StatusGatewayTimeout
+		msg = "The upstream did not answer in time and no copy of this page exists.\n"
+	case cause.upstream != nil && cause.upstream.failStatus != http.StatusServiceUnavailable:
+		status = http.StatusBadGateway
+		msg = "The upstream failed and no copy of this page exists.\n"
+	}
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Retry-After", retryAfter)
+	hdr.Set("Cache-Status", prefix+"detail=no-copy")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(msg))
+	}
+	return nil
+}

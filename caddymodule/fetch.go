@@ -1,0 +1,241 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/eapache/go-resiliency/breaker"
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/pagecache"
+)
+
+// errUpstreamTimeout is the cause when Timeout expires.
+var errUpstreamTimeout = errors.New("upstream timeout")
+
+// inFlight counts requests inside a coalesced upstream call (leader and
+// waiters), so tests can tell when concurrent misses have joined one call.
+var inFlight atomic.Int64
+
+// fetchResult is the outcome of one upstream call for a cache key, shared
+// with the requests that waited on it.
+type fetchResult struct {
+	// raw is the encoded entry to serve (a stored or revalidated copy);
+	// nil when the response was not cacheable or the call failed.
+	raw []byte
+	// storeKey is the key raw was stored under (the variant key for Vary).
+	storeKey string
+	// stored reports whether raw went into the memory tier.
+	stored bool
+	// revalidated: the upstream answered 304 to our conditional request.
+	revalidated bool
+	// streamed: the leader already sent a non-cacheable response to its
+	// client; waiters must call the upstream themselves.
+	streamed bool
+	// failed: error, 5xx or timeout. failStatus is the status to report.
+	failed     bool
+	failStatus int
+	failErr    error
+	// errStatus/errHeader/errBody: the upstream's own 5xx response.
+	errStatus int
+	errHeader http.Header
+	errBody   []byte
+	// notStoredReason explains a cacheable-looking response not stored.
+	notStoredReason string
+}
+
+// fetchAndServe calls the upstream once per key (concurrent misses wait for
+// the same call), stores a cacheable response, and answers the client from
+// the result or the fallback chain.
+func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key, variantKey string, stale []byte) error {
+	leaderServed := false
+	inFlight.Add(1)
+	v, _, _ := h.flights.Do(key, func() (any, error) {
+		leaderServed = true
+		return h.fetch(w, r, next, key, stale), nil
+	})
+	inFlight.Add(-1)
+	res := v.(*fetchResult)
+	if leaderServed && res.streamed {
+		if res.failErr != nil && !res.failed {
+			return res.failErr
+		}
+		return nil
+	}
+	if !leaderServed {
+		// A waiter: use the shared result only if it is a stored, shareable
+		// copy of the same variant; otherwise make our own call.
+		if res.streamed || (res.raw != nil && !h.sameVariant(r, key, res)) {
+			res = h.fetch(w, r, next, key, stale)
+			if res.streamed {
+				if res.failErr != nil && !res.failed {
+					return res.failErr
+				}
+				return nil
+			}
+		}
+	}
+	now := nowFunc()
+	if res.failed {
+		return h.serveFallback(w, r, key, variantKey, stale, now, fallbackCause{upstream: res})
+	}
+	var e pagecache.Entry
+	if err := e.Decode(res.raw); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("craftedge: decoding fresh entry: %w", err))
+	}
+	status := statusMiss(res)
+	h.writeEntry(w, r, &e, now, status)
+	return nil
+}
+
+// sameVariant reports whether a shared result was stored for the variant
+// this request selects.
+func (h *Handler) sameVariant(r *http.Request, key string, res *fetchResult) bool {
+	var e pagecache.Entry
+	if e.Decode(res.raw) != nil {
+		return false
+	}
+	if res.storeKey == "" || res.storeKey == key {
+		return true
+	}
+	// Re-derive this request's variant key from the marker's header list.
+	var marker pagecache.Entry
+	mraw, ok := h.app.memory.Get(key)
+	if !ok || marker.Decode(mraw) != nil || marker.Flags&pagecache.FlagVaryMarker == 0 {
+		return false
+	}
+	return varyKey(key, marker.Vary, r.Header) == res.storeKey
+}
+
+// fetch makes one upstream call for key under the breaker and the timeout.
+// Non-cacheable responses stream to w as they come (streamed=true).
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, stale []byte) *fetchResult {
+	res := &fetchResult{}
+	var staleEntry *pagecache.Entry
+	if stale != nil {
+		staleEntry = new(pagecache.Entry)
+		if staleEntry.Decode(stale) != nil {
+			staleEntry = nil
+		}
+	}
+	epoch := h.app.memory.Epoch()
+	err := h.upstream.breaker.run(func() error {
+		h.callUpstream(w, r, next, key, staleEntry, epoch, res)
+		if res.failed {
+			return errUpstreamFailed
+		}
+		return nil
+	})
+	if errors.Is(err, breaker.ErrBreakerOpen) {
+		res.failed = true
+		res.failStatus = http.StatusServiceUnavailable
+		res.failErr = err
+	}
+	return res
+}
+
+// callUpstream runs the next handler with a recorder and fills res.
+func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, staleEntry *pagecache.Entry, epoch uint64, res *fetchResult) {
+	// The call is detached from the client's cancellation while buffering,
+	// so waiters are not failed by the leader's client leaving; the timeout
+	// bounds it instead. Once streaming, the client's cancellation applies.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	defer cancel(nil)
+	timer := time.AfterFunc(time.Duration(h.Timeout), func() { cancel(errUpstreamTimeout) })
+	defer timer.Stop()
+
+	up := r.Clone(ctx)
+	if up.Method == http.MethodHead {
+		up.Method = http.MethodGet
+	}
+	// Our own validators only: the client's conditionals and ranges are
+	// answered from the stored copy.
+	for _, name := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		up.Header.Del(name)
+	}
+	if staleEntry != nil && staleEntry.Status == http.StatusOK {
+		if staleEntry.OriginETag {
+			up.Header.Set("If-None-Match", staleEntry.ETag)
+		} else if !staleEntry.LastModified.IsZero() {
+			up.Header.Set("If-Modified-Since", staleEntry.LastModified.UTC().Format(http.TimeFormat))
+		}
+	}
+
+	var notStored string
+	decide := func(status int, hdr http.Header) bool {
+		reason := h.storableReason(r, status, hdr)
+		notStored = reason
+		return reason == ""
+	}
+	rec := newUpstreamRecorder(w, h.MaxEntrySize, decide, nil)
+	rec.onPassthrough = func() {
+		// Streaming from here: the timeout no longer applies, the
+		// client's cancellation does; purge instructions and tag headers
+		// are handled before the headers go out.
+		timer.Stop()
+		context.AfterFunc(r.Context(), func() { cancel(context.Canceled) })
+		h.processUpstreamHeaders(rec.header)
+		reason := notStored
+		if reason == "" {
+			reason = "too-large"
+		}
+		rec.header.Set("Cache-Status", cacheStatusName+"; fwd=miss; detail="+reason)
+	}
+	err := next.ServeHTTP(rec, up)
+	timedOut := errors.Is(context.Cause(ctx), errUpstreamTimeout)
+
+	if rec.mode == modePassthrough {
+		res.streamed = true
+		res.failErr = err
+		res.notStoredReason = notStored
+		return
+	}
+	if err != nil || timedOut || rec.mode == modeFailed {
+		res.failed = true
+		res.failErr = err
+		switch {
+		case timedOut:
+			res.failStatus = http.StatusGatewayTimeout
+			res.failErr = errUpstreamTimeout
+		case rec.mode == modeFailed:
+			res.failStatus = rec.status
+			res.errStatus = rec.status
+			res.errHeader = rec.header
+			res.errBody = rec.body.Bytes()
+		default:
+			res.failStatus = http.StatusBadGateway
+			var he caddyhttp.HandlerError
+			if errors.As(err, &he) && he.StatusCode >= 500 {
+				res.failStatus = he.StatusCode
+			}
+		}
+		h.logger.Warn("upstream failed",
+			zap.String("upstream", h.Upstream),
+			zap.String("key", key),
+			zap.Int("status", res.failStatus),
+			zap.Error(res.failErr))
+		return
+	}
+	if rec.mode == modeUndecided {
+		// The upstream wrote nothing: an empty 200, not worth storing.
+		rec.status = http.StatusOK
+		rec.mode = modeBuffer
+		notStored = "empty"
+	}
+	if rec.mode == modeNotModified {
+		if staleEntry == nil {
+			// A 304 we did not ask for: relay it, do not store.
+			res.streamed = true
+			rec.startPassthrough()
+			return
+		}
+		h.revalidated(r, key, staleEntry, rec.header, epoch, res)
+		return
+	}
+	h.storeResponse(r, key, rec.status, rec.header, rec.body.Bytes(), notStored, epoch, res)
+}

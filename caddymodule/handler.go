@@ -1,0 +1,385 @@
+package caddymodule
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/craftedge/craftedge/httpcache"
+	"github.com/craftedge/craftedge/pagecache"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler defaults.
+const (
+	defaultTTL          = 5 * time.Minute
+	defaultStale        = 24 * time.Hour
+	defaultTimeout      = 10 * time.Second
+	defaultMaxEntrySize = 4 << 20
+	maxGraphQLBody      = 64 << 10
+)
+
+// clockOffset shifts the cache's clock: tests advance it instead of
+// sleeping. It is zero in production.
+var clockOffset atomic.Int64
+
+// nowFunc is the clock of the cache.
+func nowFunc() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
+
+// Handler caches the responses of the handlers after it (php_fastcgi or
+// reverse_proxy in front of Craft) by URL and tag, serves stale copies and
+// snapshots when the upstream fails or its breaker is open, and obeys the
+// kill switch. Requests Craft must see live (control panel, actions,
+// previews, logged-in visitors...) pass through untouched.
+type Handler struct {
+	// Upstream names the upstream behind this handler; it names the
+	// circuit breaker and the kill-switch override. Default "default".
+	Upstream string `json:"upstream,omitempty"`
+
+	// TTL is how long a response is fresh when the origin sends no
+	// freshness (no s-maxage, max-age or Expires), as Craft usually does.
+	// Default 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// Stale is how long past freshness a copy may still be served when the
+	// upstream fails, unless the response's own stale-if-error says
+	// otherwise. Default 24h.
+	Stale caddy.Duration `json:"stale,omitempty"`
+
+	// Timeout bounds the upstream call for cacheable requests (until the
+	// whole response is buffered). Default 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Breaker sets the thresholds of the upstream's circuit breaker.
+	Breaker BreakerConfig `json:"breaker,omitempty"`
+
+	// SnapshotOnly is this handler's kill switch: cacheable requests never
+	// reach the upstream; they are served from memory, snapshots or the
+	// fallback.
+	SnapshotOnly bool `json:"snapshot_only,omitempty"`
+
+	// BlockBypassWhenSnapshotOnly makes bypassed requests (control panel,
+	// logged-in editors...) fail with 503 while the kill switch is on,
+	// instead of passing through to the upstream.
+	BlockBypassWhenSnapshotOnly bool `json:"block_bypass_when_snapshot_only,omitempty"`
+
+	// CPTrigger is Craft's control panel trigger (cpTrigger). Default "admin".
+	CPTrigger string `json:"cp_trigger,omitempty"`
+
+	// BypassPaths are extra paths that are never cached: exact, or a
+	// prefix when ending in "*".
+	BypassPaths []string `json:"bypass_paths,omitempty"`
+
+	// BypassCookies are extra cookie names whose presence bypasses the
+	// cache: exact, or a prefix when ending in "*".
+	BypassCookies []string `json:"bypass_cookies,omitempty"`
+
+	// BypassQuery are extra query parameters whose presence bypasses the
+	// cache.
+	BypassQuery []string `json:"bypass_query,omitempty"`
+
+	// BypassHeaders are extra request headers whose presence bypasses the
+	// cache.
+	BypassHeaders []string `json:"bypass_headers,omitempty"`
+
+	// IgnoreQuery are query parameters dropped from cache keys, on top of
+	// the built-in tracking parameters (utm_*, gclid, fbclid...): exact, or
+	// a prefix when ending in "*".
+	IgnoreQuery []string `json:"ignore_query,omitempty"`
+
+	// TagHeaders are the response headers cache tags are read from.
+	// Default: Cache-Tag, Surrogate-Key, Xkey, Cache-Tags, Edge-Cache-Tag.
+	TagHeaders []string `json:"tag_headers,omitempty"`
+
+	// ExposeTags keeps the tag headers on responses to clients (they are
+	// stripped by default).
+	ExposeTags bool `json:"expose_tags,omitempty"`
+
+	// Fallback is served when neither a stale copy nor a snapshot exists
+	// and the upstream cannot answer.
+	Fallback *Fallback `json:"fallback,omitempty"`
+
+	// MaxEntrySize is the largest response body that is cached; larger
+	// responses stream through uncached. Default 4 MiB.
+	MaxEntrySize int64 `json:"max_entry_size,omitempty"`
+
+	// GraphQL is the path of Craft's GraphQL endpoint. POSTed queries to it
+	// are cached, keyed by the body and the Authorization token; mutations
+	// pass through.
+	GraphQL string `json:"graphql,omitempty"`
+
+	app      *App
+	logger   *zap.Logger
+	upstream *upstreamState
+	bypass   httpcache.BypassRules
+	keys     httpcache.KeyRules
+	flights  *singleflight.Group
+	fallback []byte
+}
+
+// Fallback is the response of last resort.
+type Fallback struct {
+	// Status is the HTTP status of the fallback response. Default 503.
+	Status int `json:"status,omitempty"`
+
+	// Body is the fallback body.
+	Body string `json:"body,omitempty"`
+
+	// File is a file whose content is the fallback body (read at load).
+	File string `json:"file,omitempty"`
+
+	// ContentType of the body. Default text/html; charset=utf-8.
+	ContentType string `json:"content_type,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.craftedge",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults and attaches to the craftedge app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.flights = new(singleflight.Group)
+	if h.Upstream == "" {
+		h.Upstream = "default"
+	}
+	if h.TTL == 0 {
+		h.TTL = caddy.Duration(defaultTTL)
+	}
+	if h.Stale == 0 {
+		h.Stale = caddy.Duration(defaultStale)
+	}
+	if h.Timeout == 0 {
+		h.Timeout = caddy.Duration(defaultTimeout)
+	}
+	if h.MaxEntrySize == 0 {
+		h.MaxEntrySize = defaultMaxEntrySize
+	}
+	h.Breaker.setDefaults()
+	if len(h.TagHeaders) == 0 {
+		h.TagHeaders = httpcache.DefaultTagHeaders
+	}
+	for i, name := range h.TagHeaders {
+		h.TagHeaders[i] = http.CanonicalHeaderKey(name)
+	}
+	h.bypass = httpcache.BypassRules{
+		CPTrigger:   h.CPTrigger,
+		Paths:       h.BypassPaths,
+		Cookies:     h.BypassCookies,
+		Query:       h.BypassQuery,
+		Headers:     h.BypassHeaders,
+		GraphQLPath: h.GraphQL,
+	}
+	if err := h.bypass.Compile(); err != nil {
+		return fmt.Errorf("craftedge: bypass rules: %w", err)
+	}
+	h.keys = httpcache.KeyRules{IgnoreQuery: h.IgnoreQuery}
+	if err := h.keys.Compile(); err != nil {
+		return fmt.Errorf("craftedge: ignore_query: %w", err)
+	}
+	if h.Fallback != nil {
+		if h.Fallback.Status == 0 {
+			h.Fallback.Status = http.StatusServiceUnavailable
+		}
+		if h.Fallback.ContentType == "" {
+			h.Fallback.ContentType = "text/html; charset=utf-8"
+		}
+		h.fallback = []byte(h.Fallback.Body)
+		if h.Fallback.File != "" {
+			b, err := os.ReadFile(h.Fallback.File)
+			if err != nil {
+				return fmt.Errorf("craftedge: fallback file: %w", err)
+			}
+			h.fallback = b
+		}
+	}
+
+	appIface, err := ctx.App("craftedge")
+	if err != nil {
+		return fmt.Errorf("craftedge: loading app: %w", err)
+	}
+	h.app = appIface.(*App)
+	h.upstream, err = h.app.upstream(h.Upstream, h.Breaker)
+	if err != nil {
+		return fmt.Errorf("craftedge: %w", err)
+	}
+	if h.SnapshotOnly {
+		h.upstream.handlerSnapshotOnly = true
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.TTL < 0 || h.Stale < 0 || h.Timeout < 0 {
+		return fmt.Errorf("craftedge: ttl, stale and timeout must not be negative")
+	}
+	if h.MaxEntrySize < 0 {
+		return fmt.Errorf("craftedge: max_entry_size must not be negative")
+	}
+	if h.Fallback != nil && (h.Fallback.Status < 200 || h.Fallback.Status > 599) {
+		return fmt.Errorf("craftedge: fallback status %d is not a valid HTTP status", h.Fallback.Status)
+	}
+	if h.GraphQL != "" && h.GraphQL[0] != '/' {
+		return fmt.Errorf("craftedge: graphql path %q must start with /", h.GraphQL)
+	}
+	return nil
+}
+
+// lookupRequest is the view of the request the cache decides on: the URL
+// the client asked for (before any rewrite), with the live headers.
+func lookupRequest(r *http.Request) *http.Request {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil {
+		return r
+	}
+	if orig.URL.Path == r.URL.Path && orig.URL.RawQuery == r.URL.RawQuery && orig.Method == r.Method {
+		return r
+	}
+	cp := *r
+	cp.URL = orig.URL
+	cp.Method = orig.Method
+	return &cp
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	lr := lookupRequest(r)
+	if _, upgrade := r.Header["Upgrade"]; upgrade {
+		return h.serveBypass(w, r, next, "upgrade")
+	}
+	if reason := h.bypass.Check(lr); reason != "" {
+		return h.serveBypass(w, r, next, reason)
+	}
+
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	key := h.keys.Key(scheme, r.Host, lr.URL.EscapedPath(), lr.URL.RawQuery)
+
+	if h.GraphQL != "" && lr.URL.Path == h.GraphQL {
+		extra, reason := h.graphQLKey(r)
+		if reason != "" {
+			return h.serveBypass(w, r, next, reason)
+		}
+		key += extra
+	}
+
+	now := nowFunc()
+	mem := h.app.memory
+	var entry pagecache.Entry
+	raw, variantKey, found := h.lookup(r, key, &entry)
+	if found && entry.Fresh(now) {
+		mem.CountHit()
+		h.writeEntry(w, r, &entry, now, statusHit)
+		return nil
+	}
+	mem.CountMiss()
+
+	if h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
+		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{killSwitch: true})
+	}
+	if !h.upstream.breaker.allow() {
+		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
+	}
+	if found && entry.Flags&pagecache.FlagMustRevalidate == 0 && entry.Flags&pagecache.FlagNoCache == 0 &&
+		entry.StaleWhileRevalidate > 0 && entry.StaleBy(now) <= entry.StaleWhileRevalidate {
+		h.refreshInBackground(r, next, key, raw)
+		h.writeEntry(w, r, &entry, now, statusStaleWhileRevalidate)
+		return nil
+	}
+	return h.fetchAndServe(w, r, next, key, variantKey, raw)
+}
+
+// lookup finds the entry for the request, following a Vary marker to the
+// variant selected by the request's headers. variantKey is the key the
+// response is (or would be) stored under when the base entry is a marker.
+func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
+	mem := h.app.memory
+	raw, ok := mem.Get(key)
+	if !ok || e.Decode(raw) != nil {
+		return nil, "", false
+	}
+	if e.Flags&pagecache.FlagVaryMarker == 0 {
+		return raw, "", true
+	}
+	variantKey = varyKey(key, e.Vary, r.Header)
+	raw, ok = mem.Get(variantKey)
+	if !ok || e.Decode(raw) != nil {
+		return nil, variantKey, false
+	}
+	return raw, variantKey, true
+}
+
+// varyKey is the key of the variant of key selected by the request headers
+// named in vary.
+func varyKey(key string, vary []string, hdr http.Header) string {
+	var b bytes.Buffer
+	b.WriteString(key)
+	for _, name := range vary {
+		b.WriteByte(0)
+		b.WriteString(name)
+		b.WriteByte('=')
+		for i, v := range hdr.Values(name) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+// graphQLKey reads a GraphQL POST body (restoring it for the upstream) and
+// returns the key suffix selecting this query and token, or a bypass reason
+// for mutations, oversized or unreadable bodies.
+func (h *Handler) graphQLKey(r *http.Request) (string, string) {
+	var body []byte
+	if r.Method == http.MethodPost {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(r.Body, maxGraphQLBody+1))
+		if err != nil {
+			return "", "graphql-body"
+		}
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
+		if len(body) > maxGraphQLBody {
+			return "", "graphql-body"
+		}
+		if httpcache.IsGraphQLMutation(body) {
+			return "", "graphql-mutation"
+		}
+	}
+	sum := sha256.New()
+	sum.Write(body)
+	sum.Write([]byte{0})
+	sum.Write([]byte(r.Header.Get("Authorization")))
+	sum.Write([]byte{0})
+	sum.Write([]byte(r.Header.Get("X-Craft-Gql-Schema")))
+	return "\x00graphql=" + hex.EncodeToString(sum.Sum(nil)[:16]), ""
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

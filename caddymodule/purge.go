@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/httpcache"
+	"github.com/craftedge/craftedge/pagecache"
+)
+
+// PurgeRequest is the body of POST /craftedge/purge.
+type PurgeRequest struct {
+	// Tags purges every entry carrying any of these cache tags.
+	Tags []string `json:"tags,omitempty"`
+	// URLs purges entries by absolute URL; a URL without a query purges
+	// every query variant of its path.
+	URLs []string `json:"urls,omitempty"`
+	// Prefixes purges every entry whose URL starts with one of these
+	// absolute URL prefixes (e.g. "https://example.com/blog/").
+	Prefixes []string `json:"prefixes,omitempty"`
+	// Hosts purges every entry of these hosts.
+	Hosts []string `json:"hosts,omitempty"`
+	// All empties the memory tier.
+	All bool `json:"all,omitempty"`
+}
+
+// empty reports whether the request asks for nothing.
+func (p *PurgeRequest) empty() bool {
+	return !p.All && len(p.Tags) == 0 && len(p.URLs) == 0 && len(p.Prefixes) == 0 && len(p.Hosts) == 0
+}
+
+// validate checks every entry before anything is purged.
+func (p *PurgeRequest) validate() error {
+	if p.empty() {
+		return fmt.Errorf("nothing to purge: give tags, urls, prefixes, hosts or all:true")
+	}
+	for i, t := range p.Tags {
+		if t == "" {
+			return fmt.Errorf("tags[%d] is empty", i)
+		}
+	}
+	for i, u := range p.URLs {
+		if _, _, err := httpcache.KeyForURL(u); err != nil {
+			return fmt.Errorf("urls[%d]: %w", i, err)
+		}
+	}
+	for i, pre := range p.Prefixes {
+		if _, _, err := httpcache.KeyForURL(pre); err != nil {
+			return fmt.Errorf("prefixes[%d]: %w", i, err)
+		}
+	}
+	for i, host := range p.Hosts {
+		if host == "" {
+			return fmt.Errorf("hosts[%d] is empty", i)
+		}
+	}
+	return nil
+}
+
+// purge removes memory copies at once and marks snapshots stale (they are
+// kept, to serve only when the live path fails). It returns how many
+// memory entries were removed.
+func (a *App) purge(p *PurgeRequest) (int, error) {
+	if err := p.validate(); err != nil {
+		return 0, err
+	}
+	now := nowFunc()
+	n := 0
+	if p.All {
+		n += a.memory.PurgeAll()
+		if err := a.store.MarkPurgedAll(now); err != nil {
+			return n, fmt.Errorf("marking snapshots stale: %w", err)
+		}
+	}
+	var marks []string
+	if len(p.Tags) > 0 {
+		n += a.memory.PurgeTags(p.Tags)
+		marks = append(marks, p.Tags...)
+	}
+	for _, u := range p.URLs {
+		pathKey, fullKey, _ := httpcache.KeyForURL(u)
+		n += a.memory.PurgeURL(pathKey, fullKey)
+		marks = append(marks, pagecache.URLTag(pathKey))
+	}
+	for _, host := range p.Hosts {
+		n += a.memory.PurgeHost(host)
+		marks = append(marks, pagecache.HostTag(host))
+	}
+	if len(marks) > 0 {
+		if err := a.store.MarkPurged(marks, now); err != nil {
+			return n, fmt.Errorf("marking snapshots stale: %w", err)
+		}
+	}
+	if len(p.Prefixes) > 0 {
+		prefixes := make([]string, 0, len(p.Prefixes))
+		for _, pre := range p.Prefixes {
+			pathKey, _, _ := httpcache.KeyForURL(pre)
+			prefixes = append(prefixes, pathKey)
+			n += a.memory.PurgePrefix(pathKey)
+		}
+		if err := a.store.MarkPurgedPrefixes(prefixes, now); err != nil {
+			return n, fmt.Errorf("marking snapshots stale: %w", err)
+		}
+	}
+	a.counters.purges.Add(1)
+	a.logger.Info("purged",
+		zap.Strings("tags", p.Tags), zap.Strings("urls", p.URLs), zap.Strings("prefixes", p.Prefixes),
+		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n))
+	return n, nil
+}
+
+// purgeTags is the purge used by Cache-Purge-Tag responses.
+func (a *App) purgeTags(tags []string) int {
+	n, err := a.purge(&PurgeRequest{Tags: tags})
+	if err != nil {
+		a.logger.Error("purging tags", zap.Strings("tags", tags), zap.Error(err))
+	}
+	return n
+}

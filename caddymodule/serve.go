@@ -1,0 +1,131 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/craftedge/craftedge/httpcache"
+	"github.com/craftedge/craftedge/pagecache"
+)
+
+// Cache-Status values (RFC 9211) this handler sends.
+const (
+	cacheStatusName            = "craftedge"
+	statusHit                  = "craftedge; hit"
+	statusStaleWhileRevalidate = "craftedge; hit; detail=stale"
+	statusMissStored           = "craftedge; fwd=miss; stored"
+	statusRevalidated          = "craftedge; fwd=stale; fwd-status=304; stored"
+)
+
+// statusMiss is the Cache-Status of a response fetched from the upstream.
+func statusMiss(res *fetchResult) string {
+	switch {
+	case res.revalidated:
+		return statusRevalidated
+	case res.stored:
+		return statusMissStored
+	case res.notStoredReason != "":
+		return "craftedge; fwd=miss; detail=" + res.notStoredReason
+	default:
+		return "craftedge; fwd=miss"
+	}
+}
+
+// writeEntry answers the client from a stored entry: the variant its
+// Accept-Encoding prefers (stored compressed, never compressed per
+// request), a 304 when its validators match, no body for HEAD.
+func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string) {
+	hdr := w.Header()
+	vals := make([]string, len(e.Header))
+	for i, f := range e.Header {
+		vals[i] = f.Value
+		if _, exists := hdr[f.Name]; exists {
+			hdr[f.Name] = append(hdr[f.Name], f.Value)
+		} else {
+			hdr[f.Name] = vals[i : i+1 : i+1]
+		}
+	}
+
+	body := e.Body
+	etag := e.ETag
+	encoding := ""
+	if e.Gzip != nil || e.Zstd != nil {
+		encoding = httpcache.PreferredEncoding(r.Header.Get("Accept-Encoding"), e.Gzip != nil, e.Zstd != nil)
+		addVaryAcceptEncoding(hdr)
+	}
+	switch encoding {
+	case "zstd":
+		body = e.Zstd
+		hdr["Content-Encoding"] = contentEncodingZstd
+		etag = variantETag(e.ETag, "zstd")
+	case "gzip":
+		body = e.Gzip
+		hdr["Content-Encoding"] = contentEncodingGzip
+		etag = variantETag(e.ETag, "gzip")
+	default:
+		if body == nil && e.Flags&pagecache.FlagBodyInZstd != 0 {
+			if err := e.RestoreBody(); err == nil {
+				body = e.Body
+			}
+		}
+	}
+	if etag != "" {
+		hdr["Etag"] = []string{etag}
+	}
+	hdr["Age"] = []string{strconv.FormatInt(int64(e.Age(now)/time.Second), 10)}
+	hdr["Cache-Status"] = []string{cacheStatus}
+
+	if e.Status == http.StatusOK && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		hasConditional(r) && httpcache.NotModified(r, entryETags(e), e.LastModified) {
+		delete(hdr, "Content-Type")
+		delete(hdr, "Content-Encoding")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if bodyAllowed(e.Status) {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	w.WriteHeader(e.Status)
+	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+		_, _ = w.Write(body)
+	}
+}
+
+var (
+	contentEncodingZstd = []string{"zstd"}
+	contentEncodingGzip = []string{"gzip"}
+)
+
+func hasConditional(r *http.Request) bool {
+	_, inm := r.Header["If-None-Match"]
+	_, ims := r.Header["If-Modified-Since"]
+	return inm || ims
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// variantETag derives the entity tag of a compressed variant: a different
+// representation needs a different strong validator.
+func variantETag(etag, coding string) string {
+	if len(etag) < 2 || etag[len(etag)-1] != '"' {
+		return etag
+	}
+	return etag[:len(etag)-1] + "-" + coding + `"`
+}
+
+func entryETags(e *pagecache.Entry) []string {
+	return []string{e.ETag, variantETag(e.ETag, "gzip"), variantETag(e.ETag, "zstd")}
+}
+
+func addVaryAcceptEncoding(hdr http.Header) {
+	for _, v := range hdr["Vary"] {
+		if strings.Contains(strings.ToLower(v), "accept-encoding") || strings.TrimSpace(v) == "*" {
+			return
+		}
+	}
+	hdr["Vary"] = append(hdr["Vary"], "Accept-Encoding")
+}

@@ -1,0 +1,221 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/httpcache"
+	"github.com/craftedge/craftedge/pagecache"
+	"github.com/craftedge/craftedge/snapshot"
+)
+
+// Response headers never stored nor replayed from the cache.
+var unstoredHeaders = map[string]bool{
+	"Connection":          true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Proxy-Connection":    true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+	"Content-Length":      true,
+	"Date":                true,
+	"Age":                 true,
+	"Cache-Status":        true,
+	"Set-Cookie":          true,
+	"Cache-Purge-Tag":     true,
+	"Etag":                true,
+	"Content-Encoding":    true,
+}
+
+// storableReason decides, when the upstream's headers arrive, whether the
+// response is buffered for the cache ("") or streamed through (a reason).
+func (h *Handler) storableReason(r *http.Request, status int, hdr http.Header) string {
+	d := httpcache.ParseCacheControl(hdr.Values("Cache-Control"))
+	_, explicit := httpcache.FreshnessLifetime(hdr, d, nowFunc())
+	// Authorization is part of the key on the GraphQL path, so a token's
+	// response is only ever served to the same token.
+	hadAuth := r.Header.Get("Authorization") != "" && !(h.GraphQL != "" && lookupRequest(r).URL.Path == h.GraphQL)
+	if reason := httpcache.Storable(status, hdr, d, explicit, hadAuth); reason != "" {
+		return reason
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > h.MaxEntrySize {
+			return "too-large"
+		}
+	}
+	switch ce := hdr.Get("Content-Encoding"); ce {
+	case "", "identity", "gzip", "x-gzip", "zstd":
+	default:
+		return "content-encoding"
+	}
+	return ""
+}
+
+// processUpstreamHeaders applies a Cache-Purge-Tag instruction and strips
+// tag headers (unless exposed) from a response about to go to a client.
+func (h *Handler) processUpstreamHeaders(hdr http.Header) {
+	if v := hdr.Values("Cache-Purge-Tag"); len(v) > 0 {
+		var tags []string
+		for _, line := range v {
+			tags = append(tags, httpcache.SplitTags(line)...)
+		}
+		hdr.Del("Cache-Purge-Tag")
+		if len(tags) > 0 {
+			n := h.app.purgeTags(tags)
+			h.logger.Info("purged by upstream Cache-Purge-Tag",
+				zap.Strings("tags", tags), zap.Int("entries", n))
+		}
+	}
+	if !h.ExposeTags {
+		for _, name := range h.TagHeaders {
+			hdr.Del(name)
+		}
+	}
+}
+
+// storeResponse builds the entry of a buffered upstream response, stores it
+// in the memory tier and (write-behind) as a snapshot, and fills res.
+func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr http.Header, body []byte, notStored string, epoch uint64, res *fetchResult) {
+	now := nowFunc()
+	tags := httpcache.ParseTags(hdr, h.TagHeaders)
+	h.processUpstreamHeaders(hdr)
+
+	e := pagecache.Entry{Status: status, StoredAt: now, Tags: tags}
+	d := httpcache.ParseCacheControl(hdr.Values("Cache-Control"))
+	lifetime, explicit := httpcache.FreshnessLifetime(hdr, d, now)
+	if !explicit {
+		lifetime = time.Duration(h.TTL)
+	}
+	e.FreshFor = lifetime
+	e.InitialAge = httpcache.InitialAge(hdr, now)
+	if d.NoCache {
+		e.Flags |= pagecache.FlagNoCache
+	}
+	if d.MustRevalidate || d.ProxyRevalidate {
+		e.Flags |= pagecache.FlagMustRevalidate
+	}
+	if d.HasStaleWhileRevalidate {
+		e.StaleWhileRevalidate = d.StaleWhileRevalidate
+	}
+	e.StaleIfError = time.Duration(h.Stale)
+	if d.HasStaleIfError {
+		e.StaleIfError = d.StaleIfError
+	}
+	if lm, err := http.ParseTime(hdr.Get("Last-Modified")); err == nil {
+		e.LastModified = lm
+	}
+
+	coding := hdr.Get("Content-Encoding")
+	decoded, _, err := pagecache.Decode(coding, body, int(h.MaxEntrySize))
+	if err != nil {
+		// A body we cannot decode is relayed as it came, not stored.
+		h.logger.Warn("upstream body not decodable; not cached",
+			zap.String("key", key), zap.String("content_encoding", coding), zap.Error(err))
+		decoded = body
+		notStored = "content-encoding"
+		e.Header = append(e.Header, pagecache.HeaderField{Name: "Content-Encoding", Value: coding})
+	}
+	e.Body = decoded
+	if etag := hdr.Get("Etag"); etag != "" && (coding == "" || coding == "identity") && isStrongETag(etag) {
+		e.ETag, e.OriginETag = etag, true
+	} else {
+		e.ETag = fmt.Sprintf(`"ce-%016x"`, xxhash.Sum64(decoded))
+	}
+	for name, values := range hdr {
+		if unstoredHeaders[name] {
+			continue
+		}
+		for _, v := range values {
+			e.Header = append(e.Header, pagecache.HeaderField{Name: name, Value: v})
+		}
+	}
+	if notStored == "" && pagecache.Compressible(hdr.Get("Content-Type"), "") {
+		if err := pagecache.CompressVariants(&e); err != nil {
+			h.logger.Error("compressing entry", zap.String("key", key), zap.Error(err))
+		}
+	}
+
+	vary, _ := httpcache.VaryHeaders(hdr)
+	storeKey := key
+	if len(vary) > 0 {
+		storeKey = varyKey(key, vary, r.Header)
+	}
+	raw := e.Encode()
+	res.raw = raw
+	res.storeKey = storeKey
+	if notStored != "" {
+		res.notStoredReason = notStored
+		return
+	}
+	if len(vary) > 0 {
+		marker := pagecache.Entry{Flags: pagecache.FlagVaryMarker, StoredAt: now, FreshFor: lifetime, Vary: vary, Status: status}
+		if err := h.app.memory.Set(key, marker.Encode(), nil, epoch); err != nil {
+			res.notStoredReason = "memory"
+			return
+		}
+	}
+	if err := h.app.memory.Set(storeKey, raw, tags, epoch); err != nil {
+		h.logger.Warn("memory tier refused entry", zap.String("key", storeKey), zap.Error(err))
+		res.notStoredReason = "memory"
+	} else {
+		res.stored = true
+	}
+	h.app.saveSnapshot(storeKey, &e, now)
+}
+
+// revalidated refreshes a stored copy after the upstream answered 304 to
+// our conditional request.
+func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entry, hdr http.Header, epoch uint64, res *fetchResult) {
+	now := nowFunc()
+	e := *stale
+	e.Flags &^= pagecache.FlagFromSnapshot
+	e.StoredAt = now
+	d := httpcache.ParseCacheControl(hdr.Values("Cache-Control"))
+	if lifetime, explicit := httpcache.FreshnessLifetime(hdr, d, now); explicit {
+		e.FreshFor = lifetime
+	} else if d.NoCache || e.Flags&pagecache.FlagNoCache != 0 {
+		e.FreshFor = 0
+	} else {
+		e.FreshFor = time.Duration(h.TTL)
+	}
+	e.InitialAge = httpcache.InitialAge(hdr, now)
+	storeKey := key
+	if vary, _ := httpcache.VaryHeaders(hdr); len(vary) > 0 {
+		storeKey = varyKey(key, vary, r.Header)
+	}
+	raw := e.Encode()
+	res.raw, res.storeKey, res.revalidated = raw, storeKey, true
+	if err := h.app.memory.Set(storeKey, raw, e.Tags, epoch); err == nil {
+		res.stored = true
+	}
+	h.app.saveSnapshot(storeKey, &e, now)
+}
+
+// saveSnapshot queues the entry for the snapshot store (write-behind). The
+// snapshot keeps the compressed body only, when there is one.
+func (a *App) saveSnapshot(key string, e *pagecache.Entry, now time.Time) {
+	snap := *e
+	if len(snap.Zstd) > 0 {
+		snap.Body = nil
+		snap.Gzip = nil
+		snap.Flags |= pagecache.FlagBodyInZstd
+	}
+	tags := make([]string, 0, len(e.Tags)+2)
+	tags = append(tags, pagecache.URLTag(pagecache.PathKeyOf(key)), pagecache.HostTag(pagecache.HostOf(key)))
+	tags = append(tags, e.Tags...)
+	if !a.store.Put(snapshot.Record{Key: key, StoredAt: now, Tags: tags, Value: snap.Encode()}) {
+		a.logger.Warn("snapshot queue full; snapshot dropped", zap.String("key", key))
+	}
+}
+
+func isStrongETag(etag string) bool {
+	return len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"'
+}

@@ -1,0 +1,325 @@
+package httpcache
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Reasons returned by BypassRules.Check. They are short, stable and of low
+// cardinality so callers may use them as metric labels.
+const (
+	// ReasonMethod: the method is neither GET nor HEAD (nor a POST to the
+	// GraphQL path).
+	ReasonMethod = "method"
+	// ReasonCP: a Craft control panel request.
+	ReasonCP = "cp"
+	// ReasonAction: a Craft controller action request.
+	ReasonAction = "action"
+	// ReasonToken: a Craft token, site token or preview token is present.
+	ReasonToken = "token"
+	// ReasonPreview: a Craft (live) preview request.
+	ReasonPreview = "preview"
+	// ReasonSession: the client has a Craft session cookie.
+	ReasonSession = "session"
+	// ReasonIdentity: the client has a Craft identity (logged-in) cookie.
+	ReasonIdentity = "identity"
+	// ReasonAuthorization: the request carries an Authorization header.
+	ReasonAuthorization = "authorization"
+	// ReasonPath: the path matches a configured bypass path.
+	ReasonPath = "path"
+	// ReasonCookie: a cookie matches a configured bypass cookie name.
+	ReasonCookie = "cookie"
+	// ReasonQuery: a query parameter matches a configured bypass name.
+	ReasonQuery = "query"
+	// ReasonHeader: a configured bypass request header is present.
+	ReasonHeader = "header"
+)
+
+// DefaultCPTrigger is Craft's default control panel trigger (the cpTrigger
+// general config setting).
+const DefaultCPTrigger = "admin"
+
+// craftActionTrigger is Craft's default actionTrigger general config setting.
+const craftActionTrigger = "actions"
+
+// BypassRules decides which requests are never served from nor stored in the
+// cache. Configure the exported fields, call Compile once, then Check is safe
+// for concurrent use. A BypassRules that was never compiled applies only the
+// built-in rules, with the default CP trigger.
+type BypassRules struct {
+	// CPTrigger is Craft's control panel trigger, default "admin": paths
+	// "/admin" and "/admin/..." (case-insensitive) bypass, and so does a
+	// "p" query parameter starting with it ("index.php?p=admin...").
+	CPTrigger string
+	// Paths are extra path rules: an exact path, or a prefix when ending in
+	// "*" (e.g. "/shop/cart*"). Matched case-insensitively, since Craft
+	// resolves element URIs case-insensitively.
+	Paths []string
+	// Cookies are extra cookie names: exact, or a prefix when ending in "*"
+	// ("*" alone: any cookie). Case-sensitive, as cookie names are.
+	Cookies []string
+	// Query are extra query parameter names whose presence bypasses: exact,
+	// or a prefix when ending in "*". Case-sensitive, as PHP's are.
+	Query []string
+	// Headers are extra request header names whose presence bypasses.
+	// Compile canonicalizes them.
+	Headers []string
+	// GraphQLPath, when set, is the path of Craft's GraphQL API: a POST to
+	// exactly this path is not bypassed for its method, and Authorization is
+	// allowed on it. The caller must then inspect the body
+	// (IsGraphQLMutation) and key the response by the Authorization header.
+	GraphQLPath string
+
+	cp      string // lower-case CP trigger without its leading slash
+	paths   matcher
+	cookies matcher
+	query   matcher
+	headers []string // canonical header names
+}
+
+// Compile validates and normalizes the rules: it sets the default CP
+// trigger, strips the CP trigger's leading slash, canonicalizes header
+// names and prepares the matchers. It returns an error naming every bad
+// value, and leaves the compiled state unchanged in that case.
+func (b *BypassRules) Compile() error {
+	var errs []error
+	cp := strings.TrimLeft(b.CPTrigger, "/")
+	switch {
+	case b.CPTrigger == "":
+		cp = DefaultCPTrigger
+	case cp == "":
+		errs = append(errs, fmt.Errorf("cp trigger %q: empty after removing the leading slash", b.CPTrigger))
+	case strings.ContainsAny(cp, "/?#%*") || !isToken(cp):
+		errs = append(errs, fmt.Errorf("cp trigger %q: must be a single path segment (letters, digits, \"-_.~\")", b.CPTrigger))
+	}
+	if b.GraphQLPath != "" && (!strings.HasPrefix(b.GraphQLPath, "/") || strings.ContainsAny(b.GraphQLPath, "?#* \t")) {
+		errs = append(errs, fmt.Errorf("graphql path %q: must be an absolute path without query, fragment, wildcard or spaces", b.GraphQLPath))
+	}
+	paths, err := newMatcher("paths", b.Paths, true, validPathRule)
+	errs = append(errs, err)
+	cookies, err := newMatcher("cookies", b.Cookies, false, validCookieRule)
+	errs = append(errs, err)
+	query, err := newMatcher("query", b.Query, false, validQueryRule)
+	errs = append(errs, err)
+	headers := make([]string, 0, len(b.Headers))
+	for i, h := range b.Headers {
+		if !isToken(h) {
+			errs = append(errs, fmt.Errorf("headers[%d] %q: not a valid header name", i, h))
+			continue
+		}
+		headers = append(headers, http.CanonicalHeaderKey(h))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("httpcache: invalid bypass rules: %w", err)
+	}
+	b.CPTrigger = strings.ToLower(cp)
+	b.cp = b.CPTrigger
+	b.paths, b.cookies, b.query = paths, cookies, query
+	b.Headers, b.headers = headers, headers
+	return nil
+}
+
+// validPathRule checks a Paths rule (without its trailing "*").
+func validPathRule(p string) string {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return "must start with \"/\""
+	case strings.ContainsAny(p, "?# \t"):
+		return "must be a path without query, fragment or spaces"
+	}
+	return ""
+}
+
+// validCookieRule checks a Cookies rule (without its trailing "*"); an
+// empty base ("*") matches any cookie.
+func validCookieRule(c string) string {
+	if c != "" && !isToken(c) {
+		return "not a valid cookie name"
+	}
+	return ""
+}
+
+// validQueryRule checks a Query rule (without its trailing "*"); an empty
+// base ("*") matches any parameter.
+func validQueryRule(q string) string {
+	if strings.ContainsAny(q, "&=#? \t") {
+		return "not a valid query parameter name"
+	}
+	return ""
+}
+
+// Check returns "" when r may be served from and stored in the cache, or a
+// Reason* constant saying why it must go to the origin untouched. Built-in
+// rules are checked first, in the order of the Reason constants, then the
+// configured extras. Tokens, previews, cookies and headers are detected by
+// presence only. Check does not read the body: for a POST to GraphQLPath
+// the caller must still call IsGraphQLMutation. It does not allocate for
+// ordinary requests.
+func (b *BypassRules) Check(r *http.Request) string {
+	var path, rawQuery string
+	if r.URL != nil {
+		path, rawQuery = r.URL.Path, r.URL.RawQuery
+	}
+	graphQL := b.GraphQLPath != "" && path == b.GraphQLPath
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, "":
+	case http.MethodPost:
+		if !graphQL {
+			return ReasonMethod
+		}
+	default:
+		return ReasonMethod
+	}
+	cp := b.cp
+	if cp == "" {
+		cp = DefaultCPTrigger
+	}
+	seg := craftRoute(path)
+	q := b.scanQuery(rawQuery, cp)
+	switch {
+	case firstSegmentIs(seg, cp) || q&queryCP != 0:
+		return ReasonCP
+	case firstSegmentIs(seg, craftActionTrigger) || q&queryAction != 0:
+		return ReasonAction
+	case q&queryToken != 0 || hasAnyHeader(r.Header, "X-Craft-Token", "X-Craft-Site-Token", "X-Craft-Preview-Token"):
+		return ReasonToken
+	case hasAnyHeader(r.Header, "X-Craft-Preview", "X-Craft-Live-Preview"):
+		return ReasonPreview
+	}
+	c := b.scanCookies(r.Header["Cookie"])
+	switch {
+	case c&cookieSession != 0:
+		return ReasonSession
+	case c&cookieIdentity != 0:
+		return ReasonIdentity
+	case !graphQL && hasHeader(r.Header, "Authorization"):
+		return ReasonAuthorization
+	case b.paths.match(path):
+		return ReasonPath
+	case c&cookieExtra != 0:
+		return ReasonCookie
+	case q&queryExtra != 0:
+		return ReasonQuery
+	}
+	for _, h := range b.headers {
+		if hasHeader(r.Header, h) {
+			return ReasonHeader
+		}
+	}
+	return ""
+}
+
+// craftRoute returns the part of a request path Craft routes on: leading
+// slashes removed, and a leading "index.php/" (PATH_INFO style URLs)
+// skipped.
+func craftRoute(path string) string {
+	path = strings.TrimLeft(path, "/")
+	if hasPrefixFold(path, "index.php/") {
+		path = strings.TrimLeft(path[len("index.php/"):], "/")
+	}
+	return path
+}
+
+// firstSegmentIs reports whether route is seg or starts with seg + "/",
+// ignoring ASCII case.
+func firstSegmentIs(route, seg string) bool {
+	return hasPrefixFold(route, seg) && (len(route) == len(seg) || route[len(seg)] == '/')
+}
+
+// hasHeader reports whether h has a value for the canonical name key.
+func hasHeader(h http.Header, key string) bool {
+	return len(h[key]) > 0
+}
+
+// hasAnyHeader reports whether h has a value for any of the canonical names.
+func hasAnyHeader(h http.Header, keys ...string) bool {
+	for _, k := range keys {
+		if hasHeader(h, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// Flags found by scanQuery.
+const (
+	queryCP = 1 << iota
+	queryAction
+	queryToken
+	queryExtra
+)
+
+// scanQuery scans a raw query string once and reports which bypass-relevant
+// parameters it holds. Names are percent-decoded only when they contain an
+// escape, and PHP array suffixes ("token[]") are ignored when matching the
+// built-in names, since PHP would see the base name.
+func (b *BypassRules) scanQuery(rawQuery, cp string) int {
+	flags := 0
+	for rawQuery != "" {
+		var piece string
+		piece, rawQuery, _ = cutByte(rawQuery, '&')
+		name, value, _ := cutByte(piece, '=')
+		if name == "" {
+			continue
+		}
+		name = unescapeQuery(name)
+		if b.query.match(name) {
+			flags |= queryExtra
+		}
+		if i := strings.IndexByte(name, '['); i > 0 {
+			name = name[:i]
+		}
+		switch {
+		case equalFold(name, "p"):
+			route := strings.TrimLeft(unescapeQuery(value), "/")
+			if hasPrefixFold(route, cp) {
+				flags |= queryCP
+			}
+			if firstSegmentIs(route, craftActionTrigger) {
+				flags |= queryAction
+			}
+		case equalFold(name, "action"):
+			flags |= queryAction
+		case equalFold(name, "token"), equalFold(name, "siteToken"),
+			equalFold(name, "x-craft-preview"), equalFold(name, "x-craft-live-preview"):
+			flags |= queryToken
+		}
+	}
+	return flags
+}
+
+// Flags found by scanCookies.
+const (
+	cookieSession = 1 << iota
+	cookieIdentity
+	cookieExtra
+)
+
+// scanCookies scans Cookie header lines once (without r.Cookies) and
+// reports which bypass-relevant cookie names they hold.
+func (b *BypassRules) scanCookies(lines []string) int {
+	flags := 0
+	for _, line := range lines {
+		for line != "" {
+			var piece string
+			piece, line, _ = cutByte(line, ';')
+			name, _, _ := cutByte(piece, '=')
+			name = trimOWS(name)
+			if name == "" {
+				continue
+			}
+			switch {
+			case hasSuffixFold(name, "CraftSessionId"):
+				flags |= cookieSession
+			case hasSuffixFold(name, "_identity"):
+				flags |= cookieIdentity
+			}
+			if b.cookies.match(name) {
+				flags |= cookieExtra
+			}
+		}
+	}
+	return flags
+}

@@ -1,0 +1,359 @@
+// Package pagecache is craftedge's memory tier: encoded responses held in
+// bigcache, bounded in bytes, with a tag index beside it so purges by tag,
+// URL, host or prefix find their entries without scanning.
+package pagecache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+	"unsafe"
+)
+
+// entryVersion is the first byte of every encoded entry. Bump it when the
+// layout changes: entries (and snapshots) of another version are ignored.
+const entryVersion = 1
+
+// Entry flags.
+const (
+	// FlagMustRevalidate: the origin forbade serving this entry stale.
+	FlagMustRevalidate uint8 = 1 << iota
+	// FlagNoCache: the origin asked for revalidation before every reuse.
+	FlagNoCache
+	// FlagVaryMarker: the entry holds no response, only the list of request
+	// headers (Vary) that select the variant stored under a secondary key.
+	FlagVaryMarker
+	// FlagFromSnapshot: the entry was restored from the snapshot store.
+	FlagFromSnapshot
+	// FlagBodyInZstd: the identity body was dropped to save space (in
+	// snapshots); it is the decompressed Zstd variant.
+	FlagBodyInZstd
+)
+
+// Entry is one stored response: status, headers to replay, validators,
+// freshness, tags and the body in identity and (optionally) pre-compressed
+// variants. Decoded entries alias the buffer they were decoded from; treat
+// every byte slice and string as read-only.
+type Entry struct {
+	Flags  uint8
+	Status int
+	// StoredAt is when the response was received from the origin.
+	StoredAt time.Time
+	// InitialAge is the age the response already had when it arrived (Age
+	// header, Date in the past).
+	InitialAge time.Duration
+	// FreshFor is how long after StoredAt the entry is fresh.
+	FreshFor time.Duration
+	// StaleWhileRevalidate and StaleIfError are how long past freshness the
+	// entry may still be served while refreshing, or when the origin fails.
+	StaleWhileRevalidate time.Duration
+	StaleIfError         time.Duration
+	// ETag is the strong entity tag of the identity body (the origin's, or
+	// one derived from the body's hash), quoted.
+	ETag string
+	// OriginETag reports whether ETag came from the origin, so revalidation
+	// may send it upstream.
+	OriginETag bool
+	// LastModified is the origin's Last-Modified, zero if none.
+	LastModified time.Time
+	// Tags are the cache tags the origin sent.
+	Tags []string
+	// Vary lists the request headers that select a variant (vary markers).
+	Vary []string
+	// Header holds the response headers to replay, in order, canonical names.
+	Header []HeaderField
+	// Body is the identity body; Gzip and Zstd are the compressed variants
+	// (nil when not worth compressing).
+	Body, Gzip, Zstd []byte
+}
+
+// HeaderField is one response header line.
+type HeaderField struct {
+	Name, Value string
+}
+
+// FreshUntil is the end of the entry's freshness.
+func (e *Entry) FreshUntil() time.Time { return e.StoredAt.Add(e.FreshFor) }
+
+// Age is the entry's current age at now, in the sense of RFC 9111 §4.2.3.
+func (e *Entry) Age(now time.Time) time.Duration {
+	age := now.Sub(e.StoredAt) + e.InitialAge
+	if age < 0 {
+		return 0
+	}
+	return age
+}
+
+// Fresh reports whether the entry may be served without contacting the
+// origin.
+func (e *Entry) Fresh(now time.Time) bool {
+	return e.Flags&FlagNoCache == 0 && e.Age(now) < e.FreshFor
+}
+
+// StaleBy is how long past freshness the entry is at now (0 if fresh).
+func (e *Entry) StaleBy(now time.Time) time.Duration {
+	d := e.Age(now) - e.FreshFor
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// ErrBadEntry is returned for bytes that are not an entry of this version.
+var ErrBadEntry = errors.New("pagecache: malformed or foreign entry")
+
+// Encode serializes e. The layout is fixed-width fields followed by
+// length-prefixed strings and bodies, so decoding slices the buffer without
+// copying.
+func (e *Entry) Encode() []byte {
+	size := 1 + 1 + 2 + 8*7 + 1
+	size += 2 + len(e.ETag)
+	size += 2
+	for _, t := range e.Tags {
+		size += 2 + len(t)
+	}
+	size += 2
+	for _, v := range e.Vary {
+		size += 2 + len(v)
+	}
+	size += 2
+	for _, h := range e.Header {
+		size += 2 + len(h.Name) + 4 + len(h.Value)
+	}
+	size += 12 + len(e.Body) + len(e.Gzip) + len(e.Zstd)
+
+	b := make([]byte, 0, size)
+	b = append(b, entryVersion, e.Flags)
+	b = binary.BigEndian.AppendUint16(b, uint16(e.Status))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.StoredAt.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.InitialAge))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.FreshFor))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.StaleWhileRevalidate))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.StaleIfError))
+	var lm int64
+	if !e.LastModified.IsZero() {
+		lm = e.LastModified.Unix()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(lm))
+	b = binary.BigEndian.AppendUint64(b, 0) // reserved
+	if e.OriginETag {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = appendString16(b, e.ETag)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.Tags)))
+	for _, t := range e.Tags {
+		b = appendString16(b, t)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.Vary)))
+	for _, v := range e.Vary {
+		b = appendString16(b, v)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.Header)))
+	for _, h := range e.Header {
+		b = appendString16(b, h.Name)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(h.Value)))
+		b = append(b, h.Value...)
+	}
+	for _, body := range [][]byte{e.Body, e.Gzip, e.Zstd} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
+		b = append(b, body...)
+	}
+	return b
+}
+
+// freshForOffset is the byte offset of FreshFor in an encoded entry, used to
+// mark an encoded entry stale in place.
+const freshForOffset = 1 + 1 + 2 + 8 + 8
+
+// MarkEncodedStale sets FreshFor to zero in an encoded entry, so it is only
+// served as a stale copy.
+func MarkEncodedStale(b []byte) {
+	if len(b) >= freshForOffset+8 && b[0] == entryVersion {
+		binary.BigEndian.PutUint64(b[freshForOffset:], 0)
+	}
+}
+
+// Decode parses b into e. Strings and slices in e alias b (no copies), so b
+// must not be modified afterwards. Headers are decoded into e.Header, reusing
+// its capacity.
+func (e *Entry) Decode(b []byte) error {
+	d := decoder{b: b}
+	if len(b) < 2 || b[0] != entryVersion {
+		return ErrBadEntry
+	}
+	d.off = 1
+	e.Flags = d.u8()
+	e.Status = int(d.u16())
+	e.StoredAt = time.Unix(0, int64(d.u64()))
+	e.InitialAge = time.Duration(d.u64())
+	e.FreshFor = time.Duration(d.u64())
+	e.StaleWhileRevalidate = time.Duration(d.u64())
+	e.StaleIfError = time.Duration(d.u64())
+	if lm := int64(d.u64()); lm != 0 {
+		e.LastModified = time.Unix(lm, 0)
+	} else {
+		e.LastModified = time.Time{}
+	}
+	d.u64() // reserved
+	e.OriginETag = d.u8() == 1
+	e.ETag = d.str16()
+	n := int(d.u16())
+	e.Tags = e.Tags[:0]
+	for i := 0; i < n && d.err == nil; i++ {
+		e.Tags = append(e.Tags, d.str16())
+	}
+	n = int(d.u16())
+	e.Vary = e.Vary[:0]
+	for i := 0; i < n && d.err == nil; i++ {
+		e.Vary = append(e.Vary, d.str16())
+	}
+	n = int(d.u16())
+	e.Header = e.Header[:0]
+	for i := 0; i < n && d.err == nil; i++ {
+		name := d.str16()
+		value := d.str(int(d.u32()))
+		e.Header = append(e.Header, HeaderField{Name: name, Value: value})
+	}
+	e.Body = d.bytes(int(d.u32()))
+	e.Gzip = d.bytes(int(d.u32()))
+	e.Zstd = d.bytes(int(d.u32()))
+	if d.err != nil {
+		return d.err
+	}
+	if len(e.Body) == 0 {
+		e.Body = nil
+	}
+	if len(e.Gzip) == 0 {
+		e.Gzip = nil
+	}
+	if len(e.Zstd) == 0 {
+		e.Zstd = nil
+	}
+	return nil
+}
+
+// RestoreBody decompresses the identity body of an entry stored with
+// FlagBodyInZstd.
+func (e *Entry) RestoreBody() error {
+	if e.Flags&FlagBodyInZstd == 0 || e.Body != nil {
+		return nil
+	}
+	b, err := zstdDecoder.DecodeAll(e.Zstd, nil)
+	if err != nil {
+		return fmt.Errorf("pagecache: restoring body: %w", err)
+	}
+	e.Body = b
+	return nil
+}
+
+// DecodeTags returns only the tags of an encoded entry (copied).
+func DecodeTags(b []byte) ([]string, error) {
+	var e Entry
+	if err := e.Decode(b); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(e.Tags))
+	for i, t := range e.Tags {
+		out[i] = string([]byte(t))
+	}
+	return out, nil
+}
+
+// HTTPHeader builds an http.Header from the entry's fields with a single
+// allocation for all values; callers copy the fields into a response.
+func (e *Entry) HTTPHeader() http.Header {
+	h := make(http.Header, len(e.Header))
+	vals := make([]string, len(e.Header))
+	for i, f := range e.Header {
+		vals[i] = f.Value
+		h[f.Name] = append(h[f.Name], vals[i])
+	}
+	return h
+}
+
+func appendString16(b []byte, s string) []byte {
+	if len(s) > 0xffff {
+		s = s[:0xffff]
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) need(n int) bool {
+	if d.err != nil {
+		return false
+	}
+	if n < 0 || d.off+n > len(d.b) {
+		d.err = fmt.Errorf("%w: truncated at byte %d", ErrBadEntry, d.off)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) u8() uint8 {
+	if !d.need(1) {
+		return 0
+	}
+	v := d.b[d.off]
+	d.off++
+	return v
+}
+
+func (d *decoder) u16() uint16 {
+	if !d.need(2) {
+		return 0
+	}
+	v := binary.BigEndian.Uint16(d.b[d.off:])
+	d.off += 2
+	return v
+}
+
+func (d *decoder) u32() uint32 {
+	if !d.need(4) {
+		return 0
+	}
+	v := binary.BigEndian.Uint32(d.b[d.off:])
+	d.off += 4
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	if !d.need(8) {
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b[d.off:])
+	d.off += 8
+	return v
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if !d.need(n) {
+		return nil
+	}
+	v := d.b[d.off : d.off+n : d.off+n]
+	d.off += n
+	return v
+}
+
+// str returns a string aliasing the buffer: entries are immutable once
+// decoded, so the zero-copy conversion is safe and keeps the hit path free of
+// per-header copies.
+func (d *decoder) str(n int) string {
+	v := d.bytes(n)
+	if len(v) == 0 {
+		return ""
+	}
+	return unsafe.String(&v[0], len(v))
+}
+
+func (d *decoder) str16() string { return d.str(int(d.u16())) }

@@ -1,0 +1,264 @@
+package snapshot
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+)
+
+// noMark is the purge-all time when there has been no purge-all.
+const noMark = math.MinInt64
+
+// purgeMarks is the in-memory copy of the purge buckets. Marks only move
+// forward: a purge older than the existing mark changes nothing.
+type purgeMarks struct {
+	mu       sync.RWMutex
+	tags     map[string]int64 // tag → purge time (unix nanos)
+	prefixes map[string]int64 // key prefix → purge time
+	all      int64            // purge-all time, or noMark
+}
+
+func (p *purgeMarks) init() {
+	p.tags = make(map[string]int64)
+	p.prefixes = make(map[string]int64)
+	p.all = noMark
+}
+
+// load reads the purge buckets. A malformed mark is logged and skipped: it
+// can only come from outside this package, and failing to open would take
+// every snapshot away with it.
+func (p *purgeMarks) load(tx *bolt.Tx, log *zap.Logger) error {
+	read := func(bucket []byte, into map[string]int64) error {
+		b := tx.Bucket(bucket)
+		return b.ForEach(func(k, v []byte) error {
+			at, ok := getUint64(b, k)
+			if !ok {
+				log.Warn("skipping malformed purge mark", zap.ByteString("bucket", bucket),
+					zap.ByteString("key", k), zap.Int("value_len", len(v)))
+				return nil
+			}
+			into[string(k)] = int64(at)
+			return nil
+		})
+	}
+	if err := read(bucketPurges, p.tags); err != nil {
+		return fmt.Errorf("reading %s: %w", bucketPurges, err)
+	}
+	if err := read(bucketPurgePrefixes, p.prefixes); err != nil {
+		return fmt.Errorf("reading %s: %w", bucketPurgePrefixes, err)
+	}
+	if at, ok := getUint64(tx.Bucket(bucketMeta), metaPurgeAll); ok {
+		p.all = int64(at)
+	}
+	return nil
+}
+
+// stale reports whether a mark newer than at applies to key or tags.
+func (p *purgeMarks) stale(key string, tags []string, at int64) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.all > at {
+		return true
+	}
+	for _, t := range tags {
+		if m, ok := p.tags[t]; ok && m > at {
+			return true
+		}
+	}
+	for prefix, m := range p.prefixes {
+		if m > at && strings.HasPrefix(key, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// len returns the number of tag and prefix marks.
+func (p *purgeMarks) len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.tags) + len(p.prefixes)
+}
+
+// Stale reports whether rec was purged after it was stored: a purge-all, a
+// purge of any of rec.Tags, or a purge of a prefix of rec.Key happened
+// strictly after rec.StoredAt. A record stored at the very instant of a
+// purge is not stale. Stale only reads memory (a read lock, one map lookup
+// per tag, and a scan of the purged prefixes, which are expected to be few).
+//
+// When MaxAge is set, Evict forgets marks older than MaxAge, so Stale is
+// only exact for records younger than MaxAge, which is every snapshot this
+// store still holds.
+func (s *Store) Stale(rec Record) bool {
+	return s.purges.stale(rec.Key, rec.Tags, nanos(rec.StoredAt))
+}
+
+// MarkPurged records that every snapshot carrying one of tags and stored
+// before at is stale. The marks are committed (one transaction) before the
+// in-memory state changes, so a purge that returned survives a crash.
+func (s *Store) MarkPurged(tags []string, at time.Time) error {
+	return s.mark(bucketPurges, "tag", tags, at, func(p *purgeMarks) map[string]int64 { return p.tags })
+}
+
+// MarkPurgedPrefixes records that every snapshot whose key starts with one
+// of prefixes and stored before at is stale. Use MarkPurgedAll rather than
+// an empty prefix.
+func (s *Store) MarkPurgedPrefixes(prefixes []string, at time.Time) error {
+	return s.mark(bucketPurgePrefixes, "prefix", prefixes, at, func(p *purgeMarks) map[string]int64 { return p.prefixes })
+}
+
+// MarkPurgedAll records that every snapshot stored before at is stale.
+func (s *Store) MarkPurgedAll(at time.Time) error {
+	atN := nanos(at)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if old, ok := getUint64(meta, metaPurgeAll); ok && int64(old) >= atN {
+			return nil
+		}
+		return meta.Put(metaPurgeAll, uint64Bytes(uint64(atN)))
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot: recording purge-all in %s: %w", s.path, err)
+	}
+	s.purges.mu.Lock()
+	s.purges.all = max(s.purges.all, atN)
+	s.purges.mu.Unlock()
+	return nil
+}
+
+// mark is MarkPurged and MarkPurgedPrefixes.
+func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, marks func(*purgeMarks) map[string]int64) error {
+	if len(names) == 0 {
+		return nil
+	}
+	for _, n := range names {
+		if n == "" {
+			return fmt.Errorf("snapshot: purging: empty %s", what)
+		}
+		if len(n) > bolt.MaxKeySize {
+			return fmt.Errorf("snapshot: purging: %s of %d bytes is too long", what, len(n))
+		}
+	}
+	atN := nanos(at)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		for _, n := range names {
+			if old, ok := getUint64(b, []byte(n)); ok && int64(old) >= atN {
+				continue
+			}
+			if err := b.Put([]byte(n), uint64Bytes(uint64(atN))); err != nil {
+				return fmt.Errorf("%s %q: %w", what, n, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot: recording purge of %d %ss in %s: %w", len(names), what, s.path, err)
+	}
+	s.purges.mu.Lock()
+	m := marks(&s.purges)
+	for _, n := range names {
+		if cur, ok := m[n]; !ok || cur < atN {
+			m[n] = atN
+		}
+	}
+	s.purges.mu.Unlock()
+	return nil
+}
+
+// prunePurgeMarks deletes marks older than cutoff, in transactions of at
+// most maxEvictPerTx deletes. Malformed marks are deleted too.
+func (s *Store) prunePurgeMarks(cutoff int64) error {
+	for {
+		var tags, prefixes [][]byte
+		var all bool
+		tx, err := s.db.Begin(true)
+		if err != nil {
+			return fmt.Errorf("snapshot: pruning purge marks in %s: %w", s.path, err)
+		}
+		budget := maxEvictPerTx
+		collect := func(bucket []byte) [][]byte {
+			var out [][]byte
+			c := tx.Bucket(bucket).Cursor()
+			for k, v := c.First(); k != nil && budget > 0; k, v = c.Next() {
+				if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < cutoff {
+					out = append(out, append([]byte(nil), k...))
+					budget--
+				}
+			}
+			return out
+		}
+		tags = collect(bucketPurges)
+		prefixes = collect(bucketPurgePrefixes)
+		meta := tx.Bucket(bucketMeta)
+		if at, ok := getUint64(meta, metaPurgeAll); ok && int64(at) < cutoff {
+			all = true
+		}
+		if len(tags) == 0 && len(prefixes) == 0 && !all {
+			_ = tx.Rollback()
+			return nil
+		}
+		err = func() error {
+			for _, k := range tags {
+				if err := tx.Bucket(bucketPurges).Delete(k); err != nil {
+					return err
+				}
+			}
+			for _, k := range prefixes {
+				if err := tx.Bucket(bucketPurgePrefixes).Delete(k); err != nil {
+					return err
+				}
+			}
+			if all {
+				return meta.Delete(metaPurgeAll)
+			}
+			return nil
+		}()
+		if err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("snapshot: pruning purge marks in %s: %w", s.path, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("snapshot: pruning purge marks in %s: %w", s.path, err)
+		}
+
+		// Marks only move forward, so one that is still older than the
+		// cutoff is the one that was deleted.
+		s.purges.mu.Lock()
+		for _, k := range tags {
+			if m, ok := s.purges.tags[string(k)]; ok && m < cutoff {
+				delete(s.purges.tags, string(k))
+			}
+		}
+		for _, k := range prefixes {
+			if m, ok := s.purges.prefixes[string(k)]; ok && m < cutoff {
+				delete(s.purges.prefixes, string(k))
+			}
+		}
+		if all && s.purges.all < cutoff {
+			s.purges.all = noMark
+		}
+		s.purges.mu.Unlock()
+
+		if budget > 0 {
+			return nil
+		}
+	}
+}
+
+// nanos converts t to unix nanoseconds, saturating outside the int64 range.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(maxStoredAt):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}

@@ -1,0 +1,332 @@
+// Package snapshot is craftedge's durable tier: the last good copy of every
+// cacheable response, kept in a bbolt file and served when the origin fails or
+// the kill switch is on.
+//
+// Writes are write-behind: Put only queues the record in memory and a single
+// writer goroutine commits queued records in batches, so the request path
+// never waits on the disk. Purges never delete snapshots; they leave purge
+// marks (per tag, per key prefix, or for everything) that Stale checks in
+// memory. Eviction is by age and by total bytes, oldest first.
+//
+// All buckets in the file are named after their purpose so that other stores
+// (durable jobs, outbox) can share the file through Store.DB.
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+)
+
+// Bucket names. Every bucket used by this package is listed here; other
+// packages sharing the file must pick names that do not collide.
+var (
+	bucketSnapshots     = []byte("snapshots")         // record key → encoded record
+	bucketSnapshotsTime = []byte("snapshots_by_time") // 8-byte BE StoredAt nanos + record key → empty
+	bucketPurges        = []byte("purges")            // tag → 8-byte BE purge time (unix nanos)
+	bucketPurgePrefixes = []byte("purge_prefixes")    // key prefix → 8-byte BE purge time
+	bucketMeta          = []byte("meta")              // see meta keys below
+	bucketOverrides     = []byte("overrides")         // upstream ("" = all) → 1
+)
+
+// Keys in the meta bucket.
+var (
+	metaFormat   = []byte("snapshots_format")    // on-disk layout version, one byte
+	metaCount    = []byte("snapshots_count")     // 8-byte BE number of snapshots
+	metaBytes    = []byte("snapshots_bytes")     // 8-byte BE sum of encoded snapshot sizes
+	metaPurgeAll = []byte("snapshots_purge_all") // 8-byte BE time of the last purge-all
+)
+
+// formatVersion is the layout version stored in the meta bucket.
+const formatVersion = 1
+
+// Defaults for zero Options fields.
+const (
+	DefaultFlushInterval = 20 * time.Millisecond
+	DefaultQueueSize     = 4096
+	DefaultEvictInterval = time.Minute
+	DefaultOpenTimeout   = 2 * time.Second
+)
+
+// ErrClosed is returned by operations on a closed Store.
+var ErrClosed = errors.New("snapshot: store is closed")
+
+// Options configure a Store. Zero values select the documented defaults.
+type Options struct {
+	// Path is the bbolt file. Its parent directory is created (mode 0700)
+	// if it is missing.
+	Path string
+
+	// MaxBytes bounds the sum of the encoded sizes of stored snapshots
+	// (the bbolt values, see Stats.Bytes); 0 means unbounded. When it is
+	// exceeded the oldest snapshots (by StoredAt) are evicted first. A
+	// single record whose encoded size exceeds MaxBytes is refused by Put.
+	MaxBytes int64
+
+	// MaxAge evicts snapshots whose StoredAt is older than this; 0 keeps
+	// them forever.
+	MaxAge time.Duration
+
+	// FlushInterval is how long the writer waits after the first queued
+	// record before committing the batch; default 20ms.
+	FlushInterval time.Duration
+
+	// QueueSize is the maximum number of records queued and not yet
+	// committed; default 4096. When the queue is full, Put drops the record
+	// and counts it in Stats.Dropped.
+	QueueSize int
+
+	// EvictInterval is how often the background evictor runs; default 1m.
+	EvictInterval time.Duration
+
+	// OpenTimeout is how long Open waits for the file lock held by another
+	// process (or another Store in this process); default 2s.
+	OpenTimeout time.Duration
+
+	// Logger receives write and eviction errors; nil means zap.NewNop().
+	Logger *zap.Logger
+
+	// Now is the clock used for StoredAt defaults and eviction; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// Store is a bbolt-backed snapshot store. All methods are safe for
+// concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+	opts Options
+	log  *zap.Logger
+	now  func() time.Time
+
+	// mu guards pending, inflight and closed. Put, Get and Delete take it
+	// briefly; it is never held across disk I/O.
+	mu       sync.RWMutex
+	pending  map[string]pendingRecord // queued, not yet handed to the writer
+	inflight map[string]pendingRecord // being committed by Flush
+	closed   bool
+
+	// writeMu serialises every transaction that changes snapshots or the
+	// totals (flush, delete, evict), so the in-memory totals are published
+	// in commit order.
+	writeMu sync.Mutex
+
+	purges    purgeMarks
+	overrides overrideSet
+
+	count, bytes, fileBytes atomic.Int64
+	pendingN                atomic.Int64
+	dropped, rejected       atomic.Uint64
+	written, writeErrors    atomic.Uint64
+	evicted                 atomic.Uint64
+	lastWriteNanos          atomic.Int64
+
+	wake      chan struct{} // a record was queued
+	evictKick chan struct{} // a flush could not bring Bytes under MaxBytes
+	stop      chan struct{}
+	done      sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the snapshot file at opts.Path, creates
+// the buckets, loads purge marks, overrides and totals into memory, and
+// starts the writer and evictor goroutines, which Close stops.
+//
+// The file is locked exclusively: if another process (or another Store)
+// holds it, Open fails after opts.OpenTimeout.
+func Open(opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("snapshot: Options.Path is required")
+	}
+	if opts.MaxBytes < 0 || opts.MaxAge < 0 || opts.FlushInterval < 0 || opts.QueueSize < 0 ||
+		opts.EvictInterval < 0 || opts.OpenTimeout < 0 {
+		return nil, fmt.Errorf("snapshot: opening %s: negative option", opts.Path)
+	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.EvictInterval == 0 {
+		opts.EvictInterval = DefaultEvictInterval
+	}
+	if opts.OpenTimeout == 0 {
+		opts.OpenTimeout = DefaultOpenTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+
+	path := opts.Path
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("snapshot: creating directory for %s: %w", path, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolt.ErrTimeout):
+			return nil, fmt.Errorf("snapshot: opening %s: file is locked (is it in use by another craftedge?): %w", path, err)
+		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
+			return nil, fmt.Errorf("snapshot: opening %s: not a bbolt database or corrupt: %w", path, err)
+		}
+		return nil, fmt.Errorf("snapshot: opening %s: %w", path, err)
+	}
+
+	s := &Store{
+		db:        db,
+		path:      path,
+		opts:      opts,
+		log:       opts.Logger.With(zap.String("path", path)),
+		now:       opts.Now,
+		pending:   make(map[string]pendingRecord),
+		wake:      make(chan struct{}, 1),
+		evictKick: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	s.purges.init()
+	s.overrides.init()
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.updateFileBytes()
+
+	s.done.Add(2)
+	go s.writeLoop()
+	go s.evictLoop()
+	return s, nil
+}
+
+// load creates the buckets, checks the layout version, loads (or, for a file
+// without them, recomputes) the totals, and loads purge marks and overrides.
+func (s *Store) load() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketSnapshots, bucketSnapshotsTime, bucketPurges,
+			bucketPurgePrefixes, bucketMeta, bucketOverrides} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("creating bucket %q: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(metaFormat); {
+		case v == nil:
+			if err := meta.Put(metaFormat, []byte{formatVersion}); err != nil {
+				return err
+			}
+		case len(v) != 1 || v[0] != formatVersion:
+			return fmt.Errorf("unsupported snapshot format %x (this build reads %d)", v, formatVersion)
+		}
+
+		count, okC := getUint64(meta, metaCount)
+		bytes, okB := getUint64(meta, metaBytes)
+		if !okC || !okB {
+			var err error
+			if count, bytes, err = s.rebuildTotals(tx); err != nil {
+				return err
+			}
+		}
+		s.count.Store(int64(count))
+		s.bytes.Store(int64(bytes))
+
+		if err := s.purges.load(tx, s.log); err != nil {
+			return err
+		}
+		return s.overrides.load(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot: loading %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// rebuildTotals scans the snapshots bucket, recomputes count and bytes, and
+// adds any missing time-index entries. It runs only when the totals are
+// absent (a new file, or one written before totals were kept).
+func (s *Store) rebuildTotals(tx *bolt.Tx) (count, bytes uint64, err error) {
+	snaps := tx.Bucket(bucketSnapshots)
+	idx := tx.Bucket(bucketSnapshotsTime)
+	var missing [][]byte
+	err = snaps.ForEach(func(k, v []byte) error {
+		count++
+		bytes += uint64(len(v))
+		if at, err := decodeStoredAt(v); err == nil {
+			ik := timeKey(at, k)
+			if idx.Get(ik) == nil {
+				missing = append(missing, ik)
+			}
+		} else {
+			s.log.Warn("unreadable snapshot while recomputing totals",
+				zap.ByteString("key", k), zap.Error(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, ik := range missing {
+		if err := idx.Put(ik, []byte{}); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := putTotals(tx, int64(count), int64(bytes)); err != nil {
+		return 0, 0, err
+	}
+	return count, bytes, nil
+}
+
+// DB returns the underlying bbolt database so other stores can keep their
+// own buckets in the same file. Callers must not touch this package's
+// buckets (see the bucket names in store.go) and must not close it.
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// Path returns the path of the bbolt file.
+func (s *Store) Path() string { return s.path }
+
+// Close stops the writer and evictor goroutines, commits everything still
+// queued, and closes the file. Put after Close returns false; Close is
+// idempotent and returns the same result every time.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.stop)
+		s.done.Wait()
+		flushErr := s.Flush()
+		closeErr := s.db.Close()
+		if closeErr != nil {
+			closeErr = fmt.Errorf("snapshot: closing %s: %w", s.path, closeErr)
+		}
+		s.closeErr = errors.Join(flushErr, closeErr)
+	})
+	return s.closeErr
+}
+
+// isClosed reports whether Close has started.
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// updateFileBytes caches the size of the file for Stats.
+func (s *Store) updateFileBytes() {
+	if fi, err := os.Stat(s.path); err == nil {
+		s.fileBytes.Store(fi.Size())
+	}
+}
