@@ -25,7 +25,11 @@ func (c fallbackCause) forwarded() bool { return c.upstream != nil }
 // then the last-good snapshot, then the configured fallback, then the
 // upstream's own error or a 502/503/504 with Retry-After.
 func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, variantKey string, stale []byte, now time.Time, cause fallbackCause) error {
+	// Cache-Status: a forwarded request says how the upstream failed; one
+	// that was not forwarded (kill switch, open breaker) is a hit when a
+	// copy is served.
 	prefix := cacheStatusName + "; "
+	hitPrefix := prefix + "hit; "
 	if cause.forwarded() {
 		if stale != nil {
 			prefix += "fwd=stale; "
@@ -33,8 +37,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 			prefix += "fwd=miss; "
 		}
 		prefix += "fwd-status=" + strconv.Itoa(cause.upstream.failStatus) + "; "
-	} else {
-		prefix += "hit; "
+		hitPrefix = prefix
 	}
 
 	// 1. The stale memory copy.
@@ -45,7 +48,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 				(e.Flags&pagecache.FlagMustRevalidate == 0 && e.StaleBy(now) <= e.StaleIfError)
 			if usable {
 				h.app.counters.staleServed.Add(1)
-				h.writeEntry(w, r, &e, now, prefix+"detail=stale")
+				h.writeEntry(w, r, &e, now, hitPrefix+"detail=stale")
 				return nil
 			}
 		}
@@ -64,7 +67,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
 		} else if e.Flags&pagecache.FlagVaryMarker == 0 && (cause.killSwitch || e.Flags&pagecache.FlagMustRevalidate == 0) {
 			h.app.counters.snapshotServed.Add(1)
-			h.writeEntry(w, r, &e, now, prefix+"detail=snapshot")
+			h.writeEntry(w, r, &e, now, hitPrefix+"detail=snapshot")
 			return nil
 		}
 	}

@@ -47,6 +47,8 @@ type fetchResult struct {
 	errBody   []byte
 	// notStoredReason explains a cacheable-looking response not stored.
 	notStoredReason string
+	// hadStale: a stale copy existed, so the call was a refresh.
+	hadStale bool
 }
 
 // fetchAndServe calls the upstream once per key (concurrent misses wait for
@@ -115,7 +117,7 @@ func (h *Handler) sameVariant(r *http.Request, key string, res *fetchResult) boo
 // fetch makes one upstream call for key under the breaker and the timeout.
 // Non-cacheable responses stream to w as they come (streamed=true).
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, stale []byte) *fetchResult {
-	res := &fetchResult{}
+	res := &fetchResult{hadStale: stale != nil}
 	var staleEntry *pagecache.Entry
 	if stale != nil {
 		staleEntry = new(pagecache.Entry)

@@ -355,3 +355,5 @@ func jsonQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+func ioCopy(dst io.Writer, r *http.Response) (int64, error) { return io.Copy(dst, r.Body) }

@@ -15,7 +15,6 @@ const (
 	cacheStatusName            = "craftedge"
 	statusHit                  = "craftedge; hit"
 	statusStaleWhileRevalidate = "craftedge; hit; detail=stale"
-	statusMissStored           = "craftedge; fwd=miss; stored"
 	statusRevalidated          = "craftedge; fwd=stale; fwd-status=304; stored"
 )
 
@@ -24,12 +23,18 @@ func statusMiss(res *fetchResult) string {
 	switch {
 	case res.revalidated:
 		return statusRevalidated
+	}
+	fwd := "craftedge; fwd=miss"
+	if res.hadStale {
+		fwd = "craftedge; fwd=stale"
+	}
+	switch {
 	case res.stored:
-		return statusMissStored
+		return fwd + "; stored"
 	case res.notStoredReason != "":
-		return "craftedge; fwd=miss; detail=" + res.notStoredReason
+		return fwd + "; detail=" + res.notStoredReason
 	default:
-		return "craftedge; fwd=miss"
+		return fwd
 	}
 }
 

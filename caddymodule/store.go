@@ -95,7 +95,7 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 		lifetime = time.Duration(h.TTL)
 	}
 	e.FreshFor = lifetime
-	e.InitialAge = httpcache.InitialAge(hdr, now)
+	e.InitialAge = httpcache.AgeValue(hdr)
 	if d.NoCache {
 		e.Flags |= pagecache.FlagNoCache
 	}
@@ -186,7 +186,7 @@ func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entr
 	} else {
 		e.FreshFor = time.Duration(h.TTL)
 	}
-	e.InitialAge = httpcache.InitialAge(hdr, now)
+	e.InitialAge = httpcache.AgeValue(hdr)
 	storeKey := key
 	if vary, _ := httpcache.VaryHeaders(hdr); len(vary) > 0 {
 		storeKey = varyKey(key, vary, r.Header)

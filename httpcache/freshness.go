@@ -60,3 +60,17 @@ func headerDate(h http.Header) (time.Time, bool) {
 	t, err := http.ParseTime(trimOWS(lines[0]))
 	return t, err == nil
 }
+
+// AgeValue returns the response's Age header (0 when absent or invalid).
+// The gateway uses it, not InitialAge, for the age a response arrives
+// with: origins behind it are one hop away, and a Craft server whose clock
+// runs behind the gateway's would otherwise make every response arrive
+// stale (Varnish ignores Date for the same reason).
+func AgeValue(h http.Header) time.Duration {
+	lines := h["Age"]
+	if len(lines) == 0 {
+		return 0
+	}
+	age, _ := parseDeltaSeconds(trimOWS(lines[0]))
+	return min(age, MaxDeltaSeconds)
+}
