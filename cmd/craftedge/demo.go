@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/demoorigin"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "demo",
+		Usage: "[--listen <addr>] [--origin <addr>] [--admin <addr>] [--storage <path>]",
+		Short: "Runs a demo Craft-like site behind the craftedge gateway",
+		Long: `
+Starts, with no setup, a demo origin (a small Craft-like site: pages with
+Cache-Tag headers, a login that sets a session cookie, a control panel and a
+switch that makes the origin fail or slow down) on loopback, and the
+craftedge gateway in front of it, configured by an embedded Caddyfile
+(cmd/craftedge/demo.Caddyfile). Then it prints the URLs and curl commands
+to try: cache hits and misses, purges by tag, the origin going down
+(snapshots and the fallback page), the kill switch and the health endpoint.
+
+The gateway listens on --listen, the origin on --origin, Caddy's admin API
+(with craftedge's routes under /craftedge/) on --admin. Snapshots are kept
+in --storage, by default in the system's temporary directory, so a restarted
+demo still has the copies of the pages visited before.
+
+Stop it with Ctrl+C.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().StringP("listen", "l", defaultDemoListen, "Address of the gateway (the demo site)")
+			cmd.Flags().StringP("origin", "o", defaultDemoOrigin, "Address of the demo origin (the Craft stand-in)")
+			cmd.Flags().StringP("admin", "a", defaultDemoAdmin, "Address of Caddy's admin API")
+			cmd.Flags().StringP("storage", "s", defaultDemoStorage(), "Path of the snapshot file (bbolt)")
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDemo)
+		},
+	})
+}
+
+// Defaults of the demo's flags.
+const (
+	defaultDemoListen = "127.0.0.1:8080"
+	defaultDemoOrigin = "127.0.0.1:8081"
+	defaultDemoAdmin  = "localhost:2019"
+)
+
+func defaultDemoStorage() string {
+	return filepath.Join(os.TempDir(), "craftedge-demo", "craftedge.db")
+}
+
+//go:embed demo.Caddyfile
+var demoCaddyfile string
+
+var demoCaddyfileTemplate = template.Must(template.New("demo.Caddyfile").
+	Funcs(template.FuncMap{"quote": caddyfileQuote}).
+	Option("missingkey=error").
+	Parse(demoCaddyfile))
+
+// demoOptions configures a demo.
+type demoOptions struct {
+	// Listen is the gateway's address (host:port; an empty host listens on
+	// every interface).
+	Listen string
+	// Origin is the demo origin's address; port 0 picks a free port.
+	Origin string
+	// Admin is the address of Caddy's admin endpoint.
+	Admin string
+	// Storage is the path of the snapshot file.
+	Storage string
+	// Out receives the instructions; nil means os.Stdout.
+	Out io.Writer
+}
+
+func cmdDemo(fl caddycmd.Flags) (int, error) {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	opts := demoOptions{
+		Listen:  fl.String("listen"),
+		Origin:  fl.String("origin"),
+		Admin:   fl.String("admin"),
+		Storage: fl.String("storage"),
+	}
+	if err := runDemo(ctx, opts, stopSignals); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	return caddy.ExitCodeSuccess, nil
+}
+
+// runDemo starts the demo, prints what to try and runs until ctx is done.
+// onDone, if not nil, is called as soon as ctx is done (cmdDemo uses it to
+// restore the default signal handling, so a second Ctrl+C kills at once).
+func runDemo(ctx context.Context, opts demoOptions, onDone func()) error {
+	d, err := startDemo(opts)
+	if err != nil {
+		return err
+	}
+	d.printInstructions(d.out)
+	<-ctx.Done()
+	if onDone != nil {
+		onDone()
+	}
+	fmt.Fprintln(d.out, "\nStopping the craftedge demo...")
+	return d.stop()
+}
+
+// demo is a running demo: the origin on its own listener and the gateway
+// loaded into Caddy.
+type demo struct {
+	listen  string // the gateway's address, as given
+	origin  string // the origin's actual address (dialable)
+	admin   string
+	storage string
+	out     io.Writer
+
+	site      *demoorigin.Origin
+	originSrv *http.Server
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// startDemo starts the origin and loads the gateway's config into Caddy.
+// Stop it with stop. Caddy runs one config per process: only one demo may
+// run at a time.
+func startDemo(opts demoOptions) (*demo, error) {
+	if opts.Listen == "" {
+		opts.Listen = defaultDemoListen
+	}
+	if opts.Origin == "" {
+		opts.Origin = defaultDemoOrigin
+	}
+	if opts.Admin == "" {
+		opts.Admin = defaultDemoAdmin
+	}
+	if opts.Storage == "" {
+		opts.Storage = defaultDemoStorage()
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	if _, port, err := splitHostPort("--listen", opts.Listen); err != nil {
+		return nil, err
+	} else if port == "0" {
+		return nil, fmt.Errorf("--listen %q: give a port (0 is not supported)", opts.Listen)
+	}
+	if _, port, err := splitHostPort("--admin", opts.Admin); err != nil {
+		return nil, err
+	} else if port == "0" {
+		return nil, fmt.Errorf("--admin %q: give a port (0 is not supported)", opts.Admin)
+	}
+	if _, _, err := splitHostPort("--origin", opts.Origin); err != nil {
+		return nil, err
+	}
+	storage, err := filepath.Abs(opts.Storage)
+	if err != nil {
+		return nil, fmt.Errorf("--storage %q: %w", opts.Storage, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(storage), 0o700); err != nil {
+		return nil, fmt.Errorf("--storage: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", opts.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("starting the demo origin on %s: %w (is another demo running? choose other ports with --listen, --origin and --admin)", opts.Origin, err)
+	}
+	d := &demo{
+		listen:  opts.Listen,
+		origin:  dialAddr(ln.Addr()),
+		admin:   opts.Admin,
+		storage: storage,
+		out:     opts.Out,
+		site:    demoorigin.New(),
+	}
+	d.originSrv = &http.Server{
+		Handler:           d.site,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { _ = d.originSrv.Serve(ln) }()
+
+	cfgJSON, err := d.adapt()
+	if err != nil {
+		_ = d.originSrv.Close()
+		return nil, err
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		_ = d.originSrv.Close()
+		return nil, fmt.Errorf("starting the gateway: %w (is another demo running? choose other ports with --listen, --origin and --admin)", err)
+	}
+	return d, nil
+}
+
+// caddyfile fills the demo Caddyfile template.
+func (d *demo) caddyfile() ([]byte, error) {
+	host, port, err := splitHostPort("--listen", d.listen)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]string{
+		"Admin":       d.admin,
+		"Storage":     d.storage,
+		"SiteAddress": "http://:" + port,
+		"Bind":        host,
+		"Origin":      d.origin,
+	}
+	if strings.Contains(host, ":") {
+		data["Bind"] = "[" + host + "]"
+	}
+	var buf bytes.Buffer
+	if err := demoCaddyfileTemplate.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("filling the demo Caddyfile: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// adapt fills the demo Caddyfile and adapts it to Caddy's JSON.
+func (d *demo) adapt() ([]byte, error) {
+	body, err := d.caddyfile()
+	if err != nil {
+		return nil, err
+	}
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	if adapter == nil {
+		return nil, errors.New("the caddyfile config adapter is not registered")
+	}
+	cfgJSON, warnings, err := adapter.Adapt(body, map[string]any{"filename": "demo.Caddyfile"})
+	if err != nil {
+		return nil, fmt.Errorf("adapting the demo Caddyfile: %w", err)
+	}
+	for _, w := range warnings {
+		caddy.Log().Warn("demo Caddyfile", zap.String("warning", w.String()))
+	}
+	return cfgJSON, nil
+}
+
+// stop unloads the gateway, closes Caddy's admin endpoint and the origin.
+// It is safe to call more than once.
+func (d *demo) stop() error {
+	d.stopOnce.Do(func() {
+		// Loading an empty config with the admin endpoint disabled stops the
+		// gateway and closes the admin listener (caddy.Stop alone leaves it
+		// open); persist false keeps the user's autosave.json untouched.
+		err := caddy.Load([]byte(`{"admin":{"disabled":true,"config":{"persist":false}}}`), true)
+		if err != nil {
+			err = fmt.Errorf("stopping the gateway: %w", err)
+		}
+		_ = caddy.Stop()
+		d.stopErr = errors.Join(err, d.originSrv.Close())
+	})
+	return d.stopErr
+}
+
+// printInstructions prints the URLs and the commands to try.
+func (d *demo) printInstructions(w io.Writer) {
+	site := "http://" + displayAddr(d.listen)
+	origin := "http://" + displayAddr(d.origin)
+	admin := "http://" + displayAddr(d.admin)
+	page := site + "/blog/hello-world"
+	mode := func(m string) string {
+		return "curl -s -X POST '" + origin + demoorigin.ControlPath + "?set=" + m + "'"
+	}
+	purge := "curl -s -X POST " + admin + "/craftedge/purge -H 'Content-Type: application/json' -d '{\"tags\":[\"entry:1\"]}'"
+
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("")
+	p("craftedge demo is running. Press Ctrl+C to stop.")
+	p("")
+	p("  Site, through the gateway   %s/", site)
+	p("  Origin, the Craft stand-in  %s/   (mode switch: %s%s)", origin, origin, demoorigin.ControlPath)
+	p("  Admin API                   %s/craftedge/health", admin)
+	p("  Snapshots                   %s", d.storage)
+	p("")
+	p("Open the site in a browser: the box at the bottom of every page says when")
+	p("the origin rendered it. While a page comes from the cache, it does not change.")
+	p("")
+	p("Things to try:")
+	p("")
+	p("1. A miss, then a hit (Cache-Status: \"fwd=miss; stored\", then \"hit\"):")
+	p("     curl -si %s | grep -i cache-status", page)
+	p("     curl -si %s | grep -i cache-status", page)
+	p("")
+	p("2. Purge by tag through the admin API; the next request is a miss again:")
+	p("     %s", purge)
+	p("     curl -si %s | grep -i -e cache-status -e 'rendered at'", page)
+	p("")
+	p("3. Save the entry in the control panel (never cached). Craft's answer carries")
+	p("   Cache-Purge-Tag: entry:1, so the gateway purges every page showing the entry")
+	p("   and the next request shows revision 2:")
+	p("     curl -si -X POST %s/admin/entries/1", site)
+	p("     curl -s %s | grep 'rendered at'", page)
+	p("")
+	p("4. Take the origin down (it closes connections without answering) and purge the")
+	p("   entry, so the gateway has to ask the origin: it serves the last good copy")
+	p("   (Cache-Status: ...detail=snapshot or detail=stale). A page it never cached")
+	p("   gets the fallback page (503, \"Back soon\"):")
+	p("     %s", mode("down"))
+	p("     %s", purge)
+	p("     curl -si %s | grep -i cache-status", page)
+	p("     curl -si %s/products/9", site)
+	p("   After 3 failures the breaker opens: copies are served without even trying the")
+	p("   origin, for 15s. Also try set=error (500s) and set=slow (answers after 5s; the")
+	p("   gateway gives up after 2s). Then bring it back:")
+	p("     %s", mode("ok"))
+	p("")
+	p("5. Kill switch: serve from memory and snapshots only, never from the origin:")
+	p("     curl -s -X PUT %s/craftedge/snapshot-only -d '{\"enabled\":true}'", admin)
+	p("     curl -s -X PUT %s/craftedge/snapshot-only -d '{\"enabled\":false}'", admin)
+	p("")
+	p("6. Health: memory tier, snapshots, breaker, kill switch, what was served how:")
+	p("     curl -s %s/craftedge/health", admin)
+	p("")
+	p("7. A logged-in visitor (Craft session cookie) bypasses the cache")
+	p("   (Cache-Status: ...fwd=bypass; detail=session):")
+	p("     curl -si -b CraftSessionId=x %s | grep -i cache-status", page)
+	p("")
+	p("Snapshots stay in %s between runs: restart the demo,", d.storage)
+	p("take the origin down at once, and the pages you visited before are still served.")
+	p("")
+	_, _ = io.WriteString(w, b.String())
+}
+
+// splitHostPort splits a host:port flag value, naming the flag in errors.
+func splitHostPort(flag, addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%s %q: want host:port, e.g. 127.0.0.1:8080: %w", flag, addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", "", fmt.Errorf("%s %q: invalid port %q", flag, addr, port)
+	}
+	return host, port, nil
+}
+
+// dialAddr is the address to reach a listener at: an unspecified IP
+// (0.0.0.0, ::) becomes the loopback address.
+func dialAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
+}
+
+// displayAddr is an address for URLs: an empty or unspecified host becomes
+// localhost.
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// caddyfileQuote quotes s as one Caddyfile token. Backquoted tokens are
+// taken literally, so Windows paths and spaces survive.
+func caddyfileQuote(s string) (string, error) {
+	if strings.ContainsAny(s, "`\r\n") {
+		return "", fmt.Errorf("%q: a backquote or line break cannot appear in the demo's Caddyfile", s)
+	}
+	return "`" + s + "`", nil
+}
