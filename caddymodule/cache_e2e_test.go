@@ -230,7 +230,7 @@ func TestCachePurgeTagFromUpstreamPurgesAndIsHidden(t *testing.T) {
 
 func TestCraftRequestsBypass(t *testing.T) {
 	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{handlerExtra: "bypass_cookie cart_*\nbypass_path /checkout*"})
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "bypass_cookie cart_*\nbypass_path /checkout*\nbypass_query nocache\nbypass_header X-No-Cache"})
 	cases := []struct {
 		name, method, path string
 		headers            map[string]string
@@ -250,6 +250,9 @@ func TestCraftRequestsBypass(t *testing.T) {
 		{"post", "POST", "/contact", nil, "method"},
 		{"extra cookie", "GET", "/blog/x", map[string]string{"Cookie": "cart_id=1"}, "cookie"},
 		{"extra path", "GET", "/checkout/pay", nil, "path"},
+		{"extra query", "GET", "/blog/x?nocache=1", nil, "query"},
+		{"extra header", "GET", "/blog/x", map[string]string{"X-No-Cache": "1"}, "header"},
+		{"websocket", "GET", "/ws", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, "upgrade"},
 	}
 	for _, tc := range cases {
 		before := o.total.Load()
@@ -474,4 +477,25 @@ func TestGraphQLPostCachedByBodyAndToken(t *testing.T) {
 	if o.count("/api") != 4 {
 		t.Fatalf("origin saw %d, want 4", o.count("/api"))
 	}
+}
+
+func TestTagHeaderIgnoreQueryAndExposeTags(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/t", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Tags", "custom:1,custom:2")
+		_, _ = w.Write([]byte(htmlPage("tags")))
+	})
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "tag_header X-Tags\nexpose_tags\nignore_query sessionref v*"})
+	r := g.get("/t?sessionref=abc&view=1")
+	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	if r.header.Get("X-Tags") != "custom:1,custom:2" {
+		t.Fatalf("expose_tags: X-Tags = %q", r.header.Get("X-Tags"))
+	}
+	wantCacheStatus(t, g.get("/t"), "craftedge; hit")
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"tags":["custom:2"]}`)
+	if !strings.Contains(r.body, `"purged": 1`) {
+		t.Fatalf("purge by custom tag header answered %s", r.body)
+	}
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"hosts":["localhost:9080"]}`)
+	wantStatus(t, r, 200)
 }
