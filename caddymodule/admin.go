@@ -118,7 +118,7 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if err := req.validate(); err != nil {
 		return badRequest(err)
 	}
-	n, err := app.purge(&req)
+	n, err := app.purge(&req, "admin")
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}

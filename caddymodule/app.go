@@ -107,6 +107,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.upstreamsMu = new(sync.Mutex)
 	a.overrides = new(atomic.Pointer[map[string]bool])
 	a.counters = &processCounters
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("craftedge: registering metrics: %w", err)
+	}
 	if a.Memory == 0 {
 		a.Memory = defaultMemory
 	}
@@ -224,7 +227,7 @@ func (a *App) upstream(name string, cfg BreakerConfig) (*upstreamState, error) {
 	}
 	key := fmt.Sprintf("breaker:%s:%d:%d:%d", name, cfg.Failures, cfg.Successes, cfg.Cooldown)
 	val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newBreaker(cfg), nil
+		return newBreaker(name, cfg), nil
 	})
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func newBenchHandler(b *testing.B) *Handler {
 		Upstream: "craft", TTL: 3600e9, Stale: 3600e9, Timeout: 10e9, MaxEntrySize: 4 << 20,
 		TagHeaders: httpcache.DefaultTagHeaders, Breaker: cfg,
 		app: app, logger: zap.NewNop(), flights: new(singleflight.Group),
-		upstream: &upstreamState{name: "craft", config: cfg, breaker: newBreaker(cfg)},
+		upstream: &upstreamState{name: "craft", config: cfg, breaker: newBreaker("craft", cfg)},
 	}
 	if err := h.bypass.Compile(); err != nil {
 		b.Fatal(err)

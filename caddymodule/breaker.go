@@ -43,7 +43,8 @@ var errUpstreamFailed = errors.New("upstream failed")
 // circuit wraps go-resiliency's circuit breaker and remembers when it last
 // changed state, for health reporting.
 type circuit struct {
-	cb *breaker.Breaker
+	name string
+	cb   *breaker.Breaker
 
 	mu        sync.Mutex
 	lastState breaker.State
@@ -51,8 +52,9 @@ type circuit struct {
 	opens     uint64
 }
 
-func newBreaker(cfg BreakerConfig) *circuit {
+func newBreaker(name string, cfg BreakerConfig) *circuit {
 	return &circuit{
+		name:  name,
 		cb:    breaker.New(cfg.Failures, cfg.Successes, time.Duration(cfg.Cooldown)),
 		since: time.Now(),
 	}
@@ -79,6 +81,8 @@ func (b *circuit) observe() {
 		if st == breaker.Open {
 			b.opens++
 		}
+		initMetrics()
+		metrics.breakerTransitions.WithLabelValues(b.name, stateName(st)).Inc()
 		b.lastState = st
 		b.since = time.Now()
 	}

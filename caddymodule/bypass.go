@@ -13,6 +13,7 @@ import (
 // only labelling the response and applying Cache-Purge-Tag instructions.
 func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, reason string) error {
 	h.app.counters.bypassed.Add(1)
+	h.metrics.count(outcomeBypass)
 	if h.BlockBypassWhenSnapshotOnly && h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
 		hdr := w.Header()
 		hdr.Set("Content-Type", "text/plain; charset=utf-8")

@@ -48,6 +48,11 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 				(e.Flags&pagecache.FlagMustRevalidate == 0 && e.StaleBy(now) <= e.StaleIfError)
 			if usable {
 				h.app.counters.staleServed.Add(1)
+				if cause.forwarded() {
+					h.metrics.count(outcomeStaleOnError)
+				} else {
+					h.metrics.count(outcomeStale)
+				}
 				h.writeEntry(w, r, &e, now, hitPrefix+"detail=stale")
 				return nil
 			}
@@ -67,16 +72,18 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
 		} else if e.Flags&pagecache.FlagVaryMarker == 0 && (cause.killSwitch || e.Flags&pagecache.FlagMustRevalidate == 0) {
 			h.app.counters.snapshotServed.Add(1)
+			h.metrics.count(outcomeSnapshot)
 			h.writeEntry(w, r, &e, now, hitPrefix+"detail=snapshot")
 			return nil
 		}
 	}
 
 	// 3. The configured fallback.
-	h.app.counters.fallbackServed.Add(1)
 	hdr := w.Header()
 	retryAfter := strconv.Itoa(int(time.Duration(h.Breaker.Cooldown) / time.Second))
 	if h.Fallback != nil {
+		h.app.counters.fallbackServed.Add(1)
+		h.metrics.count(outcomeFallback)
 		hdr.Set("Content-Type", h.Fallback.ContentType)
 		hdr.Set("Content-Length", strconv.Itoa(len(h.fallback)))
 		hdr.Set("Cache-Control", "no-store")
@@ -90,6 +97,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 	}
 
 	// 4. The upstream's own error response, or ours.
+	h.metrics.count(outcomeError)
 	if res := cause.upstream; res != nil && res.errStatus >= 500 {
 		copyHeader(hdr, res.errHeader)
 		h.processUpstreamHeaders(hdr)

@@ -64,6 +64,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 	inFlight.Add(-1)
 	res := v.(*fetchResult)
 	if leaderServed && res.streamed {
+		h.metrics.count(outcomePassThrough)
 		if res.failErr != nil && !res.failed {
 			return res.failErr
 		}
@@ -75,6 +76,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		if res.streamed || (res.raw != nil && !h.sameVariant(r, key, res)) {
 			res = h.fetch(w, r, next, key, stale)
 			if res.streamed {
+				h.metrics.count(outcomePassThrough)
 				if res.failErr != nil && !res.failed {
 					return res.failErr
 				}
@@ -89,6 +91,11 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 	var e pagecache.Entry
 	if err := e.Decode(res.raw); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("craftedge: decoding fresh entry: %w", err))
+	}
+	if res.revalidated {
+		h.metrics.count(outcomeRevalidated)
+	} else {
+		h.metrics.count(outcomeMiss)
 	}
 	status := statusMiss(res)
 	h.writeEntry(w, r, &e, now, status)
@@ -126,23 +133,37 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 	}
 	epoch := h.app.memory.Epoch()
+	start := time.Now()
+	status := 0
 	err := h.upstream.breaker.run(func() error {
-		h.callUpstream(w, r, next, key, staleEntry, epoch, res)
+		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
 		if res.failed {
 			return errUpstreamFailed
 		}
 		return nil
 	})
-	if errors.Is(err, breaker.ErrBreakerOpen) {
+	outcome := "success"
+	switch {
+	case errors.Is(err, breaker.ErrBreakerOpen):
 		res.failed = true
 		res.failStatus = http.StatusServiceUnavailable
 		res.failErr = err
+		outcome = "breaker_open"
+	case res.failed && errors.Is(res.failErr, errUpstreamTimeout):
+		outcome = "timeout"
+	case res.failed:
+		outcome = "failure"
 	}
+	if outcome != "breaker_open" {
+		metrics.upstreamDuration.WithLabelValues(h.Upstream).Observe(time.Since(start).Seconds())
+	}
+	metrics.upstreamRequests.WithLabelValues(h.Upstream, outcome, codeClass(status)).Inc()
 	return res
 }
 
 // callUpstream runs the next handler with a recorder and fills res.
-func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, staleEntry *pagecache.Entry, epoch uint64, res *fetchResult) {
+// It returns the upstream's status (0 when it wrote none).
+func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, staleEntry *pagecache.Entry, epoch uint64, res *fetchResult) int {
 	// The call is detached from the client's cancellation while buffering,
 	// so waiters are not failed by the leader's client leaving; the timeout
 	// bounds it instead. Once streaming, the client's cancellation applies.
@@ -195,7 +216,7 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 		res.streamed = true
 		res.failErr = err
 		res.notStoredReason = notStored
-		return
+		return rec.status
 	}
 	if err != nil || timedOut || rec.mode == modeFailed {
 		res.failed = true
@@ -221,7 +242,7 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 			zap.String("key", key),
 			zap.Int("status", res.failStatus),
 			zap.Error(res.failErr))
-		return
+		return rec.status
 	}
 	if rec.mode == modeUndecided {
 		// The upstream wrote nothing: an empty 200, not worth storing.
@@ -234,10 +255,11 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 			// A 304 we did not ask for: relay it, do not store.
 			res.streamed = true
 			rec.startPassthrough()
-			return
+			return rec.status
 		}
 		h.revalidated(r, key, staleEntry, rec.header, epoch, res)
-		return
+		return rec.status
 	}
 	h.storeResponse(r, key, rec.status, rec.header, rec.body.Bytes(), notStored, epoch, res)
+	return rec.status
 }

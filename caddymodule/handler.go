@@ -129,6 +129,7 @@ type Handler struct {
 	keys     httpcache.KeyRules
 	flights  *singleflight.Group
 	fallback []byte
+	metrics  handlerMetrics
 }
 
 // Fallback is the response of last resort.
@@ -224,6 +225,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.SnapshotOnly {
 		h.upstream.handlerSnapshotOnly = true
 	}
+	h.metrics = newHandlerMetrics(h.Upstream)
 	return nil
 }
 
@@ -290,6 +292,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	raw, variantKey, found := h.lookup(r, key, &entry)
 	if found && entry.Fresh(now) {
 		mem.CountHit()
+		h.metrics.hit.Inc()
 		h.writeEntry(w, r, &entry, now, statusHit)
 		return nil
 	}
@@ -304,6 +307,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if found && entry.Flags&pagecache.FlagMustRevalidate == 0 && entry.Flags&pagecache.FlagNoCache == 0 &&
 		entry.StaleWhileRevalidate > 0 && entry.StaleBy(now) <= entry.StaleWhileRevalidate {
 		h.refreshInBackground(r, next, key, raw)
+		h.metrics.count(outcomeStale)
 		h.writeEntry(w, r, &entry, now, statusStaleWhileRevalidate)
 		return nil
 	}

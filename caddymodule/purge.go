@@ -61,7 +61,7 @@ func (p *PurgeRequest) validate() error {
 // purge removes memory copies at once and marks snapshots stale (they are
 // kept, to serve only when the live path fails). It returns how many
 // memory entries were removed.
-func (a *App) purge(p *PurgeRequest) (int, error) {
+func (a *App) purge(p *PurgeRequest, source string) (int, error) {
 	if err := p.validate(); err != nil {
 		return 0, err
 	}
@@ -104,6 +104,9 @@ func (a *App) purge(p *PurgeRequest) (int, error) {
 		}
 	}
 	a.counters.purges.Add(1)
+	initMetrics()
+	metrics.purges.WithLabelValues(source).Inc()
+	metrics.purgedEntries.Add(float64(n))
 	a.logger.Info("purged",
 		zap.Strings("tags", p.Tags), zap.Strings("urls", p.URLs), zap.Strings("prefixes", p.Prefixes),
 		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n))
@@ -112,7 +115,7 @@ func (a *App) purge(p *PurgeRequest) (int, error) {
 
 // purgeTags is the purge used by Cache-Purge-Tag responses.
 func (a *App) purgeTags(tags []string) int {
-	n, err := a.purge(&PurgeRequest{Tags: tags})
+	n, err := a.purge(&PurgeRequest{Tags: tags}, "upstream_header")
 	if err != nil {
 		a.logger.Error("purging tags", zap.Strings("tags", tags), zap.Error(err))
 	}

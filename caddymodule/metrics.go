@@ -1,0 +1,208 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics live in Caddy's registry (ctx.GetMetricsRegistry()): collectors
+// are created once per process and registered on every config load, so
+// counters survive `caddy reload`. Labels are low-cardinality: upstream
+// names from the config, fixed outcome sets.
+var metrics = struct {
+	once sync.Once
+
+	cacheRequests      *prometheus.CounterVec
+	upstreamRequests   *prometheus.CounterVec
+	upstreamDuration   *prometheus.HistogramVec
+	breakerTransitions *prometheus.CounterVec
+	purges             *prometheus.CounterVec
+	purgedEntries      prometheus.Counter
+	state              *stateCollector
+}{}
+
+const metricsNamespace = "craftedge"
+
+// Cache outcomes (label "outcome" of craftedge_cache_requests_total).
+const (
+	outcomeHit          = "hit"
+	outcomeMiss         = "miss"
+	outcomeRevalidated  = "revalidated"
+	outcomeStale        = "stale"
+	outcomeStaleOnError = "stale_on_error"
+	outcomeSnapshot     = "snapshot"
+	outcomeFallback     = "fallback"
+	outcomeError        = "error"
+	outcomeBypass       = "bypass"
+	outcomePassThrough  = "uncacheable"
+)
+
+var cacheOutcomes = []string{outcomeHit, outcomeMiss, outcomeRevalidated, outcomeStale, outcomeStaleOnError,
+	outcomeSnapshot, outcomeFallback, outcomeError, outcomeBypass, outcomePassThrough}
+
+func initMetrics() {
+	metrics.once.Do(func() {
+		metrics.cacheRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "cache", Name: "requests_total",
+			Help: "Requests through the craftedge handler by upstream and outcome (hit, miss, revalidated, stale, stale_on_error, snapshot, fallback, error, bypass, uncacheable).",
+		}, []string{"upstream", "outcome"})
+		metrics.upstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "upstream", Name: "requests_total",
+			Help: "Calls to an upstream for cacheable requests by outcome (success, failure, timeout, breaker_open) and status class (2xx..5xx, none).",
+		}, []string{"upstream", "outcome", "code_class"})
+		metrics.upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Subsystem: "upstream", Name: "request_duration_seconds",
+			Help:    "Duration of upstream calls for cacheable requests, until the response is buffered or starts streaming.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"upstream"})
+		metrics.breakerTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "breaker", Name: "transitions_total",
+			Help: "Circuit breaker state changes by upstream and the state entered.",
+		}, []string{"upstream", "state"})
+		metrics.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "cache", Name: "purges_total",
+			Help: "Purge requests by source (admin, upstream_header).",
+		}, []string{"source"})
+		metrics.purgedEntries = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "cache", Name: "purged_entries_total",
+			Help: "Memory tier entries removed by purges.",
+		})
+		metrics.state = &stateCollector{}
+	})
+}
+
+// registerMetrics registers the collectors with a config's registry.
+func registerMetrics(reg *prometheus.Registry) error {
+	initMetrics()
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{
+		metrics.cacheRequests, metrics.upstreamRequests, metrics.upstreamDuration,
+		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.state,
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handlerMetrics are a handler's counters, resolved once at provision so
+// the hot path only does an atomic add.
+type handlerMetrics struct {
+	byOutcome map[string]prometheus.Counter
+	hit       prometheus.Counter
+}
+
+func newHandlerMetrics(upstream string) handlerMetrics {
+	initMetrics()
+	m := handlerMetrics{byOutcome: make(map[string]prometheus.Counter, len(cacheOutcomes))}
+	for _, o := range cacheOutcomes {
+		m.byOutcome[o] = metrics.cacheRequests.WithLabelValues(upstream, o)
+	}
+	m.hit = m.byOutcome[outcomeHit]
+	return m
+}
+
+func (m handlerMetrics) count(outcome string) {
+	if c := m.byOutcome[outcome]; c != nil {
+		c.Inc()
+	}
+}
+
+func codeClass(status int) string {
+	switch {
+	case status >= 500:
+		return "5xx"
+	case status >= 400:
+		return "4xx"
+	case status >= 300:
+		return "3xx"
+	case status >= 200:
+		return "2xx"
+	default:
+		return "none"
+	}
+}
+
+// stateCollector reports the running app's state at scrape time: memory
+// tier and snapshot store sizes, breaker states, kill switches.
+type stateCollector struct{}
+
+var (
+	descMemoryEntries = prometheus.NewDesc("craftedge_memory_entries", "Entries in the memory tier.", nil, nil)
+	descMemoryBytes   = prometheus.NewDesc("craftedge_memory_bytes", "Bytes used by the memory tier.", nil, nil)
+	descMemoryMax     = prometheus.NewDesc("craftedge_memory_max_bytes", "Configured bound of the memory tier.", nil, nil)
+	descMemoryEvicted = prometheus.NewDesc("craftedge_memory_evictions_total", "Entries evicted from the memory tier for space or age.", nil, nil)
+	descMemoryHits    = prometheus.NewDesc("craftedge_memory_hits_total", "Memory tier lookups that found a fresh entry.", nil, nil)
+	descMemoryMisses  = prometheus.NewDesc("craftedge_memory_misses_total", "Memory tier lookups without a fresh entry.", nil, nil)
+	descSnapEntries   = prometheus.NewDesc("craftedge_snapshot_entries", "Snapshots stored in bbolt.", nil, nil)
+	descSnapBytes     = prometheus.NewDesc("craftedge_snapshot_bytes", "Bytes of stored snapshots.", nil, nil)
+	descSnapMax       = prometheus.NewDesc("craftedge_snapshot_max_bytes", "Configured bound of snapshot bytes (0 = unbounded).", nil, nil)
+	descSnapFile      = prometheus.NewDesc("craftedge_snapshot_file_bytes", "Size of the bbolt file.", nil, nil)
+	descSnapPending   = prometheus.NewDesc("craftedge_snapshot_pending_writes", "Snapshots queued for the write-behind writer.", nil, nil)
+	descSnapDropped   = prometheus.NewDesc("craftedge_snapshot_dropped_total", "Snapshots dropped because the write queue was full.", nil, nil)
+	descSnapWriteErrs = prometheus.NewDesc("craftedge_snapshot_write_errors_total", "Snapshots lost to write errors.", nil, nil)
+	descSnapWriteSecs = prometheus.NewDesc("craftedge_snapshot_last_write_seconds", "Duration of the last write-behind batch (one bbolt transaction).", nil, nil)
+	descBreakerState  = prometheus.NewDesc("craftedge_breaker_state", "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open.", []string{"upstream"}, nil)
+	descSnapshotOnly  = prometheus.NewDesc("craftedge_snapshot_only", "1 when the kill switch is on for the upstream.", []string{"upstream"}, nil)
+)
+
+func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryMax, descMemoryEvicted,
+		descMemoryHits, descMemoryMisses, descSnapEntries, descSnapBytes, descSnapMax, descSnapFile, descSnapPending,
+		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descBreakerState, descSnapshotOnly} {
+		ch <- d
+	}
+}
+
+func (stateCollector) Collect(ch chan<- prometheus.Metric) {
+	a := currentApp.Load()
+	if a == nil {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	ms := a.memory.Stats()
+	gauge(descMemoryEntries, float64(ms.Entries))
+	gauge(descMemoryBytes, float64(ms.Bytes))
+	gauge(descMemoryMax, float64(ms.MaxBytes))
+	counter(descMemoryEvicted, float64(ms.Evicted))
+	counter(descMemoryHits, float64(ms.Hits))
+	counter(descMemoryMisses, float64(ms.Misses))
+	ss := a.store.Stats()
+	gauge(descSnapEntries, float64(ss.Count))
+	gauge(descSnapBytes, float64(ss.Bytes))
+	gauge(descSnapMax, float64(a.SnapshotMaxSize))
+	gauge(descSnapFile, float64(ss.FileBytes))
+	gauge(descSnapPending, float64(ss.Pending))
+	counter(descSnapDropped, float64(ss.Dropped))
+	counter(descSnapWriteErrs, float64(ss.WriteErrors))
+	gauge(descSnapWriteSecs, ss.LastWriteDuration.Seconds())
+	for _, u := range a.upstreamList() {
+		state, _, _ := u.breaker.status()
+		v := 0.0
+		switch state {
+		case "half-open":
+			v = 1
+		case "open":
+			v = 2
+		}
+		gauge(descBreakerState, v, u.name)
+		on := 0.0
+		if a.SnapshotOnly || u.handlerSnapshotOnly || a.overrideOn(u.name) {
+			on = 1
+		}
+		gauge(descSnapshotOnly, on, u.name)
+	}
+}
