@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/jobs"
 )
 
 func init() {
@@ -25,6 +27,7 @@ const maxAdminBody = 1 << 20
 //	POST /craftedge/purge          purge by tags, urls, prefixes, hosts or all
 //	GET  /craftedge/health         memory tier, snapshots, breakers, kill switch
 //	PUT  /craftedge/snapshot-only  set or clear the kill-switch override
+//	     /craftedge/jobs...         the job queue (see handleJobs)
 //
 // Admin modules are provisioned before apps, so the app is resolved per
 // request.
@@ -44,6 +47,8 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/craftedge/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
 		{Pattern: "/craftedge/health", Handler: caddy.AdminHandlerFunc(a.handleHealth)},
 		{Pattern: "/craftedge/snapshot-only", Handler: caddy.AdminHandlerFunc(a.handleSnapshotOnly)},
+		{Pattern: "/craftedge/jobs", Handler: caddy.AdminHandlerFunc(a.handleJobs)},
+		{Pattern: "/craftedge/jobs/", Handler: caddy.AdminHandlerFunc(a.handleJobs)},
 	}
 }
 
@@ -172,6 +177,7 @@ type Health struct {
 	Upstreams  []UpstreamHealth  `json:"upstreams"`
 	KillSwitch KillSwitchStatus  `json:"snapshot_only"`
 	Served     map[string]uint64 `json:"served"`
+	Jobs       *JobsHealth       `json:"jobs,omitempty"`
 	Time       time.Time         `json:"time"`
 }
 
@@ -186,6 +192,17 @@ type SnapshotHealth struct {
 	Dropped     uint64 `json:"dropped"`
 	WriteErrors uint64 `json:"write_errors"`
 	Evicted     uint64 `json:"evicted"`
+}
+
+// JobsHealth is the job queue's depth and age (the age of the oldest ready
+// job: the queue's lag).
+type JobsHealth struct {
+	Ready           int                       `json:"ready"`
+	Running         int                       `json:"running"`
+	Done            int                       `json:"done"`
+	Dead            int                       `json:"dead"`
+	QueueAgeSeconds float64                   `json:"queue_age_seconds"`
+	Kinds           map[string]jobs.KindStats `json:"kinds"`
 }
 
 // UpstreamHealth describes one upstream's breaker and kill switch.
@@ -233,6 +250,12 @@ func (a *App) health() Health {
 			"purges":   a.counters.purges.Load(),
 		},
 		Time: nowFunc().UTC(),
+	}
+	if st, err := a.jobs.Stats(); err == nil {
+		h.Jobs = &JobsHealth{
+			Ready: st.Totals.Ready, Running: st.Totals.Running, Done: st.Totals.Done, Dead: st.Totals.Dead,
+			QueueAgeSeconds: st.Totals.QueueAgeSeconds, Kinds: st.Kinds,
+		}
 	}
 	for _, u := range a.upstreamList() {
 		state, since, opens := u.breaker.status()

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
 )
@@ -56,11 +57,17 @@ type App struct {
 	// SnapshotMaxAge evicts snapshots older than this. Default 30 days.
 	SnapshotMaxAge caddy.Duration `json:"snapshot_max_age,omitempty"`
 
+	// Jobs configures the durable job queue (syncs, refetches, outbox)
+	// kept in the same bbolt file.
+	Jobs *JobsConfig `json:"jobs,omitempty"`
+
 	ctx    caddy.Context
 	logger *zap.Logger
 
 	store    *snapshot.Store
 	memory   *pagecache.Cache
+	jobs     *jobs.Queue
+	stopJobs func()
 	poolKeys []string
 
 	upstreamsMu *sync.Mutex
@@ -165,7 +172,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.poolKeys = append(a.poolKeys, memKey)
 	a.memory = val.(memoryResource).Cache
 	a.loadOverrides()
-	return nil
+	return a.provisionJobs()
 }
 
 // loadOverrides refreshes the in-memory copy of the kill-switch overrides.
@@ -185,6 +192,7 @@ func (a *App) setOverride(upstream string, enabled bool) error {
 
 // Start makes this app the one the admin routes see.
 func (a *App) Start() error {
+	a.startJobs()
 	currentApp.Store(a)
 	a.logger.Info("craftedge started",
 		zap.String("storage", a.Storage),
@@ -196,6 +204,9 @@ func (a *App) Start() error {
 // Stop flushes pending snapshot writes so a stop loses nothing.
 func (a *App) Stop() error {
 	currentApp.CompareAndSwap(a, nil)
+	if a.stopJobs != nil {
+		a.stopJobs()
+	}
 	if a.store != nil {
 		if err := a.store.Flush(); err != nil {
 			a.logger.Error("flushing snapshots", zap.Error(err))

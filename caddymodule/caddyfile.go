@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -38,6 +39,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    snapshot_only     [on|off]
 //	    snapshot_max_size <size>
 //	    snapshot_max_age  <duration>
+//	    jobs {
+//	        retention <duration>
+//	        lease     <duration>
+//	        kind <name> {
+//	            concurrency  <n>
+//	            batch        <n>
+//	            backoff      <base> <max>
+//	            max_attempts <n>
+//	            timeout      <duration>
+//	        }
+//	    }
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -75,11 +87,104 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.SnapshotMaxAge = dur
+		case "jobs":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if a.Jobs == nil {
+				a.Jobs = &JobsConfig{}
+			}
+			if err := a.Jobs.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			continue
 		default:
 			return d.Errf("unrecognized craftedge global option %q", d.Val())
 		}
 		if d.NextArg() {
 			return d.Errf("too many arguments to %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile parses the jobs block of the global option.
+func (c *JobsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "retention", "lease":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return err
+			}
+			if opt == "retention" {
+				c.Retention = dur
+			} else {
+				c.Lease = dur
+			}
+			if d.NextArg() {
+				return d.Errf("too many arguments to %q", opt)
+			}
+		case "kind":
+			name, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.Errf("too many arguments to kind %q", name)
+			}
+			var k JobKindConfig
+			for kn := d.Nesting(); d.NextBlock(kn); {
+				switch sub := d.Val(); sub {
+				case "concurrency", "batch", "max_attempts":
+					v, err := oneArg(d)
+					if err != nil {
+						return err
+					}
+					n, err := strconv.Atoi(v)
+					if err != nil || n < 1 {
+						return d.Errf("%s must be a positive integer, got %q", sub, v)
+					}
+					switch sub {
+					case "concurrency":
+						k.Concurrency = n
+					case "batch":
+						k.BatchSize = n
+					default:
+						k.MaxAttempts = n
+					}
+				case "backoff":
+					base, err := parseDuration(d)
+					if err != nil {
+						return err
+					}
+					maxd, err := parseDuration(d)
+					if err != nil {
+						return d.Errf("backoff wants <base> <max>: %v", err)
+					}
+					if maxd < base {
+						return d.Errf("backoff max %s is below base %s", time.Duration(maxd), time.Duration(base))
+					}
+					k.BaseBackoff, k.MaxBackoff = base, maxd
+				case "timeout":
+					dur, err := parseDuration(d)
+					if err != nil {
+						return err
+					}
+					k.Timeout = dur
+				default:
+					return d.Errf("unrecognized job kind option %q", sub)
+				}
+				if d.NextArg() {
+					return d.Errf("too many arguments to %q", d.Val())
+				}
+			}
+			if c.Kinds == nil {
+				c.Kinds = map[string]JobKindConfig{}
+			}
+			c.Kinds[name] = k
+		default:
+			return d.Errf("unrecognized jobs option %q", opt)
 		}
 	}
 	return nil

@@ -349,11 +349,10 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"graphql api", "graphql path must start with /"},
 	} {
 		cfg := caddyfileFor(o, gatewayOptions{storage: filepath.Join(t.TempDir(), "x.db"), handlerExtra: tc.extra})
-		caddytest.AssertLoadError(t, cfg, "caddyfile", tc.want)
-		caddytest.AssertLoadError(t, cfg, "caddyfile", "Caddyfile:")
+		assertLoadError(t, cfg, tc.want)
 	}
 	cfg := caddyfileFor(o, gatewayOptions{storage: "/tmp/x.db", globalExtra: "memory lots"})
-	caddytest.AssertLoadError(t, cfg, "caddyfile", "memory: invalid size")
+	assertLoadError(t, cfg, "memory: invalid size")
 }
 
 func TestUnopenableStorageIsAClearError(t *testing.T) {
@@ -379,4 +378,12 @@ func TestUnopenableStorageIsAClearError(t *testing.T) {
 	if r.StatusCode == 200 || !strings.Contains(body.String(), "craftedge: storage") || !strings.Contains(body.String(), "plainfile") {
 		t.Fatalf("load of an unopenable storage path: status %d, body %s", r.StatusCode, body)
 	}
+}
+
+// assertLoadError loads a Caddyfile that must fail with an error containing
+// want and naming the Caddyfile line.
+func assertLoadError(t *testing.T, cfg, want string) {
+	t.Helper()
+	caddytest.AssertLoadError(t, cfg, "caddyfile", want)
+	caddytest.AssertLoadError(t, cfg, "caddyfile", "Caddyfile:")
 }

@@ -152,12 +152,14 @@ var (
 	descSnapWriteSecs = prometheus.NewDesc("craftedge_snapshot_last_write_seconds", "Duration of the last write-behind batch (one bbolt transaction).", nil, nil)
 	descBreakerState  = prometheus.NewDesc("craftedge_breaker_state", "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open.", []string{"upstream"}, nil)
 	descSnapshotOnly  = prometheus.NewDesc("craftedge_snapshot_only", "1 when the kill switch is on for the upstream.", []string{"upstream"}, nil)
+	descJobs          = prometheus.NewDesc("craftedge_jobs", "Jobs in the durable queue by kind and state (ready, running, done, dead).", []string{"kind", "state"}, nil)
+	descJobsAge       = prometheus.NewDesc("craftedge_jobs_queue_age_seconds", "How long the oldest ready job of a kind has been due (the queue's lag).", []string{"kind"}, nil)
 )
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryMax, descMemoryEvicted,
 		descMemoryHits, descMemoryMisses, descSnapEntries, descSnapBytes, descSnapMax, descSnapFile, descSnapPending,
-		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descBreakerState, descSnapshotOnly} {
+		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descBreakerState, descSnapshotOnly, descJobs, descJobsAge} {
 		ch <- d
 	}
 }
@@ -189,6 +191,15 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSnapDropped, float64(ss.Dropped))
 	counter(descSnapWriteErrs, float64(ss.WriteErrors))
 	gauge(descSnapWriteSecs, ss.LastWriteDuration.Seconds())
+	if st, err := a.jobs.Stats(); err == nil {
+		for kind, ks := range st.Kinds {
+			gauge(descJobs, float64(ks.Ready), kind, "ready")
+			gauge(descJobs, float64(ks.Running), kind, "running")
+			gauge(descJobs, float64(ks.Done), kind, "done")
+			gauge(descJobs, float64(ks.Dead), kind, "dead")
+			gauge(descJobsAge, ks.QueueAgeSeconds, kind)
+		}
+	}
 	for _, u := range a.upstreamList() {
 		state, _, _ := u.breaker.status()
 		v := 0.0

@@ -1,0 +1,152 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/jobs"
+)
+
+// JobsConfig configures the durable job queue of the app.
+type JobsConfig struct {
+	// Retention is how long a done job keeps its idempotency key, so the
+	// same work enqueued again within it is not done twice. Default 24h.
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	// Lease is how long a claimed job is reserved for its worker (renewed
+	// while it runs); a job whose worker died runs again after it.
+	// Default 1m.
+	Lease caddy.Duration `json:"lease,omitempty"`
+
+	// Kinds overrides the retry and concurrency settings of job kinds,
+	// by kind name (e.g. "vendor.sync", "outbox").
+	Kinds map[string]JobKindConfig `json:"kinds,omitempty"`
+}
+
+// JobKindConfig sets how one kind of job runs and retries.
+type JobKindConfig struct {
+	// Concurrency is how many workers run jobs of this kind at once.
+	Concurrency int `json:"concurrency,omitempty"`
+
+	// BatchSize is how many ready jobs a worker takes at once (for vendor
+	// batch APIs, 50-200 is typical).
+	BatchSize int `json:"batch_size,omitempty"`
+
+	// BaseBackoff and MaxBackoff bound the exponential backoff with full
+	// jitter between attempts.
+	BaseBackoff caddy.Duration `json:"base_backoff,omitempty"`
+	MaxBackoff  caddy.Duration `json:"max_backoff,omitempty"`
+
+	// MaxAttempts is how many attempts a job gets before it is
+	// dead-lettered.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// Timeout bounds one attempt.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// jobKind is a kind of job some part of craftedge runs: its defaults and
+// a constructor for its handler, bound to the running app.
+type jobKind struct {
+	defaults jobs.KindConfig
+	handler  func(a *App) jobs.Handler
+}
+
+var (
+	jobKindsMu sync.Mutex
+	jobKinds   = map[string]jobKind{}
+)
+
+// registerJobKind makes a kind of job known to every craftedge app loaded
+// afterwards. It is called from init functions (and tests).
+func registerJobKind(name string, defaults jobs.KindConfig, handler func(a *App) jobs.Handler) {
+	jobKindsMu.Lock()
+	defer jobKindsMu.Unlock()
+	jobKinds[name] = jobKind{defaults: defaults, handler: handler}
+}
+
+// provisionJobs opens this config's queue on the shared bbolt file and
+// registers every known kind with its configured overrides.
+func (a *App) provisionJobs() error {
+	cfg := a.Jobs
+	if cfg == nil {
+		cfg = &JobsConfig{}
+	}
+	q, err := jobs.Open(a.store.DB(), jobs.Options{
+		Logger:    a.logger.Named("jobs"),
+		Now:       nowFunc,
+		Retention: time.Duration(cfg.Retention),
+		Lease:     time.Duration(cfg.Lease),
+	})
+	if err != nil {
+		return fmt.Errorf("craftedge: opening job queue: %w", err)
+	}
+	jobKindsMu.Lock()
+	defer jobKindsMu.Unlock()
+	for name := range cfg.Kinds {
+		if _, ok := jobKinds[name]; !ok {
+			return fmt.Errorf("craftedge: jobs: unknown job kind %q (known: %v)", name, knownJobKindsLocked())
+		}
+	}
+	for name, kind := range jobKinds {
+		kc := kind.defaults
+		if o, ok := cfg.Kinds[name]; ok {
+			if o.Concurrency > 0 {
+				kc.Concurrency = o.Concurrency
+			}
+			if o.BatchSize > 0 {
+				kc.BatchSize = o.BatchSize
+			}
+			if o.BaseBackoff > 0 {
+				kc.BaseBackoff = time.Duration(o.BaseBackoff)
+			}
+			if o.MaxBackoff > 0 {
+				kc.MaxBackoff = time.Duration(o.MaxBackoff)
+			}
+			if o.MaxAttempts > 0 {
+				kc.MaxAttempts = o.MaxAttempts
+			}
+			if o.Timeout > 0 {
+				kc.Timeout = time.Duration(o.Timeout)
+			}
+		}
+		if err := q.Register(name, kc, kind.handler(a)); err != nil {
+			return fmt.Errorf("craftedge: registering job kind %q: %w", name, err)
+		}
+	}
+	a.jobs = q
+	return nil
+}
+
+func knownJobKindsLocked() []string {
+	names := make([]string, 0, len(jobKinds))
+	for n := range jobKinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// startJobs runs the workers until Stop. A job interrupted by a reload or
+// shutdown gets its attempt back and runs again in the next config's
+// workers; leases keep two configs from running one job at once.
+func (a *App) startJobs() {
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	a.stopJobs = func() {
+		cancel()
+		<-done
+	}
+	go func() {
+		defer close(done)
+		if err := a.jobs.Run(ctx); err != nil && ctx.Err() == nil {
+			a.logger.Error("job workers stopped", zap.Error(err))
+		}
+	}()
+}
