@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -25,7 +26,25 @@ func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddy
 		return nil
 	}
 	bw := &bypassWriter{ResponseWriter: w, h: h, status: cacheStatusName + "; fwd=bypass; detail=" + reason}
-	return next.ServeHTTP(bw, r)
+	err := next.ServeHTTP(bw, r)
+	code := bw.code
+	if err != nil {
+		code = http.StatusBadGateway
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			code = he.StatusCode
+		}
+	}
+	area := "site"
+	if reason == "cp" || reason == "action" || h.bypass.ControlPanel(lookupRequest(r)) {
+		area = "cp"
+	}
+	method := "other"
+	if r.Method == http.MethodGet || r.Method == http.MethodPost {
+		method = r.Method
+	}
+	metrics.bypassResponses.WithLabelValues(h.Upstream, area, method, codeClass(code)).Inc()
+	return err
 }
 
 // bypassWriter labels a bypassed response and handles the upstream's
@@ -35,11 +54,13 @@ type bypassWriter struct {
 	h           *Handler
 	status      string
 	wroteHeader bool
+	code        int
 }
 
 func (bw *bypassWriter) WriteHeader(code int) {
 	if !bw.wroteHeader && code >= 200 {
 		bw.wroteHeader = true
+		bw.code = code
 		hdr := bw.ResponseWriter.Header()
 		bw.h.processUpstreamHeaders(hdr)
 		hdr.Set("Cache-Status", bw.status)

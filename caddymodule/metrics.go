@@ -19,6 +19,7 @@ var metrics = struct {
 	upstreamDuration   *prometheus.HistogramVec
 	breakerTransitions *prometheus.CounterVec
 	purges             *prometheus.CounterVec
+	bypassResponses    *prometheus.CounterVec
 	purgedEntries      prometheus.Counter
 	state              *stateCollector
 }{}
@@ -65,6 +66,10 @@ func initMetrics() {
 			Namespace: metricsNamespace, Subsystem: "cache", Name: "purges_total",
 			Help: "Purge requests by source (admin, upstream_header).",
 		}, []string{"source"})
+		metrics.bypassResponses = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "bypass", Name: "responses_total",
+			Help: "Responses to bypassed requests by upstream, area (cp for the control panel and actions, site otherwise), method (GET, POST, other) and status class; 5xx on cp POSTs are failed publishes.",
+		}, []string{"upstream", "area", "method", "code_class"})
 		metrics.purgedEntries = prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Subsystem: "cache", Name: "purged_entries_total",
 			Help: "Memory tier entries removed by purges.",
@@ -81,7 +86,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	for _, c := range []prometheus.Collector{
 		metrics.cacheRequests, metrics.upstreamRequests, metrics.upstreamDuration,
-		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.state,
+		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.bypassResponses, metrics.state,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -323,3 +323,20 @@ func (b *BypassRules) scanCookies(lines []string) int {
 	}
 	return flags
 }
+
+// ControlPanel reports whether a request is for Craft's control panel or an
+// action endpoint (a CP save is a POST to one of them), whatever its method.
+// It is used to label bypassed responses, not on the hit path.
+func (b *BypassRules) ControlPanel(r *http.Request) bool {
+	var path, rawQuery string
+	if r.URL != nil {
+		path, rawQuery = r.URL.Path, r.URL.RawQuery
+	}
+	cp := b.cp
+	if cp == "" {
+		cp = DefaultCPTrigger
+	}
+	seg := craftRoute(path)
+	q := b.scanQuery(rawQuery, cp)
+	return firstSegmentIs(seg, cp) || q&queryCP != 0 || firstSegmentIs(seg, craftActionTrigger) || q&queryAction != 0
+}

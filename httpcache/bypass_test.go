@@ -245,3 +245,26 @@ func TestFirstSegmentIs(t *testing.T) {
 		}
 	}
 }
+
+func TestControlPanel(t *testing.T) {
+	var b BypassRules
+	if err := b.Compile(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, url string
+		want        bool
+	}{
+		{"POST", "/admin/entries/blog/12", true},
+		{"POST", "/index.php?p=admin/actions/entries/save-entry", true},
+		{"POST", "/actions/entries/save-entry", true},
+		{"POST", "/?action=entries/save-entry", true},
+		{"POST", "/contact", false},
+		{"GET", "/blog/post", false},
+	} {
+		r := httptest.NewRequest(tc.method, tc.url, nil)
+		if got := b.ControlPanel(r); got != tc.want {
+			t.Errorf("%s %s: ControlPanel = %v, want %v", tc.method, tc.url, got, tc.want)
+		}
+	}
+}
