@@ -379,11 +379,18 @@ func TestConcurrentMissesMakeOneUpstreamCall(t *testing.T) {
 	})
 	close(release)
 	wg.Wait()
+	collapsed := 0
 	for _, r := range results {
 		wantStatus(t, r, 200)
 		if !strings.Contains(r.body, "coalesced") {
 			t.Fatal("a waiter got a wrong body")
 		}
+		if strings.HasSuffix(r.header.Get("Cache-Status"), "; collapsed") {
+			collapsed++
+		}
+	}
+	if collapsed != n-1 {
+		t.Fatalf("%d responses say collapsed, want %d", collapsed, n-1)
 	}
 	if got := o.count("/slow"); got != 1 {
 		t.Fatalf("origin saw %d requests, want 1", got)

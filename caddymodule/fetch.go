@@ -70,10 +70,13 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		}
 		return nil
 	}
+	collapsed := false
 	if !leaderServed {
+		collapsed = true
 		// A waiter: use the shared result only if it is a stored, shareable
 		// copy of the same variant; otherwise make our own call.
-		if res.streamed || (res.raw != nil && !h.sameVariant(r, key, res)) {
+		if res.streamed || res.notStoredReason == "content-encoding" || (res.raw != nil && !h.sameVariant(r, key, res)) {
+			collapsed = false
 			res = h.fetch(w, r, next, key, stale)
 			if res.streamed {
 				h.metrics.count(outcomePassThrough)
@@ -98,6 +101,10 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		h.metrics.count(outcomeMiss)
 	}
 	status := statusMiss(res)
+	if collapsed {
+		// RFC 9211: this request waited on another's upstream call.
+		status += "; collapsed"
+	}
 	h.writeEntry(w, r, &e, now, status)
 	return nil
 }
