@@ -1,0 +1,635 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/jobs"
+)
+
+// The status page's users (bcrypt, cost 4: fast tests).
+const (
+	statusUser     = "editor"
+	statusPass     = "editor-pass"
+	statusUserHash = "$2a$04$9ft4H9U3EqSxEJzxduOBs.y44v7dNR1KAwxybIFWilvOuSy.E/Zda"
+	oncallUser     = "oncall"
+	oncallPass     = "oncall-pass"
+	oncallUserHash = "$2a$04$gFVrzoMTm9ZFo2ElNZXX8OqQLIjyH61FhrqsFfgZtBzVRzho776Y."
+)
+
+// statusOptions is a gateway config with the status page.
+type statusOptions struct {
+	globalExtra string // inside the global craftedge { }
+	statusExtra string // inside craftedge_status { }
+	// site replaces the default basic_auth + craftedge_status lines.
+	site    string
+	storage string
+}
+
+// statusCaddyfile is caddyfileFor's site with the status page mounted the
+// way the README recommends: basic_auth and craftedge_status with the same
+// path matcher, at top level (both run before the craftedge cache).
+func statusCaddyfile(o *testOrigin, opts statusOptions) string {
+	site := opts.site
+	if site == "" {
+		site = fmt.Sprintf(`basic_auth /status* {
+		%s %s
+		%s %s
+	}
+	craftedge_status /status* {
+		title "Example shop status"
+		refresh 1s
+		%s
+	}`, statusUser, statusUserHash, oncallUser, oncallUserHash, opts.statusExtra)
+	}
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage %s
+		memory 16MiB
+		%s
+	}
+}
+%s {
+	%s
+	craftedge {
+		upstream craft
+		ttl 1m
+		stale 1h
+		timeout 2s
+		breaker {
+			failures 3
+			cooldown 30s
+		}
+	}
+	reverse_proxy %s
+}
+`, opts.storage, opts.globalExtra, siteAddr, site, o.addr())
+}
+
+func startStatusGateway(t *testing.T, o *testOrigin, opts statusOptions) *gateway {
+	t.Helper()
+	if opts.storage == "" {
+		opts.storage = filepath.Join(t.TempDir(), "craftedge.db")
+	}
+	clockOffset.Store(0)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(statusCaddyfile(o, opts), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	g := &gateway{
+		t: t, tester: tester, origin: o, storage: opts.storage,
+		client: &http.Client{
+			Transport: &http.Transport{DisableCompression: true},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+	}
+	t.Cleanup(func() { stopGateway(t) })
+	return g
+}
+
+func basicAuth(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// statusSession is a browser-like session on the status page: its basic
+// auth, its CSRF cookie and the token the page embedded.
+type statusSession struct {
+	g      *gateway
+	auth   string
+	cookie string // "name=value"
+	token  string
+}
+
+var csrfAttr = regexp.MustCompile(`data-csrf="([^"]+)"`)
+
+// openStatus loads the page as user and keeps its cookie and token.
+func (g *gateway) openStatus(user, pass string) *statusSession {
+	g.t.Helper()
+	s := &statusSession{g: g, auth: basicAuth(user, pass)}
+	r := g.get("/status", "Authorization", s.auth)
+	wantStatus(g.t, r, http.StatusOK)
+	m := csrfAttr.FindStringSubmatch(r.body)
+	if m == nil {
+		g.t.Fatalf("page has no CSRF token: %.300s", r.body)
+	}
+	s.token = m[1]
+	resp := http.Response{Header: r.header}
+	for _, c := range resp.Cookies() {
+		if c.Name == statusCSRFCookie {
+			s.cookie = c.Name + "=" + c.Value
+		}
+	}
+	if s.cookie == "" {
+		g.t.Fatalf("page set no %s cookie: %v", statusCSRFCookie, r.header.Values("Set-Cookie"))
+	}
+	return s
+}
+
+// post sends an action the way the page does, with extra headers
+// overriding (an empty value removes one).
+func (s *statusSession) post(action, body string, extra ...string) response {
+	s.g.t.Helper()
+	h := map[string]string{
+		"Authorization":  s.auth,
+		"Content-Type":   "application/json",
+		"Cookie":         s.cookie,
+		"X-CSRF-Token":   s.token,
+		"Origin":         siteAddr,
+		"Sec-Fetch-Site": "same-origin",
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		if extra[i+1] == "" {
+			delete(h, extra[i])
+		} else {
+			h[extra[i]] = extra[i+1]
+		}
+	}
+	return s.g.do(http.MethodPost, "/status/actions/"+action, h, body)
+}
+
+func (s *statusSession) report() StatusReport {
+	s.g.t.Helper()
+	r := s.g.get("/status/status.json", "Authorization", s.auth)
+	wantStatus(s.g.t, r, http.StatusOK)
+	var rep StatusReport
+	if err := json.Unmarshal([]byte(r.body), &rep); err != nil {
+		s.g.t.Fatalf("status.json is not a report: %v: %s", err, r.body)
+	}
+	return rep
+}
+
+func (rep StatusReport) upstream(t *testing.T, name string) StatusUpstream {
+	t.Helper()
+	for _, u := range rep.Upstreams {
+		if u.Name == name {
+			return u
+		}
+	}
+	t.Fatalf("upstream %q not in the report: %+v", name, rep.Upstreams)
+	return StatusUpstream{}
+}
+
+func wantNoStore(t *testing.T, r response) {
+	t.Helper()
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("Cache-Control = %q, want no-store (status %d)", cc, r.status)
+	}
+	if xfo := r.header.Get("X-Frame-Options"); xfo != "DENY" {
+		t.Fatalf("X-Frame-Options = %q, want DENY", xfo)
+	}
+	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("Content-Security-Policy = %q", csp)
+	}
+}
+
+func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/boom", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	g := startStatusGateway(t, o, statusOptions{})
+
+	// basic_auth runs first.
+	r := g.get("/status")
+	wantStatus(t, r, http.StatusUnauthorized)
+
+	s := g.openStatus(statusUser, statusPass)
+	page := g.get("/status", "Authorization", s.auth)
+	wantNoStore(t, page)
+	if ct := page.header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Fatalf("page Content-Type %q", ct)
+	}
+	csp := page.header.Get("Content-Security-Policy")
+	nonce := regexp.MustCompile(`script-src 'nonce-([^']+)'`).FindStringSubmatch(csp)
+	if nonce == nil || !strings.Contains(page.body, `<script nonce="`+nonce[1]+`">`) || !strings.Contains(page.body, `<style nonce="`+nonce[1]+`">`) {
+		t.Fatalf("inline script and style do not carry the CSP nonce; CSP %q", csp)
+	}
+	// Self-contained: no external (or any) src/href, no link elements.
+	for _, bad := range []string{"src=", "href=", "<link", "http://", "https://", "@import", "url("} {
+		if strings.Contains(page.body, bad) {
+			t.Fatalf("page refers to an external asset (%q)", bad)
+		}
+	}
+	if !strings.Contains(page.body, "<title>Example shop status</title>") || !strings.Contains(page.body, "signed in as <b>editor</b>") {
+		t.Fatal("page lacks its title or user")
+	}
+	cookie := page.header.Get("Set-Cookie")
+	for _, want := range []string{statusCSRFCookie + "=", "Path=/status", "HttpOnly", "SameSite=Strict"} {
+		if !strings.Contains(cookie, want) {
+			t.Fatalf("CSRF cookie %q lacks %q", cookie, want)
+		}
+	}
+	// The browser's cookie is reused: the token stays valid across reloads.
+	again := g.get("/status", "Authorization", s.auth, "Cookie", s.cookie)
+	if again.header.Get("Set-Cookie") != "" || !strings.Contains(again.body, `data-csrf="`+s.token+`"`) {
+		t.Fatal("reloading the page changed the CSRF nonce")
+	}
+
+	// The JSON: the empty lists are lists, everything green.
+	j := g.get("/status/status.json", "Authorization", s.auth)
+	wantNoStore(t, j)
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(j.body), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"status", "why", "upstreams", "vendors", "kill_switch", "memory", "snapshots", "served", "jobs", "dead_letters", "webhook_rejections"} {
+		if _, ok := raw[key]; !ok {
+			t.Fatalf("status.json lacks %q: %s", key, j.body)
+		}
+	}
+	if string(raw["vendors"]) != "[]" || string(raw["webhook_rejections"]) != "[]" || string(raw["dead_letters"]) != "[]" {
+		t.Fatalf("empty lists are not []: vendors %s, webhook_rejections %s, dead_letters %s", raw["vendors"], raw["webhook_rejections"], raw["dead_letters"])
+	}
+	rep := s.report()
+	if rep.Status != StatusGreen || rep.Title != "Example shop status" || rep.RefreshSeconds != 1 {
+		t.Fatalf("fresh gateway: status %s, title %q, refresh %v; why %v", rep.Status, rep.Title, rep.RefreshSeconds, rep.Why)
+	}
+	if u := rep.upstream(t, "craft"); u.Status != StatusGreen || u.Breaker != "closed" {
+		t.Fatalf("fresh upstream: %+v", u)
+	}
+	if rep.Memory.HitRatio != nil {
+		t.Fatalf("hit ratio before any lookup: %v", *rep.Memory.HitRatio)
+	}
+
+	// A cached page: a miss then a hit.
+	wantStatus(t, g.get("/page"), 200)
+	wantStatus(t, g.get("/page"), 200)
+	if rep := s.report(); rep.Memory.HitRatio == nil || *rep.Memory.HitRatio != 0.5 {
+		t.Fatalf("hit ratio after a miss and a hit: %v", rep.Memory.HitRatio)
+	}
+
+	// The upstream fails until its breaker opens: red, with why.
+	for range 3 {
+		wantStatus(t, g.get("/boom"), http.StatusInternalServerError)
+	}
+	rep = s.report()
+	u := rep.upstream(t, "craft")
+	if u.Status != StatusRed || u.Breaker != "open" || len(u.Why) != 1 || !strings.Contains(u.Why[0], "circuit breaker open") {
+		t.Fatalf("failing upstream: %+v", u)
+	}
+	if rep.Status != StatusRed || len(rep.Why) == 0 || !strings.Contains(rep.Why[0], "craft: circuit breaker open") {
+		t.Fatalf("overall %s, why %v", rep.Status, rep.Why)
+	}
+	// With the breaker open the page still answers (it runs before the
+	// cache), and still asks for credentials first.
+	wantStatus(t, g.get("/status"), http.StatusUnauthorized)
+	wantStatus(t, g.get("/status/", "Authorization", s.auth), http.StatusOK)
+	// HEAD works; the page is never cached by the gateway.
+	wantStatus(t, g.do(http.MethodHead, "/status", map[string]string{"Authorization": s.auth}, ""), http.StatusOK)
+	if got := o.count("/status") + o.count("/status/") + o.count("/status/status.json"); got != 0 {
+		t.Fatalf("the origin saw %d status page requests", got)
+	}
+}
+
+func TestStatusKillSwitchIsAmberAndToggles(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{})
+	s := g.openStatus(statusUser, statusPass)
+
+	// Through the admin API: amber (deliberate), not red.
+	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"craft"}`), 200)
+	rep := s.report()
+	u := rep.upstream(t, "craft")
+	if u.Status != StatusAmber || !u.SnapshotOnly || !u.Override || strings.Join(u.SnapshotOnlyBy, ",") != "override" {
+		t.Fatalf("upstream under the kill switch: %+v", u)
+	}
+	if rep.Status != StatusAmber || !strings.Contains(strings.Join(rep.Why, "\n"), "kill switch on") {
+		t.Fatalf("overall %s, why %v", rep.Status, rep.Why)
+	}
+
+	// Through the page's action: off for craft, on for all, off again;
+	// each shows in /craftedge/health.
+	r := s.post("snapshot-only", `{"upstream":"craft","enabled":false}`)
+	wantStatus(t, r, 200)
+	wantNoStore(t, r)
+	if h := g.health(); h.KillSwitch.Overrides["craft"] || h.Upstreams[0].SnapshotOnly {
+		t.Fatalf("health after clearing the override: %+v", h.KillSwitch)
+	}
+	wantStatus(t, s.post("snapshot-only", `{"upstream":"","enabled":true}`), 200)
+	if h := g.health(); !h.KillSwitch.Overrides[""] || !h.Upstreams[0].SnapshotOnly {
+		t.Fatalf("health after the global override: %+v %+v", h.KillSwitch, h.Upstreams)
+	}
+	rep = s.report()
+	if !rep.KillSwitch.Override || rep.upstream(t, "craft").Status != StatusAmber ||
+		strings.Join(rep.upstream(t, "craft").SnapshotOnlyBy, ",") != "override: all" {
+		t.Fatalf("report after the global override: %+v %+v", rep.KillSwitch, rep.Upstreams)
+	}
+	wantStatus(t, s.post("snapshot-only", `{"enabled":false}`), 200)
+	if h := g.health(); h.KillSwitch.Overrides[""] || h.Upstreams[0].SnapshotOnly {
+		t.Fatalf("health after clearing the global override: %+v", h.KillSwitch)
+	}
+	if rep := s.report(); rep.Status != StatusGreen {
+		t.Fatalf("status %s after clearing, why %v", rep.Status, rep.Why)
+	}
+
+	// Bad requests.
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{"upstream":"nope","enabled":true}`, 400, `unknown upstream \"nope\"`},
+		{`{"upstream":"craft"}`, 400, `\"enabled\" (true or false) is required`},
+		{`{"upstream":"craft","enabled":true,"extra":1}`, 400, "unknown field"},
+		{``, 400, "empty body"},
+		{`{"enabled":`, 400, "malformed JSON"},
+	} {
+		r := s.post("snapshot-only", tc.body)
+		if r.status != tc.code || !strings.Contains(r.body, tc.want) {
+			t.Errorf("%s: %d %s, want %d %q", tc.body, r.status, r.body, tc.code, tc.want)
+		}
+	}
+	// The configured kill switch cannot be cleared from the page, and says so.
+	g.tester.InitServer(statusCaddyfile(o, statusOptions{storage: g.storage, globalExtra: "snapshot_only"}), "caddyfile")
+	rep = s.report()
+	if u := rep.upstream(t, "craft"); !rep.KillSwitch.Configured || u.Status != StatusAmber || strings.Join(u.SnapshotOnlyBy, ",") != "caddyfile" {
+		t.Fatalf("configured kill switch: %+v %+v", rep.KillSwitch, u)
+	}
+}
+
+func TestStatusActionsNeedCSRFProtection(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{})
+	s := g.openStatus(statusUser, statusPass)
+	other := g.openStatus(oncallUser, oncallPass)
+	body := `{"upstream":"craft","enabled":true}`
+
+	for _, tc := range []struct {
+		name   string
+		extra  []string
+		status int
+		want   string
+	}{
+		{"no token, no cookie", []string{"X-CSRF-Token", "", "Cookie", ""}, 403, "CSRF cookie"},
+		{"no token", []string{"X-CSRF-Token", ""}, 403, "missing X-CSRF-Token"},
+		{"no cookie", []string{"Cookie", ""}, 403, "missing CSRF cookie"},
+		{"forged token", []string{"X-CSRF-Token", "AAAA"}, 403, "invalid CSRF token"},
+		{"another session's token", []string{"X-CSRF-Token", other.token}, 403, "invalid CSRF token"},
+		{"another user's cookie and token", []string{"Cookie", other.cookie, "X-CSRF-Token", other.token}, 403, "invalid CSRF token"},
+		{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site"}, 403, "cross-site request refused"},
+		{"same-site fetch", []string{"Sec-Fetch-Site", "same-site"}, 403, "cross-site request refused"},
+		{"foreign origin", []string{"Origin", "https://evil.example"}, 403, "cross-origin request refused"},
+		{"null origin", []string{"Origin", "null"}, 403, "cross-origin request refused"},
+		{"form post", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "JSON body"},
+	} {
+		r := s.post("snapshot-only", body, tc.extra...)
+		if r.status != tc.status || !strings.Contains(r.body, tc.want) {
+			t.Errorf("%s: %d %s, want %d %q", tc.name, r.status, r.body, tc.status, tc.want)
+		}
+		wantNoStore(t, r)
+	}
+	if h := g.health(); h.KillSwitch.Overrides["craft"] {
+		t.Fatal("a refused action changed the kill switch")
+	}
+	// The page's own request, and a non-browser client (no Origin, no
+	// Sec-Fetch-Site) with the cookie and token, are accepted.
+	wantStatus(t, s.post("snapshot-only", body), 200)
+	wantStatus(t, s.post("snapshot-only", `{"upstream":"craft","enabled":false}`, "Origin", "", "Sec-Fetch-Site", ""), 200)
+	wantStatus(t, other.post("snapshot-only", body), 200)
+	if h := g.health(); !h.KillSwitch.Overrides["craft"] {
+		t.Fatal("accepted action did not change the kill switch")
+	}
+}
+
+func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{globalExtra: `jobs {
+			kind test.echo {
+				max_attempts 1
+				backoff 1ms 10ms
+			}
+		}`})
+	s := g.openStatus(statusUser, statusPass)
+	prefix := t.Name() + ":"
+
+	flaky := g.enqueue(prefix+"flaky", "fail-first")
+	g.waitJobState(flaky.ID, jobs.StateDead)
+	rep := s.report()
+	if len(rep.DeadLetters) != 1 || rep.DeadLetters[0].ID != flaky.ID || rep.DeadLetters[0].Kind != "test.echo" ||
+		!strings.Contains(rep.DeadLetters[0].LastError, "503") || rep.DeadLetters[0].Key != prefix+"flaky" {
+		t.Fatalf("dead letters: %+v", rep.DeadLetters)
+	}
+	if rep.Jobs.Status != StatusAmber || rep.Status != StatusAmber || rep.Jobs.Dead != 1 {
+		t.Fatalf("jobs %s (dead %d), overall %s; why %v", rep.Jobs.Status, rep.Jobs.Dead, rep.Status, rep.Why)
+	}
+	var echo *StatusJobKind
+	for i, k := range rep.Jobs.Kinds {
+		if k.Kind == "test.echo" {
+			echo = &rep.Jobs.Kinds[i]
+		}
+	}
+	if echo == nil || echo.Dead != 1 || echo.Status != StatusAmber || len(echo.Why) != 1 {
+		t.Fatalf("job kinds: %+v", rep.Jobs.Kinds)
+	}
+	if strings.Contains(g.get("/status/status.json", "Authorization", s.auth).body, "payload") {
+		t.Fatal("status.json shows job payloads")
+	}
+
+	// Retry: the job leaves the dead letters and succeeds.
+	r := s.post("retry", `{"id":"`+flaky.ID+`"}`)
+	wantStatus(t, r, 200)
+	if !strings.Contains(r.body, `"retried": "`+flaky.ID+`"`) {
+		t.Fatalf("retry answered %s", r.body)
+	}
+	g.waitJobState(flaky.ID, jobs.StateDone)
+	if rep := s.report(); len(rep.DeadLetters) != 0 || rep.Status != StatusGreen {
+		t.Fatalf("after retry: dead letters %+v, status %s %v", rep.DeadLetters, rep.Status, rep.Why)
+	}
+	// Retrying a done job is a conflict; bad ids are client errors.
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`{"id":"` + flaky.ID + `"}`, http.StatusConflict},
+		{`{"id":"not-an-id"}`, http.StatusBadRequest},
+		{`{"id":"00000000000fffff"}`, http.StatusNotFound},
+		{`{}`, http.StatusBadRequest},
+	} {
+		if r := s.post("retry", tc.body); r.status != tc.code {
+			t.Errorf("retry %s: %d %s, want %d", tc.body, r.status, r.body, tc.code)
+		}
+	}
+
+	// Replay all of a kind.
+	a := g.enqueue(prefix+"a", "fail-first")
+	b := g.enqueue(prefix+"b", "fail-first")
+	g.waitJobState(a.ID, jobs.StateDead)
+	g.waitJobState(b.ID, jobs.StateDead)
+	r = s.post("replay", `{"kind":"test.echo"}`)
+	wantStatus(t, r, 200)
+	if !strings.Contains(r.body, `"replayed": 2`) {
+		t.Fatalf("replay answered %s", r.body)
+	}
+	g.waitJobState(a.ID, jobs.StateDone)
+	g.waitJobState(b.ID, jobs.StateDone)
+	if r := s.post("replay", `{}`); r.status != http.StatusBadRequest {
+		t.Fatalf("replay without a kind: %d %s", r.status, r.body)
+	}
+}
+
+func TestStatusRoutesAndMethods(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{})
+	auth := basicAuth(statusUser, statusPass)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{"GET", "/status", 200},
+		{"GET", "/status/", 200},
+		{"GET", "/status/status.json", 200},
+		{"GET", "/status/foo", 404},
+		{"GET", "/status/status.json/x", 404},
+		{"GET", "/status/actions/nope", 404},
+		{"POST", "/status/actions/nope", 404},
+		{"GET", "/statusfoo", 404},
+		{"GET", "/status/actions/retry", 405},
+		{"POST", "/status/status.json", 405},
+		{"POST", "/status", 405},
+		{"DELETE", "/status/actions/retry", 405},
+	} {
+		r := g.do(tc.method, tc.path, map[string]string{"Authorization": auth}, "")
+		if r.status != tc.code {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.status, r.body, tc.code)
+			continue
+		}
+		wantNoStore(t, r)
+		if tc.code == 405 && r.header.Get("Allow") == "" {
+			t.Errorf("%s %s: 405 without Allow", tc.method, tc.path)
+		}
+	}
+}
+
+func TestStatusFailsClosedWithoutAuthentication(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{site: "craftedge_status /status*"})
+	r := g.get("/status")
+	wantStatus(t, r, http.StatusForbidden)
+	wantNoStore(t, r)
+	if !strings.Contains(r.body, "put basic_auth in front of craftedge_status") {
+		t.Fatalf("refusal does not explain itself: %s", r.body)
+	}
+
+	// Authentication elsewhere, mounted with handle_path (prefix stripped,
+	// mount point inferred per request).
+	g.tester.InitServer(statusCaddyfile(o, statusOptions{storage: g.storage, site: `handle_path /ops/status* {
+		craftedge_status {
+			allow_unauthenticated
+		}
+	}`}), "caddyfile")
+	r = g.get("/ops/status")
+	wantStatus(t, r, http.StatusOK)
+	if c := r.header.Get("Set-Cookie"); !strings.Contains(c, "Path=/ops/status;") {
+		t.Fatalf("cookie path under handle_path: %q", c)
+	}
+	wantStatus(t, g.get("/ops/status/status.json"), http.StatusOK)
+	wantStatus(t, g.get("/ops/status/favicon.ico"), http.StatusNotFound)
+	wantStatus(t, g.get("/ops/status/actions/nope"), http.StatusNotFound)
+}
+
+func TestStatusRunsBeforeTheCache(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/boom", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	g := startStatusGateway(t, o, statusOptions{site: "craftedge_status /status* {\n allow_unauthenticated\n }"})
+	for range 3 {
+		wantStatus(t, g.get("/boom"), http.StatusInternalServerError)
+	}
+	if st := g.breakerState("craft"); st != "open" {
+		t.Fatalf("breaker %s, want open", st)
+	}
+	// A cacheable request (no credentials, no cookie) for the page: were
+	// the cache first, the open breaker would answer 503 without a copy.
+	for _, path := range []string{"/status", "/status/status.json"} {
+		r := g.get(path)
+		wantStatus(t, r, http.StatusOK)
+		if cs := r.header.Get("Cache-Status"); cs != "" {
+			t.Fatalf("%s went through the cache: Cache-Status %q", path, cs)
+		}
+	}
+}
+
+func TestStatusCaddyfileErrors(t *testing.T) {
+	o := newTestOrigin(t)
+	for _, tc := range []struct{ extra, want string }{
+		{"refresh 0s", "refresh must be from 1s to 10m0s"},
+		{"refresh 1h", "refresh must be from 1s to 10m0s"},
+		{"refresh soon", `refresh: invalid duration \"soon\"`},
+		{"refresh", "refresh needs a duration"},
+		{"title", "title needs a value"},
+		{"title a b", `too many arguments to \"title\"`},
+		{"path_prefix status", "path_prefix must start with /"},
+		{"allow_unauthenticated yes", `too many arguments to \"allow_unauthenticated\"`},
+		{"frobnicate", `unrecognized craftedge_status subdirective \"frobnicate\"`},
+	} {
+		assertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", statusExtra: tc.extra}), tc.want)
+	}
+	assertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", site: "craftedge_status /status* extra"}),
+		"craftedge_status takes no arguments besides a matcher")
+}
+
+func TestStatusSubPathsAndPrefixInference(t *testing.T) {
+	withPrefix := &StatusHandler{PathPrefix: "/status"}
+	inferred := &StatusHandler{}
+	for _, tc := range []struct {
+		h    *StatusHandler
+		path string
+		sub  string
+		ok   bool
+	}{
+		{withPrefix, "/status", "", true},
+		{withPrefix, "/status/", "/", true},
+		{withPrefix, "/status/status.json", "/status.json", true},
+		{withPrefix, "/status/actions/retry", "/actions/retry", true},
+		{withPrefix, "/status/foo", "/foo", false},
+		{withPrefix, "/statusx", "", false},
+		{withPrefix, "/other", "", false},
+		{inferred, "/", "/", true},
+		{inferred, "/ops/health/", "/", true},
+		{inferred, "/x/status.json", "/status.json", true},
+		{inferred, "/x/actions/snapshot-only", "/actions/snapshot-only", true},
+		{inferred, "/x/actions/other", "", false},
+		{inferred, "/x/favicon.ico", "", false},
+	} {
+		sub, ok := tc.h.subPath(tc.path)
+		if ok != tc.ok || (ok && sub != tc.sub) {
+			t.Errorf("prefix %q, %s: %q %v, want %q %v", tc.h.PathPrefix, tc.path, sub, ok, tc.sub, tc.ok)
+		}
+	}
+	for _, tc := range []struct{ matcher, want string }{
+		{`["/status*"]`, "/status"},
+		{`["/status/*"]`, "/status"},
+		{`["/ops/status"]`, "/ops/status"},
+		{`["/a*", "/b*"]`, ""},
+		{`["*.json"]`, ""},
+		{`["/st*tus*"]`, ""},
+	} {
+		if got := prefixFromMatcherSet(caddy.ModuleMap{"path": json.RawMessage(tc.matcher)}); got != tc.want {
+			t.Errorf("prefix of %s = %q, want %q", tc.matcher, got, tc.want)
+		}
+	}
+	if got := prefixFromMatcherSet(caddy.ModuleMap{"host": json.RawMessage(`["a"]`)}); got != "" {
+		t.Errorf("prefix of a host matcher = %q", got)
+	}
+	if truncateString("héllo", 2) != "h…" || truncateString("abc", 5) != "abc" {
+		t.Error("truncateString")
+	}
+}
