@@ -178,6 +178,7 @@ type Health struct {
 	KillSwitch KillSwitchStatus  `json:"snapshot_only"`
 	Served     map[string]uint64 `json:"served"`
 	Jobs       *JobsHealth       `json:"jobs,omitempty"`
+	Vendors    []VendorHealth    `json:"vendors,omitempty"`
 	Time       time.Time         `json:"time"`
 }
 
@@ -257,6 +258,7 @@ func (a *App) health() Health {
 			QueueAgeSeconds: st.Totals.QueueAgeSeconds, Kinds: st.Kinds,
 		}
 	}
+	h.Vendors = a.vendorsHealth()
 	for _, u := range a.upstreamList() {
 		state, since, opens := u.breaker.status()
 		h.Upstreams = append(h.Upstreams, UpstreamHealth{

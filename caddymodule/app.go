@@ -18,6 +18,7 @@ import (
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
+	"github.com/craftedge/craftedge/vendors"
 )
 
 func init() {
@@ -61,6 +62,10 @@ type App struct {
 	// kept in the same bbolt file.
 	Jobs *JobsConfig `json:"jobs,omitempty"`
 
+	// Vendors are the external vendor APIs, by name, whose records are
+	// synced into the bbolt file and served by craftedge_records.
+	Vendors map[string]*VendorConfig `json:"vendors,omitempty"`
+
 	ctx    caddy.Context
 	logger *zap.Logger
 
@@ -69,6 +74,10 @@ type App struct {
 	jobs     *jobs.Queue
 	stopJobs func()
 	poolKeys []string
+
+	vendorClients       map[string]*vendors.Client
+	records             *vendors.Records
+	stopVendorScheduler func()
 
 	upstreamsMu *sync.Mutex
 	upstreams   map[string]*upstreamState
@@ -172,6 +181,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.poolKeys = append(a.poolKeys, memKey)
 	a.memory = val.(memoryResource).Cache
 	a.loadOverrides()
+	if err := a.provisionVendors(); err != nil {
+		return err
+	}
 	return a.provisionJobs()
 }
 
@@ -193,6 +205,7 @@ func (a *App) setOverride(upstream string, enabled bool) error {
 // Start makes this app the one the admin routes see.
 func (a *App) Start() error {
 	a.startJobs()
+	a.startVendorScheduler()
 	currentApp.Store(a)
 	a.logger.Info("craftedge started",
 		zap.String("storage", a.Storage),
@@ -204,6 +217,9 @@ func (a *App) Start() error {
 // Stop flushes pending snapshot writes so a stop loses nothing.
 func (a *App) Stop() error {
 	currentApp.CompareAndSwap(a, nil)
+	if a.stopVendorScheduler != nil {
+		a.stopVendorScheduler()
+	}
 	if a.stopJobs != nil {
 		a.stopJobs()
 	}

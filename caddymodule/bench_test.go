@@ -59,6 +59,7 @@ func newBenchHandler(b *testing.B) *Handler {
 		TagHeaders: httpcache.DefaultTagHeaders, Breaker: cfg,
 		app: app, logger: zap.NewNop(), flights: new(singleflight.Group),
 		upstream: &upstreamState{name: "craft", config: cfg, breaker: newBreaker("craft", cfg)},
+		metrics:  newHandlerMetrics("craft"),
 	}
 	if err := h.bypass.Compile(); err != nil {
 		b.Fatal(err)

@@ -98,6 +98,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			continue
+		case "vendor":
+			if err := a.unmarshalVendor(d); err != nil {
+				return err
+			}
+			continue
 		default:
 			return d.Errf("unrecognized craftedge global option %q", d.Val())
 		}

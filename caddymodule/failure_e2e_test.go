@@ -315,7 +315,8 @@ func TestStaleWhileRevalidateRefreshesInBackground(t *testing.T) {
 		t.Fatalf("got %q, want the stale v1", r.body)
 	}
 	waitFor(t, "the background refresh", func() bool {
-		return o.count("/swr") == 2 && inFlight.Load() == 0 && g.get("/swr").body == "v2"
+		// Each stale serve may start a refresh: wait for one to land.
+		return o.count("/swr") >= 2 && inFlight.Load() == 0 && g.get("/swr").body == "v2"
 	})
 	wantCacheStatus(t, g.get("/swr"), "craftedge; hit")
 }

@@ -1,0 +1,379 @@
+package caddymodule
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
+)
+
+func init() {
+	caddy.RegisterModule(RecordsHandler{})
+	httpcaddyfile.RegisterHandlerDirective("craftedge_records", parseRecordsDirective)
+	// Right after craftedge (which caddyfile.go's init, run first, puts
+	// before encode; orders must be relative to standard directives): a
+	// craftedge handler in the same route caches the read-model responses
+	// (tagged by their Cache-Tag header, purged when a sync changes a
+	// record), while writes, which craftedge bypasses, reach this handler
+	// untouched. Before encode, like craftedge, and so before
+	// reverse_proxy and php_fastcgi: /vendors/v1/ never reaches Craft.
+	httpcaddyfile.RegisterDirectiveOrder("craftedge_records", httpcaddyfile.Before, "encode")
+}
+
+// Defaults of the records handler.
+const (
+	recordsPrefix         = "/vendors/v1/"
+	defaultRecordsMaxAge  = time.Minute
+	defaultRecordsMaxBody = 1 << 20
+	defaultRecordsPerPage = 50
+)
+
+// RecordsHandler serves the read-model API of the synced vendor records
+// under /vendors/v1/ and accepts writes into the outbox:
+//
+//	GET      /vendors/v1/{vendor}/{resource}/{id}
+//	GET      /vendors/v1/{vendor}/{resource}?updated_since=&page=&per_page=
+//	POST|PUT /vendors/v1/{vendor}/{resource}[/{id}]   → 202, outbox job
+//	GET      /vendors/v1/outbox/{job id}
+//
+// Reads are served from the stored records only; they never call a
+// vendor. Other paths go to the next handler.
+type RecordsHandler struct {
+	// MaxAge is the max-age of read responses' Cache-Control. Default 1m.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// MaxBodySize bounds the body of a write. Default 1 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (RecordsHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.craftedge_records",
+		New: func() caddy.Module { return new(RecordsHandler) },
+	}
+}
+
+// Provision binds the handler to the craftedge app.
+func (h *RecordsHandler) Provision(ctx caddy.Context) error {
+	if h.MaxAge == 0 {
+		h.MaxAge = caddy.Duration(defaultRecordsMaxAge)
+	}
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = defaultRecordsMaxBody
+	}
+	appIface, err := ctx.App("craftedge")
+	if err != nil {
+		return fmt.Errorf("craftedge_records: loading the craftedge app: %w", err)
+	}
+	h.app = appIface.(*App)
+	return nil
+}
+
+// apiError is the JSON body of an error answer.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeAPIError(w http.ResponseWriter, status int, format string, args ...any) error {
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, status, apiError{Error: fmt.Sprintf(format, args...)})
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rest, ok := strings.CutPrefix(r.URL.Path, recordsPrefix)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	for _, p := range parts {
+		if p == "" {
+			return writeAPIError(w, http.StatusNotFound, "not found")
+		}
+	}
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	write := r.Method == http.MethodPost || r.Method == http.MethodPut
+	switch {
+	case parts[0] == "outbox" && len(parts) == 2 && read:
+		return h.serveOutboxJob(w, parts[1])
+	case parts[0] == "outbox":
+		return writeAPIError(w, http.StatusNotFound, "not found")
+	case len(parts) < 2 || len(parts) > 3:
+		return writeAPIError(w, http.StatusNotFound, "not found")
+	}
+	vendor, resource := parts[0], parts[1]
+	vc, ok := h.app.Vendors[vendor]
+	if !ok {
+		return writeAPIError(w, http.StatusNotFound, "unknown vendor %q", vendor)
+	}
+	res, ok := vc.Resources[resource]
+	if !ok {
+		return writeAPIError(w, http.StatusNotFound, "unknown resource %q of vendor %q", resource, vendor)
+	}
+	id := ""
+	if len(parts) == 3 {
+		id = parts[2]
+	}
+	switch {
+	case read && id != "":
+		return h.serveRecord(w, r, vendor, resource, id)
+	case read:
+		return h.serveList(w, r, vendor, resource)
+	case write:
+		return h.acceptWrite(w, r, vendor, resource, id, res)
+	}
+	w.Header().Set("Allow", "GET, HEAD, POST, PUT")
+	return writeAPIError(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+}
+
+func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, vendor, resource, id string) error {
+	rec, err := h.app.records.Get(vendor, resource, id)
+	switch {
+	case errors.Is(err, vendors.ErrNotFound):
+		return writeAPIError(w, http.StatusNotFound, "no %s %q", resource, id)
+	case errors.Is(err, vendors.ErrInvalidRequest):
+		return writeAPIError(w, http.StatusBadRequest, "%v", err)
+	case err != nil:
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if rec.Deleted {
+		return writeAPIError(w, http.StatusGone, "%s %q was deleted", resource, id)
+	}
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	return h.writeRead(w, r, body, rec.Tags)
+}
+
+// RecordsPage is the body of a list answer.
+type RecordsPage struct {
+	Records  []vendors.Record `json:"records"`
+	Page     int              `json:"page"`
+	PerPage  int              `json:"per_page"`
+	HasMore  bool             `json:"has_more"`
+	NextPage int              `json:"next_page,omitempty"`
+}
+
+func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendor, resource string) error {
+	q := r.URL.Query()
+	var since time.Time
+	if s := q.Get("updated_since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return writeAPIError(w, http.StatusBadRequest, "updated_since must be an RFC 3339 time, got %q", s)
+		}
+		since = t
+	}
+	page, perPage := 1, defaultRecordsPerPage
+	for _, p := range []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{{"page", &page, 1, 1 << 30}, {"per_page", &perPage, 1, vendors.MaxPerPage}} {
+		s := q.Get(p.name)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < p.min || n > p.max {
+			return writeAPIError(w, http.StatusBadRequest, "%s must be an integer in %d..%d, got %q", p.name, p.min, p.max, s)
+		}
+		*p.dst = n
+	}
+	pg, err := h.app.records.List(vendor, resource, since, page, perPage)
+	if errors.Is(err, vendors.ErrInvalidRequest) {
+		return writeAPIError(w, http.StatusBadRequest, "%v", err)
+	}
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	tags := []string{collectionTag(vendor, resource)}
+	seen := map[string]bool{}
+	for _, rec := range pg.Records {
+		for _, t := range rec.Tags {
+			if !seen[t] {
+				seen[t] = true
+				tags = append(tags, t)
+			}
+		}
+	}
+	body, err := json.Marshal(RecordsPage{Records: pg.Records, Page: page, PerPage: perPage, HasMore: pg.HasMore, NextPage: pg.NextPage})
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	return h.writeRead(w, r, body, tags)
+}
+
+// writeRead answers a read with a strong ETag, Cache-Control and the
+// records' cache tags, or 304 when the client has the same body.
+func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body []byte, tags []string) error {
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	hdr := w.Header()
+	hdr.Set("ETag", etag)
+	hdr.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(time.Duration(h.MaxAge).Seconds())))
+	hdr.Set("Vary", "Accept-Encoding")
+	if len(tags) > 0 {
+		hdr.Set("Cache-Tag", strings.Join(tags, ","))
+	}
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err := w.Write(body)
+	return err
+}
+
+// etagMatches applies If-None-Match's weak comparison.
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// OutboxAccepted is the body of a 202 answer to a write.
+type OutboxAccepted struct {
+	Job      string     `json:"job"`
+	State    jobs.State `json:"state"`
+	Location string     `json:"location"`
+}
+
+func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, vendor, resource, id string, res *VendorResource) error {
+	if res.Upsert == nil {
+		return writeAPIError(w, http.StatusMethodNotAllowed, "resource %q of vendor %q is read-only", resource, vendor)
+	}
+	if id == "" && strings.Contains(res.Upsert.Path, "{id}") {
+		return writeAPIError(w, http.StatusBadRequest, "writes to %s/%s need an id in the path", vendor, resource)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxBodySize))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return writeAPIError(w, http.StatusRequestEntityTooLarge, "body larger than %s", humanize.IBytes(uint64(h.MaxBodySize)))
+	}
+	if err != nil {
+		return writeAPIError(w, http.StatusBadRequest, "reading body: %v", err)
+	}
+	if !json.Valid(body) {
+		return writeAPIError(w, http.StatusBadRequest, "body is not valid JSON")
+	}
+	payload, err := json.Marshal(outboxPayload{Vendor: vendor, Resource: resource, ID: id, Body: body})
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	req := jobs.EnqueueRequest{Kind: jobKindOutbox, Payload: payload}
+	if id != "" {
+		req.Entity = vendor + ":" + resource + ":" + id
+	}
+	if k := r.Header.Get("Idempotency-Key"); k != "" {
+		req.Key = vendor + ":" + resource + ":" + k
+	}
+	// Enqueue returns once the job is committed and fsynced.
+	job, _, err := h.app.jobs.Enqueue(r.Context(), req)
+	if errors.Is(err, jobs.ErrInvalid) {
+		return writeAPIError(w, http.StatusBadRequest, "%v", err)
+	}
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	loc := recordsPrefix + "outbox/" + job.ID
+	w.Header().Set("Location", loc)
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusAccepted, OutboxAccepted{Job: job.ID, State: job.State, Location: loc})
+}
+
+func (h *RecordsHandler) serveOutboxJob(w http.ResponseWriter, id string) error {
+	job, err := h.app.jobs.Get(id)
+	switch {
+	case errors.Is(err, jobs.ErrInvalidID):
+		return writeAPIError(w, http.StatusBadRequest, "invalid job id %q", id)
+	case errors.Is(err, jobs.ErrNotFound):
+		return writeAPIError(w, http.StatusNotFound, "no job %q", id)
+	case err != nil:
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if job.Kind != jobKindOutbox {
+		return writeAPIError(w, http.StatusNotFound, "no job %q", id)
+	}
+	job.Context = nil
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, job)
+}
+
+func parseRecordsDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	rh := new(RecordsHandler)
+	if err := rh.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return rh, nil
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	craftedge_records [<matcher>] {
+//	    max_age       <duration>
+//	    max_body_size <size>
+//	}
+func (h *RecordsHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "max_age":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return err
+			}
+			h.MaxAge = dur
+		case "max_body_size":
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			h.MaxBodySize = n
+		default:
+			return d.Errf("unknown craftedge_records subdirective %q", d.Val())
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*RecordsHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*RecordsHandler)(nil)
+	_ caddyfile.Unmarshaler       = (*RecordsHandler)(nil)
+)

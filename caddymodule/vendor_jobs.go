@@ -1,0 +1,210 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
+)
+
+// Job kinds of the vendors integration.
+const (
+	jobKindVendorSync = "vendor.sync"
+	jobKindOutbox     = "outbox"
+)
+
+func init() {
+	registerJobKind(jobKindVendorSync, jobs.KindConfig{
+		Concurrency: 2, BaseBackoff: 5 * time.Second, MaxBackoff: 10 * time.Minute,
+		MaxAttempts: 8, Timeout: 10 * time.Minute,
+	}, func(a *App) jobs.Handler { return jobs.Single(a.runVendorSync) })
+	registerJobKind(jobKindOutbox, jobs.KindConfig{
+		Concurrency: 4, BaseBackoff: time.Second, MaxBackoff: 15 * time.Minute,
+		MaxAttempts: 12, Timeout: time.Minute,
+	}, func(a *App) jobs.Handler { return jobs.Single(a.runOutbox) })
+}
+
+// vendorSyncPayload is the payload of a vendor.sync job.
+type vendorSyncPayload struct {
+	Vendor   string `json:"vendor"`
+	Resource string `json:"resource"`
+}
+
+// outboxPayload is the payload of an outbox job.
+type outboxPayload struct {
+	Vendor   string          `json:"vendor"`
+	Resource string          `json:"resource"`
+	ID       string          `json:"id,omitempty"`
+	Body     json.RawMessage `json:"body"`
+}
+
+// collectionTag is the cache tag of a resource's list responses, purged
+// whenever a sync or write changes one of its records.
+func collectionTag(vendor, resource string) string {
+	return "craftedge:vendor:" + vendor + ":" + resource
+}
+
+// vendorJobError maps a vendors error to the queue's retry policy.
+func vendorJobError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if d, ok := vendors.RetryAfter(err); ok {
+		return jobs.RetryAfter(err, d)
+	}
+	if vendors.IsPermanent(err) {
+		return jobs.Permanent(err)
+	}
+	return err
+}
+
+// runVendorSync runs (or resumes, from the job's saved context) one delta
+// sync pass of a vendor resource.
+func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
+	var p vendorSyncPayload
+	if err := json.Unmarshal(t.Job.Payload, &p); err != nil {
+		return jobs.Permanent(fmt.Errorf("vendor.sync: bad payload: %w", err))
+	}
+	client, _, ok := a.vendorClient(p.Vendor)
+	if !ok {
+		return jobs.Permanent(fmt.Errorf("vendor.sync: unknown vendor %q", p.Vendor))
+	}
+	if !client.Enabled() {
+		a.logger.Debug("vendor disabled: sync skipped", zap.String("vendor", p.Vendor), zap.String("resource", p.Resource))
+		return nil
+	}
+	var state vendors.SyncState
+	if len(t.Job.Context) > 0 {
+		if err := json.Unmarshal(t.Job.Context, &state); err != nil {
+			a.logger.Warn("vendor.sync: ignoring unreadable job context", zap.String("job", t.Job.ID), zap.Error(err))
+			state = vendors.SyncState{}
+		}
+	}
+	err := vendors.Sync(ctx, client, a.records, p.Resource, &state, vendors.SyncOptions{
+		Save: func(st vendors.SyncState) error {
+			b, err := json.Marshal(st)
+			if err != nil {
+				return err
+			}
+			if err := t.SaveContext(b); err != nil {
+				return err
+			}
+			// Also in the records store, for health.
+			return a.records.SaveSyncState(p.Vendor, p.Resource, st)
+		},
+		Purge: func(tags []string) {
+			tags = append(tags, collectionTag(p.Vendor, p.Resource))
+			if _, err := a.purge(&PurgeRequest{Tags: tags}, "vendor_sync"); err != nil {
+				a.logger.Error("vendor.sync: purging tags", zap.String("vendor", p.Vendor), zap.Error(err))
+			}
+		},
+	})
+	if errors.Is(err, vendors.ErrDisabled) {
+		return nil
+	}
+	if err != nil {
+		a.logger.Warn("vendor sync failed", zap.String("vendor", p.Vendor), zap.String("resource", p.Resource),
+			zap.Int("page", state.Page), zap.Error(err))
+	}
+	return vendorJobError(err)
+}
+
+// runOutbox sends one outbound write with the job's idempotency key, then
+// stores the record the vendor answered and purges its tags.
+func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
+	var p outboxPayload
+	if err := json.Unmarshal(t.Job.Payload, &p); err != nil {
+		return jobs.Permanent(fmt.Errorf("outbox: bad payload: %w", err))
+	}
+	client, _, ok := a.vendorClient(p.Vendor)
+	if !ok {
+		return jobs.Permanent(fmt.Errorf("outbox: unknown vendor %q", p.Vendor))
+	}
+	rec, err := client.Upsert(ctx, p.Resource, p.ID, p.Body, t.IdempotencyKey())
+	if err != nil {
+		return vendorJobError(err)
+	}
+	changed, err := a.records.Put(rec)
+	if err != nil {
+		return err
+	}
+	if changed {
+		tags := append(append([]string(nil), rec.Tags...), collectionTag(p.Vendor, p.Resource))
+		if _, err := a.purge(&PurgeRequest{Tags: tags}, "outbox"); err != nil {
+			a.logger.Error("outbox: purging tags", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// syncSchedule is one resource synced every Every.
+type syncSchedule struct {
+	vendor, resource string
+	every            time.Duration
+}
+
+// startVendorScheduler enqueues a vendor.sync job per scheduled resource
+// and window (idempotency key sync:<vendor>:<resource>:<window start>), so
+// each window gets one pass however many configs or reloads run.
+func (a *App) startVendorScheduler() {
+	var scheds []syncSchedule
+	for _, vn := range sortedKeys(a.Vendors) {
+		for _, rn := range sortedKeys(a.Vendors[vn].Resources) {
+			if every := time.Duration(a.Vendors[vn].Resources[rn].SyncEvery); every > 0 {
+				scheds = append(scheds, syncSchedule{vendor: vn, resource: rn, every: every})
+			}
+		}
+	}
+	if len(scheds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	a.stopVendorScheduler = func() {
+		cancel()
+		<-done
+	}
+	go func() {
+		defer close(done)
+		last := make([]int64, len(scheds))
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			now := nowFunc()
+			for i, s := range scheds {
+				window := now.Truncate(s.every).Unix()
+				if window == last[i] {
+					continue
+				}
+				if err := a.enqueueSync(ctx, s.vendor, s.resource, "sync:"+s.vendor+":"+s.resource+":"+strconv.FormatInt(window, 10)); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					a.logger.Error("scheduling vendor sync", zap.String("vendor", s.vendor),
+						zap.String("resource", s.resource), zap.Error(err))
+					continue
+				}
+				last[i] = window
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// enqueueSync enqueues a vendor.sync job with an idempotency key.
+func (a *App) enqueueSync(ctx context.Context, vendor, resource, key string) error {
+	payload, _ := json.Marshal(vendorSyncPayload{Vendor: vendor, Resource: resource})
+	_, _, err := a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorSync, Key: key, Payload: payload})
+	return err
+}

@@ -1,0 +1,382 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
+	"github.com/craftedge/craftedge/vendorsim"
+)
+
+type vendorOptions struct {
+	baseURL  string
+	vendor   string // extra vendor subdirectives
+	resource string // extra resource subdirectives
+	storage  string
+	site     string // site block body; default craftedge_records alone
+}
+
+func vendorCaddyfile(o vendorOptions) string {
+	if o.site == "" {
+		o.site = "craftedge_records"
+	}
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage %s
+		memory 16MiB
+		jobs {
+			kind vendor.sync {
+				backoff 10ms 50ms
+			}
+			kind outbox {
+				backoff 10ms 50ms
+			}
+		}
+		vendor shop {
+			base_url %s
+			version path v2
+			header Authorization "Bearer {env.SHOP_TOKEN}"
+			timeout 2s
+			rate 1000/s burst 1000
+			retries 1
+			hedge 0s
+			breaker {
+				failures 50
+				successes 1
+				cooldown 1s
+			}
+			%s
+			resource product {
+				get /products/{id}
+				list "/products?updated_since={since}&page={page}&per_page={per_page}" items data has_more has_more per_page 10
+				upsert PUT /products/{id}
+				id id
+				version version
+				updated updated_at
+				field title title.en required
+				field price price.amount required
+				tags shop:product:{id}
+				%s
+			}
+		}
+	}
+}
+%s {
+	%s
+}
+`, o.storage, o.baseURL, o.vendor, o.resource, siteAddr, o.site)
+}
+
+type vendorEnv struct {
+	*gateway
+	sim *vendorsim.Sim
+}
+
+func startVendorGateway(t *testing.T, products int, o vendorOptions) *vendorEnv {
+	t.Helper()
+	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
+	sim := vendorsim.New(vendorsim.Options{Products: products, Seed: 1})
+	t.Cleanup(func() { _ = sim.Close() })
+	srv, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.baseURL = srv.URL()
+	if o.storage == "" {
+		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
+	}
+	clockOffset.Store(0)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	g := &gateway{t: t, tester: tester, storage: o.storage, client: &http.Client{Timeout: 10 * time.Second}}
+	t.Cleanup(func() { stopGateway(t) })
+	return &vendorEnv{gateway: g, sim: sim}
+}
+
+// sync enqueues a vendor.sync job and waits for it to reach state.
+func (e *vendorEnv) sync(key string, state jobs.State) jobs.Job {
+	e.t.Helper()
+	app := currentApp.Load()
+	if app == nil {
+		e.t.Fatal("no running craftedge app")
+	}
+	job, created, err := app.jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
+		Kind: jobKindVendorSync, Key: key, Payload: []byte(`{"vendor":"shop","resource":"product"}`),
+	})
+	if err != nil || !created {
+		e.t.Fatalf("enqueue sync: created=%v err=%v", created, err)
+	}
+	return e.waitJobState(job.ID, state)
+}
+
+func (e *vendorEnv) health() Health {
+	e.t.Helper()
+	r := e.admin(http.MethodGet, "/craftedge/health", "")
+	wantStatus(e.t, r, 200)
+	var h Health
+	if err := json.Unmarshal([]byte(r.body), &h); err != nil {
+		e.t.Fatal(err)
+	}
+	return h
+}
+
+func decodeRecord(t *testing.T, r response) vendors.Record {
+	t.Helper()
+	var rec vendors.Record
+	if err := json.Unmarshal([]byte(r.body), &rec); err != nil {
+		t.Fatalf("decoding %q: %v", r.body, err)
+	}
+	return rec
+}
+
+func TestVendorSyncAndReadModel(t *testing.T) {
+	e := startVendorGateway(t, 25, vendorOptions{resource: "sync every 1h"})
+
+	// The scheduler enqueues this window's pass at start.
+	waitFor(t, "the scheduled sync to complete", func() bool {
+		h := e.health()
+		return len(h.Vendors) == 1 && len(h.Vendors[0].Resources) == 1 && !h.Vendors[0].Resources[0].LastSync.IsZero()
+	})
+	h := e.health()
+	if v := h.Vendors[0]; v.Name != "shop" || !v.Enabled || v.Breaker != "closed" {
+		t.Fatalf("vendor health = %+v", v)
+	}
+	if n := e.sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200]; n < 3 {
+		t.Fatalf("sim saw %d list requests, want ≥ 3 (25 products, 10 per page)", n)
+	}
+	e.sim.Reset()
+
+	// Read model: one record, ETag, 304, Cache-Tag, Cache-Control.
+	r := e.get("/vendors/v1/shop/product/3")
+	wantStatus(t, r, 200)
+	rec := decodeRecord(t, r)
+	want, _ := e.sim.Get(vendorsim.KindProduct, "3")
+	if rec.ID != "3" || rec.Fields["title"] != want["title"].(map[string]any)["en"] {
+		t.Fatalf("record = %+v, sim has %v", rec, want)
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "public, max-age=60" {
+		t.Fatalf("Cache-Control = %q", cc)
+	}
+	if tags := r.header.Get("Cache-Tag"); tags != "shop:product:3" {
+		t.Fatalf("Cache-Tag = %q", tags)
+	}
+	etag := r.header.Get("ETag")
+	if !strings.HasPrefix(etag, `"`) {
+		t.Fatalf("ETag = %q, want a strong ETag", etag)
+	}
+	wantStatus(t, e.get("/vendors/v1/shop/product/3", "If-None-Match", etag), http.StatusNotModified)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3", "If-None-Match", `"other"`), 200)
+
+	// Lists page through the records.
+	r = e.get("/vendors/v1/shop/product?per_page=10&page=3")
+	wantStatus(t, r, 200)
+	var pg RecordsPage
+	if err := json.Unmarshal([]byte(r.body), &pg); err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Records) != 5 || pg.HasMore {
+		t.Fatalf("page 3 = %d records, has_more %v; want 5, false", len(pg.Records), pg.HasMore)
+	}
+	if !strings.Contains(r.header.Get("Cache-Tag"), collectionTag("shop", "product")) {
+		t.Fatalf("list Cache-Tag = %q", r.header.Get("Cache-Tag"))
+	}
+	r = e.get("/vendors/v1/shop/product?updated_since=" + vendorsim.DefaultSeedTime.Add(20*time.Second).Format(time.RFC3339))
+	wantStatus(t, r, 200)
+	if err := json.Unmarshal([]byte(r.body), &pg); err != nil || len(pg.Records) != 6 {
+		t.Fatalf("updated_since (inclusive): %d records, err %v", len(pg.Records), err)
+	}
+
+	// Errors.
+	for path, code := range map[string]int{
+		"/vendors/v1/nope/product/3":               404,
+		"/vendors/v1/shop/nope/3":                  404,
+		"/vendors/v1/shop/product/999":             404,
+		"/vendors/v1/shop/product?page=0":          400,
+		"/vendors/v1/shop/product?per_page=x":      400,
+		"/vendors/v1/shop/product?updated_since=y": 400,
+		"/vendors/v1/outbox/zz":                    400,
+	} {
+		wantStatus(t, e.get(path), code)
+	}
+	if st := e.sim.Requests(); st.Total != 0 {
+		t.Fatalf("the read model called the vendor: %+v", st)
+	}
+
+	// Vendor down: the read model still serves.
+	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, e.get("/vendors/v1/shop/product/7"), 200)
+	wantStatus(t, e.get("/vendors/v1/shop/product"), 200)
+	if st := e.sim.Requests(); st.Total != 0 {
+		t.Fatalf("the read model called the vendor: %+v", st)
+	}
+}
+
+func TestVendorSchemaChangeDeadLetters(t *testing.T) {
+	e := startVendorGateway(t, 5, vendorOptions{})
+	e.sync("first", jobs.StateDone)
+	before := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{SchemaChange: true}); err != nil {
+		t.Fatal(err)
+	}
+	job := e.sync("after-schema-change", jobs.StateDead)
+	if !strings.Contains(job.LastError, "mapping field") || job.Attempts != 1 {
+		t.Fatalf("dead job: attempts %d, error %q; want one attempt and a mapping error", job.Attempts, job.LastError)
+	}
+	after := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	if after.Version != before.Version || after.Fields["title"] != before.Fields["title"] {
+		t.Fatalf("last good record changed: %+v → %+v", before, after)
+	}
+}
+
+func TestVendorOutbox(t *testing.T) {
+	e := startVendorGateway(t, 5, vendorOptions{})
+	e.sync("first", jobs.StateDone)
+
+	body := func(title string) string {
+		return `{"sku":"SKU-3","title":{"en":"` + title + `"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`
+	}
+	r1 := e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"}, body("First"))
+	wantStatus(t, r1, http.StatusAccepted)
+	r2 := e.do(http.MethodPost, "/vendors/v1/shop/product/3", nil, body("Second"))
+	wantStatus(t, r2, http.StatusAccepted)
+	for _, r := range []response{r1, r2} {
+		loc := r.header.Get("Location")
+		if !strings.HasPrefix(loc, "/vendors/v1/outbox/") {
+			t.Fatalf("Location = %q", loc)
+		}
+		waitFor(t, "outbox job "+loc, func() bool {
+			r := e.get(loc)
+			var j jobs.Job
+			_ = json.Unmarshal([]byte(r.body), &j)
+			return r.status == 200 && j.State == jobs.StateDone
+		})
+	}
+	writes := e.sim.WritesFor(vendorsim.KindProduct, "3")
+	if len(writes) != 2 {
+		t.Fatalf("sim saw %d writes, want 2", len(writes))
+	}
+	if !strings.Contains(string(writes[0].Body), "First") || !strings.Contains(string(writes[1].Body), "Second") {
+		t.Fatalf("writes out of order: %s / %s", writes[0].Body, writes[1].Body)
+	}
+	if writes[0].Key == "" || writes[1].Key == "" || writes[0].Key == writes[1].Key {
+		t.Fatalf("idempotency keys = %q, %q", writes[0].Key, writes[1].Key)
+	}
+	rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	if rec.Fields["title"] != "Second" {
+		t.Fatalf("record after the writes = %+v", rec)
+	}
+
+	// Bad writes are refused before anything is enqueued.
+	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/shop/product/3", nil, "{not json"), 400)
+	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/shop/product", nil, "{}"), 400)
+	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/shop/product/3", nil, `{"x":"`+strings.Repeat("a", 2<<20)+`"}`), 413)
+	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/nope/product/3", nil, "{}"), 404)
+	if n := len(e.sim.Writes()); n != 2 {
+		t.Fatalf("sim saw %d writes, want 2", n)
+	}
+}
+
+func TestVendorDisabledMakesNoCalls(t *testing.T) {
+	e := startVendorGateway(t, 5, vendorOptions{vendor: "enabled off", resource: "sync every 1h"})
+	e.sync("first", jobs.StateDone)
+	if st := e.sim.Requests(); st.Total != 0 {
+		t.Fatalf("a disabled vendor was called: %+v", st)
+	}
+	if h := e.health(); len(h.Vendors) != 1 || h.Vendors[0].Enabled {
+		t.Fatalf("health vendors = %+v", h.Vendors)
+	}
+	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 404)
+}
+
+func TestVendorCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct{ vendor, resource, bad, want string }{
+		{vendor: "frobnicate 1", bad: "frobnicate 1", want: `unknown vendor subdirective`},
+		{resource: "frobnicate 1", bad: "frobnicate 1", want: `unknown resource subdirective`},
+		{vendor: "rate 0/s", bad: "rate 0/s", want: "rate must be a positive number"},
+		{vendor: "base_url ftp://x", bad: "base_url ftp://x", want: "scheme must be http or https"},
+		{vendor: "canary 10 not-a-url", bad: "canary 10 not-a-url", want: "canary URL"},
+		{vendor: "enabled maybe", bad: "enabled maybe", want: "enabled wants on or off"},
+	} {
+		cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "x.db"), baseURL: "http://127.0.0.1:1",
+			vendor: tc.vendor, resource: tc.resource})
+		line := 1 + strings.Count(cfg[:strings.Index(cfg, tc.bad)], "\n")
+		assertLoadError(t, cfg, tc.want)
+		caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d", line))
+	}
+	// A resource without id names the resource's line.
+	cfg := strings.Replace(vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "x.db"), baseURL: "http://127.0.0.1:1"}),
+		"\t\t\t\tid id\n", "", 1)
+	line := 1 + strings.Count(cfg[:strings.Index(cfg, "resource product")], "\n")
+	caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d: resource \\\"product\\\": id is required", line))
+}
+
+// A craftedge handler in front caches read-model answers by their
+// Cache-Tag; a sync that changes a record purges it.
+func TestVendorReadModelCachedAndPurgedBySync(t *testing.T) {
+	o := vendorOptions{site: "craftedge {\n\t\tupstream records\n\t\tttl 1h\n\t}\n\tcraftedge_records"}
+	e := startVendorGateway(t, 5, o)
+	e.sync("first", jobs.StateDone)
+
+	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/3"), "craftedge; fwd=")
+	r := e.get("/vendors/v1/shop/product/3")
+	wantCacheStatusPrefix(t, r, "craftedge; hit")
+	if r.header.Get("Cache-Tag") != "" {
+		t.Fatalf("Cache-Tag leaked: %q", r.header.Get("Cache-Tag"))
+	}
+	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
+
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
+		f["title"] = map[string]any{"en": "Renamed"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.sync("second", jobs.StateDone)
+	r = e.get("/vendors/v1/shop/product/3")
+	wantCacheStatusPrefix(t, r, "craftedge; fwd=")
+	if rec := decodeRecord(t, r); rec.Fields["title"] != "Renamed" {
+		t.Fatalf("after the sync: %+v", rec)
+	}
+	// Product 4 did not change: still cached.
+	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; hit")
+}
+
+// An unchanged reload keeps the vendor's client (breaker, limiter); a
+// changed vendor config gets a new one.
+func TestVendorClientSurvivesReload(t *testing.T) {
+	o := vendorOptions{storage: filepath.Join(t.TempDir(), "craftedge.db")}
+	e := startVendorGateway(t, 5, o)
+	before := currentApp.Load().vendorClients["shop"]
+	o.baseURL = before.Config().BaseURLs[0]
+	e.tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	if got := currentApp.Load().vendorClients["shop"]; got != before {
+		t.Fatal("an unchanged reload replaced the vendor client")
+	}
+	o.vendor = "retries 2"
+	e.tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	if got := currentApp.Load().vendorClients["shop"]; got == before {
+		t.Fatal("a changed vendor kept its old client")
+	}
+}

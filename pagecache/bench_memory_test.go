@@ -1,0 +1,159 @@
+package pagecache
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+)
+
+// Memory benchmarks: what one entry costs beside its encoded bytes, and
+// whether the bound holds under a working set four times larger.
+//
+//	go test -run '^$' -bench 'Memory' -benchtime 1x ./pagecache
+//
+// Entries are real: a seeded HTML page of the given size with its gzip and
+// zstd variants, three explicit tags (one shared, one per entry, one per
+// section) plus the implicit URL and host tags, keys shaped like the
+// handler's.
+
+var memoryBodySizes = []struct {
+	name string
+	size int
+}{{"1KiB", 1 << 10}, {"10KiB", 10 << 10}, {"100KiB", 100 << 10}}
+
+func entryTags(i int) []string {
+	return []string{"page", "entry:" + strconv.Itoa(i), "section:s" + strconv.Itoa(i%50)}
+}
+
+// heapAfterGC is the live heap, after two collections.
+func heapAfterGC() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// BenchmarkMemoryPerEntry fills a 256 MiB memory tier to about half with
+// entries of each body size and reports, per entry: the encoded bytes
+// (identity + gzip + zstd bodies, headers, tags), the live heap it adds
+// (bigcache queue bytes, its shard maps, our tag index), the overhead
+// beyond the encoded bytes and the tag index alone. (RSS is not measured
+// per entry: bigcache's preallocated queues become resident as they are
+// written, so RSS deltas swing with the fill level.) Bigcache
+// preallocates part of its queues at New: that is measured before the
+// fill (alloc-MiB), so the per-entry figures are the steady cost.
+func BenchmarkMemoryPerEntry(b *testing.B) {
+	const bound = 256 << 20
+	for _, bs := range memoryBodySizes {
+		b.Run("body="+bs.name, func(b *testing.B) {
+			enc := benchEncoded(b, benchPage(bs.size), entryTags(0), true)
+			n := min(50_000, bound/2/len(enc))
+			var heapPer, indexPer, newMiB float64
+			for it := 0; it < b.N; it++ {
+				h0 := heapAfterGC()
+				c, err := New(Options{MaxBytes: bound, MaxEntryBytes: 4 << 20})
+				if err != nil {
+					b.Fatal(err)
+				}
+				h1 := heapAfterGC()
+				for i := 0; i < n; i++ {
+					if err := c.Set(benchKey("blog", i), enc, entryTags(i), c.Epoch()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				h2 := heapAfterGC()
+				if got := c.Stats().Entries; got != n {
+					b.Fatalf("cache holds %d entries, want %d (evictions in a half-full cache)", got, n)
+				}
+				// The tag index alone, as Set builds it.
+				ix := newTagIndex()
+				for i := 0; i < n; i++ {
+					ix.add(benchKey("blog", i), entryTags(i))
+				}
+				h3 := heapAfterGC()
+				runtime.KeepAlive(ix)
+				runtime.KeepAlive(c)
+				newMiB = float64(h1-h0) / (1 << 20)
+				heapPer = float64(h2-h1) / float64(n)
+				indexPer = float64(h3-h2) / float64(n)
+				_ = c.Close()
+			}
+			b.ReportMetric(float64(len(enc)), "enc-B/entry")
+			b.ReportMetric(heapPer, "heap-B/entry")
+			b.ReportMetric(heapPer-float64(len(enc)), "overhead-B/entry")
+			b.ReportMetric(indexPer, "index-B/entry")
+			b.ReportMetric(newMiB, "alloc-MiB")
+			b.ReportMetric(float64(n), "entries")
+		})
+	}
+}
+
+// BenchmarkMemoryBound4x stores a working set four times the 32 MiB bound,
+// twice over (so the second pass runs in steady eviction), and checks that
+// the bytes bigcache holds never exceed MaxBytes, that the tag index
+// follows evictions (no dangling keys), and how far the live heap goes
+// past the bound: the stated overhead is the shard maps plus the tag
+// index of the entries that fit, plus bigcache's fixed preallocation.
+func BenchmarkMemoryBound4x(b *testing.B) {
+	const bound = 32 << 20
+	for _, bs := range memoryBodySizes {
+		b.Run("body="+bs.name, func(b *testing.B) {
+			enc := benchEncoded(b, benchPage(bs.size), entryTags(0), true)
+			keys := 4 * bound / len(enc)
+			var live, peak, maxBytes int64
+			var st Stats
+			for it := 0; it < b.N; it++ {
+				h0 := heapAfterGC()
+				c, err := New(Options{MaxBytes: bound, MaxEntryBytes: 4 << 20})
+				if err != nil {
+					b.Fatal(err)
+				}
+				peak, maxBytes = 0, 0
+				var ms runtime.MemStats
+				for pass := 0; pass < 2; pass++ {
+					for i := 0; i < keys; i++ {
+						if err := c.Set(benchKey("ws", i), enc, entryTags(i), c.Epoch()); err != nil {
+							b.Fatal(err)
+						}
+						if i%512 == 0 {
+							if by := int64(c.Stats().Bytes); by > maxBytes {
+								maxBytes = by
+							}
+							runtime.ReadMemStats(&ms)
+							peak = max(peak, int64(ms.HeapInuse))
+						}
+					}
+				}
+				live = heapAfterGC() - h0
+				st = c.Stats()
+				maxBytes = max(maxBytes, int64(st.Bytes))
+				c.index.mu.Lock()
+				indexed := len(c.index.keys)
+				c.index.mu.Unlock()
+				if indexed != st.Entries {
+					b.Errorf("tag index holds %d keys, bigcache %d entries: eviction left the index inconsistent", indexed, st.Entries)
+				}
+				if maxBytes > bound {
+					b.Errorf("bigcache held %d bytes, over the %d bound", maxBytes, bound)
+				}
+				if st.Evicted == 0 {
+					b.Errorf("a working set 4x the bound evicted nothing")
+				}
+				_ = c.Close()
+			}
+			mib := func(v int64) float64 { return float64(v) / (1 << 20) }
+			b.ReportMetric(mib(bound), "bound-MiB")
+			b.ReportMetric(mib(maxBytes), "cache-max-MiB")
+			b.ReportMetric(mib(live), "live-heap-MiB")
+			b.ReportMetric(mib(live-bound), "over-bound-MiB")
+			b.ReportMetric(mib(peak), "peak-heap-inuse-MiB")
+			b.ReportMetric(float64(st.Entries), "entries")
+			b.ReportMetric(float64(keys), "working-set-keys")
+			b.ReportMetric(float64(st.Evicted), "evicted")
+			if st.Entries > 0 {
+				b.ReportMetric(float64(live-bound)/float64(st.Entries), "over-bound-B/entry")
+			}
+		})
+	}
+}
