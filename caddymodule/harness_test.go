@@ -111,6 +111,7 @@ type gatewayOptions struct {
 	handlerExtra string // extra subdirectives inside craftedge { }
 	globalExtra  string // extra lines inside the global craftedge { }
 	storage      string // bbolt path; default a new temp file
+	siteExtra    string // directives in the site before the craftedge handler
 }
 
 func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
@@ -127,6 +128,7 @@ func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
 	}
 }
 %s {
+	%s
 	craftedge {
 		upstream craft
 		ttl 1m
@@ -140,7 +142,7 @@ func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
 	}
 	reverse_proxy %s
 }
-`, opts.storage, opts.globalExtra, siteAddr, opts.handlerExtra, o.addr())
+`, opts.storage, opts.globalExtra, siteAddr, opts.siteExtra, opts.handlerExtra, o.addr())
 }
 
 func startGateway(t *testing.T, o *testOrigin, opts gatewayOptions) *gateway {

@@ -51,33 +51,7 @@ func statusCaddyfile(o *testOrigin, opts statusOptions) string {
 		%s
 	}`, statusUser, statusUserHash, oncallUser, oncallUserHash, opts.statusExtra)
 	}
-	return fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	skip_install_trust
-	craftedge {
-		storage %s
-		memory 16MiB
-		%s
-	}
-}
-%s {
-	%s
-	craftedge {
-		upstream craft
-		ttl 1m
-		stale 1h
-		timeout 2s
-		breaker {
-			failures 3
-			cooldown 30s
-		}
-	}
-	reverse_proxy %s
-}
-`, opts.storage, opts.globalExtra, siteAddr, site, o.addr())
+	return caddyfileFor(o, gatewayOptions{storage: opts.storage, globalExtra: opts.globalExtra, siteExtra: site})
 }
 
 func startStatusGateway(t *testing.T, o *testOrigin, opts statusOptions) *gateway {
