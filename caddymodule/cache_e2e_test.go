@@ -162,7 +162,7 @@ func TestPurgeByTagURLPrefixAndAll(t *testing.T) {
 	wantCacheStatus(t, g.get("/b"), "craftedge; hit")
 
 	// A URL without query purges every query variant of the path.
-	r = g.admin(http.MethodPost, "/craftedge/purge", `{"urls":["http://localhost:9080/blog/c"]}`)
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+siteAddr+`/blog/c"]}`)
 	wantStatus(t, r, 200)
 	if !strings.Contains(r.body, `"purged": 2`) {
 		t.Fatalf("url purge answered %q", r.body)
@@ -170,14 +170,14 @@ func TestPurgeByTagURLPrefixAndAll(t *testing.T) {
 	g.get("/blog/c")
 	g.get("/blog/c?page=2")
 	// A URL with a query purges only that variant.
-	r = g.admin(http.MethodPost, "/craftedge/purge", `{"urls":["http://localhost:9080/blog/c?page=2"]}`)
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+siteAddr+`/blog/c?page=2"]}`)
 	if !strings.Contains(r.body, `"purged": 1`) {
 		t.Fatalf("url+query purge answered %q", r.body)
 	}
 	wantCacheStatus(t, g.get("/blog/c"), "craftedge; hit")
 	g.get("/blog/c?page=2")
 
-	r = g.admin(http.MethodPost, "/craftedge/purge", `{"prefixes":["http://localhost:9080/blog/"]}`)
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"prefixes":["`+siteAddr+`/blog/"]}`)
 	if !strings.Contains(r.body, `"purged": 2`) {
 		t.Fatalf("prefix purge answered %q", r.body)
 	}
@@ -503,6 +503,6 @@ func TestTagHeaderIgnoreQueryAndExposeTags(t *testing.T) {
 	if !strings.Contains(r.body, `"purged": 1`) {
 		t.Fatalf("purge by custom tag header answered %s", r.body)
 	}
-	r = g.admin(http.MethodPost, "/craftedge/purge", `{"hosts":["localhost:9080"]}`)
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"hosts":["`+siteHost+`"]}`)
 	wantStatus(t, r, 200)
 }

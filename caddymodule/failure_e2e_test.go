@@ -364,11 +364,11 @@ func TestUnopenableStorageIsAClearError(t *testing.T) {
 	}
 	tester := caddytest.NewTester(t)
 	cfg := caddyfileFor(o, gatewayOptions{storage: filepath.Join(file, "craftedge.db")})
-	r, err := http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader(cfg))
+	r, err := http.Post("http://"+adminAddr+"/load", "text/caddyfile", strings.NewReader(cfg))
 	if err != nil {
 		// Caddy may not be running yet in this process: start it.
-		tester.InitServer("{\n\tadmin localhost:2999\n}\n", "caddyfile")
-		r, err = http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader(cfg))
+		tester.InitServer("{\n\tadmin "+adminAddr+"\n}\n", "caddyfile")
+		r, err = http.Post("http://"+adminAddr+"/load", "text/caddyfile", strings.NewReader(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,11 +19,59 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// The e2e tests drive a real in-process Caddy (caddytest, admin on
-// localhost:2999, HTTP on 9080) in front of real upstream servers on
-// 127.0.0.1 and a real bbolt file in a temp dir.
+// The e2e tests drive a real in-process Caddy (caddytest) in front of real
+// upstream servers on 127.0.0.1 and a real bbolt file in a temp dir. The
+// admin, HTTP and HTTPS ports are free ports picked once per test process
+// (TestMain), so two test processes (worktrees, -count runs) never collide.
 
-const siteAddr = "http://localhost:9080"
+var (
+	adminPort, httpPort, httpsPort int
+	// adminAddr is the admin endpoint's host:port.
+	adminAddr string
+	// siteAddr is the base URL of the test site.
+	siteAddr string
+	// siteHost is the site's host:port, as it appears in cache keys.
+	siteHost string
+)
+
+func TestMain(m *testing.M) {
+	ports, err := freePorts(3)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "picking free ports:", err)
+		os.Exit(1)
+	}
+	adminPort, httpPort, httpsPort = ports[0], ports[1], ports[2]
+	adminAddr = fmt.Sprintf("localhost:%d", adminPort)
+	siteHost = fmt.Sprintf("localhost:%d", httpPort)
+	siteAddr = "http://" + siteHost
+	caddytest.Default.AdminPort = adminPort
+	os.Exit(m.Run())
+}
+
+// freePorts asks the kernel for n distinct free loopback ports.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// globalPorts is the start of every test config's global options block.
+func globalPorts() string {
+	return fmt.Sprintf("\tadmin %s\n\thttp_port %d\n\thttps_port %d\n", adminAddr, httpPort, httpsPort)
+}
 
 // testOrigin is a real HTTP upstream on 127.0.0.1 whose behaviour a test
 // sets per path.
@@ -116,10 +165,7 @@ type gatewayOptions struct {
 
 func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
 	return fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
+%s	grace_period 1ns
 	skip_install_trust
 	craftedge {
 		storage %s
@@ -142,7 +188,7 @@ func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
 	}
 	reverse_proxy %s
 }
-`, opts.storage, opts.globalExtra, siteAddr, opts.siteExtra, opts.handlerExtra, o.addr())
+`, globalPorts(), opts.storage, opts.globalExtra, siteAddr, opts.siteExtra, opts.handlerExtra, o.addr())
 }
 
 func startGateway(t *testing.T, o *testOrigin, opts gatewayOptions) *gateway {
@@ -197,14 +243,7 @@ func (g *gateway) restart(opts gatewayOptions) {
 // stopGateway loads a config without craftedge, releasing its state.
 func stopGateway(t *testing.T) {
 	tester := caddytest.NewTester(t)
-	tester.InitServer(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	skip_install_trust
-}
-`, "caddyfile")
+	tester.InitServer("{\n"+globalPorts()+"\tgrace_period 1ns\n\tskip_install_trust\n}\n", "caddyfile")
 }
 
 type response struct {
@@ -254,7 +293,7 @@ func (g *gateway) get(path string, headers ...string) response {
 // admin calls craftedge's admin API.
 func (g *gateway) admin(method, path, body string) response {
 	g.t.Helper()
-	req, err := http.NewRequest(method, "http://localhost:2999"+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
 	if err != nil {
 		g.t.Fatal(err)
 	}

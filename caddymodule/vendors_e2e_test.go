@@ -30,10 +30,7 @@ func vendorCaddyfile(o vendorOptions) string {
 		o.site = "craftedge_records"
 	}
 	return fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
+%s	grace_period 1ns
 	skip_install_trust
 	craftedge {
 		storage %s
@@ -78,7 +75,7 @@ func vendorCaddyfile(o vendorOptions) string {
 %s {
 	%s
 }
-`, o.storage, o.baseURL, o.vendor, o.resource, siteAddr, o.site)
+`, globalPorts(), o.storage, o.baseURL, o.vendor, o.resource, siteAddr, o.site)
 }
 
 type vendorEnv struct {
