@@ -207,6 +207,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //
 //	craftedge [<matcher>] {
 //	    upstream       <name>
+//	    vendor         <name>
 //	    ttl            <duration>
 //	    stale          <duration>
 //	    timeout        <duration>
@@ -243,6 +244,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Upstream = v
+		case "vendor":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			h.Vendor = v
 		case "ttl", "stale", "timeout":
 			dur, err := parseDuration(d)
 			if err != nil {

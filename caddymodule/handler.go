@@ -47,8 +47,19 @@ func nowFunc() time.Time { return time.Now().Add(time.Duration(clockOffset.Load(
 // previews, logged-in visitors...) pass through untouched.
 type Handler struct {
 	// Upstream names the upstream behind this handler; it names the
-	// circuit breaker and the kill-switch override. Default "default".
+	// circuit breaker and the kill-switch override. Default "default", or
+	// the vendor's name when Vendor is set.
 	Upstream string `json:"upstream,omitempty"`
+
+	// Vendor names a vendor of the global craftedge block. Cacheable
+	// requests then go to the vendor through its client (credentials
+	// injected, breaker, rate limit, retries, hedging) instead of the next
+	// handler: the request's path (after handle_path or a rewrite) and
+	// query are read under the vendor's versioned base URL. Visitors'
+	// credentials and cookies are never forwarded, so responses are shared;
+	// Craft's bypass rules do not apply, and methods other than GET and
+	// HEAD are refused with 405 (writes go through craftedge_records).
+	Vendor string `json:"vendor,omitempty"`
 
 	// TTL is how long a response is fresh when the origin sends no
 	// freshness (no s-maxage, max-age or Expires), as Craft usually does.
@@ -130,6 +141,8 @@ type Handler struct {
 	flights  *singleflight.Group
 	fallback []byte
 	metrics  handlerMetrics
+	// vendorProxy replaces the next handler when Vendor is set.
+	vendorProxy caddyhttp.Handler
 }
 
 // Fallback is the response of last resort.
@@ -161,6 +174,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.flights = new(singleflight.Group)
 	if h.Upstream == "" {
 		h.Upstream = "default"
+		if h.Vendor != "" {
+			h.Upstream = h.Vendor
+		}
 	}
 	if h.TTL == 0 {
 		h.TTL = caddy.Duration(defaultTTL)
@@ -218,6 +234,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("craftedge: loading app: %w", err)
 	}
 	h.app = appIface.(*App)
+	if h.Vendor != "" {
+		client, _, ok := h.app.vendorClient(h.Vendor)
+		if !ok {
+			return fmt.Errorf("craftedge: vendor %q is not configured in the global craftedge block", h.Vendor)
+		}
+		h.vendorProxy = vendorProxy{client: client, tagHeader: h.TagHeaders[0]}
+	}
 	h.upstream, err = h.app.upstream(h.Upstream, h.Breaker)
 	if err != nil {
 		return fmt.Errorf("craftedge: %w", err)
@@ -265,11 +288,20 @@ func lookupRequest(r *http.Request) *http.Request {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	lr := lookupRequest(r)
-	if _, upgrade := r.Header["Upgrade"]; upgrade {
-		return h.serveBypass(w, r, next, "upgrade")
-	}
-	if reason := h.bypass.Check(lr); reason != "" {
-		return h.serveBypass(w, r, next, reason)
+	if h.vendorProxy != nil {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.metrics.count(outcomeBypass)
+			serveVendorMethodNotAllowed(w)
+			return nil
+		}
+		next = h.vendorProxy
+	} else {
+		if _, upgrade := r.Header["Upgrade"]; upgrade {
+			return h.serveBypass(w, r, next, "upgrade")
+		}
+		if reason := h.bypass.Check(lr); reason != "" {
+			return h.serveBypass(w, r, next, reason)
+		}
 	}
 
 	scheme := "http"

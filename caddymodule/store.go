@@ -42,7 +42,9 @@ func (h *Handler) storableReason(r *http.Request, status int, hdr http.Header) s
 	_, explicit := httpcache.FreshnessLifetime(hdr, d, nowFunc())
 	// Authorization is part of the key on the GraphQL path, so a token's
 	// response is only ever served to the same token.
-	hadAuth := r.Header.Get("Authorization") != "" && !(h.GraphQL != "" && lookupRequest(r).URL.Path == h.GraphQL)
+	// A live vendor read never forwards the visitor's Authorization.
+	hadAuth := r.Header.Get("Authorization") != "" && h.vendorProxy == nil &&
+		!(h.GraphQL != "" && lookupRequest(r).URL.Path == h.GraphQL)
 	if reason := httpcache.Storable(status, hdr, d, explicit, hadAuth); reason != "" {
 		return reason
 	}

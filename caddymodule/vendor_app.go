@@ -84,10 +84,13 @@ func (a *App) vendorClient(name string) (*vendors.Client, *VendorConfig, bool) {
 
 // VendorHealth describes one vendor in GET /craftedge/health.
 type VendorHealth struct {
-	Name      string                 `json:"name"`
-	Enabled   bool                   `json:"enabled"`
-	Breaker   string                 `json:"breaker"`
-	Resources []VendorResourceHealth `json:"resources"`
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+	// CanaryPercent is the share of live reads sent to the canary base
+	// URLs (the `canary` vendor subdirective); 0 when there is no canary.
+	CanaryPercent int                    `json:"canary_percent"`
+	Breaker       string                 `json:"breaker"`
+	Resources     []VendorResourceHealth `json:"resources"`
 }
 
 // VendorResourceHealth is the sync progress of one resource.
@@ -106,7 +109,8 @@ func (a *App) vendorsHealth() []VendorHealth {
 	out := []VendorHealth{}
 	for _, name := range sortedKeys(a.vendorClients) {
 		c := a.vendorClients[name]
-		vh := VendorHealth{Name: name, Enabled: c.Enabled(), Breaker: c.BreakerState(), Resources: []VendorResourceHealth{}}
+		vh := VendorHealth{Name: name, Enabled: c.Enabled(), CanaryPercent: c.Config().Canary.Percent,
+			Breaker: c.BreakerState(), Resources: []VendorResourceHealth{}}
 		for _, rn := range sortedKeys(a.Vendors[name].Resources) {
 			rh := VendorResourceHealth{Name: rn}
 			if st, err := a.records.LoadSyncState(name, rn); err == nil {

@@ -81,6 +81,8 @@ func vendorCaddyfile(o vendorOptions) string {
 type vendorEnv struct {
 	*gateway
 	sim *vendorsim.Sim
+	// simURL is the base URL the vendor block points at.
+	simURL string
 }
 
 func startVendorGateway(t *testing.T, products int, o vendorOptions) *vendorEnv {
@@ -93,6 +95,13 @@ func startVendorGateway(t *testing.T, products int, o vendorOptions) *vendorEnv 
 		t.Fatal(err)
 	}
 	o.baseURL = srv.URL()
+	return startVendorGatewayWith(t, sim, o)
+}
+
+// startVendorGatewayWith starts craftedge in front of sim, whose endpoints
+// o.baseURL (and any base_url in o.vendor) already serve.
+func startVendorGatewayWith(t *testing.T, sim *vendorsim.Sim, o vendorOptions) *vendorEnv {
+	t.Helper()
 	if o.storage == "" {
 		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
@@ -104,7 +113,7 @@ func startVendorGateway(t *testing.T, products int, o vendorOptions) *vendorEnv 
 	}
 	g := &gateway{t: t, tester: tester, storage: o.storage, client: &http.Client{Timeout: 10 * time.Second}}
 	t.Cleanup(func() { stopGateway(t) })
-	return &vendorEnv{gateway: g, sim: sim}
+	return &vendorEnv{gateway: g, sim: sim, simURL: o.baseURL}
 }
 
 // sync enqueues a vendor.sync job and waits for it to reach state.
