@@ -28,6 +28,7 @@ const maxAdminBody = 1 << 20
 //	GET  /craftedge/health         memory tier, snapshots, breakers, kill switch
 //	PUT  /craftedge/snapshot-only  set or clear the kill-switch override
 //	     /craftedge/jobs...         the job queue (see handleJobs)
+//	     /craftedge/backfill...     start and watch a vendor backfill (see handleBackfill)
 //
 // Admin modules are provisioned before apps, so the app is resolved per
 // request.
@@ -49,6 +50,8 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/craftedge/snapshot-only", Handler: caddy.AdminHandlerFunc(a.handleSnapshotOnly)},
 		{Pattern: "/craftedge/jobs", Handler: caddy.AdminHandlerFunc(a.handleJobs)},
 		{Pattern: "/craftedge/jobs/", Handler: caddy.AdminHandlerFunc(a.handleJobs)},
+		{Pattern: "/craftedge/backfill", Handler: caddy.AdminHandlerFunc(a.handleBackfill)},
+		{Pattern: "/craftedge/backfill/", Handler: caddy.AdminHandlerFunc(a.handleBackfill)},
 	}
 }
 

@@ -133,6 +133,9 @@ type VendorList struct {
 	NextPage string `json:"next_page,omitempty"`
 	// EmptyPageEnds ends the list at the first empty page.
 	EmptyPageEnds bool `json:"empty_page_ends,omitempty"`
+	// Total is the dot path of the list's item count in a list response,
+	// when the vendor reports one: backfill progress then shows an ETA.
+	Total string `json:"total,omitempty"`
 	// PerPage is the page size. Default 50.
 	PerPage int `json:"per_page,omitempty"`
 	// SinceFormat is rfc3339 (default), unix or unix_ms.
@@ -176,7 +179,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 		if l := r.List; l != nil {
 			res.List = &vendors.ListSpec{
 				Path: l.Path, Items: l.Items, PerPage: l.PerPage, HasMore: l.HasMore,
-				NextPage: l.NextPage, EmptyPageEnds: l.EmptyPageEnds,
+				NextPage: l.NextPage, EmptyPageEnds: l.EmptyPageEnds, Total: l.Total,
 				SinceFormat: l.SinceFormat, Overlap: time.Duration(l.Overlap),
 			}
 		}
@@ -506,6 +509,8 @@ func parseVendorList(d *caddyfile.Dispenser) (*VendorList, error) {
 			l.NextPage = val
 		case "since_format":
 			l.SinceFormat = val
+		case "total":
+			l.Total = val
 		case "per_page":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 1 {

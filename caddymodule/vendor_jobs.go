@@ -35,6 +35,8 @@ func init() {
 type vendorSyncPayload struct {
 	Vendor   string `json:"vendor"`
 	Resource string `json:"resource"`
+	// Full makes the pass a backfill: everything is listed again.
+	Full bool `json:"full,omitempty"`
 }
 
 // outboxPayload is the payload of an outbox job.
@@ -88,6 +90,7 @@ func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
 		}
 	}
 	err := vendors.Sync(ctx, client, a.records, p.Resource, &state, vendors.SyncOptions{
+		Full: p.Full,
 		Save: func(st vendors.SyncState) error {
 			b, err := json.Marshal(st)
 			if err != nil {

@@ -132,6 +132,9 @@ type Page struct {
 	HasMore bool `json:"has_more"`
 	// NextPage is the number of the next page when HasMore is true.
 	NextPage int `json:"next_page,omitempty"`
+	// Total is the size of the whole list when the vendor reports it
+	// (ListSpec.Total); 0 when unknown.
+	Total int `json:"total,omitempty"`
 }
 
 // Request is a live read-through request for Do.
@@ -486,6 +489,16 @@ func (c *Client) mapPage(resource string, res Resource, body []byte, page int) (
 	}
 	if out.HasMore && out.NextPage == 0 {
 		out.NextPage = page + 1
+	}
+	if l.Total != "" {
+		if v, ok := lookup(doc, l.Total); ok && v != nil {
+			s, _ := scalarString(v)
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return Page{}, merr("total", l.Total, "expected a count, got "+jsonType(v))
+			}
+			out.Total = n
+		}
 	}
 	return out, nil
 }

@@ -206,6 +206,10 @@ type ListSpec struct {
 	NextPage string `json:"next_page,omitempty"`
 	// EmptyPageEnds: the list ends at the first page with no items.
 	EmptyPageEnds bool `json:"empty_page_ends,omitempty"`
+	// Total is the dot path of the number of items the whole list holds,
+	// e.g. "total", when the vendor reports it; it gives a backfill's
+	// progress its end (and ETA). Optional.
+	Total string `json:"total,omitempty"`
 	// SinceFormat is how {since} is written: "rfc3339" (default; UTC with
 	// nanoseconds), "unix" (seconds) or "unix_ms".
 	SinceFormat string `json:"since_format,omitempty"`

@@ -33,8 +33,12 @@ type SyncState struct {
 	// the end of the list during the pass: offset paging may then have
 	// skipped one record after it, so the cursor is held back to it.
 	Rewind time.Time `json:"rewind,omitempty"`
-	// Backfill is true when the pass started without a cursor.
+	// Backfill is true when the pass started without a cursor, or was
+	// asked to list everything (SyncOptions.Full).
 	Backfill bool `json:"backfill,omitempty"`
+	// Total is the size of the list the vendor last reported (0 when it
+	// reports none): with Seen, the pass's progress.
+	Total int `json:"total,omitempty"`
 	// StartedAt is when the pass started.
 	StartedAt time.Time `json:"started_at,omitempty"`
 	// Pages, Seen and Changed count the pass's pages, records listed and
@@ -46,6 +50,12 @@ type SyncState struct {
 	// cursor it set.
 	LastCompleted time.Time `json:"last_completed,omitempty"`
 	LastCursor    time.Time `json:"last_cursor,omitempty"`
+	// LastPages, LastSeen and LastChanged are the counts of the last
+	// completed pass, and LastBackfill whether it listed everything.
+	LastPages    int  `json:"last_pages,omitempty"`
+	LastSeen     int  `json:"last_seen,omitempty"`
+	LastChanged  int  `json:"last_changed,omitempty"`
+	LastBackfill bool `json:"last_backfill,omitempty"`
 }
 
 // InProgress reports whether a pass has started and not completed: after
@@ -67,6 +77,9 @@ type SyncOptions struct {
 	// Now is the clock for SyncedAt and the pass times; nil uses the
 	// Client's.
 	Now func() time.Time
+	// Full starts a new pass from the beginning of the list (a backfill)
+	// even when a cursor exists. A pass in progress is resumed either way.
+	Full bool
 }
 
 // Sync runs (or resumes) one delta pass of resource: it lists the pages of
@@ -115,11 +128,13 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 			return err
 		}
 		since := cursor
-		if !since.IsZero() {
+		if opts.Full {
+			since = time.Time{}
+		} else if !since.IsZero() {
 			since = since.Add(-res.List.Overlap)
 		}
 		*state = SyncState{
-			Pass: rand.Uint64() | 1, Since: since, Page: 1, HighWater: cursor, Backfill: cursor.IsZero(),
+			Pass: rand.Uint64() | 1, Since: since, Page: 1, HighWater: cursor, Backfill: since.IsZero(),
 			StartedAt: now().UTC(), LastCompleted: state.LastCompleted, LastCursor: state.LastCursor,
 		}
 		log.Debug("vendor sync pass starting", zap.Time("since", since), zap.Bool("backfill", state.Backfill))
@@ -157,6 +172,9 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 		}
 		state.Pages++
 		state.Seen += len(page.Records)
+		if page.Total > 0 {
+			state.Total = page.Total
+		}
 		state.Changed += changed
 
 		if !page.HasMore {
@@ -169,7 +187,8 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 			}
 			log.Info("vendor sync pass completed", zap.Int("pages", state.Pages), zap.Int("seen", state.Seen),
 				zap.Int("changed", state.Changed), zap.Time("cursor", cursor), zap.Bool("backfill", state.Backfill))
-			*state = SyncState{LastCompleted: now().UTC(), LastCursor: cursor}
+			*state = SyncState{LastCompleted: now().UTC(), LastCursor: cursor,
+				LastPages: state.Pages, LastSeen: state.Seen, LastChanged: state.Changed, LastBackfill: state.Backfill}
 			if err := save(*state); err != nil {
 				return fmt.Errorf("vendors: sync %s/%s: saving state: %w", vendor, resource, err)
 			}
