@@ -26,12 +26,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/demoorigin"
+	"github.com/craftedge/craftedge/vendorsim"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "demo",
-		Usage: "[--listen <addr>] [--origin <addr>] [--admin <addr>] [--storage <path>]",
+		Usage: "[--listen <addr>] [--origin <addr>] [--vendor <addr>] [--admin <addr>] [--storage <path>]",
 		Short: "Runs a demo Craft-like site behind the craftedge gateway",
 		Long: `
 Starts, with no setup, a demo origin (a small Craft-like site: pages with
@@ -42,6 +43,11 @@ craftedge gateway in front of it, configured by an embedded Caddyfile
 to try: cache hits and misses, purges by tag, the origin going down
 (snapshots and the fallback page), the kill switch and the health endpoint.
 
+A simulated e-commerce API (the vendor simulator) listens on --vendor: its
+products are synced into records every minute, served by the read-model API
+under /vendors/v1/ and, live, under /shop-api/; both keep answering while the
+simulator is down.
+
 The gateway listens on --listen, the origin on --origin, Caddy's admin API
 (with craftedge's routes under /craftedge/) on --admin. Snapshots are kept
 in --storage, by default in the system's temporary directory, so a restarted
@@ -51,6 +57,7 @@ Stop it with Ctrl+C.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("listen", "l", defaultDemoListen, "Address of the gateway (the demo site)")
 			cmd.Flags().StringP("origin", "o", defaultDemoOrigin, "Address of the demo origin (the Craft stand-in)")
+			cmd.Flags().String("vendor", defaultDemoVendor, "Address of the simulated shop API (vendorsim)")
 			cmd.Flags().StringP("admin", "a", defaultDemoAdmin, "Address of Caddy's admin API")
 			cmd.Flags().StringP("storage", "s", defaultDemoStorage(), "Path of the snapshot file (bbolt)")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDemo)
@@ -62,6 +69,7 @@ Stop it with Ctrl+C.`,
 const (
 	defaultDemoListen = "127.0.0.1:8080"
 	defaultDemoOrigin = "127.0.0.1:8081"
+	defaultDemoVendor = "127.0.0.1:8082"
 	defaultDemoAdmin  = "localhost:2019"
 )
 
@@ -84,6 +92,8 @@ type demoOptions struct {
 	Listen string
 	// Origin is the demo origin's address; port 0 picks a free port.
 	Origin string
+	// Vendor is the vendor simulator's address; port 0 picks a free port.
+	Vendor string
 	// Admin is the address of Caddy's admin endpoint.
 	Admin string
 	// Storage is the path of the snapshot file.
@@ -98,6 +108,7 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 	opts := demoOptions{
 		Listen:  fl.String("listen"),
 		Origin:  fl.String("origin"),
+		Vendor:  fl.String("vendor"),
 		Admin:   fl.String("admin"),
 		Storage: fl.String("storage"),
 	}
@@ -129,12 +140,15 @@ func runDemo(ctx context.Context, opts demoOptions, onDone func()) error {
 type demo struct {
 	listen  string // the gateway's address, as given
 	origin  string // the origin's actual address (dialable)
+	vendor  string // the vendor simulator's base URL
 	admin   string
 	storage string
 	out     io.Writer
 
 	site      *demoorigin.Origin
 	originSrv *http.Server
+	sim       *vendorsim.Sim
+	simSrv    *vendorsim.Server
 
 	stopOnce sync.Once
 	stopErr  error
@@ -149,6 +163,9 @@ func startDemo(opts demoOptions) (*demo, error) {
 	}
 	if opts.Origin == "" {
 		opts.Origin = defaultDemoOrigin
+	}
+	if opts.Vendor == "" {
+		opts.Vendor = defaultDemoVendor
 	}
 	if opts.Admin == "" {
 		opts.Admin = defaultDemoAdmin
@@ -170,6 +187,9 @@ func startDemo(opts demoOptions) (*demo, error) {
 		return nil, fmt.Errorf("--admin %q: give a port (0 is not supported)", opts.Admin)
 	}
 	if _, _, err := splitHostPort("--origin", opts.Origin); err != nil {
+		return nil, err
+	}
+	if _, _, err := splitHostPort("--vendor", opts.Vendor); err != nil {
 		return nil, err
 	}
 	storage, err := filepath.Abs(opts.Storage)
@@ -198,13 +218,26 @@ func startDemo(opts demoOptions) (*demo, error) {
 	}
 	go func() { _ = d.originSrv.Serve(ln) }()
 
-	cfgJSON, err := d.adapt()
+	d.sim = vendorsim.New(vendorsim.Options{Products: 120, Seed: 1})
+	d.simSrv, err = d.sim.Start(opts.Vendor)
 	if err != nil {
 		_ = d.originSrv.Close()
+		_ = d.sim.Close()
+		return nil, fmt.Errorf("starting the vendor simulator on %s: %w (choose another port with --vendor)", opts.Vendor, err)
+	}
+	d.vendor = d.simSrv.URL()
+	closeBackends := func() {
+		_ = d.originSrv.Close()
+		_ = d.sim.Close()
+	}
+
+	cfgJSON, err := d.adapt()
+	if err != nil {
+		closeBackends()
 		return nil, err
 	}
 	if err := caddy.Load(cfgJSON, true); err != nil {
-		_ = d.originSrv.Close()
+		closeBackends()
 		return nil, fmt.Errorf("starting the gateway: %w (is another demo running? choose other ports with --listen, --origin and --admin)", err)
 	}
 	return d, nil
@@ -222,6 +255,7 @@ func (d *demo) caddyfile() ([]byte, error) {
 		"SiteAddress": "http://:" + port,
 		"Bind":        host,
 		"Origin":      d.origin,
+		"Vendor":      d.vendor,
 	}
 	if strings.Contains(host, ":") {
 		data["Bind"] = "[" + host + "]"
@@ -265,7 +299,7 @@ func (d *demo) stop() error {
 			err = fmt.Errorf("stopping the gateway: %w", err)
 		}
 		_ = caddy.Stop()
-		d.stopErr = errors.Join(err, d.originSrv.Close())
+		d.stopErr = errors.Join(err, d.originSrv.Close(), d.sim.Close())
 	})
 	return d.stopErr
 }
@@ -333,6 +367,18 @@ func (d *demo) printInstructions(w io.Writer) {
 	p("7. A logged-in visitor (Craft session cookie) bypasses the cache")
 	p("   (Cache-Status: ...fwd=bypass; detail=session):")
 	p("     curl -si -b CraftSessionId=x %s | grep -i cache-status", page)
+	p("")
+	shop := d.vendor
+	p("8. Vendors: the simulated shop API's products are synced into records every")
+	p("   minute and served from them (never calling the shop), or live, cached:")
+	p("     curl -s %s/vendors/v1/shop/product/3", site)
+	p("     curl -si %s/shop-api/products/3 | grep -i cache-status", site)
+	p("   Take the shop down: the records and the cached/snapshot copies still answer;")
+	p("   sync jobs retry and show in health, then bring it back:")
+	p("     curl -s -X POST %s%s -d '{\"outage\":\"close\"}'", shop, vendorsim.ControlChaosPath)
+	p("     curl -s %s/vendors/v1/shop/product/3", site)
+	p("     curl -si %s/shop-api/products/3 | grep -i cache-status", site)
+	p("     curl -s -X DELETE %s%s", shop, vendorsim.ControlChaosPath)
 	p("")
 	p("Snapshots stay in %s between runs: restart the demo,", d.storage)
 	p("take the origin down at once, and the pages you visited before are still served.")

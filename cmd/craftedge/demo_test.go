@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/craftedge/craftedge/demoorigin"
+	"github.com/craftedge/craftedge/vendorsim"
 )
 
 // The demo tests run the real gateway (Caddy with the craftedge modules,
@@ -47,6 +48,7 @@ func testDemoOptions(t *testing.T, storage string, out io.Writer) demoOptions {
 	return demoOptions{
 		Listen:  freeAddr(t),
 		Origin:  "127.0.0.1:0",
+		Vendor:  "127.0.0.1:0",
 		Admin:   freeAddr(t),
 		Storage: storage,
 		Out:     out,
@@ -162,7 +164,7 @@ func TestDemoCaddyfile(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.listen, func(t *testing.T) {
-			d := &demo{listen: c.listen, origin: "127.0.0.1:8081", admin: "localhost:2019", storage: storage}
+			d := &demo{listen: c.listen, origin: "127.0.0.1:8081", vendor: "http://127.0.0.1:8082", admin: "localhost:2019", storage: storage}
 			body, err := d.caddyfile()
 			if err != nil {
 				t.Fatal(err)
@@ -244,6 +246,9 @@ func TestDemo(t *testing.T) {
 	c := newDemoClient(t)
 	site := "http://" + opts.Listen
 	page := site + "/blog/hello-world"
+	// The first shop sync purges the products' tags; a purge during a
+	// miss keeps that miss from being stored fresh. Let it finish first.
+	waitDemoSynced(t, c, d)
 
 	t.Run("instructions", func(t *testing.T) {
 		for _, want := range []string{
@@ -518,4 +523,51 @@ func TestRootCaddyfileAdapts(t *testing.T) {
 			t.Errorf("adapted root Caddyfile lacks %s", want)
 		}
 	}
+}
+
+// TestDemoVendors: the demo's simulated shop is synced into records at
+// start; the read model and the live route keep answering while the
+// simulator is down.
+func TestDemoVendors(t *testing.T) {
+	var out syncBuffer
+	opts := testDemoOptions(t, "", &out)
+	d := startTestDemo(t, opts)
+	d.printInstructions(&out)
+	c := newDemoClient(t)
+	site := "http://" + opts.Listen
+
+	waitDemoSynced(t, c, d)
+	rec := c.get(site + "/vendors/v1/shop/product/3")
+	if rec.status != 200 || !strings.Contains(rec.body, `"title"`) {
+		t.Fatalf("read model: %d %.200s", rec.status, rec.body)
+	}
+	live := c.get(site + "/shop-api/products/3")
+	if live.status != 200 || !strings.Contains(live.cacheStatus(), "fwd=miss; stored") {
+		t.Fatalf("live read: %d %q", live.status, live.cacheStatus())
+	}
+
+	// The shop goes down: nothing a visitor sees changes.
+	waitSnapshots(t, c, d)
+	if err := d.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+		t.Fatal(err)
+	}
+	c.purge(d, `"vendor:shop","shop:product:3"`)
+	if r := c.get(site + "/vendors/v1/shop/product/3"); r.status != 200 || r.body != rec.body {
+		t.Fatalf("read model with the shop down: %d %.200s", r.status, r.body)
+	}
+	r := c.get(site + "/shop-api/products/3")
+	if r.status != 200 || !strings.Contains(r.cacheStatus(), "detail=snapshot") {
+		t.Fatalf("live read with the shop down: %d %q", r.status, r.cacheStatus())
+	}
+	if !strings.Contains(out.String(), "/shop-api/products/3") || !strings.Contains(out.String(), vendorsim.ControlChaosPath) {
+		t.Fatalf("instructions do not show the vendor steps:\n%s", out.String())
+	}
+}
+
+// waitDemoSynced waits for the demo's first shop sync to complete.
+func waitDemoSynced(t *testing.T, c *demoClient, d *demo) {
+	t.Helper()
+	waitFor(t, "the first shop sync", func() bool {
+		return strings.Contains(c.get("http://"+d.admin+"/craftedge/health").body, `"last_sync"`)
+	})
 }
