@@ -152,6 +152,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			MaxAge:   time.Duration(a.SnapshotMaxAge),
 			Logger:   a.logger.Named("snapshot"),
 			Now:      nowFunc,
+			OnFlush:  observeSnapshotFlush,
 		})
 		if err != nil {
 			return nil, err

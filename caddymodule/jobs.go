@@ -83,6 +83,7 @@ func (a *App) provisionJobs() error {
 		Now:       nowFunc,
 		Retention: time.Duration(cfg.Retention),
 		Lease:     time.Duration(cfg.Lease),
+		OnAttempt: observeJobAttempt,
 	})
 	if err != nil {
 		return fmt.Errorf("craftedge: opening job queue: %w", err)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,6 +22,7 @@ var metrics = struct {
 	purges             *prometheus.CounterVec
 	bypassResponses    *prometheus.CounterVec
 	purgedEntries      prometheus.Counter
+	snapshotWrites     prometheus.Histogram
 	state              *stateCollector
 }{}
 
@@ -74,6 +76,11 @@ func initMetrics() {
 			Namespace: metricsNamespace, Subsystem: "cache", Name: "purged_entries_total",
 			Help: "Memory tier entries removed by purges.",
 		})
+		metrics.snapshotWrites = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Subsystem: "snapshot", Name: "write_duration_seconds",
+			Help:    "Duration of write-behind snapshot transactions (one bbolt commit per batch, fsyncs included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		})
 		metrics.state = &stateCollector{}
 	})
 }
@@ -84,10 +91,14 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{
+	collectors := []prometheus.Collector{
 		metrics.cacheRequests, metrics.upstreamRequests, metrics.upstreamDuration,
-		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.bypassResponses, metrics.state,
-	} {
+		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.bypassResponses,
+		metrics.snapshotWrites, metrics.state,
+	}
+	collectors = append(collectors, vendorCollectors()...)
+	collectors = append(collectors, jobCollectors()...)
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -159,12 +170,14 @@ var (
 	descSnapshotOnly  = prometheus.NewDesc("craftedge_snapshot_only", "1 when the kill switch is on for the upstream.", []string{"upstream"}, nil)
 	descJobs          = prometheus.NewDesc("craftedge_jobs", "Jobs in the durable queue by kind and state (ready, running, done, dead).", []string{"kind", "state"}, nil)
 	descJobsAge       = prometheus.NewDesc("craftedge_jobs_queue_age_seconds", "How long the oldest ready job of a kind has been due (the queue's lag).", []string{"kind"}, nil)
+	descJobsPending   = prometheus.NewDesc("craftedge_jobs_oldest_pending_age_seconds", "Age of the oldest ready or running job of a kind since it was accepted, backoffs included (for kind outbox: the oldest write not yet sent).", []string{"kind"}, nil)
 )
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryMax, descMemoryEvicted,
 		descMemoryHits, descMemoryMisses, descSnapEntries, descSnapBytes, descSnapMax, descSnapFile, descSnapPending,
-		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descBreakerState, descSnapshotOnly, descJobs, descJobsAge} {
+		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descBreakerState, descSnapshotOnly, descJobs, descJobsAge,
+		descJobsPending} {
 		ch <- d
 	}
 }
@@ -203,22 +216,23 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descJobs, float64(ks.Done), kind, "done")
 			gauge(descJobs, float64(ks.Dead), kind, "dead")
 			gauge(descJobsAge, ks.QueueAgeSeconds, kind)
+			gauge(descJobsPending, ks.PendingAgeSeconds, kind)
 		}
 	}
 	for _, u := range a.upstreamList() {
 		state, _, _ := u.breaker.status()
-		v := 0.0
-		switch state {
-		case "half-open":
-			v = 1
-		case "open":
-			v = 2
-		}
-		gauge(descBreakerState, v, u.name)
+		gauge(descBreakerState, breakerGauge(state), u.name)
 		on := 0.0
 		if a.SnapshotOnly || u.handlerSnapshotOnly || a.overrideOn(u.name) {
 			on = 1
 		}
 		gauge(descSnapshotOnly, on, u.name)
 	}
+}
+
+// observeSnapshotFlush is the snapshot store's Options.OnFlush. The store
+// is pooled across configs, so it must not capture an App.
+func observeSnapshotFlush(_ int, d time.Duration, _ error) {
+	initMetrics()
+	metrics.snapshotWrites.Observe(d.Seconds())
 }

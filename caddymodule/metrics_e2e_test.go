@@ -73,6 +73,12 @@ func TestMetricsMoveAndSurviveReload(t *testing.T) {
 	if g.scrape(`craftedge_upstream_request_duration_seconds_count{upstream="craft"}`) < 2 {
 		t.Fatal("latency histogram not observed")
 	}
+	w0 := max(g.scrape("craftedge_snapshot_write_duration_seconds_count"), 0)
+	g.get("/m2") // a miss: its snapshot is written behind
+	g.flushSnapshots()
+	if g.scrape("craftedge_snapshot_write_duration_seconds_count") < w0+1 {
+		t.Fatal("snapshot write latency histogram not observed")
+	}
 
 	before := g.scrape(hits)
 	g.reload(gatewayOptions{handlerExtra: "ttl 2m"})

@@ -62,6 +62,11 @@ func (p *PurgeRequest) validate() error {
 // kept, to serve only when the live path fails). It returns how many
 // memory entries were removed.
 func (a *App) purge(p *PurgeRequest, source string) (int, error) {
+	return a.purgeLogged(p, source, nil)
+}
+
+// purgeLogged is purge with extra fields on its log line (see purgeFor).
+func (a *App) purgeLogged(p *PurgeRequest, source string, fields []zap.Field) (int, error) {
 	if err := p.validate(); err != nil {
 		return 0, err
 	}
@@ -107,9 +112,9 @@ func (a *App) purge(p *PurgeRequest, source string) (int, error) {
 	initMetrics()
 	metrics.purges.WithLabelValues(source).Inc()
 	metrics.purgedEntries.Add(float64(n))
-	a.logger.Info("purged",
+	a.logger.Info("purged", append([]zap.Field{zap.String("source", source),
 		zap.Strings("tags", p.Tags), zap.Strings("urls", p.URLs), zap.Strings("prefixes", p.Prefixes),
-		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n))
+		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n)}, fields...)...)
 	return n, nil
 }
 

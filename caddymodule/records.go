@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendors"
@@ -289,7 +290,8 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	req := jobs.EnqueueRequest{Kind: jobKindOutbox, Payload: payload}
+	// The request id ties the job's log lines to this request's.
+	req := jobs.EnqueueRequest{Kind: jobKindOutbox, Payload: payload, Correlation: requestID(r)}
 	if id != "" {
 		req.Entity = vendor + ":" + resource + ":" + id
 	}
@@ -297,13 +299,15 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 		req.Key = vendor + ":" + resource + ":" + k
 	}
 	// Enqueue returns once the job is committed and fsynced.
-	job, _, err := h.app.jobs.Enqueue(r.Context(), req)
+	job, created, err := h.app.jobs.Enqueue(r.Context(), req)
 	if errors.Is(err, jobs.ErrInvalid) {
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
+	h.app.logger.Info("outbox write accepted", zap.String("request_id", req.Correlation), zap.String("job_id", job.ID),
+		zap.String("vendor", vendor), zap.String("resource", resource), zap.Bool("created", created))
 	loc := recordsPrefix + "outbox/" + job.ID
 	w.Header().Set("Location", loc)
 	w.Header().Set("Cache-Control", "no-store")

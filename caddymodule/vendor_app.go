@@ -56,8 +56,10 @@ func (a *App) provisionVendors() error {
 		key := "vendor:" + name + ":" + hex.EncodeToString(sum[:16])
 		val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 			c, err := vendors.NewClient(cfg, vendors.ClientOptions{
-				Logger: a.logger.Named("vendors").With(zap.String("vendor", name)),
-				Now:    nowFunc,
+				Logger:          a.logger.Named("vendors").With(zap.String("vendor", name)),
+				Now:             nowFunc,
+				OnRequest:       observeVendorRequest,
+				OnBreakerChange: observeVendorBreaker,
 			})
 			if err != nil {
 				return nil, err

@@ -104,7 +104,7 @@ func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
 		},
 		Purge: func(tags []string) {
 			tags = append(tags, collectionTag(p.Vendor, p.Resource))
-			if _, err := a.purge(&PurgeRequest{Tags: tags}, "vendor_sync"); err != nil {
+			if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "vendor_sync"); err != nil {
 				a.logger.Error("vendor.sync: purging tags", zap.String("vendor", p.Vendor), zap.Error(err))
 			}
 		},
@@ -140,7 +140,7 @@ func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
 	}
 	if changed {
 		tags := append(append([]string(nil), rec.Tags...), collectionTag(p.Vendor, p.Resource))
-		if _, err := a.purge(&PurgeRequest{Tags: tags}, "outbox"); err != nil {
+		if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "outbox"); err != nil {
 			a.logger.Error("outbox: purging tags", zap.Error(err))
 		}
 	}

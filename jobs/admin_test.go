@@ -157,6 +157,10 @@ func TestListAndStats(t *testing.T) {
 		st.Totals.QueueAge != 10*time.Second {
 		t.Fatalf("stats: %+v", st)
 	}
+	if a.PendingAge != 10*time.Second || a.PendingAgeSeconds != 10 || st.Kinds["b"].PendingAge != 9*time.Second ||
+		st.Totals.PendingAge != 10*time.Second {
+		t.Fatalf("pending ages: a %v, b %v, totals %v", a.PendingAge, st.Kinds["b"].PendingAge, st.Totals.PendingAge)
+	}
 	if _, err := json.Marshal(st); err != nil {
 		t.Fatal(err)
 	}

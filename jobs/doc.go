@@ -63,6 +63,15 @@
 // sent after newer writes to the same entity — handlers of last-write-wins
 // vendors should carry a version in the payload.
 //
+// # Observability
+//
+// A job may carry a Correlation (the request id of the HTTP request that
+// enqueued it). Workers log every attempt with Ref.LogFields (job_id, kind,
+// attempt, request_id), handlers find their job's Ref in their context
+// (RefFrom) to log side effects with the same fields, and
+// Options.OnAttempt reports each committed attempt's outcome for metrics.
+// Stats adds each kind's PendingAge, the age of its oldest unfinished job.
+//
 // # Cost in fsyncs
 //
 // All writes go through one group committer per Queue: operations that arrive

@@ -20,6 +20,10 @@ type EnqueueRequest struct {
 	// the same kind and entity (the outbox's per-entity order). At most
 	// 1024 bytes, no NUL bytes.
 	Entity string
+	// Correlation is stored as Job.Correlation and logged with every
+	// attempt: the request id of the HTTP request that caused the job (see
+	// Job.Correlation). At most 128 bytes of printable ASCII.
+	Correlation string
 	// Payload is handed to the handler unchanged.
 	Payload []byte
 	// Context is the initial context (see Task.SaveContext); usually nil.
@@ -112,6 +116,9 @@ func (q *Queue) checkRequest(req *EnqueueRequest) error {
 	if err := validName("entity", req.Entity, maxKeyLen, true); err != nil {
 		return fmt.Errorf("jobs: enqueue %s: %w", req.Kind, err)
 	}
+	if err := validCorrelation(req.Correlation); err != nil {
+		return fmt.Errorf("jobs: enqueue %s: %w", req.Kind, err)
+	}
 	return nil
 }
 
@@ -147,16 +154,17 @@ func (q *Queue) enqueueTx(b *txBuckets, req *EnqueueRequest, now time.Time) (*re
 	}
 	r := &record{
 		Job: Job{
-			ID:        formatID(id),
-			Kind:      req.Kind,
-			Key:       req.Key,
-			Entity:    req.Entity,
-			Payload:   append([]byte(nil), req.Payload...),
-			Context:   append([]byte(nil), req.Context...),
-			State:     StateReady,
-			RunAt:     runAt,
-			CreatedAt: now,
-			UpdatedAt: now,
+			ID:          formatID(id),
+			Kind:        req.Kind,
+			Key:         req.Key,
+			Entity:      req.Entity,
+			Correlation: req.Correlation,
+			Payload:     append([]byte(nil), req.Payload...),
+			Context:     append([]byte(nil), req.Context...),
+			State:       StateReady,
+			RunAt:       runAt,
+			CreatedAt:   now,
+			UpdatedAt:   now,
 		},
 		id: id,
 	}
@@ -173,4 +181,22 @@ func (q *Queue) enqueueTx(b *txBuckets, req *EnqueueRequest, now time.Time) (*re
 		return nil, false, err
 	}
 	return r, true, nil
+}
+
+// maxCorrelationLen bounds Job.Correlation (a UUID is 36 bytes).
+const maxCorrelationLen = 128
+
+// validCorrelation accepts printable ASCII only, so that a correlation id
+// copied from a request can never forge log lines or carry personal data
+// in another script.
+func validCorrelation(s string) error {
+	if len(s) > maxCorrelationLen {
+		return fmt.Errorf("%w: correlation longer than %d bytes", ErrInvalid, maxCorrelationLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("%w: correlation contains byte %#x (want printable ASCII)", ErrInvalid, c)
+		}
+	}
+	return nil
 }

@@ -51,6 +51,11 @@ type Job struct {
 	// Entity orders jobs of one kind and entity (see the package doc);
 	// empty for an unordered job.
 	Entity string `json:"entity,omitempty"`
+	// Correlation ties the job to what caused it, for logs: the request id
+	// (Caddy's {http.request.uuid}) of the HTTP request that enqueued it,
+	// such as an outbox write or a webhook. Empty for jobs started by a
+	// schedule. Workers log it as request_id with every attempt.
+	Correlation string `json:"correlation,omitempty"`
 	// Payload is what the job was enqueued with, unchanged.
 	Payload []byte `json:"payload,omitempty"`
 	// Context is the progress the handler saved with Task.SaveContext (or

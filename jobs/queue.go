@@ -62,6 +62,12 @@ type Options struct {
 	// jobs, expired leases and expired done jobs; enqueues on a Queue
 	// sharing the same DB wake workers at once. Default 1s.
 	PollInterval time.Duration
+
+	// OnAttempt, if set, is called once per finished attempt after its
+	// outcome is committed (for metrics), from worker goroutines: keep it
+	// fast and safe for concurrent use. Attempts whose claim was lost, or
+	// whose outcome failed to commit, are not reported.
+	OnAttempt func(AttemptInfo)
 }
 
 // KindConfig configures the workers of one kind. Zero values select the

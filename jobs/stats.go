@@ -24,6 +24,14 @@ type KindStats struct {
 	QueueAge time.Duration `json:"-"`
 	// QueueAgeSeconds is QueueAge in seconds, for JSON.
 	QueueAgeSeconds float64 `json:"queue_age_seconds"`
+	// OldestPendingAt is when the oldest job still ready or running
+	// (backing off and blocked jobs included) was accepted; zero if none.
+	// For the outbox this is the age of the oldest write not yet sent.
+	OldestPendingAt time.Time `json:"oldest_pending_at,omitzero"`
+	// PendingAge is how long ago that was.
+	PendingAge time.Duration `json:"-"`
+	// PendingAgeSeconds is PendingAge in seconds, for JSON.
+	PendingAgeSeconds float64 `json:"pending_age_seconds"`
 }
 
 // Stats summarises the queue.
@@ -70,6 +78,10 @@ func (q *Queue) Stats() (Stats, error) {
 					ks.QueueAge = now.Sub(ks.OldestReadyAt)
 				}
 			}
+			if created, ok := oldestPending(b, kind); ok {
+				ks.OldestPendingAt = created
+				ks.PendingAge = max(now.Sub(created), 0)
+			}
 			st.Kinds[kind] = ks
 		}
 		return nil
@@ -90,6 +102,7 @@ func (q *Queue) Stats() (Stats, error) {
 			continue
 		}
 		ks.QueueAgeSeconds = ks.QueueAge.Seconds()
+		ks.PendingAgeSeconds = ks.PendingAge.Seconds()
 		st.Kinds[name] = ks
 		t := &st.Totals
 		t.Ready += ks.Ready
@@ -99,7 +112,36 @@ func (q *Queue) Stats() (Stats, error) {
 		if ks.QueueAge > t.QueueAge {
 			t.QueueAge, t.OldestReadyAt = ks.QueueAge, ks.OldestReadyAt
 		}
+		if ks.PendingAge > t.PendingAge {
+			t.PendingAge, t.OldestPendingAt = ks.PendingAge, ks.OldestPendingAt
+		}
 	}
 	st.Totals.QueueAgeSeconds = st.Totals.QueueAge.Seconds()
+	st.Totals.PendingAgeSeconds = st.Totals.PendingAge.Seconds()
 	return st, nil
+}
+
+// oldestPending returns the acceptance time of the oldest ready or running
+// job of kind: the first entry of each state index is the lowest id, that
+// is the earliest accepted (two seeks and one record read per kind).
+func oldestPending(b *txBuckets, kind string) (time.Time, bool) {
+	var oldest uint64
+	for _, st := range []State{StateReady, StateRunning} {
+		prefix := statePrefix(kind, st)
+		k, _ := b.states.Cursor().Seek(prefix)
+		if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+			continue
+		}
+		if id := uint64FromBytes(k[len(prefix):]); oldest == 0 || id < oldest {
+			oldest = id
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}, false
+	}
+	r, err := b.load(oldest)
+	if err != nil || r == nil {
+		return time.Time{}, false
+	}
+	return r.CreatedAt, true
 }

@@ -82,7 +82,7 @@ func Single(fn func(ctx context.Context, t *Task) error) Handler {
 	return func(ctx context.Context, tasks []*Task) []error {
 		errs := make([]error, len(tasks))
 		for i, t := range tasks {
-			errs[i] = fn(ctx, t)
+			errs[i] = fn(withRef(ctx, t.ref()), t)
 		}
 		return errs
 	}

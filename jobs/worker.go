@@ -229,6 +229,9 @@ func (q *Queue) runBatch(runCtx context.Context, k *kind, tasks []*Task, owner u
 		q.renewLoop(k, tasks, stopRenew, cancel)
 	}()
 
+	for _, t := range tasks {
+		q.log.Debug("job started", t.ref().LogFields()...)
+	}
 	start := time.Now()
 	var errs []error
 	if err := runCtx.Err(); err != nil {
@@ -272,6 +275,9 @@ func (q *Queue) callHandler(ctx context.Context, k *kind, tasks []*Task) (errs [
 			}
 		}
 	}()
+	if len(tasks) == 1 {
+		ctx = withRef(ctx, tasks[0].ref())
+	}
 	errs = k.h(ctx, tasks)
 	switch {
 	case errs == nil:
@@ -340,9 +346,12 @@ func (q *Queue) renewLoop(k *kind, tasks []*Task, stop <-chan struct{}, cancel c
 func (q *Queue) finish(k *kind, tasks []*Task, errs []error, elapsed time.Duration, shutdown bool,
 	claimNext int, owner uint64) ([]*Task, error) {
 	notify := false
-	var next []*Task
+	var (
+		next     []*Task
+		finished []AttemptInfo
+	)
 	err := q.commit.do(func(tx *bolt.Tx) error {
-		notify, next = false, nil
+		notify, next, finished = false, nil, finished[:0]
 		b, err := buckets(tx)
 		if err != nil {
 			return err
@@ -359,19 +368,23 @@ func (q *Queue) finish(k *kind, tasks []*Task, errs []error, elapsed time.Durati
 			n.UpdatedAt = now
 			n.Owner, n.Claim, n.LeaseUntil = 0, 0, time.Time{}
 			att := Attempt{At: r.StartedAt, Duration: elapsed}
+			info := AttemptInfo{Ref: task.ref(), Duration: elapsed, Err: errs[i]}
 			switch jerr := errs[i]; {
 			case jerr == nil:
 				n.State, n.FinishedAt, n.LastError = StateDone, now, ""
+				info.Outcome = AttemptDone
 			case shutdown && !IsPermanent(jerr):
 				att.Error = "interrupted by shutdown: " + errorText(jerr)
 				n.State, n.RunAt = StateReady, now
 				n.Attempts = max(n.Attempts-1, 0)
 				notify = true
+				info.Outcome = AttemptInterrupted
 			default:
 				att.Error = errorText(jerr)
 				n.LastError = att.Error
 				if IsPermanent(jerr) || n.Attempts >= k.cfg.MaxAttempts {
 					n.State, n.FinishedAt = StateDead, now
+					info.Outcome = AttemptDead
 				} else {
 					delay, ok := retryDelay(jerr)
 					if !ok {
@@ -379,8 +392,10 @@ func (q *Queue) finish(k *kind, tasks []*Task, errs []error, elapsed time.Durati
 					}
 					n.State, n.RunAt = StateReady, now.Add(delay)
 					notify = true
+					info.Outcome = AttemptRetry
 				}
 			}
+			finished = append(finished, info)
 			n.History = append(n.History, att)
 			if n.Entity != "" {
 				notify = true // the next job of the entity may be unblocked
@@ -400,5 +415,29 @@ func (q *Queue) finish(k *kind, tasks []*Task, errs []error, elapsed time.Durati
 	if notify {
 		q.hub.notify(k.name)
 	}
+	for _, info := range finished {
+		q.logAttempt(info)
+		if q.opts.OnAttempt != nil {
+			q.opts.OnAttempt(info)
+		}
+	}
 	return next, nil
+}
+
+// logAttempt logs a finished attempt with the job's LogFields: done at
+// info, a failure that will be retried at warn, a dead letter at error.
+// Errors are the handler's (vendors' errors never carry header values or
+// whole bodies).
+func (q *Queue) logAttempt(info AttemptInfo) {
+	f := append(info.LogFields(), zap.Duration("duration", info.Duration))
+	switch info.Outcome {
+	case AttemptDone:
+		q.log.Info("job done", f...)
+	case AttemptInterrupted:
+		q.log.Info("job interrupted by shutdown; it will run again", append(f, zap.Error(info.Err))...)
+	case AttemptRetry:
+		q.log.Warn("job attempt failed; will retry", append(f, zap.Error(info.Err))...)
+	case AttemptDead:
+		q.log.Error("job dead-lettered", append(f, zap.Error(info.Err))...)
+	}
 }

@@ -96,6 +96,12 @@ type Options struct {
 	// Now is the clock used for StoredAt defaults and eviction; nil means
 	// time.Now.
 	Now func() time.Time
+
+	// OnFlush, if set, is called after every write-behind transaction
+	// (Flush) with the number of records in the batch, how long the
+	// transaction took (fsyncs included) and its error: for a write
+	// latency histogram. It runs on the writer's goroutine; keep it fast.
+	OnFlush func(records int, d time.Duration, err error)
 }
 
 // Store is a bbolt-backed snapshot store. All methods are safe for

@@ -141,7 +141,13 @@ func checkConsistent(t testing.TB, s *Store) {
 
 func TestPutGetFlush(t *testing.T) {
 	clk := newClock()
-	s := openTest(t, Options{Now: clk.Now})
+	var flushes []int // OnFlush runs on the flushing goroutine (here the test's)
+	s := openTest(t, Options{Now: clk.Now, OnFlush: func(n int, d time.Duration, err error) {
+		if d <= 0 || err != nil {
+			t.Errorf("OnFlush(%d, %v, %v)", n, d, err)
+		}
+		flushes = append(flushes, n)
+	}})
 
 	value := []byte("compressed response")
 	rec := Record{Key: "https://h/p", StoredAt: clk.Now(), Tags: []string{"url:https://h/p", "host:h"}, Value: value}
@@ -185,6 +191,9 @@ func TestPutGetFlush(t *testing.T) {
 	}
 	mustFlush(t, s) // nothing pending: no-op
 	checkConsistent(t, s)
+	if !slices.Equal(flushes, []int{1, 1}) {
+		t.Fatalf("OnFlush saw batches %v, want [1 1] (an empty flush writes nothing)", flushes)
+	}
 }
 
 func TestPendingCoalescing(t *testing.T) {

@@ -150,7 +150,11 @@ func (s *Store) Flush() error {
 		}
 		return putTotals(tx, t.count, t.bytes)
 	})
-	s.lastWriteNanos.Store(int64(time.Since(start)))
+	took := time.Since(start)
+	s.lastWriteNanos.Store(int64(took))
+	if s.opts.OnFlush != nil {
+		s.opts.OnFlush(len(batch), took, err)
+	}
 
 	s.mu.Lock()
 	s.inflight = nil

@@ -23,6 +23,8 @@ type circuit struct {
 	cb  *breaker.Breaker
 	log *zap.Logger
 	now func() time.Time
+	// onChange, if set, is called after a transition, outside mu.
+	onChange func(from, to string)
 
 	mu          sync.Mutex
 	last        breaker.State
@@ -54,15 +56,19 @@ func (c *circuit) run(work func() error) (refused bool) {
 func (c *circuit) observe() {
 	st := c.cb.GetState()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if st == c.last {
+		c.mu.Unlock()
 		return
 	}
-	c.log.Info("vendor circuit breaker changed state",
-		zap.String("from", stateName(c.last)), zap.String("to", stateName(st)))
+	from, to := stateName(c.last), stateName(st)
+	c.log.Info("vendor circuit breaker changed state", zap.String("from", from), zap.String("to", to))
 	c.last = st
 	c.since = c.now()
-	c.transitions[stateName(st)]++
+	c.transitions[to]++
+	c.mu.Unlock()
+	if c.onChange != nil {
+		c.onChange(from, to)
+	}
 }
 
 // status returns the state, since when, and the transition counts.

@@ -43,6 +43,12 @@ type ClientOptions struct {
 	// several goroutines at once: keep it fast and safe for concurrent use.
 	// It may be called after the call returned, for a hedge that lost.
 	OnRequest func(RequestInfo)
+	// OnBreakerChange, if set, is called when the vendor's circuit breaker
+	// is seen entering another state ("closed", "open", "half-open"; the
+	// library has no callbacks, so a change is seen at the next call or
+	// Stats). It is called synchronously, outside the breaker's lock, and
+	// must be fast and safe for concurrent use.
+	OnBreakerChange func(vendor, from, to string)
 }
 
 // Client calls one vendor under its timeout, token bucket, breaker, retry,
@@ -225,6 +231,10 @@ func NewClient(cfg Config, opts ClientOptions) (*Client, error) {
 	c.canaryPercent.Store(int32(cfg.Canary.Percent))
 	c.limiter = newLimiter(cfg.Name, cfg.Rate, c.now, c.sleep, c.stats)
 	c.breaker = newCircuit(cfg.Breaker, c.log, c.now)
+	if fn := opts.OnBreakerChange; fn != nil {
+		name := cfg.Name
+		c.breaker.onChange = func(from, to string) { fn(name, from, to) }
+	}
 	return c, nil
 }
 
@@ -725,7 +735,9 @@ func (c *Client) send(ctx context.Context, o outbound) (*rawResponse, error) {
 		return nil, err
 	}
 
-	if err := c.limiter.wait(ctx); err != nil {
+	wait, err := c.limiter.wait(ctx)
+	info.TokenWait = wait
+	if err != nil {
 		var rl *RateLimitedError
 		if errors.As(err, &rl) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
 			return fail(OutcomeThrottled, err)

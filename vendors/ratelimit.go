@@ -34,38 +34,39 @@ func newLimiter(vendor string, cfg RateLimit, now func() time.Time, sleep func(c
 	}
 }
 
-// wait takes one token, sleeping until it is due. It fails at once with a
-// local *RateLimitedError during a Retry-After window, and with an error
-// wrapping context.DeadlineExceeded if ctx's deadline comes before the
-// token (the token is then given back).
-func (l *limiter) wait(ctx context.Context) error {
+// wait takes one token, sleeping until it is due, and returns how long it
+// waited for it (0 when a token was free; RequestInfo.TokenWait). It fails
+// at once with a local *RateLimitedError during a Retry-After window, and
+// with an error wrapping context.DeadlineExceeded if ctx's deadline comes
+// before the token (the token is then given back).
+func (l *limiter) wait(ctx context.Context) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	now := l.now()
 	if left := l.blockedFor(now); left > 0 {
 		l.stats.throttled.Add(1)
-		return &RateLimitedError{Vendor: l.vendor, RetryAfter: left, Local: true}
+		return 0, &RateLimitedError{Vendor: l.vendor, RetryAfter: left, Local: true}
 	}
 	r := l.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return fmt.Errorf("vendors: %s: token bucket refuses a single token (burst 0?)", l.vendor)
+		return 0, fmt.Errorf("vendors: %s: token bucket refuses a single token (burst 0?)", l.vendor)
 	}
 	d := r.DelayFrom(now)
 	if d <= 0 {
-		return nil
+		return 0, nil
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		r.CancelAt(now)
-		return fmt.Errorf("vendors: %s: waiting %v for a rate-limit token would pass the deadline: %w", l.vendor, d, context.DeadlineExceeded)
+		return 0, fmt.Errorf("vendors: %s: waiting %v for a rate-limit token would pass the deadline: %w", l.vendor, d, context.DeadlineExceeded)
 	}
 	l.stats.tokenWaits.Add(1)
 	l.stats.tokenWaitNano.Add(uint64(d))
 	if err := l.sleep(ctx, d); err != nil {
 		r.CancelAt(l.now())
-		return err
+		return d, err
 	}
-	return nil
+	return d, nil
 }
 
 // block forbids requests until now+d (extending, never shortening, the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,7 +45,17 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	}
 	cfg := testConfig(cat.URL())
 	cfg.Breaker = BreakerConfig{Failures: 2, Successes: 2, Cooldown: 30 * time.Millisecond}
-	c, _ := newTestClient(t, cfg, nil)
+	var (
+		changesMu sync.Mutex
+		changes   []string
+	)
+	c, _ := newTestClient(t, cfg, func(o *ClientOptions) {
+		o.OnBreakerChange = func(vendor, from, to string) {
+			changesMu.Lock()
+			changes = append(changes, vendor+":"+from+">"+to)
+			changesMu.Unlock()
+		}
+	})
 	ctx := context.Background()
 
 	for i := 0; i < 2; i++ {
@@ -88,6 +99,12 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	if st.Requests[OutcomeBreakerOpen] != 1 {
 		t.Errorf("breaker_open count %d", st.Requests[OutcomeBreakerOpen])
 	}
+	changesMu.Lock()
+	got := strings.Join(changes, " ")
+	changesMu.Unlock()
+	if want := "commerce:closed>open commerce:open>half-open commerce:half-open>open commerce:open>half-open commerce:half-open>closed"; got != want {
+		t.Errorf("OnBreakerChange saw %q, want %q", got, want)
+	}
 
 	// 4xx answers do not count against the vendor.
 	for i := 0; i < 5; i++ {
@@ -103,7 +120,12 @@ func TestRateLimitUnderBurst(t *testing.T) {
 	cfg := testConfig(cat.URL())
 	cfg.Rate = RateLimit{PerSecond: 20, Burst: 40}
 	clk := newFakeClock(false) // sleeps block until the test advances the clock
-	c, err := NewClient(cfg, ClientOptions{Now: clk.Now, Sleep: clk.Sleep})
+	var waited atomic.Int64
+	c, err := NewClient(cfg, ClientOptions{Now: clk.Now, Sleep: clk.Sleep, OnRequest: func(i RequestInfo) {
+		if i.TokenWait > 0 {
+			waited.Add(1)
+		}
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +161,9 @@ func TestRateLimitUnderBurst(t *testing.T) {
 	st := c.Stats()
 	if cat.requests.Load() != 100 || st.TokenWaits != 60 || st.TokenWaitTime <= 0 {
 		t.Errorf("requests %d, token waits %d (%v)", cat.requests.Load(), st.TokenWaits, st.TokenWaitTime)
+	}
+	if waited.Load() != 60 {
+		t.Errorf("RequestInfo.TokenWait set on %d requests, want 60", waited.Load())
 	}
 }
 

@@ -53,6 +53,10 @@ type RequestInfo struct {
 	// Duration is the time from sending the request to reading the whole
 	// body (or failing); 0 if not sent.
 	Duration time.Duration
+	// TokenWait is how long the request waited for a token of the vendor's
+	// token bucket before it was sent (0 when a token was free or the call
+	// was refused before the bucket).
+	TokenWait time.Duration
 	// Err is the request's error, if any. It never contains header values.
 	Err error
 }
