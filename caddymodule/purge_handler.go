@@ -99,19 +99,19 @@ func (h *RemotePurgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, n
 	if err != nil {
 		return reject(w, r, h.logger, src, &rejection{http.StatusBadRequest, rejectBadPayload, err}, now)
 	}
-	fresh, err := h.receiver.claim(h.app, d, now)
+	dup, err := h.receiver.seen(h.app, d, now)
 	if err != nil {
-		return reject(w, r, h.logger, src, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("storing the delivery id failed")}, now)
+		return reject(w, r, h.logger, src, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("reading the delivery ids failed")}, now)
 	}
-	if !fresh {
+	if dup {
 		return reject(w, r, h.logger, src, &rejection{http.StatusOK, rejectReplay, errors.New("purge already applied")}, now)
 	}
 	n, err := h.app.purge(req, "remote")
 	if err != nil {
-		h.receiver.release(h.app, d, h.logger)
 		h.logger.Error("remote purge failed", zap.Error(err))
 		return reject(w, r, h.logger, src, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("purge failed")}, now)
 	}
+	h.receiver.remember(h.app, d, now, h.logger)
 	h.logger.Info("remote purge", zap.String("delivery", d.ID), zap.Int("entries", n),
 		zap.String("remote_ip", remoteIP(r)), zap.String("request_id", requestID(r)))
 	w.Header().Set("Cache-Control", "no-store")

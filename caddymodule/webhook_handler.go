@@ -101,20 +101,20 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 	}
-	fresh, err := rc.claim(h.app, d, now)
+	dup, err := rc.seen(h.app, d, now)
 	if err != nil {
-		return reject(w, r, h.logger, vendor, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("storing the delivery id failed")}, now)
+		return reject(w, r, h.logger, vendor, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("reading the delivery ids failed")}, now)
 	}
-	if !fresh {
+	if dup {
 		return reject(w, r, h.logger, vendor, &rejection{http.StatusOK, rejectReplay, errors.New("delivery already accepted")}, now)
 	}
 	p.Delivery = d.ID
 	job, created, err := h.app.enqueueRefetch(r.Context(), p)
 	if err != nil {
-		rc.release(h.app, d, h.logger)
 		h.logger.Error("enqueueing a webhook refetch", zap.String("vendor", vendor), zap.Error(err))
 		return reject(w, r, h.logger, vendor, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("enqueueing the refetch failed")}, now)
 	}
+	rc.remember(h.app, d, now, h.logger)
 	h.logger.Info("webhook accepted",
 		zap.String("vendor", vendor), zap.String("resource", p.Resource), zap.String("id", p.ID),
 		zap.String("version", p.Version), zap.String("delivery", d.ID), zap.String("job", job.ID),

@@ -162,16 +162,18 @@ func (rc *signedReceiver) signedURL(r *http.Request) string {
 	return scheme + "://" + r.Host + uri
 }
 
-// claim remembers the delivery; it reports false for a replay.
-func (rc *signedReceiver) claim(a *App, d webhook.Delivery, now time.Time) (bool, error) {
-	return a.replay.Claim(rc.source, d.ID, now, rc.replayTTL)
+// seen reports whether the delivery was already accepted (a replay).
+func (rc *signedReceiver) seen(a *App, d webhook.Delivery, now time.Time) (bool, error) {
+	return a.replay.Seen(rc.source, d.ID, now)
 }
 
-// release forgets a claimed delivery whose processing failed, so the
-// sender's retry is processed.
-func (rc *signedReceiver) release(a *App, d webhook.Delivery, logger *zap.Logger) {
-	if err := a.replay.Release(rc.source, d.ID); err != nil {
-		logger.Error("releasing a webhook delivery", zap.String("source", rc.source), zap.Error(err))
+// remember records an accepted delivery, after its work is durable (a
+// job enqueued, a purge done): a crash in between makes the sender's retry
+// redo idempotent work rather than lose it. A failure is logged; the
+// delivery was processed.
+func (rc *signedReceiver) remember(a *App, d webhook.Delivery, now time.Time, logger *zap.Logger) {
+	if _, err := a.replay.Claim(rc.source, d.ID, now, rc.replayTTL); err != nil {
+		logger.Error("remembering a webhook delivery (a replay of it will be processed again)", zap.String("source", rc.source), zap.Error(err))
 	}
 }
 
