@@ -35,11 +35,15 @@ var (
 )
 
 type webhookOptions struct {
+	scheme  string // the webhook block's scheme lines; default "scheme standard"
 	webhook string // extra lines in the vendor's webhook block
 	storage string
 }
 
 func webhookCaddyfile(simURL string, o webhookOptions) string {
+	if o.scheme == "" {
+		o.scheme = "scheme standard"
+	}
 	return fmt.Sprintf(`{
 %s	grace_period 1ns
 	skip_install_trust
@@ -74,7 +78,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 				tags shop:product:{id}
 			}
 			webhook {
-				scheme standard
+				%s
 				secret {env.SHOP_WEBHOOK_SECRET} {env.SHOP_WEBHOOK_SECRET_OLD}
 				max_body_size 4KiB
 				event product.* product
@@ -97,7 +101,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, globalPorts(), o.storage, refetchBackoff, simURL, o.webhook, siteAddr)
+`, globalPorts(), o.storage, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr)
 }
 
 type webhookEnv struct {
@@ -574,7 +578,7 @@ func TestWebhookCaddyfileErrors(t *testing.T) {
 	line := 1 + strings.Count(cfg[:strings.Index(cfg, "webhook {")], "\n")
 	caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d: vendor \\\"shop\\\": webhook: unknown resource \\\"order\\\"", line))
 	// No scheme.
-	cfg = strings.Replace(base, "\t\t\t\tscheme standard\n", "", 1)
+	cfg = strings.Replace(base, "\t\t\t\tscheme standard\n", "\t\t\t\t\n", 1)
 	assertLoadError(t, cfg, "scheme is required")
 	// craftedge_purge without a secret.
 	cfg = strings.Replace(base, "\t\tsecret {env.CRAFT_PURGE_SECRET}\n", "", 1)
@@ -611,4 +615,25 @@ func TestWebhookDroppedHealedBySync(t *testing.T) {
 	if rec := decodeRecord(t, r); rec.Fields["title"] != "Changed while webhooks drop" {
 		t.Fatalf("after the sync: %+v", rec)
 	}
+}
+
+// The generic HMAC scheme through Caddy: header, prefix, encoding and a
+// signed timestamp header come from the webhook block.
+func TestWebhookGenericHMACScheme(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{scheme: "scheme hmac\n\t\t\t\theader X-Hub-Signature-256\n\t\t\t\tprefix sha256=\n\t\t\t\tencoding base64\n\t\t\t\ttimestamp_header X-Hub-Timestamp"})
+	cfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{hookSecretOld}, Header: "X-Hub-Signature-256",
+		Prefix: "sha256=", Encoding: "base64", TimestampHeader: "X-Hub-Timestamp"}
+	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusAccepted)
+	// Same body again: the body hash is the replay key.
+	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusOK)
+	stale := e.post(hookURLPath, cfg, "", nowFunc().Add(-time.Hour), "application/json", productEvent("4", 1))
+	wantStatus(t, stale, http.StatusUnauthorized)
+	if !strings.Contains(stale.body, rejectStale) {
+		t.Fatalf("stale answer %s", stale.body)
+	}
+	hex := cfg
+	hex.Encoding = "hex"
+	wantStatus(t, e.event(hex, "", productEvent("5", 1)), http.StatusUnauthorized)
+	wantStatus(t, e.event(hookCfgNew, "msg_std", productEvent("5", 1)), http.StatusUnauthorized)
+	e.waitRefetchesDone(1)
 }
