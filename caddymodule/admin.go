@@ -29,6 +29,7 @@ const maxAdminBody = 1 << 20
 //	PUT  /craftedge/snapshot-only  set or clear the kill-switch override
 //	     /craftedge/jobs...         the job queue (see handleJobs)
 //	     /craftedge/backfill...     start and watch a vendor backfill (see handleBackfill)
+//	GET  /craftedge/lineage         what changed a record (see handleLineage)
 //
 // Admin modules are provisioned before apps, so the app is resolved per
 // request.
@@ -52,6 +53,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/craftedge/jobs/", Handler: caddy.AdminHandlerFunc(a.handleJobs)},
 		{Pattern: "/craftedge/backfill", Handler: caddy.AdminHandlerFunc(a.handleBackfill)},
 		{Pattern: "/craftedge/backfill/", Handler: caddy.AdminHandlerFunc(a.handleBackfill)},
+		{Pattern: "/craftedge/lineage", Handler: caddy.AdminHandlerFunc(a.handleLineage)},
 	}
 }
 
@@ -85,16 +87,25 @@ func decodeJSONBody(r *http.Request, v any) error {
 	if len(body) > maxAdminBody {
 		return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("body larger than %d bytes", maxAdminBody)}
 	}
+	if err := decodeStrictJSON(body, v); err != nil {
+		return badRequest(err)
+	}
+	return nil
+}
+
+// decodeStrictJSON decodes one JSON object from body into v, refusing
+// unknown fields and trailing data.
+func decodeStrictJSON(body []byte, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
-		return badRequest(errors.New("empty body: expected a JSON object"))
+		return errors.New("empty body: expected a JSON object")
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badRequest(fmt.Errorf("malformed JSON body: %w", err))
+		return fmt.Errorf("malformed JSON body: %w", err)
 	}
 	if dec.More() {
-		return badRequest(errors.New("malformed JSON body: trailing data after the object"))
+		return errors.New("malformed JSON body: trailing data after the object")
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
 	"github.com/craftedge/craftedge/vendors"
+	"github.com/craftedge/craftedge/webhook/replay"
 )
 
 func init() {
@@ -79,6 +80,12 @@ type App struct {
 	records             *vendors.Records
 	stopVendorScheduler func()
 
+	// replay remembers accepted webhook deliveries; webhookReceivers are
+	// the vendors' webhook verifiers (resolved secrets), by vendor name.
+	replay            *replay.Store
+	webhookReceivers  map[string]*signedReceiver
+	stopReplaySweeper func()
+
 	upstreamsMu *sync.Mutex
 	upstreams   map[string]*upstreamState
 
@@ -125,6 +132,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.counters = &processCounters
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("craftedge: registering metrics: %w", err)
+	}
+	if err := registerWebhookMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("craftedge: registering webhook metrics: %w", err)
 	}
 	if a.Memory == 0 {
 		a.Memory = defaultMemory
@@ -185,6 +195,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionVendors(); err != nil {
 		return err
 	}
+	if err := a.provisionWebhooks(); err != nil {
+		return err
+	}
 	return a.provisionJobs()
 }
 
@@ -207,6 +220,7 @@ func (a *App) setOverride(upstream string, enabled bool) error {
 func (a *App) Start() error {
 	a.startJobs()
 	a.startVendorScheduler()
+	a.startReplaySweeper()
 	currentApp.Store(a)
 	a.logger.Info("craftedge started",
 		zap.String("storage", a.Storage),
@@ -220,6 +234,9 @@ func (a *App) Stop() error {
 	currentApp.CompareAndSwap(a, nil)
 	if a.stopVendorScheduler != nil {
 		a.stopVendorScheduler()
+	}
+	if a.stopReplaySweeper != nil {
+		a.stopReplaySweeper()
 	}
 	if a.stopJobs != nil {
 		a.stopJobs()

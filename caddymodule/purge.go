@@ -25,6 +25,19 @@ type PurgeRequest struct {
 	All bool `json:"all,omitempty"`
 }
 
+// parsePurgeRequest decodes and validates a purge body, as the admin
+// route and craftedge_purge accept it.
+func parsePurgeRequest(body []byte) (*PurgeRequest, error) {
+	var p PurgeRequest
+	if err := decodeStrictJSON(body, &p); err != nil {
+		return nil, err
+	}
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // empty reports whether the request asks for nothing.
 func (p *PurgeRequest) empty() bool {
 	return !p.All && len(p.Tags) == 0 && len(p.URLs) == 0 && len(p.Prefixes) == 0 && len(p.Hosts) == 0

@@ -657,13 +657,20 @@ type StatusDeadLetter struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
 
-// StatusWebhookRejection is a rejected webhook (not wired yet: always
-// empty).
+// StatusWebhookRejection is a recently refused webhook or remote purge
+// (see webhook_rejections.go): never a secret, signature or body.
 type StatusWebhookRejection struct {
-	At       time.Time `json:"at"`
-	Source   string    `json:"source"`
-	Reason   string    `json:"reason"`
-	RemoteIP string    `json:"remote_ip,omitempty"`
+	At time.Time `json:"at"`
+	// Source is the vendor, "unknown" or "craftedge_purge".
+	Source string `json:"source"`
+	// Reason is the label of craftedge_webhooks_rejected_total.
+	Reason string `json:"reason"`
+	// Status is the HTTP status answered.
+	Status int `json:"status"`
+	// Detail is the error, naming headers or fields but no values.
+	Detail    string `json:"detail,omitempty"`
+	RemoteIP  string `json:"remote_ip,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // status builds the report from the app's health, the dead letters and
@@ -682,7 +689,7 @@ func (s *StatusHandler) status() StatusReport {
 		Snapshots:         h.Snapshots,
 		Served:            h.Served,
 		DeadLetters:       []StatusDeadLetter{},
-		WebhookRejections: []StatusWebhookRejection{},
+		WebhookRejections: webhookRejections.recent(),
 	}
 	add := func(c StatusColor, why []string) {
 		rep.Status = rep.Status.worse(c)

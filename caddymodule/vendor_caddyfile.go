@@ -61,6 +61,11 @@ type VendorConfig struct {
 
 	// Resources are the vendor's resources by name.
 	Resources map[string]*VendorResource `json:"resources,omitempty"`
+
+	// Webhook, if set, accepts the vendor's signed webhooks (see the
+	// craftedge_webhook handler): each verified delivery refetches the
+	// record it names.
+	Webhook *VendorWebhook `json:"webhook,omitempty"`
 }
 
 // VendorVersion pins a vendor API version.
@@ -202,6 +207,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 //	    breaker  { failures <n>  successes <n>  cooldown <duration> }
 //	    enabled  on|off
 //	    canary   <percent> [<url...>]
+//	    webhook  { ... }          (see unmarshalWebhook)
 //	    resource <name> {
 //	        get    <path> [item <json path>]
 //	        list   <path> [items <p>] [has_more <p>] [next_page <p>] [empty_page_ends]
@@ -231,6 +237,7 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 		return d.Errf("vendor %q is defined twice", name)
 	}
 	v := &VendorConfig{Resources: map[string]*VendorResource{}}
+	webhookLine := 0
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch dir := d.Val(); dir {
 		case "base_url":
@@ -336,6 +343,11 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 			if err := v.unmarshalResource(d); err != nil {
 				return err
 			}
+		case "webhook":
+			webhookLine = d.Line()
+			if err := v.unmarshalWebhook(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown vendor subdirective %q", dir)
 		}
@@ -350,6 +362,9 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 	// block; provisioning validates again with resolved values.
 	if err := v.vendorsConfig(name, placeholderHeaders(v.Headers)).Validate(); err != nil {
 		return fmt.Errorf("%s:%d: vendor %q: %v", file, line, name, err)
+	}
+	if err := v.checkWebhook(); err != nil {
+		return fmt.Errorf("%s:%d: vendor %q: %v", file, webhookLine, name, err)
 	}
 	if a.Vendors == nil {
 		a.Vendors = map[string]*VendorConfig{}

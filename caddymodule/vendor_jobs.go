@@ -90,7 +90,8 @@ func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
 		}
 	}
 	err := vendors.Sync(ctx, client, a.records, p.Resource, &state, vendors.SyncOptions{
-		Full: p.Full,
+		Full:  p.Full,
+		Cause: vendors.Cause{Source: vendors.SourceSync, Job: t.Job.ID},
 		Save: func(st vendors.SyncState) error {
 			b, err := json.Marshal(st)
 			if err != nil {
@@ -134,12 +135,15 @@ func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return vendorJobError(err)
 	}
-	changed, err := a.records.Put(rec)
+	changed, prev, err := a.records.PutCaused(rec, vendors.Cause{Source: vendors.SourceOutbox, Job: t.Job.ID})
 	if err != nil {
 		return err
 	}
 	if changed {
 		tags := append(append([]string(nil), rec.Tags...), collectionTag(p.Vendor, p.Resource))
+		if prev != nil {
+			tags = append(tags, prev.Tags...)
+		}
 		if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "outbox"); err != nil {
 			a.logger.Error("outbox: purging tags", zap.Error(err))
 		}

@@ -60,6 +60,16 @@ func TestAttemptsReportedLoggedAndCorrelated(t *testing.T) {
 	if got := mustGet(t, q, flaky.ID).Correlation; got != rid {
 		t.Fatalf("stored correlation = %q", got)
 	}
+	// OnAttempt and the attempt's log line come after its commit: wait for
+	// the three attempts to be reported, not just committed.
+	waitFor(t, "three attempts reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(infos) == 3
+	})
+	waitFor(t, "the dead-letter log line", func() bool {
+		return logs.FilterMessage("job dead-lettered").Len() == 1 && logs.FilterMessage("job done").Len() == 1
+	})
 
 	mu.Lock()
 	defer mu.Unlock()

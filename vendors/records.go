@@ -21,6 +21,7 @@ var (
 	bucketRecordsCursors = []byte("records_cursors")    // vendor 0 resource → JSON cursor
 	bucketRecordsSync    = []byte("records_sync")       // vendor 0 resource → JSON SyncState
 	bucketRecordsSeen    = []byte("records_seen")       // vendor 0 resource 0 id → pass(8) updatedAt(8); see Sync
+	// bucketRecordsLineage: see lineage.go.
 )
 
 var recordsFormatKey = []byte("format")
@@ -49,7 +50,7 @@ func NewRecords(db *bolt.DB) (*Records, error) {
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketRecordsMeta, bucketRecords, bucketRecordsUpdated,
-			bucketRecordsCursors, bucketRecordsSync, bucketRecordsSeen} {
+			bucketRecordsCursors, bucketRecordsSync, bucketRecordsSeen, bucketRecordsLineage} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("creating bucket %q: %w", name, err)
 			}
@@ -119,7 +120,7 @@ func decodeRecord(data []byte) (Record, error) {
 // record changed. A zero SyncedAt is set to now.
 func (s *Records) Put(rec Record) (changed bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		changed, _, err = s.putTx(tx, rec)
+		changed, _, err = s.putTx(tx, rec, nil)
 		return err
 	})
 	return changed, err
@@ -131,7 +132,7 @@ func (s *Records) PutBatch(recs []Record) ([]bool, error) {
 	changed := make([]bool, len(recs))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for i, r := range recs {
-			c, _, err := s.putTx(tx, r)
+			c, _, err := s.putTx(tx, r, nil)
 			if err != nil {
 				return err
 			}
@@ -146,7 +147,9 @@ func (s *Records) PutBatch(recs []Record) ([]bool, error) {
 }
 
 // putTx stores rec in tx and returns the record it replaced (nil if none).
-func (s *Records) putTx(tx *bolt.Tx, rec Record) (bool, *Record, error) {
+// A change is recorded in the record's lineage with cause (nil: an unknown
+// cause).
+func (s *Records) putTx(tx *bolt.Tx, rec Record, cause *Cause) (bool, *Record, error) {
 	if err := checkScope(rec.Vendor, rec.Resource); err != nil {
 		return false, nil, err
 	}
@@ -185,6 +188,9 @@ func (s *Records) putTx(tx *bolt.Tx, rec Record) (bool, *Record, error) {
 	}
 	if err := idx.Put(indexKey(rec.Vendor, rec.Resource, rec.UpdatedAt, rec.ID), []byte{}); err != nil {
 		return false, nil, err
+	}
+	if err := appendLineage(tx, rec, prev, cause); err != nil {
+		return false, nil, fmt.Errorf("vendors: records: lineage of %s/%s id %q: %w", rec.Vendor, rec.Resource, rec.ID, err)
 	}
 	return true, prev, nil
 }
@@ -262,10 +268,16 @@ func (s *Records) List(vendor, resource string, updatedSince time.Time, page, pe
 // later) so read-model deltas report it. It reports whether anything
 // changed; a missing or already deleted record is left alone.
 func (s *Records) MarkDeleted(vendor, resource, id string, at time.Time) (bool, error) {
+	changed, _, err := s.markDeleted(vendor, resource, id, at, nil)
+	return changed, err
+}
+
+func (s *Records) markDeleted(vendor, resource, id string, at time.Time, cause *Cause) (bool, Record, error) {
 	if err := checkScope(vendor, resource); err != nil {
-		return false, err
+		return false, Record{}, err
 	}
 	changed := false
+	var stored Record
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucketRecords).Get(recordKey(vendor, resource, id))
 		if data == nil {
@@ -275,6 +287,7 @@ func (s *Records) MarkDeleted(vendor, resource, id string, at time.Time) (bool, 
 		if err != nil {
 			return err
 		}
+		stored = rec
 		if rec.Deleted {
 			return nil
 		}
@@ -283,10 +296,13 @@ func (s *Records) MarkDeleted(vendor, resource, id string, at time.Time) (bool, 
 			rec.UpdatedAt = at
 		}
 		rec.SyncedAt = s.now().UTC()
-		changed, _, err = s.putTx(tx, rec)
+		changed, _, err = s.putTx(tx, rec, cause)
+		if changed {
+			stored = rec
+		}
 		return err
 	})
-	return changed, err
+	return changed, stored, err
 }
 
 // cursorValue is the stored form of a sync cursor.

@@ -80,6 +80,9 @@ type SyncOptions struct {
 	// Full starts a new pass from the beginning of the list (a backfill)
 	// even when a cursor exists. A pass in progress is resumed either way.
 	Full bool
+	// Cause is recorded in the lineage of every record the pass changes;
+	// an empty Source means SourceSync.
+	Cause Cause
 }
 
 // Sync runs (or resumes) one delta pass of resource: it lists the pages of
@@ -120,6 +123,10 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 		save = func(st SyncState) error { return records.SaveSyncState(vendor, resource, st) }
 	}
 	log := client.log.With(zap.String("resource", resource))
+	cause := opts.Cause
+	if cause.Source == "" {
+		cause.Source = SourceSync
+	}
 
 	resumed := state.InProgress()
 	if !resumed {
@@ -155,7 +162,7 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 		for i := range page.Records {
 			page.Records[i].SyncedAt = synced
 		}
-		tags, changed, rewind, err := records.storePage(vendor, resource, state.Pass, page.Records, resumed && fetched == 0)
+		tags, changed, rewind, err := records.storePage(vendor, resource, state.Pass, page.Records, resumed && fetched == 0, &cause)
 		if err != nil {
 			return fmt.Errorf("vendors: sync %s/%s page %d: %w", vendor, resource, state.Page, err)
 		}
@@ -207,7 +214,7 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 // the number of changed records, and the earliest earlier UpdatedAt of a
 // record already listed in this pass that is listed again, newer: the record
 // moved to the end of the vendor's list while the pass ran.
-func (s *Records) storePage(vendor, resource string, pass uint64, recs []Record, purgeAll bool) (tags []string, changed int, rewind time.Time, err error) {
+func (s *Records) storePage(vendor, resource string, pass uint64, recs []Record, purgeAll bool, cause *Cause) (tags []string, changed int, rewind time.Time, err error) {
 	tagSet := map[string]bool{}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		seen := tx.Bucket(bucketRecordsSeen)
@@ -219,7 +226,7 @@ func (s *Records) storePage(vendor, resource string, pass uint64, recs []Record,
 					rewind = before
 				}
 			}
-			c, prev, err := s.putTx(tx, rec)
+			c, prev, err := s.putTx(tx, rec, cause)
 			if err != nil {
 				return err
 			}

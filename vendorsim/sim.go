@@ -144,6 +144,30 @@ func (s *Sim) Update(kind Kind, id string, fn func(fields map[string]any)) (int,
 	return version, nil
 }
 
+// Delete removes record id of kind as a vendor-side deletion would: GETs
+// of it answer 404 from now on, lists no longer include it, and a
+// "<kind>.deleted" event (with the version it had) is delivered to the
+// registered targets (or dropped) before Delete returns.
+func (s *Sim) Delete(kind Kind, id string) error {
+	s.mu.Lock()
+	c, err := s.collectionOf(kind)
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("vendorsim: delete %s %q: %w", kind, id, err)
+	}
+	rec, ok := c.records[id]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("vendorsim: delete %s %q: %w", kind, id, ErrNotFound)
+	}
+	delete(c.records, id)
+	version := rec.version
+	s.mu.Unlock()
+
+	s.hooks.notify(s.ctx, Event{Type: string(kind) + ".deleted", ID: id, Version: version})
+	return nil
+}
+
 // NewEndpoint returns a new network face of the Sim serving the given APIs
 // (both when none is given) over the Sim's shared data, with chaos knobs
 // and counters of its own. Use one per "region". It panics on an API that

@@ -16,7 +16,8 @@ import (
 )
 
 // Event is the JSON body of a webhook: {"type":"product.updated","id":"3",
-// "version":8}. Types are "<kind>.created" and "<kind>.updated".
+// "version":8}. Types are "<kind>.created", "<kind>.updated" and
+// "<kind>.deleted".
 type Event struct {
 	Type    string `json:"type"`
 	ID      string `json:"id"`

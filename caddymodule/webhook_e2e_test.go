@@ -1,0 +1,639 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
+	"github.com/craftedge/craftedge/vendorsim"
+	"github.com/craftedge/craftedge/webhook"
+)
+
+// Webhook secrets of the tests (Standard Webhooks: whsec_ + base64).
+var (
+	hookSecretNew  = "whsec_" + base64.StdEncoding.EncodeToString([]byte("new webhook secret, 32 bytes...."))
+	hookSecretOld  = "whsec_" + base64.StdEncoding.EncodeToString([]byte("old webhook secret, 32 bytes...."))
+	hookSecretBad  = "whsec_" + base64.StdEncoding.EncodeToString([]byte("forged secret, nobody has it...."))
+	purgeSecret    = "whsec_" + base64.StdEncoding.EncodeToString([]byte("craft purge secret 32 bytes....."))
+	hookCfgNew     = webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretNew}}
+	hookCfgOld     = webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretOld}}
+	hookCfgForged  = webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretBad}}
+	purgeCfg       = webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{purgeSecret}}
+	hookURLPath    = "/webhooks/shop"
+	purgeURLPath   = "/.craftedge/purge"
+	productPage    = "/vendors/v1/shop/product/3"
+	refetchBackoff = "backoff 10ms 50ms"
+)
+
+type webhookOptions struct {
+	scheme  string // the webhook block's scheme lines; default "scheme standard"
+	webhook string // extra lines in the vendor's webhook block
+	storage string
+}
+
+func webhookCaddyfile(simURL string, o webhookOptions) string {
+	if o.scheme == "" {
+		o.scheme = "scheme standard"
+	}
+	return fmt.Sprintf(`{
+%s	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage %s
+		memory 16MiB
+		jobs {
+			kind vendor.sync {
+				backoff 10ms 50ms
+			}
+			kind vendor.refetch {
+				%s
+				max_attempts 3
+			}
+		}
+		vendor shop {
+			base_url %s
+			version path v2
+			header Authorization "Bearer {env.SHOP_TOKEN}"
+			timeout 2s
+			rate 1000/s burst 1000
+			retries 0
+			hedge 0s
+			resource product {
+				get /products/{id}
+				list "/products?updated_since={since}&page={page}&per_page={per_page}" items data has_more has_more per_page 10
+				id id
+				version version
+				updated updated_at
+				field title title.en required
+				field price price.amount required
+				tags shop:product:{id}
+			}
+			webhook {
+				%s
+				secret {env.SHOP_WEBHOOK_SECRET} {env.SHOP_WEBHOOK_SECRET_OLD}
+				max_body_size 4KiB
+				event product.* product
+				%s
+			}
+		}
+	}
+}
+%s {
+	craftedge_status /status* {
+		allow_unauthenticated
+	}
+	craftedge_webhook
+	craftedge_purge {
+		secret {env.CRAFT_PURGE_SECRET}
+	}
+	craftedge {
+		upstream records
+		ttl 1h
+	}
+	craftedge_records
+}
+`, globalPorts(), o.storage, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr)
+}
+
+type webhookEnv struct {
+	*vendorEnv
+	simURL string
+	opts   webhookOptions
+}
+
+func startWebhookGateway(t *testing.T, o webhookOptions) *webhookEnv {
+	t.Helper()
+	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
+	t.Setenv("SHOP_WEBHOOK_SECRET", hookSecretNew)
+	t.Setenv("SHOP_WEBHOOK_SECRET_OLD", hookSecretOld)
+	t.Setenv("CRAFT_PURGE_SECRET", purgeSecret)
+	sim := vendorsim.New(vendorsim.Options{Products: 5, Seed: 1, Now: nowFunc})
+	t.Cleanup(func() { _ = sim.Close() })
+	srv, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.storage == "" {
+		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
+	}
+	clockOffset.Store(0)
+	t.Cleanup(func() { clockOffset.Store(0) })
+	webhookRejections.reset()
+	t.Cleanup(webhookRejections.reset)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(webhookCaddyfile(srv.URL(), o), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	g := &gateway{t: t, tester: tester, storage: o.storage, client: &http.Client{Timeout: 10 * time.Second}}
+	t.Cleanup(func() { stopGateway(t) })
+	e := &webhookEnv{vendorEnv: &vendorEnv{gateway: g, sim: sim}, simURL: srv.URL(), opts: o}
+	e.sync("first", jobs.StateDone)
+	return e
+}
+
+// post sends a webhook to path signed with cfg at the given time.
+func (e *webhookEnv) post(path string, cfg webhook.Config, id string, at time.Time, contentType, body string) response {
+	e.t.Helper()
+	req := webhook.Request{Method: http.MethodPost, URL: siteAddr + path, Header: http.Header{}, Body: []byte(body)}
+	if err := cfg.Sign(&req, id, at); err != nil {
+		e.t.Fatal(err)
+	}
+	h := map[string]string{"Content-Type": contentType}
+	for k := range req.Header {
+		h[k] = req.Header.Get(k)
+	}
+	return e.do(http.MethodPost, path, h, body)
+}
+
+func (e *webhookEnv) event(cfg webhook.Config, id, body string) response {
+	e.t.Helper()
+	return e.post(hookURLPath, cfg, id, nowFunc(), "application/json", body)
+}
+
+func productEvent(id string, version int) string {
+	return fmt.Sprintf(`{"type":"product.updated","id":%q,"version":%d}`, id, version)
+}
+
+// refetchJobs lists the vendor.refetch jobs.
+func (e *webhookEnv) refetchJobs() []jobs.Job {
+	e.t.Helper()
+	list, err := currentApp.Load().jobs.List(jobs.ListFilter{Kind: jobKindVendorRefetch})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list
+}
+
+// waitRefetchesDone waits until n refetch jobs exist and all are done.
+func (e *webhookEnv) waitRefetchesDone(n int) []jobs.Job {
+	e.t.Helper()
+	var list []jobs.Job
+	waitFor(e.t, fmt.Sprintf("%d refetch jobs to be done", n), func() bool {
+		list = e.refetchJobs()
+		if len(list) != n {
+			return false
+		}
+		for _, j := range list {
+			if j.State != jobs.StateDone && j.State != jobs.StateDead {
+				return false
+			}
+		}
+		return true
+	})
+	return list
+}
+
+func (e *webhookEnv) lineage(id string) LineageResponse {
+	e.t.Helper()
+	r := e.admin(http.MethodGet, "/craftedge/lineage?vendor=shop&resource=product&id="+id, "")
+	wantStatus(e.t, r, 200)
+	var l LineageResponse
+	if err := json.Unmarshal([]byte(r.body), &l); err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
+func (e *webhookEnv) productGets() int {
+	return e.sim.Requests().Count(vendorsim.RouteProductGet, 200) + e.sim.Requests().Count(vendorsim.RouteProductGet, 404)
+}
+
+// The whole path: a cached page built from a record; a signed webhook
+// from the simulator; one refetch; the page's tag purged; the next request
+// a miss with the new data. A forged webhook changes nothing.
+func TestWebhookRefetchPurgesCachedRecord(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	r := e.get(productPage)
+	wantCacheStatusPrefix(t, r, "craftedge; hit")
+	before := decodeRecord(t, r)
+	e.sim.Reset()
+
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	version, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
+		f["title"] = map[string]any{"en": "Renamed by the vendor"}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := e.sim.Webhooks()
+	if len(sent) != 1 || sent[0].Status != http.StatusAccepted || sent[0].Err != nil {
+		t.Fatalf("simulator deliveries = %+v, want one answered 202", sent)
+	}
+	list := e.waitRefetchesDone(1)
+	if list[0].State != jobs.StateDone || list[0].Key != fmt.Sprintf("shop:product:3:%d", version) {
+		t.Fatalf("refetch job = %+v", list[0])
+	}
+	if n := e.sim.Requests().Count(vendorsim.RouteProductGet, 200); n != 1 {
+		t.Fatalf("simulator saw %d GETs of the product, want exactly 1", n)
+	}
+	r = e.get(productPage)
+	wantCacheStatusPrefix(t, r, "craftedge; fwd=")
+	after := decodeRecord(t, r)
+	if after.Fields["title"] != "Renamed by the vendor" || after.Version == before.Version {
+		t.Fatalf("after the webhook: %+v", after)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	// Other records' pages were not purged.
+	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
+	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; hit")
+
+	// Lineage: the webhook change names its delivery and job; the sync
+	// before it names its job.
+	l := e.lineage("3")
+	if len(l.Changes) != 2 || l.Record == nil || l.Record.Version != after.Version {
+		t.Fatalf("lineage = %+v", l)
+	}
+	if c := l.Changes[0]; c.Source != vendors.SourceWebhook || c.Delivery != sent[0].DeliveryID || c.Job != list[0].ID ||
+		c.Version != after.Version || c.PreviousVersion != before.Version {
+		t.Fatalf("webhook change = %+v (delivery %s, job %s)", c, sent[0].DeliveryID, list[0].ID)
+	}
+	if c := l.Changes[1]; c.Source != vendors.SourceSync || c.Job == "" || c.Delivery != "" {
+		t.Fatalf("sync change = %+v", c)
+	}
+
+	// A forged webhook (right shape, wrong secret) changes nothing.
+	e.sim.ClearWebhookTargets()
+	e.sim.Reset()
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
+		f["title"] = map[string]any{"en": "Changed again"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	forged := e.event(hookCfgForged, "msg_forged", productEvent("3", version+1))
+	wantStatus(t, forged, http.StatusUnauthorized)
+	if !strings.Contains(forged.body, rejectBadSignature) {
+		t.Fatalf("forged answer = %s", forged.body)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	if n := len(e.refetchJobs()); n != 1 || e.productGets() != 0 {
+		t.Fatalf("a forged webhook made %d jobs, %d vendor GETs", n, e.productGets())
+	}
+	if l := e.lineage("3"); len(l.Changes) != 2 {
+		t.Fatalf("lineage after a forged webhook: %+v", l.Changes)
+	}
+}
+
+func TestWebhookRejections(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	rejected := func(reason string) float64 {
+		v := e.scrape(fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="shop"}`, reason))
+		return max(v, 0)
+	}
+	now := nowFunc()
+	body := productEvent("3", 2)
+	for _, tc := range []struct {
+		name, path, ctype, body, reason string
+		cfg                             webhook.Config
+		at                              time.Time
+		status                          int
+	}{
+		{"bad signature", hookURLPath, "application/json", body, rejectBadSignature, hookCfgForged, now, 401},
+		{"stale", hookURLPath, "application/json", body, rejectStale, hookCfgNew, now.Add(-6 * time.Minute), 401},
+		{"future", hookURLPath, "application/json", body, rejectFuture, hookCfgNew, now.Add(6 * time.Minute), 401},
+		{"too large", hookURLPath, "application/json", `{"type":"product.updated","id":"3","pad":"` + strings.Repeat("x", 5000) + `"}`, rejectTooLarge, hookCfgNew, now, 413},
+		{"content type", hookURLPath, "text/plain", body, rejectContentType, hookCfgNew, now, 415},
+		{"no record id", hookURLPath, "application/json", `{"type":"product.updated"}`, rejectBadPayload, hookCfgNew, now, 400},
+		{"not json", hookURLPath, "application/json", `{"type":`, rejectBadPayload, hookCfgNew, now, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := rejected(tc.reason)
+			r := e.post(tc.path, tc.cfg, "msg_"+strings.ReplaceAll(tc.name, " ", "_"), tc.at, tc.ctype, tc.body)
+			wantStatus(t, r, tc.status)
+			if !strings.Contains(r.body, `"reason": "`+tc.reason+`"`) {
+				t.Fatalf("body %s does not name reason %s", r.body, tc.reason)
+			}
+			if got := rejected(tc.reason); got != before+1 {
+				t.Fatalf("rejected{reason=%s} went %v → %v", tc.reason, before, got)
+			}
+		})
+	}
+	// Missing signature headers.
+	wantStatus(t, e.do(http.MethodPost, hookURLPath, map[string]string{"Content-Type": "application/json"}, body), 401)
+	// Unknown vendor, wrong method.
+	unknown := e.scrape(`craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`)
+	wantStatus(t, e.post("/webhooks/nope", hookCfgNew, "msg_x", now, "application/json", body), 404)
+	if got := e.scrape(`craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`); got != max(unknown, 0)+1 {
+		t.Fatalf("unknown_vendor count %v → %v", unknown, got)
+	}
+	wantStatus(t, e.get(hookURLPath), http.StatusMethodNotAllowed)
+	if n := len(e.refetchJobs()); n != 0 || e.productGets() != 0 {
+		t.Fatalf("rejected webhooks made %d jobs, %d vendor GETs", n, e.productGets())
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+
+	// Replay: the same delivery id again is acknowledged, not processed.
+	body = productEvent("3", 1)
+	wantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusAccepted)
+	jobsBefore := e.waitRefetchesDone(1)
+	replays := rejected(rejectReplay)
+	r := e.event(hookCfgNew, "msg_once", body)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, "duplicate") || rejected(rejectReplay) != replays+1 {
+		t.Fatalf("replay answer %s, replay count %v → %v", r.body, replays, rejected(rejectReplay))
+	}
+	if got := e.refetchJobs(); len(got) != 1 || got[0].ID != jobsBefore[0].ID || got[0].Attempts != 1 {
+		t.Fatalf("a replay made a new job or ran it again: %+v", got)
+	}
+	// The replay key survives a restart (bbolt).
+	e.restartWebhook()
+	wantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusOK)
+
+	received := e.scrape(`craftedge_webhooks_received_total{vendor="shop"}`)
+	verified := e.scrape(`craftedge_webhooks_verified_total{vendor="shop"}`)
+	if received < 12 || verified < 5 || received-verified < 7 {
+		t.Fatalf("received %v, verified %v", received, verified)
+	}
+
+	// The status page lists the recent rejections, without secrets.
+	st := e.get("/status/status.json")
+	wantStatus(t, st, 200)
+	var rep StatusReport
+	if err := json.Unmarshal([]byte(st.body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{}
+	for _, w := range rep.WebhookRejections {
+		reasons[w.Reason] = true
+		if w.RemoteIP == "" || w.Status == 0 {
+			t.Fatalf("rejection without sender or status: %+v", w)
+		}
+	}
+	for _, want := range []string{rejectStale, rejectFuture, rejectBadSignature, rejectTooLarge, rejectContentType, rejectUnknownVendor, rejectReplay} {
+		if !reasons[want] {
+			t.Fatalf("status page rejections %+v lack %s", rep.WebhookRejections, want)
+		}
+	}
+	for _, secret := range []string{hookSecretNew, hookSecretOld, hookSecretBad, strings.TrimPrefix(hookSecretNew, "whsec_")} {
+		if strings.Contains(st.body, secret) {
+			t.Fatal("the status page shows a secret")
+		}
+	}
+}
+
+// restartWebhook unloads craftedge and loads the same config again.
+func (e *webhookEnv) restartWebhook() {
+	e.t.Helper()
+	stopGateway(e.t)
+	e.tester.InitServer(webhookCaddyfile(e.simURL, e.opts), "caddyfile")
+	if e.t.Failed() {
+		e.t.FailNow()
+	}
+}
+
+// Many deliveries for one version of a record coalesce into one refetch;
+// a new version gets its own.
+func TestWebhookDeliveriesCoalesce(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	e.sim.Reset()
+	version, err := e.sim.Update(vendorsim.KindProduct, "2", func(f map[string]any) { f["stock"] = 7 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobIDs []string
+	for i := range 5 {
+		r := e.event(hookCfgNew, fmt.Sprintf("msg_c%d", i), productEvent("2", version))
+		wantStatus(t, r, http.StatusAccepted)
+		var ack struct {
+			Job       string `json:"job"`
+			Coalesced bool   `json:"coalesced"`
+		}
+		_ = json.Unmarshal([]byte(r.body), &ack)
+		if ack.Coalesced != (i > 0) {
+			t.Fatalf("delivery %d: coalesced = %v", i, ack.Coalesced)
+		}
+		jobIDs = append(jobIDs, ack.Job)
+	}
+	e.waitRefetchesDone(1)
+	for _, id := range jobIDs[1:] {
+		if id != jobIDs[0] {
+			t.Fatalf("deliveries got different jobs: %v", jobIDs)
+		}
+	}
+	if n := e.productGets(); n != 1 {
+		t.Fatalf("5 deliveries made %d GETs, want 1", n)
+	}
+	version, _ = e.sim.Update(vendorsim.KindProduct, "2", func(f map[string]any) { f["stock"] = 8 })
+	wantStatus(t, e.event(hookCfgNew, "msg_c_next", productEvent("2", version)), http.StatusAccepted)
+	e.waitRefetchesDone(2)
+	if n := e.productGets(); n != 2 {
+		t.Fatalf("a new version made %d GETs in total, want 2", n)
+	}
+	// An event type the webhook block does not map is acknowledged and
+	// ignored.
+	r := e.event(hookCfgNew, "msg_order", `{"type":"order.created","id":"9"}`)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, "ignored") || len(e.refetchJobs()) != 2 {
+		t.Fatalf("ignored event: %s, %d jobs", r.body, len(e.refetchJobs()))
+	}
+}
+
+// Rotation: while both secrets are configured, deliveries signed with
+// either are accepted; once the old one's variable is unset (reload), only
+// the new one is.
+func TestWebhookSecretRotation(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantStatus(t, e.event(hookCfgOld, "msg_old", productEvent("1", 1)), http.StatusAccepted)
+	wantStatus(t, e.event(hookCfgNew, "msg_new", productEvent("2", 1)), http.StatusAccepted)
+	// The vendor signs with both during its own rotation (several
+	// signatures in one header): accepted.
+	both := webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretBad}}
+	req := webhook.Request{Method: http.MethodPost, URL: siteAddr + hookURLPath, Header: http.Header{}, Body: []byte(productEvent("4", 1))}
+	_ = both.Sign(&req, "msg_both", nowFunc())
+	other := webhook.Request{Method: http.MethodPost, URL: siteAddr + hookURLPath, Header: http.Header{}, Body: req.Body}
+	_ = hookCfgNew.Sign(&other, "msg_both", nowFunc())
+	h := map[string]string{"Content-Type": "application/json"}
+	for k := range req.Header {
+		h[k] = req.Header.Get(k)
+	}
+	h[webhook.HeaderStandardSignature] = req.Header.Get(webhook.HeaderStandardSignature) + " " + other.Header.Get(webhook.HeaderStandardSignature)
+	wantStatus(t, e.do(http.MethodPost, hookURLPath, h, string(req.Body)), http.StatusAccepted)
+
+	// Retire the old secret: unset its variable and reload. (Caddy skips
+	// a reload whose config is unchanged, so an env-only change needs
+	// `caddy reload --force`; here the window line changes the config.)
+	t.Setenv("SHOP_WEBHOOK_SECRET_OLD", "")
+	e.opts.webhook = "window 4m"
+	e.tester.InitServer(webhookCaddyfile(e.simURL, e.opts), "caddyfile")
+	wantStatus(t, e.event(hookCfgOld, "msg_old_2", productEvent("1", 1)), http.StatusUnauthorized)
+	wantStatus(t, e.event(hookCfgNew, "msg_new_2", productEvent("5", 1)), http.StatusAccepted)
+}
+
+// A refetch answered 404 marks the record deleted and purges its page.
+func TestWebhookRefetchNotFoundMarksDeleted(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Reset()
+	if err := e.sim.Delete(vendorsim.KindProduct, "3"); err != nil {
+		t.Fatal(err)
+	}
+	if sent := e.sim.Webhooks(); len(sent) != 1 || sent[0].Status != http.StatusAccepted {
+		t.Fatalf("deliveries = %+v", sent)
+	}
+	list := e.waitRefetchesDone(1)
+	if list[0].State != jobs.StateDone || e.sim.Requests().Count(vendorsim.RouteProductGet, 404) != 1 {
+		t.Fatalf("refetch %+v; sim %+v", list[0], e.sim.Requests())
+	}
+	r := e.get(productPage)
+	wantStatus(t, r, http.StatusGone)
+	l := e.lineage("3")
+	if len(l.Changes) != 2 || !l.Changes[0].Deleted || l.Changes[0].Source != vendors.SourceWebhook || l.Record == nil || !l.Record.Deleted {
+		t.Fatalf("lineage after a 404 refetch: %+v", l)
+	}
+}
+
+// craftedge_purge: a signed purge from Craft on another host; forged,
+// stale, replayed and malformed purges change nothing.
+func TestRemotePurge(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	purge := `{"tags":["shop:product:3"]}`
+	purgeRejected := func(reason string) float64 {
+		return max(e.scrape(fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="craftedge_purge"}`, reason)), 0)
+	}
+
+	bad := purgeRejected(rejectBadSignature)
+	wantStatus(t, e.post(purgeURLPath, hookCfgNew, "p_forged", nowFunc(), "application/json", purge), http.StatusUnauthorized)
+	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_stale", nowFunc().Add(-10*time.Minute), "application/json", purge), http.StatusUnauthorized)
+	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_bad", nowFunc(), "application/json", `{"tags":[""]}`), http.StatusBadRequest)
+	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_unknown", nowFunc(), "application/json", `{"tagz":["x"]}`), http.StatusBadRequest)
+	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_big", nowFunc(), "application/json", `{"tags":["`+strings.Repeat("x", 70<<10)+`"]}`), http.StatusRequestEntityTooLarge)
+	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_type", nowFunc(), "text/plain", purge), http.StatusUnsupportedMediaType)
+	if got := purgeRejected(rejectBadSignature); got != bad+1 {
+		t.Fatalf("purge bad_signature count %v → %v", bad, got)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+
+	r := e.post(purgeURLPath, purgeCfg, "p_ok", nowFunc(), "application/json", purge)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, `"purged": 1`) {
+		t.Fatalf("purge answer %s", r.body)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	// Replayed: acknowledged, nothing purged.
+	r = e.post(purgeURLPath, purgeCfg, "p_ok", nowFunc(), "application/json", purge)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("replayed purge answer %s", r.body)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+}
+
+func TestWebhookLineageRoute(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	l := e.lineage("1")
+	if len(l.Changes) != 1 || l.Changes[0].Source != vendors.SourceSync || l.Record == nil {
+		t.Fatalf("lineage after the first sync: %+v", l)
+	}
+	for path, code := range map[string]int{
+		"/craftedge/lineage":                                     400,
+		"/craftedge/lineage?vendor=shop&resource=product":        400,
+		"/craftedge/lineage?vendor=nope&resource=product&id=1":   404,
+		"/craftedge/lineage?vendor=shop&resource=nope&id=1":      404,
+		"/craftedge/lineage?vendor=shop&resource=product&id=999": 404,
+	} {
+		wantStatus(t, e.admin(http.MethodGet, path, ""), code)
+	}
+	wantStatus(t, e.admin(http.MethodPost, "/craftedge/lineage?vendor=shop&resource=product&id=1", ""), 405)
+}
+
+// Bad webhook and craftedge_purge config fails at load, naming the line.
+func TestWebhookCaddyfileErrors(t *testing.T) {
+	t.Setenv("SHOP_WEBHOOK_SECRET", hookSecretNew)
+	t.Setenv("CRAFT_PURGE_SECRET", purgeSecret)
+	base := webhookCaddyfile("http://127.0.0.1:1", webhookOptions{storage: filepath.Join(t.TempDir(), "x.db")})
+	for _, tc := range []struct{ extra, want string }{
+		{"frobnicate 1", "unknown webhook subdirective"},
+		{"window -1s", "must not be negative"},
+		{"replay_ttl 1m", "replay_ttl 1m0s must be longer than the window"},
+		{"content_type ;;", "content_type"},
+		{"secret notbase64!", "not a Standard Webhooks secret"},
+		{"encoding hex", "only used by the hmac and static schemes"},
+		{"event product.*.x product", "* is only allowed at the end"},
+	} {
+		cfg := strings.Replace(base, "\t\t\t\tevent product.* product\n", "\t\t\t\tevent product.* product\n\t\t\t\t"+tc.extra+"\n", 1)
+		assertLoadError(t, cfg, tc.want)
+	}
+	// Checked against the resources: named at the webhook line.
+	cfg := strings.Replace(base, "event product.* product", "event order.* order", 1)
+	line := 1 + strings.Count(cfg[:strings.Index(cfg, "webhook {")], "\n")
+	caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d: vendor \\\"shop\\\": webhook: unknown resource \\\"order\\\"", line))
+	// No scheme.
+	cfg = strings.Replace(base, "\t\t\t\tscheme standard\n", "\t\t\t\t\n", 1)
+	assertLoadError(t, cfg, "scheme is required")
+	// craftedge_purge without a secret.
+	cfg = strings.Replace(base, "\t\tsecret {env.CRAFT_PURGE_SECRET}\n", "", 1)
+	assertLoadError(t, cfg, "craftedge_purge: secret is required")
+	// Every secret placeholder empty: refused at provision.
+	t.Setenv("SHOP_WEBHOOK_SECRET", "")
+	t.Setenv("SHOP_WEBHOOK_SECRET_OLD", "")
+	caddytest.AssertLoadError(t, base, "caddyfile", "no secret configured")
+}
+
+// The drop knob of the simulator: dropped deliveries never arrive; the
+// delta sync heals the record anyway.
+func TestWebhookDroppedHealedBySync(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.SetWebhookDropRate(1); err != nil {
+		t.Fatal(err)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
+		f["title"] = map[string]any{"en": "Changed while webhooks drop"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if sent := e.sim.Webhooks(); len(sent) != 1 || !sent[0].Dropped {
+		t.Fatalf("deliveries = %+v", sent)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e.sync("heal", jobs.StateDone)
+	r := e.get(productPage)
+	wantCacheStatusPrefix(t, r, "craftedge; fwd=")
+	if rec := decodeRecord(t, r); rec.Fields["title"] != "Changed while webhooks drop" {
+		t.Fatalf("after the sync: %+v", rec)
+	}
+}
+
+// The generic HMAC scheme through Caddy: header, prefix, encoding and a
+// signed timestamp header come from the webhook block.
+func TestWebhookGenericHMACScheme(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{scheme: "scheme hmac\n\t\t\t\theader X-Hub-Signature-256\n\t\t\t\tprefix sha256=\n\t\t\t\tencoding base64\n\t\t\t\ttimestamp_header X-Hub-Timestamp"})
+	cfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{hookSecretOld}, Header: "X-Hub-Signature-256",
+		Prefix: "sha256=", Encoding: "base64", TimestampHeader: "X-Hub-Timestamp"}
+	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusAccepted)
+	// Same body again: the body hash is the replay key.
+	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusOK)
+	stale := e.post(hookURLPath, cfg, "", nowFunc().Add(-time.Hour), "application/json", productEvent("4", 1))
+	wantStatus(t, stale, http.StatusUnauthorized)
+	if !strings.Contains(stale.body, rejectStale) {
+		t.Fatalf("stale answer %s", stale.body)
+	}
+	hex := cfg
+	hex.Encoding = "hex"
+	wantStatus(t, e.event(hex, "", productEvent("5", 1)), http.StatusUnauthorized)
+	wantStatus(t, e.event(hookCfgNew, "msg_std", productEvent("5", 1)), http.StatusUnauthorized)
+	e.waitRefetchesDone(1)
+}
