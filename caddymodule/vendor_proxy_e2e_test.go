@@ -223,6 +223,9 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 	}
 	o := vendorOptions{baseURL: stableSrv.URL(), vendor: "canary 100 " + canarySrv.URL(), site: liveVendorSite("")}
 	e := startVendorGatewayWith(t, sim, o)
+	const canarySeries = `craftedge_vendor_canary_requests_total{vendor="shop"}`
+	canaryCount := func() float64 { return max(e.scrape(canarySeries), 0) }
+	before := canaryCount()
 	if h := e.health(); len(h.Vendors) != 1 || h.Vendors[0].CanaryPercent != 100 {
 		t.Fatalf("health vendors = %+v, want canary_percent 100", h.Vendors)
 	}
@@ -231,6 +234,9 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 	}
 	if s, c := stable.Requests().Total, canary.Requests().Total; s != 0 || c != 3 {
 		t.Fatalf("canary 100: stable saw %d, canary %d; want 0 and 3", s, c)
+	}
+	if got := canaryCount() - before; got != 3 {
+		t.Fatalf("%s moved by %v, want 3", canarySeries, got)
 	}
 
 	// Reload without the canary: live reads go back to the stable URL.
@@ -245,5 +251,8 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 	wantStatus(t, e.get("/shop-api/products/4"), 200)
 	if s, c := stable.Requests().Total, canary.Requests().Total; s != 1 || c != 3 {
 		t.Fatalf("after reload: stable saw %d, canary %d; want 1 and 3", s, c)
+	}
+	if got := canaryCount() - before; got != 3 {
+		t.Fatalf("%s moved by %v after the canary was removed, want still 3", canarySeries, got)
 	}
 }
