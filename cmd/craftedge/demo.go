@@ -27,6 +27,7 @@ import (
 
 	"github.com/craftedge/craftedge/demoorigin"
 	"github.com/craftedge/craftedge/vendorsim"
+	"github.com/craftedge/craftedge/webhook"
 )
 
 func init() {
@@ -64,6 +65,10 @@ Stop it with Ctrl+C.`,
 		},
 	})
 }
+
+// demoWebhookSecret signs the simulator's webhooks to the demo (a demo
+// value: real secrets come from {env.*}).
+const demoWebhookSecret = "whsec_Y3JhZnRlZGdlLWRlbW8td2ViaG9vay1zZWNyZXQ="
 
 // Defaults of the demo's flags.
 const (
@@ -231,6 +236,13 @@ func startDemo(opts demoOptions) (*demo, error) {
 		_ = d.sim.Close()
 	}
 
+	// Webhooks go to the gateway's /webhooks/shop.
+	hookURL := "http://" + displayAddr(opts.Listen) + "/webhooks/shop"
+	if err := d.sim.AddWebhookTarget(hookURL, webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{demoWebhookSecret}}); err != nil {
+		closeBackends()
+		return nil, err
+	}
+
 	cfgJSON, err := d.adapt()
 	if err != nil {
 		closeBackends()
@@ -255,7 +267,8 @@ func (d *demo) caddyfile() ([]byte, error) {
 		"SiteAddress": "http://:" + port,
 		"Bind":        host,
 		"Origin":      d.origin,
-		"Vendor":      d.vendor,
+		"Vendor":        d.vendor,
+		"WebhookSecret": demoWebhookSecret,
 	}
 	if strings.Contains(host, ":") {
 		data["Bind"] = "[" + host + "]"
@@ -378,6 +391,20 @@ func (d *demo) printInstructions(w io.Writer) {
 	p("     curl -s -X POST %s%s -d '{\"outage\":\"close\"}'", shop, vendorsim.ControlChaosPath)
 	p("     curl -s %s/vendors/v1/shop/product/3", site)
 	p("     curl -si %s/shop-api/products/3 | grep -i cache-status", site)
+	p("     curl -s -X DELETE %s%s", shop, vendorsim.ControlChaosPath)
+	p("")
+	p("9. Webhooks: change a product at the shop, as its admin would. The shop sends a")
+	p("   signed webhook; craftedge verifies it, refetches the product and purges its")
+	p("   tags, so the read model shows the change at once:")
+	p("     curl -s -X PUT %s/v2/products/4 -H 'Authorization: Bearer sim-commerce-token' \\", shop)
+	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-4\",\"title\":{\"en\":\"Renamed\"},\"price\":{\"amount\":990,\"currency\":\"EUR\"},\"stock\":2}'")
+	p("     curl -s %s/vendors/v1/shop/product/4", site)
+	p("   Now let the shop drop every webhook and change another product: the read model")
+	p("   keeps the old title until the next delta sync (within a minute) heals it:")
+	p("     curl -s -X POST %s%s -d '{\"webhook_drop_rate\":1}'", shop, vendorsim.ControlChaosPath)
+	p("     curl -s -X PUT %s/v2/products/5 -H 'Authorization: Bearer sim-commerce-token' \\", shop)
+	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-5\",\"title\":{\"en\":\"Healed\"},\"price\":{\"amount\":990,\"currency\":\"EUR\"},\"stock\":2}'")
+	p("     curl -s %s/vendors/v1/shop/product/5", site)
 	p("     curl -s -X DELETE %s%s", shop, vendorsim.ControlChaosPath)
 	p("")
 	p("Snapshots stay in %s between runs: restart the demo,", d.storage)

@@ -546,7 +546,46 @@ func TestDemoVendors(t *testing.T) {
 		t.Fatalf("live read: %d %q", live.status, live.cacheStatus())
 	}
 
+	// A change at the shop: its signed webhook makes craftedge refetch the
+	// product, so the read model shows it at once.
+	shopPut := func(id, title string) {
+		t.Helper()
+		r := c.do(http.MethodPut, d.vendor+"/v2/products/"+id,
+			`{"sku":"SKU-`+id+`","title":{"en":"`+title+`"},"price":{"amount":990,"currency":"EUR"},"stock":2}`,
+			"Authorization", "Bearer "+vendorsim.DefaultCommerceToken, "Content-Type", "application/json")
+		if r.status != 200 && r.status != 201 {
+			t.Fatalf("PUT at the shop: %d %s", r.status, r.body)
+		}
+		d.sim.WaitWebhooks()
+	}
+	shopPut("4", "Renamed")
+	waitFor(t, "the webhook's refetch", func() bool {
+		return strings.Contains(c.get(site+"/vendors/v1/shop/product/4").body, `"Renamed"`)
+	})
+
+	// A dropped webhook: the record stays old until a sync pass heals it
+	// (the demo's runs every minute; a backfill here, not to wait).
+	if err := d.sim.SetWebhookDropRate(1); err != nil {
+		t.Fatal(err)
+	}
+	shopPut("5", "Healed")
+	if hooks := d.sim.Webhooks(); !hooks[len(hooks)-1].Dropped {
+		t.Fatalf("last webhook not dropped: %+v", hooks[len(hooks)-1])
+	}
+	if strings.Contains(c.get(site+"/vendors/v1/shop/product/5").body, `"Healed"`) {
+		t.Fatal("the record changed without its webhook")
+	}
+	if r := c.do(http.MethodPost, "http://"+d.admin+"/craftedge/backfill", `{"vendor":"shop","resource":"product"}`,
+		"Content-Type", "application/json"); r.status != http.StatusAccepted {
+		t.Fatalf("backfill: %d %s", r.status, r.body)
+	}
+	waitFor(t, "the sync to heal the dropped webhook", func() bool {
+		return strings.Contains(c.get(site+"/vendors/v1/shop/product/5").body, `"Healed"`)
+	})
+	_ = d.sim.SetWebhookDropRate(0)
+
 	// The shop goes down: nothing a visitor sees changes.
+	rec = c.get(site + "/vendors/v1/shop/product/3")
 	waitSnapshots(t, c, d)
 	if err := d.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
