@@ -262,11 +262,11 @@ func (d *demo) caddyfile() ([]byte, error) {
 		return nil, err
 	}
 	data := map[string]string{
-		"Admin":       d.admin,
-		"Storage":     d.storage,
-		"SiteAddress": "http://:" + port,
-		"Bind":        host,
-		"Origin":      d.origin,
+		"Admin":         d.admin,
+		"Storage":       d.storage,
+		"SiteAddress":   "http://:" + port,
+		"Bind":          host,
+		"Origin":        d.origin,
 		"Vendor":        d.vendor,
 		"WebhookSecret": demoWebhookSecret,
 	}
