@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,6 +42,8 @@ type cdnRequest struct {
 }
 
 type cdnAnswer struct {
+	// hang holds the request until the client gives up (a timeout).
+	hang   bool
 	status int
 	header map[string]string
 	body   string
@@ -75,6 +78,10 @@ func (f *fakeCDN) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a = f.answer(req)
 	}
 	f.mu.Unlock()
+	if a.hang {
+		<-r.Context().Done()
+		return
+	}
 	for k, v := range a.header {
 		w.Header().Set(k, v)
 	}
@@ -334,7 +341,8 @@ func TestCDNGenericForwardsPurges(t *testing.T) {
 	wantJSON(t, cdn.waitRequests(2)[1].Body, map[string]any{"all": true})
 }
 
-// 500 then 200: retried with backoff and delivered once.
+// 500 then 200: retried with backoff and delivered once; a CDN that does
+// not answer within timeout is retried too.
 func TestCDNRetriesServerErrors(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
@@ -344,6 +352,7 @@ func TestCDNRetriesServerErrors(t *testing.T) {
 			cloudflare zone-abc
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
+			timeout 200ms
 		}
 		jobs {
 			kind cdn.purge {
@@ -369,6 +378,16 @@ func TestCDNRetriesServerErrors(t *testing.T) {
 	g.waitCDNJobs(2, jobs.StateDone)
 	if n := len(cdn.got()); n != 4 {
 		t.Fatalf("%d requests, want 4", n)
+	}
+	// No answer within the timeout: retried.
+	cdn.script(cdnAnswer{hang: true})
+	g.purge(`{"tags":["entry:11"]}`)
+	j = g.waitCDNJobs(3, jobs.StateDone)[2]
+	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "Timeout") {
+		t.Fatalf("job %+v", j)
+	}
+	if n := len(cdn.got()); n != 6 {
+		t.Fatalf("%d requests, want 6", n)
 	}
 }
 
@@ -511,8 +530,19 @@ func TestCDNNotConfiguredNoJob(t *testing.T) {
 	}
 }
 
-// A purge made by a job (purgeFor: refetch, sync, outbox) forwards with
-// the job's request id as correlation and its id as caused_by.
+func init() {
+	// test.purge: a job that purges the tags in its payload, as refetch,
+	// sync and outbox jobs do (purgeFor).
+	registerJobKind("test.purge", jobs.KindConfig{}, func(a *App) jobs.Handler {
+		return jobs.Single(func(ctx context.Context, t *jobs.Task) error {
+			_, err := a.purgeFor(ctx, &PurgeRequest{Tags: strings.Fields(string(t.Job.Payload))}, "webhook")
+			return err
+		})
+	})
+}
+
+// A purge made by a job forwards with the job's request id as the CDN
+// job's correlation and the job's id as caused_by.
 func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
@@ -522,17 +552,19 @@ func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
 		}`})
-	app := currentApp.Load()
-	ref := jobs.Ref{ID: "00000000000000aa", Kind: "vendor.refetch", Correlation: "req-123", Attempt: 1}
-	if _, err := app.purgeLogged(&PurgeRequest{Tags: []string{"product:3"}}, "webhook", &ref); err != nil {
+	parent, _, err := currentApp.Load().jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
+		Kind: "test.purge", Correlation: "req-123", Payload: []byte("product:3 product"),
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
+	g.waitJobState(parent.ID, jobs.StateDone)
 	j := g.waitCDNJobs(1, jobs.StateDone)[0]
-	if j.Correlation != "req-123" || !strings.Contains(string(j.Payload), `"caused_by":"00000000000000aa"`) ||
+	if j.Correlation != "req-123" || !strings.Contains(string(j.Payload), `"caused_by":"`+parent.ID+`"`) ||
 		!strings.Contains(string(j.Payload), `"source":"webhook"`) {
 		t.Fatalf("job %+v payload %s", j, j.Payload)
 	}
-	wantJSON(t, cdn.waitRequests(1)[0].Body, map[string]any{"tags": []string{"product:3"}})
+	wantJSON(t, cdn.waitRequests(1)[0].Body, map[string]any{"tags": []string{"product:3", "product"}})
 }
 
 // Bad cdn config fails at load, naming the Caddyfile line.
