@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -253,7 +254,11 @@ func (t *cdnTarget) snippet(body []byte) string {
 	}, s)
 	s = strings.TrimSpace(s)
 	if len(s) > cdnSnippetLen {
-		s = s[:cdnSnippetLen] + "…"
+		n := cdnSnippetLen
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n-- // cut on a rune boundary
+		}
+		s = s[:n] + "…"
 	}
 	if s == "" {
 		s = "(empty answer)"
