@@ -67,6 +67,9 @@ type App struct {
 	// synced into the bbolt file and served by craftedge_records.
 	Vendors map[string]*VendorConfig `json:"vendors,omitempty"`
 
+	// CDN is the downstream CDN purges are forwarded to (cdn.purge jobs).
+	CDN *CDNConfig `json:"cdn,omitempty"`
+
 	ctx    caddy.Context
 	logger *zap.Logger
 
@@ -85,6 +88,9 @@ type App struct {
 	replay            *replay.Store
 	webhookReceivers  map[string]*signedReceiver
 	stopReplaySweeper func()
+
+	// cdn is the provisioned CDN (resolved token, client); nil when none.
+	cdn *cdnTarget
 
 	upstreamsMu *sync.Mutex
 	upstreams   map[string]*upstreamState
@@ -196,6 +202,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionWebhooks(); err != nil {
+		return err
+	}
+	if err := a.provisionCDN(); err != nil {
 		return err
 	}
 	return a.provisionJobs()

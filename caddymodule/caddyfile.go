@@ -50,6 +50,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //	            timeout      <duration>
 //	        }
 //	    }
+//	    vendor <name> { … }   (vendor_caddyfile.go)
+//	    cdn { … }             (cdn_caddyfile.go)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -100,6 +102,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		case "vendor":
 			if err := a.unmarshalVendor(d); err != nil {
+				return err
+			}
+			continue
+		case "cdn":
+			if err := a.unmarshalCDN(d); err != nil {
 				return err
 			}
 			continue

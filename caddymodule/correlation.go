@@ -50,5 +50,8 @@ func jobLogFields(ctx context.Context) []zap.Field {
 // line carries the job's fields, so a purge can be traced to the job (and
 // the request) that caused it.
 func (a *App) purgeFor(ctx context.Context, p *PurgeRequest, source string) (int, error) {
-	return a.purgeLogged(p, source, jobLogFields(ctx))
+	if ref, ok := jobs.RefFrom(ctx); ok {
+		return a.purgeLogged(p, source, &ref)
+	}
+	return a.purgeLogged(p, source, nil)
 }

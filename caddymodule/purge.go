@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/httpcache"
+	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/pagecache"
 )
 
@@ -78,8 +79,10 @@ func (a *App) purge(p *PurgeRequest, source string) (int, error) {
 	return a.purgeLogged(p, source, nil)
 }
 
-// purgeLogged is purge with extra fields on its log line (see purgeFor).
-func (a *App) purgeLogged(p *PurgeRequest, source string, fields []zap.Field) (int, error) {
+// purgeLogged is purge on behalf of job (nil for none): its log line
+// carries the job's fields (see purgeFor), and so does the cdn.purge job
+// that forwards it to the CDN, if one is configured.
+func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, error) {
 	if err := p.validate(); err != nil {
 		return 0, err
 	}
@@ -125,9 +128,22 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, fields []zap.Field) (i
 	initMetrics()
 	metrics.purges.WithLabelValues(source).Inc()
 	metrics.purgedEntries.Add(float64(n))
-	a.logger.Info("purged", append([]zap.Field{zap.String("source", source),
+	fields := []zap.Field{zap.String("source", source),
 		zap.Strings("tags", p.Tags), zap.Strings("urls", p.URLs), zap.Strings("prefixes", p.Prefixes),
-		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n)}, fields...)...)
+		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n)}
+	if job != nil {
+		fields = append(fields, job.LogFields()...)
+	}
+	// Forwarded to the CDN by a durable job: the caller waits for the
+	// enqueue's commit, never for the CDN.
+	cdnJob, err := a.enqueueCDNPurge(p, source, job)
+	if cdnJob != "" {
+		fields = append(fields, zap.String("cdn_job", cdnJob))
+	}
+	a.logger.Info("purged", fields...)
+	if err != nil {
+		return n, fmt.Errorf("forwarding the purge to the CDN: %w", err)
+	}
 	return n, nil
 }
 

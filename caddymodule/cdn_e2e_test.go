@@ -1,0 +1,612 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/jobs"
+)
+
+// fakeCDN is a real HTTP server on 127.0.0.1 standing in for a CDN's
+// purge API: it records every request and answers what the test scripts
+// (200 by default).
+type fakeCDN struct {
+	t   *testing.T
+	ln  net.Listener
+	srv *http.Server
+
+	mu       sync.Mutex
+	requests []cdnRequest
+	// answers are consumed in order; when empty, answer() decides.
+	answers []cdnAnswer
+	answer  func(r cdnRequest) cdnAnswer
+}
+
+type cdnRequest struct {
+	Method, Path, Query string
+	Header              http.Header
+	Body                string
+}
+
+type cdnAnswer struct {
+	// hang holds the request until the client gives up (a timeout).
+	hang   bool
+	status int
+	header map[string]string
+	body   string
+}
+
+func newFakeCDN(t *testing.T) *fakeCDN {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCDN{t: t, ln: ln}
+	f.srv = &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = f.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = f.srv.Close() })
+	return f
+}
+
+func (f *fakeCDN) url() string { return "http://" + f.ln.Addr().String() }
+
+func (f *fakeCDN) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	req := cdnRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: string(b)}
+	f.mu.Lock()
+	f.requests = append(f.requests, req)
+	a := cdnAnswer{status: http.StatusOK, body: `{"success":true,"errors":[],"messages":[],"result":{"id":"x"}}`}
+	switch {
+	case len(f.answers) > 0:
+		a = f.answers[0]
+		f.answers = f.answers[1:]
+	case f.answer != nil:
+		a = f.answer(req)
+	}
+	f.mu.Unlock()
+	if a.hang {
+		<-r.Context().Done()
+		return
+	}
+	for k, v := range a.header {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, a.body)
+}
+
+func (f *fakeCDN) script(answers ...cdnAnswer) {
+	f.mu.Lock()
+	f.answers = append(f.answers, answers...)
+	f.mu.Unlock()
+}
+
+func (f *fakeCDN) got() []cdnRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
+// waitRequests waits until the CDN has received n requests and returns
+// them.
+func (f *fakeCDN) waitRequests(n int) []cdnRequest {
+	f.t.Helper()
+	waitFor(f.t, fmt.Sprintf("%d requests at the fake CDN", n), func() bool { return len(f.got()) >= n })
+	return f.got()
+}
+
+const (
+	cfToken     = "cf-test-token-7f3a9c"
+	fastlyToken = "fastly-test-token-81bd2e"
+)
+
+// cdnJobs lists the cdn.purge jobs, oldest first.
+func (g *gateway) cdnJobs() []jobs.Job {
+	g.t.Helper()
+	r := g.admin(http.MethodGet, "/craftedge/jobs?kind=cdn.purge&limit=100", "")
+	wantStatus(g.t, r, 200)
+	var l jobsList
+	if err := json.Unmarshal([]byte(r.body), &l); err != nil {
+		g.t.Fatal(err)
+	}
+	return l.Jobs
+}
+
+// waitCDNJobs waits for n cdn.purge jobs, all in state, and returns them.
+func (g *gateway) waitCDNJobs(n int, state jobs.State) []jobs.Job {
+	g.t.Helper()
+	var js []jobs.Job
+	waitFor(g.t, fmt.Sprintf("%d cdn.purge jobs %s", n, state), func() bool {
+		js = g.cdnJobs()
+		if len(js) != n {
+			return false
+		}
+		for _, j := range js {
+			if j.State != state {
+				return false
+			}
+		}
+		return true
+	})
+	return js
+}
+
+func (g *gateway) purge(body string) {
+	g.t.Helper()
+	wantStatus(g.t, g.admin(http.MethodPost, "/craftedge/purge", body), 200)
+}
+
+func cdnCounter(g *gateway, provider, outcome string) float64 {
+	v := g.scrape(fmt.Sprintf(`craftedge_cdn_purge_requests_total{outcome=%q,provider=%q}`, outcome, provider))
+	return max(v, 0)
+}
+
+func wantJSON(t *testing.T, got string, want any) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		t.Fatalf("body %q is not JSON: %v", got, err)
+	}
+	b, _ := json.Marshal(want)
+	_ = json.Unmarshal(b, &w)
+	gb, _ := json.Marshal(g)
+	wb, _ := json.Marshal(w)
+	if string(gb) != string(wb) {
+		t.Fatalf("body = %s, want %s", gb, wb)
+	}
+}
+
+// Cloudflare: admin purge by tag, Craft's Cache-Purge-Tag, URLs, prefixes
+// and purge-all each reach purge_cache in Cloudflare's shape, with the
+// token, batched at 100 per call.
+func TestCDNCloudflareForwardsPurges(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	o.handle("/blog/a", pageHandler("a", "entry:1 section:blog"))
+	o.handle("/admin/actions/entries/save-entry", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Purge-Tag", "entry:2,section:news")
+		w.WriteHeader(http.StatusOK)
+	})
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+			cloudflare zone-abc
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `/client/v4
+		}`})
+	okBefore := cdnCounter(g, "cloudflare", "ok")
+
+	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
+	wantCacheStatus(t, g.get("/blog/a"), "craftedge; hit")
+	// The hit path enqueues nothing.
+	if js := g.cdnJobs(); len(js) != 0 {
+		t.Fatalf("cdn jobs after hits: %+v", js)
+	}
+
+	g.purge(`{"tags":["entry:1"]}`)
+	// The memory purge is done when the admin call returns.
+	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
+	reqs := cdn.waitRequests(1)
+	r := reqs[0]
+	if r.Method != http.MethodPost || r.Path != "/client/v4/zones/zone-abc/purge_cache" {
+		t.Fatalf("request %s %s", r.Method, r.Path)
+	}
+	if got := r.Header.Get("Authorization"); got != "Bearer "+cfToken {
+		t.Fatalf("Authorization = %q", got)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	wantJSON(t, r.Body, map[string]any{"tags": []string{"entry:1"}})
+	js := g.waitCDNJobs(1, jobs.StateDone)
+	if js[0].Attempts != 1 {
+		t.Fatalf("job %+v", js[0])
+	}
+
+	// Craft's Cache-Purge-Tag on a control-panel POST.
+	resp := g.do(http.MethodPost, "/admin/actions/entries/save-entry", nil, "title=x")
+	wantStatus(t, resp, 200)
+	if resp.header.Get("Cache-Purge-Tag") != "" {
+		t.Fatal("Cache-Purge-Tag reached the client")
+	}
+	reqs = cdn.waitRequests(2)
+	wantJSON(t, reqs[1].Body, map[string]any{"tags": []string{"entry:2", "section:news"}})
+
+	// URLs, prefixes and hosts: one call per kind, Cloudflare's fields.
+	g.purge(`{"urls":["https://www.example.com/blog/a?p=2"],"prefixes":["https://www.example.com/blog/"],"hosts":["www.example.com"]}`)
+	reqs = cdn.waitRequests(5)
+	wantJSON(t, reqs[2].Body, map[string]any{"hosts": []string{"www.example.com"}})
+	wantJSON(t, reqs[3].Body, map[string]any{"prefixes": []string{"www.example.com/blog/"}})
+	wantJSON(t, reqs[4].Body, map[string]any{"files": []string{"https://www.example.com/blog/a?p=2"}})
+
+	// 150 tags: two calls, 100 then 50.
+	tags := make([]string, 150)
+	for i := range tags {
+		tags[i] = fmt.Sprintf("t%d", i)
+	}
+	b, _ := json.Marshal(map[string]any{"tags": tags})
+	g.purge(string(b))
+	reqs = cdn.waitRequests(7)
+	wantJSON(t, reqs[5].Body, map[string]any{"tags": tags[:100]})
+	wantJSON(t, reqs[6].Body, map[string]any{"tags": tags[100:]})
+
+	g.purge(`{"all":true}`)
+	reqs = cdn.waitRequests(8)
+	wantJSON(t, reqs[7].Body, map[string]any{"purge_everything": true})
+	g.waitCDNJobs(5, jobs.StateDone)
+	if d := cdnCounter(g, "cloudflare", "ok") - okBefore; d != 8 {
+		t.Fatalf("ok requests counted %v, want 8", d)
+	}
+	if n := len(cdn.got()); n != 8 {
+		t.Fatalf("%d requests at the CDN, want 8", n)
+	}
+}
+
+// Fastly: Surrogate-Key batch purge (soft), URL purge through the API,
+// purge_all (always hard); hosts and prefixes have no Fastly equivalent.
+func TestCDNFastlyForwardsPurges(t *testing.T) {
+	t.Setenv("FASTLY_API_TOKEN", fastlyToken)
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn fastly svc123 {
+			token {env.FASTLY_API_TOKEN}
+			endpoint ` + cdn.url() + `
+			soft
+			timeout 5s
+		}`})
+	g.purge(`{"tags":["entry:1","section:blog"]}`)
+	r := cdn.waitRequests(1)[0]
+	if r.Method != http.MethodPost || r.Path != "/service/svc123/purge" {
+		t.Fatalf("request %s %s", r.Method, r.Path)
+	}
+	if got := r.Header.Get("Surrogate-Key"); got != "entry:1 section:blog" {
+		t.Fatalf("Surrogate-Key = %q", got)
+	}
+	if r.Header.Get("Fastly-Key") != fastlyToken || r.Header.Get("Fastly-Soft-Purge") != "1" {
+		t.Fatalf("headers %v", r.Header)
+	}
+	if r.Header.Get("Authorization") != "" {
+		t.Fatal("fastly request carries an Authorization header")
+	}
+
+	g.purge(`{"urls":["https://www.example.com/blog/a?p=2"]}`)
+	r = cdn.waitRequests(2)[1]
+	if r.Path != "/purge/www.example.com/blog/a" || r.Query != "p=2" || r.Header.Get("Fastly-Key") != fastlyToken {
+		t.Fatalf("url purge %s %s?%s", r.Method, r.Path, r.Query)
+	}
+
+	// 300 keys: 256 then 44.
+	tags := make([]string, 300)
+	for i := range tags {
+		tags[i] = fmt.Sprintf("k%d", i)
+	}
+	b, _ := json.Marshal(map[string]any{"tags": tags})
+	g.purge(string(b))
+	reqs := cdn.waitRequests(4)
+	if got := strings.Fields(reqs[2].Header.Get("Surrogate-Key")); len(got) != 256 || got[0] != "k0" {
+		t.Fatalf("first batch has %d keys", len(got))
+	}
+	if got := strings.Fields(reqs[3].Header.Get("Surrogate-Key")); len(got) != 44 || got[43] != "k299" {
+		t.Fatalf("second batch has %d keys", len(got))
+	}
+
+	g.purge(`{"all":true}`)
+	r = cdn.waitRequests(5)[4]
+	if r.Path != "/service/svc123/purge_all" || r.Header.Get("Fastly-Soft-Purge") != "" || r.Header.Get("Fastly-Key") != fastlyToken {
+		t.Fatalf("purge all %s %v", r.Path, r.Header)
+	}
+
+	// Hosts only: nothing Fastly can do; the job is done without a call.
+	g.purge(`{"hosts":["www.example.com"]}`)
+	g.waitCDNJobs(5, jobs.StateDone)
+	if n := len(cdn.got()); n != 5 {
+		t.Fatalf("%d requests, want 5", n)
+	}
+}
+
+// Generic: craftedge's purge JSON with the configured headers.
+func TestCDNGenericForwardsPurges(t *testing.T) {
+	t.Setenv("PURGE_HOOK_KEY", "generic-secret-55")
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+			generic ` + cdn.url() + `/hooks/purge
+			header Authorization "Bearer {env.PURGE_HOOK_KEY}"
+			header X-Site www
+		}`})
+	g.purge(`{"tags":["entry:1"],"urls":["https://www.example.com/a"]}`)
+	r := cdn.waitRequests(1)[0]
+	if r.Method != http.MethodPost || r.Path != "/hooks/purge" {
+		t.Fatalf("request %s %s", r.Method, r.Path)
+	}
+	if r.Header.Get("Authorization") != "Bearer generic-secret-55" || r.Header.Get("X-Site") != "www" {
+		t.Fatalf("headers %v", r.Header)
+	}
+	wantJSON(t, r.Body, map[string]any{"tags": []string{"entry:1"}, "urls": []string{"https://www.example.com/a"}})
+	g.purge(`{"all":true}`)
+	wantJSON(t, cdn.waitRequests(2)[1].Body, map[string]any{"all": true})
+}
+
+// 500 then 200: retried with backoff and delivered once; a CDN that does
+// not answer within timeout is retried too.
+func TestCDNRetriesServerErrors(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	cdn.script(cdnAnswer{status: 500, body: `{"success":false,"errors":[{"code":10000,"message":"internal"}]}`})
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+			cloudflare zone-abc
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+			timeout 200ms
+		}
+		jobs {
+			kind cdn.purge {
+				backoff 1ms 5ms
+			}
+		}`})
+	retryBefore := cdnCounter(g, "cloudflare", "retry")
+	g.purge(`{"tags":["entry:9"]}`)
+	j := g.waitCDNJobs(1, jobs.StateDone)[0]
+	reqs := cdn.got()
+	if len(reqs) != 2 || reqs[0].Body != reqs[1].Body {
+		t.Fatalf("requests %+v", reqs)
+	}
+	if j.Attempts != 2 || len(j.History) != 2 || !strings.Contains(j.History[0].Error, "500") {
+		t.Fatalf("job %+v", j)
+	}
+	if d := cdnCounter(g, "cloudflare", "retry") - retryBefore; d != 1 {
+		t.Fatalf("retry counted %v", d)
+	}
+	// Cloudflare's envelope saying success:false on a 200 is retried too.
+	cdn.script(cdnAnswer{status: 200, body: `{"success":false,"errors":[{"code":1,"message":"x"}]}`})
+	g.purge(`{"tags":["entry:10"]}`)
+	g.waitCDNJobs(2, jobs.StateDone)
+	if n := len(cdn.got()); n != 4 {
+		t.Fatalf("%d requests, want 4", n)
+	}
+	// No answer within the timeout: retried.
+	cdn.script(cdnAnswer{hang: true})
+	g.purge(`{"tags":["entry:11"]}`)
+	j = g.waitCDNJobs(3, jobs.StateDone)[2]
+	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "Timeout") {
+		t.Fatalf("job %+v", j)
+	}
+	if n := len(cdn.got()); n != 6 {
+		t.Fatalf("%d requests, want 6", n)
+	}
+}
+
+// 429 with Retry-After: the job waits that long (on the test clock), then
+// delivers.
+func TestCDNHonoursRetryAfter(t *testing.T) {
+	t.Setenv("FASTLY_API_TOKEN", fastlyToken)
+	cdn := newFakeCDN(t)
+	cdn.script(cdnAnswer{status: 429, header: map[string]string{"Retry-After": "120"}, body: `{"msg":"slow down"}`})
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn fastly svc123 {
+			token {env.FASTLY_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	g.purge(`{"tags":["entry:1"]}`)
+	cdn.waitRequests(1)
+	var j jobs.Job
+	waitFor(t, "the job to back off", func() bool {
+		js := g.cdnJobs()
+		if len(js) != 1 {
+			return false
+		}
+		j = js[0]
+		return j.State == jobs.StateReady && j.Attempts == 1
+	})
+	wait := j.RunAt.Sub(j.History[0].At)
+	if wait < 119*time.Second || wait > 121*time.Second {
+		t.Fatalf("run_at is %v after the attempt, want the Retry-After of 120s", wait)
+	}
+	if !strings.Contains(j.LastError, "429") {
+		t.Fatalf("last error %q", j.LastError)
+	}
+	advance(60 * time.Second)
+	if j := g.cdnJobs()[0]; j.State != jobs.StateReady || j.Attempts != 1 {
+		t.Fatalf("job ran before its Retry-After: %+v", j)
+	}
+	advance(61 * time.Second)
+	g.waitCDNJobs(1, jobs.StateDone)
+	if n := len(cdn.got()); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+}
+
+// 403: dead letter at once, with the CDN's error and no token; the memory
+// purge is done anyway; replay after fixing the token delivers it.
+func TestCDNForbiddenDeadLetters(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	// A CDN that echoes the credential back must not leak it.
+	cdn.script(cdnAnswer{status: 403, body: `{"success":false,"errors":[{"code":10000,"message":"Authentication error for Bearer ` + cfToken + `"}]}`})
+	o := newTestOrigin(t)
+	o.handle("/p", pageHandler("p", "entry:4"))
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+			cloudflare zone-abc
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	failedBefore := cdnCounter(g, "cloudflare", "failed")
+	wantCacheStatusPrefix(t, g.get("/p"), "craftedge; fwd=miss")
+	wantCacheStatus(t, g.get("/p"), "craftedge; hit")
+	g.purge(`{"tags":["entry:4"]}`)
+	wantCacheStatusPrefix(t, g.get("/p"), "craftedge; fwd=miss")
+
+	j := g.waitCDNJobs(1, jobs.StateDead)[0]
+	if j.Attempts != 1 || !strings.Contains(j.LastError, "403") || !strings.Contains(j.LastError, "Authentication error") {
+		t.Fatalf("dead letter %+v", j)
+	}
+	if strings.Contains(j.LastError, cfToken) || strings.Contains(string(j.Payload), cfToken) {
+		t.Fatalf("the token leaked into the job: %q", j.LastError)
+	}
+	if d := cdnCounter(g, "cloudflare", "failed") - failedBefore; d != 1 {
+		t.Fatalf("failed counted %v", d)
+	}
+	// The status page's dead letters and the jobs routes show it; replay
+	// (the token fixed) delivers it.
+	r := g.admin(http.MethodPost, "/craftedge/jobs/dead/cdn.purge/replay", "")
+	wantStatus(t, r, 200)
+	g.waitCDNJobs(1, jobs.StateDone)
+	if n := len(cdn.got()); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+}
+
+// A purge-all delivered while a tag purge is backing off supersedes it:
+// the tag purge is done without another call.
+func TestCDNPurgeAllSupersedesPending(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	forget := func() {
+		cdnPurgedAll.Lock()
+		delete(cdnPurgedAll.at, "cloudflare:zone-super")
+		cdnPurgedAll.Unlock()
+	}
+	forget()
+	t.Cleanup(forget)
+	cdn := newFakeCDN(t)
+	cdn.answer = func(r cdnRequest) cdnAnswer {
+		if strings.Contains(r.Body, "purge_everything") {
+			return cdnAnswer{status: 200, body: `{"success":true}`}
+		}
+		return cdnAnswer{status: 503, body: `{"success":false}`}
+	}
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+			cloudflare zone-super
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}
+		jobs {
+			kind cdn.purge {
+				backoff 1h 1h
+			}
+		}`})
+	g.purge(`{"tags":["entry:1"]}`)
+	cdn.waitRequests(1)
+	waitFor(t, "the tag purge to back off", func() bool {
+		js := g.cdnJobs()
+		return len(js) == 1 && js[0].State == jobs.StateReady && js[0].Attempts == 1
+	})
+	advance(time.Second) // the purge-all is accepted after the tag purge
+	g.purge(`{"all":true}`)
+	waitFor(t, "the purge-all to be done", func() bool {
+		js := g.cdnJobs()
+		return len(js) == 2 && js[1].State == jobs.StateDone
+	})
+	advance(2 * time.Hour)
+	g.waitCDNJobs(2, jobs.StateDone)
+	if n := len(cdn.got()); n != 2 {
+		t.Fatalf("%d requests, want 2 (the tag purge was superseded)", n)
+	}
+}
+
+// Without a cdn block no cdn.purge job is ever enqueued.
+func TestCDNNotConfiguredNoJob(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{})
+	g.purge(`{"tags":["entry:1"]}`)
+	g.purge(`{"all":true}`)
+	if js := g.cdnJobs(); len(js) != 0 {
+		t.Fatalf("cdn jobs without a cdn: %+v", js)
+	}
+}
+
+func init() {
+	// test.purge: a job that purges the tags in its payload, as refetch,
+	// sync and outbox jobs do (purgeFor).
+	registerJobKind("test.purge", jobs.KindConfig{}, func(a *App) jobs.Handler {
+		return jobs.Single(func(ctx context.Context, t *jobs.Task) error {
+			_, err := a.purgeFor(ctx, &PurgeRequest{Tags: strings.Fields(string(t.Job.Payload))}, "webhook")
+			return err
+		})
+	})
+}
+
+// A purge made by a job forwards with the job's request id as the CDN
+// job's correlation and the job's id as caused_by.
+func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+			cloudflare zone-abc
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	parent, _, err := currentApp.Load().jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
+		Kind: "test.purge", Correlation: "req-123", Payload: []byte("product:3 product"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.waitJobState(parent.ID, jobs.StateDone)
+	j := g.waitCDNJobs(1, jobs.StateDone)[0]
+	if j.Correlation != "req-123" || !strings.Contains(string(j.Payload), `"caused_by":"`+parent.ID+`"`) ||
+		!strings.Contains(string(j.Payload), `"source":"webhook"`) {
+		t.Fatalf("job %+v payload %s", j, j.Payload)
+	}
+	wantJSON(t, cdn.waitRequests(1)[0].Body, map[string]any{"tags": []string{"product:3", "product"}})
+}
+
+// Bad cdn config fails at load, naming the Caddyfile line.
+func TestCDNCaddyfileErrors(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	o := newTestOrigin(t)
+	storage := filepath.Join(t.TempDir(), "x.db")
+	for _, tc := range []struct {
+		block, want string
+		line        int // the line the error names, counted from the cdn line
+	}{
+		{"cdn {\n\t\t\takamai x\n\t\t}", `unrecognized subdirective "akamai" (want cloudflare, fastly, generic`, 1},
+		{"cdn akamai x", `unknown provider "akamai"`, 0},
+		{"cdn {\n\t\t\tcloudflare\n\t\t}", "cloudflare needs a zone id", 1},
+		{"cdn {\n\t\t\tcloudflare z\n\t\t}", "cloudflare needs a token", 0},
+		{"cdn fastly svc", "fastly needs a token", 0},
+		{"cdn {\n\t\t\ttoken x\n\t\t}", "no provider", 0},
+		{"cdn generic ftp://x/purge", "must be an absolute http or https URL", 0},
+		{"cdn generic /purge", "must be an absolute http or https URL", 0},
+		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t\tendpoint not-a-url\n\t\t}", "endpoint", 2},
+		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t\tsoft\n\t\t}", "soft is only supported by fastly", 0},
+		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t\tfrobnicate\n\t\t}", `unrecognized subdirective "frobnicate"`, 2},
+		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t\ttimeout soon\n\t\t}", "invalid duration", 2},
+		{"cdn generic http://127.0.0.1:1/p {\n\t\t\ttoken t\n\t\t}", "takes no token", 0},
+		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Only\n\t\t}", "header wants <name> <value>", 1},
+		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t}\n\t\tcdn fastly s {\n\t\t\ttoken t\n\t\t}", "cdn is configured twice", 3},
+	} {
+		cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: tc.block})
+		line := 1 + strings.Count(cfg[:strings.Index(cfg, "cdn ")], "\n") + tc.line
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+		if err == nil {
+			t.Errorf("%q: adapted without error", tc.block)
+			continue
+		}
+		if want := fmt.Sprintf("Caddyfile:%d", line); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %q, want %q at %s", tc.block, err, tc.want, want)
+		}
+	}
+	// Through a real load too.
+	assertLoadError(t, caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: "cdn fastly svc"}), "fastly needs a token")
+	// A token placeholder that resolves to nothing fails at provision.
+	t.Setenv("CF_API_TOKEN", "")
+	cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: "cdn cloudflare z {\n\t\t\ttoken {env.CF_API_TOKEN}\n\t\t}"})
+	caddytest.AssertLoadError(t, cfg, "caddyfile", "token {env.CF_API_TOKEN} resolves to nothing")
+}

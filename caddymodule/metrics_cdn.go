@@ -1,0 +1,55 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a request to the CDN's purge API (a fixed set, for labels).
+const (
+	// cdnOutcomeOK: the CDN accepted the purge.
+	cdnOutcomeOK = "ok"
+	// cdnOutcomeRetry: 429, 408, 5xx or no answer; the job retries.
+	cdnOutcomeRetry = "retry"
+	// cdnOutcomeFailed: refused (another 4xx); the job is dead-lettered.
+	cdnOutcomeFailed = "failed"
+)
+
+// cdnMetrics count requests to the CDN's API by provider and outcome. The
+// cdn.purge queue's depth and age are in the job metrics.
+var cdnMetrics = struct {
+	once     sync.Once
+	requests *prometheus.CounterVec
+}{}
+
+func initCDNMetrics() {
+	cdnMetrics.once.Do(func() {
+		cdnMetrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "cdn", Name: "purge_requests_total",
+			Help: "Requests to the downstream CDN's purge API by provider and outcome (ok, retry, failed).",
+		}, []string{"provider", "outcome"})
+	})
+}
+
+// registerCDNMetrics adds the CDN collectors to Caddy's registry (once
+// per process: counters survive reloads).
+func registerCDNMetrics(reg *prometheus.Registry) error {
+	initCDNMetrics()
+	if reg == nil {
+		return nil
+	}
+	if err := reg.Register(cdnMetrics.requests); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
+	}
+	return nil
+}
+
+func observeCDNRequest(provider, outcome string) {
+	initCDNMetrics()
+	cdnMetrics.requests.WithLabelValues(provider, outcome).Inc()
+}
