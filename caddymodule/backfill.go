@@ -230,7 +230,9 @@ type backfillRequest struct {
 }
 
 // startBackfill returns the active backfill job of a vendor resource, or
-// enqueues one.
+// enqueues one. Backfill keys form a chain, "backfill:<vendor>:<resource>"
+// then ":after:<id of the finished one>": concurrent starts compute the
+// same key, so the queue's key dedupe lets only one of them create a job.
 func (a *App) startBackfill(ctx context.Context, vendor, resource string) (jobs.Job, bool, error) {
 	vc, ok := a.Vendors[vendor]
 	if !ok {
@@ -239,37 +241,30 @@ func (a *App) startBackfill(ctx context.Context, vendor, resource string) (jobs.
 	if r, ok := vc.Resources[resource]; !ok || r.List == nil {
 		return jobs.Job{}, false, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("vendor %q has no listable resource %q", vendor, resource)}
 	}
-	if job, ok, err := a.activeBackfill(vendor, resource); err != nil || ok {
-		return job, false, err
-	}
 	payload, _ := json.Marshal(vendorSyncPayload{Vendor: vendor, Resource: resource, Full: true})
-	key := fmt.Sprintf("backfill:%s:%s:%d", vendor, resource, time.Now().UnixNano())
-	return a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorSync, Key: key, Payload: payload})
+	base := "backfill:" + vendor + ":" + resource
+	key := base
+	// Finished backfills keep their key for the queue's retention; the
+	// chain is as long as the backfills finished within it.
+	for range maxBackfillChain {
+		job, created, err := a.jobs.Enqueue(ctx, jobs.EnqueueRequest{
+			Kind: jobKindVendorSync, Key: key, Entity: syncEntity(vendor, resource), Payload: payload,
+		})
+		if err != nil || created || (job.State != jobs.StateDone && job.State != jobs.StateDead) {
+			return job, created, err
+		}
+		key = base + ":after:" + job.ID
+	}
+	return jobs.Job{}, false, fmt.Errorf("more than %d backfills of %s/%s finished within the job retention", maxBackfillChain, vendor, resource)
 }
 
-// activeBackfill finds a ready or running backfill job of a vendor resource.
-func (a *App) activeBackfill(vendor, resource string) (jobs.Job, bool, error) {
-	for _, state := range []jobs.State{jobs.StateRunning, jobs.StateReady} {
-		after := ""
-		for {
-			list, err := a.jobs.List(jobs.ListFilter{Kind: jobKindVendorSync, State: state, After: after, Limit: 1000})
-			if err != nil {
-				return jobs.Job{}, false, err
-			}
-			for _, j := range list {
-				var p vendorSyncPayload
-				if json.Unmarshal(j.Payload, &p) == nil && p.Full && p.Vendor == vendor && p.Resource == resource {
-					return j, true, nil
-				}
-			}
-			if len(list) < 1000 {
-				break
-			}
-			after = list[len(list)-1].ID
-		}
-	}
-	return jobs.Job{}, false, nil
-}
+// maxBackfillChain bounds the walk along finished backfills' keys.
+const maxBackfillChain = 1000
+
+// syncEntity orders a resource's sync passes (scheduled deltas and
+// backfills) one after the other: two passes at once would share the
+// rate limit, purge twice and overwrite each other's progress marks.
+func syncEntity(vendor, resource string) string { return vendor + ":" + resource }
 
 // backfillStatusOfJob describes a backfill job.
 func backfillStatusOfJob(j jobs.Job) BackfillStatus {

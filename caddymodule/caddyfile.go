@@ -214,7 +214,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //
 //	craftedge [<matcher>] {
 //	    upstream       <name>
-//	    vendor         <name>
+//	    vendor         <name> [<path...>]
 //	    ttl            <duration>
 //	    stale          <duration>
 //	    timeout        <duration>
@@ -252,11 +252,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Upstream = v
 		case "vendor":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
 			}
-			h.Vendor = v
+			h.Vendor = args[0]
+			for _, p := range args[1:] {
+				if !strings.HasPrefix(p, "/") {
+					return d.Errf("vendor %s: path %q must start with /", args[0], p)
+				}
+			}
+			h.VendorPaths = append(h.VendorPaths, args[1:]...)
 		case "ttl", "stale", "timeout":
 			dur, err := parseDuration(d)
 			if err != nil {

@@ -59,7 +59,15 @@ type Handler struct {
 	// credentials and cookies are never forwarded, so responses are shared;
 	// Craft's bypass rules do not apply, and methods other than GET and
 	// HEAD are refused with 405 (writes go through craftedge_records).
+	// Only Accept is forwarded from the visitor's request.
 	Vendor string `json:"vendor,omitempty"`
+
+	// VendorPaths are the vendor paths (after handle_path or a rewrite)
+	// this live route may read: exact, or a prefix when ending in "*".
+	// Other paths get 404 without a vendor call. Default: the paths of
+	// the vendor's resources (each get path up to its id as a prefix, each
+	// list path without its query); "/*" opens the vendor's whole API.
+	VendorPaths []string `json:"vendor_paths,omitempty"`
 
 	// TTL is how long a response is fresh when the origin sends no
 	// freshness (no s-maxage, max-age or Expires), as Craft usually does.
@@ -235,11 +243,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	if h.Vendor != "" {
-		client, _, ok := h.app.vendorClient(h.Vendor)
+		client, vc, ok := h.app.vendorClient(h.Vendor)
 		if !ok {
 			return fmt.Errorf("craftedge: vendor %q is not configured in the global craftedge block", h.Vendor)
 		}
-		h.vendorProxy = vendorProxy{client: client, tagHeader: h.TagHeaders[0]}
+		if len(h.BypassPaths)+len(h.BypassCookies)+len(h.BypassQuery)+len(h.BypassHeaders) > 0 || h.CPTrigger != "" || h.GraphQL != "" {
+			return fmt.Errorf("craftedge: vendor %q: bypass_*, cp_trigger and graphql do not apply to a live vendor route (visitors' credentials are never forwarded; scope it with vendor paths)", h.Vendor)
+		}
+		paths := h.VendorPaths
+		if len(paths) == 0 {
+			paths = defaultVendorPaths(vc)
+		}
+		rules, err := httpcache.CompilePathRules(paths)
+		if err != nil {
+			return fmt.Errorf("craftedge: vendor %q paths: %w", h.Vendor, err)
+		}
+		h.vendorProxy = &vendorProxy{client: client, paths: rules, tagHeaders: h.TagHeaders}
+	} else if len(h.VendorPaths) > 0 {
+		return fmt.Errorf("craftedge: vendor paths need a vendor")
 	}
 	h.upstream, err = h.app.upstream(h.Upstream, h.Breaker)
 	if err != nil {

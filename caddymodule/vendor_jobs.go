@@ -212,6 +212,6 @@ func (a *App) startVendorScheduler() {
 // enqueueSync enqueues a vendor.sync job with an idempotency key.
 func (a *App) enqueueSync(ctx context.Context, vendor, resource, key string) error {
 	payload, _ := json.Marshal(vendorSyncPayload{Vendor: vendor, Resource: resource})
-	_, _, err := a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorSync, Key: key, Payload: payload})
+	_, _, err := a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorSync, Key: key, Entity: syncEntity(vendor, resource), Payload: payload})
 	return err
 }

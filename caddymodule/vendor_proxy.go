@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/vendors"
 )
 
@@ -18,22 +20,70 @@ import (
 // stale copies, snapshots and kill switch apply to it as to Craft.
 type vendorProxy struct {
 	client *vendors.Client
-	// tagHeader is the first of the handler's tag headers: every live
-	// response is tagged vendor:<name> there, so one purge drops a
-	// vendor's cached live reads.
-	tagHeader string
+	// paths are the vendor paths this route may read.
+	paths httpcache.PathRules
+	// tagHeaders are the handler's tag headers. A vendor's own tag and
+	// purge headers are dropped (only Craft's are instructions); every
+	// live response is tagged vendor:<name> in the first, so one purge
+	// drops a vendor's cached live reads.
+	tagHeaders []string
+}
+
+// forwardedVendorHeaders are the only request headers a live vendor read
+// sends on: the cache key holds none of the visitor's headers, so nothing
+// that may select a visitor's data (tokens, customer ids, addresses) may
+// reach the vendor. The conditionals are the cache's own revalidation.
+var forwardedVendorHeaders = []string{"Accept", "If-None-Match", "If-Modified-Since"}
+
+// defaultVendorPaths are the paths of a vendor's resources: each get path
+// up to its first placeholder as a prefix ("/products/{id}" ->
+// "/products/*"), each list path without its query as an exact path.
+func defaultVendorPaths(vc *VendorConfig) []string {
+	var out []string
+	for _, name := range sortedKeys(vc.Resources) {
+		res := vc.Resources[name]
+		if res == nil {
+			continue
+		}
+		if res.Get != nil {
+			p, _, _ := strings.Cut(res.Get.Path, "{")
+			p, _, _ = strings.Cut(p, "?")
+			if i := strings.LastIndexByte(p, '/'); i >= 0 {
+				out = append(out, p[:i+1]+"*")
+			}
+		}
+		if res.List != nil {
+			p, _, _ := strings.Cut(res.List.Path, "?")
+			if !strings.Contains(p, "{") {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // ServeHTTP implements caddyhttp.Handler: one live read of the request's
 // path (after any rewrite or handle_path strip) and query under the
 // vendor's versioned base URL. Failures come back as errors carrying the
 // status the cache reports (502, 503 or 504), so the handler falls back.
-func (p vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	if !p.paths.Match(r.URL.Path) {
+		hdr := w.Header()
+		hdr.Set("Cache-Control", "no-store")
+		http.Error(w, "Not found: this route does not read that vendor path.", http.StatusNotFound)
+		return nil
+	}
+	fwd := make(http.Header, len(forwardedVendorHeaders))
+	for _, name := range forwardedVendorHeaders {
+		if vs := r.Header.Values(name); len(vs) > 0 {
+			fwd[name] = vs
+		}
+	}
 	resp, err := p.client.Do(r.Context(), vendors.Request{
 		Method:   r.Method,
 		Path:     r.URL.Path,
 		RawQuery: r.URL.RawQuery,
-		Header:   r.Header,
+		Header:   fwd,
 	})
 	if errors.Is(err, vendors.ErrInvalidRequest) {
 		// The visitor's fault (a path with dot segments, a malformed
@@ -50,7 +100,11 @@ func (p vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The client decoded any transfer compression: the body is identity.
 	hdr.Del("Content-Encoding")
-	hdr.Add(p.tagHeader, vendorTag(p.client.Name()))
+	hdr.Del("Cache-Purge-Tag")
+	for _, name := range p.tagHeaders {
+		hdr.Del(name)
+	}
+	hdr.Set(p.tagHeaders[0], vendorTag(p.client.Name()))
 	hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.StatusCode)
 	if r.Method != http.MethodHead {

@@ -256,3 +256,79 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 		t.Fatalf("%s moved by %v after the canary was removed, want still 3", canarySeries, got)
 	}
 }
+
+// The live route forwards none of the visitor's headers but Accept (the
+// key holds none of them), takes no tag or purge instruction from the
+// vendor, and reads only the vendor paths it is scoped to.
+func TestVendorLiveForwardsOnlySafeHeadersAndPaths(t *testing.T) {
+	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
+	vendor := newTestOrigin(t)
+	var mu sync.Mutex
+	var seen http.Header
+	vendor.handle("/v2/products/1", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Purge-Tag", "page")
+		w.Header().Set("Cache-Tag", "page")
+		_, _ = w.Write([]byte(`{"id":"1","title":{"en":"One"}}`))
+	})
+	sim := vendorsim.New(vendorsim.Options{Products: 1, Seed: 1})
+	t.Cleanup(func() { _ = sim.Close() })
+	o := vendorOptions{baseURL: "http://" + vendor.addr(), site: liveVendorSite("")}
+	e := startVendorGatewayWith(t, sim, o)
+	const purgesSeries = `craftedge_cache_purges_total{source="upstream_header"}`
+	purgesBefore := max(e.scrape(purgesSeries), 0)
+
+	r := e.get("/shop-api/products/1", "Accept", "application/json", "X-Customer-Token", "c-42",
+		"X-Forwarded-For", "203.0.113.9", "Accept-Language", "de", "Authorization", "Bearer visitor")
+	wantStatus(t, r, 200)
+	mu.Lock()
+	got := seen
+	mu.Unlock()
+	if got.Get("Authorization") != "Bearer "+vendorsim.DefaultCommerceToken || got.Get("Accept") != "application/json" {
+		t.Fatalf("vendor saw Authorization %q, Accept %q", got.Get("Authorization"), got.Get("Accept"))
+	}
+	for _, name := range []string{"X-Customer-Token", "Accept-Language", "Cookie"} {
+		if v := got.Get(name); v != "" {
+			t.Errorf("visitor header %s reached the vendor: %q", name, v)
+		}
+	}
+	if strings.Contains(got.Get("X-Forwarded-For"), "203.0.113.9") {
+		t.Errorf("the visitor's X-Forwarded-For reached the vendor: %q", got.Get("X-Forwarded-For"))
+	}
+	if n := max(e.scrape(purgesSeries), 0) - purgesBefore; n != 0 {
+		t.Fatalf("a vendor's Cache-Purge-Tag purged %v times", n)
+	}
+	if r.header.Get("Cache-Tag") != "" || r.header.Get("Cache-Purge-Tag") != "" {
+		t.Fatalf("tag headers reached the client: %v", r.header)
+	}
+	// The entry is tagged vendor:shop only: purging the vendor's "page"
+	// tag leaves it, purging vendor:shop drops it.
+	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["page"]}`), 200)
+	wantCacheStatus(t, e.get("/shop-api/products/1"), statusHit)
+	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	wantCacheStatusPrefix(t, e.get("/shop-api/products/1"), "craftedge; fwd=")
+
+	// Paths outside the vendor's resources are not read.
+	before := vendor.total.Load()
+	r = e.get("/shop-api/customers/7")
+	wantStatus(t, r, 404)
+	if vendor.total.Load() != before {
+		t.Fatal("an unscoped path reached the vendor")
+	}
+}
+
+func TestVendorLiveRouteConfigErrors(t *testing.T) {
+	base := vendorOptions{storage: t.TempDir() + "/x.db", baseURL: "http://127.0.0.1:1"}
+	for _, tc := range []struct{ site, want string }{
+		{"craftedge {\n\t\tvendor shop\n\t\tbypass_cookie cart\n\t}", "do not apply to a live vendor route"},
+		{"craftedge {\n\t\tvendor shop products\n\t}", `path \"products\" must start with /`},
+		{"craftedge {\n\t\tvendor\n\t}", "wrong argument count"},
+	} {
+		o := base
+		o.site = tc.site
+		caddytest.AssertLoadError(t, vendorCaddyfile(o), "caddyfile", tc.want)
+	}
+}

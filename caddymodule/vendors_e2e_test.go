@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -471,4 +472,46 @@ func TestVendorOutboxIdempotentWhenTheAnswerIsLost(t *testing.T) {
 	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/2")); rec.Fields["title"] != "Once" {
 		t.Fatalf("record after the write = %+v", rec)
 	}
+}
+
+func TestBackfillAdminStartsOneJobAtATime(t *testing.T) {
+	e := startVendorGateway(t, 25, vendorOptions{})
+	start := func() BackfillStatus {
+		r := e.admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop","resource":"product"}`)
+		if r.status != http.StatusAccepted && r.status != http.StatusOK {
+			t.Errorf("POST /craftedge/backfill: %d %s", r.status, r.body)
+		}
+		var s BackfillStatus
+		_ = json.Unmarshal([]byte(r.body), &s)
+		return s
+	}
+	// Concurrent starts join one job.
+	var wg sync.WaitGroup
+	ids := make([]string, 4)
+	for i := range ids {
+		wg.Add(1)
+		go func() { defer wg.Done(); ids[i] = start().JobID }()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id == "" || id != ids[0] {
+			t.Fatalf("concurrent backfill starts made jobs %v, want one", ids)
+		}
+	}
+	var done BackfillStatus
+	waitFor(t, "the backfill", func() bool {
+		r := e.admin(http.MethodGet, "/craftedge/backfill/"+ids[0], "")
+		_ = json.Unmarshal([]byte(r.body), &done)
+		return done.State == BackfillDone
+	})
+	if done.Records != 25 || done.Pages != 3 {
+		t.Fatalf("backfill status %+v, want 25 records in 3 pages", done)
+	}
+	// A finished backfill does not block the next one.
+	if next := start(); next.JobID == ids[0] || next.JobID == "" {
+		t.Fatalf("a backfill after a finished one reused job %q", next.JobID)
+	}
+	wantStatus(t, e.admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop","resource":"nope"}`), 404)
+	wantStatus(t, e.admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop"}`), 400)
+	wantStatus(t, e.admin(http.MethodGet, "/craftedge/backfill/00000000ffffffff", ""), 404)
 }

@@ -75,3 +75,20 @@ func (m *matcher) match(s string) bool {
 	}
 	return false
 }
+
+// PathRules matches request paths against rules: exact paths, or prefixes
+// when ending in "*" ("/products/*"). Matching is case-sensitive.
+type PathRules struct{ m matcher }
+
+// CompilePathRules validates and compiles path rules; each must start
+// with "/" and hold no query, fragment or space.
+func CompilePathRules(rules []string) (PathRules, error) {
+	m, err := newMatcher("paths", rules, false, validPathRule)
+	if err != nil {
+		return PathRules{}, fmt.Errorf("httpcache: %w", err)
+	}
+	return PathRules{m: m}, nil
+}
+
+// Match reports whether path matches one of the rules.
+func (p *PathRules) Match(path string) bool { return p.m.match(path) }
