@@ -241,7 +241,7 @@ func (g *gateway) restart(opts gatewayOptions) {
 }
 
 // stopGateway loads a config without craftedge, releasing its state.
-func stopGateway(t *testing.T) {
+func stopGateway(t testing.TB) {
 	tester := caddytest.NewTester(t)
 	tester.InitServer("{\n"+globalPorts()+"\tgrace_period 1ns\n\tskip_install_trust\n}\n", "caddyfile")
 }
