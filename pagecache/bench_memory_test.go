@@ -128,9 +128,7 @@ func BenchmarkMemoryBound4x(b *testing.B) {
 				live = heapAfterGC() - h0
 				st = c.Stats()
 				maxBytes = max(maxBytes, int64(st.Bytes))
-				c.index.mu.Lock()
-				indexed := len(c.index.keys)
-				c.index.mu.Unlock()
+				indexed := c.index.keyCount()
 				if indexed != st.Entries {
 					b.Errorf("tag index holds %d keys, bigcache %d entries: eviction left the index inconsistent", indexed, st.Entries)
 				}
