@@ -23,6 +23,13 @@ type Options struct {
 	// LifeWindow is how long an entry may stay at most, whatever its
 	// freshness; default 24h.
 	LifeWindow time.Duration
+	// SetMemoryLimit makes the tier hold the process's Go soft memory
+	// limit (runtime/debug.SetMemoryLimit) at MemoryLimitFor(the bounds of
+	// all such open tiers) until it is closed, so the garbage collector
+	// keeps the process's memory near the bound instead of letting the
+	// heap grow to twice what is live (GOGC). It does nothing when the
+	// GOMEMLIMIT environment variable is set: the operator's limit wins.
+	SetMemoryLimit bool
 }
 
 // Cache is the memory tier. Reads take only a bigcache shard lock; the tag
@@ -32,6 +39,9 @@ type Cache struct {
 	big   *bigcache.BigCache
 	index *tagIndex
 	opts  Options
+
+	releaseMemoryLimit func()
+	closeOnce          sync.Once
 
 	// epoch counts purges; a response fetched while a purge ran is stored
 	// stale (see Set).
@@ -66,34 +76,49 @@ func New(opts Options) (*Cache, error) {
 	}
 	c := &Cache{index: newTagIndex(), opts: opts}
 	c.index.deleteStored = func(key string) { _ = c.big.Delete(key) }
+	// bigcache allocates MaxEntriesInWindow/Shards*MaxEntrySize bytes per
+	// shard queue at New (capped at the shard's share of the bound) and
+	// doubles a queue, copying it, whenever it fills below the cap. Size
+	// the window so every queue starts at its cap: the bound is allocated
+	// once (pages become resident only as entries are written) and no
+	// queue is ever copied under its shard lock, nor left behind as
+	// garbage the size of the bound.
+	const sizingEntry = 16 << 10
+	shardBytes := int64(mib) << 20 / int64(shards)
 	cfg := bigcache.Config{
 		Shards:             shards,
 		LifeWindow:         opts.LifeWindow,
 		CleanWindow:        time.Minute,
-		MaxEntriesInWindow: 64 * shards,
-		MaxEntrySize:       16 << 10,
+		MaxEntriesInWindow: shards * int((shardBytes+sizingEntry-1)/sizingEntry),
+		MaxEntrySize:       sizingEntry,
 		HardMaxCacheSize:   mib,
 		Hasher:             fnv64a{},
 		OnRemoveWithReason: c.onRemove,
 	}
 	cfg = cfg.OnRemoveFilterSet(bigcache.Expired, bigcache.NoSpace)
-	// bigcache preallocates MaxEntriesInWindow*MaxEntrySize; keep that
-	// below the bound.
-	for int64(cfg.MaxEntriesInWindow)*int64(cfg.MaxEntrySize) > opts.MaxBytes/4 && cfg.MaxEntriesInWindow > shards {
-		cfg.MaxEntriesInWindow /= 2
-	}
 	big, err := bigcache.NewBigCache(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pagecache: creating memory tier: %w", err)
 	}
 	c.big = big
+	c.releaseMemoryLimit = func() {}
+	if opts.SetMemoryLimit {
+		c.releaseMemoryLimit = holdMemoryLimit(int64(mib) << 20)
+	}
 	return c, nil
 }
 
-// Close stops the purge cleanup and releases bigcache's goroutine.
+// Close stops the purge cleanup, releases bigcache's goroutine and this
+// tier's share of the soft memory limit.
+// Closing twice is harmless.
 func (c *Cache) Close() error {
-	c.index.close()
-	return c.big.Close()
+	var err error
+	c.closeOnce.Do(func() {
+		c.index.close()
+		c.releaseMemoryLimit()
+		err = c.big.Close()
+	})
+	return err
 }
 
 // MaxEntryBytes is the configured largest entry.
