@@ -330,7 +330,7 @@ def report(a):
                 v.get("enc-B/entry", 0), v.get("outside-queue-B/entry", 0), v.get("in-queue-framing-B/entry", 0),
                 v.get("overhead-B/entry", 0), v.get("index-B/entry", 0), v.get("entries", 0)) % size)
         P()
-    rows = [(k.split("=")[1], v) for k, v in gb.items() if k.startswith("BenchmarkMemoryBound4x/")]
+    rows = [(k.split("/", 1)[1], v) for k, v in gb.items() if k.startswith("BenchmarkMemoryBound4x/")]
     if rows:
         P("Working set 4x the bound, in-process (`-bench MemoryBound4x`): a 32 MiB tier, every key of "
           "a working set 4x larger stored twice over, without a memory limit (GOGC alone) and with the "
@@ -342,8 +342,9 @@ def report(a):
         P()
         P("| limit / body | cache max | entries that fit | evicted | live heap | over bound | over bound / entry | peak heap in use | peak from the OS, over process + bound |")
         P("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for size, v in rows:
-            size = size.replace("/body", " /")
+        for name, v in rows:
+            # limit=on/body=10KiB -> "on, 10KiB"
+            size = ", ".join(part.split("=")[-1] for part in name.split("/"))
             P("| %s | %.1f MiB | {:,.0f} | {:,.0f} | %.1f MiB | %.1f MiB | {:,.0f} B | %.1f MiB | %.1f MiB, +%.1f MiB |".format(
                 v.get("entries", 0), v.get("evicted", 0), v.get("over-bound-B/entry", 0)) % (
                 size, v.get("cache-max-MiB", 0), v.get("live-heap-MiB", 0), v.get("over-bound-MiB", 0),
