@@ -154,9 +154,8 @@ func benchBound4x(b *testing.B, bound int64, bodySize int, limit bool) {
 		live = heapAfterGC() - h0
 		st = c.Stats()
 		maxBytes = max(maxBytes, int64(st.Bytes))
-		indexed := c.index.keyCount()
-		if indexed != st.Entries {
-			b.Errorf("tag index holds %d keys, bigcache %d entries: eviction left the index inconsistent", indexed, st.Entries)
+		if indexed, stored := c.index.keyCount(), c.big.Len(); indexed != stored || st.Entries != stored {
+			b.Errorf("tag index holds %d keys (%d live), bigcache %d entries: eviction left the index inconsistent", indexed, st.Entries, stored)
 		}
 		if maxBytes > bound {
 			b.Errorf("bigcache held %d bytes, over the %d bound", maxBytes, bound)

@@ -75,7 +75,6 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("pagecache: memory bound %d MiB cannot hold an entry of max entry size %d bytes", mib, opts.MaxEntryBytes)
 	}
 	c := &Cache{index: newTagIndex(), opts: opts}
-	c.index.deleteStored = func(key string) { _ = c.big.Delete(key) }
 	// bigcache allocates MaxEntriesInWindow/Shards*MaxEntrySize bytes per
 	// shard queue at New (capped at the shard's share of the bound) and
 	// doubles a queue, copying it, whenever it fills below the cap. Size
@@ -210,9 +209,10 @@ func (c *Cache) Delete(key string) {
 
 // PurgeTags removes every entry carrying any of tags and returns how many
 // entries were removed. When it returns none of them is served any more;
-// their memory is reclaimed in the background, in chunks (see tagIndex),
-// and Stats.PurgePending counts them until then. Hits never wait for a
-// purge: they do not take the index lock.
+// the index forgets them in the background, in chunks (see tagIndex), and
+// Stats.PurgePending counts them until then; their bytes in bigcache are
+// reused as its queues wrap. Hits never wait for a purge: they do not take
+// the index lock, and the purge takes no bigcache lock.
 func (c *Cache) PurgeTags(tags []string) int {
 	c.epoch.Add(1)
 	n := 0
@@ -254,17 +254,14 @@ func (c *Cache) PurgePrefix(prefix string) int {
 // PurgeAll empties the memory tier.
 func (c *Cache) PurgeAll() int {
 	c.epoch.Add(1)
-	var n int
-	c.index.reset(func(pending int) {
-		n = max(0, c.big.Len()-pending)
-		_ = c.big.Reset()
-	})
+	n := c.index.reset(func() { _ = c.big.Reset() })
 	c.purged.Add(uint64(n))
 	return n
 }
 
 // Stats is a point-in-time view of the memory tier.
 type Stats struct {
+	// Entries counts the entries that may be served (stored, not purged).
 	Entries   int    `json:"entries"`
 	Bytes     int    `json:"bytes"`
 	MaxBytes  int64  `json:"max_bytes"`
@@ -275,15 +272,16 @@ type Stats struct {
 	Evicted   uint64 `json:"evicted"`
 	StoreErrs uint64 `json:"store_errors"`
 	Tags      int    `json:"tags"`
-	// PurgePending counts purged entries (no longer served) whose memory
-	// the background cleanup has not reclaimed yet; Entries includes them.
+	// PurgePending counts purged entries (no longer served, not in
+	// Entries) the background cleanup has not unlinked from the tag index
+	// yet.
 	PurgePending int `json:"purge_pending"`
 }
 
 // Stats returns counters and sizes.
 func (c *Cache) Stats() Stats {
 	return Stats{
-		Entries:   c.big.Len(),
+		Entries:   c.index.liveCount(),
 		Bytes:     c.big.Capacity(),
 		MaxBytes:  c.opts.MaxBytes,
 		Hits:      c.hits.Load(),

@@ -25,8 +25,12 @@ import (
 // Cache.Set), which makes purges cheap: a purge detaches the tag's list
 // and gives each member a dead generation (one atomic store per key), and
 // from that instant Cache.Get rejects those entries. Unlinking them from
-// their other tags, forgetting their names and deleting them from bigcache
-// is left to a cleanup goroutine, in chunks. Bigcache's eviction callback,
+// their other tags and forgetting their names is left to a cleanup
+// goroutine, in chunks. Their bytes stay in bigcache until its queue
+// wraps over them (evicted as oldest, reported with their dead generation
+// and ignored) or the key is stored again: bigcache's Delete would not
+// free them sooner (it never compacts a queue), and skipping it keeps the
+// cleanup off the shard locks that hits take. Bigcache's eviction callback,
 // which runs under a shard lock that hits need, only queues (id,
 // generation) under a small mutex of its own; the queue is applied at the
 // next index operation.
@@ -51,16 +55,14 @@ type tagIndex struct {
 	tagBuf                   []uint32 // tag ids of the key being added
 
 	// doomed are purged keys (id and the dead generation they were given)
-	// still to be unlinked and deleted from the store by the cleanup
-	// goroutine, which runs while cleaning is true.
-	doomed   []posting
-	cleaning bool
-	closed   bool
-	held     bool       // tests hold the cleanup back (holdCleanup)
-	idle     *sync.Cond // signalled when cleanup finishes
-	// deleteStored removes a key from the store (bigcache); the cleanup
-	// calls it under mu, so a store of the same key cannot interleave.
-	deleteStored func(key string)
+	// still to be unlinked by the cleanup goroutine, which runs while
+	// cleaning is true; doomedKeys counts the slots still marked doomed.
+	doomed     []posting
+	doomedKeys int
+	cleaning   bool
+	closed     bool
+	held       bool       // tests hold the cleanup back (holdCleanup)
+	idle       *sync.Cond // signalled when cleanup finishes
 
 	evMu    sync.Mutex
 	evicted []posting // reported by bigcache, not applied yet
@@ -96,9 +98,8 @@ const cleanupChunk = 256
 
 func newTagIndex() *tagIndex {
 	ix := &tagIndex{
-		keyIDs:       make(map[string]uint32),
-		tagIDs:       make(map[string]uint32),
-		deleteStored: func(string) {},
+		keyIDs: make(map[string]uint32),
+		tagIDs: make(map[string]uint32),
 	}
 	ix.idle = sync.NewCond(&ix.mu)
 	return ix
@@ -163,7 +164,7 @@ func (ix *tagIndex) addLocked(key string, tags []string) (id, gen uint32) {
 	gen = ix.nextGenLocked()
 	ix.gens.store(id, gen)
 	s := &ix.keys[id]
-	s.doomed = false
+	ix.undoomLocked(s)
 	s.tags = append(s.tags[:0], ix.tagBuf...)
 	for _, tid := range s.tags {
 		t := &ix.tags[tid]
@@ -273,7 +274,7 @@ func (ix *tagIndex) validLocked(p posting) bool {
 func (ix *tagIndex) unlinkKeyLocked(id uint32, retire bool) {
 	ix.unlinkTagsLocked(id, retire)
 	s := &ix.keys[id]
-	s.doomed = false
+	ix.undoomLocked(s)
 	if cap(s.tags) > 16 {
 		s.tags = nil
 	}
@@ -404,7 +405,15 @@ func (ix *tagIndex) purgeTag(tag string, filter func(string) bool) int {
 func (ix *tagIndex) doomLocked(id, dead uint32) {
 	ix.gens.store(id, dead)
 	ix.keys[id].doomed = true
+	ix.doomedKeys++
 	ix.doomed = append(ix.doomed, posting{id, dead})
+}
+
+func (ix *tagIndex) undoomLocked(s *keySlot) {
+	if s.doomed {
+		s.doomed = false
+		ix.doomedKeys--
+	}
 }
 
 // purgePrefix purges every key whose URL starts with prefix, as purgeTag
@@ -444,8 +453,8 @@ func (ix *tagIndex) startCleanupLocked() {
 	go ix.cleanup()
 }
 
-// cleanup unlinks purged keys and deletes them from the store, a chunk per
-// hold of the lock, until none is left.
+// cleanup unlinks purged keys, a chunk per hold of the lock, until none is
+// left.
 func (ix *tagIndex) cleanup() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -457,7 +466,6 @@ func (ix *tagIndex) cleanup() {
 				continue // stored again (or evicted) since the purge
 			}
 			ix.unlinkKeyLocked(p.id, true)
-			ix.deleteStored(ix.keys[p.id].key)
 		}
 		ix.doomed = ix.doomed[len(chunk):]
 		ix.mu.Unlock()
@@ -490,11 +498,11 @@ func (ix *tagIndex) waitCleanup() {
 	ix.mu.Unlock()
 }
 
-// pending is how many purged keys the cleanup has still to remove.
+// pending is how many purged keys the cleanup has still to unlink.
 func (ix *tagIndex) pending() int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return len(ix.doomed)
+	return ix.doomedKeys
 }
 
 // close stops the cleanup (the store is going away) and waits for it.
@@ -507,25 +515,39 @@ func (ix *tagIndex) close() {
 	ix.mu.Unlock()
 }
 
-// reset forgets everything, calling clear under the index lock with the
-// number of purged keys still awaiting cleanup. The generation counter
-// carries on, so evictions reported for entries stored before the reset
-// match nothing.
-func (ix *tagIndex) reset(clear func(pending int)) {
+// reset forgets everything, calling clear under the index lock, and
+// returns how many live keys it forgot. The generation counter carries on,
+// so evictions reported for entries stored before the reset match nothing.
+func (ix *tagIndex) reset(clear func()) int {
 	ix.mu.Lock()
-	pending := len(ix.doomed)
+	ix.drainLocked()
+	live := ix.liveLocked()
 	ix.keyIDs = make(map[string]uint32)
 	ix.keys, ix.freeKeys = nil, nil
 	ix.tagIDs = make(map[string]uint32)
 	ix.tags, ix.freeTags = nil, nil
 	ix.retiredKeys, ix.retiredTags = 0, 0
-	ix.doomed = nil
+	ix.doomed, ix.doomedKeys = nil, 0
 	ix.gens.clear()
-	clear(pending)
+	clear()
 	ix.evMu.Lock()
 	ix.evicted = nil
 	ix.evMu.Unlock()
 	ix.mu.Unlock()
+	return live
+}
+
+// liveLocked is how many keys may be served: indexed, not purged.
+func (ix *tagIndex) liveLocked() int {
+	return len(ix.keyIDs) - ix.retiredKeys - ix.doomedKeys
+}
+
+// liveCount is liveLocked, after applying queued evictions.
+func (ix *tagIndex) liveCount() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	return ix.liveLocked()
 }
 
 func (ix *tagIndex) tagCount() int {

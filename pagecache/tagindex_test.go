@@ -63,7 +63,10 @@ func checkConsistent(t *testing.T, c *Cache, keys []string) {
 		}
 	}
 	if got := c.Stats().Entries; got != held {
-		t.Fatalf("bigcache reports %d entries, %d of the keys are present", got, held)
+		t.Fatalf("Stats reports %d entries, %d of the keys are present", got, held)
+	}
+	if stored := c.big.Len(); stored < held {
+		t.Fatalf("bigcache holds %d entries, %d of the keys are served", stored, held)
 	}
 	if got := c.index.keyCount(); got != held {
 		t.Fatalf("tag index holds %d keys, bigcache %d entries", got, held)
