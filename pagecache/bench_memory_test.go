@@ -127,6 +127,7 @@ func benchBound4x(b *testing.B, bound int64, bodySize int, limit bool) {
 	var live, peak, peakOS, base, maxBytes int64
 	var st Stats
 	for it := 0; it < b.N; it++ {
+		debug.FreeOSMemory() // start from what is live, whatever ran before
 		h0 := heapAfterGC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
