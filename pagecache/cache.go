@@ -195,10 +195,17 @@ func putSlotHeader(b []byte, id, gen uint32) {
 // space or age. It runs under a bigcache shard lock (which hits need), so it
 // only queues the eviction under the index's small eviction mutex; the
 // index applies it at its next operation.
+//
+// Purged entries stay in bigcache until evicted like this; they are not
+// counted as evictions (they were counted as purged).
 func (c *Cache) onRemove(_ string, entry []byte, _ bigcache.RemoveReason) {
-	c.evicted.Add(1)
-	if len(entry) >= slotHeaderSize {
-		c.index.evict(binary.LittleEndian.Uint32(entry), binary.LittleEndian.Uint32(entry[4:]))
+	if len(entry) < slotHeaderSize {
+		return
+	}
+	id, gen := binary.LittleEndian.Uint32(entry), binary.LittleEndian.Uint32(entry[4:])
+	if c.index.current(id, gen) {
+		c.evicted.Add(1)
+		c.index.evict(id, gen)
 	}
 }
 
