@@ -186,6 +186,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		c, err := pagecache.New(pagecache.Options{
 			MaxBytes:      a.Memory,
 			MaxEntryBytes: int(min(a.Memory/16, 64<<20)),
+			// Soft memory limit from the bound unless GOMEMLIMIT is set.
+			SetMemoryLimit: true,
 		})
 		if err != nil {
 			return nil, err

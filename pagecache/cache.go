@@ -1,10 +1,12 @@
 package pagecache
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +23,13 @@ type Options struct {
 	// LifeWindow is how long an entry may stay at most, whatever its
 	// freshness; default 24h.
 	LifeWindow time.Duration
+	// SetMemoryLimit makes the tier hold the process's Go soft memory
+	// limit (runtime/debug.SetMemoryLimit) at MemoryLimitFor(the bounds of
+	// all such open tiers) until it is closed, so the garbage collector
+	// keeps the process's memory near the bound instead of letting the
+	// heap grow to twice what is live (GOGC). It does nothing when the
+	// GOMEMLIMIT environment variable is set: the operator's limit wins.
+	SetMemoryLimit bool
 }
 
 // Cache is the memory tier. Reads take only a bigcache shard lock; the tag
@@ -30,6 +39,9 @@ type Cache struct {
 	big   *bigcache.BigCache
 	index *tagIndex
 	opts  Options
+
+	releaseMemoryLimit func()
+	closeOnce          sync.Once
 
 	// epoch counts purges; a response fetched while a purge ran is stored
 	// stale (see Set).
@@ -63,43 +75,75 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("pagecache: memory bound %d MiB cannot hold an entry of max entry size %d bytes", mib, opts.MaxEntryBytes)
 	}
 	c := &Cache{index: newTagIndex(), opts: opts}
+	// bigcache allocates MaxEntriesInWindow/Shards*MaxEntrySize bytes per
+	// shard queue at New (capped at the shard's share of the bound) and
+	// doubles a queue, copying it, whenever it fills below the cap. Size
+	// the window so every queue starts at its cap: the bound is allocated
+	// once (pages become resident only as entries are written) and no
+	// queue is ever copied under its shard lock, nor left behind as
+	// garbage the size of the bound.
+	const sizingEntry = 16 << 10
+	shardBytes := int64(mib) << 20 / int64(shards)
 	cfg := bigcache.Config{
 		Shards:             shards,
 		LifeWindow:         opts.LifeWindow,
 		CleanWindow:        time.Minute,
-		MaxEntriesInWindow: 64 * shards,
-		MaxEntrySize:       16 << 10,
+		MaxEntriesInWindow: shards * int((shardBytes+sizingEntry-1)/sizingEntry),
+		MaxEntrySize:       sizingEntry,
 		HardMaxCacheSize:   mib,
 		Hasher:             fnv64a{},
 		OnRemoveWithReason: c.onRemove,
 	}
 	cfg = cfg.OnRemoveFilterSet(bigcache.Expired, bigcache.NoSpace)
-	// bigcache preallocates MaxEntriesInWindow*MaxEntrySize; keep that
-	// below the bound.
-	for int64(cfg.MaxEntriesInWindow)*int64(cfg.MaxEntrySize) > opts.MaxBytes/4 && cfg.MaxEntriesInWindow > shards {
-		cfg.MaxEntriesInWindow /= 2
-	}
 	big, err := bigcache.NewBigCache(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pagecache: creating memory tier: %w", err)
 	}
 	c.big = big
+	c.releaseMemoryLimit = func() {}
+	if opts.SetMemoryLimit {
+		c.releaseMemoryLimit = holdMemoryLimit(int64(mib) << 20)
+	}
 	return c, nil
 }
 
-// Close releases the cache's background goroutine.
-func (c *Cache) Close() error { return c.big.Close() }
+// Close stops the purge cleanup, releases bigcache's goroutine and this
+// tier's share of the soft memory limit.
+// Closing twice is harmless.
+func (c *Cache) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.index.close()
+		c.releaseMemoryLimit()
+		err = c.big.Close()
+	})
+	return err
+}
 
 // MaxEntryBytes is the configured largest entry.
 func (c *Cache) MaxEntryBytes() int { return c.opts.MaxEntryBytes }
 
-// Get returns a private copy of the encoded entry stored under key.
+// slotHeaderSize is the tag index slot (key id and generation, 4 bytes
+// each) stored in front of every entry in bigcache, so an eviction names
+// exactly the store it removes (see tagIndex).
+const slotHeaderSize = 8
+
+// setBuffers hold header + entry while bigcache copies them in; buffers of
+// larger entries than maxPooledSetBuffer are left to the GC.
+const maxPooledSetBuffer = 256 << 10
+
+var setBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// Get returns a private copy of the encoded entry stored under key. An
+// entry purged but not yet deleted from bigcache (see tagIndex) is not
+// returned.
 func (c *Cache) Get(key string) ([]byte, bool) {
 	b, err := c.big.Get(key)
-	if err != nil {
+	if err != nil || len(b) < slotHeaderSize ||
+		!c.index.current(binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])) {
 		return nil, false
 	}
-	return b, true
+	return b[slotHeaderSize:], true
 }
 
 // CountHit and CountMiss record the outcome of a lookup for Stats.
@@ -117,54 +161,73 @@ func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) err
 	if len(encoded) > c.opts.MaxEntryBytes {
 		return ErrTooLarge
 	}
-	if c.epoch.Load() != epoch {
-		MarkEncodedStale(encoded)
+	bp := setBuffers.Get().(*[]byte)
+	buf := append((*bp)[:0], make([]byte, slotHeaderSize)...)
+	buf = append(buf, encoded...)
+	err := c.index.set(key, tags, func(id, gen uint32) error {
+		// Under the index lock. If a purge began since epoch was read, the
+		// entry is stored stale: either that purge already detached its
+		// members (this key is indexed anew) or it will remove this key.
+		if c.epoch.Load() != epoch {
+			MarkEncodedStale(buf[slotHeaderSize:])
+		}
+		putSlotHeader(buf, id, gen)
+		return c.big.Set(key, buf)
+	})
+	if cap(buf) <= maxPooledSetBuffer {
+		*bp = buf
+		setBuffers.Put(bp)
 	}
-	if err := c.big.Set(key, encoded); err != nil {
+	if err != nil {
 		c.storeErrors.Add(1)
 		return fmt.Errorf("pagecache: storing %q: %w", key, err)
-	}
-	c.index.add(key, tags)
-	if c.epoch.Load() != epoch {
-		// A purge overlapped the store: it may have missed this key.
-		MarkEncodedStale(encoded)
-		_ = c.big.Set(key, encoded)
 	}
 	c.stores.Add(1)
 	return nil
 }
 
+func putSlotHeader(b []byte, id, gen uint32) {
+	binary.LittleEndian.PutUint32(b, id)
+	binary.LittleEndian.PutUint32(b[4:], gen)
+}
+
 // onRemove keeps the tag index consistent when bigcache evicts an entry for
-// space or age. It runs under a bigcache shard lock; it only takes the index
-// lock, which is never held while calling bigcache.
-func (c *Cache) onRemove(key string, _ []byte, _ bigcache.RemoveReason) {
-	c.evicted.Add(1)
-	c.index.remove(key)
+// space or age. It runs under a bigcache shard lock (which hits need), so it
+// only queues the eviction under the index's small eviction mutex; the
+// index applies it at its next operation.
+//
+// Purged entries stay in bigcache until evicted like this; they are not
+// counted as evictions (they were counted as purged).
+func (c *Cache) onRemove(_ string, entry []byte, _ bigcache.RemoveReason) {
+	if len(entry) < slotHeaderSize {
+		return
+	}
+	id, gen := binary.LittleEndian.Uint32(entry), binary.LittleEndian.Uint32(entry[4:])
+	if c.index.current(id, gen) {
+		c.evicted.Add(1)
+		c.index.evict(id, gen)
+	}
 }
 
 // Delete removes one key.
 func (c *Cache) Delete(key string) {
-	c.index.remove(key)
-	_ = c.big.Delete(key)
-}
-
-func (c *Cache) deleteKeys(keys []string) int {
-	n := 0
-	for _, k := range keys {
-		if c.big.Delete(k) == nil {
-			n++
-		}
-	}
-	c.purged.Add(uint64(n))
-	return n
+	c.index.remove(key, func(k string) { _ = c.big.Delete(k) })
 }
 
 // PurgeTags removes every entry carrying any of tags and returns how many
-// entries were removed.
+// entries were removed. When it returns none of them is served any more;
+// the index forgets them in the background, in chunks (see tagIndex), and
+// Stats.PurgePending counts them until then; their bytes in bigcache are
+// reused as its queues wrap. Hits never wait for a purge: they do not take
+// the index lock, and the purge takes no bigcache lock.
 func (c *Cache) PurgeTags(tags []string) int {
 	c.epoch.Add(1)
-	keys := c.index.take(tags, nil)
-	return c.deleteKeys(keys)
+	n := 0
+	for _, t := range tags {
+		n += c.index.purgeTag(t, nil)
+	}
+	c.purged.Add(uint64(n))
+	return n
 }
 
 // PurgeURL removes the entries of one URL. pathKey is scheme://host/path;
@@ -176,8 +239,9 @@ func (c *Cache) PurgeURL(pathKey, fullKey string) int {
 	if fullKey != pathKey {
 		filter = func(k string) bool { return BaseKey(k) == fullKey }
 	}
-	keys := c.index.take([]string{URLTag(pathKey)}, filter)
-	return c.deleteKeys(keys)
+	n := c.index.purgeTag(URLTag(pathKey), filter)
+	c.purged.Add(uint64(n))
+	return n
 }
 
 // PurgeHost removes every entry of a host.
@@ -189,22 +253,22 @@ func (c *Cache) PurgeHost(host string) int {
 // with prefix.
 func (c *Cache) PurgePrefix(prefix string) int {
 	c.epoch.Add(1)
-	keys := c.index.takePrefix(prefix)
-	return c.deleteKeys(keys)
+	n := c.index.purgePrefix(prefix)
+	c.purged.Add(uint64(n))
+	return n
 }
 
 // PurgeAll empties the memory tier.
 func (c *Cache) PurgeAll() int {
 	c.epoch.Add(1)
-	n := c.big.Len()
-	c.index.reset()
-	_ = c.big.Reset()
+	n := c.index.reset(func() { _ = c.big.Reset() })
 	c.purged.Add(uint64(n))
 	return n
 }
 
 // Stats is a point-in-time view of the memory tier.
 type Stats struct {
+	// Entries counts the entries that may be served (stored, not purged).
 	Entries   int    `json:"entries"`
 	Bytes     int    `json:"bytes"`
 	MaxBytes  int64  `json:"max_bytes"`
@@ -215,12 +279,16 @@ type Stats struct {
 	Evicted   uint64 `json:"evicted"`
 	StoreErrs uint64 `json:"store_errors"`
 	Tags      int    `json:"tags"`
+	// PurgePending counts purged entries (no longer served, not in
+	// Entries) the background cleanup has not unlinked from the tag index
+	// yet.
+	PurgePending int `json:"purge_pending"`
 }
 
 // Stats returns counters and sizes.
 func (c *Cache) Stats() Stats {
 	return Stats{
-		Entries:   c.big.Len(),
+		Entries:   c.index.liveCount(),
 		Bytes:     c.big.Capacity(),
 		MaxBytes:  c.opts.MaxBytes,
 		Hits:      c.hits.Load(),
@@ -230,6 +298,8 @@ func (c *Cache) Stats() Stats {
 		Evicted:   c.evicted.Load(),
 		StoreErrs: c.storeErrors.Load(),
 		Tags:      c.index.tagCount(),
+
+		PurgePending: c.index.pending(),
 	}
 }
 

@@ -1,121 +1,611 @@
 package pagecache
 
 import (
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // tagIndex maps tags to the keys carrying them, and keys back to their
 // tags, so a purge finds its entries directly and an eviction or overwrite
 // leaves no dangling members. It lives beside bigcache, never inside it,
-// under its own lock.
+// under its own lock, which cache hits never take.
+//
+// Keys and tags are interned to numeric ids (slots in two slices), so a
+// tag's members are a flat slice of (key id, generation) postings rather
+// than a map of strings. Every store of a key gets a new generation from
+// one counter that never restarts; the current generation of every key id
+// is in gens, readable without the lock. A posting, or an eviction
+// reported by bigcache, whose generation is not the key's current one is
+// stale and ignored; stale postings are compacted away once they outnumber
+// the live ones.
+//
+// The generation is also stored in front of the entry in bigcache (see
+// Cache.Set), which makes purges cheap: a purge detaches the tag's list
+// and gives each member a dead generation (one atomic store per key), and
+// from that instant Cache.Get rejects those entries. Unlinking them from
+// their other tags and forgetting their names is left to a cleanup
+// goroutine, in chunks. Their bytes stay in bigcache until its queue
+// wraps over them (evicted as oldest, reported with their dead generation
+// and ignored) or the key is stored again: bigcache's Delete would not
+// free them sooner (it never compacts a queue), and skipping it keeps the
+// cleanup off the shard locks that hits take. Bigcache's eviction callback,
+// which runs under a shard lock that hits need, only queues (id,
+// generation) under a small mutex of its own; the queue is applied at the
+// next index operation.
 type tagIndex struct {
-	mu   sync.Mutex
-	tags map[string]map[string]struct{}
-	keys map[string][]string
+	mu       sync.Mutex
+	keyIDs   map[string]uint32
+	keys     []keySlot
+	freeKeys []uint32
+	tagIDs   map[string]uint32
+	tags     []tagSlot
+	freeTags []uint32
+	lastGen  uint32
+	gens     genTable
+	// retiredKeys and retiredTags count slots whose names are still in
+	// keyIDs and tagIDs though nothing is stored under them: the purge
+	// cleanup and re-stores retire slots instead of deleting map entries
+	// one by one (random memory accesses, the cost of a large purge); a
+	// retired name looked up again is revived, and rebuildLocked drops
+	// them all at once when they outnumber the live ones.
+	retiredKeys, retiredTags int
+	scratch                  []byte   // tag name being looked up
+	tagBuf                   []uint32 // tag ids of the key being added
+
+	// doomed are purged keys (id and the dead generation they were given)
+	// still to be unlinked by the cleanup goroutine, which runs while
+	// cleaning is true; doomedKeys counts the slots still marked doomed.
+	doomed     []posting
+	doomedKeys int
+	cleaning   bool
+	closed     bool
+	held       bool       // tests hold the cleanup back (holdCleanup)
+	idle       *sync.Cond // signalled when cleanup finishes
+
+	evMu    sync.Mutex
+	evicted []posting // reported by bigcache, not applied yet
+	spare   []posting // the previous evicted slice, reused
 }
 
+// posting is one key in a tag's member list, valid while the key's
+// generation is still gen.
+type posting struct{ id, gen uint32 }
+
+// keySlot is an interned key; a free or retired slot has gens 0. doomed
+// marks a key purged and not cleaned up yet.
+type keySlot struct {
+	key     string
+	tags    []uint32
+	doomed  bool
+	retired bool
+}
+
+// tagSlot is an interned tag. live counts the keys carrying it (including
+// purged keys the cleanup has not reached yet); it is freed when that drops
+// to zero. postings holds live and stale members.
+type tagSlot struct {
+	name     string
+	live     int
+	postings []posting
+	retired  bool
+}
+
+// cleanupChunk is how many purged keys the cleanup handles per hold of the
+// index lock, so stores (which take it) wait at most one chunk.
+const cleanupChunk = 256
+
 func newTagIndex() *tagIndex {
-	return &tagIndex{
-		tags: make(map[string]map[string]struct{}),
-		keys: make(map[string][]string),
+	ix := &tagIndex{
+		keyIDs: make(map[string]uint32),
+		tagIDs: make(map[string]uint32),
 	}
+	ix.idle = sync.NewCond(&ix.mu)
+	return ix
 }
 
 // add records key under tags plus its implicit URL and host tags, replacing
 // whatever it was indexed under before.
 func (ix *tagIndex) add(key string, tags []string) {
-	all := make([]string, 0, len(tags)+2)
-	all = append(all, URLTag(PathKeyOf(key)), HostTag(HostOf(key)))
-	all = append(all, tags...)
-	ix.mu.Lock()
-	ix.unlinkLocked(key)
-	ix.keys[key] = all
-	for _, t := range all {
-		set := ix.tags[t]
-		if set == nil {
-			set = make(map[string]struct{})
-			ix.tags[t] = set
-		}
-		set[key] = struct{}{}
-	}
-	ix.mu.Unlock()
+	_ = ix.set(key, tags, nil)
 }
 
-// remove forgets key.
-func (ix *tagIndex) remove(key string) {
-	ix.mu.Lock()
-	ix.unlinkLocked(key)
-	ix.mu.Unlock()
-}
-
-func (ix *tagIndex) unlinkLocked(key string) {
-	old, ok := ix.keys[key]
-	if !ok {
-		return
-	}
-	delete(ix.keys, key)
-	for _, t := range old {
-		if set := ix.tags[t]; set != nil {
-			delete(set, key)
-			if len(set) == 0 {
-				delete(ix.tags, t)
-			}
-		}
-	}
-}
-
-// take removes from the index, and returns, every key carrying any of tags
-// (and accepted by filter, when given).
-func (ix *tagIndex) take(tags []string, filter func(string) bool) []string {
+// set indexes key as add does and, under the same hold of the index lock,
+// calls write with the key's id and new generation (to be stored with the
+// entry and reported back on eviction): the index and the store change
+// together, so a purge sees either both or neither. If write fails, the
+// key is forgotten.
+func (ix *tagIndex) set(key string, tags []string, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	var out []string
+	ix.drainLocked()
+	id, gen := ix.addLocked(key, tags)
+	if write == nil {
+		return nil
+	}
+	if err := write(id, gen); err != nil {
+		ix.unlinkKeyLocked(id, false)
+		return err
+	}
+	ix.maybeRebuildLocked()
+	return nil
+}
+
+func (ix *tagIndex) addLocked(key string, tags []string) (id, gen uint32) {
+	id, ok := ix.keyIDs[key]
+	switch {
+	case ok && ix.keys[id].retired:
+		ix.keys[id].retired = false
+		ix.retiredKeys--
+	case ok:
+		// Before interning: it may retire tags, which interning revives.
+		ix.unlinkTagsLocked(id, true)
+	default:
+		if n := len(ix.freeKeys); n > 0 {
+			id = ix.freeKeys[n-1]
+			ix.freeKeys = ix.freeKeys[:n-1]
+		} else {
+			id = uint32(len(ix.keys))
+			ix.keys = append(ix.keys, keySlot{})
+		}
+		ix.keyIDs[key] = id
+		ix.keys[id].key = key
+	}
+	ix.tagBuf = ix.tagBuf[:0]
+	ix.scratch = append(append(ix.scratch[:0], "url:"...), PathKeyOf(key)...)
+	ix.tagBuf = appendUnique(ix.tagBuf, ix.internScratchLocked())
+	ix.scratch = appendLower(append(ix.scratch[:0], "host:"...), HostOf(key))
+	ix.tagBuf = appendUnique(ix.tagBuf, ix.internScratchLocked())
 	for _, t := range tags {
-		set := ix.tags[t]
-		if len(set) == 0 {
+		ix.scratch = append(ix.scratch[:0], t...)
+		ix.tagBuf = appendUnique(ix.tagBuf, ix.internScratchLocked())
+	}
+	gen = ix.nextGenLocked()
+	ix.gens.store(id, gen)
+	s := &ix.keys[id]
+	ix.undoomLocked(s)
+	s.tags = append(s.tags[:0], ix.tagBuf...)
+	for _, tid := range s.tags {
+		t := &ix.tags[tid]
+		t.live++
+		t.postings = append(t.postings, posting{id, gen})
+	}
+	return id, gen
+}
+
+func (ix *tagIndex) nextGenLocked() uint32 {
+	ix.lastGen++
+	if ix.lastGen == 0 {
+		ix.lastGen = 1
+	}
+	return ix.lastGen
+}
+
+// internScratchLocked returns the id of the tag named ix.scratch, creating
+// it if needed (the name is copied only then).
+func (ix *tagIndex) internScratchLocked() uint32 {
+	if tid, ok := ix.tagIDs[string(ix.scratch)]; ok {
+		if t := &ix.tags[tid]; t.retired {
+			t.retired = false
+			ix.retiredTags--
+		}
+		return tid
+	}
+	name := string(ix.scratch)
+	var tid uint32
+	if n := len(ix.freeTags); n > 0 {
+		tid = ix.freeTags[n-1]
+		ix.freeTags = ix.freeTags[:n-1]
+		ix.tags[tid] = tagSlot{name: name}
+	} else {
+		tid = uint32(len(ix.tags))
+		ix.tags = append(ix.tags, tagSlot{name: name})
+	}
+	ix.tagIDs[name] = tid
+	return tid
+}
+
+func appendUnique(ids []uint32, id uint32) []uint32 {
+	for _, x := range ids {
+		if x == id {
+			return ids
+		}
+	}
+	return append(ids, id)
+}
+
+// appendLower appends s lowercased (ASCII, as HostTag does for hosts).
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// unlinkTagsLocked removes key id from the live counts of its tags (its
+// postings become stale when its generation changes), freeing (or, when
+// retire, retiring) tags no key carries any more and compacting lists that
+// are mostly stale.
+func (ix *tagIndex) unlinkTagsLocked(id uint32, retire bool) {
+	s := &ix.keys[id]
+	for _, tid := range s.tags {
+		t := &ix.tags[tid]
+		t.live--
+		if t.live == 0 {
+			if retire {
+				t.postings, t.retired = nil, true
+				ix.retiredTags++
+			} else {
+				delete(ix.tagIDs, t.name)
+				*t = tagSlot{}
+				ix.freeTags = append(ix.freeTags, tid)
+			}
 			continue
 		}
-		if out == nil {
-			out = make([]string, 0, len(set))
+		if stale := len(t.postings) - t.live; stale > 2*t.live+64 {
+			ix.compactLocked(t)
 		}
-		for k := range set {
-			if filter == nil || filter(k) {
-				out = append(out, k)
+	}
+	s.tags = s.tags[:0]
+}
+
+// compactLocked drops the stale postings of t.
+func (ix *tagIndex) compactLocked(t *tagSlot) {
+	live := make([]posting, 0, t.live+t.live/4)
+	for _, p := range t.postings {
+		if ix.validLocked(p) {
+			live = append(live, p)
+		}
+	}
+	t.postings = live
+}
+
+func (ix *tagIndex) validLocked(p posting) bool {
+	return int(p.id) < len(ix.keys) && ix.gens.load(p.id) == p.gen
+}
+
+// unlinkKeyLocked forgets key id, freeing its slot or, when retire,
+// retiring it (see retiredKeys).
+func (ix *tagIndex) unlinkKeyLocked(id uint32, retire bool) {
+	ix.unlinkTagsLocked(id, retire)
+	s := &ix.keys[id]
+	ix.undoomLocked(s)
+	if cap(s.tags) > 16 {
+		s.tags = nil
+	}
+	ix.gens.store(id, 0)
+	if retire {
+		s.retired = true
+		ix.retiredKeys++
+		return
+	}
+	delete(ix.keyIDs, s.key)
+	s.key = ""
+	ix.freeKeys = append(ix.freeKeys, id)
+}
+
+// maybeRebuildLocked drops retired names from the maps, by building them
+// anew from the live slots, once retired slots outnumber live ones: the
+// cost is proportional to what stays, paid once per as many retirements.
+// Slot ids do not change (entries in bigcache carry them).
+func (ix *tagIndex) maybeRebuildLocked() {
+	if ix.retiredKeys > len(ix.keyIDs)-ix.retiredKeys+1024 {
+		m := make(map[string]uint32, len(ix.keyIDs)-ix.retiredKeys)
+		for id := range ix.keys {
+			s := &ix.keys[id]
+			switch {
+			case s.retired:
+				s.key, s.retired = "", false
+				ix.freeKeys = append(ix.freeKeys, uint32(id))
+			case s.key != "":
+				m[s.key] = uint32(id)
 			}
 		}
+		ix.keyIDs, ix.retiredKeys = m, 0
 	}
-	for _, k := range out {
-		ix.unlinkLocked(k)
+	if ix.retiredTags > len(ix.tagIDs)-ix.retiredTags+1024 {
+		m := make(map[string]uint32, len(ix.tagIDs)-ix.retiredTags)
+		for tid := range ix.tags {
+			t := &ix.tags[tid]
+			switch {
+			case t.retired:
+				*t = tagSlot{}
+				ix.freeTags = append(ix.freeTags, uint32(tid))
+			case t.name != "":
+				m[t.name] = uint32(tid)
+			}
+		}
+		ix.tagIDs, ix.retiredTags = m, 0
 	}
-	return out
 }
 
-// takePrefix removes and returns every key whose URL starts with prefix.
-func (ix *tagIndex) takePrefix(prefix string) []string {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	var out []string
-	for k := range ix.keys {
-		if strings.HasPrefix(BaseKey(k), prefix) {
-			out = append(out, k)
+// current reports whether gen is key id's current generation: whether an
+// entry stored with it may be served. It takes no lock.
+func (ix *tagIndex) current(id, gen uint32) bool {
+	return gen != 0 && ix.gens.load(id) == gen
+}
+
+// evict queues the removal of key id at generation gen, reported by
+// bigcache under a shard lock: it never waits for the index lock.
+func (ix *tagIndex) evict(id, gen uint32) {
+	ix.evMu.Lock()
+	ix.evicted = append(ix.evicted, posting{id, gen})
+	ix.evMu.Unlock()
+}
+
+// drainLocked applies the queued evictions.
+func (ix *tagIndex) drainLocked() {
+	ix.evMu.Lock()
+	ev := ix.evicted
+	ix.evicted = ix.spare[:0]
+	ix.evMu.Unlock()
+	for _, p := range ev {
+		if ix.validLocked(p) {
+			ix.unlinkKeyLocked(p.id, false)
 		}
 	}
-	for _, k := range out {
-		ix.unlinkLocked(k)
+	if cap(ev) > 4096 {
+		ev = nil // do not keep a burst's worth of memory
 	}
-	return out
+	ix.evMu.Lock()
+	ix.spare = ev[:0]
+	ix.evMu.Unlock()
 }
 
-func (ix *tagIndex) reset() {
+// remove forgets key, calling del(key) under the index lock so a store of
+// the same key cannot interleave.
+func (ix *tagIndex) remove(key string, del func(string)) {
 	ix.mu.Lock()
-	ix.tags = make(map[string]map[string]struct{})
-	ix.keys = make(map[string][]string)
+	ix.drainLocked()
+	if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired {
+		ix.unlinkKeyLocked(id, false)
+	}
+	del(key)
 	ix.mu.Unlock()
+}
+
+// purgeTag purges every key carrying tag (and accepted by filter, when
+// given) and returns how many. When it returns, none of them is served
+// (Cache.Get checks generations); the cleanup goroutine unlinks and
+// deletes them afterwards. Stores that add the tag from now on start a new
+// member list.
+func (ix *tagIndex) purgeTag(tag string, filter func(string) bool) int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	tid, ok := ix.tagIDs[tag]
+	if !ok {
+		return 0
+	}
+	t := &ix.tags[tid]
+	list := t.postings
+	if filter == nil {
+		t.postings = nil
+	}
+	dead := ix.nextGenLocked()
+	n := 0
+	for _, p := range list {
+		if !ix.validLocked(p) || (filter != nil && !filter(ix.keys[p.id].key)) {
+			continue
+		}
+		ix.doomLocked(p.id, dead)
+		n++
+	}
+	ix.startCleanupLocked()
+	return n
+}
+
+// doomLocked gives key id the dead generation (no entry carries it, so
+// Get rejects the key's entry from now on) and queues it for cleanup.
+func (ix *tagIndex) doomLocked(id, dead uint32) {
+	ix.gens.store(id, dead)
+	ix.keys[id].doomed = true
+	ix.doomedKeys++
+	ix.doomed = append(ix.doomed, posting{id, dead})
+}
+
+func (ix *tagIndex) undoomLocked(s *keySlot) {
+	if s.doomed {
+		s.doomed = false
+		ix.doomedKeys--
+	}
+}
+
+// purgePrefix purges every key whose URL starts with prefix, as purgeTag
+// does, scanning the key slots in chunks.
+func (ix *tagIndex) purgePrefix(prefix string) int {
+	n := 0
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	dead := ix.nextGenLocked()
+	for from := 0; ; from += cleanupChunk {
+		if from > 0 {
+			ix.mu.Unlock()
+			ix.mu.Lock()
+		}
+		ix.drainLocked()
+		if from >= len(ix.keys) {
+			break
+		}
+		for id := from; id < min(from+cleanupChunk, len(ix.keys)); id++ {
+			s := &ix.keys[id]
+			if ix.gens.load(uint32(id)) == 0 || s.doomed || !strings.HasPrefix(BaseKey(s.key), prefix) {
+				continue
+			}
+			ix.doomLocked(uint32(id), dead)
+			n++
+		}
+	}
+	ix.startCleanupLocked()
+	return n
+}
+
+func (ix *tagIndex) startCleanupLocked() {
+	if ix.cleaning || ix.closed || ix.held || len(ix.doomed) == 0 {
+		return
+	}
+	ix.cleaning = true
+	go ix.cleanup()
+}
+
+// cleanup unlinks purged keys, a chunk per hold of the lock, until none is
+// left.
+func (ix *tagIndex) cleanup() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for len(ix.doomed) > 0 && !ix.closed {
+		ix.drainLocked()
+		chunk := ix.doomed[:min(cleanupChunk, len(ix.doomed))]
+		for _, p := range chunk {
+			if !ix.validLocked(p) {
+				continue // stored again (or evicted) since the purge
+			}
+			ix.unlinkKeyLocked(p.id, true)
+		}
+		ix.doomed = ix.doomed[len(chunk):]
+		ix.mu.Unlock()
+		runtime.Gosched() // the cleanup is not urgent: let stores run
+		ix.mu.Lock()
+	}
+	if len(ix.doomed) == 0 {
+		ix.doomed = nil
+	}
+	ix.maybeRebuildLocked()
+	ix.cleaning = false
+	ix.idle.Broadcast()
+}
+
+// holdCleanup keeps the cleanup from starting (hold true) or lets it run.
+// Tests use it to store purged keys again before the cleanup reaches them.
+func (ix *tagIndex) holdCleanup(hold bool) {
+	ix.mu.Lock()
+	ix.held = hold
+	ix.startCleanupLocked()
+	ix.mu.Unlock()
+}
+
+// waitCleanup returns once no purged key is left to clean up.
+func (ix *tagIndex) waitCleanup() {
+	ix.mu.Lock()
+	for ix.cleaning {
+		ix.idle.Wait()
+	}
+	ix.mu.Unlock()
+}
+
+// pending is how many purged keys the cleanup has still to unlink.
+func (ix *tagIndex) pending() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.doomedKeys
+}
+
+// close stops the cleanup (the store is going away) and waits for it.
+func (ix *tagIndex) close() {
+	ix.mu.Lock()
+	ix.closed = true
+	for ix.cleaning {
+		ix.idle.Wait()
+	}
+	ix.mu.Unlock()
+}
+
+// reset forgets everything, calling clear under the index lock, and
+// returns how many live keys it forgot. The generation counter carries on,
+// so evictions reported for entries stored before the reset match nothing.
+func (ix *tagIndex) reset(clear func()) int {
+	ix.mu.Lock()
+	ix.drainLocked()
+	live := ix.liveLocked()
+	ix.keyIDs = make(map[string]uint32)
+	ix.keys, ix.freeKeys = nil, nil
+	ix.tagIDs = make(map[string]uint32)
+	ix.tags, ix.freeTags = nil, nil
+	ix.retiredKeys, ix.retiredTags = 0, 0
+	ix.doomed, ix.doomedKeys = nil, 0
+	ix.gens.clear()
+	clear()
+	ix.evMu.Lock()
+	ix.evicted = nil
+	ix.evMu.Unlock()
+	ix.mu.Unlock()
+	return live
+}
+
+// liveLocked is how many keys may be served: indexed, not purged.
+func (ix *tagIndex) liveLocked() int {
+	return len(ix.keyIDs) - ix.retiredKeys - ix.doomedKeys
+}
+
+// liveCount is liveLocked, after applying queued evictions.
+func (ix *tagIndex) liveCount() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	return ix.liveLocked()
 }
 
 func (ix *tagIndex) tagCount() int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return len(ix.tags)
+	ix.drainLocked()
+	return len(ix.tagIDs) - ix.retiredTags
+}
+
+func (ix *tagIndex) keyCount() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	return len(ix.keyIDs) - ix.retiredKeys
+}
+
+// genTable holds the current generation of every key id in fixed pages,
+// so it grows without moving what readers load: Get reads it without the
+// index lock. Writers hold the index lock.
+type genTable struct {
+	pages atomic.Pointer[[]*genPage]
+}
+
+const genPageBits = 14
+
+type genPage [1 << genPageBits]atomic.Uint32
+
+func (g *genTable) load(id uint32) uint32 {
+	pages := g.pages.Load()
+	if pages == nil || int(id>>genPageBits) >= len(*pages) {
+		return 0
+	}
+	return (*pages)[id>>genPageBits][id&(1<<genPageBits-1)].Load()
+}
+
+func (g *genTable) store(id, gen uint32) {
+	pages := g.pages.Load()
+	if pages == nil || int(id>>genPageBits) >= len(*pages) {
+		var grown []*genPage
+		if pages != nil {
+			grown = append(grown, *pages...)
+		}
+		for len(grown) <= int(id>>genPageBits) {
+			grown = append(grown, new(genPage))
+		}
+		pages = &grown
+		g.pages.Store(pages)
+	}
+	(*pages)[id>>genPageBits][id&(1<<genPageBits-1)].Store(gen)
+}
+
+// clear zeroes every generation (after a reset no id is in use).
+func (g *genTable) clear() {
+	if pages := g.pages.Load(); pages != nil {
+		for _, p := range *pages {
+			for i := range p {
+				p[i].Store(0)
+			}
+		}
+	}
 }

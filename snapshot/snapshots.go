@@ -174,9 +174,10 @@ func (s *Store) Delete(key string) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := s.pending[key]; ok {
+	if p, ok := s.pending[key]; ok {
 		delete(s.pending, key)
 		s.pendingN.Add(-1)
+		s.queuedBytes -= int64(len(p.enc))
 	}
 	s.mu.Unlock()
 	if key == "" || len(key) > maxKeyLen {

@@ -51,6 +51,7 @@ const formatVersion = 1
 const (
 	DefaultFlushInterval = 20 * time.Millisecond
 	DefaultQueueSize     = 4096
+	DefaultQueueBytes    = 8 << 20
 	DefaultEvictInterval = time.Minute
 	DefaultOpenTimeout   = 2 * time.Second
 )
@@ -83,6 +84,13 @@ type Options struct {
 	// and counts it in Stats.Dropped.
 	QueueSize int
 
+	// QueueBytes bounds the encoded bytes of the records queued and not
+	// yet committed, so the write-behind queue's memory does not depend on
+	// response sizes; default 8 MiB. A record that would take the queue
+	// over it is dropped like one over QueueSize (a single record larger
+	// than QueueBytes is still accepted into an empty queue).
+	QueueBytes int64
+
 	// EvictInterval is how often the background evictor runs; default 1m.
 	EvictInterval time.Duration
 
@@ -113,12 +121,13 @@ type Store struct {
 	log  *zap.Logger
 	now  func() time.Time
 
-	// mu guards pending, inflight and closed. Put, Get and Delete take it
-	// briefly; it is never held across disk I/O.
-	mu       sync.RWMutex
-	pending  map[string]pendingRecord // queued, not yet handed to the writer
-	inflight map[string]pendingRecord // being committed by Flush
-	closed   bool
+	// mu guards pending, inflight, queuedBytes and closed. Put, Get and
+	// Delete take it briefly; it is never held across disk I/O.
+	mu          sync.RWMutex
+	pending     map[string]pendingRecord // queued, not yet handed to the writer
+	inflight    map[string]pendingRecord // being committed by Flush
+	queuedBytes int64                    // encoded size of pending and inflight
+	closed      bool
 
 	// writeMu serialises every transaction that changes snapshots or the
 	// totals (flush, delete, evict), so the in-memory totals are published
@@ -154,7 +163,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, errors.New("snapshot: Options.Path is required")
 	}
 	if opts.MaxBytes < 0 || opts.MaxAge < 0 || opts.FlushInterval < 0 || opts.QueueSize < 0 ||
-		opts.EvictInterval < 0 || opts.OpenTimeout < 0 {
+		opts.QueueBytes < 0 || opts.EvictInterval < 0 || opts.OpenTimeout < 0 {
 		return nil, fmt.Errorf("snapshot: opening %s: negative option", opts.Path)
 	}
 	if opts.FlushInterval == 0 {
@@ -162,6 +171,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.QueueSize == 0 {
 		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.QueueBytes == 0 {
+		opts.QueueBytes = DefaultQueueBytes
 	}
 	if opts.EvictInterval == 0 {
 		opts.EvictInterval = DefaultEvictInterval

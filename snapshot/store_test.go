@@ -302,6 +302,46 @@ func TestQueueFull(t *testing.T) {
 	checkConsistent(t, s)
 }
 
+func TestQueueBytesBound(t *testing.T) {
+	s := openTest(t, Options{Now: newClock().Now, QueueBytes: 10 << 10})
+	big := bytes.Repeat([]byte("x"), 4<<10)
+	if !s.Put(Record{Key: "a", Value: big}) || !s.Put(Record{Key: "b", Value: big}) {
+		t.Fatal("Put refused below QueueBytes")
+	}
+	if s.Put(Record{Key: "c", Value: big}) {
+		t.Fatal("Put accepted past QueueBytes")
+	}
+	// Replacing a queued record counts only the difference.
+	if !s.Put(Record{Key: "a", Value: big[:3<<10]}) {
+		t.Fatal("smaller replacement refused")
+	}
+	if st := s.Stats(); st.Dropped != 1 || st.Pending != 2 {
+		t.Fatalf("Stats = %+v", st)
+	}
+	mustFlush(t, s)
+	mustMissing(t, s, "c")
+	// The committed bytes leave the queue; one record larger than the
+	// bound is still accepted into an empty queue.
+	if !s.Put(Record{Key: "c", Value: big}) || !s.Put(Record{Key: "d", Value: big}) {
+		t.Fatal("Put refused after the queue drained")
+	}
+	mustFlush(t, s)
+	if !s.Put(Record{Key: "huge", Value: bytes.Repeat(big, 4)}) {
+		t.Fatal("a record larger than QueueBytes refused by an empty queue")
+	}
+	if err := s.Delete("huge"); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Put(Record{Key: "e", Value: big}) || !s.Put(Record{Key: "f", Value: big}) {
+		t.Fatal("Delete of a queued record did not free its bytes")
+	}
+	mustFlush(t, s)
+	if st := s.Stats(); st.Count != 6 || st.Dropped != 1 {
+		t.Fatalf("Stats = %+v", st)
+	}
+	checkConsistent(t, s)
+}
+
 func TestReopenKeepsState(t *testing.T) {
 	clk := newClock()
 	path := filepath.Join(t.TempDir(), "snapshots.db")

@@ -28,7 +28,8 @@ const maxEvictInFlush = 1000
 // only the last one is written.
 //
 // Put returns false, and counts the record in Stats.Dropped, when the queue
-// already holds Options.QueueSize records. It returns false, and counts it
+// already holds Options.QueueSize records or the record would take it over
+// Options.QueueBytes. It returns false, and counts it
 // in Stats.Rejected, when the record can never be stored: an empty key or
 // one longer than bbolt allows, a StoredAt before 1970 or past 2262, a
 // StoredAt already older than MaxAge, or an encoded size above MaxBytes. It
@@ -53,14 +54,17 @@ func (s *Store) Put(rec Record) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if _, ok := s.pending[rec.Key]; !ok {
-		if len(s.pending)+len(s.inflight) >= s.opts.QueueSize {
-			s.mu.Unlock()
-			s.dropped.Add(1)
-			return false
-		}
+	old, queued := s.pending[rec.Key]
+	if !queued && len(s.pending)+len(s.inflight) >= s.opts.QueueSize ||
+		s.queuedBytes > 0 && s.queuedBytes-int64(len(old.enc))+int64(len(p.enc)) > s.opts.QueueBytes {
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return false
+	}
+	if !queued {
 		s.pendingN.Add(1)
 	}
+	s.queuedBytes += int64(len(p.enc)) - int64(len(old.enc))
 	s.pending[rec.Key] = p
 	s.mu.Unlock()
 
@@ -159,6 +163,9 @@ func (s *Store) Flush() error {
 	s.mu.Lock()
 	s.inflight = nil
 	s.pendingN.Add(-int64(len(batch)))
+	for _, p := range batch {
+		s.queuedBytes -= int64(len(p.enc))
+	}
 	s.mu.Unlock()
 
 	if err != nil {

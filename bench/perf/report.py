@@ -99,11 +99,16 @@ def gobench(path):
     return out
 
 
+def lines(path):
+    """The lines of path, none when a step did not run."""
+    return open(path).readlines() if os.path.exists(path) else []
+
+
 def report(a):
     w = a.work
     res = {}
     by_round = {}
-    for line in open(os.path.join(w, "results.tsv")):
+    for line in lines(os.path.join(w, "results.tsv")):
         ident, page, rnd, rps, p50, p99, mx, bad = line.split()
         res.setdefault((ident, page), []).append(
             (float(rps), float(p50), float(p99), float(mx), int(bad)))
@@ -115,7 +120,7 @@ def report(a):
               if i == ident and p == page and by_round.get(("respond", page, rnd))]
         return statistics.median(rs) if rs else float("nan")
     bodies = {}
-    for line in open(os.path.join(w, "bodies.tsv")):
+    for line in lines(os.path.join(w, "bodies.tsv")):
         ident, page, size, coding = line.split()
         bodies[(ident, page)] = (int(size), coding)
     rss = {k: int(v[0]) for k, v in read_kv(os.path.join(w, "rss.tsv")).items()}
@@ -141,32 +146,36 @@ def report(a):
     P("- setup: %s" % a.setup)
     P("- command: `%s`" % a.command.strip())
     P()
-    P("## Cache hits versus Caddy's `respond`")
-    P()
-    P("req/s: median of the rounds (min-max in brackets); p50/p99: wrk latency, median of the rounds; "
-      "ratio: req/s over Caddy `respond` of the same page in the same round, median of the rounds; peak RSS: VmHWM of the server process "
-      "over the whole run, both pages (nginx: master + worker). `browser` sends "
-      "`Accept-Encoding: gzip, deflate, br, zstd`.")
-    P()
-    for page, label in PAGES:
-        ceil = med("respond", page)
-        P("### %s page" % label)
+    if not res:
+        P("(Hit rows not measured in this run: STEPS=\"%s\".)" % a.steps)
         P()
-        P("| target | client | bytes sent | req/s | p50 ms | p99 ms | ratio to respond | peak RSS |")
-        P("|---|---|---:|---:|---:|---:|---:|---:|")
-        for ident, target, client, server in ROWS:
-            m = med(ident, page)
-            if m is None:
-                continue
-            size, coding = bodies.get((ident, page), (0, "?"))
-            r = ratio(ident, page)
-            flag = " (%d errors/non-2xx)" % m["bad"] if m["bad"] else ""
-            P("| %s | %s | %s%s | %s [%s-%s]%s | %s | %s | %.2fx | %s |" % (
-                target, client, "{:,}".format(size), "" if coding == "identity" else " " + coding,
-                fmt_rps(m["rps"]), fmt_rps(m["spread"][0]), fmt_rps(m["spread"][1]), flag,
-                fmt_ms(m["p50"]), fmt_ms(m["p99"]), r,
-                "%.0f MiB" % (rss[server] / 1024) if server in rss else "n/a"))
+    else:
+        P("## Cache hits versus Caddy's `respond`")
         P()
+        P("req/s: median of the rounds (min-max in brackets); p50/p99: wrk latency, median of the rounds; "
+          "ratio: req/s over Caddy `respond` of the same page in the same round, median of the rounds; peak RSS: VmHWM of the server process "
+          "over the whole run, both pages (nginx: master + worker). `browser` sends "
+          "`Accept-Encoding: gzip, deflate, br, zstd`.")
+        P()
+        for page, label in PAGES:
+            ceil = med("respond", page)
+            P("### %s page" % label)
+            P()
+            P("| target | client | bytes sent | req/s | p50 ms | p99 ms | ratio to respond | peak RSS |")
+            P("|---|---|---:|---:|---:|---:|---:|---:|")
+            for ident, target, client, server in ROWS:
+                m = med(ident, page)
+                if m is None:
+                    continue
+                size, coding = bodies.get((ident, page), (0, "?"))
+                r = ratio(ident, page)
+                flag = " (%d errors/non-2xx)" % m["bad"] if m["bad"] else ""
+                P("| %s | %s | %s%s | %s [%s-%s]%s | %s | %s | %.2fx | %s |" % (
+                    target, client, "{:,}".format(size), "" if coding == "identity" else " " + coding,
+                    fmt_rps(m["rps"]), fmt_rps(m["spread"][0]), fmt_rps(m["spread"][1]), flag,
+                    fmt_ms(m["p50"]), fmt_ms(m["p99"]), r,
+                    "%.0f MiB" % (rss[server] / 1024) if server in rss else "n/a"))
+            P()
     extra = read_kv(os.path.join(w, "extra.tsv"))
     if extra.get("snap_served"):
         P("Snapshot rows: the craftedge process was restarted with its origin unreachable (nothing "
@@ -207,10 +216,12 @@ def report(a):
     pb = gb.get("BenchmarkPurgeTag100k", {})
     pc = gb.get("BenchmarkPurgeTagConcurrentHits", {})
     if pb:
-        row("purge of one tag, 100,000 entries (in-process)", "< 100 ms", "%.0f ms (worst %.0f ms)" % (
-            pb.get("purge-ms", float("nan")), pb.get("purge-max-ms", float("nan"))), pb.get("purge-ms", 1e9) < 100)
+        row("purge of one tag, 100,000 entries (in-process)", "< 100 ms",
+            "%.1f ms (worst %.1f ms); tag index cleaned up in the background %.0f ms after the start" % (
+                pb.get("purge-ms", float("nan")), pb.get("purge-max-ms", float("nan")),
+                pb.get("cleanup-ms", float("nan"))), pb.get("purge-ms", 1e9) < 100)
     if pc:
-        row("hit p99 during that purge (in-process)", "< 2x idle p99", "%.2fx (%.0f us vs %.0f us)" % (
+        row("hit p99 during that purge and its cleanup (in-process)", "< 2x idle p99", "%.2fx (%.0f us vs %.0f us)" % (
             pc.get("p99-ratio", float("nan")), pc.get("during-p99-us", float("nan")), pc.get("idle-p99-us", float("nan"))),
             pc.get("p99-ratio", 1e9) < 2)
     purge = read_kv(os.path.join(w, "purge.tsv"))
@@ -226,7 +237,7 @@ def report(a):
             row("hit p99 during that purge (wrk, 2 s windows)", "< 2x idle p99", "%.2fx (%s ms vs %s ms)" % (
                 r, fmt_ms(float(pw["during"][5])), fmt_ms(float(pw["idle"][5]))), r < 2)
     mems = []
-    for label in ("default", "memlimit"):
+    for label in ("default", "nolimit", "memlimit"):
         kv = read_kv(os.path.join(w, "mem-%s.tsv" % label))
         if kv:
             m = {k: v[0] for k, v in kv.items()}
@@ -264,19 +275,23 @@ def report(a):
         P()
         P("| measure | value |")
         P("|---|---:|")
-        for k, label in (("purge-ms", "PurgeTags alone, mean ms"), ("purge-max-ms", "PurgeTags alone, worst ms")):
+        for k, label in (("purge-ms", "PurgeTags alone, mean ms (then no purged entry is served)"),
+                         ("purge-max-ms", "PurgeTags alone, worst ms"),
+                         ("cleanup-ms", "until the background cleanup unlinked them from the tag index, mean ms")):
             if k in pb:
                 P("| %s | %.1f |" % (label, pb[k]))
         for k, label in (("purge-ms", "PurgeTags under concurrent hits, mean ms"),
+                         ("cleanup-ms", "its cleanup under concurrent hits, mean ms"),
                          ("idle-p50-us", "hit p50 idle, us"), ("idle-p99-us", "hit p99 idle, us"),
-                         ("during-p50-us", "hit p50 during purge, us"), ("during-p99-us", "hit p99 during purge, us"),
-                         ("during-max-us", "hit max during purge, us"), ("p99-ratio", "p99 during / idle"),
-                         ("hits-during", "hits sampled during each purge")):
+                         ("during-p50-us", "hit p50 during purge + cleanup, us"),
+                         ("during-p99-us", "hit p99 during purge + cleanup, us"),
+                         ("during-max-us", "hit max during purge + cleanup, us"), ("p99-ratio", "p99 during / idle"),
+                         ("hits-during", "hits sampled during each purge + cleanup")):
             if k in pc:
                 P("| %s | %s |" % (label, ("%.2f" % pc[k]) if pc[k] < 100 else "{:,.0f}".format(pc[k])))
         P()
     if purge.get("seconds"):
-        P("Over HTTP (full run only): a craftedge server (CPU %s) filled with %s memory entries "
+        P("Over HTTP (full run, or STEPS with purge): a craftedge server (CPU %s) filled with %s memory entries "
           "(`/bulk/N`, 1 KiB pages tagged `bulk`), then `POST /craftedge/purge {\"tags\":[\"bulk\"]}` "
           "on the admin API while wrk hits the 10 KiB page (browser client); the admin call includes "
           "the bbolt commit that marks the tag's snapshots stale." % (a.server_cpu, purge["entries"][0]))
@@ -285,6 +300,9 @@ def report(a):
         P("|---|---:|")
         P("| purge response | `%s` |" % purge["response"][0])
         P("| admin call time | %.0f ms |" % (float(purge["seconds"][0]) * 1000))
+        if purge.get("cleanup_ms_after"):
+            P("| tag index cleanup done (`purge_pending` 0 in health, polled every 20 ms) | %s ms after the call |"
+              % purge["cleanup_ms_after"][0])
         for k, label in (("idle", "hits, idle 2 s"), ("during", "hits, 2 s around the purge")):
             if k in pw:
                 f = pw[k]
@@ -300,40 +318,46 @@ def report(a):
     if rows:
         P("Per entry (`go test -run '^$' -bench MemoryPerEntry ./pagecache`): entries as the handler stores "
           "them (identity + gzip + zstd bodies, 3 headers, 3 tags + the implicit URL and host tags), "
-          "filling a 256 MiB tier to about half. heap/entry is the live heap added per entry after GC "
-          "(bigcache queue bytes including the unused part of queues grown by doubling, its shard maps, "
-          "our tag index); the tag index column is the index alone. Queue slack is bounded by `memory`: "
-          "a full tier holds at most the bound in queues.")
+          "filling a 256 MiB tier to about half. bigcache's queues are allocated whole at New, the size "
+          "of the bound (pages become resident as entries are written), so the cost per entry beyond its "
+          "encoded bytes is the live heap it adds outside the queues (bigcache's shard maps, our tag "
+          "index) plus its framing inside them (bigcache's header, the key, our 8-byte slot header).")
         P()
-        P("| body | stored (encoded) | heap / entry | overhead / entry | of which tag index | entries |")
-        P("|---|---:|---:|---:|---:|---:|")
+        P("| body | stored (encoded) | outside the queues / entry | framing in the queue | overhead / entry | of which tag index | entries |")
+        P("|---|---:|---:|---:|---:|---:|---:|")
         for size, v in rows:
-            P("| %s | {:,.0f} B | {:,.0f} B | {:,.0f} B | {:,.0f} B | {:,.0f} |".format(
-                v.get("enc-B/entry", 0), v.get("heap-B/entry", 0), v.get("overhead-B/entry", 0),
-                v.get("index-B/entry", 0), v.get("entries", 0)) % size)
+            P("| %s | {:,.0f} B | {:,.0f} B | {:,.0f} B | {:,.0f} B | {:,.0f} B | {:,.0f} |".format(
+                v.get("enc-B/entry", 0), v.get("outside-queue-B/entry", 0), v.get("in-queue-framing-B/entry", 0),
+                v.get("overhead-B/entry", 0), v.get("index-B/entry", 0), v.get("entries", 0)) % size)
         P()
-    rows = [(k.split("=")[1], v) for k, v in gb.items() if k.startswith("BenchmarkMemoryBound4x/")]
+    rows = [(k.split("/", 1)[1], v) for k, v in gb.items() if k.startswith("BenchmarkMemoryBound4x/")]
     if rows:
         P("Working set 4x the bound, in-process (`-bench MemoryBound4x`): a 32 MiB tier, every key of "
-          "a working set 4x larger stored twice over. cache max is the most bytes bigcache held; "
-          "live heap over bound is what the entries that fit cost beyond it (shard maps, tag index); "
-          "peak heap in use includes garbage not yet collected (grown-and-replaced bigcache queues).")
+          "a working set 4x larger stored twice over, without a memory limit (GOGC alone) and with the "
+          "tier's soft memory limit (`SetMemoryLimit`, as the craftedge app runs it: bound + bound/16 + "
+          "40 MiB = 74 MiB here). cache max is the most bytes bigcache held; live heap over bound is what "
+          "the entries that fit cost beyond it (shard maps, tag index); peak heap in use includes garbage "
+          "not yet collected; peak from the OS is the runtime's memory not returned to the OS (Sys - "
+          "HeapReleased, sampled), over the test process's own before the tier and the bound.")
         P()
-        P("| body | cache max | entries that fit | evicted | live heap | over bound | over bound / entry | peak heap in use |")
-        P("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for size, v in rows:
-            P("| %s | %.1f MiB | {:,.0f} | {:,.0f} | %.1f MiB | %.1f MiB | {:,.0f} B | %.1f MiB |".format(
+        P("| limit / body | cache max | entries that fit | evicted | live heap | over bound | over bound / entry | peak heap in use | peak from the OS, over process + bound |")
+        P("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, v in rows:
+            # limit=on/body=10KiB -> "on, 10KiB"
+            size = ", ".join(part.split("=")[-1] for part in name.split("/"))
+            P("| %s | %.1f MiB | {:,.0f} | {:,.0f} | %.1f MiB | %.1f MiB | {:,.0f} B | %.1f MiB | %.1f MiB, +%.1f MiB |".format(
                 v.get("entries", 0), v.get("evicted", 0), v.get("over-bound-B/entry", 0)) % (
                 size, v.get("cache-max-MiB", 0), v.get("live-heap-MiB", 0), v.get("over-bound-MiB", 0),
-                v.get("peak-heap-inuse-MiB", 0)))
+                v.get("peak-heap-inuse-MiB", 0), v.get("peak-os-MiB", 0), v.get("peak-os-over-bound-MiB", 0)))
         P()
     if mems:
         P("Over HTTP: a craftedge server with `memory %s MiB`, wrk cycling through %s URLs of the 10 KiB "
           "page (~15 KiB stored each: ~4x the bound); nearly every request is a miss that stores and "
-          "evicts. Run as shipped (Go's default GOGC=100, no memory limit) and, in the full run, with "
-          "`GOMEMLIMIT`." % (mems[0]["bound_mib"], mems[0]["keys"]))
+          "evicts. Run as shipped (craftedge sets Go's soft memory limit to bound + bound/16 + 40 MiB "
+          "unless GOMEMLIMIT is set) and, in the full run, with `GOMEMLIMIT=off` (Go's GOGC=100 alone, "
+          "as before the limit)." % (mems[0]["bound_mib"], mems[0]["keys"]))
         P()
-        P("| measure | " + " | ".join(m["env"] if m["env"] != "none" else "as shipped" for m in mems) + " |")
+        P("| measure | " + " | ".join(m["env"] if m["env"] != "none" else "as shipped (soft limit)" for m in mems) + " |")
         P("|---|" + "---:|" * len(mems))
 
         def line(label, f):
@@ -377,6 +401,7 @@ def main():
     ap.add_argument("--benchtime", default="?")
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--mem-overhead", default="48")
+    ap.add_argument("--steps", default="hits purge memory go")
     report(ap.parse_args())
 
 

@@ -14,11 +14,12 @@
 # CACHE_HANDLER_VERSION (v0.16.0), XDG_CACHE_HOME, KEEP_WORK=1 (keep the temp
 # directory: configs, logs, raw wrk output), ONLY="respond ce-identity ..."
 # (measure only these rows, skip the purge, memory and Go steps: for A/B
-# re-checks with more rounds).
+# re-checks with more rounds), STEPS="purge memory go" (run only these of
+# the steps hits, purge, memory and go; naming purge runs it in --quick too).
 #
 # Every server runs on 127.0.0.1, pinned to SERVER_CPU; wrk and the origin
 # run on CLIENT_CPU. Output: markdown tables on stdout and in
-# bench/perf/results/latest.md. Every process started here is stopped on
+# bench/perf/results/latest.md (latest-<steps>.md with STEPS). Every process started here is stopped on
 # exit, failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,6 +48,10 @@ if [ "$QUICK" = 1 ]; then
 else
 	ROUNDS=${ROUNDS:-5} SECS=${SECS:-3} WS_SECS=20 BENCHTIME=3x HTTP_PURGE=1 BUDGET=900
 fi
+STEPS_GIVEN=${STEPS:+1}
+STEPS=${STEPS:-hits purge memory go}
+step() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
+[ -n "$STEPS_GIVEN" ] && step purge && HTTP_PURGE=1
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -57,10 +62,12 @@ XCADDY_VERSION=v0.4.5
 CADDY_VERSION=$(awk '$1 == "github.com/caddyserver/caddy/v2" { print $2; exit }' go.mod)
 BROWSER='Accept-Encoding: gzip, deflate, br, zstd'
 MEM_BOUND_MIB=32
-# The fixed overhead this suite states for the memory step: anonymous RSS
-# may reach `memory` + this (idle process ~12 MiB, tag index ~1 KiB per
-# entry that fits, request buffers, GC headroom).
-MEM_OVERHEAD_MIB=48
+# The overhead this suite states for the memory step: anonymous RSS may
+# reach `memory` + this. craftedge sets Go's soft memory limit to
+# memory + memory/16 (tag index, ~0.5 KiB per entry) + 40 MiB (idle process
+# ~12 MiB, request buffers, GC headroom) unless GOMEMLIMIT is set
+# (pagecache.MemoryLimitFor).
+MEM_OVERHEAD_MIB=$((40 + MEM_BOUND_MIB / 16))
 START=$SECONDS
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -142,7 +149,7 @@ need() { # command package
 }
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 CPUs: server and load generator share a CPU"
 need wrk wrk
-need nginx nginx
+step hits && need nginx nginx
 need taskset util-linux
 need python3 python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -151,7 +158,7 @@ log "building craftedge"
 go build -o "$WORK/craftedge" ./cmd/craftedge
 CE=$WORK/craftedge
 CH=$CACHE_DIR/caddy-$CADDY_VERSION-cache-handler-$CACHE_HANDLER_VERSION
-if [ ! -x "$CH" ]; then
+if step hits && [ ! -x "$CH" ]; then
 	log "building Caddy $CADDY_VERSION + cache-handler $CACHE_HANDLER_VERSION with xcaddy (once; cached as $CH)"
 	mkdir -p "$CACHE_DIR"
 	(cd "$CACHE_DIR" && timeout 900 go run "github.com/caddyserver/xcaddy/cmd/xcaddy@$XCADDY_VERSION" build "$CADDY_VERSION" \
@@ -322,22 +329,25 @@ EOF
 # --- start and warm ------------------------------------------------------------
 log "starting servers (servers on CPU $SERVER_CPU, wrk and origin on CPU $CLIENT_CPU)"
 start origin "$CLIENT_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/origin.Caddyfile" --adapter caddyfile
-start respond "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/respond.Caddyfile" --adapter caddyfile
-start ce-hit "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-hit.Caddyfile" --adapter caddyfile
-start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap-warm.Caddyfile" --adapter caddyfile
-start cache-handler "$SERVER_CPU" "${caddy_env[@]}" "$CH" run --config "$WORK/cache-handler.Caddyfile" --adapter caddyfile
-start nginx "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
 wait_up origin http://127.0.0.1:18090/p10k.html
-wait_up respond http://127.0.0.1:18081/p10k.html
-wait_up ce-hit http://127.0.0.1:18082/p10k.html
-wait_up ce-snap http://127.0.0.1:18083/p10k.html
-wait_up cache-handler http://127.0.0.1:18084/p10k.html
-wait_up nginx http://127.0.0.1:18085/p10k.html
 
 health() { curl -s --max-time 5 "http://localhost:$1/craftedge/health"; }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin)
 for k in sys.argv[1].split("."): d=d[k]
 print(d)' "$1"; }
+
+# --- hits: every target, alternating (step "hits") --------------------------------
+if step hits; then
+start respond "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/respond.Caddyfile" --adapter caddyfile
+start ce-hit "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-hit.Caddyfile" --adapter caddyfile
+start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap-warm.Caddyfile" --adapter caddyfile
+start cache-handler "$SERVER_CPU" "${caddy_env[@]}" "$CH" run --config "$WORK/cache-handler.Caddyfile" --adapter caddyfile
+start nginx "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
+wait_up respond http://127.0.0.1:18081/p10k.html
+wait_up ce-hit http://127.0.0.1:18082/p10k.html
+wait_up ce-snap http://127.0.0.1:18083/p10k.html
+wait_up cache-handler http://127.0.0.1:18084/p10k.html
+wait_up nginx http://127.0.0.1:18085/p10k.html
 
 # Snapshots: store both pages, wait for the write-behind queue to drain,
 # then restart with the origin unreachable.
@@ -489,10 +499,11 @@ if [ "$PROFILE" = 1 ]; then
 	log "profiles in $CACHE_DIR/profiles (go tool pprof $CACHE_DIR/profiles/craftedge FILE)"
 fi
 for name in respond ce-hit ce-snap cache-handler nginx; do stop "$name"; done
+fi # step hits
 
 # --- purge of one tag covering 100,000 entries, over HTTP ------------------------
 : >"$WORK/purge.tsv"
-if [ "$HTTP_PURGE" = 1 ] && [ -z "${ONLY:-}" ] && [ $((SECONDS - START)) -lt $((BUDGET - 180)) ]; then
+if step purge && [ "$HTTP_PURGE" = 1 ] && [ -z "${ONLY:-}" ] && [ $((SECONDS - START)) -lt $((BUDGET - 180)) ]; then
 	log "purge step: filling 100,000 entries tagged 'bulk'"
 	start ce-purge "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-purge.Caddyfile" --adapter caddyfile
 	wait_up ce-purge http://127.0.0.1:18087/p10k.html
@@ -525,6 +536,17 @@ if [ "$HTTP_PURGE" = 1 ] && [ -z "${ONLY:-}" ] && [ $((SECONDS - START)) -lt $((
 	sleep 0.7
 	resp=$(curl -s --max-time 30 -w '|%{time_total}' -X POST -H 'Content-Type: application/json' \
 		-d '{"tags":["bulk"]}' http://localhost:2097/craftedge/purge | tr -d ' \n')
+	# The purged entries are no longer served when the call returns; the
+	# memory tier reclaims them in the background (purge_pending).
+	t0=$(date +%s%N) cleanup_ms=
+	for _ in $(seq 250); do # bounded: at most 250 polls
+		# (no purge_pending in health: a build without background cleanup)
+		if [ "$(jget memory.purge_pending <<<"$(health 2097)" 2>/dev/null || echo 0)" = 0 ]; then
+			cleanup_ms=$((($(date +%s%N) - t0) / 1000000))
+			break
+		fi
+		sleep 0.02
+	done
 	wait "${PID[wrk-purge]}" || true
 	unset "PID[wrk-purge]"
 	check_hit=$(curl -s -D - -o /dev/null -H "$BROWSER" http://127.0.0.1:18087/p10k.html | tr -d '\r' | grep -i '^cache-status:' || true)
@@ -532,6 +554,7 @@ if [ "$HTTP_PURGE" = 1 ] && [ -z "${ONLY:-}" ] && [ $((SECONDS - START)) -lt $((
 		echo "entries $entries"
 		echo "response ${resp%|*}"
 		echo "seconds ${resp##*|}"
+		echo "cleanup_ms_after ${cleanup_ms:-unknown}"
 		echo "after ${check_hit#*: }"
 	} >>"$WORK/purge.tsv"
 	python3 -B "$PERF/report.py" parse-wrk idle p10k 1 "$WORK/purge-idle.out" | sed 's/^/wrk /' >>"$WORK/purge.tsv"
@@ -546,7 +569,9 @@ fi
 # that stores (the worst case for memory churn). Run once as shipped (Go's
 # default GOGC=100, no memory limit), and in the full run once more with a
 # soft memory limit (GOMEMLIMIT = bound + MEM_OVERHEAD_MIB) to show where
-# the excess over the bound comes from (GC headroom).
+# the excess over the bound comes from (GC headroom). craftedge as shipped
+# sets a soft memory limit from the bound (pagecache.MemoryLimitFor);
+# GOMEMLIMIT=off turns that off and shows what Go's GOGC alone gives.
 WS=$((4 * MEM_BOUND_MIB * 1024 / 15))
 cat >"$WORK/ws.lua" <<EOF
 local n, step, i = $WS, 1, 0
@@ -609,9 +634,9 @@ mem_step() { # label [env assignments...]
 	} >"$WORK/mem-$label.tsv"
 	stop ce-mem
 }
-if [ -z "${ONLY:-}" ]; then
+if step memory && [ -z "${ONLY:-}" ]; then
 	mem_step default
-	[ "$QUICK" = 1 ] || mem_step memlimit "GOMEMLIMIT=$((MEM_BOUND_MIB + MEM_OVERHEAD_MIB))MiB"
+	[ "$QUICK" = 1 ] || mem_step nolimit "GOMEMLIMIT=off"
 fi
 stop origin
 
@@ -623,13 +648,16 @@ stop origin
 # enqueued, not run inline. Until then the report says "not measured yet".
 
 # --- Go benchmarks (in-process, both CPUs) --------------------------------------
-if [ -z "${ONLY:-}" ]; then
+if step go && [ -z "${ONLY:-}" ]; then
 	log "Go benchmarks: purge and memory per entry (pagecache, -benchtime $BENCHTIME)"
 	go test -run '^$' -bench 'PurgeTag|Memory' -benchtime "$BENCHTIME" -timeout 10m ./pagecache >"$WORK/gobench.out" 2>&1 ||
 		{ cat "$WORK/gobench.out" >&2; die "go test -bench failed"; }
 fi
 
 # --- report ----------------------------------------------------------------------
+# A run of some steps only (STEPS=...) does not replace the full report.
+OUT=latest.md
+[ -n "$STEPS_GIVEN" ] && OUT="latest-${STEPS// /-}.md"
 mkdir -p "$PERF/results"
 python3 -B "$PERF/report.py" report \
 	--work "$WORK" \
@@ -638,10 +666,11 @@ python3 -B "$PERF/report.py" report \
 	--load "$LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg)" \
 	--machine "$(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -r)" \
 	--setup "wrk -t$THREADS -c$CONNS, $ROUNDS round(s) x ${SECS}s per target, servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; caddy $CADDY_VERSION; cache-handler $CACHE_HANDLER_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
-	--command "bench/perf/run.sh $*" \
+	--command "${STEPS_GIVEN:+STEPS=\"$STEPS\" }bench/perf/run.sh $*" \
 	--benchtime "$BENCHTIME" \
 	--server-cpu "$SERVER_CPU" \
 	--mem-overhead "$MEM_OVERHEAD_MIB" \
-	>"$PERF/results/latest.md"
-cat "$PERF/results/latest.md"
-log "done in $((SECONDS - START)) s; written to bench/perf/results/latest.md"
+	--steps "$STEPS" \
+	>"$PERF/results/$OUT"
+cat "$PERF/results/$OUT"
+log "done in $((SECONDS - START)) s; written to bench/perf/results/$OUT"
