@@ -180,6 +180,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKeys = append(a.poolKeys, storeKey)
 	a.store = val.(storeResource).Store
+	// The store is shared across reloads: apply this config's bounds.
+	if err := a.store.SetLimits(a.SnapshotMaxSize, time.Duration(a.SnapshotMaxAge)); err != nil {
+		return fmt.Errorf("craftedge: snapshot bounds: %w", err)
+	}
 
 	memKey := fmt.Sprintf("memory:%d", a.Memory)
 	val, _, err = statePool.LoadOrNew(memKey, func() (caddy.Destructor, error) {

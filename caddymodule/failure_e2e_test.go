@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -387,4 +389,38 @@ func assertLoadError(t *testing.T, cfg, want string) {
 	t.Helper()
 	caddytest.AssertLoadError(t, cfg, "caddyfile", want)
 	caddytest.AssertLoadError(t, cfg, "caddyfile", "Caddyfile:")
+}
+
+// The snapshot store stays open across reloads; a reload with tighter
+// bounds applies them to it (evicting the oldest) without a restart.
+func TestSnapshotBoundsApplyOnReload(t *testing.T) {
+	o := newTestOrigin(t)
+	o.fallback = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		// Bodies that do not compress to nothing: the path repeated with
+		// a counter.
+		var b strings.Builder
+		for i := range 400 {
+			fmt.Fprintf(&b, "<p>%s %d %x</p>", r.URL.Path, i, i*7919)
+		}
+		_, _ = io.WriteString(w, b.String())
+	}
+	g := startGateway(t, o, gatewayOptions{globalExtra: "snapshot_max_size 64MiB"})
+	for i := range 20 {
+		wantStatus(t, g.get(fmt.Sprintf("/bounded/%d", i)), 200)
+	}
+	g.flushSnapshots()
+	before := g.health().Snapshots
+	if before.Count != 20 {
+		t.Fatalf("snapshots before the reload: %+v", before)
+	}
+	bound := before.Bytes / 2
+	g.reload(gatewayOptions{globalExtra: fmt.Sprintf("snapshot_max_size %d", bound)})
+	waitFor(t, "eviction under the reloaded bound", func() bool {
+		s := g.health().Snapshots
+		return s.Bytes <= bound && s.Evicted > 0
+	})
+	if s := g.health().Snapshots; s.Count == 0 || s.Count >= 20 {
+		t.Fatalf("after the reload: %+v (bound %d)", s, bound)
+	}
 }

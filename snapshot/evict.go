@@ -45,8 +45,8 @@ func (s *Store) Evict() (int, error) {
 		}
 	}
 
-	if s.opts.MaxAge > 0 {
-		cutoff := now.Add(-s.opts.MaxAge).UnixNano()
+	if time.Duration(s.maxAge.Load()) > 0 {
+		cutoff := now.Add(-time.Duration(s.maxAge.Load())).UnixNano()
 		if err := run("age", func(at int64, _ *totals) bool { return at < cutoff }); err != nil {
 			return total, errors.Join(flushErr, err)
 		}
@@ -54,8 +54,8 @@ func (s *Store) Evict() (int, error) {
 			return total, errors.Join(flushErr, err)
 		}
 	}
-	if s.opts.MaxBytes > 0 && s.bytes.Load() > s.opts.MaxBytes {
-		if err := run("size", func(_ int64, t *totals) bool { return t.bytes > s.opts.MaxBytes }); err != nil {
+	if s.maxBytes.Load() > 0 && s.bytes.Load() > s.maxBytes.Load() {
+		if err := run("size", func(_ int64, t *totals) bool { return t.bytes > s.maxBytes.Load() }); err != nil {
 			return total, errors.Join(flushErr, err)
 		}
 	}

@@ -137,6 +137,10 @@ type Store struct {
 	purges    purgeMarks
 	overrides overrideSet
 
+	// maxBytes and maxAge are Options.MaxBytes and MaxAge, changeable
+	// while the store runs (SetLimits: a config reload).
+	maxBytes, maxAge atomic.Int64
+
 	count, bytes, fileBytes atomic.Int64
 	pendingN                atomic.Int64
 	dropped, rejected       atomic.Uint64
@@ -216,6 +220,8 @@ func Open(opts Options) (*Store, error) {
 		evictKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
+	s.maxBytes.Store(opts.MaxBytes)
+	s.maxAge.Store(int64(opts.MaxAge))
 	s.purges.init()
 	s.overrides.init()
 	if err := s.load(); err != nil {
@@ -305,6 +311,24 @@ func (s *Store) rebuildTotals(tx *bolt.Tx) (count, bytes uint64, err error) {
 		return 0, 0, err
 	}
 	return count, bytes, nil
+}
+
+// SetLimits changes MaxBytes and MaxAge of a running store (a config
+// reload keeps the store open). Tighter bounds take effect at the next
+// eviction pass, which it starts at once.
+func (s *Store) SetLimits(maxBytes int64, maxAge time.Duration) error {
+	if maxBytes < 0 || maxAge < 0 {
+		return errors.New("snapshot: SetLimits: negative bound")
+	}
+	old := s.maxBytes.Swap(maxBytes)
+	oldAge := s.maxAge.Swap(int64(maxAge))
+	if old != maxBytes || oldAge != int64(maxAge) {
+		select {
+		case s.evictKick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 // DB returns the underlying bbolt database so other stores can keep their

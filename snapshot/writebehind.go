@@ -44,7 +44,7 @@ func (s *Store) Put(rec Record) bool {
 	}
 	p := pendingRecord{storedAt: rec.StoredAt.UnixNano()}
 	p.enc = encodeRecord(p.storedAt, rec.Tags, rec.Value)
-	if s.opts.MaxBytes > 0 && int64(len(p.enc)) > s.opts.MaxBytes {
+	if s.maxBytes.Load() > 0 && int64(len(p.enc)) > s.maxBytes.Load() {
 		s.rejected.Add(1)
 		return false
 	}
@@ -90,7 +90,7 @@ func (s *Store) acceptable(rec Record) bool {
 	}
 	// Evict prunes purge marks older than MaxAge, so a record that old
 	// could not be checked for staleness; it would be evicted anyway.
-	if s.opts.MaxAge > 0 && rec.StoredAt.Before(s.now().Add(-s.opts.MaxAge)) {
+	if time.Duration(s.maxAge.Load()) > 0 && rec.StoredAt.Before(s.now().Add(-time.Duration(s.maxAge.Load()))) {
 		return false
 	}
 	return true
@@ -142,15 +142,15 @@ func (s *Store) Flush() error {
 				return fmt.Errorf("writing %q: %w", k, err)
 			}
 		}
-		if s.opts.MaxBytes > 0 && t.bytes > s.opts.MaxBytes {
+		if s.maxBytes.Load() > 0 && t.bytes > s.maxBytes.Load() {
 			var err error
 			evicted, _, _, err = evictTx(tx, &t, maxEvictInFlush, func(_ int64, t *totals) bool {
-				return t.bytes > s.opts.MaxBytes
+				return t.bytes > s.maxBytes.Load()
 			})
 			if err != nil {
 				return err
 			}
-			over = t.bytes > s.opts.MaxBytes
+			over = t.bytes > s.maxBytes.Load()
 		}
 		return putTotals(tx, t.count, t.bytes)
 	})
