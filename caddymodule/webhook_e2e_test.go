@@ -394,8 +394,8 @@ func (e *webhookEnv) restartWebhook() {
 	}
 }
 
-// Many deliveries for one version of a record coalesce into one refetch;
-// a new version gets its own.
+// Many deliveries for one version of a record arriving while its refetch
+// has not started coalesce into one refetch; a new version gets its own.
 func TestWebhookDeliveriesCoalesce(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
 	e.sim.Reset()
@@ -403,8 +403,19 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The vendor rate-limits the first refetch for an hour: it waits,
+	// ready, while the other deliveries arrive.
+	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1, RetryAfter: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
 	var jobIDs []string
 	for i := range 5 {
+		if i == 1 {
+			waitFor(t, "the refetch to back off", func() bool {
+				j := e.job(jobIDs[0])
+				return j.State == jobs.StateReady && j.Attempts == 1
+			})
+		}
 		r := e.event(hookCfgNew, fmt.Sprintf("msg_c%d", i), productEvent("2", version))
 		wantStatus(t, r, http.StatusAccepted)
 		var ack struct {
@@ -417,6 +428,7 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 		}
 		jobIDs = append(jobIDs, ack.Job)
 	}
+	advance(time.Hour + time.Minute) // the vendor's Retry-After has passed
 	e.waitRefetchesDone(1)
 	for _, id := range jobIDs[1:] {
 		if id != jobIDs[0] {
@@ -636,4 +648,44 @@ func TestWebhookGenericHMACScheme(t *testing.T) {
 	wantStatus(t, e.event(hex, "", productEvent("5", 1)), http.StatusUnauthorized)
 	wantStatus(t, e.event(hookCfgNew, "msg_std", productEvent("5", 1)), http.StatusUnauthorized)
 	e.waitRefetchesDone(1)
+}
+
+// A delete announced with the version of an update already refetched (the
+// vendor's delete carries the record's last version) gets its own
+// refetch: the done refetch of the update does not swallow it.
+func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Reset()
+	version, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitRefetchesDone(1)
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	if err := e.sim.Delete(vendorsim.KindProduct, "3"); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.sim.Webhooks()
+	if len(sent) != 2 || sent[1].Status != http.StatusAccepted {
+		t.Fatalf("deliveries = %+v", sent)
+	}
+	if ev := sent[1].Event; ev.Type != "product.deleted" || ev.Version != version {
+		t.Fatalf("the delete delivery %+v does not carry version %d", ev, version)
+	}
+	list := e.waitRefetchesDone(2)
+	if list[1].Key == list[0].Key || list[1].State != jobs.StateDone {
+		t.Fatalf("refetch jobs = %+v", list)
+	}
+	if n := e.sim.Requests().Count(vendorsim.RouteProductGet, 404); n != 1 {
+		t.Fatalf("vendor GETs answered 404 = %d, want 1", n)
+	}
+	wantStatus(t, e.get(productPage), http.StatusGone)
+	if l := e.lineage("3"); l.Record == nil || !l.Record.Deleted || l.Changes[0].Delivery != sent[1].DeliveryID {
+		t.Fatalf("lineage = %+v", l)
+	}
 }

@@ -50,9 +50,12 @@ func refetchKey(p refetchPayload) string {
 }
 
 // enqueueRefetch enqueues (or joins) the refetch of a record. A delivery
-// without a version joins a refetch that has not started yet; once one
-// has started (it may read the record before the change this delivery
-// announces), a new refetch is enqueued. A delivery whose versioned
+// joins a refetch that has not started yet. Once one has started or is
+// done, it may have read the record before the change this delivery
+// announces (a vendor's delete usually carries the record's last version,
+// the one the update's refetch already read), so a new refetch is
+// enqueued, keyed by the delivery id too (a retry of the same delivery
+// joins it) or unkeyed when the delivery has no id. A delivery whose
 // refetch is a dead letter revives it.
 // correlation is the delivery's request id, kept on the job for its logs.
 func (a *App) enqueueRefetch(ctx context.Context, p refetchPayload, correlation string) (jobs.Job, bool, error) {
@@ -60,21 +63,28 @@ func (a *App) enqueueRefetch(ctx context.Context, p refetchPayload, correlation 
 	if err != nil {
 		return jobs.Job{}, false, err
 	}
-	key := refetchKey(p)
-	job, created, err := a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorRefetch, Key: key, Payload: payload, Correlation: correlation})
+	req := jobs.EnqueueRequest{Kind: jobKindVendorRefetch, Key: refetchKey(p), Payload: payload, Correlation: correlation}
+	job, created, err := a.jobs.Enqueue(ctx, req)
 	if err != nil || created {
 		return job, created, err
 	}
-	switch {
-	case job.State == jobs.StateDead:
+	switch job.State {
+	case jobs.StateReady:
+		return job, false, nil
+	case jobs.StateDead:
 		if err := a.jobs.RetryNow(job.ID); err != nil {
 			return job, false, fmt.Errorf("reviving dead refetch %s: %w", job.ID, err)
 		}
 		job.State = jobs.StateReady
-	case p.Version == "" && job.State != jobs.StateReady:
-		return a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorRefetch, Key: key + ":" + p.Delivery, Payload: payload, Correlation: correlation})
+		return job, false, nil
+	default: // running or done
+		if p.Delivery == "" {
+			req.Key = ""
+		} else {
+			req.Key += ":" + p.Delivery
+		}
+		return a.jobs.Enqueue(ctx, req)
 	}
-	return job, false, nil
 }
 
 // runRefetch pulls the record through the vendor client (fresh: not
