@@ -37,6 +37,7 @@ var (
 type webhookOptions struct {
 	scheme  string // the webhook block's scheme lines; default "scheme standard"
 	webhook string // extra lines in the vendor's webhook block
+	purge   string // extra lines in the craftedge_purge block
 	storage string
 }
 
@@ -94,6 +95,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	craftedge_webhook
 	craftedge_purge {
 		secret {env.CRAFT_PURGE_SECRET}
+		%s
 	}
 	craftedge {
 		upstream records
@@ -101,7 +103,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, globalPorts(), o.storage, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr)
+`, globalPorts(), o.storage, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.purge)
 }
 
 type webhookEnv struct {
@@ -635,9 +637,10 @@ func TestWebhookGenericHMACScheme(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{scheme: "scheme hmac\n\t\t\t\theader X-Hub-Signature-256\n\t\t\t\tprefix sha256=\n\t\t\t\tencoding base64\n\t\t\t\ttimestamp_header X-Hub-Timestamp"})
 	cfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{hookSecretOld}, Header: "X-Hub-Signature-256",
 		Prefix: "sha256=", Encoding: "base64", TimestampHeader: "X-Hub-Timestamp"}
-	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusAccepted)
-	// Same body again: the body hash is the replay key.
-	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusOK)
+	at := nowFunc()
+	wantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusAccepted)
+	// The same signed request again: timestamp and body are the replay key.
+	wantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusOK)
 	stale := e.post(hookURLPath, cfg, "", nowFunc().Add(-time.Hour), "application/json", productEvent("4", 1))
 	wantStatus(t, stale, http.StatusUnauthorized)
 	if !strings.Contains(stale.body, rejectStale) {
@@ -688,4 +691,62 @@ func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
 	if l := e.lineage("3"); l.Record == nil || !l.Record.Deleted || l.Changes[0].Delivery != sent[1].DeliveryID {
 		t.Fatalf("lineage = %+v", l)
 	}
+}
+
+// Schemes without a delivery id: a repeat of the same body sent later
+// (an editor saving entry 5 twice) is processed again. With a signed
+// timestamp the replay key is timestamp+body, so only the very same
+// signed request is a duplicate; without a timestamp nothing is deduped.
+func TestSignedRepeatsWithoutDeliveryID(t *testing.T) {
+	purge := `{"tags":["shop:product:3"]}`
+	purged := func(e *webhookEnv, r response) {
+		t.Helper()
+		wantStatus(t, r, http.StatusOK)
+		if !strings.Contains(r.body, `"purged": 1`) {
+			t.Fatalf("purge answer %s", r.body)
+		}
+		wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+		wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	}
+
+	// craftedge_purge with hmac and a timestamp header; webhooks with a
+	// static secret.
+	e := startWebhookGateway(t, webhookOptions{
+		scheme: "scheme static\n\t\t\t\theader X-Shop-Secret",
+		purge:  "scheme hmac\n\t\theader X-Craft-Signature\n\t\ttimestamp_header X-Craft-Timestamp",
+	})
+	hmacCfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{purgeSecret}, Header: "X-Craft-Signature", TimestampHeader: "X-Craft-Timestamp"}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	at := nowFunc()
+	purged(e, e.post(purgeURLPath, hmacCfg, "", at, "application/json", purge))
+	// The same signed request (a replay) is a duplicate and purges nothing.
+	r := e.post(purgeURLPath, hmacCfg, "", at, "application/json", purge)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("replayed purge answer %s", r.body)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	// The same purge sent again later is a new purge.
+	advance(time.Minute)
+	purged(e, e.post(purgeURLPath, hmacCfg, "", nowFunc(), "application/json", purge))
+
+	// Static webhooks: the same event twice makes two accepted
+	// deliveries (coalesced into one refetch while it waits).
+	static := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{hookSecretNew}, Header: "X-Shop-Secret"}
+	for i := range 2 {
+		r := e.event(static, "", productEvent("4", 1))
+		wantStatus(t, r, http.StatusAccepted)
+		if strings.Contains(r.body, "duplicate") {
+			t.Fatalf("delivery %d: %s", i, r.body)
+		}
+	}
+	e.waitRefetchesDone(len(e.refetchJobs()))
+
+	// craftedge_purge with a static secret: never deduplicated.
+	stopGateway(t)
+	e = startWebhookGateway(t, webhookOptions{purge: "scheme static\n\t\theader X-Craft-Purge-Secret"})
+	staticPurge := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{purgeSecret}, Header: "X-Craft-Purge-Secret"}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
+	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
 }
