@@ -38,6 +38,7 @@ type webhookOptions struct {
 	scheme  string // the webhook block's scheme lines; default "scheme standard"
 	webhook string // extra lines in the vendor's webhook block
 	purge   string // extra lines in the craftedge_purge block
+	global  string // extra lines in the global craftedge option (a cdn block)
 	storage string
 }
 
@@ -51,6 +52,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	craftedge {
 		storage %s
 		memory 16MiB
+		%s
 		jobs {
 			kind vendor.sync {
 				backoff 10ms 50ms
@@ -103,7 +105,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, globalPorts(), o.storage, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.purge)
+`, globalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.purge)
 }
 
 type webhookEnv struct {
@@ -749,4 +751,57 @@ func TestSignedRepeatsWithoutDeliveryID(t *testing.T) {
 	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
 	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
 	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
+}
+
+// cdnRequestsWithTag counts the fake CDN's requests whose body names tag.
+func cdnRequestsWithTag(cdn *fakeCDN, tag string) int {
+	n := 0
+	for _, r := range cdn.got() {
+		if strings.Contains(r.Body, `"`+tag+`"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// A purge that fails inside a job (here: the CDN purge cannot be queued)
+// fails the job; its retry purges the record's tags again although the
+// record is unchanged by then, so the CDN does get the purge. Refetch and
+// sync.
+func TestJobPurgeFailureIsRetried(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	e := startWebhookGateway(t, webhookOptions{global: `cdn cloudflare zone-abc {
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	t.Cleanup(func() { cdnEnqueueFaults.Store(0) })
+	const tag = "shop:product:3"
+	waitFor(t, "the first sync's CDN purges", func() bool { return cdnRequestsWithTag(cdn, tag) == 1 })
+
+	// Refetch.
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	cdnEnqueueFaults.Store(1)
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	j := e.waitRefetchesDone(1)[0]
+	if j.State != jobs.StateDone || j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
+		t.Fatalf("refetch job = %+v", j)
+	}
+	waitFor(t, "the refetch's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 2 })
+
+	// Sync.
+	e.sim.ClearWebhookTargets()
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 2 }); err != nil {
+		t.Fatal(err)
+	}
+	cdnEnqueueFaults.Store(1)
+	j = e.sync("after the fault", jobs.StateDone)
+	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
+		t.Fatalf("sync job = %+v", j)
+	}
+	waitFor(t, "the sync's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 3 })
 }

@@ -114,8 +114,10 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 		if err != nil {
 			return err
 		}
-		if changed {
-			a.purgeRecordTags(ctx, p, stored.Tags, nil, log)
+		if changed || retried(t) {
+			if err := a.purgeRecordTags(ctx, p, stored.Tags, nil); err != nil {
+				return err
+			}
 		}
 		log.Info("webhook refetch: gone at the vendor", zap.Bool("marked_deleted", changed))
 		return nil
@@ -128,12 +130,14 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	if changed {
+	if changed || retried(t) {
 		var old []string
 		if prev != nil {
 			old = prev.Tags
 		}
-		a.purgeRecordTags(ctx, p, rec.Tags, old, log)
+		if err := a.purgeRecordTags(ctx, p, rec.Tags, old); err != nil {
+			return err
+		}
 	}
 	log.Debug("webhook refetch stored", zap.String("version", rec.Version), zap.Bool("changed", changed))
 	if older(rec.Version, p.Version) {
@@ -143,13 +147,20 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 }
 
 // purgeRecordTags purges a changed record's tags (new and old) and its
-// collection's tag.
-func (a *App) purgeRecordTags(ctx context.Context, p refetchPayload, tags, old []string, log *zap.Logger) {
+// collection's tag. An error (snapshots not marked stale, the CDN purge
+// not queued) fails the job: its retry purges again.
+func (a *App) purgeRecordTags(ctx context.Context, p refetchPayload, tags, old []string) error {
 	all := append(append(append([]string(nil), tags...), old...), collectionTag(p.Vendor, p.Resource))
 	if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: all}, "webhook"); err != nil {
-		log.Error("webhook refetch: purging tags", zap.Error(err))
+		return fmt.Errorf("vendor.refetch: purging the record's tags: %w", err)
 	}
+	return nil
 }
+
+// retried reports whether t is a retry: an earlier attempt may have stored
+// the record and then failed (or crashed) before its purge was done, so
+// the record's tags are purged even if it is unchanged now.
+func retried(t *jobs.Task) bool { return t.Job.Attempts > 1 }
 
 // older reports whether got is an integer version below the integer want.
 // Other versions (hashes, dates) are not compared.
