@@ -656,3 +656,24 @@ func TestCDNEnqueueFailureKeepsLocalPurge(t *testing.T) {
 	}
 	g.waitCDNJobs(1, jobs.StateDone)
 }
+
+// A URL purge without a query purges every query variant in craftedge;
+// at Cloudflare it is the exact URL plus the prefix host/path (the root
+// path gets no prefix: that would be the whole host).
+func TestCDNCloudflareURLWithoutQueryPurgesVariants(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn cloudflare zone-abc {
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	g.purge(`{"urls":["https://www.example.com/blog/a","https://www.example.com/blog/b?p=2","https://www.example.com/"]}`)
+	reqs := cdn.waitRequests(2)
+	g.waitCDNJobs(1, jobs.StateDone)
+	wantJSON(t, reqs[0].Body, map[string]any{"files": []string{"https://www.example.com/blog/a", "https://www.example.com/blog/b?p=2", "https://www.example.com/"}})
+	wantJSON(t, reqs[1].Body, map[string]any{"prefixes": []string{"www.example.com/blog/a"}})
+	if n := len(cdn.got()); n != 2 {
+		t.Fatalf("%d requests at the CDN, want 2", n)
+	}
+}
