@@ -590,6 +590,7 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t\ttimeout soon\n\t\t}", "invalid duration", 2},
 		{"cdn generic http://127.0.0.1:1/p {\n\t\t\ttoken t\n\t\t}", "takes no token", 0},
 		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Only\n\t\t}", "header wants <name> <value>", 1},
+		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Site a\n\t\t\theader x-site b\n\t\t}", "cdn: header X-Site is set twice", 2},
 		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t}\n\t\tcdn fastly s {\n\t\t\ttoken t\n\t\t}", "cdn is configured twice", 3},
 	} {
 		cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: tc.block})
