@@ -138,6 +138,10 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 		return badRequest(err)
 	}
 	n, err := app.purge(&req, "admin")
+	if cdnForwardFailed(err) {
+		// The local purge stands; say what did not happen.
+		return writeJSON(w, http.StatusOK, map[string]any{"purged": n, "cdn_error": err.Error()})
+	}
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}

@@ -114,10 +114,16 @@ func (c *CDNConfig) validate() error {
 			return fmt.Errorf("endpoint: %w", err)
 		}
 	}
+	canonical := make(map[string]string, len(c.Headers))
 	for name := range c.Headers {
 		if name == "" || strings.ContainsAny(name, " \t\r\n:") {
 			return fmt.Errorf("invalid header name %q", name)
 		}
+		// JSON config can spell one header twice (x-site, X-Site).
+		if other, dup := canonical[http.CanonicalHeaderKey(name)]; dup {
+			return fmt.Errorf("header %q and %q are the same header", other, name)
+		}
+		canonical[http.CanonicalHeaderKey(name)] = name
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout must not be negative")

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -79,10 +80,14 @@ func (a *App) unmarshalCDN(d *caddyfile.Dispenser) error {
 			if len(args) != 2 {
 				return d.Errf("cdn: header wants <name> <value>, got %d arguments", len(args))
 			}
+			name := http.CanonicalHeaderKey(args[0])
 			if c.Headers == nil {
 				c.Headers = map[string]string{}
 			}
-			c.Headers[args[0]] = args[1]
+			if _, dup := c.Headers[name]; dup {
+				return d.Errf("cdn: header %s is set twice", name)
+			}
+			c.Headers[name] = args[1]
 			continue
 		case "endpoint":
 			v, err := oneArg(d)

@@ -590,6 +590,7 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t\ttimeout soon\n\t\t}", "invalid duration", 2},
 		{"cdn generic http://127.0.0.1:1/p {\n\t\t\ttoken t\n\t\t}", "takes no token", 0},
 		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Only\n\t\t}", "header wants <name> <value>", 1},
+		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Site a\n\t\t\theader x-site b\n\t\t}", "cdn: header X-Site is set twice", 2},
 		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t}\n\t\tcdn fastly s {\n\t\t\ttoken t\n\t\t}", "cdn is configured twice", 3},
 	} {
 		cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: tc.block})
@@ -609,4 +610,71 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", "")
 	cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: "cdn cloudflare z {\n\t\t\ttoken {env.CF_API_TOKEN}\n\t\t}"})
 	caddytest.AssertLoadError(t, cfg, "caddyfile", "token {env.CF_API_TOKEN} resolves to nothing")
+}
+
+// A purge whose CDN job cannot be queued still purged craftedge: the
+// admin route answers 200 with cdn_error (not 500), and the
+// failure is counted; nothing reaches the CDN.
+func TestCDNEnqueueFailureKeepsLocalPurge(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	o.handle("/blog/a", pageHandler("a", "entry:1 section:blog"))
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn cloudflare zone-abc {
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	t.Cleanup(func() { cdnEnqueueFaults.Store(0) })
+	failures := func() float64 {
+		return max(g.scrape(`craftedge_cdn_purge_enqueue_failures_total{source="admin"}`), 0)
+	}
+	before := failures()
+	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
+	wantCacheStatus(t, g.get("/blog/a"), "craftedge; hit")
+
+	cdnEnqueueFaults.Store(1)
+	r := g.admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"]}`)
+	wantStatus(t, r, http.StatusOK)
+	var ans struct {
+		Purged   int    `json:"purged"`
+		CDNError string `json:"cdn_error"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &ans); err != nil || ans.Purged != 1 || !strings.Contains(ans.CDNError, "forwarding the purge to the CDN") {
+		t.Fatalf("answer %s (%v)", r.body, err)
+	}
+	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
+	if got := failures(); got != before+1 {
+		t.Fatalf("enqueue failures %v → %v", before, got)
+	}
+	if js := g.cdnJobs(); len(js) != 0 {
+		t.Fatalf("cdn jobs: %+v", js)
+	}
+	// The next purge is forwarded again, and its answer has no cdn_error.
+	r = g.admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"]}`)
+	wantStatus(t, r, http.StatusOK)
+	if strings.Contains(r.body, "cdn_error") {
+		t.Fatalf("answer %s", r.body)
+	}
+	g.waitCDNJobs(1, jobs.StateDone)
+}
+
+// A URL purge without a query purges every query variant in craftedge;
+// at Cloudflare it is the exact URL plus the prefix host/path (the root
+// path gets no prefix: that would be the whole host).
+func TestCDNCloudflareURLWithoutQueryPurgesVariants(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn cloudflare zone-abc {
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	g.purge(`{"urls":["https://www.example.com/blog/a","https://www.example.com/blog/b?p=2","https://www.example.com/"]}`)
+	reqs := cdn.waitRequests(2)
+	g.waitCDNJobs(1, jobs.StateDone)
+	wantJSON(t, reqs[0].Body, map[string]any{"files": []string{"https://www.example.com/blog/a", "https://www.example.com/blog/b?p=2", "https://www.example.com/"}})
+	wantJSON(t, reqs[1].Body, map[string]any{"prefixes": []string{"www.example.com/blog/a"}})
+	if n := len(cdn.got()); n != 2 {
+		t.Fatalf("%d requests at the CDN, want 2", n)
+	}
 }

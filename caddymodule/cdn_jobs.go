@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -73,6 +74,9 @@ func (a *App) enqueueCDNPurge(p *PurgeRequest, source string, job *jobs.Ref) (st
 	if a.cdn == nil || a.jobs == nil {
 		return "", nil
 	}
+	if takeFault(&cdnEnqueueFaults) {
+		return "", errors.New("jobs: enqueue cdn.purge: injected fault")
+	}
 	payload := cdnPurgePayload{Provider: a.cdn.cfg.Provider, Source: source, Tags: p.Tags, URLs: p.URLs,
 		Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All}
 	req := jobs.EnqueueRequest{Kind: jobKindCDNPurge}
@@ -92,6 +96,24 @@ func (a *App) enqueueCDNPurge(p *PurgeRequest, source string, job *jobs.Ref) (st
 		return "", err
 	}
 	return j.ID, nil
+}
+
+// cdnEnqueueFaults, when positive, fails that many upcoming cdn.purge
+// enqueues. Set by tests only: a failed commit of the bbolt file (a full
+// disk, an I/O error) cannot be produced on demand with a real file.
+var cdnEnqueueFaults atomic.Int32
+
+// takeFault consumes one fault of c, if any is left.
+func takeFault(c *atomic.Int32) bool {
+	for {
+		n := c.Load()
+		if n <= 0 {
+			return false
+		}
+		if c.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // cdnPurgedAll remembers, per CDN, when the last purge-all that the CDN

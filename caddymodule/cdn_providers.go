@@ -48,7 +48,8 @@ func (t *cdnTarget) cdnCalls(p *cdnPurgePayload) (calls []cdnCall, skipped []str
 
 // cloudflareCalls: POST /zones/{zone}/purge_cache with one of
 // {"purge_everything":true}, {"tags":[…]}, {"hosts":[…]},
-// {"prefixes":[…]} (host/path, no scheme) or {"files":[…]}, each at most
+// {"prefixes":[…]} (host/path, no scheme) or {"files":[…]} (plus a
+// prefix per URL without a query, see below), each at most
 // cloudflareMaxPerRequest entries; Authorization: Bearer <token>.
 func (t *cdnTarget) cloudflareCalls(p *cdnPurgePayload) ([]cdnCall, error) {
 	endpoint := t.cfg.Endpoint + "/zones/" + url.PathEscape(t.cfg.Zone) + "/purge_cache"
@@ -79,11 +80,24 @@ func (t *cdnTarget) cloudflareCalls(p *cdnPurgePayload) ([]cdnCall, error) {
 		}
 		prefixes = append(prefixes, pre)
 	}
+	// A craftedge URL purge without a query purges every query variant;
+	// files purges only the exact URL, so such a URL is also purged as
+	// the prefix host/path (which also reaches longer paths: a safe
+	// over-purge). Not for the root path, whose prefix is the whole host.
+	// After the other groups, so calls of jobs queued before keep their
+	// positions.
+	var variants []string
+	for _, raw := range p.URLs {
+		if u, err := url.Parse(raw); err == nil && u.Host != "" && u.RawQuery == "" && !u.ForceQuery &&
+			u.EscapedPath() != "" && u.EscapedPath() != "/" {
+			variants = append(variants, u.Host+u.EscapedPath())
+		}
+	}
 	var calls []cdnCall
 	for _, group := range []struct {
 		field  string
 		values []string
-	}{{"tags", p.Tags}, {"hosts", p.Hosts}, {"prefixes", prefixes}, {"files", p.URLs}} {
+	}{{"tags", p.Tags}, {"hosts", p.Hosts}, {"prefixes", prefixes}, {"files", p.URLs}, {"prefixes", variants}} {
 		for _, chunk := range chunks(group.values, cloudflareMaxPerRequest) {
 			c, err := call(fmt.Sprintf("%d %s", len(chunk), group.field), map[string][]string{group.field: chunk})
 			if err != nil {
@@ -99,7 +113,9 @@ func (t *cdnTarget) cloudflareCalls(p *cdnPurgePayload) ([]cdnCall, error) {
 // most fastlyMaxKeysPerRequest keys), POST /purge/{host/path?query} per
 // URL, POST /service/{id}/purge_all; Fastly-Key: <token>, and
 // Fastly-Soft-Purge: 1 when soft (not for purge_all, which is always
-// hard). Fastly has no host or prefix purge: those are skipped.
+// hard). Fastly has no host or prefix purge: those are skipped, and so
+// are the query variants of a URL without a query (only the exact URL is
+// purged).
 func (t *cdnTarget) fastlyCalls(p *cdnPurgePayload) (calls []cdnCall, skipped []string) {
 	service := url.PathEscape(t.cfg.Service)
 	header := func(soft bool) http.Header {
@@ -134,6 +150,10 @@ func (t *cdnTarget) fastlyCalls(p *cdnPurgePayload) (calls []cdnCall, skipped []
 		}
 		if u.RawQuery != "" {
 			cached += "?" + u.RawQuery
+		} else {
+			// craftedge purged every query variant; Fastly purges
+			// this exact URL only (it has no prefix purge).
+			skipped = append(skipped, "query variants of url "+raw)
 		}
 		calls = append(calls, cdnCall{method: http.MethodPost, url: t.cfg.Endpoint + "/purge/" + cached,
 			header: header(t.cfg.Soft), what: "POST /purge/" + cached})

@@ -22,6 +22,9 @@ const (
 var cdnMetrics = struct {
 	once     sync.Once
 	requests *prometheus.CounterVec
+	// enqueueFailures counts purges done locally whose cdn.purge job
+	// could not be enqueued, by purge source.
+	enqueueFailures *prometheus.CounterVec
 }{}
 
 func initCDNMetrics() {
@@ -30,6 +33,10 @@ func initCDNMetrics() {
 			Namespace: metricsNamespace, Subsystem: "cdn", Name: "purge_requests_total",
 			Help: "Requests to the downstream CDN's purge API by provider and outcome (ok, retry, failed).",
 		}, []string{"provider", "outcome"})
+		cdnMetrics.enqueueFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "cdn", Name: "purge_enqueue_failures_total",
+			Help: "Purges done in craftedge that could not be queued for the CDN (the CDN keeps its copies), by purge source.",
+		}, []string{"source"})
 	})
 }
 
@@ -40,10 +47,12 @@ func registerCDNMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	if err := reg.Register(cdnMetrics.requests); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return err
+	for _, c := range []prometheus.Collector{cdnMetrics.requests, cdnMetrics.enqueueFailures} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
 		}
 	}
 	return nil
@@ -52,4 +61,9 @@ func registerCDNMetrics(reg *prometheus.Registry) error {
 func observeCDNRequest(provider, outcome string) {
 	initCDNMetrics()
 	cdnMetrics.requests.WithLabelValues(provider, outcome).Inc()
+}
+
+func observeCDNEnqueueFailure(source string) {
+	initCDNMetrics()
+	cdnMetrics.enqueueFailures.WithLabelValues(source).Inc()
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -142,15 +143,36 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 	}
 	a.logger.Info("purged", fields...)
 	if err != nil {
-		return n, fmt.Errorf("forwarding the purge to the CDN: %w", err)
+		observeCDNEnqueueFailure(source)
+		a.logger.Error("purge not forwarded to the CDN: the CDN keeps its copies until purged again",
+			append(fields, zap.Error(err))...)
+		return n, &cdnForwardError{err: err}
 	}
 	return n, nil
+}
+
+// cdnForwardError is purgeLogged's error when the local purge succeeded
+// but its cdn.purge job could not be enqueued. Requests answer with the
+// local result (and a cdn_error); jobs fail, so their retry purges again.
+type cdnForwardError struct{ err error }
+
+func (e *cdnForwardError) Error() string {
+	return "forwarding the purge to the CDN: " + e.err.Error()
+}
+
+func (e *cdnForwardError) Unwrap() error { return e.err }
+
+// cdnForwardFailed reports whether err is only a failed CDN forwarding
+// (the local purge was done).
+func cdnForwardFailed(err error) bool {
+	var cf *cdnForwardError
+	return errors.As(err, &cf)
 }
 
 // purgeTags is the purge used by Cache-Purge-Tag responses.
 func (a *App) purgeTags(tags []string) int {
 	n, err := a.purge(&PurgeRequest{Tags: tags}, "upstream_header")
-	if err != nil {
+	if err != nil && !cdnForwardFailed(err) { // that one is logged by purgeLogged
 		a.logger.Error("purging tags", zap.Strings("tags", tags), zap.Error(err))
 	}
 	return n

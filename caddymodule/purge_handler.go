@@ -107,6 +107,12 @@ func (h *RemotePurgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, n
 		return reject(w, r, h.logger, src, &rejection{http.StatusOK, rejectReplay, errors.New("purge already applied")}, now)
 	}
 	n, err := h.app.purge(req, "remote")
+	if cdnForwardFailed(err) {
+		// The local purge stands (logged and counted by purge). The
+		// delivery is not remembered, so resending it reaches the CDN.
+		w.Header().Set("Cache-Control", "no-store")
+		return writeJSON(w, http.StatusOK, map[string]any{"purged": n, "cdn_error": "forwarding the purge to the CDN failed"})
+	}
 	if err != nil {
 		h.logger.Error("remote purge failed", zap.Error(err))
 		return reject(w, r, h.logger, src, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("purge failed")}, now)

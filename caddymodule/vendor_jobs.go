@@ -103,12 +103,14 @@ func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
 			// Also in the records store, for health.
 			return a.records.SaveSyncState(p.Vendor, p.Resource, st)
 		},
-		Purge: func(tags []string) {
+		Purge: func(tags []string) error {
 			tags = append(tags, collectionTag(p.Vendor, p.Resource))
-			if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "vendor_sync"); err != nil {
-				a.logger.Error("vendor.sync: purging tags", zap.String("vendor", p.Vendor), zap.Error(err))
-			}
+			_, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "vendor_sync")
+			return err
 		},
+		// A retry's first page purges all its records: the failed attempt
+		// may have stored them without purging.
+		RepurgeFirstPage: retried(t),
 	})
 	if errors.Is(err, vendors.ErrDisabled) {
 		return nil
@@ -139,13 +141,13 @@ func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	if changed {
+	if changed || retried(t) {
 		tags := append(append([]string(nil), rec.Tags...), collectionTag(p.Vendor, p.Resource))
 		if prev != nil {
 			tags = append(tags, prev.Tags...)
 		}
 		if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "outbox"); err != nil {
-			a.logger.Error("outbox: purging tags", zap.Error(err))
+			return fmt.Errorf("outbox: purging the record's tags: %w", err)
 		}
 	}
 	return nil

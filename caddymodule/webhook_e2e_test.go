@@ -37,6 +37,8 @@ var (
 type webhookOptions struct {
 	scheme  string // the webhook block's scheme lines; default "scheme standard"
 	webhook string // extra lines in the vendor's webhook block
+	purge   string // extra lines in the craftedge_purge block
+	global  string // extra lines in the global craftedge option (a cdn block)
 	storage string
 }
 
@@ -50,6 +52,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	craftedge {
 		storage %s
 		memory 16MiB
+		%s
 		jobs {
 			kind vendor.sync {
 				backoff 10ms 50ms
@@ -94,6 +97,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	craftedge_webhook
 	craftedge_purge {
 		secret {env.CRAFT_PURGE_SECRET}
+		%s
 	}
 	craftedge {
 		upstream records
@@ -101,7 +105,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, globalPorts(), o.storage, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr)
+`, globalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.purge)
 }
 
 type webhookEnv struct {
@@ -394,8 +398,8 @@ func (e *webhookEnv) restartWebhook() {
 	}
 }
 
-// Many deliveries for one version of a record coalesce into one refetch;
-// a new version gets its own.
+// Many deliveries for one version of a record arriving while its refetch
+// has not started coalesce into one refetch; a new version gets its own.
 func TestWebhookDeliveriesCoalesce(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
 	e.sim.Reset()
@@ -403,8 +407,19 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The vendor rate-limits the first refetch for an hour: it waits,
+	// ready, while the other deliveries arrive.
+	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1, RetryAfter: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
 	var jobIDs []string
 	for i := range 5 {
+		if i == 1 {
+			waitFor(t, "the refetch to back off", func() bool {
+				j := e.job(jobIDs[0])
+				return j.State == jobs.StateReady && j.Attempts == 1
+			})
+		}
 		r := e.event(hookCfgNew, fmt.Sprintf("msg_c%d", i), productEvent("2", version))
 		wantStatus(t, r, http.StatusAccepted)
 		var ack struct {
@@ -417,6 +432,7 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 		}
 		jobIDs = append(jobIDs, ack.Job)
 	}
+	advance(time.Hour + time.Minute) // the vendor's Retry-After has passed
 	e.waitRefetchesDone(1)
 	for _, id := range jobIDs[1:] {
 		if id != jobIDs[0] {
@@ -623,9 +639,10 @@ func TestWebhookGenericHMACScheme(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{scheme: "scheme hmac\n\t\t\t\theader X-Hub-Signature-256\n\t\t\t\tprefix sha256=\n\t\t\t\tencoding base64\n\t\t\t\ttimestamp_header X-Hub-Timestamp"})
 	cfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{hookSecretOld}, Header: "X-Hub-Signature-256",
 		Prefix: "sha256=", Encoding: "base64", TimestampHeader: "X-Hub-Timestamp"}
-	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusAccepted)
-	// Same body again: the body hash is the replay key.
-	wantStatus(t, e.event(cfg, "", productEvent("3", 1)), http.StatusOK)
+	at := nowFunc()
+	wantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusAccepted)
+	// The same signed request again: timestamp and body are the replay key.
+	wantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusOK)
 	stale := e.post(hookURLPath, cfg, "", nowFunc().Add(-time.Hour), "application/json", productEvent("4", 1))
 	wantStatus(t, stale, http.StatusUnauthorized)
 	if !strings.Contains(stale.body, rejectStale) {
@@ -636,4 +653,155 @@ func TestWebhookGenericHMACScheme(t *testing.T) {
 	wantStatus(t, e.event(hex, "", productEvent("5", 1)), http.StatusUnauthorized)
 	wantStatus(t, e.event(hookCfgNew, "msg_std", productEvent("5", 1)), http.StatusUnauthorized)
 	e.waitRefetchesDone(1)
+}
+
+// A delete announced with the version of an update already refetched (the
+// vendor's delete carries the record's last version) gets its own
+// refetch: the done refetch of the update does not swallow it.
+func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
+	e := startWebhookGateway(t, webhookOptions{})
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Reset()
+	version, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitRefetchesDone(1)
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	if err := e.sim.Delete(vendorsim.KindProduct, "3"); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.sim.Webhooks()
+	if len(sent) != 2 || sent[1].Status != http.StatusAccepted {
+		t.Fatalf("deliveries = %+v", sent)
+	}
+	if ev := sent[1].Event; ev.Type != "product.deleted" || ev.Version != version {
+		t.Fatalf("the delete delivery %+v does not carry version %d", ev, version)
+	}
+	list := e.waitRefetchesDone(2)
+	if list[1].Key == list[0].Key || list[1].State != jobs.StateDone {
+		t.Fatalf("refetch jobs = %+v", list)
+	}
+	if n := e.sim.Requests().Count(vendorsim.RouteProductGet, 404); n != 1 {
+		t.Fatalf("vendor GETs answered 404 = %d, want 1", n)
+	}
+	wantStatus(t, e.get(productPage), http.StatusGone)
+	if l := e.lineage("3"); l.Record == nil || !l.Record.Deleted || l.Changes[0].Delivery != sent[1].DeliveryID {
+		t.Fatalf("lineage = %+v", l)
+	}
+}
+
+// Schemes without a delivery id: a repeat of the same body sent later
+// (an editor saving entry 5 twice) is processed again. With a signed
+// timestamp the replay key is timestamp+body, so only the very same
+// signed request is a duplicate; without a timestamp nothing is deduped.
+func TestSignedRepeatsWithoutDeliveryID(t *testing.T) {
+	purge := `{"tags":["shop:product:3"]}`
+	purged := func(e *webhookEnv, r response) {
+		t.Helper()
+		wantStatus(t, r, http.StatusOK)
+		if !strings.Contains(r.body, `"purged": 1`) {
+			t.Fatalf("purge answer %s", r.body)
+		}
+		wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+		wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	}
+
+	// craftedge_purge with hmac and a timestamp header; webhooks with a
+	// static secret.
+	e := startWebhookGateway(t, webhookOptions{
+		scheme: "scheme static\n\t\t\t\theader X-Shop-Secret",
+		purge:  "scheme hmac\n\t\theader X-Craft-Signature\n\t\ttimestamp_header X-Craft-Timestamp",
+	})
+	hmacCfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{purgeSecret}, Header: "X-Craft-Signature", TimestampHeader: "X-Craft-Timestamp"}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	at := nowFunc()
+	purged(e, e.post(purgeURLPath, hmacCfg, "", at, "application/json", purge))
+	// The same signed request (a replay) is a duplicate and purges nothing.
+	r := e.post(purgeURLPath, hmacCfg, "", at, "application/json", purge)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, "duplicate") {
+		t.Fatalf("replayed purge answer %s", r.body)
+	}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	// The same purge sent again later is a new purge.
+	advance(time.Minute)
+	purged(e, e.post(purgeURLPath, hmacCfg, "", nowFunc(), "application/json", purge))
+
+	// Static webhooks: the same event twice makes two accepted
+	// deliveries (coalesced into one refetch while it waits).
+	static := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{hookSecretNew}, Header: "X-Shop-Secret"}
+	for i := range 2 {
+		r := e.event(static, "", productEvent("4", 1))
+		wantStatus(t, r, http.StatusAccepted)
+		if strings.Contains(r.body, "duplicate") {
+			t.Fatalf("delivery %d: %s", i, r.body)
+		}
+	}
+	e.waitRefetchesDone(len(e.refetchJobs()))
+
+	// craftedge_purge with a static secret: never deduplicated.
+	stopGateway(t)
+	e = startWebhookGateway(t, webhookOptions{purge: "scheme static\n\t\theader X-Craft-Purge-Secret"})
+	staticPurge := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{purgeSecret}, Header: "X-Craft-Purge-Secret"}
+	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
+	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
+}
+
+// cdnRequestsWithTag counts the fake CDN's requests whose body names tag.
+func cdnRequestsWithTag(cdn *fakeCDN, tag string) int {
+	n := 0
+	for _, r := range cdn.got() {
+		if strings.Contains(r.Body, `"`+tag+`"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// A purge that fails inside a job (here: the CDN purge cannot be queued)
+// fails the job; its retry purges the record's tags again although the
+// record is unchanged by then, so the CDN does get the purge. Refetch and
+// sync.
+func TestJobPurgeFailureIsRetried(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", cfToken)
+	cdn := newFakeCDN(t)
+	e := startWebhookGateway(t, webhookOptions{global: `cdn cloudflare zone-abc {
+			token {env.CF_API_TOKEN}
+			endpoint ` + cdn.url() + `
+		}`})
+	t.Cleanup(func() { cdnEnqueueFaults.Store(0) })
+	const tag = "shop:product:3"
+	waitFor(t, "the first sync's CDN purges", func() bool { return cdnRequestsWithTag(cdn, tag) == 1 })
+
+	// Refetch.
+	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+		t.Fatal(err)
+	}
+	cdnEnqueueFaults.Store(1)
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	j := e.waitRefetchesDone(1)[0]
+	if j.State != jobs.StateDone || j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
+		t.Fatalf("refetch job = %+v", j)
+	}
+	waitFor(t, "the refetch's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 2 })
+
+	// Sync.
+	e.sim.ClearWebhookTargets()
+	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 2 }); err != nil {
+		t.Fatal(err)
+	}
+	cdnEnqueueFaults.Store(1)
+	j = e.sync("after the fault", jobs.StateDone)
+	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
+		t.Fatalf("sync job = %+v", j)
+	}
+	waitFor(t, "the sync's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 3 })
 }

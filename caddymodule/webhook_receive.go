@@ -162,8 +162,14 @@ func (rc *signedReceiver) signedURL(r *http.Request) string {
 	return scheme + "://" + r.Host + uri
 }
 
-// seen reports whether the delivery was already accepted (a replay).
+// seen reports whether the delivery was already accepted (a replay). A
+// delivery without a replay key (hmac without a timestamp header, static:
+// a repeat of the same body cannot be told from a replay) is never a
+// replay: a purge or a refetch done twice is harmless, one dropped is not.
 func (rc *signedReceiver) seen(a *App, d webhook.Delivery, now time.Time) (bool, error) {
+	if d.ID == "" {
+		return false, nil
+	}
 	return a.replay.Seen(rc.source, d.ID, now)
 }
 
@@ -172,6 +178,9 @@ func (rc *signedReceiver) seen(a *App, d webhook.Delivery, now time.Time) (bool,
 // redo idempotent work rather than lose it. A failure is logged; the
 // delivery was processed.
 func (rc *signedReceiver) remember(a *App, d webhook.Delivery, now time.Time, logger *zap.Logger) {
+	if d.ID == "" {
+		return
+	}
 	if _, err := a.replay.Claim(rc.source, d.ID, now, rc.replayTTL); err != nil {
 		logger.Error("remembering a webhook delivery (a replay of it will be processed again)", zap.String("source", rc.source), zap.Error(err))
 	}

@@ -50,9 +50,12 @@ func refetchKey(p refetchPayload) string {
 }
 
 // enqueueRefetch enqueues (or joins) the refetch of a record. A delivery
-// without a version joins a refetch that has not started yet; once one
-// has started (it may read the record before the change this delivery
-// announces), a new refetch is enqueued. A delivery whose versioned
+// joins a refetch that has not started yet. Once one has started or is
+// done, it may have read the record before the change this delivery
+// announces (a vendor's delete usually carries the record's last version,
+// the one the update's refetch already read), so a new refetch is
+// enqueued, keyed by the delivery id too (a retry of the same delivery
+// joins it) or unkeyed when the delivery has no id. A delivery whose
 // refetch is a dead letter revives it.
 // correlation is the delivery's request id, kept on the job for its logs.
 func (a *App) enqueueRefetch(ctx context.Context, p refetchPayload, correlation string) (jobs.Job, bool, error) {
@@ -60,21 +63,28 @@ func (a *App) enqueueRefetch(ctx context.Context, p refetchPayload, correlation 
 	if err != nil {
 		return jobs.Job{}, false, err
 	}
-	key := refetchKey(p)
-	job, created, err := a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorRefetch, Key: key, Payload: payload, Correlation: correlation})
+	req := jobs.EnqueueRequest{Kind: jobKindVendorRefetch, Key: refetchKey(p), Payload: payload, Correlation: correlation}
+	job, created, err := a.jobs.Enqueue(ctx, req)
 	if err != nil || created {
 		return job, created, err
 	}
-	switch {
-	case job.State == jobs.StateDead:
+	switch job.State {
+	case jobs.StateReady:
+		return job, false, nil
+	case jobs.StateDead:
 		if err := a.jobs.RetryNow(job.ID); err != nil {
 			return job, false, fmt.Errorf("reviving dead refetch %s: %w", job.ID, err)
 		}
 		job.State = jobs.StateReady
-	case p.Version == "" && job.State != jobs.StateReady:
-		return a.jobs.Enqueue(ctx, jobs.EnqueueRequest{Kind: jobKindVendorRefetch, Key: key + ":" + p.Delivery, Payload: payload, Correlation: correlation})
+		return job, false, nil
+	default: // running or done
+		if p.Delivery == "" {
+			req.Key = ""
+		} else {
+			req.Key += ":" + p.Delivery
+		}
+		return a.jobs.Enqueue(ctx, req)
 	}
-	return job, false, nil
 }
 
 // runRefetch pulls the record through the vendor client (fresh: not
@@ -104,8 +114,10 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 		if err != nil {
 			return err
 		}
-		if changed {
-			a.purgeRecordTags(ctx, p, stored.Tags, nil, log)
+		if changed || retried(t) {
+			if err := a.purgeRecordTags(ctx, p, stored.Tags, nil); err != nil {
+				return err
+			}
 		}
 		log.Info("webhook refetch: gone at the vendor", zap.Bool("marked_deleted", changed))
 		return nil
@@ -118,12 +130,14 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	if changed {
+	if changed || retried(t) {
 		var old []string
 		if prev != nil {
 			old = prev.Tags
 		}
-		a.purgeRecordTags(ctx, p, rec.Tags, old, log)
+		if err := a.purgeRecordTags(ctx, p, rec.Tags, old); err != nil {
+			return err
+		}
 	}
 	log.Debug("webhook refetch stored", zap.String("version", rec.Version), zap.Bool("changed", changed))
 	if older(rec.Version, p.Version) {
@@ -133,13 +147,20 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 }
 
 // purgeRecordTags purges a changed record's tags (new and old) and its
-// collection's tag.
-func (a *App) purgeRecordTags(ctx context.Context, p refetchPayload, tags, old []string, log *zap.Logger) {
+// collection's tag. An error (snapshots not marked stale, the CDN purge
+// not queued) fails the job: its retry purges again.
+func (a *App) purgeRecordTags(ctx context.Context, p refetchPayload, tags, old []string) error {
 	all := append(append(append([]string(nil), tags...), old...), collectionTag(p.Vendor, p.Resource))
 	if _, err := a.purgeFor(ctx, &PurgeRequest{Tags: all}, "webhook"); err != nil {
-		log.Error("webhook refetch: purging tags", zap.Error(err))
+		return fmt.Errorf("vendor.refetch: purging the record's tags: %w", err)
 	}
+	return nil
 }
+
+// retried reports whether t is a retry: an earlier attempt may have stored
+// the record and then failed (or crashed) before its purge was done, so
+// the record's tags are purged even if it is unchanged now.
+func retried(t *jobs.Task) bool { return t.Job.Attempts > 1 }
 
 // older reports whether got is an integer version below the integer want.
 // Other versions (hashes, dates) are not compared.

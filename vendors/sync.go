@@ -69,8 +69,15 @@ type SyncOptions struct {
 	// store (Records.SaveSyncState). An error stops Sync.
 	Save func(SyncState) error
 	// Purge, if set, is called after every page with the cache tags of the
-	// records that changed (old and new tags), deduplicated and sorted.
-	Purge func(tags []string)
+	// records that changed (old and new tags), deduplicated and sorted. An
+	// error stops Sync before the page's progress is saved, so a resumed
+	// pass fetches the page again and purges all its records.
+	Purge func(tags []string) error
+	// RepurgeFirstPage makes the first page this call fetches purge the
+	// tags of all its records, changed or not: set it on a retry, whose
+	// failed attempt may have stored records without purging them (as a
+	// resumed pass always does).
+	RepurgeFirstPage bool
 	// BatchPages, if positive, is the most pages one Sync call fetches;
 	// Sync then returns nil with the pass still InProgress.
 	BatchPages int
@@ -162,12 +169,14 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 		for i := range page.Records {
 			page.Records[i].SyncedAt = synced
 		}
-		tags, changed, rewind, err := records.storePage(vendor, resource, state.Pass, page.Records, resumed && fetched == 0, &cause)
+		tags, changed, rewind, err := records.storePage(vendor, resource, state.Pass, page.Records, (resumed || opts.RepurgeFirstPage) && fetched == 0, &cause)
 		if err != nil {
 			return fmt.Errorf("vendors: sync %s/%s page %d: %w", vendor, resource, state.Page, err)
 		}
 		if opts.Purge != nil && len(tags) > 0 {
-			opts.Purge(tags)
+			if err := opts.Purge(tags); err != nil {
+				return fmt.Errorf("vendors: sync %s/%s page %d: purging: %w", vendor, resource, state.Page, err)
+			}
 		}
 		for _, r := range page.Records {
 			if r.UpdatedAt.After(state.HighWater) {

@@ -35,10 +35,11 @@ func newSyncHarness(t *testing.T, items int) *syncHarness {
 func (h *syncHarness) opts() SyncOptions {
 	return SyncOptions{
 		Save: func(s SyncState) error { h.mu.Lock(); h.saves = append(h.saves, s); h.mu.Unlock(); return nil },
-		Purge: func(tags []string) {
+		Purge: func(tags []string) error {
 			h.mu.Lock()
 			h.purged = append(h.purged, tags...)
 			h.mu.Unlock()
+			return nil
 		},
 	}
 }

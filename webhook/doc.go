@@ -56,13 +56,16 @@
 // signed content becomes "{timestamp}.{body}" (the header value verbatim, a
 // dot, the raw body — the same shape as Stripe) and the window is enforced.
 // Each value of a repeated signature header is a candidate signature.
-// Replay key: hex SHA-256 of the body.
+// Replay key: hex SHA-256 of "{timestamp}.{body}" with a timestamp header;
+// none (Delivery.ID empty) without one, since a legitimate repeat of the
+// same body cannot be told from a replay.
 //
 // "static" — a static shared secret in header Config.Header (what Craft's
 // Webhooks plugin can send as a custom header). The value is compared with
 // each secret in constant time (both sides are hashed first, so not even the
 // length leaks). This authenticates the sender only: the body is not
-// protected and there is no timestamp. Replay key: hex SHA-256 of the body.
+// protected and there is no timestamp. Replay key: none (Delivery.ID
+// empty), as for "hmac" without a timestamp.
 //
 // # Common behaviour
 //

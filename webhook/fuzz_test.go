@@ -204,8 +204,10 @@ func FuzzVerify(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%s: signed request rejected: %v", cfg.Scheme, err)
 		}
-		if d.ID == "" {
+		if keyed := cfg.Scheme != SchemeStatic && (cfg.Scheme != SchemeHMAC || cfg.TimestampHeader != ""); keyed && d.ID == "" {
 			t.Fatal("empty replay key")
+		} else if !keyed && d.ID != "" {
+			t.Fatalf("replay key %q for a scheme that signs no timestamp", d.ID)
 		}
 		if (cfg.Scheme == SchemeStandard || cfg.Scheme == SchemeShopify) && d.ID != gid {
 			t.Fatalf("ID %q, want %q", d.ID, gid)

@@ -57,7 +57,10 @@ func (c *Config) verifyHMAC(req Request, keys [][]byte, now time.Time, tol time.
 		if !anyMatch(keys, sigs, req.Body) {
 			return Delivery{}, ErrBadSignature
 		}
-		return Delivery{ID: sha256Hex(req.Body)}, nil
+		// No timestamp: a repeat of the same body is indistinguishable
+		// from a replay, and a legitimate one (the same purge or event
+		// sent again later) must not be dropped, so no replay key.
+		return Delivery{}, nil
 	}
 	tsRaw, err := requireHeader(req.Header, c.TimestampHeader, maxHeaderLen)
 	if err != nil {
@@ -74,7 +77,9 @@ func (c *Config) verifyHMAC(req Request, keys [][]byte, now time.Time, tol time.
 	if err := checkWindow(t, now, tol); err != nil {
 		return Delivery{}, err
 	}
-	return Delivery{ID: sha256Hex(req.Body), Timestamp: t}, nil
+	// The signed timestamp is part of the key: a sender's later delivery
+	// of the same body is a new delivery, not a replay.
+	return Delivery{ID: sha256Hex([]byte(tsRaw), []byte("."), req.Body), Timestamp: t}, nil
 }
 
 func (c *Config) encodingName() string {
@@ -111,7 +116,9 @@ func (c *Config) verifyStatic(req Request, keys [][]byte) (Delivery, error) {
 	for _, k := range keys {
 		want := sha256.Sum256(k)
 		if hmac.Equal(got[:], want[:]) {
-			return Delivery{ID: sha256Hex(req.Body)}, nil
+			// No timestamp and nothing signed: no replay key (see
+			// verifyHMAC).
+			return Delivery{}, nil
 		}
 	}
 	return Delivery{}, ErrBadSignature

@@ -95,7 +95,10 @@ type Request struct {
 type Delivery struct {
 	// ID is the replay key to remember: webhook-id (standard),
 	// X-Shopify-Webhook-Id (shopify), hex SHA-256 of timestamp+body
-	// (hubspot) or hex SHA-256 of the body (stripe, hmac, static).
+	// (hubspot), of timestamp "." body (hmac with a timestamp header) or
+	// of the body (stripe, whose body carries the event id). Empty for
+	// hmac without a timestamp and static: nothing tells a replay from a
+	// legitimate repeat of the same body, so the caller must not dedupe.
 	ID string
 	// Timestamp is the signed timestamp, zero if the scheme signs none.
 	Timestamp time.Time
