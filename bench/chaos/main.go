@@ -150,7 +150,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	defer vs.sim.Close()
-	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery)
+	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery, c.healthy)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 			retries 1
 			breaker {
 				failures 5
-				cooldown 5s
+				cooldown {{.VendorCooldown}}
 			}
 			resource product {
 				get /products/{id}
@@ -112,7 +112,7 @@ http://{{.Site}} {
 			timeout 2s
 			breaker {
 				failures 3
-				cooldown 10s
+				cooldown {{.CraftCooldown}}
 			}
 			fallback 503 "Back soon"
 		}
@@ -211,7 +211,10 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func newGateway(bin, dir, originAddr, vendorURL string, syncEvery time.Duration) (*gateway, error) {
+// newGateway writes the config. The breakers' cooldowns are at most half a
+// healthy window (10s for Craft, 5s for the vendor by default), so every
+// healthy window sees the breakers closed again after a fault.
+func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.Duration) (*gateway, error) {
 	site, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -233,6 +236,7 @@ func newGateway(bin, dir, originAddr, vendorURL string, syncEvery time.Duration)
 	err = caddyfileTemplate.Execute(&b, map[string]string{
 		"Admin": admin, "Site": site, "Origin": originAddr, "Vendor": vendorURL,
 		"Storage": filepath.Join(dir, "craftedge.db"), "SyncEvery": syncEvery.String(),
+		"CraftCooldown": min(10*time.Second, healthy/2).String(), "VendorCooldown": min(5*time.Second, healthy/2).String(),
 	})
 	if err != nil {
 		return nil, err
