@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,6 +47,12 @@ type circuit struct {
 	name string
 	cb   *breaker.Breaker
 
+	// trial is set while the one call the half-open breaker lets through
+	// is in flight; every other call is refused as if the breaker were
+	// still open, so the visitors of a struggling upstream keep getting
+	// copies at once instead of each waiting for the timeout.
+	trial atomic.Bool
+
 	mu        sync.Mutex
 	lastState breaker.State
 	since     time.Time
@@ -63,12 +70,29 @@ func newBreaker(name string, cfg BreakerConfig) *circuit {
 // Destruct implements caddy.Destructor (breakers live in the usage pool).
 func (b *circuit) Destruct() error { return nil }
 
-// allow reports whether a call may go upstream now (closed or half-open).
-func (b *circuit) allow() bool { return b.cb.GetState() != breaker.Open }
+// allow reports whether a call may go upstream now: closed, or half-open
+// with no trial call in flight.
+func (b *circuit) allow() bool {
+	switch b.cb.GetState() {
+	case breaker.Open:
+		return false
+	case breaker.HalfOpen:
+		return !b.trial.Load()
+	}
+	return true
+}
 
 // run executes work under the breaker; it returns breaker.ErrBreakerOpen
-// without calling work while the breaker is open.
+// without calling work while the breaker is open, or half-open with its
+// trial call in flight (go-resiliency alone lets every concurrent call
+// through in half-open).
 func (b *circuit) run(work func() error) error {
+	if b.cb.GetState() == breaker.HalfOpen {
+		if !b.trial.CompareAndSwap(false, true) {
+			return breaker.ErrBreakerOpen
+		}
+		defer b.trial.Store(false)
+	}
 	err := b.cb.Run(work)
 	b.observe()
 	return err

@@ -208,6 +208,51 @@ func TestBreakerOpensAndClosesAfterCooldown(t *testing.T) {
 	}
 }
 
+// Half-open lets one trial call through: while it is in flight, other
+// requests are answered from copies (or the no-copy error) at once instead
+// of all waiting on a struggling upstream.
+func TestBreakerHalfOpenLetsOneTrialThrough(t *testing.T) {
+	o := newTestOrigin(t)
+	var failing atomic.Bool
+	release := make(chan struct{})
+	o.handle("/trial", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		<-release
+		pageHandler("trial", "trial")(w, r)
+	})
+	o.handle("/cached", pageHandler("cached", "cached"))
+	o.handle("/other", pageHandler("other", "other"))
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "breaker {\n cooldown 300ms\n}"})
+	wantCacheStatus(t, g.get("/cached"), "craftedge; fwd=miss; stored")
+	failing.Store(true)
+	for range 3 {
+		wantStatus(t, g.get("/trial"), http.StatusInternalServerError)
+	}
+	failing.Store(false)
+	advance(time.Hour) // /cached is stale now
+	waitFor(t, "breaker to half-open after its cooldown", func() bool { return g.breakerState("craft") == "half-open" })
+
+	trial := make(chan response, 1)
+	go func() { trial <- g.get("/trial") }()
+	waitFor(t, "the trial call to reach the origin", func() bool { return o.count("/trial") == 4 })
+	r := g.get("/cached")
+	wantStatus(t, r, 200)
+	wantCacheStatusPrefix(t, r, "craftedge; hit; detail=") // stale memory copy or snapshot
+	wantCacheStatus(t, g.get("/other"), "craftedge; detail=no-copy")
+	if n := o.count("/cached") + o.count("/other"); n != 1 {
+		t.Fatalf("origin saw %d requests besides the trial, want 1 (the first /cached)", n)
+	}
+	close(release)
+	wantCacheStatus(t, <-trial, "craftedge; fwd=miss; stored")
+	if st := g.breakerState("craft"); st != "closed" {
+		t.Fatalf("breaker %s after the trial succeeded, want closed", st)
+	}
+	wantCacheStatus(t, g.get("/other"), "craftedge; fwd=miss; stored")
+}
+
 func TestKillSwitchByCaddyfileReloadKeepsCacheWarm(t *testing.T) {
 	o := newTestOrigin(t)
 	o.handle("/k", pageHandler("kill switch", "k"))

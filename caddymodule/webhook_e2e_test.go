@@ -468,9 +468,12 @@ func TestWebhookSecretRotation(t *testing.T) {
 	// signatures in one header): accepted.
 	both := webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretBad}}
 	req := webhook.Request{Method: http.MethodPost, URL: siteAddr + hookURLPath, Header: http.Header{}, Body: []byte(productEvent("4", 1))}
-	_ = both.Sign(&req, "msg_both", nowFunc())
+	// One timestamp for both signatures: two clock reads can straddle a
+	// second, and the header carries only the first one's.
+	signedAt := nowFunc()
+	_ = both.Sign(&req, "msg_both", signedAt)
 	other := webhook.Request{Method: http.MethodPost, URL: siteAddr + hookURLPath, Header: http.Header{}, Body: req.Body}
-	_ = hookCfgNew.Sign(&other, "msg_both", nowFunc())
+	_ = hookCfgNew.Sign(&other, "msg_both", signedAt)
 	h := map[string]string{"Content-Type": "application/json"}
 	for k := range req.Header {
 		h[k] = req.Header.Get(k)

@@ -2,6 +2,7 @@ package demoorigin
 
 import (
 	"html/template"
+	"strconv"
 	"time"
 )
 
@@ -71,6 +72,18 @@ func sampleProducts() []*product {
 		{id: 7, name: "Queue Runner Water Bottle", priceCents: 2200, stock: 14, description: "Insulated steel bottle that keeps working after everyone has gone home."},
 		{id: 8, name: "Asset Volume Tote", priceCents: 1600, stock: 27, description: "A canvas tote with room for every image transform you forgot to pre-generate."},
 		{id: 9, name: "Stale-While-Revalidate Cap", priceCents: 2000, stock: 0, description: "A cap you can keep wearing while the new one is on its way."},
+	}
+}
+
+// catalogProduct is generated product id of NewCatalog: deterministic,
+// priced and stocked from its id.
+func catalogProduct(id int) *product {
+	return &product{
+		id:          id,
+		name:        "Catalogue item " + strconv.Itoa(id),
+		priceCents:  500 + (id*137)%9500,
+		stock:       (id * 31) % 90,
+		description: "One of the shop's long tail: a product few visitors look at, cached like the rest.",
 	}
 }
 

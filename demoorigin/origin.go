@@ -111,6 +111,18 @@ func New() *Origin {
 	return o
 }
 
+// NewCatalog is New with a larger shop: products 1..products exist (the
+// sample products first, then generated ones, "Catalogue item N"), so a
+// load test can spread visitors over a few thousand distinct pages. A
+// products count below the sample's size keeps the sample.
+func NewCatalog(products int) *Origin {
+	o := New()
+	for id := len(o.products) + 1; id <= products; id++ {
+		o.products = append(o.products, catalogProduct(id))
+	}
+	return o
+}
+
 // SetMode changes how the origin answers from now on.
 func (o *Origin) SetMode(m Mode) { o.mode.Store(int32(m)) }
 

@@ -364,3 +364,24 @@ func TestParseMode(t *testing.T) {
 		t.Error("ParseMode accepted an unknown mode")
 	}
 }
+
+func TestCatalog(t *testing.T) {
+	o := NewCatalog(3000)
+	srv := httptest.NewServer(o)
+	t.Cleanup(srv.Close)
+	sample := do(t, http.MethodGet, srv.URL+"/products/3", nil)
+	if sample.status != 200 || !strings.Contains(sample.body, "Edge Cache Hoodie") {
+		t.Fatalf("sample product: %d", sample.status)
+	}
+	r := do(t, http.MethodGet, srv.URL+"/products/2999", nil)
+	if r.status != 200 || !strings.Contains(r.body, "Catalogue item 2999") ||
+		r.header.Get("Cache-Tag") != "page section:products product:2999" {
+		t.Fatalf("generated product: %d, Cache-Tag %q", r.status, r.header.Get("Cache-Tag"))
+	}
+	if r := do(t, http.MethodGet, srv.URL+"/products/3001", nil); r.status != 404 {
+		t.Fatalf("past the catalogue: %d, want 404", r.status)
+	}
+	if n := len(NewCatalog(2).products); n != 9 {
+		t.Fatalf("NewCatalog(2) has %d products, want the 9 samples", n)
+	}
+}

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// fmtMS formats a latency in milliseconds.
+func fmtMS(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms < 10:
+		return fmt.Sprintf("%.1f", ms)
+	default:
+		return fmt.Sprintf("%.0f", ms)
+	}
+}
+
+func pct(f float64) string {
+	if f == 0 {
+		return "0"
+	}
+	if f < 0.001 {
+		return "<0.1%"
+	}
+	return fmt.Sprintf("%.1f%%", 100*f)
+}
+
+// windowSamples returns the samples started in p.
+func windowSamples(all []Sample, p Phase) []Sample {
+	return filter(all, func(s Sample) bool { return !s.Start.Before(p.Start) && s.Start.Before(p.End) })
+}
+
+func scrapesIn(all []ScrapePoint, p Phase) []ScrapePoint {
+	var out []ScrapePoint
+	for _, s := range all {
+		if !s.At.Before(p.Start) && s.At.Before(p.End) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func ofClass(s []Sample, classes ...Class) []Sample {
+	return filter(s, func(x Sample) bool { return slices.Contains(classes, x.Class) })
+}
+
+func everCached(s []Sample) []Sample { return filter(s, func(x Sample) bool { return x.EverCached }) }
+
+// inGap reports whether a sample started while craftedge itself was down
+// (fault 8's kill to ready).
+func (r *Result) inGap(s Sample) bool {
+	return !r.Restart.KilledAt.IsZero() && !s.Start.Before(r.Restart.KilledAt) && s.Start.Before(r.Restart.ReadyAt)
+}
+
+// straddlesCraftDown reports whether s, started in phase i, was still in
+// flight when the next phase took Craft down.
+func (r *Result) straddlesCraftDown(i int, s Sample) bool {
+	if i+1 >= len(r.Phases) || r.Phases[i+1].CraftUp {
+		return false
+	}
+	return s.Start.Add(s.Latency).After(r.Phases[i].End)
+}
+
+// Target is one checked target.
+type Target struct {
+	Name   string
+	Window string
+	Met    bool
+	Detail string
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+// targets evaluates every target.
+func (r *Result) targets() []Target {
+	var out []Target
+	var healthy *Phase
+	for i := range r.Phases {
+		p := &r.Phases[i]
+		if p.Fault == 0 {
+			healthy = p
+		}
+		if p.Fault <= 0 {
+			continue
+		}
+		w := windowSamples(r.Samples, *p)
+		visitors := everCached(ofClass(w, visitorClasses...))
+		n5 := summarize(visitors).ByClass["5xx"]
+		out = append(out, Target{"zero 5xx to visitors, pages ever cached", p.Name, n5 == 0,
+			fmt.Sprintf("%d of %d requests 5xx", n5, len(visitors))})
+		if healthy != nil {
+			base := summarize(everCached(ofClass(windowSamples(r.Samples, *healthy), ClassPage)))
+			cur := summarize(everCached(ofClass(w, ClassPage)))
+			out = append(out, Target{"p95 of cached pages within 2x healthy", p.Name, cur.P95 <= 2*base.P95,
+				fmt.Sprintf("p95 %s ms vs healthy %s ms (%.1fx)", fmtMS(cur.P95), fmtMS(base.P95), ratio(cur.P95, base.P95))})
+			if p.Fault >= 4 && p.Fault <= 6 {
+				bl := summarize(everCached(ofClass(windowSamples(r.Samples, *healthy), ClassLive)))
+				cl := summarize(everCached(ofClass(w, ClassLive)))
+				out = append(out, Target{"p95 of cached live vendor reads within 2x healthy", p.Name, cl.P95 <= 2*bl.P95,
+					fmt.Sprintf("p95 %s ms vs healthy %s ms (%.1fx)", fmtMS(cl.P95), fmtMS(bl.P95), ratio(cl.P95, bl.P95))})
+			}
+		}
+	}
+	// Saves succeed whenever Craft is up (fault 8: except while craftedge
+	// itself is down, kill to ready; and a save still in flight when the
+	// next window takes Craft down is not counted).
+	for i, p := range r.Phases {
+		if !p.CraftUp || p.Fault < 0 {
+			continue
+		}
+		saves := filter(ofClass(windowSamples(r.Samples, p), ClassSave), func(s Sample) bool {
+			return !r.inGap(s) && !r.straddlesCraftDown(i, s)
+		})
+		ok := 0
+		for _, s := range saves {
+			if s.Status/100 == 2 {
+				ok++
+			}
+		}
+		if p.Fault == 0 {
+			continue // reported below in one line
+		}
+		out = append(out, Target{"editors' saves succeed (Craft up)", p.Name, ok == len(saves),
+			fmt.Sprintf("%d of %d saves 2xx", ok, len(saves))})
+	}
+	hOK, hN, straddling := 0, 0, 0
+	for i, p := range r.Phases {
+		if p.Fault != 0 {
+			continue
+		}
+		for _, s := range ofClass(windowSamples(r.Samples, p), ClassSave) {
+			if r.straddlesCraftDown(i, s) {
+				straddling++
+				continue
+			}
+			hN++
+			if s.Status/100 == 2 {
+				hOK++
+			}
+		}
+	}
+	out = append(out, Target{"editors' saves succeed (Craft up)", "healthy windows", hOK == hN,
+		fmt.Sprintf("%d of %d saves 2xx (%d still in flight when Craft went down not counted)", hOK, hN, straddling)})
+
+	o := r.Outbox
+	out = append(out, Target{"every acknowledged outbox write reaches the vendor exactly once", "whole run (incl. fault 8)",
+		len(o.Lost) == 0 && len(o.Duplicated) == 0 && o.Acked > 0,
+		fmt.Sprintf("%d acknowledged (%d in the burst before the kill): %d lost, %d duplicated", o.Acked, o.Burst, len(o.Lost), len(o.Duplicated))})
+	rs := r.Restart
+	out = append(out, Target{"every record served after the restart", "8. craftedge SIGKILL + restart",
+		rs.Err == nil && !rs.ReadyAt.IsZero() && len(rs.RecordsNotServed) == 0,
+		fmt.Sprintf("%d of %d not served right after the restart", len(rs.RecordsNotServed), r.Cfg.products)})
+	out = append(out, Target{"snapshots survive the restart", "8. craftedge SIGKILL + restart",
+		rs.SnapshotsAfter >= rs.SnapshotsBefore && rs.SnapshotsBefore > 0,
+		fmt.Sprintf("%d snapshots before the kill, %d after", rs.SnapshotsBefore, rs.SnapshotsAfter)})
+	if c := r.Records8; c != nil {
+		out = append(out, Target{"every record matches the vendor after the restart", "after fault 8",
+			len(c.Mismatched) == 0, fmt.Sprintf("%d compared, %d differed at first, %d lost", c.Compared, c.FirstMismatched, len(c.Mismatched))})
+	}
+	if c := r.Heal7; c != nil {
+		out = append(out, Target{"delta sync heals the records after dropped webhooks", "after fault 7",
+			len(c.Mismatched) == 0, fmt.Sprintf("%d compared, %d stale at first, %d lost, healed after %s", c.Compared, c.FirstMismatched, len(c.Mismatched), c.HealedAfter.Round(100*time.Millisecond))})
+	}
+	return out
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func joinStates(s []string) string {
+	if len(s) == 0 {
+		return "–"
+	}
+	return strings.Join(s, "→")
+}
+
+// renderReport renders the markdown report.
+func renderReport(r *Result) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	c := r.Cfg
+	mode := "full"
+	if c.short {
+		mode = "short"
+	}
+	p("# craftedge chaos suite: results")
+	p("")
+	p("Run of %s, commit %s, %s mode (`go run ./bench/chaos%s`): warm-up %s, healthy windows %s, fault windows %s, `sync every %s`; %d page URLs (Zipf s=1.1), %d vendor products.",
+		c.date, c.commit, mode, map[bool]string{true: " -short"}[c.short], c.warmup, c.healthy, c.fault, c.syncEvery, c.pages, c.products)
+	p("Load per second: %.0f page views, %.0f CP GETs and %.0f saves (editor session), %.0f read-model GETs, %.0f live vendor reads, %.0f outbox writes, %.0f vendor-side changes (each a signed webhook). Loopback, 2 CPUs shared by the load generator, craftedge, origin and simulator.",
+		c.rates.Page, c.rates.CP, c.rates.Save, c.rates.ReadModel, c.rates.Live, c.rates.Outbox, c.rates.VendorChange)
+	p("")
+	p("## Visitors: anonymous page views")
+	p("")
+	p("Latency in ms over responses (transport errors counted apart). \"Ever cached\": URLs craftedge had served from or stored in its cache before the request.")
+	p("")
+	p("| window | requests | p50 | p95 | p99 | 4xx | 5xx | transport | hit | miss | stale | snapshot | fallback | ever cached: 5xx | ever cached: p95 |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, ph := range r.Phases {
+		w := ofClass(windowSamples(r.Samples, ph), ClassPage)
+		s := summarize(w)
+		ec := summarize(everCached(w))
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |", ph.Name, s.N,
+			fmtMS(s.P50), fmtMS(s.P95), fmtMS(s.P99),
+			pct(s.Rate(s.ByClass["4xx"])), pct(s.Rate(s.ByClass["5xx"])), pct(s.Rate(s.ByClass["transport"])),
+			pct(s.ServeShare(ServeHit)), pct(s.ServeShare(ServeMiss)), pct(s.ServeShare(ServeStale)),
+			pct(s.ServeShare(ServeSnapshot)), pct(s.ServeShare(ServeFallback)), ec.ByClass["5xx"], fmtMS(ec.P95))
+	}
+	p("")
+	p("## Editors, read model, live vendor reads, outbox")
+	p("")
+	p("| window | CP GETs 2xx (bypass) | saves 2xx | save p95 | read model p95 | read model 5xx | live p95 | live 5xx | live stale+snapshot | outbox 202 |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, ph := range r.Phases {
+		w := windowSamples(r.Samples, ph)
+		cp := summarize(ofClass(w, ClassCP))
+		sv := summarize(ofClass(w, ClassSave))
+		rm := summarize(ofClass(w, ClassReadModel))
+		lv := summarize(ofClass(w, ClassLive))
+		ob := ofClass(w, ClassOutbox)
+		acc := len(filter(ob, func(s Sample) bool { return s.Status == 202 }))
+		p("| %s | %d/%d (%s bypass) | %d/%d | %s | %s | %d | %s | %d | %s | %d/%d |", ph.Name,
+			cp.ByClass["2xx"], cp.N, pct(cp.ServeShare(ServeBypass)), sv.ByClass["2xx"], sv.N, fmtMS(sv.P95),
+			fmtMS(rm.P95), rm.ByClass["5xx"], fmtMS(lv.P95), lv.ByClass["5xx"],
+			pct(lv.ServeShare(ServeStale)+lv.ServeShare(ServeSnapshot)), acc, len(ob))
+	}
+	p("")
+	p("## Breakers and queues (health scraped every second)")
+	p("")
+	p("| window | Craft breaker | vendor breaker | outbox depth (max) | refetch depth (max) | queue age max (s) | dead letters | scrapes failed |")
+	p("|---|---|---|---:|---:|---:|---:|---:|")
+	for _, ph := range r.Phases {
+		s := summarizeScrapes(scrapesIn(r.Scrapes, ph))
+		p("| %s | %s | %s | %d | %d | %.1f | %d | %d/%d |", ph.Name, joinStates(s.Craft), joinStates(s.Shop),
+			s.MaxOutbox, s.MaxRefetch, s.MaxQueueAge, s.MaxDead, s.Failed, s.Points)
+	}
+	p("")
+	p("## What was lost (faults 7 and 8)")
+	p("")
+	if c := r.Heal7; c != nil {
+		p("- Fault 7 (webhooks dropped): after the window, writes and vendor changes paused, queues drained (%v); %d records compared with the simulator, %d stale at first; every record matched after %s; **lost: %d**%s.",
+			c.QueueDrained, c.Compared, c.FirstMismatched, c.HealedAfter.Round(100*time.Millisecond), len(c.Mismatched), listOf(c.Mismatched))
+	}
+	rs := r.Restart
+	if !rs.KilledAt.IsZero() {
+		gap := "never came back"
+		if !rs.ReadyAt.IsZero() {
+			gap = rs.ReadyAt.Sub(rs.KilledAt).Round(time.Millisecond).String()
+		}
+		p("- Fault 8 (SIGKILL): a burst of 30 outbox writes (%d acknowledged) right before the kill, %d outbox and %d refetch jobs pending at the kill; craftedge answered again after %s; snapshots %d before, %d after; records not served right after the restart: %d%s.",
+			rs.BurstAcked, rs.PendingAtKill, rs.RefetchBeforeKill, gap, rs.SnapshotsBefore, rs.SnapshotsAfter, len(rs.RecordsNotServed), listOf(rs.RecordsNotServed))
+		gapSamples := filter(r.Samples, r.inGap)
+		p("  Requests started while craftedge was down: %d (transport errors: %d).", len(gapSamples), summarize(gapSamples).ByClass["transport"])
+	}
+	o := r.Outbox
+	p("- Outbox, whole run: %d writes acknowledged (202), checked against the simulator's write log by Idempotency-Key: **lost %d, duplicated %d**%s%s; %d repeats answered from the vendor's idempotency store (retries of writes it had applied).",
+		o.Acked, len(o.Lost), len(o.Duplicated), listOf(o.Lost), listOf(o.Duplicated), o.Replays)
+	if c := r.Records8; c != nil {
+		p("- Records after fault 8 (final window): %d compared, %d differed at first, all matched after %s; **lost: %d**%s.",
+			c.Compared, c.FirstMismatched, c.HealedAfter.Round(100*time.Millisecond), len(c.Mismatched), listOf(c.Mismatched))
+	}
+	p("- Webhooks from the simulator: %d delivered, %d dropped (fault 7), %d failed (craftedge down or refusing); %d vendor-side changes in all.",
+		r.Webhooks.Sent, r.Webhooks.Dropped, r.Webhooks.Failed, r.Changes)
+	if len(r.Skipped) > 0 {
+		p("- Generator ticks skipped because every slot of a class was busy: %v.", r.Skipped)
+	}
+	p("")
+	p("## Targets")
+	p("")
+	p("| target | window | result | figures |")
+	p("|---|---|---|---|")
+	met := 0
+	ts := r.targets()
+	for _, t := range ts {
+		if t.Met {
+			met++
+		}
+		p("| %s | %s | %s | %s |", t.Name, t.Window, verdict(t.Met), t.Detail)
+	}
+	p("")
+	p("%d of %d targets met.", met, len(ts))
+	return b.String()
+}
+
+func listOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	if len(s) > 10 {
+		return ": " + strings.Join(s[:10], ", ") + fmt.Sprintf(" and %d more", len(s)-10)
+	}
+	return ": " + strings.Join(s, ", ")
+}
