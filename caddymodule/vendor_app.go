@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/vendors"
 )
@@ -56,7 +55,7 @@ func (a *App) provisionVendors() error {
 		key := "vendor:" + name + ":" + hex.EncodeToString(sum[:16])
 		val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 			c, err := vendors.NewClient(cfg, vendors.ClientOptions{
-				Logger:          a.logger.Named("vendors").With(zap.String("vendor", name)),
+				Logger:          a.logger.Named("vendors"), // the client adds the vendor field
 				Now:             nowFunc,
 				OnRequest:       observeVendorRequest,
 				OnBreakerChange: observeVendorBreaker,

@@ -478,7 +478,9 @@ func TestWebhookSecretRotation(t *testing.T) {
 	for k := range req.Header {
 		h[k] = req.Header.Get(k)
 	}
-	h[webhook.HeaderStandardSignature] = req.Header.Get(webhook.HeaderStandardSignature) + " " + other.Header.Get(webhook.HeaderStandardSignature)
+	// The canonical key: h already holds req's single signature under it,
+	// and a second spelling would make the header depend on map order.
+	h[http.CanonicalHeaderKey(webhook.HeaderStandardSignature)] = req.Header.Get(webhook.HeaderStandardSignature) + " " + other.Header.Get(webhook.HeaderStandardSignature)
 	wantStatus(t, e.do(http.MethodPost, hookURLPath, h, string(req.Body)), http.StatusAccepted)
 
 	// Retire the old secret: unset its variable and reload. (Caddy skips

@@ -3,6 +3,7 @@ package vendors
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eapache/go-resiliency/breaker"
@@ -25,6 +26,11 @@ type circuit struct {
 	now func() time.Time
 	// onChange, if set, is called after a transition, outside mu.
 	onChange func(from, to string)
+	// trial is set while the one call a half-open breaker lets through is
+	// in flight: go-resiliency alone lets every concurrent call through,
+	// so a struggling vendor would get them all (each waiting its
+	// timeout) instead of one probe.
+	trial atomic.Bool
 
 	mu          sync.Mutex
 	last        breaker.State
@@ -47,6 +53,12 @@ func newCircuit(cfg BreakerConfig, log *zap.Logger, now func() time.Time) *circu
 // failures that should count against the vendor. run reports whether the
 // breaker refused the call (work was not called).
 func (c *circuit) run(work func() error) (refused bool) {
+	if c.cb.GetState() == breaker.HalfOpen {
+		if !c.trial.CompareAndSwap(false, true) {
+			return true
+		}
+		defer c.trial.Store(false)
+	}
 	err := c.cb.Run(work)
 	c.observe()
 	return errors.Is(err, breaker.ErrBreakerOpen)

@@ -115,6 +115,57 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	}
 }
 
+// Half-open lets one trial call through at a time; concurrent calls are
+// refused at once instead of all waiting on a struggling vendor.
+func TestHalfOpenLetsOneTrialThrough(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	open := func() { releaseOnce.Do(func() { close(release) }) }
+	var trials atomic.Int64
+	cat := newCatalog(t, 1)
+	t.Cleanup(open) // before the catalog's own cleanup: a failed test never hangs it
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		if failing.Load() {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return true
+		}
+		trials.Add(1)
+		if strings.HasSuffix(r.URL.Path, "/1") {
+			<-release // the trial call hangs until released
+		}
+		return false
+	}
+	cfg := testConfig(cat.URL())
+	cfg.Retry.Retries = 0
+	cfg.Breaker = BreakerConfig{Failures: 1, Successes: 1, Cooldown: 20 * time.Millisecond}
+	c, _ := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	if _, err := c.Get(ctx, "products", "1"); err == nil {
+		t.Fatal("want the failure that opens the breaker")
+	}
+	failing.Store(false)
+	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+
+	trialDone := make(chan error, 1)
+	go func() { _, err := c.Get(ctx, "products", "1"); trialDone <- err }()
+	eventually(t, "the trial call to reach the vendor", func() bool { return trials.Load() == 1 })
+	for i := range 3 {
+		// Other ids: the same id would join the trial (coalescing).
+		if _, err := c.Get(ctx, "products", fmt.Sprint(i+2)); !errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("concurrent call %d during the trial: %v, want ErrBreakerOpen", i, err)
+		}
+	}
+	open()
+	if err := <-trialDone; err != nil {
+		t.Fatalf("trial call: %v", err)
+	}
+	if trials.Load() != 1 || c.BreakerState() != BreakerClosed {
+		t.Fatalf("%d trials reached the vendor, breaker %s; want 1, closed", trials.Load(), c.BreakerState())
+	}
+}
+
 func TestRateLimitUnderBurst(t *testing.T) {
 	cat := newCatalog(t, 100)
 	cfg := testConfig(cat.URL())
