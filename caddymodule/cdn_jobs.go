@@ -14,12 +14,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
 )
 
 // jobKindCDNPurge forwards one craftedge purge to the downstream CDN.
@@ -262,26 +261,7 @@ func cloudflareUnsuccessful(body []byte) bool {
 // snippet returns the start of an answer, printable, with the target's
 // credentials redacted.
 func (t *cdnTarget) snippet(body []byte) string {
-	s := string(body)
-	for _, secret := range t.secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, "REDACTED")
-		}
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return ' '
-	}, s)
-	s = strings.TrimSpace(s)
-	if len(s) > cdnSnippetLen {
-		n := cdnSnippetLen
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n-- // cut on a rune boundary
-		}
-		s = s[:n] + "…"
-	}
+	s := vendors.Snippet(body, t.secrets, cdnSnippetLen)
 	if s == "" {
 		s = "(empty answer)"
 	}

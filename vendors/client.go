@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -702,11 +703,20 @@ func (c *Client) statusErr(method string, v *variant, path string, raw *rawRespo
 
 // snippet returns the start of an error body, printable, with credentials
 // redacted.
-func (c *Client) snippet(body []byte) string {
-	const limit = 256
+func (c *Client) snippet(body []byte) string { return Snippet(body, c.secrets, snippetLen) }
+
+// snippetLen is how much of an error answer an error quotes.
+const snippetLen = 256
+
+// Snippet returns the first limit bytes of an answer for an error message:
+// every secret replaced by REDACTED, unprintable runes by spaces, trimmed,
+// cut on a rune boundary with "…" when longer.
+func Snippet(body []byte, secrets []string, limit int) string {
 	s := string(body)
-	for _, secret := range c.secrets {
-		s = strings.ReplaceAll(s, secret, "REDACTED")
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "REDACTED")
+		}
 	}
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
@@ -716,7 +726,11 @@ func (c *Client) snippet(body []byte) string {
 	}, s)
 	s = strings.TrimSpace(s)
 	if len(s) > limit {
-		s = s[:limit] + "…"
+		n := limit
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
 	return s
 }
