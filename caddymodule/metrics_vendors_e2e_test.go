@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendorsim"
 )
@@ -31,31 +29,12 @@ func opsCaddyfile(o vendorOptions, logPath string) string {
 }
 
 // startOpsGateway starts the vendor simulator and a Caddy with
-// opsCaddyfile. o.baseURL, if set, is a format with one %s for the
-// simulator's URL.
+// opsCaddyfile; it returns the simulator's URL too.
 func startOpsGateway(t *testing.T, products int, o vendorOptions, logPath string) (*vendorEnv, string) {
 	t.Helper()
-	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
-	sim := vendorsim.New(vendorsim.Options{Products: products, Seed: 1})
-	t.Cleanup(func() { _ = sim.Close() })
-	srv, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.baseURL = srv.URL()
-	if o.storage == "" {
-		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
-	}
-	clockOffset.Store(0)
-	t.Cleanup(func() { clockOffset.Store(0) })
-	tester := caddytest.NewTester(t)
-	tester.InitServer(opsCaddyfile(o, logPath), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &gateway{t: t, tester: tester, storage: o.storage, client: &http.Client{Timeout: 10 * time.Second}}
-	t.Cleanup(func() { stopGateway(t) })
-	return &vendorEnv{gateway: g, sim: sim}, srv.URL()
+	o.caddyfile = func(o vendorOptions) string { return opsCaddyfile(o, logPath) }
+	e := startVendorGateway(t, products, o)
+	return e, e.simURL
 }
 
 // enqueueSync enqueues a vendor.sync of shop/product and returns its id.

@@ -23,7 +23,9 @@ type vendorOptions struct {
 	vendor   string // extra vendor subdirectives
 	resource string // extra resource subdirectives
 	storage  string
-	site     string // site block body; default craftedge_records alone
+	// caddyfile builds the config; default vendorCaddyfile.
+	caddyfile func(vendorOptions) string
+	site      string // site block body; default craftedge_records alone
 }
 
 func vendorCaddyfile(o vendorOptions) string {
@@ -106,9 +108,13 @@ func startVendorGatewayWith(t *testing.T, sim *vendorsim.Sim, o vendorOptions) *
 	if o.storage == "" {
 		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
+	if o.caddyfile == nil {
+		o.caddyfile = vendorCaddyfile
+	}
 	clockOffset.Store(0)
+	t.Cleanup(func() { clockOffset.Store(0) })
 	tester := caddytest.NewTester(t)
-	tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	tester.InitServer(o.caddyfile(o), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
