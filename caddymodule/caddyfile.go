@@ -333,7 +333,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.CPTrigger = v
-		case "bypass_path", "bypass_cookie", "bypass_query", "bypass_header", "ignore_query", "tag_header":
+		case "bypass_path", "bypass_cookie", "bypass_query", "bypass_header", "ignore_query", "tag_header", "key_header", "key_cookie":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.Errf("%s needs at least one value", sub)
@@ -351,6 +351,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.IgnoreQuery = append(h.IgnoreQuery, args...)
 			case "tag_header":
 				h.TagHeaders = append(h.TagHeaders, args...)
+			case "key_header":
+				h.KeyHeaders = append(h.KeyHeaders, args...)
+			case "key_cookie":
+				h.KeyCookies = append(h.KeyCookies, args...)
 			}
 			continue
 		case "expose_tags":

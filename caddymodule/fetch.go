@@ -15,6 +15,9 @@ import (
 	"github.com/craftedge/craftedge/pagecache"
 )
 
+// errNoUpstreamHandler: the route has no handler after craftedge.
+var errNoUpstreamHandler = errors.New("no upstream handler after craftedge in the route")
+
 // errUpstreamTimeout is the cause when Timeout expires.
 var errUpstreamTimeout = errors.New("upstream timeout")
 
@@ -69,6 +72,20 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 			return res.failErr
 		}
 		return nil
+	}
+	if leaderServed && res.stored && res.raw != nil && !h.sameVariant(r, key, res) {
+		// The response names Vary fields this first call did not send
+		// (only keyed fields are sent): it was stored as the variant for
+		// their absence. Ask again for this client's variant, whose
+		// fields the stored marker now lets through.
+		res = h.fetch(w, r, next, key, stale)
+		if res.streamed {
+			h.metrics.count(outcomePassThrough)
+			if res.failErr != nil && !res.failed {
+				return res.failErr
+			}
+			return nil
+		}
 	}
 	collapsed := false
 	if !leaderServed {
@@ -125,7 +142,7 @@ func (h *Handler) sameVariant(r *http.Request, key string, res *fetchResult) boo
 	if !ok || marker.Decode(mraw) != nil || marker.Flags&pagecache.FlagVaryMarker == 0 {
 		return false
 	}
-	return varyKey(key, marker.Vary, r.Header) == res.storeKey
+	return h.varyKey(key, marker.Vary, r) == res.storeKey
 }
 
 // fetch makes one upstream call for key under the breaker and the timeout.
@@ -179,15 +196,10 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 	timer := time.AfterFunc(time.Duration(h.Timeout), func() { cancel(errUpstreamTimeout) })
 	defer timer.Stop()
 
-	up := r.Clone(ctx)
-	if up.Method == http.MethodHead {
-		up.Method = http.MethodGet
-	}
-	// Our own validators only: the client's conditionals and ranges are
-	// answered from the stored copy.
-	for _, name := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
-		up.Header.Del(name)
-	}
+	// The upstream request is built from the cache key's parts alone
+	// (upstream_request.go); the client's conditionals and ranges are
+	// answered from the stored copy, so only our own validators are sent.
+	up := h.upstreamRequest(ctx, r, h.specFor(r, key), h.storedVary(key))
 	if staleEntry != nil && staleEntry.Status == http.StatusOK {
 		if staleEntry.OriginETag {
 			up.Header.Set("If-None-Match", staleEntry.ETag)
@@ -198,7 +210,7 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 
 	var notStored string
 	decide := func(status int, hdr http.Header) bool {
-		reason := h.storableReason(r, status, hdr)
+		reason := h.storableReason(up, status, hdr)
 		notStored = reason
 		return reason == ""
 	}
@@ -218,6 +230,15 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	err := next.ServeHTTP(rec, up)
 	timedOut := errors.Is(context.Cause(ctx), errUpstreamTimeout)
+	if err == nil && rec.mode == modeUndecided {
+		if unhandled, _ := caddyhttp.GetVar(up.Context(), "unhandled").(bool); unhandled {
+			// Caddy's end of the route: nothing after craftedge answers.
+			// A configuration error, not an empty page to store or serve.
+			err = caddyhttp.Error(http.StatusBadGateway, errNoUpstreamHandler)
+			h.logger.Error("no handler after craftedge answers cacheable requests: put reverse_proxy or php_fastcgi after it in the route",
+				zap.String("upstream", h.Upstream))
+		}
+	}
 
 	if rec.mode == modePassthrough {
 		res.streamed = true
@@ -264,9 +285,9 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 			rec.startPassthrough()
 			return rec.status
 		}
-		h.revalidated(r, key, staleEntry, rec.header, epoch, res)
+		h.revalidated(up, key, staleEntry, rec.header, epoch, res)
 		return rec.status
 	}
-	h.storeResponse(r, key, rec.status, rec.header, rec.body.Bytes(), notStored, epoch, res)
+	h.storeResponse(up, key, rec.status, rec.header, rec.body.Bytes(), notStored, epoch, res)
 	return rec.status
 }

@@ -59,7 +59,7 @@ type Handler struct {
 	// credentials and cookies are never forwarded, so responses are shared;
 	// Craft's bypass rules do not apply, and methods other than GET and
 	// HEAD are refused with 405 (writes go through craftedge_records).
-	// Only Accept is forwarded from the visitor's request.
+	// No header of the visitor's is forwarded unless keyed (key_header).
 	Vendor string `json:"vendor,omitempty"`
 
 	// VendorPaths are the vendor paths (after handle_path or a rewrite)
@@ -119,6 +119,20 @@ type Handler struct {
 	// the built-in tracking parameters (utm_*, gclid, fbclid...): exact, or
 	// a prefix when ending in "*".
 	IgnoreQuery []string `json:"ignore_query,omitempty"`
+
+	// KeyHeaders are request headers Craft renders by (for example a
+	// header your templates read): their values, normalized, become part of
+	// the cache key and only then are they sent upstream. No other visitor
+	// header reaches the upstream on a cacheable request (README: What
+	// reaches Craft). Cookie, Authorization and Host are refused here: use
+	// KeyCookies for cookies.
+	KeyHeaders []string `json:"key_headers,omitempty"`
+
+	// KeyCookies are cookie names Craft renders by (a currency or region
+	// cookie): their values become part of the cache key and those cookies
+	// alone are sent upstream. Visitors' other cookies never reach the
+	// upstream on a cacheable request. Names are matched as PHP reads them.
+	KeyCookies []string `json:"key_cookies,omitempty"`
 
 	// TagHeaders are the response headers cache tags are read from.
 	// Default: Cache-Tag, Surrogate-Key, Xkey, Cache-Tags, Edge-Cache-Tag.
@@ -215,6 +229,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if err := h.bypass.Compile(); err != nil {
 		return fmt.Errorf("craftedge: bypass rules: %w", err)
+	}
+	if err := h.compileKeyedFields(); err != nil {
+		return err
 	}
 	h.keys = httpcache.KeyRules{IgnoreQuery: h.IgnoreQuery}
 	if err := h.keys.Compile(); err != nil {
@@ -325,14 +342,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	key, spec, reason := h.requestKey(r, lr)
+	if reason != "" {
+		return h.serveBypass(w, r, next, reason)
 	}
-	key := h.keys.Key(scheme, r.Host, lr.URL.EscapedPath(), lr.URL.RawQuery)
-
 	if h.GraphQL != "" && lr.URL.Path == h.GraphQL {
-		extra, reason := h.graphQLKey(r)
+		extra, reason := h.graphQLKey(r, lr, spec)
 		if reason != "" {
 			return h.serveBypass(w, r, next, reason)
 		}
@@ -350,6 +365,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	mem.CountMiss()
+	r = withSpec(r, spec)
 
 	if h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{killSwitch: true})
@@ -379,7 +395,7 @@ func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw [
 	if e.Flags&pagecache.FlagVaryMarker == 0 {
 		return raw, "", true
 	}
-	variantKey = varyKey(key, e.Vary, r.Header)
+	variantKey = h.varyKey(key, e.Vary, r)
 	raw, ok = mem.Get(variantKey)
 	if !ok || e.Decode(raw) != nil {
 		return nil, variantKey, false
@@ -387,30 +403,35 @@ func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw [
 	return raw, variantKey, true
 }
 
-// varyKey is the key of the variant of key selected by the request headers
-// named in vary.
-func varyKey(key string, vary []string, hdr http.Header) string {
+// varyKey is the key of the variant of key selected by the request's
+// values of the fields named in vary: the values the upstream is sent for
+// them (see varyValue), normalized, so equivalent requests share a variant.
+func (h *Handler) varyKey(key string, vary []string, r *http.Request) string {
 	var b bytes.Buffer
 	b.WriteString(key)
 	for _, name := range vary {
 		b.WriteByte(0)
 		b.WriteString(name)
 		b.WriteByte('=')
-		for i, v := range hdr.Values(name) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(v)
-		}
+		b.WriteString(h.varyValue(r, name))
 	}
 	return b.String()
 }
 
-// graphQLKey reads a GraphQL POST body (restoring it for the upstream) and
-// returns the key suffix selecting this query and token, or a bypass reason
-// for mutations, oversized or unreadable bodies.
-func (h *Handler) graphQLKey(r *http.Request) (string, string) {
+// graphQLKey reads a GraphQL POST body and returns the key suffix selecting
+// this query, content type, token and schema, or a bypass reason for
+// mutations (in the body or in a "query" parameter, which Craft lets
+// supersede the body), bodies Craft would parse differently from us, and
+// oversized or unreadable ones. The body and the keyed headers go into spec:
+// they are what the upstream is sent.
+func (h *Handler) graphQLKey(r, lr *http.Request, spec *upstreamSpec) (string, string) {
+	for _, q := range httpcache.PHPQueryValues(lr.URL.RawQuery, "query") {
+		if httpcache.IsGraphQLMutationQuery(q) {
+			return "", "graphql-mutation"
+		}
+	}
 	var body []byte
+	contentType := ""
 	if r.Method == http.MethodPost {
 		var err error
 		body, err = io.ReadAll(io.LimitReader(r.Body, maxGraphQLBody+1))
@@ -421,16 +442,29 @@ func (h *Handler) graphQLKey(r *http.Request) (string, string) {
 		if len(body) > maxGraphQLBody {
 			return "", "graphql-body"
 		}
-		if httpcache.IsGraphQLMutation(body) {
+		contentType = httpcache.GraphQLPostType(r.Header.Get("Content-Type"), body)
+		if contentType == "" {
 			return "", "graphql-mutation"
 		}
+		spec.body = body
+		spec.setHeader("Content-Type", contentType)
+	}
+	auth := r.Header.Get("Authorization")
+	schema := r.Header.Get("X-Craft-Gql-Schema")
+	if auth != "" {
+		spec.setHeader("Authorization", auth)
+	}
+	if schema != "" {
+		spec.setHeader("X-Craft-Gql-Schema", schema)
 	}
 	sum := sha256.New()
 	sum.Write(body)
 	sum.Write([]byte{0})
-	sum.Write([]byte(r.Header.Get("Authorization")))
+	sum.Write([]byte(contentType))
 	sum.Write([]byte{0})
-	sum.Write([]byte(r.Header.Get("X-Craft-Gql-Schema")))
+	sum.Write([]byte(auth))
+	sum.Write([]byte{0})
+	sum.Write([]byte(schema))
 	return "\x00graphql=" + hex.EncodeToString(sum.Sum(nil)[:16]), ""
 }
 

@@ -161,12 +161,14 @@ type gatewayOptions struct {
 	globalExtra  string // extra lines inside the global craftedge { }
 	storage      string // bbolt path; default a new temp file
 	siteExtra    string // directives in the site before the craftedge handler
+	serverExtra  string // global options outside the craftedge block (e.g. servers { ... })
 }
 
 func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
 	return fmt.Sprintf(`{
 %s	grace_period 1ns
 	skip_install_trust
+	%s
 	craftedge {
 		storage %s
 		memory 16MiB
@@ -188,7 +190,7 @@ func caddyfileFor(o *testOrigin, opts gatewayOptions) string {
 	}
 	reverse_proxy %s
 }
-`, globalPorts(), opts.storage, opts.globalExtra, siteAddr, opts.siteExtra, opts.handlerExtra, o.addr())
+`, globalPorts(), opts.serverExtra, opts.storage, opts.globalExtra, siteAddr, opts.siteExtra, opts.handlerExtra, o.addr())
 }
 
 func startGateway(t *testing.T, o *testOrigin, opts gatewayOptions) *gateway {

@@ -83,7 +83,8 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 	}
 }
 
-// storeResponse builds the entry of a buffered upstream response, stores it
+// storeResponse builds the entry of a buffered upstream response (r is
+// the request sent upstream, whose headers select the variant), stores it
 // in the memory tier and (write-behind) as a snapshot, and fills res.
 func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr http.Header, body []byte, notStored string, epoch uint64, res *fetchResult) {
 	now := nowFunc()
@@ -148,7 +149,7 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 	vary, _ := httpcache.VaryHeaders(hdr)
 	storeKey := key
 	if len(vary) > 0 {
-		storeKey = varyKey(key, vary, r.Header)
+		storeKey = h.varyKey(key, vary, r)
 	}
 	raw := e.Encode()
 	res.raw = raw
@@ -191,7 +192,7 @@ func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entr
 	e.InitialAge = httpcache.AgeValue(hdr)
 	storeKey := key
 	if vary, _ := httpcache.VaryHeaders(hdr); len(vary) > 0 {
-		storeKey = varyKey(key, vary, r.Header)
+		storeKey = h.varyKey(key, vary, r)
 	}
 	raw := e.Encode()
 	res.raw, res.storeKey, res.revalidated = raw, storeKey, true

@@ -30,9 +30,11 @@ type vendorProxy struct {
 }
 
 // forwardedVendorHeaders are the only request headers a live vendor read
-// sends on: the cache key holds none of the visitor's headers, so nothing
-// that may select a visitor's data (tokens, customer ids, addresses) may
-// reach the vendor. The conditionals are the cache's own revalidation.
+// sends on. The request it is given is already built from the cache key
+// alone (upstream_request.go): it holds none of the visitor's headers, so
+// nothing that may select a visitor's data (tokens, customer ids,
+// addresses) or an unkeyed representation (Accept) reaches the vendor;
+// keyed headers (key_header) and the cache's own revalidation do.
 var forwardedVendorHeaders = []string{"Accept", "If-None-Match", "If-Modified-Since"}
 
 // defaultVendorPaths are the paths of a vendor's resources: each get path

@@ -252,9 +252,9 @@ const (
 )
 
 // scanQuery scans a raw query string once and reports which bypass-relevant
-// parameters it holds. Names are percent-decoded only when they contain an
-// escape, and PHP array suffixes ("token[]") are ignored when matching the
-// built-in names, since PHP would see the base name.
+// parameters it holds. Names are read as PHP registers them (PHPVarName:
+// "%20token", "+token" and "token[]" are all "token"); configured names
+// match the decoded name or PHP's.
 func (b *BypassRules) scanQuery(rawQuery, cp string) int {
 	flags := 0
 	for rawQuery != "" {
@@ -264,12 +264,10 @@ func (b *BypassRules) scanQuery(rawQuery, cp string) int {
 		if name == "" {
 			continue
 		}
-		name = unescapeQuery(name)
-		if b.query.match(name) {
+		decoded := unescapeQuery(name)
+		name = PHPVarName(decoded)
+		if b.query.match(decoded) || b.query.match(name) {
 			flags |= queryExtra
-		}
-		if i := strings.IndexByte(name, '['); i > 0 {
-			name = name[:i]
 		}
 		switch {
 		case equalFold(name, "p"):
@@ -305,19 +303,23 @@ func (b *BypassRules) scanCookies(lines []string) int {
 		for line != "" {
 			var piece string
 			piece, line, _ = cutByte(line, ';')
-			name, _, _ := cutByte(piece, '=')
-			name = trimOWS(name)
-			if name == "" {
+			raw, _, _ := cutByte(piece, '=')
+			raw = trimOWS(raw)
+			if raw == "" {
 				continue
 			}
-			switch {
-			case hasSuffixFold(name, "CraftSessionId"):
-				flags |= cookieSession
-			case hasSuffixFold(name, "_identity"):
-				flags |= cookieIdentity
-			}
-			if b.cookies.match(name) {
-				flags |= cookieExtra
+			// The name as sent, as PHP 8 registers it, and as older PHP
+			// (which percent-decoded names) registered it.
+			for _, name := range [3]string{raw, PHPCookieName(raw), PHPCookieName(unescapeQuery(raw))} {
+				switch {
+				case hasSuffixFold(name, "CraftSessionId"):
+					flags |= cookieSession
+				case hasSuffixFold(name, "_identity"):
+					flags |= cookieIdentity
+				}
+				if b.cookies.match(name) {
+					flags |= cookieExtra
+				}
 			}
 		}
 	}

@@ -3,13 +3,29 @@ package httpcache
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // This file recognises GraphQL operations that must not be cached.
 
-// graphQLRequest is the JSON envelope of a GraphQL-over-HTTP request.
-type graphQLRequest struct {
-	Query *string `json:"query"`
+// graphQLRequest is the JSON envelope of a GraphQL-over-HTTP request, read
+// as PHP's json_decode does: keys are matched exactly (encoding/json would
+// match "QUERY" to a "query" field, PHP does not) and the last of duplicate
+// keys wins.
+type graphQLRequest = map[string]json.RawMessage
+
+// graphQLQuery returns the "query" string of a decoded request, as Craft
+// reads it; ok is false when it is missing or not a string.
+func graphQLQuery(req graphQLRequest) (string, bool) {
+	raw, found := req["query"]
+	if !found {
+		return "", false
+	}
+	var q string
+	if err := json.Unmarshal(raw, &q); err != nil {
+		return "", false
+	}
+	return q, true
 }
 
 // IsGraphQLMutation reports whether a GraphQL request body must not be
@@ -31,24 +47,62 @@ func IsGraphQLMutation(body []byte) bool {
 	}
 	switch {
 	case trimmed[0] == '[':
+		return isJSONMutation(trimmed)
+	case trimmed[0] == '{' && looksLikeJSONObject(trimmed):
+		return isJSONMutation(trimmed)
+	}
+	return IsGraphQLMutationQuery(string(trimmed))
+}
+
+// isJSONMutation reports whether a JSON GraphQL request (an object or a
+// batch) may change state or cannot be read as Craft reads it.
+func isJSONMutation(body []byte) bool {
+	body = bytes.TrimLeft(body, " \t\r\n")
+	if len(body) > 0 && body[0] == '[' {
 		var batch []graphQLRequest
-		if err := json.Unmarshal(trimmed, &batch); err != nil || len(batch) == 0 {
+		if err := json.Unmarshal(body, &batch); err != nil || len(batch) == 0 {
 			return true
 		}
 		for _, req := range batch {
-			if req.Query == nil || IsGraphQLMutationQuery(*req.Query) {
+			q, ok := graphQLQuery(req)
+			if !ok || IsGraphQLMutationQuery(q) {
 				return true
 			}
 		}
 		return false
-	case trimmed[0] == '{' && looksLikeJSONObject(trimmed):
-		var req graphQLRequest
-		if err := json.Unmarshal(trimmed, &req); err != nil || req.Query == nil {
-			return true
-		}
-		return IsGraphQLMutationQuery(*req.Query)
 	}
-	return IsGraphQLMutationQuery(string(trimmed))
+	var req graphQLRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return true
+	}
+	q, ok := graphQLQuery(req)
+	return !ok || IsGraphQLMutationQuery(q)
+}
+
+// GraphQLPostType returns the Content-Type to send upstream for a cacheable
+// POST to Craft's GraphQL API, or "" when it must not be cached. Craft reads
+// the whole body as the document for application/graphql and the "query"
+// body parameter otherwise, parsed by Content-Type: only JSON bodies are
+// cached (form and multipart bodies are not keyed the way PHP parses them).
+// The type sent upstream is the canonical one, so two requests with the
+// same body and key reach Craft identically.
+func GraphQLPostType(contentType string, body []byte) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	switch mt {
+	case "application/json":
+		trimmed := bytes.TrimLeft(body, " \t\r\n")
+		if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') || isJSONMutation(trimmed) {
+			return ""
+		}
+		return "application/json"
+	case "application/graphql":
+		if IsGraphQLMutationQuery(string(body)) {
+			return ""
+		}
+		return "application/graphql"
+	}
+	return ""
 }
 
 // looksLikeJSONObject tells a JSON object from a GraphQL shorthand query

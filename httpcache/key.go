@@ -128,6 +128,16 @@ func (k *KeyRules) Key(scheme, host, path, rawQuery string) string {
 	return b.String()
 }
 
+// Query returns the normalized form of rawQuery that Key puts after "?"
+// ("" when nothing remains): what the upstream is sent for a keyed request.
+func (k *KeyRules) Query(rawQuery string) string {
+	full := k.Key("http", "", "/", rawQuery)
+	if i := strings.IndexByte(full, '?'); i >= 0 {
+		return full[i+1:]
+	}
+	return ""
+}
+
 // PathKey is Key without the query: scheme "://" host path, normalized as
 // Key does. It is the URL identity purges use. It allocates only the result.
 func PathKey(scheme, host, path string) string {

@@ -1,0 +1,313 @@
+package caddymodule
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// These tests attack the cache the way web cache poisoning research does
+// (unkeyed headers, fat GETs, parameter cloaking, PHP name normalisation):
+// the origin renders whatever it receives, as Craft could, and a later
+// visitor must never get what an attacker's request made it render.
+
+// echoOrigin renders, into a cacheable page, everything the request it
+// received carries: method, URI, every header and the body.
+type echoOrigin struct {
+	mu   sync.Mutex
+	last []string // dump of the last request
+}
+
+func (e *echoOrigin) handler(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	dump := []string{"method=" + r.Method, "uri=" + r.RequestURI, "host=" + r.Host, "body=" + string(body)}
+	for name, values := range r.Header {
+		dump = append(dump, "h:"+name+"="+strings.Join(values, ","))
+	}
+	slices.Sort(dump)
+	e.mu.Lock()
+	e.last = dump
+	e.mu.Unlock()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if r.Header.Get("Accept-Language") != "" {
+		w.Header().Set("Vary", "Accept-Language")
+	}
+	_, _ = io.WriteString(w, htmlPage(strings.Join(dump, "\n")))
+}
+
+func (e *echoOrigin) lastRequest() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return strings.Join(e.last, "\n")
+}
+
+// TestPoisonUnkeyedHeadersNeverReachOrigin: headers Yii/Craft honour
+// (X-Rewrite-Url, X-HTTP-Method-Override, Forwarded, X-Original-Host,
+// Front-End-Https, X-Forwarded-*), cookies and content negotiation headers
+// sent by an attacker never reach the origin on a cacheable request, so
+// the page stored for the URL is the one every visitor would get.
+func TestPoisonUnkeyedHeadersNeverReachOrigin(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.handle("/page", echo.handler)
+	g := startGateway(t, o, gatewayOptions{})
+
+	attack := map[string]string{
+		"X-Rewrite-Url":          "/evil-rewrite",
+		"X-Original-Url":         "/evil-original",
+		"X-Http-Method-Override": "DELETE",
+		"Forwarded":              "host=evil.example;proto=https",
+		"X-Original-Host":        "evil.example",
+		"Front-End-Https":        "on",
+		"X-Forwarded-Host":       "evil.example",
+		"X-Forwarded-Proto":      "https",
+		"X-Forwarded-Port":       "4443",
+		"X-Forwarded-Prefix":     "/evil-prefix",
+		"Cookie":                 "consent=evil-consent; cart=evil-cart",
+		"Accept":                 "application/evil+json",
+		"User-Agent":             "evil-agent",
+		"X-Craft-Site":           "evil-site",
+		"Content-Type":           "application/x-www-form-urlencoded",
+	}
+	r := g.do(http.MethodGet, "/page", attack, "action=users/logout&evil-body=1")
+	wantStatus(t, r, 200)
+	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	seen := echo.lastRequest()
+	for _, bad := range []string{"evil", "Cookie", "X-Http-Method-Override", "h:Forwarded=", "Content-Type", "action=", "Front-End-Https", "h:Accept=", "h:User-Agent=", "X-Forwarded-Proto=https"} {
+		if strings.Contains(seen, bad) {
+			t.Errorf("origin received %q from the attacker's cacheable request:\n%s", bad, seen)
+		}
+	}
+	if !strings.Contains(seen, "method=GET") || !strings.Contains(seen, "body=\n") && !strings.HasSuffix(seen, "body=") {
+		t.Errorf("origin should get a bodiless GET:\n%s", seen)
+	}
+	victim := g.get("/page")
+	wantCacheStatus(t, victim, "craftedge; hit")
+	if strings.Contains(victim.body, "evil") {
+		t.Fatalf("victim got the attacker's page:\n%.400s", victim.body)
+	}
+}
+
+// TestPoisonHeadRequestWithBody: a HEAD (fetched upstream as GET) with a
+// body sends no body either.
+func TestPoisonHeadRequestWithBody(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.handle("/page", echo.handler)
+	g := startGateway(t, o, gatewayOptions{})
+	g.do(http.MethodHead, "/page", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "action=users/logout")
+	if seen := echo.lastRequest(); strings.Contains(seen, "logout") || !strings.Contains(seen, "method=GET") {
+		t.Fatalf("origin received:\n%s", seen)
+	}
+	if v := g.get("/page"); strings.Contains(v.body, "logout") {
+		t.Fatalf("victim got the attacker's page")
+	}
+}
+
+// TestPoisonTrackingParamsNotSentUpstream: parameters dropped from the key
+// are not sent upstream either, so a page rendered with ?utm_source=<x> is
+// never what visitors without it get; the query Craft sees is the key's.
+func TestPoisonTrackingParamsNotSentUpstream(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.handle("/page", echo.handler)
+	g := startGateway(t, o, gatewayOptions{})
+	r := g.get("/page?utm_source=%3Cscript%3Eevil&b=2&a=1&gclid=evil")
+	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	seen := echo.lastRequest()
+	if strings.Contains(seen, "evil") || !strings.Contains(seen, "uri=/page?a=1&b=2") {
+		t.Fatalf("origin received:\n%s", seen)
+	}
+	v := g.get("/page?b=2&a=1")
+	wantCacheStatus(t, v, "craftedge; hit")
+	if strings.Contains(v.body, "evil") {
+		t.Fatal("victim got the attacker's tracking parameter rendered")
+	}
+}
+
+// TestPoisonPHPNormalisedNamesBypass: parameter and cookie names PHP
+// normalises (leading spaces dropped, "+" and spaces and dots to "_",
+// array suffixes) are read as PHP reads them: tokens, previews, actions,
+// the CP route and identity cookies bypass and are never stored.
+func TestPoisonPHPNormalisedNamesBypass(t *testing.T) {
+	o := newTestOrigin(t)
+	o.fallback = pageHandler("page", "page")
+	g := startGateway(t, o, gatewayOptions{})
+	cases := []struct {
+		name, path, cookie, reason string
+	}{
+		{"space-token", "/a?%20token=secret", "", "token"},
+		{"plus-token", "/b?+token=secret", "", "token"},
+		{"array-token", "/c?token[]=secret", "", "token"},
+		{"space-action", "/d?%20action=users/logout", "", "action"},
+		{"space-p", "/e?%20p=admin/entries", "", "cp"},
+		{"space-preview", "/f?%20x-craft-preview=1", "", "token"},
+		{"nul-token", "/g?token%00junk=1", "", "token"},
+		{"dot-identity", "/h", "h.identity=1", "identity"},
+		{"space-identity", "/i", "h identity=1", "identity"},
+		{"space-session", "/j", " CraftSessionId=1", "session"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := []string{}
+			if c.cookie != "" {
+				hdr = []string{"Cookie", c.cookie}
+			}
+			for range 2 {
+				r := g.get(c.path, hdr...)
+				wantCacheStatus(t, r, "craftedge; fwd=bypass; detail="+c.reason)
+			}
+			path, _, _ := strings.Cut(c.path, "?")
+			if n := o.count(path); n != 2 {
+				t.Fatalf("origin saw %d requests for %s, want 2 (never stored)", n, path)
+			}
+		})
+	}
+}
+
+// TestPoisonGraphQL: a body whose "QUERY" key hides a mutation from Go's
+// case-insensitive JSON decoder (PHP reads "query" exactly), a mutation in
+// the GET "query" parameter (which Craft lets supersede the body), and a
+// form-encoded body are never cached.
+func TestPoisonGraphQL(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.handle("/api", echo.handler)
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "graphql /api"})
+	json := map[string]string{"Content-Type": "application/json"}
+	cases := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+	}{
+		{"case-cloaked", http.MethodPost, "/api", `{"query":"mutation { deleteEntry(id: 1) }","QUERY":"{ entries { title } }"}`, json},
+		{"get-mutation", http.MethodGet, "/api?query=mutation%7BdeleteEntry(id:1)%7D", "", nil},
+		{"space-query-mutation", http.MethodGet, "/api?%20query=mutation%7BdeleteEntry(id:1)%7D", "", nil},
+		{"post-query-param", http.MethodPost, "/api?query=mutation%7Bx%7D", `{"query":"{ entries { title } }"}`, json},
+		{"form-body", http.MethodPost, "/api", `query=mutation+%7Bx%7D`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := g.do(c.method, c.path, c.hdr, c.body)
+			wantCacheStatus(t, r, "craftedge; fwd=bypass; detail=graphql-mutation")
+		})
+	}
+	// A cacheable query reaches Craft with its keyed body and the
+	// canonical content type only.
+	hdr := map[string]string{"Content-Type": "application/json; charset=UTF-8", "X-Evil": "1", "Cookie": "a=b"}
+	r := g.do(http.MethodPost, "/api", hdr, `{"query":"{ entries { title } }"}`)
+	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	seen := echo.lastRequest()
+	if !strings.Contains(seen, "h:Content-Type=application/json\n") || strings.Contains(seen, "X-Evil") || strings.Contains(seen, "Cookie") ||
+		!strings.Contains(seen, `body={"query":"{ entries { title } }"}`) {
+		t.Fatalf("origin received:\n%s", seen)
+	}
+}
+
+// TestPoisonTrustedProxyForwardedHeadersAreKeyed: behind a trusted proxy
+// (trusted_proxies), X-Forwarded-Host and -Proto are meaningful, so they
+// are keyed: a request with a forged X-Forwarded-Host gets its own entry,
+// never the one visitors of the real host get; a malformed one bypasses.
+func TestPoisonTrustedProxyForwardedHeadersAreKeyed(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.handle("/page", echo.handler)
+	g := startGateway(t, o, gatewayOptions{serverExtra: "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"})
+	r := g.get("/page", "X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "https")
+	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	if seen := echo.lastRequest(); !strings.Contains(seen, "h:X-Forwarded-Host=evil.example") || !strings.Contains(seen, "h:X-Forwarded-Proto=https") {
+		t.Fatalf("origin should get the trusted proxy's keyed values:\n%s", seen)
+	}
+	v := g.get("/page")
+	wantCacheStatus(t, v, "craftedge; fwd=miss; stored")
+	if strings.Contains(v.body, "evil") {
+		t.Fatal("a visitor without X-Forwarded-Host got the forged host's page")
+	}
+	bad := g.get("/page", "X-Forwarded-Host", "evil.example/<script>")
+	wantCacheStatus(t, bad, "craftedge; fwd=bypass; detail=forwarded-host")
+	bad = g.get("/page", "X-Forwarded-Proto", "javascript")
+	wantCacheStatus(t, bad, "craftedge; fwd=bypass; detail=forwarded-proto")
+}
+
+// TestVaryOnlyKeyedValuesReachOrigin: a response that varies on
+// Accept-Language is stored per normalised language, each variant fetched
+// with that language only; equivalent spellings share a variant.
+func TestVaryOnlyKeyedValuesReachOrigin(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/page", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Vary", "Accept-Language")
+		_, _ = io.WriteString(w, htmlPage("lang=["+r.Header.Get("Accept-Language")+"]"))
+	})
+	g := startGateway(t, o, gatewayOptions{})
+	none := g.get("/page")
+	if !strings.Contains(none.body, "lang=[]") {
+		t.Fatalf("no-language visitor got %.100q", none.body)
+	}
+	de := g.get("/page", "Accept-Language", "de-DE, de;q=0.9")
+	if !strings.Contains(de.body, "lang=[de-de,de;q=0.9]") {
+		t.Fatalf("German visitor got %.100q (Cache-Status %q)", de.body, de.header.Get("Cache-Status"))
+	}
+	same := g.get("/page", "Accept-Language", "DE-de ,de ; q=0.9")
+	wantCacheStatus(t, same, "craftedge; hit")
+	if !strings.Contains(same.body, "lang=[de-de,de;q=0.9]") {
+		t.Fatalf("equivalent Accept-Language got %.100q", same.body)
+	}
+	again := g.get("/page")
+	wantCacheStatus(t, again, "craftedge; hit")
+	if !strings.Contains(again.body, "lang=[]") {
+		t.Fatalf("no-language visitor got %.100q", again.body)
+	}
+}
+
+// TestKeyCookieKeysAndForwardsOnlyThatCookie: key_cookie makes a cookie
+// part of the key and the only cookie sent upstream.
+func TestKeyCookieKeysAndForwardsOnlyThatCookie(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.handle("/page", echo.handler)
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "key_cookie currency\n\t\tkey_header X-Region"})
+	eur := g.get("/page", "Cookie", "tracking=evil; currency=EUR", "X-Region", "eu")
+	wantCacheStatus(t, eur, "craftedge; fwd=miss; stored")
+	if seen := echo.lastRequest(); !strings.Contains(seen, "h:Cookie=currency=EUR\n") || strings.Contains(seen, "evil") || !strings.Contains(seen, "h:X-Region=eu") {
+		t.Fatalf("origin received:\n%s", seen)
+	}
+	usd := g.get("/page", "Cookie", "currency=USD", "X-Region", "eu")
+	wantCacheStatus(t, usd, "craftedge; fwd=miss; stored")
+	again := g.get("/page", "Cookie", "other=1; currency=EUR", "X-Region", "eu")
+	wantCacheStatus(t, again, "craftedge; hit")
+	if !strings.Contains(again.body, "currency=EUR") {
+		t.Fatal("EUR visitor did not get the EUR page")
+	}
+}
+
+// TestNoHandlerAfterCraftedgeIs502: a route where nothing follows craftedge
+// answers cacheable requests 502 (and logs why) instead of empty 200s.
+func TestNoHandlerAfterCraftedgeIs502(t *testing.T) {
+	tester := caddytest.NewTester(t)
+	tester.InitServer(`{
+`+globalPorts()+`	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage `+t.TempDir()+`/craftedge.db
+		memory 16MiB
+	}
+}
+`+siteAddr+` {
+	craftedge
+}
+`, "caddyfile")
+	t.Cleanup(func() { stopGateway(t) })
+	resp, err := http.Get(siteAddr + "/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status = %d, want 502", resp.StatusCode)
+	}
+}
