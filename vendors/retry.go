@@ -4,16 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 // errTransport marks a request that failed below HTTP (connection refused or
 // reset, TLS, a malformed response). Not exported: callers see it only
 // through the message; IsPermanent is false for it.
 var errTransport = errors.New("transport error")
+
+// errUnreachable marks, besides errTransport, a request that never reached
+// the vendor (connection refused, dial timeout, DNS): the breaker counts it
+// whatever the path.
+var errUnreachable = errors.New("cannot connect")
+
+// unreachable reports whether a transport error happened while connecting.
+func unreachable(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &dns)
+}
 
 // isVendorFailure reports whether err says the vendor is unhealthy: a
 // timeout, a transport error, a 5xx or a 408. These count against the
@@ -93,14 +108,11 @@ func (c *Client) attempt(ctx context.Context, call *getCall, attempt int) (*rawR
 		resp *rawResponse
 		err  error
 	)
-	refused := c.breaker.run(func() error {
+	berr := c.breaker.Run(func() circuit.Outcome {
 		resp, err = c.hedged(ctx, call, attempt)
-		if isVendorFailure(err) && ctx.Err() == nil {
-			return err
-		}
-		return nil
+		return breakerOutcome(ctx, call.path, err)
 	})
-	if refused {
+	if errors.Is(berr, circuit.ErrOpen) {
 		return nil, c.refuse(call.resource, call.method, call.v, attempt, OutcomeBreakerOpen, ErrBreakerOpen)
 	}
 	return resp, err
