@@ -2,16 +2,17 @@ package caddymodule
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/circuit"
+	"github.com/craftedge/craftedge/vendors"
 )
 
 // upstreamBreaker is a pooled circuit breaker of a Craft upstream: it
@@ -42,30 +43,33 @@ func (b upstreamBreaker) status() (state string, since time.Time, opens uint64) 
 }
 
 // upstreamOutcome classifies a failed or successful upstream call for the
-// breaker. Only a request that never reached Craft is a connection failure
-// (counted whatever the path): reverse_proxy's and php_fastcgi's dial
-// errors (connection refused, dial timeout, DNS) and "no upstreams
-// available" (503, nothing written). A written 5xx, our timeout, and the
-// proxy's other errors (a reset or malformed response, a 504 from its own
-// timeouts) can be one page's bug: they count as failures of their path.
+// breaker. A transport error is a connection failure, counted whatever the
+// path: reverse_proxy or php_fastcgi returned a 502 or 503 HandlerError
+// without writing a response (connection refused, dial timeout, reset or
+// closed connection, no upstream available). A written 5xx, our timeout
+// and the proxy's own 504 may be one page's bug (a broken template, a slow
+// search): failures of their path; so are a live vendor route's vendor 5xx
+// and timeouts.
 func upstreamOutcome(path string, res *fetchResult) circuit.Outcome {
 	if !res.failed {
 		return circuit.Outcome{Kind: circuit.Success, Path: path}
 	}
 	o := circuit.Outcome{Kind: circuit.Failure, Path: path}
-	var dial reverseproxy.DialError
 	var he caddyhttp.HandlerError
+	var vse *vendors.StatusError
 	switch {
-	case errors.Is(res.failErr, errUpstreamTimeout):
+	case errors.Is(res.failErr, errUpstreamTimeout), errors.Is(res.failErr, vendors.ErrTimeout):
 		o.Reason = "timeout"
 	case res.errStatus != 0:
 		o.Reason = "status " + strconv.Itoa(res.errStatus)
-	case errors.As(res.failErr, &dial):
-		o.Kind, o.Reason = circuit.ConnFailure, dial.Error()
-	case errors.As(res.failErr, &he) && he.StatusCode == 503:
+	case errors.As(res.failErr, &vse):
+		// A live vendor route (vendorProxy) relays the vendor's 5xx as a
+		// HandlerError: still one item's answer, not a transport error.
+		o.Reason = "status " + strconv.Itoa(vse.Code)
+	case errors.As(res.failErr, &he) && (he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable):
 		o.Kind, o.Reason = circuit.ConnFailure, errText(he.Err)
 	case errors.As(res.failErr, &he):
-		o.Reason = "status " + strconv.Itoa(res.failStatus) + ": " + errText(he.Err)
+		o.Reason = "status " + strconv.Itoa(he.StatusCode) + ": " + errText(he.Err)
 	default:
 		o.Reason = "status " + strconv.Itoa(res.failStatus) + ": " + errText(res.failErr)
 	}

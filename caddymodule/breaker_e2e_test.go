@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/vendorsim"
 )
 
 // boomPaths are three distinct paths: failures on all of them are spread
@@ -266,5 +268,63 @@ func TestBreakerOff(t *testing.T) {
 	}
 	if n := o.total.Load(); n != 10 {
 		t.Fatalf("the origin saw %d requests, want 10", n)
+	}
+}
+
+// Vendor breakers follow the same rules, through a live vendor route: one
+// item failing (with any query string) opens neither the vendor client's
+// breaker nor the route's; failures over three items open the vendor's.
+func TestVendorBreakerFollowsTheSameRules(t *testing.T) {
+	vendor := newTestOrigin(t)
+	product := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		id := strings.TrimPrefix(r.URL.Path, "/v2/products/")
+		_, _ = fmt.Fprintf(w, `{"id":%q,"title":{"en":"Product %s"},"price":{"amount":100}}`, id, id)
+	}
+	vendor.fallback = product
+	vendor.handle("/v2/products/1", serverError)
+	sim := vendorsim.New(vendorsim.Options{Products: 1, Seed: 1})
+	t.Cleanup(func() { _ = sim.Close() })
+	o := vendorOptions{baseURL: "http://" + vendor.addr(), site: liveVendorSite(""),
+		vendor: "breaker {\n\t\t\t\tfailures 3\n\t\t\t\tcooldown 1h\n\t\t\t}"}
+	e := startVendorGatewayWith(t, sim, o)
+	states := func() string {
+		h := e.health()
+		route := "absent"
+		for _, u := range h.Upstreams {
+			if u.Name == "shop" {
+				route = u.Breaker
+			}
+		}
+		return "vendor " + h.Vendors[0].Breaker + ", route " + route
+	}
+
+	for i := range 20 {
+		r := e.get(fmt.Sprintf("/shop-api/products/1?variant=%d", i))
+		if r.status < 500 {
+			t.Fatalf("a failing item answered %d", r.status)
+		}
+	}
+	if n := vendor.count("/v2/products/1"); n < 20 {
+		t.Fatalf("the vendor saw %d requests for the failing item, want ≥ 20", n)
+	}
+	if st := states(); st != "vendor closed, route closed" {
+		t.Fatalf("after one item failed 20 times: %s", st)
+	}
+	for _, id := range []string{"2", "3", "4"} {
+		r := e.get("/shop-api/products/" + id)
+		wantStatus(t, r, http.StatusOK)
+		wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
+	}
+
+	// Every item fails: an outage, the vendor's breaker opens.
+	vendor.fallback = serverError
+	for _, id := range []string{"5", "6", "7"} {
+		if r := e.get("/shop-api/products/" + id); r.status < 500 {
+			t.Fatalf("product %s answered %d during the outage", id, r.status)
+		}
+	}
+	if st := states(); !strings.HasPrefix(st, "vendor open") {
+		t.Fatalf("after failures over three items: %s", st)
 	}
 }

@@ -70,9 +70,9 @@ const (
 	// Failure: a 5xx or a timeout. It may be one page's bug, so a run of
 	// them opens the breaker only when it spans MinPaths paths.
 	Failure
-	// ConnFailure: the upstream could not be reached (connection refused,
-	// dial timeout, DNS failure, no upstream available). Not one page's
-	// bug: counts regardless of path.
+	// ConnFailure: a transport error, the upstream could not be reached or
+	// dropped the connection (refused, reset, dial timeout, no upstream
+	// available). Not one page's bug: counts regardless of path.
 	ConnFailure
 	// Ignore: neither a success nor a failure (the caller gave up).
 	Ignore

@@ -31,11 +31,11 @@ func newBreaker(cfg circuit.Config, log *zap.Logger, now func() time.Time, onCha
 }
 
 // breakerOutcome classifies a call to path that ended with err for the
-// breaker. A vendor that could not be reached (errUnreachable) fails
-// whatever the path; a timeout, a 5xx, a 408 or another transport error
-// (a reset, a malformed answer) may be one resource's bug and counts for
-// its path. A call given up by its caller counts for nothing; any other
-// answer (2xx-4xx, 429, a mapping error) is a success.
+// breaker. A network error (errTransport: connection refused or reset,
+// TLS, a malformed answer) fails whatever the path; a timeout, a 5xx or a
+// 408 may be one item's bug and counts for its path. A call given up by
+// its caller counts for nothing; any other answer (2xx-4xx, 429, a mapping
+// error) is a success.
 func breakerOutcome(ctx context.Context, path string, err error) circuit.Outcome {
 	switch {
 	case err == nil:
@@ -44,7 +44,7 @@ func breakerOutcome(ctx context.Context, path string, err error) circuit.Outcome
 		return circuit.Outcome{Kind: circuit.Ignore, Path: path}
 	case !isVendorFailure(err):
 		return circuit.Outcome{Kind: circuit.Success, Path: path}
-	case errors.Is(err, errUnreachable):
+	case errors.Is(err, errTransport):
 		return circuit.Outcome{Kind: circuit.ConnFailure, Path: path, Reason: err.Error()}
 	}
 	o := circuit.Outcome{Kind: circuit.Failure, Path: path, Reason: err.Error()}

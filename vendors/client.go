@@ -800,9 +800,6 @@ func (c *Client) send(ctx context.Context, o outbound) (*rawResponse, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // drop the URL: the message names the path already
 		}
-		if unreachable(err) {
-			return fail(OutcomeTransportError, fmt.Errorf("vendors: %s: %s %s: %w (%w): %v", c.cfg.Name, o.method, errPath, errTransport, errUnreachable, err))
-		}
 		return fail(OutcomeTransportError, fmt.Errorf("vendors: %s: %s %s: %w: %v", c.cfg.Name, o.method, errPath, errTransport, err))
 	}
 

@@ -577,7 +577,7 @@ func TestBreakerSpreadRules(t *testing.T) {
 		f := opened[0].ContextMap()
 		if f["vendor"] != "commerce" || f["state"] != "open" ||
 			!strings.Contains(f["reason"].(string), "3 consecutive failures all connection failures, last: ") ||
-			!strings.Contains(f["reason"].(string), "cannot connect") {
+			!strings.Contains(f["reason"].(string), "connection refused") {
 			t.Fatalf("open transition logged with %v", f)
 		}
 	})

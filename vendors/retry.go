@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -17,18 +16,6 @@ import (
 // reset, TLS, a malformed response). Not exported: callers see it only
 // through the message; IsPermanent is false for it.
 var errTransport = errors.New("transport error")
-
-// errUnreachable marks, besides errTransport, a request that never reached
-// the vendor (connection refused, dial timeout, DNS): the breaker counts it
-// whatever the path.
-var errUnreachable = errors.New("cannot connect")
-
-// unreachable reports whether a transport error happened while connecting.
-func unreachable(err error) bool {
-	var op *net.OpError
-	var dns *net.DNSError
-	return (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &dns)
-}
 
 // isVendorFailure reports whether err says the vendor is unhealthy: a
 // timeout, a transport error, a 5xx or a 408. These count against the
