@@ -78,6 +78,9 @@ func breakerLogs(t *testing.T, logPath, upstream string) []string {
 	var out []string
 	for _, l := range logLines(t, logPath) {
 		if msg, _ := l["msg"].(string); strings.HasPrefix(msg, "circuit breaker ") && l["upstream"] == upstream {
+			if l["logger"] != "craftedge.breaker" {
+				t.Errorf("breaker transition logged by %v, want craftedge.breaker", l["logger"])
+			}
 			out = append(out, fmt.Sprintf("%v: %v", l["state"], l["reason"]))
 		}
 	}
