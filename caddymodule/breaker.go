@@ -43,14 +43,15 @@ func (b upstreamBreaker) status() (state string, since time.Time, opens uint64) 
 }
 
 // upstreamOutcome classifies a failed or successful upstream call for the
-// breaker. A transport error is a connection failure, counted whatever the
-// path: reverse_proxy or php_fastcgi returned a 502 or 503 HandlerError
-// without writing a response (connection refused, dial timeout, reset or
+// breaker; written is the status the upstream wrote (0: none). A transport
+// error is a connection failure, counted whatever the path: reverse_proxy
+// or php_fastcgi returned a 502 or 503 HandlerError without writing a
+// response (connection refused, dial timeout, reset or
 // closed connection, no upstream available). A written 5xx, our timeout
 // and the proxy's own 504 may be one page's bug (a broken template, a slow
 // search): failures of their path; so are a live vendor route's vendor 5xx
 // and timeouts.
-func upstreamOutcome(path string, res *fetchResult) circuit.Outcome {
+func upstreamOutcome(path string, res *fetchResult, written int) circuit.Outcome {
 	if !res.failed {
 		return circuit.Outcome{Kind: circuit.Success, Path: path}
 	}
@@ -66,7 +67,8 @@ func upstreamOutcome(path string, res *fetchResult) circuit.Outcome {
 		// A live vendor route (vendorProxy) relays the vendor's 5xx as a
 		// HandlerError: still one item's answer, not a transport error.
 		o.Reason = "status " + strconv.Itoa(vse.Code)
-	case errors.As(res.failErr, &he) && (he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable):
+	case written == 0 && errors.As(res.failErr, &he) &&
+		(he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable):
 		o.Kind, o.Reason = circuit.ConnFailure, errText(he.Err)
 	case errors.As(res.failErr, &he):
 		o.Reason = "status " + strconv.Itoa(he.StatusCode) + ": " + errText(he.Err)

@@ -145,7 +145,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	path := lookupRequest(r).URL.Path
 	err := h.upstream.breaker.Run(func() circuit.Outcome {
 		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
-		return upstreamOutcome(path, res)
+		return upstreamOutcome(path, res, status)
 	})
 	outcome := "success"
 	switch {
