@@ -408,7 +408,7 @@ func (c Config) Validate() error {
 		bad("hedge_delay", "must not be negative")
 	}
 	if err := c.Breaker.Validate(); err != nil {
-		bad("breaker", "%v", err)
+		errs = append(errs, fmt.Errorf("%w: vendor %q: %w", ErrInvalidConfig, c.Name, err))
 	}
 	if c.MaxBodyBytes < 0 {
 		bad("max_body_bytes", "must not be negative")
