@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
@@ -276,7 +277,7 @@ func (a *App) Cleanup() error {
 
 // upstream returns (creating on first use) the state of a named upstream
 // for this config; handlers naming the same upstream share it.
-func (a *App) upstream(name string, cfg BreakerConfig) (*upstreamState, error) {
+func (a *App) upstream(name string, cfg circuit.Config) (*upstreamState, error) {
 	a.upstreamsMu.Lock()
 	defer a.upstreamsMu.Unlock()
 	if u, ok := a.upstreams[name]; ok {
@@ -285,15 +286,15 @@ func (a *App) upstream(name string, cfg BreakerConfig) (*upstreamState, error) {
 		}
 		return u, nil
 	}
-	key := fmt.Sprintf("breaker:%s:%d:%d:%d", name, cfg.Failures, cfg.Successes, cfg.Cooldown)
+	key := fmt.Sprintf("breaker:%s:%t:%d:%d:%d:%d", name, cfg.Disabled, cfg.Failures, cfg.MinPaths, cfg.Successes, cfg.Cooldown)
 	val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newBreaker(name, cfg), nil
+		return newUpstreamBreaker(name, cfg, a.logger.Named("breaker")), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.poolKeys = append(a.poolKeys, key)
-	u := &upstreamState{name: name, config: cfg, breaker: val.(*circuit)}
+	u := &upstreamState{name: name, config: cfg, breaker: val.(upstreamBreaker)}
 	a.upstreams[name] = u
 	return u, nil
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
@@ -52,13 +53,12 @@ func newBenchHandler(b *testing.B) *Handler {
 	app := &App{store: store, memory: mem, logger: zap.NewNop(), counters: &processCounters}
 	app.overrides = new(atomic.Pointer[map[string]bool])
 	app.upstreamsMu = new(sync.Mutex)
-	cfg := BreakerConfig{}
-	cfg.setDefaults()
+	cfg := circuit.Config{}.WithDefaults()
 	h := &Handler{
 		Upstream: "craft", TTL: 3600e9, Stale: 3600e9, Timeout: 10e9, MaxEntrySize: 4 << 20,
 		TagHeaders: httpcache.DefaultTagHeaders, Breaker: cfg,
 		app: app, logger: zap.NewNop(), flights: new(singleflight.Group),
-		upstream: &upstreamState{name: "craft", config: cfg, breaker: newBreaker("craft", cfg)},
+		upstream: &upstreamState{name: "craft", config: cfg, breaker: newUpstreamBreaker("craft", cfg, zap.NewNop())},
 		metrics:  newHandlerMetrics("craft"),
 	}
 	if err := h.bypass.Compile(); err != nil {

@@ -218,8 +218,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    ttl            <duration>
 //	    stale          <duration>
 //	    timeout        <duration>
-//	    breaker {
+//	    breaker off | {
 //	        failures  <n>
+//	        min_paths <n>
 //	        successes <n>
 //	        cooldown  <duration>
 //	    }
@@ -277,36 +278,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Timeout = dur
 			}
 		case "breaker":
-			if d.NextArg() {
-				return d.ArgErr()
+			cfg, err := parseBreaker(d, h.Breaker)
+			if err != nil {
+				return err
 			}
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				opt := d.Val()
-				switch opt {
-				case "failures", "successes":
-					v, err := oneArg(d)
-					if err != nil {
-						return err
-					}
-					n, err := strconv.Atoi(v)
-					if err != nil || n < 1 {
-						return d.Errf("breaker %s must be a positive integer, got %q", opt, v)
-					}
-					if opt == "failures" {
-						h.Breaker.Failures = n
-					} else {
-						h.Breaker.Successes = n
-					}
-				case "cooldown":
-					dur, err := parseDuration(d)
-					if err != nil {
-						return err
-					}
-					h.Breaker.Cooldown = dur
-				default:
-					return d.Errf("unrecognized breaker option %q (want failures, successes or cooldown)", opt)
-				}
-			}
+			h.Breaker = cfg
 			continue
 		case "snapshot_only":
 			on, err := parseOnOff(d)

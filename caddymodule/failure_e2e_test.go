@@ -169,17 +169,21 @@ func TestBreakerOpensAndClosesAfterCooldown(t *testing.T) {
 	o := newTestOrigin(t)
 	var failing atomic.Bool
 	failing.Store(true)
-	o.handle("/b", func(w http.ResponseWriter, r *http.Request) {
-		if failing.Load() {
-			w.WriteHeader(http.StatusInternalServerError)
-			_, _ = w.Write([]byte("boom"))
-			return
-		}
-		pageHandler("recovered", "b")(w, r)
-	})
+	// Failures on three paths: spread enough to open (min_paths 3).
+	paths := []string{"/b", "/b/2", "/b/3"}
+	for _, p := range paths {
+		o.handle(p, func(w http.ResponseWriter, r *http.Request) {
+			if failing.Load() {
+				w.WriteHeader(http.StatusInternalServerError)
+				_, _ = w.Write([]byte("boom"))
+				return
+			}
+			pageHandler("recovered", "b")(w, r)
+		})
+	}
 	g := startGateway(t, o, gatewayOptions{handlerExtra: "breaker {\n cooldown 300ms\n}"})
-	for i := 0; i < 3; i++ {
-		r := g.get("/b")
+	for _, p := range paths {
+		r := g.get(p)
 		wantStatus(t, r, http.StatusInternalServerError)
 		wantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=upstream-error")
 		if r.body != "boom" {
@@ -187,7 +191,7 @@ func TestBreakerOpensAndClosesAfterCooldown(t *testing.T) {
 		}
 	}
 	if st := g.breakerState("craft"); st != "open" {
-		t.Fatalf("breaker %s after 3 failures, want open", st)
+		t.Fatalf("breaker %s after 3 failures over 3 paths, want open", st)
 	}
 	// While open, nothing goes upstream.
 	for i := 0; i < 5; i++ {
@@ -195,7 +199,7 @@ func TestBreakerOpensAndClosesAfterCooldown(t *testing.T) {
 		wantStatus(t, r, http.StatusServiceUnavailable)
 		wantCacheStatus(t, r, "craftedge; detail=no-copy")
 	}
-	if got := o.count("/b"); got != 3 {
+	if got := o.total.Load(); got != 3 {
 		t.Fatalf("origin saw %d requests, want 3 (breaker open)", got)
 	}
 	failing.Store(false)
@@ -215,21 +219,24 @@ func TestBreakerHalfOpenLetsOneTrialThrough(t *testing.T) {
 	o := newTestOrigin(t)
 	var failing atomic.Bool
 	release := make(chan struct{})
+	fail := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) }
 	o.handle("/trial", func(w http.ResponseWriter, r *http.Request) {
 		if failing.Load() {
-			w.WriteHeader(http.StatusInternalServerError)
+			fail(w, r)
 			return
 		}
 		<-release
 		pageHandler("trial", "trial")(w, r)
 	})
+	o.handle("/trial/2", fail)
+	o.handle("/trial/3", fail)
 	o.handle("/cached", pageHandler("cached", "cached"))
 	o.handle("/other", pageHandler("other", "other"))
 	g := startGateway(t, o, gatewayOptions{handlerExtra: "breaker {\n cooldown 300ms\n}"})
 	wantCacheStatus(t, g.get("/cached"), "craftedge; fwd=miss; stored")
 	failing.Store(true)
-	for range 3 {
-		wantStatus(t, g.get("/trial"), http.StatusInternalServerError)
+	for _, p := range []string{"/trial", "/trial/2", "/trial/3"} {
+		wantStatus(t, g.get(p), http.StatusInternalServerError)
 	}
 	failing.Store(false)
 	advance(time.Hour) // /cached is stale now
@@ -237,7 +244,7 @@ func TestBreakerHalfOpenLetsOneTrialThrough(t *testing.T) {
 
 	trial := make(chan response, 1)
 	go func() { trial <- g.get("/trial") }()
-	waitFor(t, "the trial call to reach the origin", func() bool { return o.count("/trial") == 4 })
+	waitFor(t, "the trial call to reach the origin", func() bool { return o.count("/trial") == 2 })
 	r := g.get("/cached")
 	wantStatus(t, r, 200)
 	wantCacheStatusPrefix(t, r, "craftedge; hit; detail=") // stale memory copy or snapshot

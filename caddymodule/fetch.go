@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/eapache/go-resiliency/breaker"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/pagecache"
 )
 
@@ -159,16 +159,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	epoch := h.app.memory.Epoch()
 	start := time.Now()
 	status := 0
-	err := h.upstream.breaker.run(func() error {
+	path := lookupRequest(r).URL.Path
+	err := h.upstream.breaker.Run(func() circuit.Outcome {
 		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
-		if res.failed {
-			return errUpstreamFailed
-		}
-		return nil
+		return upstreamOutcome(path, res, status)
 	})
 	outcome := "success"
 	switch {
-	case errors.Is(err, breaker.ErrBreakerOpen):
+	case errors.Is(err, circuit.ErrOpen):
 		res.failed = true
 		res.failStatus = http.StatusServiceUnavailable
 		res.failErr = err

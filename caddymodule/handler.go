@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/pagecache"
 )
@@ -83,8 +84,11 @@ type Handler struct {
 	// whole response is buffered). Default 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
-	// Breaker sets the thresholds of the upstream's circuit breaker.
-	Breaker BreakerConfig `json:"breaker,omitempty"`
+	// Breaker sets the thresholds of the upstream's circuit breaker (see
+	// package circuit: consecutive failures spread over distinct paths
+	// open it; one failing page never does). Handlers naming the same
+	// upstream must agree on it.
+	Breaker circuit.Config `json:"breaker,omitzero"`
 
 	// SnapshotOnly is this handler's kill switch: cacheable requests never
 	// reach the upstream; they are served from memory, snapshots or the
@@ -212,7 +216,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxEntrySize == 0 {
 		h.MaxEntrySize = defaultMaxEntrySize
 	}
-	h.Breaker.setDefaults()
+	if err := h.Breaker.Validate(); err != nil {
+		return fmt.Errorf("craftedge: %w", err)
+	}
+	h.Breaker = h.Breaker.WithDefaults()
 	if len(h.TagHeaders) == 0 {
 		h.TagHeaders = httpcache.DefaultTagHeaders
 	}
@@ -370,7 +377,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{killSwitch: true})
 	}
-	if !h.upstream.breaker.allow() {
+	if !h.upstream.breaker.Allow() {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
 	}
 	if found && entry.Flags&pagecache.FlagMustRevalidate == 0 && entry.Flags&pagecache.FlagNoCache == 0 &&

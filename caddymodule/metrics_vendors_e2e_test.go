@@ -94,8 +94,10 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 		opened, jobDone, jobRetry, jobDead, deadLetters}
 
 	// A tight token bucket (2/s, burst 1) and a breaker that opens after
-	// three failures and stays open.
-	o := vendorOptions{vendor: "rate 2/s burst 1\n\t\t\tbreaker {\n\t\t\t\tfailures 3\n\t\t\t\tcooldown 1h\n\t\t\t}"}
+	// three failures and stays open. A sync pass reads one path (the list),
+	// so min_paths 1 lets its failures open the breaker: this test is about
+	// the metrics; the spread rule has its own tests (breaker_e2e_test.go).
+	o := vendorOptions{vendor: "rate 2/s burst 1\n\t\t\tbreaker {\n\t\t\t\tfailures 3\n\t\t\t\tmin_paths 1\n\t\t\t\tcooldown 1h\n\t\t\t}"}
 	e, simURL := startOpsGateway(t, 25, o, "")
 	o.baseURL, o.storage = simURL, e.storage
 	base := e.counters(all...)

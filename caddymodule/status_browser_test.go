@@ -45,7 +45,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// A real craftedge whose upstream fails until its breaker opens, and
 	// two dead letters: one that will succeed when retried, one poisoned.
 	o := newTestOrigin(t)
-	o.handle("/boom", func(w http.ResponseWriter, r *http.Request) {
+	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{globalExtra: `jobs {
@@ -54,11 +54,11 @@ func TestStatusPageInBrowser(t *testing.T) {
 				backoff 1ms 10ms
 			}
 		}`})
-	for range 3 {
-		wantStatus(t, g.get("/boom"), http.StatusInternalServerError)
+	for _, p := range boomPaths {
+		wantStatus(t, g.get(p), http.StatusInternalServerError)
 	}
 	if st := g.breakerState("craft"); st != "open" {
-		t.Fatalf("breaker %s after 3 failures, want open", st)
+		t.Fatalf("breaker %s after 3 failures over 3 paths, want open", st)
 	}
 	prefix := t.Name() + ":"
 	flaky := g.enqueue(prefix+"flaky", "fail-first")

@@ -175,7 +175,7 @@ func wantNoStore(t *testing.T, r response) {
 
 func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
 	o := newTestOrigin(t)
-	o.handle("/boom", func(w http.ResponseWriter, r *http.Request) {
+	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{})
@@ -249,9 +249,10 @@ func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
 		t.Fatalf("hit ratio after a miss and a hit: %v", rep.Memory.HitRatio)
 	}
 
-	// The upstream fails until its breaker opens: red, with why.
-	for range 3 {
-		wantStatus(t, g.get("/boom"), http.StatusInternalServerError)
+	// The upstream fails (on three paths) until its breaker opens: red,
+	// with why.
+	for _, p := range boomPaths {
+		wantStatus(t, g.get(p), http.StatusInternalServerError)
 	}
 	rep = s.report()
 	u := rep.upstream(t, "craft")
@@ -520,12 +521,12 @@ func TestStatusFailsClosedWithoutAuthentication(t *testing.T) {
 
 func TestStatusRunsBeforeTheCache(t *testing.T) {
 	o := newTestOrigin(t)
-	o.handle("/boom", func(w http.ResponseWriter, r *http.Request) {
+	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{site: "craftedge_status /status* {\n allow_unauthenticated\n }"})
-	for range 3 {
-		wantStatus(t, g.get("/boom"), http.StatusInternalServerError)
+	for _, p := range boomPaths {
+		wantStatus(t, g.get(p), http.StatusInternalServerError)
 	}
 	if st := g.breakerState("craft"); st != "open" {
 		t.Fatalf("breaker %s, want open", st)

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/vendors"
 )
 
@@ -48,8 +49,9 @@ type VendorConfig struct {
 	// GET to the next base URL; zero disables hedging.
 	Hedge caddy.Duration `json:"hedge,omitempty"`
 
-	// Breaker configures the vendor's circuit breaker.
-	Breaker *VendorBreaker `json:"breaker,omitempty"`
+	// Breaker configures the vendor's circuit breaker: the same breaker,
+	// settings and defaults as a Craft upstream's (see package circuit).
+	Breaker circuit.Config `json:"breaker,omitzero"`
 
 	// Enabled allows live calls to the vendor. When false, syncs and
 	// writes make no call and only stored records are served. Default
@@ -76,17 +78,6 @@ type VendorVersion struct {
 	Header string `json:"header,omitempty"`
 	// Value is the version header's value.
 	Value string `json:"value,omitempty"`
-}
-
-// VendorBreaker configures a vendor's circuit breaker.
-type VendorBreaker struct {
-	// Failures is how many failures in a row open the breaker. Default 5.
-	Failures int `json:"failures,omitempty"`
-	// Successes is how many successes in the half-open state close it.
-	// Default 1.
-	Successes int `json:"successes,omitempty"`
-	// Cooldown is how long the breaker stays open. Default 30s.
-	Cooldown caddy.Duration `json:"cooldown,omitempty"`
 }
 
 // VendorCanary sends a share of live reads to new base URLs.
@@ -161,17 +152,12 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 		Rate:       vendors.RateLimit{PerSecond: c.Rate, Burst: c.Burst},
 		Retry:      vendors.RetryPolicy{Retries: c.Retries},
 		HedgeDelay: time.Duration(c.Hedge),
+		Breaker:    c.Breaker,
 		Enabled:    c.Enabled == nil || *c.Enabled,
 		Resources:  map[string]vendors.Resource{},
 	}
 	if c.Version != nil {
 		cfg.Version = vendors.APIVersion{Path: c.Version.Path, Header: c.Version.Header, Value: c.Version.Value}
-	}
-	if c.Breaker != nil {
-		cfg.Breaker = vendors.BreakerConfig{
-			Failures: c.Breaker.Failures, Successes: c.Breaker.Successes,
-			Cooldown: time.Duration(c.Breaker.Cooldown),
-		}
 	}
 	if c.Canary != nil {
 		cfg.Canary = vendors.Canary{Percent: c.Canary.Percent, BaseURLs: c.Canary.BaseURLs}
@@ -204,7 +190,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 //	    rate     <n>[/s|/m|/h] [burst <n>]
 //	    retries  <n>
 //	    hedge    <duration>
-//	    breaker  { failures <n>  successes <n>  cooldown <duration> }
+//	    breaker  off | { failures <n>  min_paths <n>  successes <n>  cooldown <duration> }
 //	    enabled  on|off
 //	    canary   <percent> [<url...>]
 //	    webhook  { ... }          (see unmarshalWebhook)
@@ -295,29 +281,11 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 			}
 			v.Retries = n
 		case "breaker":
-			v.Breaker = new(VendorBreaker)
-			for n := d.Nesting(); d.NextBlock(n); {
-				switch sub := d.Val(); sub {
-				case "failures", "successes":
-					k, err := parseInt(d, 1)
-					if err != nil {
-						return err
-					}
-					if sub == "failures" {
-						v.Breaker.Failures = k
-					} else {
-						v.Breaker.Successes = k
-					}
-				case "cooldown":
-					dur, err := parseDuration(d)
-					if err != nil {
-						return err
-					}
-					v.Breaker.Cooldown = dur
-				default:
-					return d.Errf("unknown breaker subdirective %q", sub)
-				}
+			cfg, err := parseBreaker(d, v.Breaker)
+			if err != nil {
+				return err
 			}
+			v.Breaker = cfg
 		case "enabled":
 			on, err := parseOnOff(d)
 			if err != nil {

@@ -1,13 +1,15 @@
 package vendors
 
 import (
+	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
+	"net/http"
+	"strconv"
 	"time"
 
-	"github.com/eapache/go-resiliency/breaker"
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 // Breaker states as reported in Stats.
@@ -17,90 +19,51 @@ const (
 	BreakerHalfOpen = "half-open"
 )
 
-// circuit wraps go-resiliency's breaker and records its transitions (the
-// library has no callbacks, so the state is compared after every call and
-// whenever Stats is read).
-type circuit struct {
-	cb  *breaker.Breaker
-	log *zap.Logger
-	now func() time.Time
-	// onChange, if set, is called after a transition, outside mu.
-	onChange func(from, to string)
-	// trial is set while the one call a half-open breaker lets through is
-	// in flight: go-resiliency alone lets every concurrent call through,
-	// so a struggling vendor would get them all (each waiting its
-	// timeout) instead of one probe.
-	trial atomic.Bool
-
-	mu          sync.Mutex
-	last        breaker.State
-	since       time.Time
-	transitions map[string]uint64
+// newBreaker returns the vendor's circuit breaker (package circuit, the
+// same as the Craft upstreams'): transitions are logged on log (which
+// carries the vendor's name) and reported to onChange.
+func newBreaker(cfg circuit.Config, log *zap.Logger, now func() time.Time, onChange func(from, to string)) *circuit.Breaker {
+	opts := circuit.Options{Logger: log, Now: now}
+	if onChange != nil {
+		opts.OnChange = func(from, to circuit.State, _ string) { onChange(from.String(), to.String()) }
+	}
+	return circuit.New(cfg, opts)
 }
 
-func newCircuit(cfg BreakerConfig, log *zap.Logger, now func() time.Time) *circuit {
-	return &circuit{
-		cb:          breaker.New(cfg.Failures, cfg.Successes, cfg.Cooldown),
-		log:         log,
-		now:         now,
-		last:        breaker.Closed,
-		since:       now(),
-		transitions: map[string]uint64{},
+// breakerOutcome classifies a call to path that ended with err for the
+// breaker. A network error (errTransport: connection refused or reset,
+// TLS, a malformed answer) fails whatever the path; a timeout, a 5xx or a
+// 408 may be one item's bug and counts for its path. A call given up by
+// its caller counts for nothing; any other answer (2xx-4xx, 429, a mapping
+// error) is a success.
+func breakerOutcome(ctx context.Context, path string, err error) circuit.Outcome {
+	switch {
+	case err == nil:
+		return circuit.Outcome{Kind: circuit.Success, Path: path}
+	case ctx.Err() != nil:
+		return circuit.Outcome{Kind: circuit.Ignore, Path: path}
+	case !isVendorFailure(err):
+		return circuit.Outcome{Kind: circuit.Success, Path: path}
+	case errors.Is(err, errTransport):
+		return circuit.Outcome{Kind: circuit.ConnFailure, Path: path, Reason: err.Error()}
 	}
+	o := circuit.Outcome{Kind: circuit.Failure, Path: path, Reason: err.Error()}
+	var se *StatusError
+	switch {
+	case errors.Is(err, ErrTimeout):
+		o.Reason = "timeout"
+	case errors.As(err, &se):
+		o.Reason = "status " + strconv.Itoa(se.Code) + " " + http.StatusText(se.Code)
+	}
+	return o
 }
 
-// run calls work under the breaker. work returns a non-nil error only for
-// failures that should count against the vendor. run reports whether the
-// breaker refused the call (work was not called).
-func (c *circuit) run(work func() error) (refused bool) {
-	if c.cb.GetState() == breaker.HalfOpen {
-		if !c.trial.CompareAndSwap(false, true) {
-			return true
-		}
-		defer c.trial.Store(false)
-	}
-	err := c.cb.Run(work)
-	c.observe()
-	return errors.Is(err, breaker.ErrBreakerOpen)
-}
-
-// observe records a state change since the last look.
-func (c *circuit) observe() {
-	st := c.cb.GetState()
-	c.mu.Lock()
-	if st == c.last {
-		c.mu.Unlock()
-		return
-	}
-	from, to := stateName(c.last), stateName(st)
-	c.log.Info("vendor circuit breaker changed state", zap.String("from", from), zap.String("to", to))
-	c.last = st
-	c.since = c.now()
-	c.transitions[to]++
-	c.mu.Unlock()
-	if c.onChange != nil {
-		c.onChange(from, to)
-	}
-}
-
-// status returns the state, since when, and the transition counts.
-func (c *circuit) status() (string, time.Time, map[string]uint64) {
-	c.observe()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// breakerStatus returns the state, since when, and the transition counts.
+func breakerStatus(b *circuit.Breaker) (string, time.Time, map[string]uint64) {
+	st := b.Status()
 	tr := make(map[string]uint64, 3)
-	for _, s := range []string{BreakerClosed, BreakerOpen, BreakerHalfOpen} {
-		tr[s] = c.transitions[s]
+	for _, s := range []circuit.State{circuit.Closed, circuit.Open, circuit.HalfOpen} {
+		tr[s.String()] = st.Transitions[s]
 	}
-	return stateName(c.last), c.since, tr
-}
-
-func stateName(s breaker.State) string {
-	switch s {
-	case breaker.Open:
-		return BreakerOpen
-	case breaker.HalfOpen:
-		return BreakerHalfOpen
-	}
-	return BreakerClosed
+	return st.State.String(), st.Since, tr
 }

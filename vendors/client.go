@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 // ClientOptions are a Client's collaborators. Every field is optional.
@@ -45,10 +47,10 @@ type ClientOptions struct {
 	// It may be called after the call returned, for a hedge that lost.
 	OnRequest func(RequestInfo)
 	// OnBreakerChange, if set, is called when the vendor's circuit breaker
-	// is seen entering another state ("closed", "open", "half-open"; the
-	// library has no callbacks, so a change is seen at the next call or
-	// Stats). It is called synchronously, outside the breaker's lock, and
-	// must be fast and safe for concurrent use.
+	// enters another state ("closed", "open", "half-open"; an elapsed
+	// cooldown is seen at the next call or Stats). It is called
+	// synchronously, outside the breaker's lock, and must be fast and safe
+	// for concurrent use. Every transition is also logged with its reason.
 	OnBreakerChange func(vendor, from, to string)
 }
 
@@ -70,7 +72,7 @@ type Client struct {
 	canary        *variant // nil when no canary is configured
 
 	limiter *limiter
-	breaker *circuit
+	breaker *circuit.Breaker
 	flights coalescer
 	stats   *stats
 	secrets []string // header values, redacted from error bodies
@@ -231,11 +233,12 @@ func NewClient(cfg Config, opts ClientOptions) (*Client, error) {
 	c.enabled.Store(cfg.Enabled)
 	c.canaryPercent.Store(int32(cfg.Canary.Percent))
 	c.limiter = newLimiter(cfg.Name, cfg.Rate, c.now, c.sleep, c.stats)
-	c.breaker = newCircuit(cfg.Breaker, c.log, c.now)
+	var onChange func(from, to string)
 	if fn := opts.OnBreakerChange; fn != nil {
 		name := cfg.Name
-		c.breaker.onChange = func(from, to string) { fn(name, from, to) }
+		onChange = func(from, to string) { fn(name, from, to) }
 	}
+	c.breaker = newBreaker(cfg.Breaker, c.log, c.now, onChange)
 	return c, nil
 }
 
@@ -287,14 +290,13 @@ func (c *Client) SetCanaryPercent(p int) error {
 // Stats returns a copy of the vendor's counters and breaker state.
 func (c *Client) Stats() Stats {
 	s := c.stats.snapshot(c.cfg.Name)
-	s.Breaker, s.BreakerSince, s.BreakerTransitions = c.breaker.status()
+	s.Breaker, s.BreakerSince, s.BreakerTransitions = breakerStatus(c.breaker)
 	return s
 }
 
 // BreakerState returns "closed", "open" or "half-open".
 func (c *Client) BreakerState() string {
-	st, _, _ := c.breaker.status()
-	return st
+	return c.breaker.Status().State.String()
 }
 
 // pickVariant chooses stable or canary for one live read.
@@ -549,14 +551,11 @@ func (c *Client) Upsert(ctx context.Context, resource, id string, body []byte, i
 	out := outbound{resource: resource, method: u.Method, path: expandURL(u.Path, map[string]string{"id": id}),
 		header: h, body: body, v: c.stable}
 	var raw *rawResponse
-	refused := c.breaker.run(func() error {
+	berr := c.breaker.Run(func() circuit.Outcome {
 		raw, err = c.send(ctx, out)
-		if isVendorFailure(err) && ctx.Err() == nil {
-			return err
-		}
-		return nil
+		return breakerOutcome(ctx, out.path, err)
 	})
-	if refused {
+	if errors.Is(berr, circuit.ErrOpen) {
 		return Record{}, c.refuse(resource, u.Method, c.stable, 0, OutcomeBreakerOpen, ErrBreakerOpen)
 	}
 	if err != nil {

@@ -9,20 +9,19 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 // Defaults for zero Config fields.
 const (
-	DefaultTimeout          = time.Second
-	DefaultMaxBodyBytes     = 4 << 20
-	DefaultRetryBaseDelay   = 100 * time.Millisecond
-	DefaultRetryMaxDelay    = 2 * time.Second
-	DefaultMaxRetryAfter    = 2 * time.Second
-	DefaultBreakerFailures  = 5
-	DefaultBreakerSuccesses = 1
-	DefaultBreakerCooldown  = 30 * time.Second
-	DefaultPerPage          = 50
-	DefaultListOverlap      = time.Second
+	DefaultTimeout        = time.Second
+	DefaultMaxBodyBytes   = 4 << 20
+	DefaultRetryBaseDelay = 100 * time.Millisecond
+	DefaultRetryMaxDelay  = 2 * time.Second
+	DefaultMaxRetryAfter  = 2 * time.Second
+	DefaultPerPage        = 50
+	DefaultListOverlap    = time.Second
 )
 
 // Config describes one vendor API. The zero values of optional fields select
@@ -65,8 +64,9 @@ type Config struct {
 	// fails outright still fails over to the next one at once).
 	HedgeDelay time.Duration `json:"hedge_delay,omitempty"`
 
-	// Breaker configures the vendor's circuit breaker.
-	Breaker BreakerConfig `json:"breaker,omitempty"`
+	// Breaker configures the vendor's circuit breaker (package circuit,
+	// shared with the Craft upstreams): zero fields take its defaults.
+	Breaker circuit.Config `json:"breaker,omitzero"`
 
 	// Enabled allows live calls. When false every call returns ErrDisabled
 	// and only stored records are served. The zero Config is disabled.
@@ -118,19 +118,6 @@ type RetryPolicy struct {
 	// MaxRetryAfter is the longest Retry-After a GET retry waits for; a
 	// longer one is returned at once as *RateLimitedError. Default 2s.
 	MaxRetryAfter time.Duration `json:"max_retry_after,omitempty"`
-}
-
-// BreakerConfig configures the vendor's circuit breaker (go-resiliency).
-type BreakerConfig struct {
-	// Failures is how many failures, each within Cooldown of the previous
-	// one, open the breaker. Default 5.
-	Failures int `json:"failures,omitempty"`
-	// Successes is how many consecutive successes in the half-open state
-	// close it again. Default 1.
-	Successes int `json:"successes,omitempty"`
-	// Cooldown is how long the breaker stays open before it lets trial
-	// requests through (half-open). Default 30s.
-	Cooldown time.Duration `json:"cooldown,omitempty"`
 }
 
 // Canary sends a share of live reads (Get and Do) to a new configuration.
@@ -308,15 +295,7 @@ func (c Config) withDefaults() Config {
 	if c.Retry.MaxRetryAfter == 0 {
 		c.Retry.MaxRetryAfter = DefaultMaxRetryAfter
 	}
-	if c.Breaker.Failures == 0 {
-		c.Breaker.Failures = DefaultBreakerFailures
-	}
-	if c.Breaker.Successes == 0 {
-		c.Breaker.Successes = DefaultBreakerSuccesses
-	}
-	if c.Breaker.Cooldown == 0 {
-		c.Breaker.Cooldown = DefaultBreakerCooldown
-	}
+	c.Breaker = c.Breaker.WithDefaults()
 	c.BaseURLs = trimURLs(c.BaseURLs)
 	c.Canary.BaseURLs = trimURLs(c.Canary.BaseURLs)
 	c.Version.Path = strings.TrimRight(c.Version.Path, "/")
@@ -428,8 +407,8 @@ func (c Config) Validate() error {
 	if c.HedgeDelay < 0 {
 		bad("hedge_delay", "must not be negative")
 	}
-	if c.Breaker.Failures < 0 || c.Breaker.Successes < 0 || c.Breaker.Cooldown < 0 {
-		bad("breaker", "values must not be negative")
+	if err := c.Breaker.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: vendor %q: %w", ErrInvalidConfig, c.Name, err))
 	}
 	if c.MaxBodyBytes < 0 {
 		bad("max_body_bytes", "must not be negative")

@@ -48,6 +48,7 @@ func TestValidateNamesFields(t *testing.T) {
 			c.Resources["products"] = r
 		}, "fields.x.type"},
 		{"canary percent", func(c *Config) { c.Canary.Percent = 101 }, "canary.percent"},
+		{"negative breaker threshold", func(c *Config) { c.Breaker.MinPaths = -1 }, "breaker min_paths must not be negative"},
 		{"header with newline", func(c *Config) { c.Headers = Headers{"X-Key": testToken + "\n"} }, "headers"},
 	}
 	for _, tc := range cases {

@@ -22,8 +22,10 @@
 //
 //   - takes a token from the vendor's token bucket (one bucket per Client,
 //     shared by all callers; waits are counted),
-//   - runs under the vendor's circuit breaker (5xx, 408, timeouts and
-//     transport errors count as failures; 4xx and 429 do not),
+//   - runs under the vendor's circuit breaker (package circuit, shared with
+//     the Craft upstreams: consecutive 5xx, 408 and timeouts open it only
+//     when they span several paths, transport errors whatever the path; a
+//     success, 4xx or 429 ends the run),
 //   - has its own timeout (Config.Timeout, default 1s),
 //   - carries the configured headers, which never appear in errors or logs.
 //

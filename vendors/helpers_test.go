@@ -16,6 +16,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 const testToken = "s3cret-token-value"
@@ -104,7 +106,8 @@ func (c *fakeClock) Sleeps() []time.Duration {
 }
 
 // eventually waits for cond, failing after 10s. Only for state the code
-// under test cannot signal (go-resiliency's breaker timer).
+// under test cannot signal (the breaker's cooldown runs on gobreaker's
+// wall clock).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -319,7 +322,7 @@ func testConfig(urls ...string) Config {
 		Timeout:  5 * time.Second,
 		Rate:     RateLimit{PerSecond: 1000, Burst: 1000},
 		Enabled:  true,
-		Breaker:  BreakerConfig{Failures: 100},
+		Breaker:  circuit.Config{Failures: 100},
 		Resources: map[string]Resource{
 			"products": productsResource(),
 		},

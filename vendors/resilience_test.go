@@ -11,6 +11,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 func TestTimeout(t *testing.T) {
@@ -34,7 +39,7 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
 	var hits atomic.Int64
-	cat := newCatalog(t, 1)
+	cat := newCatalog(t, 3)
 	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
 		hits.Add(1)
 		if failing.Load() {
@@ -44,7 +49,7 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 		return false
 	}
 	cfg := testConfig(cat.URL())
-	cfg.Breaker = BreakerConfig{Failures: 2, Successes: 2, Cooldown: 30 * time.Millisecond}
+	cfg.Breaker = circuit.Config{Failures: 3, Successes: 2, Cooldown: circuit.Duration(30 * time.Millisecond)}
 	var (
 		changesMu sync.Mutex
 		changes   []string
@@ -58,19 +63,29 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	for i := 0; i < 2; i++ {
+	// One item failing, however often, is that item's problem: closed.
+	for i := 0; i < 10; i++ {
 		var se *StatusError
 		if _, err := c.Get(ctx, "products", "1"); !errors.As(err, &se) || se.Code != 500 || IsPermanent(err) {
 			t.Fatalf("call %d: want a 500, got %v", i, err)
 		}
 	}
+	if c.BreakerState() != BreakerClosed {
+		t.Fatalf("breaker %s after 10 failures of one item, want closed", c.BreakerState())
+	}
+	// Failures spread over three paths open it.
+	for _, id := range []string{"2", "3"} {
+		if _, err := c.Get(ctx, "products", id); err == nil {
+			t.Fatalf("product %s: want a 500", id)
+		}
+	}
 	if c.BreakerState() != BreakerOpen {
-		t.Fatalf("breaker %s after 2 failures", c.BreakerState())
+		t.Fatalf("breaker %s after failures over 3 paths", c.BreakerState())
 	}
 	if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
 		t.Fatalf("open breaker: %v", err)
 	}
-	if hits.Load() != 2 {
+	if hits.Load() != 12 {
 		t.Errorf("an open breaker let a request through (%d hits)", hits.Load())
 	}
 
@@ -139,7 +154,8 @@ func TestHalfOpenLetsOneTrialThrough(t *testing.T) {
 	}
 	cfg := testConfig(cat.URL())
 	cfg.Retry.Retries = 0
-	cfg.Breaker = BreakerConfig{Failures: 1, Successes: 1, Cooldown: 20 * time.Millisecond}
+	// min_paths 1: this test is about the half-open gate, not the spread.
+	cfg.Breaker = circuit.Config{Failures: 1, MinPaths: 1, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
 	c, _ := newTestClient(t, cfg, nil)
 	ctx := context.Background()
 	if _, err := c.Get(ctx, "products", "1"); err == nil {
@@ -531,4 +547,86 @@ func TestWithFreshDoesNotJoinAnInflightGET(t *testing.T) {
 	if got, coalesced := cat.requests.Load(), c.Stats().Coalesced; got != 2 || coalesced != 0 {
 		t.Errorf("requests %d coalesced %d, want 2 and 0", got, coalesced)
 	}
+}
+
+// The vendor breaker follows the Craft upstream's rules (package circuit):
+// a vendor that cannot be reached opens it whatever the path; one item
+// timing out never does; sporadic failures among successes never add up.
+func TestBreakerSpreadRules(t *testing.T) {
+	ctx := context.Background()
+	t.Run("unreachable opens on one path", func(t *testing.T) {
+		cat := newCatalog(t, 1)
+		url := cat.URL()
+		cat.srv.Close() // connection refused from now on
+		core, logs := observer.New(zap.InfoLevel)
+		cfg := testConfig(url)
+		cfg.Breaker = circuit.Config{Failures: 3}
+		c, _ := newTestClient(t, cfg, func(o *ClientOptions) { o.Logger = zap.New(core) })
+		for i := 0; i < 3; i++ {
+			if _, err := c.Get(ctx, "products", "1"); err == nil || errors.Is(err, ErrBreakerOpen) {
+				t.Fatalf("call %d: want a transport error, got %v", i, err)
+			}
+		}
+		if c.BreakerState() != BreakerOpen {
+			t.Fatalf("breaker %s after 3 refused connections, want open", c.BreakerState())
+		}
+		opened := logs.FilterMessage("circuit breaker open").All()
+		if len(opened) != 1 {
+			t.Fatalf("%d open transitions logged, want 1", len(opened))
+		}
+		f := opened[0].ContextMap()
+		if f["vendor"] != "commerce" || f["state"] != "open" ||
+			!strings.Contains(f["reason"].(string), "3 consecutive failures all connection failures, last: ") ||
+			!strings.Contains(f["reason"].(string), "connection refused") {
+			t.Fatalf("open transition logged with %v", f)
+		}
+	})
+	t.Run("one item timing out never opens", func(t *testing.T) {
+		cat := newCatalog(t, 2)
+		cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+			if strings.HasSuffix(r.URL.Path, "/1") {
+				<-r.Context().Done() // never answers
+				return true
+			}
+			return false
+		}
+		cfg := testConfig(cat.URL())
+		cfg.Timeout = 20 * time.Millisecond
+		cfg.Breaker = circuit.Config{Failures: 3}
+		c, _ := newTestClient(t, cfg, nil)
+		for i := 0; i < 6; i++ {
+			if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("call %d: want a timeout, got %v", i, err)
+			}
+		}
+		if c.BreakerState() != BreakerClosed {
+			t.Fatalf("breaker %s after one item timed out 6 times, want closed", c.BreakerState())
+		}
+		if _, err := c.Get(ctx, "products", "2"); err != nil {
+			t.Fatalf("another item: %v", err)
+		}
+	})
+	t.Run("sporadic failures among successes stay closed", func(t *testing.T) {
+		cat := newCatalog(t, 9)
+		var n atomic.Int64
+		cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+			if n.Add(1)%2 == 0 { // every other call fails, on ever-changing items
+				http.Error(w, "boom", http.StatusServiceUnavailable)
+				return true
+			}
+			return false
+		}
+		cfg := testConfig(cat.URL())
+		cfg.Breaker = circuit.Config{Failures: 2, MinPaths: 1}
+		c, _ := newTestClient(t, cfg, nil)
+		failures := 0
+		for i := 0; i < 40; i++ {
+			if _, err := c.Get(ctx, "products", fmt.Sprint(i%9+1)); err != nil {
+				failures++
+			}
+		}
+		if failures != 20 || c.BreakerState() != BreakerClosed {
+			t.Fatalf("%d failures, breaker %s; want 20, closed", failures, c.BreakerState())
+		}
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/circuit"
 )
 
 // errTransport marks a request that failed below HTTP (connection refused or
@@ -93,14 +95,11 @@ func (c *Client) attempt(ctx context.Context, call *getCall, attempt int) (*rawR
 		resp *rawResponse
 		err  error
 	)
-	refused := c.breaker.run(func() error {
+	berr := c.breaker.Run(func() circuit.Outcome {
 		resp, err = c.hedged(ctx, call, attempt)
-		if isVendorFailure(err) && ctx.Err() == nil {
-			return err
-		}
-		return nil
+		return breakerOutcome(ctx, call.path, err)
 	})
-	if refused {
+	if errors.Is(berr, circuit.ErrOpen) {
 		return nil, c.refuse(call.resource, call.method, call.v, attempt, OutcomeBreakerOpen, ErrBreakerOpen)
 	}
 	return resp, err
