@@ -18,7 +18,9 @@ const entryVersion = 1
 
 // Entry flags.
 const (
-	// FlagMustRevalidate: the origin forbade serving this entry stale.
+	// FlagMustRevalidate: the origin forbade serving this entry stale
+	// beyond the windows it granted explicitly (no-cache, must-revalidate,
+	// proxy-revalidate or s-maxage; RFC 9111 §4.2.4).
 	FlagMustRevalidate uint8 = 1 << iota
 	// FlagNoCache: the origin asked for revalidation before every reuse.
 	FlagNoCache
@@ -90,6 +92,29 @@ func (e *Entry) Age(now time.Time) time.Duration {
 // origin.
 func (e *Entry) Fresh(now time.Time) bool {
 	return e.Flags&FlagNoCache == 0 && e.Age(now) < e.FreshFor
+}
+
+// StaleProhibited reports whether the origin forbade serving the entry
+// stale beyond its explicit windows (FlagMustRevalidate).
+func (e *Entry) StaleProhibited() bool { return e.Flags&FlagMustRevalidate != 0 }
+
+// ServableWhileRevalidating reports whether the stale entry may be served
+// at now while a background refresh runs (stale-while-revalidate). The
+// window is only ever recorded when the origin allowed it.
+func (e *Entry) ServableWhileRevalidating(now time.Time) bool {
+	return e.Flags&FlagNoCache == 0 && e.StaleWhileRevalidate > 0 && e.StaleBy(now) <= e.StaleWhileRevalidate
+}
+
+// ServableOnError reports whether the entry may be served at now when the
+// origin cannot be used, within its stale-if-error window (StaleIfError:
+// the response's stale-if-error, else the configured default; zero for a
+// prohibited entry without an explicit stale-if-error).
+func (e *Entry) ServableOnError(now time.Time) bool {
+	by := e.StaleBy(now)
+	if e.StaleProhibited() {
+		return e.Flags&FlagNoCache == 0 && e.StaleIfError > 0 && by <= e.StaleIfError
+	}
+	return by <= e.StaleIfError
 }
 
 // StaleBy is how long past freshness the entry is at now (0 if fresh).
