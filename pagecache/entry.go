@@ -228,16 +228,25 @@ func (e *Entry) Decode(b []byte) error {
 	e.ETag = d.str16()
 	n := int(d.u16())
 	e.Tags = e.Tags[:0]
+	if cap(e.Tags) < n {
+		e.Tags = make([]string, 0, d.bound(n, 2)) // one allocation, not one per growth
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		e.Tags = append(e.Tags, d.str16())
 	}
 	n = int(d.u16())
 	e.Vary = e.Vary[:0]
+	if cap(e.Vary) < n {
+		e.Vary = make([]string, 0, d.bound(n, 2))
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		e.Vary = append(e.Vary, d.str16())
 	}
 	n = int(d.u16())
 	e.Header = e.Header[:0]
+	if cap(e.Header) < n {
+		e.Header = make([]HeaderField, 0, d.bound(n, 6))
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		name := d.str16()
 		value := d.str(int(d.u32()))
@@ -323,6 +332,13 @@ func (d *decoder) need(n int) bool {
 		return false
 	}
 	return true
+}
+
+// bound caps a decoded element count n by what the rest of the buffer can
+// hold at minSize bytes each, so a corrupt count cannot make Decode
+// allocate more than the entry's size.
+func (d *decoder) bound(n, minSize int) int {
+	return min(n, max(len(d.b)-d.off, 0)/minSize)
 }
 
 func (d *decoder) u8() uint8 {
