@@ -528,3 +528,32 @@ func TestWeakETagsKeptAndComparedWeakly(t *testing.T) {
 		t.Fatalf("revalidated weak copy: ETag %q", r.header.Get("Etag"))
 	}
 }
+
+// RFC 9111 §4.2.4 under the kill switch: Craft is not called, so a copy
+// the origin forbade serving stale is not served either, unless the
+// operator chose serve_stale_despite_origin.
+func TestKillSwitchHonoursStaleProhibitions(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/strict", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=10, must-revalidate")
+		_, _ = w.Write([]byte(htmlPage("strict")))
+	})
+	o.handle("/lax", pageHandler("lax", "lax"))
+	g := startGateway(t, o, gatewayOptions{})
+	g.get("/strict")
+	g.get("/lax")
+	g.flushSnapshots()
+	advance(2 * time.Minute)
+	g.reload(gatewayOptions{handlerExtra: "snapshot_only on"})
+	r := g.get("/strict")
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	wantCacheStatus(t, r, "craftedge; detail=no-copy")
+	wantCacheStatus(t, g.get("/lax"), "craftedge; hit; detail=stale")
+	g.reload(gatewayOptions{handlerExtra: "snapshot_only on\nserve_stale_despite_origin on"})
+	r = g.get("/strict")
+	wantStatus(t, r, 200)
+	wantCacheStatus(t, r, "craftedge; hit; detail=stale-prohibited-override")
+	if n := o.count("/strict"); n != 1 {
+		t.Fatalf("origin saw %d requests under the kill switch", n)
+	}
+}
