@@ -55,7 +55,9 @@ func TestResponseDirectivesTargeted(t *testing.T) {
 		{"cache-control only", hdr("Cache-Control", "max-age=5"), "Cache-Control",
 			func(d Directives) bool { return d.HasMaxAge && d.MaxAge == 5*time.Second }},
 		{"cdn wins", hdr("Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60, stale-if-error=30"), "Cdn-Cache-Control",
-			func(d Directives) bool { return !d.NoStore && d.MaxAge == time.Minute && d.StaleIfError == 30*time.Second }},
+			func(d Directives) bool {
+				return !d.NoStore && d.MaxAge == time.Minute && d.StaleIfError == 30*time.Second
+			}},
 		{"own wins over cdn", hdr("CDN-Cache-Control", "max-age=60", "Craftedge-Cache-Control", "private"), "Craftedge-Cache-Control",
 			func(d Directives) bool { return d.Private && !d.HasMaxAge }},
 		{"invalid own falls back to cdn", hdr("CDN-Cache-Control", "max-age=60", "Craftedge-Cache-Control", "max-age=(("), "Cdn-Cache-Control",
