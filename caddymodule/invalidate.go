@@ -77,10 +77,11 @@ func (a *App) invalidate(h *Handler, urls []*url.URL) {
 	if err := a.store.MarkPurged(marks, now); err != nil {
 		a.logger.Error("invalidation: marking snapshots stale", zap.Strings("keys", keys), zap.Error(err))
 	}
-	initMetrics()
-	metrics.purges.WithLabelValues("unsafe_method").Inc()
-	metrics.purgedEntries.Add(float64(n))
 	if n > 0 {
+		// Counted only when copies went: every form POST is not a purge.
+		initMetrics()
+		metrics.purges.WithLabelValues("unsafe_method").Inc()
+		metrics.purgedEntries.Add(float64(n))
 		a.logger.Debug("invalidated by an unsafe request (RFC 9111 §4.4)",
 			zap.Strings("keys", keys), zap.Int("entries", n))
 	}
