@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -55,7 +56,7 @@ func newBenchHandler(b *testing.B) *Handler {
 	app.upstreamsMu = new(sync.Mutex)
 	cfg := circuit.Config{}.WithDefaults()
 	h := &Handler{
-		Upstream: "craft", TTL: 3600e9, Stale: 3600e9, Timeout: 10e9, MaxEntrySize: 4 << 20,
+		Upstream: "craft", ttl: time.Hour, stale: time.Hour, Timeout: 10e9, MaxEntrySize: 4 << 20,
 		TagHeaders: httpcache.DefaultTagHeaders, Breaker: cfg,
 		app: app, logger: zap.NewNop(), flights: new(singleflight.Group),
 		upstream: &upstreamState{name: "craft", config: cfg, breaker: newUpstreamBreaker("craft", cfg, zap.NewNop())},

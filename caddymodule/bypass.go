@@ -25,7 +25,7 @@ func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddy
 		_, _ = w.Write([]byte("Service temporarily unavailable: snapshot-only mode.\n"))
 		return nil
 	}
-	bw := &bypassWriter{ResponseWriter: w, h: h, status: cacheStatusName + "; fwd=bypass; detail=" + reason}
+	bw := &bypassWriter{ResponseWriter: w, h: h, req: r, status: cacheStatusName + "; fwd=bypass; detail=" + reason}
 	err := next.ServeHTTP(bw, r)
 	code := bw.code
 	if err != nil {
@@ -48,10 +48,12 @@ func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddy
 }
 
 // bypassWriter labels a bypassed response and handles the upstream's
-// purge instruction and tag headers when its headers are written.
+// purge instruction and tag headers when its headers are written; for an
+// unsafe request it invalidates the stored copies (RFC 9111 §4.4).
 type bypassWriter struct {
 	http.ResponseWriter
 	h           *Handler
+	req         *http.Request
 	status      string
 	wroteHeader bool
 	code        int
@@ -62,6 +64,7 @@ func (bw *bypassWriter) WriteHeader(code int) {
 		bw.wroteHeader = true
 		bw.code = code
 		hdr := bw.ResponseWriter.Header()
+		bw.h.invalidateAfterUnsafe(bw.req, code, hdr)
 		bw.h.processUpstreamHeaders(hdr)
 		hdr.Set("Cache-Status", bw.status)
 	}

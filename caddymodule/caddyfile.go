@@ -215,9 +215,10 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	craftedge [<matcher>] {
 //	    upstream       <name>
 //	    vendor         <name> [<path...>]
-//	    ttl            <duration>
-//	    stale          <duration>
+//	    ttl            <duration>|off
+//	    stale          <duration>|off
 //	    timeout        <duration>
+//	    serve_stale_despite_origin [on|off]
 //	    breaker off | {
 //	        failures  <n>
 //	        min_paths <n>
@@ -264,19 +265,40 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.VendorPaths = append(h.VendorPaths, args[1:]...)
-		case "ttl", "stale", "timeout":
+		case "ttl", "stale":
+			// 0 and off are meaningful: no heuristic freshness, no stale
+			// memory copies on errors.
+			if !d.NextArg() {
+				return d.Errf("%s needs a duration or off", sub)
+			}
+			var dur caddy.Duration
+			if d.Val() != "off" {
+				d.Prev()
+				var err error
+				if dur, err = parseDuration(d); err != nil {
+					return err
+				}
+			}
+			if sub == "ttl" {
+				h.TTL = &dur
+			} else {
+				h.Stale = &dur
+			}
+		case "timeout":
 			dur, err := parseDuration(d)
 			if err != nil {
 				return err
 			}
-			switch sub {
-			case "ttl":
-				h.TTL = dur
-			case "stale":
-				h.Stale = dur
-			case "timeout":
-				h.Timeout = dur
+			if dur == 0 {
+				return d.Errf("timeout must be positive, got %q (omit it for the default %s)", d.Val(), defaultTimeout)
 			}
+			h.Timeout = dur
+		case "serve_stale_despite_origin":
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
+			}
+			h.ServeStaleDespiteOrigin = on
 		case "breaker":
 			cfg, err := parseBreaker(d, h.Breaker)
 			if err != nil {

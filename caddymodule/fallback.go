@@ -23,7 +23,10 @@ func (c fallbackCause) forwarded() bool { return c.upstream != nil }
 // serveFallback answers when the upstream cannot be used: a stale memory
 // copy (within its stale-if-error window; any age under the kill switch),
 // then the last-good snapshot, then the configured fallback, then the
-// upstream's own error or a 502/503/504 with Retry-After.
+// upstream's own error or a 502/503/504 with Retry-After. A copy whose
+// origin forbade stale serving (RFC 9111 §4.2.4) is only served beyond the
+// windows it granted when the operator chose serve_stale_despite_origin,
+// and such serves are labelled "prohibited-override".
 func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, variantKey string, stale []byte, now time.Time, cause fallbackCause) error {
 	// Cache-Status: a forwarded request says how the upstream failed; one
 	// that was not forwarded (kill switch, open breaker) is a hit when a
@@ -44,8 +47,11 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 	if stale != nil {
 		var e pagecache.Entry
 		if e.Decode(stale) == nil && e.Flags&pagecache.FlagVaryMarker == 0 {
-			usable := cause.killSwitch ||
-				(e.Flags&pagecache.FlagMustRevalidate == 0 && e.StaleBy(now) <= e.StaleIfError)
+			detail := "detail=stale"
+			usable := e.ServableOnError(now) || (cause.killSwitch && !e.StaleProhibited())
+			if !usable && e.StaleProhibited() && h.ServeStaleDespiteOrigin {
+				usable, detail = true, "detail=stale-prohibited-override"
+			}
 			if usable {
 				h.app.counters.staleServed.Add(1)
 				if cause.forwarded() {
@@ -53,7 +59,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 				} else {
 					h.metrics.count(outcomeStale)
 				}
-				h.writeEntry(w, r, &e, now, hitPrefix+"detail=stale")
+				h.writeEntry(w, r, &e, now, hitPrefix+detail)
 				return nil
 			}
 		}
@@ -70,10 +76,14 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 		var e pagecache.Entry
 		if err := e.Decode(rec.Value); err != nil {
 			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
-		} else if e.Flags&pagecache.FlagVaryMarker == 0 && (cause.killSwitch || e.Flags&pagecache.FlagMustRevalidate == 0) {
+		} else if e.Flags&pagecache.FlagVaryMarker == 0 && (!e.StaleProhibited() || e.ServableOnError(now) || h.ServeStaleDespiteOrigin) {
+			detail := "detail=snapshot"
+			if e.StaleProhibited() && !e.ServableOnError(now) {
+				detail = "detail=snapshot-prohibited-override"
+			}
 			h.app.counters.snapshotServed.Add(1)
 			h.metrics.count(outcomeSnapshot)
-			h.writeEntry(w, r, &e, now, hitPrefix+"detail=snapshot")
+			h.writeEntry(w, r, &e, now, hitPrefix+detail)
 			return nil
 		}
 	}

@@ -72,16 +72,25 @@ type Handler struct {
 
 	// TTL is how long a response is fresh when the origin sends no
 	// freshness (no s-maxage, max-age or Expires), as Craft usually does.
-	// Default 5m.
-	TTL caddy.Duration `json:"ttl,omitempty"`
+	// Absent: 5m. Zero ("ttl 0" or "ttl off") caches only what the origin
+	// marks fresh: a response without explicit freshness is still stored,
+	// but stale from the start, so every request for it goes to the origin
+	// (conditionally when it has a validator) and the copy serves only when
+	// the origin fails (see Stale) or as a snapshot.
+	TTL *caddy.Duration `json:"ttl,omitempty"`
 
-	// Stale is how long past freshness a copy may still be served when the
-	// upstream fails, unless the response's own stale-if-error says
-	// otherwise. Default 24h.
-	Stale caddy.Duration `json:"stale,omitempty"`
+	// Stale is how long past freshness a memory copy may still be served
+	// when the upstream fails, unless the response's own stale-if-error
+	// says otherwise. Absent: 24h. Zero never serves a stale memory copy on
+	// errors (snapshots, bounded by snapshot_max_age, still are). It never
+	// applies to a response that forbids stale serving (no-cache,
+	// must-revalidate, proxy-revalidate, s-maxage).
+	Stale *caddy.Duration `json:"stale,omitempty"`
 
 	// Timeout bounds the upstream call for cacheable requests (until the
-	// whole response is buffered). Default 10s.
+	// whole response is buffered). Default 10s; zero has no meaning for a
+	// timeout, so 0 (or absent) in JSON is the default and "timeout 0" in
+	// a Caddyfile is an error.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Breaker sets the thresholds of the upstream's circuit breaker (see
@@ -89,6 +98,16 @@ type Handler struct {
 	// open it; one failing page never does). Handlers naming the same
 	// upstream must agree on it.
 	Breaker circuit.Config `json:"breaker,omitzero"`
+
+	// ServeStaleDespiteOrigin lets the fallback chain (stale memory copy,
+	// snapshot) serve a copy whose origin forbade serving it stale
+	// (no-cache, must-revalidate, proxy-revalidate, s-maxage; RFC 9111
+	// §4.2.4) when the upstream fails, its breaker is open or the kill
+	// switch is on. Off by default: such pages then get the fallback or an
+	// error, as the RFC requires. Such serves are labelled
+	// "detail=stale-prohibited-override" or
+	// "detail=snapshot-prohibited-override" in Cache-Status.
+	ServeStaleDespiteOrigin bool `json:"serve_stale_despite_origin,omitempty"`
 
 	// SnapshotOnly is this handler's kill switch: cacheable requests never
 	// reach the upstream; they are served from memory, snapshots or the
@@ -159,6 +178,9 @@ type Handler struct {
 	// pass through.
 	GraphQL string `json:"graphql,omitempty"`
 
+	// ttl and stale are TTL and Stale resolved (defaults applied).
+	ttl, stale time.Duration
+
 	app      *App
 	logger   *zap.Logger
 	upstream *upstreamState
@@ -204,11 +226,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.Upstream = h.Vendor
 		}
 	}
-	if h.TTL == 0 {
-		h.TTL = caddy.Duration(defaultTTL)
+	h.ttl, h.stale = defaultTTL, defaultStale
+	if h.TTL != nil {
+		h.ttl = time.Duration(*h.TTL)
 	}
-	if h.Stale == 0 {
-		h.Stale = caddy.Duration(defaultStale)
+	if h.Stale != nil {
+		h.stale = time.Duration(*h.Stale)
 	}
 	if h.Timeout == 0 {
 		h.Timeout = caddy.Duration(defaultTimeout)
@@ -299,8 +322,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
-	if h.TTL < 0 || h.Stale < 0 || h.Timeout < 0 {
-		return fmt.Errorf("craftedge: ttl, stale and timeout must not be negative")
+	if h.TTL != nil && *h.TTL < 0 {
+		return fmt.Errorf("craftedge: ttl must not be negative, got %s", time.Duration(*h.TTL))
+	}
+	if h.Stale != nil && *h.Stale < 0 {
+		return fmt.Errorf("craftedge: stale must not be negative, got %s", time.Duration(*h.Stale))
+	}
+	if h.Timeout < 0 {
+		return fmt.Errorf("craftedge: timeout must not be negative, got %s", time.Duration(h.Timeout))
 	}
 	if h.MaxEntrySize < 0 {
 		return fmt.Errorf("craftedge: max_entry_size must not be negative")
@@ -380,8 +409,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.upstream.breaker.Allow() {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
 	}
-	if found && entry.Flags&pagecache.FlagMustRevalidate == 0 && entry.Flags&pagecache.FlagNoCache == 0 &&
-		entry.StaleWhileRevalidate > 0 && entry.StaleBy(now) <= entry.StaleWhileRevalidate {
+	if found && entry.ServableWhileRevalidating(now) {
 		h.refreshInBackground(r, next, key, raw)
 		h.metrics.count(outcomeStale)
 		h.writeEntry(w, r, &entry, now, statusStaleWhileRevalidate)

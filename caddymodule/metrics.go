@@ -66,7 +66,7 @@ func initMetrics() {
 		}, []string{"upstream", "state"})
 		metrics.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Subsystem: "cache", Name: "purges_total",
-			Help: "Purge requests by source (admin, upstream_header, remote, vendor_sync, outbox, webhook).",
+			Help: "Purge requests by source (admin, upstream_header, remote, vendor_sync, outbox, webhook, unsafe_method).",
 		}, []string{"source"})
 		metrics.bypassResponses = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Subsystem: "bypass", Name: "responses_total",

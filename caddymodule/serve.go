@@ -40,7 +40,10 @@ func statusMiss(res *fetchResult) string {
 
 // writeEntry answers the client from a stored entry: the variant its
 // Accept-Encoding prefers (stored compressed, never compressed per
-// request), a 304 when its validators match, no body for HEAD.
+// request), a 304 when its validators match, a 206 or 416 for a Range
+// request (see serveRange), no body for HEAD. The stored Date header is
+// replayed as received (RFC 9110 §6.6.1); Age says how long it has been
+// stored.
 func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string) {
 	hdr := w.Header()
 	vals := make([]string, len(e.Header))
@@ -89,13 +92,67 @@ func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecach
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if bodyAllowed(e.Status) {
+	status := e.Status
+	if status == http.StatusOK {
+		if _, set := hdr["Accept-Ranges"]; !set {
+			hdr["Accept-Ranges"] = acceptRangesBytes
+		}
+		if rv, ok := r.Header["Range"]; ok && r.Method == http.MethodGet {
+			status, body = serveRange(hdr, r, e, rv, etag, body)
+		}
+	}
+	if bodyAllowed(status) {
 		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
-	w.WriteHeader(e.Status)
-	if r.Method != http.MethodHead && bodyAllowed(e.Status) {
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead && bodyAllowed(status) {
 		_, _ = w.Write(body)
 	}
+}
+
+var acceptRangesBytes = []string{"bytes"}
+
+// serveRange answers a Range request for a stored complete 200 (RFC 9110
+// §14, RFC 9111 §3.3) from body, the representation being sent (identity,
+// gzip or zstd: the range applies to the encoded bytes, as Content-Encoding
+// says). One byte range gets 206 with Content-Range; an unsatisfiable one
+// 416 with "Content-Range: bytes */<length>"; several ranges, an invalid
+// Range, several Range lines or an If-Range that does not match (strong
+// comparison with etag, the sent variant's entity tag, or an exact date
+// equal to a strong Last-Modified) get the full 200.
+func serveRange(hdr http.Header, r *http.Request, e *pagecache.Entry, rv []string, etag string, body []byte) (int, []byte) {
+	if len(rv) != 1 {
+		return http.StatusOK, body
+	}
+	if ir, ok := r.Header["If-Range"]; ok {
+		if len(ir) != 1 || !httpcache.IfRangeMatches(ir[0], etag, e.LastModified, entryDate(e)) {
+			return http.StatusOK, body
+		}
+	}
+	size := int64(len(body))
+	start, end, outcome := httpcache.ParseRange(rv[0], size)
+	switch outcome {
+	case httpcache.RangePartial:
+		hdr["Content-Range"] = []string{"bytes " + strconv.FormatInt(start, 10) + "-" + strconv.FormatInt(end, 10) + "/" + strconv.FormatInt(size, 10)}
+		return http.StatusPartialContent, body[start : end+1]
+	case httpcache.RangeUnsatisfiable:
+		hdr["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
+		delete(hdr, "Content-Type")
+		delete(hdr, "Content-Encoding")
+		return http.StatusRequestedRangeNotSatisfiable, nil
+	}
+	return http.StatusOK, body
+}
+
+// entryDate is the stored Date of an entry (zero when none or invalid).
+func entryDate(e *pagecache.Entry) time.Time {
+	for _, f := range e.Header {
+		if f.Name == "Date" {
+			t, _ := httpcache.ParseHTTPDate(f.Value)
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 var (

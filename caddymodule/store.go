@@ -33,12 +33,14 @@ var unstoredHeaders = map[string]bool{
 	"Cache-Purge-Tag":     true,
 	"Etag":                true,
 	"Content-Encoding":    true,
+	// Targeted at craftedge alone (RFC 9213 §2.1): never passed on.
+	httpcache.TargetedFieldOwn: true,
 }
 
 // storableReason decides, when the upstream's headers arrive, whether the
 // response is buffered for the cache ("") or streamed through (a reason).
 func (h *Handler) storableReason(r *http.Request, status int, hdr http.Header) string {
-	d := httpcache.ParseCacheControl(hdr.Values("Cache-Control"))
+	d, _ := httpcache.ResponseDirectives(hdr)
 	_, explicit := httpcache.FreshnessLifetime(hdr, d, nowFunc())
 	// Authorization is part of the key on the GraphQL path, so a token's
 	// response is only ever served to the same token.
@@ -81,6 +83,41 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 			hdr.Del(name)
 		}
 	}
+	delete(hdr, httpcache.TargetedFieldOwn)
+}
+
+// applyFreshness sets the entry's freshness lifetime, stale windows and
+// flags from the directives d (httpcache.ResponseDirectives: a targeted
+// field, else Cache-Control) and hdr's Expires and Date. Without explicit
+// freshness the configured ttl applies (0: stale at once).
+func (h *Handler) applyFreshness(e *pagecache.Entry, hdr http.Header, d httpcache.Directives, now time.Time) time.Duration {
+	lifetime, explicit := httpcache.FreshnessLifetime(hdr, d, now)
+	if !explicit {
+		lifetime = h.ttl
+	}
+	e.FreshFor = lifetime
+	e.Flags &^= pagecache.FlagNoCache | pagecache.FlagMustRevalidate
+	if d.NoCache {
+		e.Flags |= pagecache.FlagNoCache
+	}
+	p := httpcache.StaleAllowance(d, h.stale)
+	if p.Prohibited {
+		e.Flags |= pagecache.FlagMustRevalidate
+	}
+	e.StaleWhileRevalidate = p.WhileRevalidate
+	e.StaleIfError = p.IfError
+	return lifetime
+}
+
+// dateField is the Date a stored response is served with (RFC 9110
+// §6.6.1): the origin's, when it sent one valid Date, else the time it was
+// received. It is stored as a header field, so hits replay it as is.
+func dateField(hdr http.Header, now time.Time) pagecache.HeaderField {
+	v := now.UTC().Format(http.TimeFormat)
+	if _, ok := httpcache.ResponseDate(hdr); ok {
+		v = hdr["Date"][0]
+	}
+	return pagecache.HeaderField{Name: "Date", Value: v}
 }
 
 // storeResponse builds the entry of a buffered upstream response (r is
@@ -89,29 +126,13 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr http.Header, body []byte, notStored string, epoch uint64, res *fetchResult) {
 	now := nowFunc()
 	tags := httpcache.ParseTags(hdr, h.TagHeaders)
+	d, _ := httpcache.ResponseDirectives(hdr)
 	h.processUpstreamHeaders(hdr)
 
 	e := pagecache.Entry{Status: status, StoredAt: now, Tags: tags}
-	d := httpcache.ParseCacheControl(hdr.Values("Cache-Control"))
-	lifetime, explicit := httpcache.FreshnessLifetime(hdr, d, now)
-	if !explicit {
-		lifetime = time.Duration(h.TTL)
-	}
-	e.FreshFor = lifetime
+	lifetime := h.applyFreshness(&e, hdr, d, now)
 	e.InitialAge = httpcache.AgeValue(hdr)
-	if d.NoCache {
-		e.Flags |= pagecache.FlagNoCache
-	}
-	if d.MustRevalidate || d.ProxyRevalidate {
-		e.Flags |= pagecache.FlagMustRevalidate
-	}
-	if d.HasStaleWhileRevalidate {
-		e.StaleWhileRevalidate = d.StaleWhileRevalidate
-	}
-	e.StaleIfError = time.Duration(h.Stale)
-	if d.HasStaleIfError {
-		e.StaleIfError = d.StaleIfError
-	}
+	e.Header = append(e.Header, dateField(hdr, now))
 	if lm, err := http.ParseTime(hdr.Get("Last-Modified")); err == nil {
 		e.LastModified = lm
 	}
@@ -127,7 +148,9 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 		e.Header = append(e.Header, pagecache.HeaderField{Name: "Content-Encoding", Value: coding})
 	}
 	e.Body = decoded
-	if etag := hdr.Get("Etag"); etag != "" && (coding == "" || coding == "identity") && isStrongETag(etag) {
+	// The origin's entity tag is kept as sent, weak or strong (RFC 9110
+	// §8.8.3); a weak one is never used for If-Range.
+	if etag := hdr.Get("Etag"); etag != "" && (coding == "" || coding == "identity") && isEntityTag(etag) {
 		e.ETag, e.OriginETag = etag, true
 	} else {
 		e.ETag = fmt.Sprintf(`"ce-%016x"`, xxhash.Sum64(decoded))
@@ -175,23 +198,48 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 }
 
 // revalidated refreshes a stored copy after the upstream answered 304 to
-// our conditional request.
+// our conditional request (RFC 9111 §4.3.4): the 304's header fields
+// replace the stored ones of the same name (§3.2), Cache-Control and Date
+// included, and freshness, stale windows and flags are derived again from
+// the result, so the origin's new policy applies. Fields the cache does not
+// store (hop-by-hop, Content-Length, Set-Cookie...), the validators the
+// stored body depends on (ETag, Content-Encoding) and the tag headers are
+// not taken from the 304; tags it carries replace the stored tags.
 func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entry, hdr http.Header, epoch uint64, res *fetchResult) {
 	now := nowFunc()
 	e := *stale
 	e.Flags &^= pagecache.FlagFromSnapshot
 	e.StoredAt = now
-	d := httpcache.ParseCacheControl(hdr.Values("Cache-Control"))
-	if lifetime, explicit := httpcache.FreshnessLifetime(hdr, d, now); explicit {
-		e.FreshFor = lifetime
-	} else if d.NoCache || e.Flags&pagecache.FlagNoCache != 0 {
-		e.FreshFor = 0
-	} else {
-		e.FreshFor = time.Duration(h.TTL)
+	if tags := httpcache.ParseTags(hdr, h.TagHeaders); len(tags) > 0 {
+		e.Tags = tags
 	}
+	d304 := hdr.Clone()
+	h.processUpstreamHeaders(d304)
+
+	merged := stale.HTTPHeader()
+	for name, values := range d304 {
+		if unstoredHeaders[name] || len(values) == 0 {
+			continue
+		}
+		merged[name] = values
+	}
+	// The freshened response is as old as the 304 (its Age restarts).
+	merged["Date"] = []string{dateField(hdr, now).Value}
+	fields := make([]pagecache.HeaderField, 0, len(e.Header)+len(d304))
+	for name, values := range merged {
+		for _, v := range values {
+			fields = append(fields, pagecache.HeaderField{Name: name, Value: v})
+		}
+	}
+	e.Header = fields
+	d, _ := httpcache.ResponseDirectives(merged)
+	h.applyFreshness(&e, merged, d, now)
 	e.InitialAge = httpcache.AgeValue(hdr)
+	if lm, err := http.ParseTime(merged.Get("Last-Modified")); err == nil {
+		e.LastModified = lm
+	}
 	storeKey := key
-	if vary, _ := httpcache.VaryHeaders(hdr); len(vary) > 0 {
+	if vary, _ := httpcache.VaryHeaders(merged); len(vary) > 0 {
 		storeKey = h.varyKey(key, vary, r)
 	}
 	raw := e.Encode()
@@ -219,6 +267,11 @@ func (a *App) saveSnapshot(key string, e *pagecache.Entry, now time.Time) {
 	}
 }
 
-func isStrongETag(etag string) bool {
+// isEntityTag reports whether etag is a quoted entity tag, strong ("x")
+// or weak (W/"x").
+func isEntityTag(etag string) bool {
+	if len(etag) > 2 && etag[0] == 'W' && etag[1] == '/' {
+		etag = etag[2:]
+	}
 	return len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"'
 }

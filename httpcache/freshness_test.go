@@ -35,7 +35,11 @@ func TestFreshnessLifetime(t *testing.T) {
 		{"expires in past", hdr("Expires", at(-time.Hour)), "", 0, true},
 		{"expires zero", hdr("Expires", "0"), "", 0, true},
 		{"expires empty", hdr("Expires", ""), "", 0, true},
-		{"expires first line", hdr("Expires", at(time.Minute), "Expires", at(time.Hour)), "", time.Minute, true},
+		// Several lines combine to "d1, d2", not an HTTP-date (RFC 9111 §5.3).
+		{"expires two lines", hdr("Expires", at(time.Minute), "Expires", at(time.Hour)), "", 0, true},
+		{"expires one-digit hour", hdr("Expires", "Thu, 02 Jan 2025 4:04:05 GMT"), "", 0, true},
+		{"expires extra space", hdr("Expires", "Thu,  02 Jan 2025 04:04:05 GMT"), "", 0, true},
+		{"expires asctime", hdr("Expires", now.Add(time.Hour).Format(time.ANSIC)), "", time.Hour, true},
 		{"expires rfc850", hdr("Expires", now.Add(time.Hour).Format("Monday, 02-Jan-06 15:04:05 GMT")), "", time.Hour, true},
 		{"expires far future clamped", hdr("Expires", "Fri, 01 Jan 2100 00:00:00 GMT"), "", MaxDeltaSeconds, true},
 		{"other directives only", hdr(), "public, stale-while-revalidate=60", 0, false},

@@ -18,7 +18,9 @@ const entryVersion = 1
 
 // Entry flags.
 const (
-	// FlagMustRevalidate: the origin forbade serving this entry stale.
+	// FlagMustRevalidate: the origin forbade serving this entry stale
+	// beyond the windows it granted explicitly (no-cache, must-revalidate,
+	// proxy-revalidate or s-maxage; RFC 9111 §4.2.4).
 	FlagMustRevalidate uint8 = 1 << iota
 	// FlagNoCache: the origin asked for revalidation before every reuse.
 	FlagNoCache
@@ -90,6 +92,29 @@ func (e *Entry) Age(now time.Time) time.Duration {
 // origin.
 func (e *Entry) Fresh(now time.Time) bool {
 	return e.Flags&FlagNoCache == 0 && e.Age(now) < e.FreshFor
+}
+
+// StaleProhibited reports whether the origin forbade serving the entry
+// stale beyond its explicit windows (FlagMustRevalidate).
+func (e *Entry) StaleProhibited() bool { return e.Flags&FlagMustRevalidate != 0 }
+
+// ServableWhileRevalidating reports whether the stale entry may be served
+// at now while a background refresh runs (stale-while-revalidate). The
+// window is only ever recorded when the origin allowed it.
+func (e *Entry) ServableWhileRevalidating(now time.Time) bool {
+	return e.Flags&FlagNoCache == 0 && e.StaleWhileRevalidate > 0 && e.StaleBy(now) <= e.StaleWhileRevalidate
+}
+
+// ServableOnError reports whether the entry may be served at now when the
+// origin cannot be used, within its stale-if-error window (StaleIfError:
+// the response's stale-if-error, else the configured default; zero for a
+// prohibited entry without an explicit stale-if-error).
+func (e *Entry) ServableOnError(now time.Time) bool {
+	by := e.StaleBy(now)
+	if e.StaleProhibited() {
+		return e.Flags&FlagNoCache == 0 && e.StaleIfError > 0 && by <= e.StaleIfError
+	}
+	return by <= e.StaleIfError
 }
 
 // StaleBy is how long past freshness the entry is at now (0 if fresh).
@@ -203,16 +228,25 @@ func (e *Entry) Decode(b []byte) error {
 	e.ETag = d.str16()
 	n := int(d.u16())
 	e.Tags = e.Tags[:0]
+	if cap(e.Tags) < n {
+		e.Tags = make([]string, 0, d.bound(n, 2)) // one allocation, not one per growth
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		e.Tags = append(e.Tags, d.str16())
 	}
 	n = int(d.u16())
 	e.Vary = e.Vary[:0]
+	if cap(e.Vary) < n {
+		e.Vary = make([]string, 0, d.bound(n, 2))
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		e.Vary = append(e.Vary, d.str16())
 	}
 	n = int(d.u16())
 	e.Header = e.Header[:0]
+	if cap(e.Header) < n {
+		e.Header = make([]HeaderField, 0, d.bound(n, 6))
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		name := d.str16()
 		value := d.str(int(d.u32()))
@@ -298,6 +332,13 @@ func (d *decoder) need(n int) bool {
 		return false
 	}
 	return true
+}
+
+// bound caps a decoded element count n by what the rest of the buffer can
+// hold at minSize bytes each, so a corrupt count cannot make Decode
+// allocate more than the entry's size.
+func (d *decoder) bound(n, minSize int) int {
+	return min(n, max(len(d.b)-d.off, 0)/minSize)
 }
 
 func (d *decoder) u8() uint8 {
