@@ -200,11 +200,7 @@ func (s *StatusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 	hdr.Set("X-Robots-Tag", "noindex, nofollow")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	var user string
-	if repl != nil {
-		user, _ = repl.GetString("http.auth.user.id")
-	}
+	user := authUser(r)
 	if user == "" && !s.AllowUnauthenticated {
 		return s.writeError(w, statusErrorf(http.StatusForbidden,
 			"the status page is not behind authentication: put basic_auth in front of craftedge_status "+

@@ -79,6 +79,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 				field title title.en required
 				field price price.amount required
 				tags shop:product:{id}
+				public
 			}
 			webhook {
 				%s
