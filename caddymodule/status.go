@@ -484,8 +484,8 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 		if req.Enabled == nil {
 			return nil, statusErrorf(http.StatusBadRequest, `"enabled" (true or false) is required`)
 		}
-		if req.Upstream != "" && !slices.ContainsFunc(app.upstreamList(), func(u *upstreamState) bool { return u.name == req.Upstream }) {
-			return nil, statusErrorf(http.StatusBadRequest, "unknown upstream %q", req.Upstream)
+		if err := app.checkOverrideUpstream(req.Upstream, *req.Enabled); err != nil {
+			return nil, statusErrorf(http.StatusBadRequest, "%v", err)
 		}
 		if err := app.setOverride(req.Upstream, *req.Enabled); err != nil {
 			return nil, statusErrorf(http.StatusInternalServerError, "storing the kill-switch override: %v", err)
