@@ -284,3 +284,57 @@ func TestRecordsStoreOnlyMappedFields(t *testing.T) {
 		t.Fatalf("the unmapped field's value %q is in %s", canary, e.storage)
 	}
 }
+
+// The README's Security examples: basic_auth on writes and the outbox only
+// (public reads stay anonymous), and forward_auth setting the user with vars.
+func TestRecordsReadmeAuthExamples(t *testing.T) {
+	site := fmt.Sprintf(`@records_auth {
+		path /vendors/*
+		not {
+			method GET HEAD
+			not path /vendors/v1/outbox/*
+		}
+	}
+	basic_auth @records_auth {
+		%s %s
+	}
+	%s`, statusUser, statusUserHash, readmeRecordsSite)
+	e := startVendorGateway(t, 5, vendorOptions{site: site})
+	e.sync("first", jobs.StateDone)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 200)
+	wantStatus(t, e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")), http.StatusUnauthorized)
+	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
+	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
+	wantStatus(t, r, http.StatusAccepted)
+	loc := r.header.Get("Location")
+	wantStatus(t, e.get(loc), http.StatusUnauthorized)
+	wantStatus(t, e.do(http.MethodGet, loc, auth, ""), 200)
+	stopGateway(t)
+
+	// forward_auth: the auth service answers 200 with Remote-User for the
+	// right cookie, 401 otherwise.
+	authSrv := newTestOrigin(t)
+	authSrv.handle("/auth", func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie("session"); err == nil && c.Value == "good" {
+			w.Header().Set("Remote-User", "editor")
+			w.WriteHeader(200)
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	site = fmt.Sprintf(`route /vendors/* {
+		forward_auth %s {
+			uri /auth
+			copy_headers Remote-User
+		}
+		vars http.auth.user.id {http.request.header.Remote-User}
+		craftedge_records
+	}`, authSrv.addr())
+	e = startVendorGateway(t, 5, vendorOptions{site: site, private: true})
+	e.sync("first", jobs.StateDone)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3"), http.StatusUnauthorized) // forward_auth's answer
+	// A client's own Remote-User header is no authentication.
+	wantStatus(t, e.get("/vendors/v1/shop/product/3", "Remote-User", "mallory"), http.StatusUnauthorized)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3", "Cookie", "session=good"), 200)
+	wantStatus(t, e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Cookie": "session=good"}, productBody("Fwd")), http.StatusAccepted)
+}
