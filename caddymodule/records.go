@@ -197,7 +197,7 @@ func (h *RecordsHandler) refuse(w http.ResponseWriter, res authResult, what stri
 			return writeAPIError(w, http.StatusUnauthorized, "%s needs authentication: the bearer token is not valid", what)
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="craftedge records"`)
-		return writeAPIError(w, http.StatusUnauthorized, "%s needs authentication: send Authorization: Bearer <token>", what)
+		return writeAPIError(w, http.StatusUnauthorized, "%s needs authentication: send your token in an Authorization: Bearer header", what)
 	}
 	return writeAPIError(w, http.StatusForbidden,
 		"%s needs authentication, and this route has none: put basic_auth or forward_auth in front of craftedge_records, "+
