@@ -169,6 +169,9 @@ func (adminAPI) handleSnapshotOnly(w http.ResponseWriter, r *http.Request) error
 	if req.Enabled == nil {
 		return badRequest(errors.New(`"enabled" (true or false) is required`))
 	}
+	if err := app.checkOverrideUpstream(req.Upstream, *req.Enabled); err != nil {
+		return badRequest(err)
+	}
 	if err := app.setOverride(req.Upstream, *req.Enabled); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("storing override: %w", err)}
 	}

@@ -7,7 +7,9 @@ package caddymodule
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,6 +226,30 @@ func (a *App) loadOverrides() {
 }
 
 // setOverride stores a kill-switch override durably, then applies it.
+// checkOverrideUpstream validates the upstream of a kill-switch override
+// request: "" (all upstreams) or a configured upstream. An override stored
+// for an upstream no longer configured may still be cleared (enabled
+// false). The error names the problem, quoting at most 64 bytes of the name.
+func (a *App) checkOverrideUpstream(upstream string, enabled bool) error {
+	if upstream == "" || slices.ContainsFunc(a.upstreamList(), func(u *upstreamState) bool { return u.name == upstream }) {
+		return nil
+	}
+	if o := a.overrides.Load(); !enabled && o != nil {
+		if _, stored := (*o)[upstream]; stored {
+			return nil
+		}
+	}
+	name := upstream
+	if len(name) > 64 {
+		name = strings.ToValidUTF8(name[:64], "") + "…"
+	}
+	names := []string{}
+	for _, u := range a.upstreamList() {
+		names = append(names, u.name)
+	}
+	return fmt.Errorf("unknown upstream %q (%d bytes); configured upstreams: %s", name, len(upstream), strings.Join(names, ", "))
+}
+
 func (a *App) setOverride(upstream string, enabled bool) error {
 	if err := a.store.SetSnapshotOnlyOverride(upstream, enabled); err != nil {
 		return err

@@ -302,6 +302,33 @@ func TestKillSwitchByCaddyfileReloadKeepsCacheWarm(t *testing.T) {
 	wantCacheStatus(t, g.get("/k"), "craftedge; fwd=stale; stored")
 }
 
+// PUT /craftedge/snapshot-only names a configured upstream (or none): an
+// unknown or huge name is a 400 naming the problem, and nothing is stored.
+func TestKillSwitchAdminValidatesUpstream(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/o", pageHandler("override", "o"))
+	g := startGateway(t, o, gatewayOptions{})
+	g.get("/o")
+
+	for _, name := range []string{"shop", strings.Repeat("x", 500<<10)} {
+		for _, enabled := range []string{"true", "false"} {
+			r := g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":`+enabled+`,"upstream":"`+name+`"}`)
+			if r.status != http.StatusBadRequest || !strings.Contains(r.body, "unknown upstream") || !strings.Contains(r.body, "craft") {
+				t.Fatalf("upstream of %d bytes, enabled %s: %d %.300s; want 400 naming the configured upstreams", len(name), enabled, r.status, r.body)
+			}
+			if len(r.body) > 1000 {
+				t.Fatalf("the error echoes the whole name: %d bytes", len(r.body))
+			}
+		}
+	}
+	if ov := g.health().KillSwitch.Overrides; len(ov) != 0 {
+		t.Fatalf("overrides stored for unknown upstreams: %v", ov)
+	}
+	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"craft"}`), 200)
+	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false,"upstream":"craft"}`), 200)
+	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false}`), 200)
+}
+
 func TestKillSwitchAdminOverrideSurvivesRestart(t *testing.T) {
 	o := newTestOrigin(t)
 	o.handle("/o", pageHandler("override", "o"))
@@ -309,11 +336,11 @@ func TestKillSwitchAdminOverrideSurvivesRestart(t *testing.T) {
 	g.get("/o")
 	g.flushSnapshots()
 
-	// An override for another upstream changes nothing here.
-	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"shop"}`), 200)
+	// An override for an upstream that is not configured is refused (see
+	// TestKillSwitchAdminValidatesUpstream) and changes nothing here.
+	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"shop"}`), 400)
 	advance(2 * time.Minute)
 	wantCacheStatusPrefix(t, g.get("/o"), "craftedge; fwd=")
-	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false,"upstream":"shop"}`), 200)
 
 	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true}`), 200)
 	before := o.count("/o")

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,12 @@ const (
 //
 // Reads are served from the stored records only; they never call a
 // vendor. Other paths go to the next handler.
+//
+// Writes, outbox job states and reads of resources that are not public
+// need an authenticated caller: a user set by an authentication handler in
+// front ({http.auth.user.id}: basic_auth, forward_auth with copy_headers
+// setting it) or one of BearerTokens. Without one they get 401 (a bearer
+// token is configured) or 403, before anything is looked at or enqueued.
 type RecordsHandler struct {
 	// MaxAge is the max-age of read responses' Cache-Control. Default 1m.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
@@ -61,8 +68,26 @@ type RecordsHandler struct {
 	// MaxBodySize bounds the body of a write. Default 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	app *App
+	// BearerTokens authenticate a caller that sends "Authorization: Bearer
+	// <token>" (compared in constant time). Each must be an {env.*}
+	// placeholder (a literal token would be kept in Caddy's JSON config),
+	// resolved at provision to at least 16 bytes; several allow rotation.
+	BearerTokens []string `json:"bearer_tokens,omitempty"`
+
+	// AllowAnonymousWrites lets anyone who reaches the route write to the
+	// vendors (with the site's vendor credentials) and read the state of an
+	// outbox job whose id they hold. Dangerous: only for a route that is
+	// protected some other way (a private network, a remote_ip matcher).
+	// Logged as a warning at every provision. Reads of resources that are
+	// not public still need authentication.
+	AllowAnonymousWrites bool `json:"allow_anonymous_writes,omitempty"`
+
+	app    *App
+	tokens [][sha256.Size]byte // hashes of the resolved BearerTokens
 }
+
+// minBearerTokenLen is the shortest bearer token accepted.
+const minBearerTokenLen = 16
 
 // CaddyModule returns the Caddy module information.
 func (RecordsHandler) CaddyModule() caddy.ModuleInfo {
@@ -80,12 +105,103 @@ func (h *RecordsHandler) Provision(ctx caddy.Context) error {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = defaultRecordsMaxBody
 	}
+	repl := caddy.NewReplacer()
+	h.tokens = nil
+	for _, t := range h.BearerTokens {
+		if !isEnvPlaceholder(t) {
+			return fmt.Errorf("craftedge_records: bearer token must be an {env.NAME} placeholder, not a literal (it would be kept in Caddy's JSON config)")
+		}
+		v := repl.ReplaceKnown(t, "")
+		if v == "" {
+			return fmt.Errorf("craftedge_records: bearer token %s resolves to nothing (is the variable set?)", t)
+		}
+		if len(v) < minBearerTokenLen {
+			return fmt.Errorf("craftedge_records: bearer token %s is %d bytes; use at least %d random bytes (e.g. openssl rand -hex 32)",
+				t, len(v), minBearerTokenLen)
+		}
+		h.tokens = append(h.tokens, sha256.Sum256([]byte(v)))
+	}
 	appIface, err := ctx.App("craftedge")
 	if err != nil {
 		return fmt.Errorf("craftedge_records: loading the craftedge app: %w", err)
 	}
 	h.app = appIface.(*App)
+	if h.AllowAnonymousWrites {
+		ctx.Logger().Warn("craftedge_records: allow_anonymous_writes is on: anyone who can reach this route can write " +
+			"to your vendors with the site's vendor credentials and read outbox jobs; remove it unless the route is " +
+			"protected some other way")
+	}
 	return nil
+}
+
+// isEnvPlaceholder reports whether s is exactly one {env.NAME} placeholder.
+func isEnvPlaceholder(s string) bool {
+	name, ok := strings.CutPrefix(s, "{env.")
+	if !ok {
+		return false
+	}
+	name, ok = strings.CutSuffix(name, "}")
+	return ok && name != "" && !strings.ContainsAny(name, "{}")
+}
+
+// authUser returns the user an authentication handler in front of this
+// one (basic_auth, forward_auth) set in {http.auth.user.id}, or "".
+func authUser(r *http.Request) string {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return ""
+	}
+	user, _ := repl.GetString("http.auth.user.id")
+	return user
+}
+
+// authResult is what authenticate found.
+type authResult int
+
+const (
+	authNone authResult = iota // no credentials this route checks
+	authBad                    // a bearer token that matches none
+	authOK                     // an authenticated user or a valid token
+)
+
+// authenticate checks the caller: a user set by an authentication handler,
+// or a bearer token matching one of h's (every token is compared, each in
+// constant time).
+func (h *RecordsHandler) authenticate(r *http.Request) authResult {
+	if authUser(r) != "" {
+		return authOK
+	}
+	if len(h.tokens) == 0 {
+		return authNone
+	}
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return authNone
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	match := 0
+	for i := range h.tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], h.tokens[i][:])
+	}
+	if match == 1 {
+		return authOK
+	}
+	return authBad
+}
+
+// refuse answers a request that needs authentication and has none.
+func (h *RecordsHandler) refuse(w http.ResponseWriter, res authResult, what string) error {
+	if len(h.tokens) > 0 {
+		if res == authBad {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="craftedge records", error="invalid_token"`)
+			return writeAPIError(w, http.StatusUnauthorized, "%s needs authentication: the bearer token is not valid", what)
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="craftedge records"`)
+		return writeAPIError(w, http.StatusUnauthorized, "%s needs authentication: send your token in an Authorization: Bearer header", what)
+	}
+	return writeAPIError(w, http.StatusForbidden,
+		"%s needs authentication, and this route has none: put basic_auth or forward_auth in front of craftedge_records, "+
+			"or set its bearer_token", what)
 }
 
 // apiError is the JSON body of an error answer.
@@ -112,8 +228,17 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	}
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead
 	write := r.Method == http.MethodPost || r.Method == http.MethodPut
+	// Anything but a read is a write (DELETE and others included): refused
+	// before the path is looked at, unless authenticated or opted out.
+	auth := h.authenticate(r)
+	if !read && auth != authOK && (auth == authBad || !h.AllowAnonymousWrites) {
+		return h.refuse(w, auth, "writing")
+	}
 	switch {
 	case parts[0] == "outbox" && len(parts) == 2 && read:
+		if auth != authOK && (auth == authBad || !h.AllowAnonymousWrites) {
+			return h.refuse(w, auth, "reading an outbox job")
+		}
 		return h.serveOutboxJob(w, parts[1])
 	case parts[0] == "outbox":
 		return writeAPIError(w, http.StatusNotFound, "not found")
@@ -133,11 +258,14 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	if len(parts) == 3 {
 		id = parts[2]
 	}
+	if read && !res.Public && auth != authOK {
+		return h.refuse(w, auth, fmt.Sprintf("reading %s/%s (not public)", vendor, resource))
+	}
 	switch {
 	case read && id != "":
-		return h.serveRecord(w, r, vendor, resource, id)
+		return h.serveRecord(w, r, vendor, resource, id, res.Public)
 	case read:
-		return h.serveList(w, r, vendor, resource)
+		return h.serveList(w, r, vendor, resource, res.Public)
 	case write:
 		return h.acceptWrite(w, r, vendor, resource, id, res)
 	}
@@ -145,7 +273,7 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	return writeAPIError(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
 }
 
-func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, vendor, resource, id string) error {
+func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, vendor, resource, id string, public bool) error {
 	rec, err := h.app.records.Get(vendor, resource, id)
 	switch {
 	case errors.Is(err, vendors.ErrNotFound):
@@ -162,7 +290,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	return h.writeRead(w, r, body, rec.Tags)
+	return h.writeRead(w, r, body, rec.Tags, public)
 }
 
 // RecordsPage is the body of a list answer.
@@ -174,7 +302,7 @@ type RecordsPage struct {
 	NextPage int              `json:"next_page,omitempty"`
 }
 
-func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendor, resource string) error {
+func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendor, resource string, public bool) error {
 	q := r.URL.Query()
 	var since time.Time
 	if s := q.Get("updated_since"); s != "" {
@@ -221,17 +349,23 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	return h.writeRead(w, r, body, tags)
+	return h.writeRead(w, r, body, tags, public)
 }
 
 // writeRead answers a read with a strong ETag, Cache-Control and the
-// records' cache tags, or 304 when the client has the same body.
-func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body []byte, tags []string) error {
+// records' cache tags, or 304 when the client has the same body. Answers of
+// a resource that is not public are private: no shared cache (craftedge's
+// memory tier and snapshots, a CDN) keeps them for another caller.
+func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body []byte, tags []string, public bool) error {
 	sum := sha256.Sum256(body)
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
 	hdr := w.Header()
 	hdr.Set("ETag", etag)
-	hdr.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(time.Duration(h.MaxAge).Seconds())))
+	visibility := "public"
+	if !public {
+		visibility = "private"
+	}
+	hdr.Set("Cache-Control", fmt.Sprintf("%s, max-age=%d", visibility, int(time.Duration(h.MaxAge).Seconds())))
 	hdr.Set("Vary", "Accept-Encoding")
 	if len(tags) > 0 {
 		hdr.Set("Cache-Tag", strings.Join(tags, ","))
@@ -343,8 +477,10 @@ func parseRecordsDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 // UnmarshalCaddyfile sets up the handler:
 //
 //	craftedge_records [<matcher>] {
-//	    max_age       <duration>
-//	    max_body_size <size>
+//	    max_age                <duration>
+//	    max_body_size          <size>
+//	    bearer_token           <{env.NAME}...>
+//	    allow_anonymous_writes
 //	}
 func (h *RecordsHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -365,6 +501,20 @@ func (h *RecordsHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.MaxBodySize = n
+		case "bearer_token":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if !isEnvPlaceholder(a) {
+					return d.Errf("bearer_token: use an {env.NAME} placeholder, not a literal token (it would be kept in Caddy's JSON config)")
+				}
+			}
+			h.BearerTokens = append(h.BearerTokens, args...)
+			continue
+		case "allow_anonymous_writes":
+			h.AllowAnonymousWrites = true
 		default:
 			return d.Errf("unknown craftedge_records subdirective %q", d.Val())
 		}

@@ -200,11 +200,7 @@ func (s *StatusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 	hdr.Set("X-Robots-Tag", "noindex, nofollow")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	var user string
-	if repl != nil {
-		user, _ = repl.GetString("http.auth.user.id")
-	}
+	user := authUser(r)
 	if user == "" && !s.AllowUnauthenticated {
 		return s.writeError(w, statusErrorf(http.StatusForbidden,
 			"the status page is not behind authentication: put basic_auth in front of craftedge_status "+
@@ -488,8 +484,8 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 		if req.Enabled == nil {
 			return nil, statusErrorf(http.StatusBadRequest, `"enabled" (true or false) is required`)
 		}
-		if req.Upstream != "" && !slices.ContainsFunc(app.upstreamList(), func(u *upstreamState) bool { return u.name == req.Upstream }) {
-			return nil, statusErrorf(http.StatusBadRequest, "unknown upstream %q", req.Upstream)
+		if err := app.checkOverrideUpstream(req.Upstream, *req.Enabled); err != nil {
+			return nil, statusErrorf(http.StatusBadRequest, "%v", err)
 		}
 		if err := app.setOverride(req.Upstream, *req.Enabled); err != nil {
 			return nil, statusErrorf(http.StatusInternalServerError, "storing the kill-switch override: %v", err)

@@ -112,6 +112,12 @@ type VendorResource struct {
 	// SyncEvery, if set, schedules a delta sync of the resource once per
 	// window of this length.
 	SyncEvery caddy.Duration `json:"sync_every,omitempty"`
+	// Public lets anyone read the resource's records through
+	// craftedge_records (GET of a record or a list), and lets shared caches
+	// keep the answers. Off by default: reads then need the same
+	// authentication as writes, and answers are private. Only for data that
+	// may be published (a product catalogue, never CRM contacts).
+	Public bool `json:"public,omitempty"`
 }
 
 // VendorList says how to list a resource's items changed since a time.
@@ -452,6 +458,11 @@ func (v *VendorConfig) unmarshalResource(d *caddyfile.Dispenser) error {
 				return d.Errf("sync wants 'every <duration>' with a positive duration")
 			}
 			r.SyncEvery = dur
+		case "public":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			r.Public = true
 		default:
 			return d.Errf("unknown resource subdirective %q", dir)
 		}

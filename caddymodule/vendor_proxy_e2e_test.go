@@ -27,7 +27,9 @@ func liveVendorSite(handlerExtra string) string {
 		}
 	}
 	handle {
-		craftedge_records
+		craftedge_records {
+			allow_anonymous_writes
+		}
 	}`
 }
 

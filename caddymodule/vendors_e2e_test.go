@@ -25,12 +25,21 @@ type vendorOptions struct {
 	storage  string
 	// caddyfile builds the config; default vendorCaddyfile.
 	caddyfile func(vendorOptions) string
-	site      string // site block body; default craftedge_records alone
+	site      string // site block body; default craftedge_records with allow_anonymous_writes
+	// private leaves the product resource without "public" (the tests of
+	// other features read it anonymously).
+	private bool
 }
 
 func vendorCaddyfile(o vendorOptions) string {
 	if o.site == "" {
-		o.site = "craftedge_records"
+		// Tests of other features write anonymously; the records' own
+		// authentication is tested in records_auth_e2e_test.go.
+		o.site = "craftedge_records {\n\t\tallow_anonymous_writes\n\t}"
+	}
+	public := "public"
+	if o.private {
+		public = ""
 	}
 	return fmt.Sprintf(`{
 %s	grace_period 1ns
@@ -71,6 +80,7 @@ func vendorCaddyfile(o vendorOptions) string {
 				field price price.amount required
 				tags shop:product:{id}
 				%s
+				%s
 			}
 		}
 	}
@@ -78,7 +88,7 @@ func vendorCaddyfile(o vendorOptions) string {
 %s {
 	%s
 }
-`, globalPorts(), o.storage, o.baseURL, o.vendor, o.resource, siteAddr, o.site)
+`, globalPorts(), o.storage, o.baseURL, o.vendor, public, o.resource, siteAddr, o.site)
 }
 
 type vendorEnv struct {

@@ -1,10 +1,12 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,6 +41,7 @@ type webhookOptions struct {
 	webhook string // extra lines in the vendor's webhook block
 	purge   string // extra lines in the craftedge_purge block
 	global  string // extra lines in the global craftedge option (a cdn block)
+	site    string // extra lines at the top of the site block (a log directive)
 	storage string
 }
 
@@ -79,6 +82,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 				field title title.en required
 				field price price.amount required
 				tags shop:product:{id}
+				public
 			}
 			webhook {
 				%s
@@ -91,6 +95,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 }
 %s {
+	%s
 	craftedge_status /status* {
 		allow_unauthenticated
 	}
@@ -105,7 +110,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, globalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.purge)
+`, globalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.site, o.purge)
 }
 
 type webhookEnv struct {
@@ -809,4 +814,39 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 		t.Fatalf("sync job = %+v", j)
 	}
 	waitFor(t, "the sync's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 3 })
+}
+
+// Caddy's access log records every request header as it arrived (it copies
+// the request before any handler runs): a static secret must not end up
+// there, for webhooks or craftedge_purge, accepted or rejected.
+func TestWebhookStaticSecretsStayOutOfTheAccessLog(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	e := startWebhookGateway(t, webhookOptions{
+		scheme: "scheme static\n\t\t\t\theader X-Craft-Webhook-Secret",
+		purge:  "scheme static\n\t\theader X-Craft-Purge-Secret",
+		site:   "log {\n\t\toutput file " + logFile + "\n\t\tformat json\n\t}",
+	})
+	static := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{hookSecretNew}, Header: "X-Craft-Webhook-Secret"}
+	wantStatus(t, e.event(static, "", productEvent("4", 1)), http.StatusAccepted)
+	const wrong = "a-wrong-secret-close-to-the-real-one"
+	wrongCfg := static
+	wrongCfg.Secrets = []string{wrong}
+	wantStatus(t, e.event(wrongCfg, "", productEvent("4", 1)), http.StatusUnauthorized)
+	staticPurge := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{purgeSecret}, Header: "X-Craft-Purge-Secret"}
+	wantStatus(t, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", `{"tags":["shop:product:3"]}`), http.StatusOK)
+	wantStatus(t, e.get(productPage), http.StatusOK)
+	stopGateway(t) // every request's access-log line is written
+
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(logs, []byte(productPage)) {
+		t.Fatalf("the access log does not work (no line for %s):\n%s", productPage, logs)
+	}
+	for _, secret := range []string{hookSecretNew, purgeSecret, wrong} {
+		if bytes.Contains(logs, []byte(secret)) {
+			t.Errorf("secret %q in the access log:\n%s", secret, logs)
+		}
+	}
 }

@@ -75,6 +75,28 @@ func newSignedReceiver(source string, a *WebhookAuth, defaultScheme webhook.Sche
 	return rc, nil
 }
 
+// keepSecretOutOfAccessLog leaves a request carrying a static secret out of
+// Caddy's access log. The access log records the request headers as they
+// arrived: Caddy copies the request before any handler runs, so removing
+// the header here would not remove it from the log line, and Caddy itself
+// redacts only Authorization, Proxy-Authorization and cookies (unless the
+// server sets log_credentials). The request is still logged by this
+// module: "webhook accepted"/"webhook rejected"/"remote purge", with the
+// request id, remote IP and outcome, never a header value.
+func (rc *signedReceiver) keepSecretOutOfAccessLog(r *http.Request) {
+	if rc.cfg.Scheme != webhook.SchemeStatic || len(r.Header.Values(rc.cfg.Header)) == 0 {
+		return
+	}
+	switch http.CanonicalHeaderKey(rc.cfg.Header) {
+	case "Authorization", "Proxy-Authorization", "Cookie":
+		srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+		if srv == nil || srv.Logs == nil || !srv.Logs.ShouldLogCredentials {
+			return // redacted by Caddy
+		}
+	}
+	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+}
+
 // acceptsContentType reports whether the request's media type is allowed.
 func (rc *signedReceiver) acceptsContentType(header string) bool {
 	mt, _, err := mime.ParseMediaType(header)
@@ -116,6 +138,7 @@ func verifyReason(err error) (int, string) {
 // a refusal it returns the rejection, which the caller passes to reject.
 func (rc *signedReceiver) receive(r *http.Request, now time.Time) ([]byte, webhook.Delivery, *rejection) {
 	webhookMetrics.received.WithLabelValues(rc.source).Inc()
+	rc.keepSecretOutOfAccessLog(r)
 	if r.Method != http.MethodPost {
 		return nil, webhook.Delivery{}, &rejection{http.StatusMethodNotAllowed, rejectMethod, fmt.Errorf("method %s not allowed; use POST", r.Method)}
 	}

@@ -38,13 +38,13 @@ type ListFilter struct {
 // Get returns the job with the given ID. Errors wrap ErrInvalidID,
 // ErrNotFound or ErrCorrupt.
 func (q *Queue) Get(id string) (Job, error) {
-	n, err := parseID(id)
-	if err != nil {
-		return Job{}, err
-	}
 	var r *record
-	err = q.db.View(func(tx *bolt.Tx) error {
+	err := q.db.View(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		n, err := b.lookup(id)
 		if err != nil {
 			return err
 		}
@@ -52,6 +52,8 @@ func (q *Queue) Get(id string) (Job, error) {
 		return err
 	})
 	switch {
+	case errors.Is(err, ErrInvalidID), errors.Is(err, ErrNotFound):
+		return Job{}, err
 	case err != nil:
 		return Job{}, fmt.Errorf("jobs: getting job %s: %w", id, err)
 	case r == nil:
@@ -69,13 +71,6 @@ func (q *Queue) List(f ListFilter) ([]Job, error) {
 			return nil, err
 		}
 	}
-	var after uint64
-	if f.After != "" {
-		var err error
-		if after, err = parseID(f.After); err != nil {
-			return nil, err
-		}
-	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultListLimit
@@ -87,6 +82,12 @@ func (q *Queue) List(f ListFilter) ([]Job, error) {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
+		}
+		var after uint64
+		if f.After != "" {
+			if after, err = b.lookup(f.After); err != nil {
+				return err
+			}
 		}
 		var ids []uint64
 		if f.Kind == "" && f.State == "" {
@@ -163,13 +164,13 @@ func countedKinds(b *txBuckets) []string {
 // Errors wrap ErrInvalidID, ErrNotFound, or ErrBadState for a running or
 // done job.
 func (q *Queue) RetryNow(id string) error {
-	n, err := parseID(id)
-	if err != nil {
-		return err
-	}
 	var kind string
-	err = q.commit.do(func(tx *bolt.Tx) error {
+	err := q.commit.do(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		n, err := b.lookup(id)
 		if err != nil {
 			return err
 		}

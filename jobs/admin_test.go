@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestDeadLetterReplayAndFlush(t *testing.T) {
@@ -190,5 +192,62 @@ func TestListAndStats(t *testing.T) {
 		if !strings.Contains(string(b), field) {
 			t.Errorf("JSON %s lacks %s", b, field)
 		}
+	}
+}
+
+// A job accepted before IDs were random (its ID is its sequence number, no
+// jobs_ids entry) is still found by that ID, listed and retried; its
+// sequence number finds no random-ID job.
+func TestLegacySequenceIDs(t *testing.T) {
+	clock := newClock()
+	db := openDB(t)
+	q := openQueue(t, db, testOptions(t, clock))
+	if err := q.Register("k", KindConfig{}, ok); err != nil {
+		t.Fatal(err)
+	}
+	legacy, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "k", RunAt: clock.Now().Add(time.Hour)})
+	fresh, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "k", RunAt: clock.Now().Add(time.Hour)})
+	var oldID string
+	if err := db.Update(func(tx *bolt.Tx) error {
+		pub, _ := randomID(legacy.ID)
+		seq := tx.Bucket(bucketIDs).Get(pub)
+		var r record
+		if err := json.Unmarshal(tx.Bucket(bucketRecords).Get(seq), &r); err != nil {
+			return err
+		}
+		oldID = formatID(uint64FromBytes(seq))
+		r.ID = oldID
+		v, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketIDs).Delete(pub); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRecords).Put(seq, v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if j := mustGet(t, q, oldID); j.ID != oldID {
+		t.Fatalf("legacy job = %+v", j)
+	}
+	if _, err := q.Get(legacy.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get by a random id without an index entry: %v", err)
+	}
+	freshSeq := ""
+	_ = db.View(func(tx *bolt.Tx) error {
+		pub, _ := randomID(fresh.ID)
+		freshSeq = formatID(uint64FromBytes(tx.Bucket(bucketIDs).Get(pub)))
+		return nil
+	})
+	if _, err := q.Get(freshSeq); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a random-id job found by its sequence number: %v", err)
+	}
+	if err := q.RetryNow(oldID); err != nil {
+		t.Fatal(err)
+	}
+	page, err := q.List(ListFilter{Kind: "k", After: oldID})
+	if err != nil || len(page) != 1 || page[0].ID != fresh.ID {
+		t.Fatalf("List after the legacy job: %+v, %v", page, err)
 	}
 }

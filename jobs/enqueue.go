@@ -148,13 +148,21 @@ func (q *Queue) enqueueTx(b *txBuckets, req *EnqueueRequest, now time.Time) (*re
 	if err != nil {
 		return nil, false, err
 	}
+	pubID := newRandomID()
+	pub, _ := randomID(pubID)
+	if b.ids.Get(pub) != nil {
+		return nil, false, fmt.Errorf("random job id %s already taken", pubID) // 2^-128: a broken random source
+	}
+	if err := b.ids.Put(pub, u64(id)); err != nil {
+		return nil, false, err
+	}
 	runAt := req.RunAt.UTC()
 	if runAt.IsZero() {
 		runAt = now
 	}
 	r := &record{
 		Job: Job{
-			ID:          formatID(id),
+			ID:          pubID,
 			Kind:        req.Kind,
 			Key:         req.Key,
 			Entity:      req.Entity,

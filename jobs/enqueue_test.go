@@ -47,8 +47,16 @@ func TestEnqueueDedupeByKey(t *testing.T) {
 		res[2].Job.ID == res[3].Job.ID {
 		t.Fatalf("batch results: %+v", res)
 	}
-	if res[2].Job.ID <= res[0].Job.ID {
-		t.Fatalf("IDs not increasing in acceptance order: %s then %s", res[0].Job.ID, res[2].Job.ID)
+	// IDs are 128 random bits (unguessable from one another); List keeps
+	// acceptance order.
+	for _, r := range res {
+		if len(r.Job.ID) != 32 || strings.Trim(r.Job.ID, "0123456789abcdef") != "" {
+			t.Fatalf("job ID %q: want 32 lower-case hex digits", r.Job.ID)
+		}
+	}
+	if listed, err := q.List(ListFilter{Kind: "refetch"}); err != nil || len(listed) < 3 ||
+		listed[len(listed)-3].ID != res[0].Job.ID || listed[len(listed)-2].ID != res[2].Job.ID || listed[len(listed)-1].ID != res[3].Job.ID {
+		t.Fatalf("List not in acceptance order: %+v, %v", listed, err)
 	}
 
 	// Running and recently done jobs dedupe too.

@@ -13,7 +13,8 @@ import (
 var (
 	// ErrNotFound: no job has the given ID.
 	ErrNotFound = errors.New("jobs: job not found")
-	// ErrInvalidID: the string is not a job ID (16 hex digits).
+	// ErrInvalidID: the string is not a job ID (32 hex digits, or 16 for a
+	// job accepted before IDs were random).
 	ErrInvalidID = errors.New("jobs: invalid job id")
 	// ErrUnknownState: the string is not one of ready, running, done, dead.
 	ErrUnknownState = errors.New("jobs: unknown state")

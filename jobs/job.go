@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
@@ -40,8 +42,10 @@ func ParseState(s string) (State, error) {
 // Job is the stored state of one job, as returned by Enqueue, Get and List and
 // handed to handlers in Task.Job.
 type Job struct {
-	// ID identifies the job: 16 lower-case hex digits, increasing in
-	// acceptance order, so sorting IDs sorts jobs by acceptance.
+	// ID identifies the job: 32 lower-case hex digits, 128 random bits, so
+	// that an ID cannot be guessed from another (jobs accepted before IDs
+	// were random keep their 16-digit sequence number). IDs carry no order:
+	// List returns jobs in acceptance order.
 	ID string `json:"id"`
 	// Kind selects the handler (see Queue.Register).
 	Kind string `json:"kind"`
@@ -111,7 +115,38 @@ type record struct {
 	// EntitySeq is the job's position in its entity queue.
 	EntitySeq uint64 `json:"entity_seq,omitempty"`
 
-	id uint64 // parsed Job.ID
+	id uint64 // the job's sequence number (its key in jobs_records)
+}
+
+// idMatches reports whether r's public ID fits its sequence number: a random
+// ID (indexed in jobs_ids), or the sequence number itself for a job accepted
+// before IDs were random.
+func (r *record) idMatches(seq uint64) bool {
+	_, ok := randomID(r.ID)
+	return ok || r.ID == formatID(seq)
+}
+
+// newRandomID returns a fresh random job ID: 128 bits from crypto/rand, in
+// lower-case hex.
+func newRandomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read panics instead)
+	return hex.EncodeToString(b[:])
+}
+
+// randomID decodes a random job ID (32 lower-case hex digits) to its 16
+// bytes, the key of jobs_ids.
+func randomID(s string) ([]byte, bool) {
+	if len(s) != 32 {
+		return nil, false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return nil, false
+		}
+	}
+	b, err := hex.DecodeString(s)
+	return b, err == nil
 }
 
 // clone returns a deep enough copy of r for a transaction to modify: the
@@ -136,7 +171,8 @@ func errorText(err error) string {
 	return s
 }
 
-// formatID renders a sequence number as a job ID.
+// formatID renders a sequence number as 16 hex digits: the ID of a job
+// accepted before IDs were random, and how logs name an unreadable record.
 func formatID(id uint64) string {
 	const hex = "0123456789abcdef"
 	var b [16]byte
@@ -147,7 +183,8 @@ func formatID(id uint64) string {
 	return string(b[:])
 }
 
-// parseID parses a job ID, returning an error wrapping ErrInvalidID.
+// parseID parses a sequence-number job ID, returning an error wrapping
+// ErrInvalidID.
 func parseID(s string) (uint64, error) {
 	if len(s) != 16 {
 		return 0, fmt.Errorf("%w: %q", ErrInvalidID, s)

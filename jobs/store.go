@@ -22,11 +22,12 @@ var (
 	bucketStates   = []byte("jobs_states")   // kind 0 state 0 id → empty
 	bucketDone     = []byte("jobs_done")     // finishedAt(8) id(8) → empty; done jobs by age
 	bucketCounts   = []byte("jobs_counts")   // kind 0 state → 8-byte BE count
+	bucketIDs      = []byte("jobs_ids")      // public id (16 random bytes) → id(8); see Job.ID
 )
 
 // allBuckets is every bucket Open creates.
 var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketReady, bucketRunning,
-	bucketEntities, bucketStates, bucketDone, bucketCounts}
+	bucketEntities, bucketStates, bucketDone, bucketCounts, bucketIDs}
 
 var metaFormat = []byte("format")
 
@@ -35,8 +36,8 @@ const formatVersion = 1
 
 // txBuckets holds the buckets of one transaction.
 type txBuckets struct {
-	tx                                                         *bolt.Tx
-	records, keys, ready, running, entities, states, done, cnt *bolt.Bucket
+	tx                                                              *bolt.Tx
+	records, keys, ready, running, entities, states, done, cnt, ids *bolt.Bucket
 }
 
 // buckets returns the package's buckets in tx. Open created them, so they
@@ -52,9 +53,10 @@ func buckets(tx *bolt.Tx) (*txBuckets, error) {
 		states:   tx.Bucket(bucketStates),
 		done:     tx.Bucket(bucketDone),
 		cnt:      tx.Bucket(bucketCounts),
+		ids:      tx.Bucket(bucketIDs),
 	}
 	if b.records == nil || b.keys == nil || b.ready == nil || b.running == nil ||
-		b.entities == nil || b.states == nil || b.done == nil || b.cnt == nil {
+		b.entities == nil || b.states == nil || b.done == nil || b.cnt == nil || b.ids == nil {
 		return nil, fmt.Errorf("jobs: buckets missing from the database (was it opened with jobs.Open?)")
 	}
 	return b, nil
@@ -131,6 +133,27 @@ func lastID(k []byte) (uint64, bool) {
 	return binary.BigEndian.Uint64(k[len(k)-8:]), true
 }
 
+// lookup resolves a public job ID (Job.ID) to the record's sequence number.
+// Errors wrap ErrInvalidID (malformed) or ErrNotFound.
+func (b *txBuckets) lookup(s string) (uint64, error) {
+	if pub, ok := randomID(s); ok {
+		v := b.ids.Get(pub)
+		if len(v) != 8 {
+			return 0, fmt.Errorf("%w: %s", ErrNotFound, s)
+		}
+		return uint64FromBytes(v), nil
+	}
+	// A job accepted before IDs were random: its ID is its sequence number.
+	n, err := parseID(s)
+	if err != nil {
+		return 0, err
+	}
+	if r, err := b.load(n); err == nil && r != nil && r.ID != s {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, s)
+	}
+	return n, nil
+}
+
 // load reads and decodes the record with the given id; nil, nil when absent.
 func (b *txBuckets) load(id uint64) (*record, error) {
 	v := b.records.Get(u64(id))
@@ -146,7 +169,7 @@ func decodeRecord(id uint64, v []byte) (*record, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("%w: job %s: %v", ErrCorrupt, formatID(id), err)
 	}
-	if r.ID != formatID(id) || r.Kind == "" {
+	if !r.idMatches(id) || r.Kind == "" {
 		return nil, fmt.Errorf("%w: job %s: id %q, kind %q", ErrCorrupt, formatID(id), r.ID, r.Kind)
 	}
 	if _, err := ParseState(string(r.State)); err != nil {
@@ -169,6 +192,11 @@ func (b *txBuckets) save(old, new *record) error {
 	if new == nil {
 		if err := b.records.Delete(u64(old.id)); err != nil {
 			return err
+		}
+		if pub, ok := randomID(old.ID); ok {
+			if err := b.ids.Delete(pub); err != nil {
+				return err
+			}
 		}
 	} else {
 		v, err := json.Marshal(new)

@@ -304,8 +304,10 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	bad, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "k", Key: "bad"})
 	good, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "k", Key: "good"})
-	id, _ := parseID(bad.ID)
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRecords).Put(u64(id), []byte("{not json")) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		pub, _ := randomID(bad.ID)
+		return tx.Bucket(bucketRecords).Put(tx.Bucket(bucketIDs).Get(pub), []byte("{not json"))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.Get(bad.ID); !errors.Is(err, ErrCorrupt) {

@@ -130,6 +130,7 @@ func (g *loadGen) outboxRequest(ctx context.Context, id int) *http.Request {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, g.site+"/vendors/v1/shop/product/"+strconv.Itoa(id), strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "chaos-"+strconv.FormatInt(n, 10))
+	req.Header.Set("Authorization", "Bearer "+recordsToken)
 	return req
 }
 

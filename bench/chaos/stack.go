@@ -23,6 +23,10 @@ import (
 )
 
 // webhookSecret signs the simulator's webhooks (Standard Webhooks).
+// recordsToken authenticates the load's outbox writes (craftedge_records'
+// bearer_token).
+const recordsToken = "chaos-suite-records-token"
+
 var webhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("chaos suite webhook secret 32 b."))
 
 // caddyfileTemplate is craftedge's config for the run: Craft (the demo
@@ -75,6 +79,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 				field stock stock
 				tags shop:product:{id}
 				sync every {{.SyncEvery}}
+				public
 			}
 			webhook {
 				scheme standard
@@ -101,7 +106,9 @@ http://{{.Site}} {
 			upstream records
 			ttl 1m
 		}
-		craftedge_records
+		craftedge_records {
+			bearer_token {env.CHAOS_RECORDS_TOKEN}
+		}
 	}
 
 	handle {
@@ -230,6 +237,7 @@ func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.
 		env: append(os.Environ(),
 			"SHOP_TOKEN="+vendorsim.DefaultCommerceToken,
 			"SHOP_WEBHOOK_SECRET="+webhookSecret,
+			"CHAOS_RECORDS_TOKEN="+recordsToken,
 			"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config")),
 	}
 	var b strings.Builder

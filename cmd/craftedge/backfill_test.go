@@ -120,6 +120,7 @@ func backfillCaddyfile(admin, storage, vendorURL, site string) string {
 				updated updated_at
 				field title title.en required
 				tags shop:product:{id}
+				public
 			}
 		}
 	}

@@ -70,6 +70,25 @@ Stop it with Ctrl+C.`,
 // value: real secrets come from {env.*}).
 const demoWebhookSecret = "whsec_Y3JhZnRlZGdlLWRlbW8td2ViaG9vay1zZWNyZXQ="
 
+// The demo's write token: craftedge_records accepts outbox writes with
+// "Authorization: Bearer <token>", the token from this variable. The demo
+// sets it to demoRecordsToken when it is unset (a demo value: a real site
+// sets its own, e.g. openssl rand -hex 32).
+const (
+	demoRecordsTokenEnv = "CRAFTEDGE_DEMO_RECORDS_TOKEN"
+	demoRecordsToken    = "craftedge-demo-records-token"
+)
+
+// recordsToken returns the demo's write token, setting the variable to its
+// default when unset.
+func recordsToken() string {
+	if v := os.Getenv(demoRecordsTokenEnv); v != "" {
+		return v
+	}
+	_ = os.Setenv(demoRecordsTokenEnv, demoRecordsToken)
+	return demoRecordsToken
+}
+
 // Defaults of the demo's flags.
 const (
 	defaultDemoListen = "127.0.0.1:8080"
@@ -181,6 +200,7 @@ func startDemo(opts demoOptions) (*demo, error) {
 	if opts.Out == nil {
 		opts.Out = os.Stdout
 	}
+	recordsToken() // the Caddyfile's bearer_token {env.CRAFTEDGE_DEMO_RECORDS_TOKEN}
 	if _, port, err := splitHostPort("--listen", opts.Listen); err != nil {
 		return nil, err
 	} else if port == "0" {
@@ -408,6 +428,12 @@ func (d *demo) printInstructions(w io.Writer) {
 	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-5\",\"title\":{\"en\":\"Healed\"},\"price\":{\"amount\":990,\"currency\":\"EUR\"},\"stock\":2}'")
 	p("     curl -s %s/vendors/v1/shop/product/5", site)
 	p("     curl -s -X DELETE %s%s", shop, vendorsim.ControlChaosPath)
+	p("")
+	p("10. Write through the outbox: writes need the write token (from $%s;", demoRecordsTokenEnv)
+	p("    anonymous writes get 401). The 202's Location shows the job, with the token:")
+	p("     curl -si -X PUT %s/vendors/v1/shop/product/6 -H 'Authorization: Bearer %s' \\", site, recordsToken())
+	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-6\",\"title\":{\"en\":\"Written\"},\"price\":{\"amount\":1200,\"currency\":\"EUR\"},\"stock\":1}'")
+	p("     curl -s %s/vendors/v1/shop/product/6                   # \"Written\" once the job is done", site)
 	p("")
 	p("Snapshots stay in %s between runs: restart the demo,", d.storage)
 	p("take the origin down at once, and the pages you visited before are still served.")

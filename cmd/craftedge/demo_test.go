@@ -584,6 +584,24 @@ func TestDemoVendors(t *testing.T) {
 	})
 	_ = d.sim.SetWebhookDropRate(0)
 
+	// Step 10: writes through the outbox need the demo's write token; the
+	// product resource is public, so its records are read anonymously.
+	written := `{"sku":"SKU-6","title":{"en":"Written"},"price":{"amount":1200,"currency":"EUR"},"stock":1}`
+	if r := c.do(http.MethodPut, site+"/vendors/v1/shop/product/6", written, "Content-Type", "application/json"); r.status != http.StatusUnauthorized {
+		t.Fatalf("anonymous outbox write: %d %s, want 401", r.status, r.body)
+	}
+	w := c.do(http.MethodPut, site+"/vendors/v1/shop/product/6", written,
+		"Content-Type", "application/json", "Authorization", "Bearer "+recordsToken())
+	if w.status != http.StatusAccepted {
+		t.Fatalf("outbox write with the demo token: %d %s", w.status, w.body)
+	}
+	if !strings.Contains(out.String(), "-H 'Authorization: Bearer "+recordsToken()+"'") {
+		t.Errorf("instructions lack the write with the demo token:\n%s", out.String())
+	}
+	waitFor(t, "the outbox write to reach the record", func() bool {
+		return strings.Contains(c.get(site+"/vendors/v1/shop/product/6").body, `"Written"`)
+	})
+
 	// The shop goes down: nothing a visitor sees changes.
 	rec = c.get(site + "/vendors/v1/shop/product/3")
 	waitSnapshots(t, c, d)

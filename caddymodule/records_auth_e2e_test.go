@@ -1,0 +1,340 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendorsim"
+)
+
+// The read-model setup of the README: a craftedge cache in front of
+// craftedge_records, nothing else.
+const readmeRecordsSite = "craftedge {\n\t\tupstream records\n\t}\n\tcraftedge_records"
+
+const (
+	recordsTokenEnv = "CRAFTEDGE_TEST_RECORDS_TOKEN"
+	recordsToken    = "test-records-token-0123456789"
+)
+
+func productBody(title string) string {
+	return `{"sku":"SKU-3","title":{"en":"` + title + `"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`
+}
+
+// wantRefused checks a refused request: 401 or 403 with the API's JSON
+// error body, never stored.
+func wantRefused(t *testing.T, what string, r response) {
+	t.Helper()
+	if r.status != http.StatusUnauthorized && r.status != http.StatusForbidden {
+		t.Fatalf("%s: status %d, want 401 or 403; body %s", what, r.status, r.body)
+	}
+	var e apiError
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil || e.Error == "" {
+		t.Fatalf("%s: body %q is not {\"error\":…}", what, r.body)
+	}
+	if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+		t.Fatalf("%s: Cache-Control %q, want no-store", what, cc)
+	}
+}
+
+func outboxJobs(t *testing.T) []jobs.Job {
+	t.Helper()
+	app := currentApp.Load()
+	if app == nil {
+		t.Fatal("no running craftedge app")
+	}
+	js, err := app.jobs.List(jobs.ListFilter{Kind: jobKindOutbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestRecordsAnonymousWritesRefused(t *testing.T) {
+	e := startVendorGateway(t, 5, vendorOptions{site: readmeRecordsSite, private: true})
+	e.sync("first", jobs.StateDone)
+
+	for _, m := range []string{http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodPatch} {
+		wantRefused(t, "anonymous "+m, e.do(m, "/vendors/v1/shop/product/5", map[string]string{"Content-Type": "application/json"}, productBody("Pwned")))
+	}
+	// Refused before anything is looked at or enqueued: unknown vendors too.
+	wantRefused(t, "anonymous PUT, unknown vendor", e.do(http.MethodPut, "/vendors/v1/nope/product/5", nil, "{}"))
+	// A basic or wrong bearer credential the route does not check is no
+	// authentication.
+	wantRefused(t, "PUT with an unchecked Authorization", e.do(http.MethodPut, "/vendors/v1/shop/product/5",
+		map[string]string{"Authorization": "Bearer " + vendorsim.DefaultCommerceToken}, productBody("Pwned")))
+	if js := outboxJobs(t); len(js) != 0 {
+		t.Fatalf("outbox jobs after refused writes: %+v", js)
+	}
+	if w := e.sim.Writes(); len(w) != 0 {
+		t.Fatalf("the vendor received %d writes", len(w))
+	}
+}
+
+func TestRecordsWritesWithBasicAuth(t *testing.T) {
+	site := fmt.Sprintf("basic_auth /vendors/* {\n\t\t%s %s\n\t}\n\t%s", statusUser, statusUserHash, readmeRecordsSite)
+	e := startVendorGateway(t, 5, vendorOptions{site: site, private: true})
+	e.sync("first", jobs.StateDone)
+	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
+
+	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
+	wantStatus(t, r, http.StatusAccepted)
+	loc := r.header.Get("Location")
+	waitFor(t, "the outbox write", func() bool {
+		var j jobs.Job
+		r := e.do(http.MethodGet, loc, auth, "")
+		_ = json.Unmarshal([]byte(r.body), &j)
+		return r.status == 200 && j.State == jobs.StateDone
+	})
+	if w := e.sim.WritesFor(vendorsim.KindProduct, "3"); len(w) != 1 || !strings.Contains(string(w[0].Body), "Basic") {
+		t.Fatalf("vendor writes: %+v", w)
+	}
+	// Reads of a resource that is not public need the user too, and are
+	// private: no shared cache (craftedge's included) keeps them.
+	r = e.do(http.MethodGet, "/vendors/v1/shop/product/3", auth, "")
+	wantStatus(t, r, 200)
+	if cc := r.header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
+		t.Fatalf("authenticated read Cache-Control = %q, want private", cc)
+	}
+}
+
+func TestRecordsWritesWithBearerToken(t *testing.T) {
+	t.Setenv(recordsTokenEnv, recordsToken)
+	site := "craftedge {\n\t\tupstream records\n\t}\n\tcraftedge_records {\n\t\tbearer_token {env." + recordsTokenEnv + "}\n\t}"
+	e := startVendorGateway(t, 5, vendorOptions{site: site})
+	e.sync("first", jobs.StateDone)
+
+	wantRefused(t, "anonymous PUT", e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
+	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Authorization": "Bearer wrong-token"}, productBody("Wrong"))
+	wantRefused(t, "PUT with a wrong token", r)
+	if r.status != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("wrong token: %d, WWW-Authenticate %q; want 401 with a Bearer challenge", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	auth := map[string]string{"Authorization": "Bearer " + recordsToken}
+	r1 := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("One"))
+	wantStatus(t, r1, http.StatusAccepted)
+	r2 := e.do(http.MethodPut, "/vendors/v1/shop/product/4", auth, productBody("Two"))
+	wantStatus(t, r2, http.StatusAccepted)
+
+	// Outbox ids are 128 random bits, and a job's state needs the token.
+	var a1, a2 OutboxAccepted
+	if err := json.Unmarshal([]byte(r1.body), &a1); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(r2.body), &a2); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{a1.Job, a2.Job} {
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("outbox job id %q: want 32 hex digits (128 random bits)", id)
+		}
+	}
+	if a1.Job[:24] == a2.Job[:24] {
+		t.Fatalf("consecutive outbox ids share a prefix: %s, %s", a1.Job, a2.Job)
+	}
+	wantRefused(t, "anonymous outbox GET", e.get(a1.Location))
+	wantRefused(t, "outbox GET with a wrong token", e.get(a1.Location, "Authorization", "Bearer nope"))
+	for _, loc := range []string{a1.Location, a2.Location} {
+		waitFor(t, "outbox job "+loc, func() bool {
+			var j jobs.Job
+			r := e.do(http.MethodGet, loc, auth, "")
+			_ = json.Unmarshal([]byte(r.body), &j)
+			return r.status == 200 && j.State == jobs.StateDone
+		})
+	}
+	if n := len(e.sim.Writes()); n != 2 {
+		t.Fatalf("vendor writes = %d, want 2", n)
+	}
+}
+
+func TestRecordsReadsArePerResource(t *testing.T) {
+	t.Setenv(recordsTokenEnv, recordsToken)
+	site := "craftedge {\n\t\tupstream records\n\t}\n\tcraftedge_records {\n\t\tbearer_token {env." + recordsTokenEnv + "}\n\t}"
+
+	// Not public (the default): record and list reads are refused
+	// anonymously, served with the token, never cached for others.
+	e := startVendorGateway(t, 5, vendorOptions{site: site, private: true})
+	e.sync("first", jobs.StateDone)
+	for _, p := range []string{"/vendors/v1/shop/product/3", "/vendors/v1/shop/product", "/vendors/v1/shop/product?page=1"} {
+		wantRefused(t, "anonymous GET "+p, e.get(p))
+		if r := e.do(http.MethodHead, p, nil, ""); r.status != http.StatusUnauthorized {
+			t.Fatalf("anonymous HEAD %s: %d, want 401", p, r.status)
+		}
+		r := e.get(p, "Authorization", "Bearer "+recordsToken)
+		wantStatus(t, r, 200)
+		if cc := r.header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
+			t.Fatalf("GET %s Cache-Control = %q, want private", p, cc)
+		}
+		// The authenticated answer was not stored for the next visitor.
+		wantRefused(t, "anonymous GET after an authenticated one "+p, e.get(p))
+	}
+	stopGateway(t)
+
+	// public: anyone reads (and the cache shares the answer); writes still
+	// need the token.
+	e = startVendorGateway(t, 5, vendorOptions{site: site})
+	e.sync("first", jobs.StateDone)
+	r := e.get("/vendors/v1/shop/product/3")
+	wantStatus(t, r, 200)
+	if cc := r.header.Get("Cache-Control"); cc != "public, max-age=60" {
+		t.Fatalf("public read Cache-Control = %q", cc)
+	}
+	wantStatus(t, e.get("/vendors/v1/shop/product"), 200)
+	wantRefused(t, "anonymous PUT to a public resource", e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
+	if n := len(e.sim.Writes()); n != 0 {
+		t.Fatalf("vendor writes = %d, want 0", n)
+	}
+}
+
+func TestRecordsAllowAnonymousWritesOptOut(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	e := startVendorGateway(t, 5, vendorOptions{
+		site: readmeRecordsSite + " {\n\t\tallow_anonymous_writes\n\t}",
+		caddyfile: func(o vendorOptions) string {
+			return strings.Replace(vendorCaddyfile(o), "\tgrace_period 1ns\n",
+				"\tgrace_period 1ns\n\tlog {\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}\n", 1)
+		},
+	})
+	e.sync("first", jobs.StateDone)
+	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anonymous"))
+	wantStatus(t, r, http.StatusAccepted)
+	// The writer can follow its own job (its id is unguessable).
+	loc := r.header.Get("Location")
+	waitFor(t, "the anonymous outbox write", func() bool {
+		var j jobs.Job
+		r := e.get(loc)
+		_ = json.Unmarshal([]byte(r.body), &j)
+		return r.status == 200 && j.State == jobs.StateDone
+	})
+	if n := len(e.sim.Writes()); n != 1 {
+		t.Fatalf("vendor writes = %d, want 1", n)
+	}
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warned bool
+	for _, line := range bytes.Split(logs, []byte("\n")) {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(line, &entry) == nil && entry.Level == "warn" && strings.Contains(entry.Msg, "allow_anonymous_writes") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Fatalf("no warning about allow_anonymous_writes at provision in:\n%s", logs)
+	}
+}
+
+func TestRecordsBearerTokenConfigErrors(t *testing.T) {
+	t.Setenv(recordsTokenEnv, recordsToken)
+	t.Setenv(recordsTokenEnv+"_SHORT", "short")
+	for _, c := range []struct{ site, want string }{
+		{"craftedge_records {\n\t\tbearer_token literal-token-0123456789\n\t}", "{env."},
+		{"craftedge_records {\n\t\tbearer_token {env.CRAFTEDGE_TEST_UNSET_TOKEN}\n\t}", "CRAFTEDGE_TEST_UNSET_TOKEN"},
+		{"craftedge_records {\n\t\tbearer_token {env." + recordsTokenEnv + "_SHORT}\n\t}", "at least"},
+		{"craftedge_records {\n\t\tbearer_token\n\t}", "wrong argument count"},
+		{"craftedge_records {\n\t\tallow_anonymous_writes yes\n\t}", "wrong argument count"},
+	} {
+		cfg := vendorCaddyfile(vendorOptions{baseURL: "http://127.0.0.1:1", storage: filepath.Join(t.TempDir(), "x.db"), site: c.site})
+		caddytest.AssertLoadError(t, cfg, "caddyfile", c.want)
+	}
+}
+
+// TestRecordsStoreOnlyMappedFields: a vendor field the resource does not
+// map never reaches the bbolt file (records, lineage, sync or refetch jobs).
+func TestRecordsStoreOnlyMappedFields(t *testing.T) {
+	const canary = "unmapped-canary-7f3a9c"
+	sim := vendorsim.New(vendorsim.Options{Products: 5, Seed: 1})
+	if _, err := sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["internal_note"] = canary }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	srv, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: srv.URL()})
+	e.sync("first", jobs.StateDone)
+	rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	if rec.Fields["title"] == nil {
+		t.Fatalf("record not synced: %+v", rec)
+	}
+	if strings.Contains(fmt.Sprint(rec.Fields), canary) {
+		t.Fatalf("unmapped field served: %+v", rec)
+	}
+	e.flushSnapshots()
+	stopGateway(t) // closes the file: everything committed is on disk
+	raw, err := os.ReadFile(e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(canary)) {
+		t.Fatalf("the unmapped field's value %q is in %s", canary, e.storage)
+	}
+}
+
+// The README's Security examples: basic_auth on writes and the outbox only
+// (public reads stay anonymous), and forward_auth setting the user with vars.
+func TestRecordsReadmeAuthExamples(t *testing.T) {
+	site := fmt.Sprintf(`@records_auth {
+		path /vendors/*
+		not {
+			method GET HEAD
+			not path /vendors/v1/outbox/*
+		}
+	}
+	basic_auth @records_auth {
+		%s %s
+	}
+	%s`, statusUser, statusUserHash, readmeRecordsSite)
+	e := startVendorGateway(t, 5, vendorOptions{site: site})
+	e.sync("first", jobs.StateDone)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 200)
+	wantStatus(t, e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")), http.StatusUnauthorized)
+	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
+	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
+	wantStatus(t, r, http.StatusAccepted)
+	loc := r.header.Get("Location")
+	wantStatus(t, e.get(loc), http.StatusUnauthorized)
+	wantStatus(t, e.do(http.MethodGet, loc, auth, ""), 200)
+	stopGateway(t)
+
+	// forward_auth: the auth service answers 200 with Remote-User for the
+	// right cookie, 401 otherwise.
+	authSrv := newTestOrigin(t)
+	authSrv.handle("/auth", func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie("session"); err == nil && c.Value == "good" {
+			w.Header().Set("Remote-User", "editor")
+			w.WriteHeader(200)
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	site = fmt.Sprintf(`route /vendors/* {
+		forward_auth %s {
+			uri /auth
+			copy_headers Remote-User
+		}
+		vars http.auth.user.id {http.request.header.Remote-User}
+		craftedge_records
+	}`, authSrv.addr())
+	e = startVendorGateway(t, 5, vendorOptions{site: site, private: true})
+	e.sync("first", jobs.StateDone)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3"), http.StatusUnauthorized) // forward_auth's answer
+	// A client's own Remote-User header is no authentication.
+	wantStatus(t, e.get("/vendors/v1/shop/product/3", "Remote-User", "mallory"), http.StatusUnauthorized)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3", "Cookie", "session=good"), 200)
+	wantStatus(t, e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Cookie": "session=good"}, productBody("Fwd")), http.StatusAccepted)
+}
