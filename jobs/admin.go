@@ -43,7 +43,7 @@ func (q *Queue) Get(id string) (Job, error) {
 		return Job{}, err
 	}
 	var r *record
-	err = q.db.View(func(tx *bolt.Tx) error {
+	err = q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
@@ -83,7 +83,7 @@ func (q *Queue) List(f ListFilter) ([]Job, error) {
 	limit = min(limit, MaxListLimit)
 
 	var out []Job
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
@@ -242,7 +242,7 @@ func (q *Queue) eachDead(kind string, fn func(*txBuckets, *record, time.Time) er
 		return 0, err
 	}
 	var ids []uint64
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
