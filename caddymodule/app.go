@@ -156,6 +156,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Memory < 1<<20 {
 		return fmt.Errorf("craftedge: memory must be at least 1MiB, got %d bytes", a.Memory)
 	}
+	if err := checkMemoryBound(a.Memory); err != nil {
+		return fmt.Errorf("craftedge: %w", err)
+	}
 	if a.SnapshotMaxAge == 0 {
 		a.SnapshotMaxAge = caddy.Duration(defaultSnapshotMaxAge)
 	}

@@ -85,6 +85,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
+			if err := checkMemoryBound(n); err != nil {
+				return d.Errf("%v", err)
+			}
 			a.Memory = n
 		case "snapshot_only":
 			on, err := parseOnOff(d)
