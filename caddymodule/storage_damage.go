@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,19 @@ func (a *App) storageAvailable() error {
 // job transaction, so the shared file is damaged.
 func (a *App) storagePanicked(err error) {
 	_ = a.store.MarkDamaged(err)
+}
+
+// guardStorage runs fn, which touches the shared bbolt file from a
+// background goroutine, turning a panic of bbolt (or a memory fault on the
+// mapped file) into the store's damage instead of a crash of the process.
+func (a *App) guardStorage(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = a.store.MarkDamaged(fmt.Errorf("bbolt panicked: %v", r))
+		}
+	}()
+	return fn()
 }
 
 // storageHealth is the storage part of /craftedge/health.

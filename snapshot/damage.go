@@ -106,10 +106,14 @@ func (s *Store) MarkDamaged(cause error) error {
 	if db := s.db; db != nil {
 		go func() { _ = safely(db.Close) }()
 	}
+	// Queued records will never be written (a batch being committed is
+	// accounted for by its Flush).
 	s.mu.Lock()
 	s.pendingN.Add(-int64(len(s.pending)))
+	for _, p := range s.pending {
+		s.queuedBytes -= int64(len(p.enc))
+	}
 	s.pending = map[string]pendingRecord{}
-	s.queuedBytes = 0
 	s.mu.Unlock()
 	if s.opts.OnDamaged != nil {
 		s.opts.OnDamaged(d)

@@ -389,7 +389,12 @@ func (s *Store) SetLimits(maxBytes int64, maxAge time.Duration) error {
 
 // DB returns the underlying bbolt database so other stores can keep their
 // own buckets in the same file. Callers must not touch this package's
-// buckets (see the bucket names in store.go) and must not close it.
+// buckets (see the bucket names in store.go) and must not close it. They
+// should refuse durable writes once Damaged is non-nil and report a panic
+// of bbolt with MarkDamaged. For a file found damaged at Open, DB is an
+// empty scratch database (an unlinked temporary file) so those stores can
+// still open; after damage found later, DB is closed and every transaction
+// fails with bbolt's ErrDatabaseNotOpen.
 func (s *Store) DB() *bolt.DB { return s.db }
 
 // Path returns the path of the bbolt file.
