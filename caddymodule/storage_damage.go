@@ -1,9 +1,9 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/internal/boltsafe"
 	"github.com/craftedge/craftedge/snapshot"
 )
 
@@ -39,24 +40,27 @@ func storePoolKey(path string) string {
 // leave the pool entry locked, wedging every later load of this path.
 func (a *App) openStore(path string) (*snapshot.Store, string, error) {
 	key := storePoolKey(path)
-	val, _, err := statePool.LoadOrNew(key, func() (d caddy.Destructor, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				d, err = nil, fmt.Errorf("snapshot: opening %s panicked: %v", path, r)
-			}
-		}()
-		s, err := snapshot.Open(snapshot.Options{
-			Path:          path,
-			MaxBytes:      a.SnapshotMaxSize,
-			MaxAge:        time.Duration(a.SnapshotMaxAge),
-			CheckMaxBytes: a.StorageCheckMaxSize,
-			Logger:        a.logger.Named("snapshot"),
-			Now:           nowFunc,
-			OnFlush:       observeSnapshotFlush,
-			OnDamaged: func(*snapshot.DamagedError) {
-				storageGeneration(path).Add(1)
-			},
+	val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		var s *snapshot.Store
+		err := boltsafe.Run(func() (err error) {
+			s, err = snapshot.Open(snapshot.Options{
+				Path:          path,
+				MaxBytes:      a.SnapshotMaxSize,
+				MaxAge:        time.Duration(a.SnapshotMaxAge),
+				CheckMaxBytes: a.StorageCheckMaxSize,
+				Logger:        a.logger.Named("snapshot"),
+				Now:           nowFunc,
+				OnFlush:       observeSnapshotFlush,
+				OnDamaged: func(*snapshot.DamagedError) {
+					storageGeneration(path).Add(1)
+				},
+			})
+			return err
 		})
+		var p *boltsafe.PanicError
+		if errors.As(err, &p) {
+			return nil, fmt.Errorf("opening %s: %w", path, err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -86,14 +90,13 @@ func (a *App) storagePanicked(err error) {
 // guardStorage runs fn, which touches the shared bbolt file from a
 // background goroutine, turning a panic of bbolt (or a memory fault on the
 // mapped file) into the store's damage instead of a crash of the process.
-func (a *App) guardStorage(fn func() error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = a.store.MarkDamaged(fmt.Errorf("bbolt panicked: %v", r))
-		}
-	}()
-	return fn()
+func (a *App) guardStorage(fn func() error) error {
+	err := boltsafe.Run(fn)
+	var p *boltsafe.PanicError
+	if errors.As(err, &p) {
+		return a.store.MarkDamaged(err)
+	}
+	return err
 }
 
 // storageHealth is the storage part of /craftedge/health.

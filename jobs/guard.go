@@ -1,10 +1,12 @@
 package jobs
 
 import (
+	"errors"
 	"fmt"
-	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/craftedge/craftedge/internal/boltsafe"
 )
 
 // storageGuard stands between the queue and bbolt: it refuses every
@@ -23,16 +25,15 @@ func (g *storageGuard) run(fn func() error) (err error) {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: bbolt panicked (the file is damaged): %v", ErrUnavailable, r)
-			if g.onPanic != nil {
-				g.onPanic(err)
-			}
+	err = boltsafe.Run(fn)
+	var p *boltsafe.PanicError
+	if errors.As(err, &p) {
+		err = fmt.Errorf("%w: the file is damaged: %w", ErrUnavailable, err)
+		if g.onPanic != nil {
+			g.onPanic(err)
 		}
-	}()
-	return fn()
+	}
+	return err
 }
 
 // view runs a read transaction under the guard.

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/internal/boltsafe"
 )
 
 // DefaultCheckMaxBytes is the largest file Open checks page by page (a walk
@@ -50,22 +51,14 @@ func (e *DamagedError) Error() string {
 // Unwrap returns ErrDamaged and the cause.
 func (e *DamagedError) Unwrap() []error { return []error{ErrDamaged, e.Cause} }
 
-// panicError is a panic of bbolt (or a memory fault while reading the
-// mapped file) turned into an error.
-type panicError struct{ v any }
-
-func (p panicError) Error() string { return fmt.Sprintf("bbolt panicked: %v", p.v) }
-
 // safely runs fn, turning a panic, and a memory fault on the mapped file
-// (which would otherwise kill the process), into an error.
-func safely(fn func() error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = panicError{r}
-		}
-	}()
-	return fn()
+// (which would otherwise kill the process), into a *boltsafe.PanicError.
+func safely(fn func() error) error { return boltsafe.Run(fn) }
+
+// panicked reports whether err is a caught panic.
+func panicked(err error) bool {
+	var p *boltsafe.PanicError
+	return errors.As(err, &p)
 }
 
 // Damaged returns what was found wrong with the file, or nil while it is
@@ -81,8 +74,7 @@ func (s *Store) guard(fn func() error) error {
 		return d
 	}
 	err := safely(fn)
-	var p panicError
-	if errors.As(err, &p) {
+	if panicked(err) {
 		return s.MarkDamaged(err)
 	}
 	return err
@@ -171,7 +163,7 @@ func checkFile(path string, checkMax int64, timeout time.Duration) error {
 	switch {
 	case errors.Is(err, bolt.ErrChecksum):
 		return &checkFinding{fmt.Errorf("both meta pages are corrupt: %w", err)}
-	case errors.As(err, new(panicError)):
+	case panicked(err):
 		return &checkFinding{err}
 	case err != nil:
 		return err

@@ -238,7 +238,7 @@ func Open(opts Options) (*Store, error) {
 		return err
 	})
 	switch {
-	case errors.As(err, new(panicError)), errors.Is(err, bolt.ErrChecksum):
+	case panicked(err), errors.Is(err, bolt.ErrChecksum):
 		return damaged(err)
 	case err != nil:
 		return nil, openError(path, err)
@@ -247,7 +247,7 @@ func Open(opts Options) (*Store, error) {
 	s := newStore(db, opts)
 	if err := safely(s.load); err != nil {
 		_ = safely(db.Close)
-		if errors.As(err, new(panicError)) {
+		if panicked(err) {
 			return damaged(err)
 		}
 		return nil, err
