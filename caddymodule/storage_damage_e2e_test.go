@@ -365,3 +365,20 @@ func TestStorageDamagedOutboxWriteFailsLoudly(t *testing.T) {
 		t.Fatalf("vendor saw %d writes", n)
 	}
 }
+
+// storage_check_max_size takes a size or off; anything else is a load
+// error naming the line.
+func TestStorageCheckMaxSizeOption(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{globalExtra: "storage_check_max_size 1GiB"})
+	if app := currentApp.Load(); app == nil || app.StorageCheckMaxSize != 1<<30 {
+		t.Fatalf("storage_check_max_size 1GiB not applied")
+	}
+	for _, bad := range []string{"storage_check_max_size", "storage_check_max_size lots"} {
+		r := loadCaddyfile(t, caddyfileFor(o, gatewayOptions{storage: g.storage, globalExtra: bad}))
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "storage_check_max_size") || !strings.Contains(r.body, "Caddyfile:") {
+			t.Fatalf("%q: %d %s", bad, r.status, r.body)
+		}
+	}
+	wantStatus(t, g.get("/"), http.StatusOK)
+}
