@@ -195,6 +195,7 @@ func (adminAPI) handleHealth(w http.ResponseWriter, r *http.Request) error {
 type Health struct {
 	Memory     any               `json:"memory"`
 	Snapshots  SnapshotHealth    `json:"snapshots"`
+	Storage    StorageHealth     `json:"storage"`
 	Upstreams  []UpstreamHealth  `json:"upstreams"`
 	KillSwitch KillSwitchStatus  `json:"snapshot_only"`
 	Served     map[string]uint64 `json:"served"`
@@ -214,6 +215,24 @@ type SnapshotHealth struct {
 	Dropped     uint64 `json:"dropped"`
 	WriteErrors uint64 `json:"write_errors"`
 	Evicted     uint64 `json:"evicted"`
+}
+
+// StorageHealth says whether the bbolt file is usable. A damaged file is
+// moved aside and craftedge keeps serving from memory and the origin, with
+// snapshots off and durable writes (jobs, outbox) refused, until a reload
+// or restart opens a fresh file.
+type StorageHealth struct {
+	// Path is the configured bbolt file.
+	Path string `json:"path"`
+	// Damaged is true when the file was found damaged.
+	Damaged bool `json:"damaged"`
+	// Error is what was wrong with it.
+	Error string `json:"error,omitempty"`
+	// MovedTo is where the damaged file was moved (empty if moving it
+	// failed; Error then says why).
+	MovedTo string `json:"moved_to,omitempty"`
+	// Since is when the damage was found.
+	Since *time.Time `json:"since,omitempty"`
 }
 
 // JobsHealth is the job queue's depth and age (the age of the oldest ready
@@ -263,6 +282,7 @@ func (a *App) health() Health {
 			Pending: st.Pending, Written: st.Written, Dropped: st.Dropped,
 			WriteErrors: st.WriteErrors, Evicted: st.Evicted,
 		},
+		Storage:    a.storageHealth(),
 		KillSwitch: a.killSwitchStatus(),
 		Served: map[string]uint64{
 			"bypass":   a.counters.bypassed.Load(),

@@ -47,6 +47,14 @@ type App struct {
 	// data directory.
 	Storage string `json:"storage,omitempty"`
 
+	// StorageCheckMaxSize bounds the size of a bbolt file that is checked
+	// page by page (every bucket read, then bbolt's consistency check) when
+	// it is opened; larger files only get the truncation check. Either
+	// way a damaged file found at open or later is moved aside and
+	// craftedge keeps serving without snapshots. Default 256 MiB; -1
+	// (Caddyfile: off) never checks page by page.
+	StorageCheckMaxSize int64 `json:"storage_check_max_size,omitempty"`
+
 	// Memory bounds the bytes of the memory tier (bigcache). Default 256 MiB.
 	Memory int64 `json:"memory,omitempty"`
 
@@ -151,6 +159,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Memory < 1<<20 {
 		return fmt.Errorf("craftedge: memory must be at least 1MiB, got %d bytes", a.Memory)
 	}
+	if err := checkMemoryBound(a.Memory); err != nil {
+		return fmt.Errorf("craftedge: %w", err)
+	}
 	if a.SnapshotMaxAge == 0 {
 		a.SnapshotMaxAge = caddy.Duration(defaultSnapshotMaxAge)
 	}
@@ -163,33 +174,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.Storage = path
 
-	storeKey := "store:" + path
-	val, _, err := statePool.LoadOrNew(storeKey, func() (caddy.Destructor, error) {
-		s, err := snapshot.Open(snapshot.Options{
-			Path:     path,
-			MaxBytes: a.SnapshotMaxSize,
-			MaxAge:   time.Duration(a.SnapshotMaxAge),
-			Logger:   a.logger.Named("snapshot"),
-			Now:      nowFunc,
-			OnFlush:  observeSnapshotFlush,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return storeResource{s}, nil
-	})
+	if a.StorageCheckMaxSize == 0 {
+		a.StorageCheckMaxSize = defaultStorageCheckMaxSize
+	}
+	store, storeKey, err := a.openStore(path)
 	if err != nil {
 		return fmt.Errorf("craftedge: storage: %w", err)
 	}
 	a.poolKeys = append(a.poolKeys, storeKey)
-	a.store = val.(storeResource).Store
+	a.store = store
 	// The store is shared across reloads: apply this config's bounds.
 	if err := a.store.SetLimits(a.SnapshotMaxSize, time.Duration(a.SnapshotMaxAge)); err != nil {
 		return fmt.Errorf("craftedge: snapshot bounds: %w", err)
 	}
 
 	memKey := fmt.Sprintf("memory:%d", a.Memory)
-	val, _, err = statePool.LoadOrNew(memKey, func() (caddy.Destructor, error) {
+	val, _, err := statePool.LoadOrNew(memKey, func() (caddy.Destructor, error) {
 		c, err := pagecache.New(pagecache.Options{
 			MaxBytes:      a.Memory,
 			MaxEntryBytes: int(min(a.Memory/16, 64<<20)),

@@ -35,6 +35,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //
 //	craftedge {
 //	    storage           <path>
+//	    storage_check_max_size <size>|off
 //	    memory            <size>
 //	    snapshot_only     [on|off]
 //	    snapshot_max_size <size>
@@ -65,10 +66,27 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.Storage = d.Val()
+		case "storage_check_max_size":
+			if !d.NextArg() {
+				return d.Errf("storage_check_max_size needs a size (e.g. 256MiB) or off")
+			}
+			if d.Val() == "off" {
+				a.StorageCheckMaxSize = -1
+				break
+			}
+			d.Prev()
+			n, err := parseSize(d)
+			if err != nil {
+				return err
+			}
+			a.StorageCheckMaxSize = n
 		case "memory":
 			n, err := parseSize(d)
 			if err != nil {
 				return err
+			}
+			if err := checkMemoryBound(n); err != nil {
+				return d.Errf("%v", err)
 			}
 			a.Memory = n
 		case "snapshot_only":

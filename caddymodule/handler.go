@@ -289,6 +289,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("craftedge: loading app: %w", err)
 	}
 	h.app = appIface.(*App)
+	h.MaxEntrySize = h.app.effectiveMaxEntrySize(h.MaxEntrySize, h.logger)
 	if h.Vendor != "" {
 		client, vc, ok := h.app.vendorClient(h.Vendor)
 		if !ok {

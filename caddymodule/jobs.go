@@ -84,6 +84,8 @@ func (a *App) provisionJobs() error {
 		Retention: time.Duration(cfg.Retention),
 		Lease:     time.Duration(cfg.Lease),
 		OnAttempt: observeJobAttempt,
+		Available: a.storageAvailable,
+		OnPanic:   a.storagePanicked,
 	})
 	if err != nil {
 		return fmt.Errorf("craftedge: opening job queue: %w", err)

@@ -166,6 +166,7 @@ var (
 	descSnapDropped   = prometheus.NewDesc("craftedge_snapshot_dropped_total", "Snapshots dropped because the write queue was full.", nil, nil)
 	descSnapWriteErrs = prometheus.NewDesc("craftedge_snapshot_write_errors_total", "Snapshots lost to write errors.", nil, nil)
 	descSnapWriteSecs = prometheus.NewDesc("craftedge_snapshot_last_write_seconds", "Duration of the last write-behind batch (one bbolt transaction).", nil, nil)
+	descStorageDamage = prometheus.NewDesc("craftedge_storage_damaged", "1 when the bbolt file was found damaged and moved aside: snapshots are off and durable jobs are refused until a reload or restart.", nil, nil)
 	descBreakerState  = prometheus.NewDesc("craftedge_breaker_state", "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open.", []string{"upstream"}, nil)
 	descSnapshotOnly  = prometheus.NewDesc("craftedge_snapshot_only", "1 when the kill switch is on for the upstream.", []string{"upstream"}, nil)
 	descJobs          = prometheus.NewDesc("craftedge_jobs", "Jobs in the durable queue by kind and state (ready, running, done, dead).", []string{"kind", "state"}, nil)
@@ -176,7 +177,7 @@ var (
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryMax, descMemoryEvicted,
 		descMemoryHits, descMemoryMisses, descSnapEntries, descSnapBytes, descSnapMax, descSnapFile, descSnapPending,
-		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descBreakerState, descSnapshotOnly, descJobs, descJobsAge,
+		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descStorageDamage, descBreakerState, descSnapshotOnly, descJobs, descJobsAge,
 		descJobsPending} {
 		ch <- d
 	}
@@ -209,6 +210,11 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSnapDropped, float64(ss.Dropped))
 	counter(descSnapWriteErrs, float64(ss.WriteErrors))
 	gauge(descSnapWriteSecs, ss.LastWriteDuration.Seconds())
+	damaged := 0.0
+	if a.store.Damaged() != nil {
+		damaged = 1
+	}
+	gauge(descStorageDamage, damaged)
 	if st, err := a.jobs.Stats(); err == nil {
 		for kind, ks := range st.Kinds {
 			gauge(descJobs, float64(ks.Ready), kind, "ready")

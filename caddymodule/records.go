@@ -437,6 +437,9 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 	if errors.Is(err, jobs.ErrInvalid) {
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
+	if errors.Is(err, jobs.ErrUnavailable) {
+		return h.app.refuseDurableWrite(w, "outbox write", err)
+	}
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}

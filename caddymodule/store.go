@@ -259,6 +259,9 @@ func (a *App) saveSnapshot(key string, e *pagecache.Entry, now time.Time) {
 		snap.Gzip = nil
 		snap.Flags |= pagecache.FlagBodyInZstd
 	}
+	if a.store.Damaged() != nil {
+		return // snapshots are off; the damage was logged once
+	}
 	tags := make([]string, 0, len(e.Tags)+2)
 	tags = append(tags, pagecache.URLTag(pagecache.PathKeyOf(key)), pagecache.HostTag(pagecache.HostOf(key)))
 	tags = append(tags, e.Tags...)

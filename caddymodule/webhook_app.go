@@ -62,7 +62,12 @@ func (a *App) startReplaySweeper() {
 				return
 			case <-tick.C:
 			}
-			if n, err := a.replay.Sweep(nowFunc(), replaySweepBatch); err != nil {
+			var n int
+			err := a.guardStorage(func() (err error) {
+				n, err = a.replay.Sweep(nowFunc(), replaySweepBatch)
+				return err
+			})
+			if err != nil {
 				a.logger.Error("sweeping expired webhook delivery ids", zap.Error(err))
 			} else if n > 0 {
 				a.logger.Debug("swept expired webhook delivery ids", zap.Int("deleted", n))

@@ -39,7 +39,7 @@ type ListFilter struct {
 // ErrNotFound or ErrCorrupt.
 func (q *Queue) Get(id string) (Job, error) {
 	var r *record
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
@@ -78,7 +78,7 @@ func (q *Queue) List(f ListFilter) ([]Job, error) {
 	limit = min(limit, MaxListLimit)
 
 	var out []Job
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
@@ -243,7 +243,7 @@ func (q *Queue) eachDead(kind string, fn func(*txBuckets, *record, time.Time) er
 		return 0, err
 	}
 	var ids []uint64
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err

@@ -19,7 +19,8 @@ import (
 // first operation that queued meanwhile (so no caller commits for others
 // forever) or marks the committer idle.
 type committer struct {
-	db *bolt.DB
+	db    *bolt.DB
+	guard *storageGuard
 
 	mu      sync.Mutex
 	pending []*commitOp
@@ -80,7 +81,7 @@ func (c *committer) run(group []*commitOp) {
 	var failed *commitOp
 	start := time.Now()
 	defer func() { c.nanos.Add(uint64(time.Since(start))) }()
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		for _, op := range group {
 			if err := safeCall(op.fn, tx); err != nil {
 				failed = op
@@ -99,7 +100,7 @@ func (c *committer) run(group []*commitOp) {
 			if op == failed {
 				continue
 			}
-			op.err = c.db.Update(func(tx *bolt.Tx) error { return safeCall(op.fn, tx) })
+			op.err = c.update(func(tx *bolt.Tx) error { return safeCall(op.fn, tx) })
 			if op.err == nil {
 				c.commits.Add(1)
 				c.ops.Add(1)

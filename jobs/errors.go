@@ -30,6 +30,10 @@ var (
 	ErrLeaseLost = errors.New("jobs: lease lost")
 	// ErrCorrupt: a stored record cannot be decoded.
 	ErrCorrupt = errors.New("jobs: corrupt record")
+	// ErrUnavailable: the storage file is damaged (or was found damaged by
+	// its owner, see Options.Available): nothing was read or written. The
+	// API should map it to 503.
+	ErrUnavailable = errors.New("jobs: storage unavailable")
 )
 
 // permanentError marks an error that retrying cannot fix.

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,10 +16,11 @@ const purgeChunk = 1000
 // maintain reclaims orphaned leases and deletes expired done jobs, logging
 // errors. Each part reads first and commits only when it has work.
 func (q *Queue) maintain() {
-	if _, err := q.reclaim(); err != nil {
+	// An unavailable file is reported once by its owner, not once a poll.
+	if _, err := q.reclaim(); err != nil && !errors.Is(err, ErrUnavailable) {
 		q.log.Error("reclaiming expired leases", zap.Error(err))
 	}
-	if _, err := q.purgeDone(); err != nil {
+	if _, err := q.purgeDone(); err != nil && !errors.Is(err, ErrUnavailable) {
 		q.log.Error("deleting expired done jobs", zap.Error(err))
 	}
 }
@@ -36,7 +38,7 @@ func (q *Queue) orphaned(owner uint64, leaseUntil, now time.Time) bool {
 // kept in its values) unless it finds work.
 func (q *Queue) reclaim() (int, error) {
 	var ids []uint64
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err
@@ -105,7 +107,7 @@ func (q *Queue) purgeDone() (int, error) {
 	for {
 		var keys [][]byte
 		cutoff := timeBits(q.now().Add(-q.opts.Retention))
-		err := q.db.View(func(tx *bolt.Tx) error {
+		err := q.view(func(tx *bolt.Tx) error {
 			b, err := buckets(tx)
 			if err != nil {
 				return err

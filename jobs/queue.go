@@ -68,6 +68,17 @@ type Options struct {
 	// fast and safe for concurrent use. Attempts whose claim was lost, or
 	// whose outcome failed to commit, are not reported.
 	OnAttempt func(AttemptInfo)
+
+	// Available, if set, is called before every transaction; a non-nil
+	// error refuses it (wrapped in ErrUnavailable) without touching the
+	// file: the owner of a shared file found it damaged. Enqueue then
+	// fails, so a caller never believes a job was stored when it was not.
+	Available func() error
+
+	// OnPanic, if set, is called when bbolt panics in one of the queue's
+	// transactions (a damaged file); the operation fails with
+	// ErrUnavailable.
+	OnPanic func(error)
 }
 
 // KindConfig configures the workers of one kind. Zero values select the
@@ -139,6 +150,7 @@ type Queue struct {
 	log    *zap.Logger
 	now    func() time.Time
 	commit *committer
+	guard  *storageGuard
 	hub    *hub
 
 	// jitter returns a uniform random int64 in [0, n]; replaced by tests.
@@ -174,20 +186,26 @@ func Open(db *bolt.DB, opts Options) (*Queue, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("creating bucket %q: %w", name, err)
+	guard := &storageGuard{available: opts.Available, onPanic: opts.OnPanic}
+	// Open itself is not refused by Available: a queue on an unavailable
+	// file opens, and refuses every operation after.
+	openGuard := &storageGuard{onPanic: opts.OnPanic}
+	err := openGuard.run(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return fmt.Errorf("creating bucket %q: %w", name, err)
+				}
 			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(metaFormat); {
-		case v == nil:
-			return meta.Put(metaFormat, []byte{formatVersion})
-		case len(v) != 1 || v[0] != formatVersion:
-			return fmt.Errorf("unsupported jobs format %x (this build reads %d)", v, formatVersion)
-		}
-		return nil
+			meta := tx.Bucket(bucketMeta)
+			switch v := meta.Get(metaFormat); {
+			case v == nil:
+				return meta.Put(metaFormat, []byte{formatVersion})
+			case len(v) != 1 || v[0] != formatVersion:
+				return fmt.Errorf("unsupported jobs format %x (this build reads %d)", v, formatVersion)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: opening queue in %s: %w", db.Path(), err)
@@ -197,7 +215,8 @@ func Open(db *bolt.DB, opts Options) (*Queue, error) {
 		opts:   opts,
 		log:    opts.Logger.Named("jobs"),
 		now:    opts.Now,
-		commit: &committer{db: db},
+		commit: &committer{db: db, guard: guard},
+		guard:  guard,
 		hub:    hubFor(db),
 		jitter: func(n int64) int64 { return mrand.Int64N(n + 1) },
 		kinds:  make(map[string]*kind),

@@ -48,7 +48,7 @@ type Stats struct {
 func (q *Queue) Stats() (Stats, error) {
 	st := Stats{Kinds: make(map[string]KindStats)}
 	now := q.now().UTC()
-	err := q.db.View(func(tx *bolt.Tx) error {
+	err := q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err

@@ -82,7 +82,11 @@ func (q *Queue) dispatch(ctx context.Context, k *kind, owner uint64) {
 		wait := q.opts.PollInterval
 		if free := k.cfg.Concurrency - inflight; free > 0 && ctx.Err() == nil {
 			tasks, next, err := q.claim(k, free*k.cfg.BatchSize, owner)
-			if err != nil {
+			switch {
+			case err != nil && errors.Is(err, ErrUnavailable):
+				// Said once by the file's owner; not once a poll.
+				q.log.Debug("claiming jobs", zap.String("kind", k.name), zap.Error(err))
+			case err != nil:
 				q.log.Error("claiming jobs", zap.String("kind", k.name), zap.Error(err))
 			}
 			// A full claim fills every free slot; otherwise nothing else is
@@ -132,7 +136,7 @@ func (q *Queue) dispatch(ctx context.Context, k *kind, owner uint64) {
 // nothing.
 func (q *Queue) claim(k *kind, limit int, owner uint64) (tasks []*Task, next time.Time, err error) {
 	var due bool
-	err = q.db.View(func(tx *bolt.Tx) error {
+	err = q.view(func(tx *bolt.Tx) error {
 		b, err := buckets(tx)
 		if err != nil {
 			return err

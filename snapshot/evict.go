@@ -28,6 +28,9 @@ func (s *Store) Evict() (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
+	if s.damaged.Load() != nil {
+		return 0, nil
+	}
 	now := s.now()
 	flushErr := s.Flush()
 
@@ -71,7 +74,16 @@ func (s *Store) Evict() (int, error) {
 func (s *Store) evictBatch(pred func(at int64, t *totals) bool) (n int, more bool, err error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	err = s.guard(func() error {
+		var err error
+		n, more, err = s.evictBatchLocked(pred)
+		return err
+	})
+	return n, more, err
+}
 
+// evictBatchLocked is evictBatch's transaction; the caller holds writeMu.
+func (s *Store) evictBatchLocked(pred func(at int64, t *totals) bool) (n int, more bool, err error) {
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		return 0, false, err
@@ -167,7 +179,7 @@ func (s *Store) evictLoop() {
 		case <-ticker.C:
 		case <-s.evictKick:
 		}
-		if _, err := s.Evict(); err != nil && !errors.Is(err, ErrClosed) {
+		if _, err := s.Evict(); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrDamaged) {
 			s.log.Error("snapshot eviction failed", zap.Error(err))
 		}
 	}

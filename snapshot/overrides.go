@@ -1,10 +1,12 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
 )
 
 // overrideSet is the in-memory copy of the overrides bucket.
@@ -67,13 +69,21 @@ func (s *Store) SetSnapshotOnlyOverride(upstream string, enabled bool) error {
 	if len(key) > bolt.MaxKeySize {
 		return fmt.Errorf("snapshot: setting override: upstream name of %d bytes is too long", len(key))
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOverrides)
-		if enabled {
-			return b.Put(key, []byte{1})
-		}
-		return b.Delete(key)
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketOverrides)
+			if enabled {
+				return b.Put(key, []byte{1})
+			}
+			return b.Delete(key)
+		})
 	})
+	if errors.Is(err, ErrDamaged) {
+		// The kill switch must work on a damaged file: in memory only.
+		s.log.Warn("kill-switch override kept in memory only: the storage file is damaged",
+			zap.String("upstream", upstream), zap.Bool("enabled", enabled))
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("snapshot: setting override for upstream %q in %s: %w", upstream, s.path, err)
 	}

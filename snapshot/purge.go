@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -116,14 +117,17 @@ func (s *Store) MarkPurgedPrefixes(prefixes []string, at time.Time) error {
 // MarkPurgedAll records that every snapshot stored before at is stale.
 func (s *Store) MarkPurgedAll(at time.Time) error {
 	atN := nanos(at)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if old, ok := getUint64(meta, metaPurgeAll); ok && int64(old) >= atN {
-			return nil
-		}
-		return meta.Put(metaPurgeAll, uint64Bytes(uint64(atN)))
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if old, ok := getUint64(meta, metaPurgeAll); ok && int64(old) >= atN {
+				return nil
+			}
+			return meta.Put(metaPurgeAll, uint64Bytes(uint64(atN)))
+		})
 	})
-	if err != nil {
+	// A damaged store serves no snapshots: the mark is kept in memory.
+	if err != nil && !errors.Is(err, ErrDamaged) {
 		return fmt.Errorf("snapshot: recording purge-all in %s: %w", s.path, err)
 	}
 	s.purges.mu.Lock()
@@ -146,19 +150,21 @@ func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, m
 		}
 	}
 	atN := nanos(at)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		for _, n := range names {
-			if old, ok := getUint64(b, []byte(n)); ok && int64(old) >= atN {
-				continue
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			for _, n := range names {
+				if old, ok := getUint64(b, []byte(n)); ok && int64(old) >= atN {
+					continue
+				}
+				if err := b.Put([]byte(n), uint64Bytes(uint64(atN))); err != nil {
+					return fmt.Errorf("%s %q: %w", what, n, err)
+				}
 			}
-			if err := b.Put([]byte(n), uint64Bytes(uint64(atN))); err != nil {
-				return fmt.Errorf("%s %q: %w", what, n, err)
-			}
-		}
-		return nil
+			return nil
+		})
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrDamaged) {
 		return fmt.Errorf("snapshot: recording purge of %d %ss in %s: %w", len(names), what, s.path, err)
 	}
 	s.purges.mu.Lock()
@@ -175,6 +181,10 @@ func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, m
 // prunePurgeMarks deletes marks older than cutoff, in transactions of at
 // most maxEvictPerTx deletes. Malformed marks are deleted too.
 func (s *Store) prunePurgeMarks(cutoff int64) error {
+	return s.guard(func() error { return s.prunePurgeMarksUnguarded(cutoff) })
+}
+
+func (s *Store) prunePurgeMarksUnguarded(cutoff int64) error {
 	for {
 		var tags, prefixes [][]byte
 		var all bool

@@ -148,16 +148,24 @@ func (s *Store) Get(key string) (rec Record, found bool, err error) {
 	if closed {
 		return Record{}, false, ErrClosed
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSnapshots).Get([]byte(key))
-		if v == nil {
-			return nil
-		}
-		found = true
-		var err error
-		rec, err = decodeRecord(key, v)
-		return err
+	if s.damaged.Load() != nil {
+		return Record{}, false, nil
+	}
+	err = s.guard(func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketSnapshots).Get([]byte(key))
+			if v == nil {
+				return nil
+			}
+			found = true
+			var err error
+			rec, err = decodeRecord(key, v)
+			return err
+		})
 	})
+	if errors.Is(err, ErrDamaged) {
+		return Record{}, false, err
+	}
 	if err != nil {
 		return Record{}, found, fmt.Errorf("snapshot: reading %q from %s: %w", key, s.path, err)
 	}
@@ -184,14 +192,19 @@ func (s *Store) Delete(key string) error {
 		return nil
 	}
 
+	if s.damaged.Load() != nil {
+		return nil
+	}
 	var t totals
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		t = readTotals(tx)
-		deleted, err := deleteRecordTx(tx, []byte(key), &t)
-		if err != nil || !deleted {
-			return err
-		}
-		return putTotals(tx, t.count, t.bytes)
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			t = readTotals(tx)
+			deleted, err := deleteRecordTx(tx, []byte(key), &t)
+			if err != nil || !deleted {
+				return err
+			}
+			return putTotals(tx, t.count, t.bytes)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("snapshot: deleting %q from %s: %w", key, s.path, err)

@@ -105,6 +105,18 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 
+	// CheckMaxBytes bounds the size of a file Open checks for damage page
+	// by page (a walk of every bucket, then bbolt's Tx.Check); 0 means
+	// DefaultCheckMaxBytes, negative never checks. Whatever the size, Open
+	// checks that the file is not shorter than its meta page says, and
+	// every operation catches bbolt's panics (see Damaged).
+	CheckMaxBytes int64
+
+	// OnDamaged, if set, is called once when the file is found damaged (at
+	// Open or later), after it was moved aside. It must not call the
+	// store's methods that touch the file.
+	OnDamaged func(*DamagedError)
+
 	// OnFlush, if set, is called after every write-behind transaction
 	// (Flush) with the number of records in the batch, how long the
 	// transaction took (fsyncs included) and its error: for a write
@@ -117,6 +129,12 @@ type Options struct {
 type Store struct {
 	db   *bolt.DB
 	path string
+
+	// damaged is set once the file is found damaged; scratch is true when
+	// db is a scratch database standing in for a file damaged at Open.
+	damaged atomic.Pointer[DamagedError]
+	scratch bool
+
 	opts Options
 	log  *zap.Logger
 	now  func() time.Time
@@ -191,6 +209,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CheckMaxBytes == 0 {
+		opts.CheckMaxBytes = DefaultCheckMaxBytes
+	}
 
 	path := opts.Path
 	if dir := filepath.Dir(path); dir != "" {
@@ -198,22 +219,66 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("snapshot: creating directory for %s: %w", path, err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
-	if err != nil {
-		switch {
-		case errors.Is(err, bolt.ErrTimeout):
-			return nil, fmt.Errorf("snapshot: opening %s: file is locked (is it in use by another craftedge?): %w", path, err)
-		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
-			return nil, fmt.Errorf("snapshot: opening %s: not a bbolt database or corrupt: %w", path, err)
+	damaged := func(cause error) (*Store, error) {
+		d := &DamagedError{Path: path, At: time.Now(), Cause: cause}
+		d.MovedTo, d.MoveErr = moveAside(path, d.At)
+		return movedStore(opts, d)
+	}
+	if err := checkFile(path, opts.CheckMaxBytes, opts.OpenTimeout); err != nil {
+		var finding *checkFinding
+		if errors.As(err, &finding) {
+			return damaged(finding)
 		}
-		return nil, fmt.Errorf("snapshot: opening %s: %w", path, err)
+		return nil, openError(path, err)
+	}
+	var db *bolt.DB
+	err := safely(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+		return err
+	})
+	switch {
+	case panicked(err), errors.Is(err, bolt.ErrChecksum):
+		return damaged(err)
+	case err != nil:
+		return nil, openError(path, err)
 	}
 
+	s := newStore(db, opts)
+	if err := safely(s.load); err != nil {
+		_ = safely(db.Close)
+		if panicked(err) {
+			return damaged(err)
+		}
+		return nil, err
+	}
+	s.updateFileBytes()
+
+	s.done.Add(2)
+	go s.writeLoop()
+	go s.evictLoop()
+	return s, nil
+}
+
+// openError explains why bbolt could not open path.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return fmt.Errorf("snapshot: opening %s: file is locked (is it in use by another craftedge?): %w", path, err)
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch):
+		return fmt.Errorf("snapshot: opening %s: not a bbolt database (left as it is; point storage elsewhere or remove it): %w", path, err)
+	}
+	return fmt.Errorf("snapshot: opening %s: %w", path, err)
+}
+
+// newStore builds a Store on db (nil for a damaged file) without starting
+// its goroutines.
+func newStore(db *bolt.DB, opts Options) *Store {
 	s := &Store{
 		db:        db,
-		path:      path,
+		path:      opts.Path,
 		opts:      opts,
-		log:       opts.Logger.With(zap.String("path", path)),
+		log:       opts.Logger.With(zap.String("path", opts.Path)),
 		now:       opts.Now,
 		pending:   make(map[string]pendingRecord),
 		wake:      make(chan struct{}, 1),
@@ -224,16 +289,7 @@ func Open(opts Options) (*Store, error) {
 	s.maxAge.Store(int64(opts.MaxAge))
 	s.purges.init()
 	s.overrides.init()
-	if err := s.load(); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	s.updateFileBytes()
-
-	s.done.Add(2)
-	go s.writeLoop()
-	go s.evictLoop()
-	return s, nil
+	return s
 }
 
 // load creates the buckets, checks the layout version, loads (or, for a file
@@ -333,7 +389,12 @@ func (s *Store) SetLimits(maxBytes int64, maxAge time.Duration) error {
 
 // DB returns the underlying bbolt database so other stores can keep their
 // own buckets in the same file. Callers must not touch this package's
-// buckets (see the bucket names in store.go) and must not close it.
+// buckets (see the bucket names in store.go) and must not close it. They
+// should refuse durable writes once Damaged is non-nil and report a panic
+// of bbolt with MarkDamaged. For a file found damaged at Open, DB is an
+// empty scratch database (an unlinked temporary file) so those stores can
+// still open; after damage found later, DB is closed and every transaction
+// fails with bbolt's ErrDatabaseNotOpen.
 func (s *Store) DB() *bolt.DB { return s.db }
 
 // Path returns the path of the bbolt file.
@@ -349,8 +410,16 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		close(s.stop)
 		s.done.Wait()
+		if s.damaged.Load() != nil {
+			// MarkDamaged closes a damaged file in the background;
+			// a scratch database is closed (and gone) here.
+			if s.scratch {
+				_ = s.db.Close()
+			}
+			return
+		}
 		flushErr := s.Flush()
-		closeErr := s.db.Close()
+		closeErr := safely(s.db.Close)
 		if closeErr != nil {
 			closeErr = fmt.Errorf("snapshot: closing %s: %w", s.path, closeErr)
 		}
@@ -368,6 +437,9 @@ func (s *Store) isClosed() bool {
 
 // updateFileBytes caches the size of the file for Stats.
 func (s *Store) updateFileBytes() {
+	if s.damaged.Load() != nil {
+		return
+	}
 	if fi, err := os.Stat(s.path); err == nil {
 		s.fileBytes.Store(fi.Size())
 	}

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -35,6 +36,9 @@ const maxEvictInFlush = 1000
 // StoredAt already older than MaxAge, or an encoded size above MaxBytes. It
 // returns false after Close.
 func (s *Store) Put(rec Record) bool {
+	if s.damaged.Load() != nil {
+		return false
+	}
 	if rec.StoredAt.IsZero() {
 		rec.StoredAt = s.now()
 	}
@@ -134,25 +138,27 @@ func (s *Store) Flush() error {
 		over    bool
 	)
 	start := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		t = readTotals(tx)
-		for _, k := range keys {
-			p := batch[k]
-			if err := putRecordTx(tx, []byte(k), p.storedAt, p.enc, &t); err != nil {
-				return fmt.Errorf("writing %q: %w", k, err)
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			t = readTotals(tx)
+			for _, k := range keys {
+				p := batch[k]
+				if err := putRecordTx(tx, []byte(k), p.storedAt, p.enc, &t); err != nil {
+					return fmt.Errorf("writing %q: %w", k, err)
+				}
 			}
-		}
-		if s.maxBytes.Load() > 0 && t.bytes > s.maxBytes.Load() {
-			var err error
-			evicted, _, _, err = evictTx(tx, &t, maxEvictInFlush, func(_ int64, t *totals) bool {
-				return t.bytes > s.maxBytes.Load()
-			})
-			if err != nil {
-				return err
+			if s.maxBytes.Load() > 0 && t.bytes > s.maxBytes.Load() {
+				var err error
+				evicted, _, _, err = evictTx(tx, &t, maxEvictInFlush, func(_ int64, t *totals) bool {
+					return t.bytes > s.maxBytes.Load()
+				})
+				if err != nil {
+					return err
+				}
+				over = t.bytes > s.maxBytes.Load()
 			}
-			over = t.bytes > s.maxBytes.Load()
-		}
-		return putTotals(tx, t.count, t.bytes)
+			return putTotals(tx, t.count, t.bytes)
+		})
 	})
 	took := time.Since(start)
 	s.lastWriteNanos.Store(int64(took))
@@ -205,7 +211,7 @@ func (s *Store) writeLoop() {
 			return
 		case <-timer.C:
 		}
-		if err := s.Flush(); err != nil {
+		if err := s.Flush(); err != nil && !errors.Is(err, ErrDamaged) {
 			s.log.Error("snapshot write failed", zap.Error(err))
 		}
 	}

@@ -1,0 +1,90 @@
+package caddymodule
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// `memory 1PiB` is refused at load with the Caddyfile line, instead of
+// letting bigcache allocate until the process is killed.
+func TestMemoryBoundBeyondMachineRefused(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{})
+	cf := caddyfileFor(o, gatewayOptions{storage: filepath.Join(t.TempDir(), "craftedge.db")})
+	cf = strings.Replace(cf, "memory 16MiB", "memory 1PiB", 1)
+	r := loadCaddyfile(t, cf)
+	if r.status == http.StatusOK {
+		t.Fatal("memory 1PiB was accepted")
+	}
+	for _, want := range []string{"memory 1.0 PiB is more than this machine can hold", "Caddyfile:"} {
+		if !strings.Contains(r.body, want) {
+			t.Fatalf("error %q lacks %q", r.body, want)
+		}
+	}
+	// The running config is untouched.
+	wantStatus(t, g.admin(http.MethodGet, "/config/", ""), http.StatusOK)
+	wantStatus(t, g.get("/"), http.StatusOK)
+}
+
+// With max_entry_size 1GiB and memory 16MiB (the tier stores entries up to
+// 1 MiB) a large response streams through: the client gets its first
+// megabytes while the origin is still sending, instead of the handler
+// buffering up to 1 GiB of a response it could never store.
+func TestMaxEntrySizeClampedToMemoryTier(t *testing.T) {
+	o := newTestOrigin(t)
+	clientGotStart := make(chan struct{})
+	var bufferedWhole atomic.Bool
+	chunk := bytes.Repeat([]byte("x"), 1<<20)
+	o.handle("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		for range 3 {
+			_, _ = w.Write(chunk)
+		}
+		w.(http.Flusher).Flush()
+		// Readiness, not timing: the rest is sent once the client has the
+		// first part (or after a generous deadline, which fails the test
+		// below rather than hanging it).
+		select {
+		case <-clientGotStart:
+		case <-time.After(8 * time.Second):
+			bufferedWhole.Store(true)
+		case <-r.Context().Done():
+			return
+		}
+		for range 2 {
+			_, _ = w.Write(chunk)
+		}
+	})
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "max_entry_size 1GiB"})
+	resp, err := g.client.Get(siteAddr + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 2<<20)); err != nil {
+		t.Fatalf("reading the first 2 MiB: %v", err)
+	}
+	if bufferedWhole.Load() {
+		t.Fatal("the first 2 MiB reached the client only after the origin gave up waiting: the response was buffered whole")
+	}
+	close(clientGotStart)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := 2<<20 + len(rest); n != 5<<20 {
+		t.Fatalf("got %d bytes, want %d", n, 5<<20)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "too-large") {
+		t.Fatalf("Cache-Status = %q, want the too-large reason", cs)
+	}
+}
