@@ -286,7 +286,7 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 	if !json.Valid(body) {
 		return writeAPIError(w, http.StatusBadRequest, "body is not valid JSON")
 	}
-	payload, err := json.Marshal(outboxPayload{Vendor: vendor, Resource: resource, ID: id, Body: body})
+	payload, err := h.app.encodeOutboxPayload(vendor, resource, id, body)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}

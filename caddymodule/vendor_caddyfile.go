@@ -121,6 +121,9 @@ type VendorResource struct {
 	// SyncEvery, if set, schedules a delta sync of the resource once per
 	// window of this length.
 	SyncEvery caddy.Duration `json:"sync_every,omitempty"`
+	// Sensitive names Fields whose values are encrypted at rest (records,
+	// outbox payloads) with the app's encryption keys, and never logged.
+	Sensitive []string `json:"sensitive,omitempty"`
 }
 
 // VendorList says how to list a resource's items changed since a time.
@@ -181,6 +184,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 			Get: r.Get, Upsert: r.Upsert, ID: r.ID, Version: r.Version,
 			UpdatedAt: r.UpdatedAt, Fields: r.Fields, Tags: r.Tags,
 		}
+		res.Sensitive = r.Sensitive
 		if l := r.List; l != nil {
 			res.List = &vendors.ListSpec{
 				Path: l.Path, Items: l.Items, PerPage: l.PerPage, HasMore: l.HasMore,
@@ -219,6 +223,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 //	        field   <name> <json path> [required] [type <type>]
 //	        tags    <template...>
 //	        sync    every <duration>
+//	        sensitive <field...>
 //	    }
 //	}
 func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
@@ -484,6 +489,12 @@ func (v *VendorConfig) unmarshalResource(d *caddyfile.Dispenser) error {
 				return d.Errf("sync wants 'every <duration>' with a positive duration")
 			}
 			r.SyncEvery = dur
+		case "sensitive":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("sensitive needs at least one field name")
+			}
+			r.Sensitive = append(r.Sensitive, args...)
 		default:
 			return d.Errf("unknown resource subdirective %q", dir)
 		}

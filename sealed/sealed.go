@@ -216,5 +216,5 @@ func (kr *Keyring) Open(s, context string) ([]byte, error) {
 // the current one (a re-encryption pass should seal it again).
 func (kr *Keyring) NeedsReseal(s string) bool {
 	id, _, err := split(s)
-	return err == nil && id != kr.current
+	return err == nil && (kr == nil || id != kr.current)
 }
