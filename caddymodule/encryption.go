@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
@@ -340,6 +342,10 @@ func Reencrypt(ctx context.Context, opts ReencryptOptions) (ReencryptReport, err
 	if err != nil {
 		return rep, err
 	}
+	// Bad keys fail before the file is touched.
+	if _, err := app.keyring(); err != nil {
+		return rep, err
+	}
 	path := app.Storage
 	if path == "" {
 		path = filepath.Join(caddy.AppDataDir(), defaultStorageFilename)
@@ -420,4 +426,34 @@ func compactInPlace(db *bolt.DB, path string) error {
 		d.Close()
 	}
 	return nil
+}
+
+// recordsReadError answers a failed records read: a value that cannot be
+// opened (its key is not configured, or it was altered) is a 500 saying so,
+// naming the record, field and key; never a wrong value.
+func recordsReadError(w http.ResponseWriter, err error) error {
+	if errors.Is(err, sealed.ErrUnknownKey) || errors.Is(err, sealed.ErrTampered) || errors.Is(err, sealed.ErrMalformed) {
+		return writeAPIError(w, http.StatusInternalServerError, "%v", err)
+	}
+	return caddyhttp.Error(http.StatusInternalServerError, err)
+}
+
+// redact returns rec with the values of its sensitive fields replaced by
+// "REDACTED", for operator output (lineage).
+func (s *sealing) redact(rec vendors.Record) vendors.Record {
+	if s == nil {
+		return rec
+	}
+	names := s.sensitive[rec.Vendor][rec.Resource]
+	if len(names) == 0 {
+		return rec
+	}
+	fields := maps.Clone(rec.Fields)
+	for _, name := range names {
+		if _, ok := fields[name]; ok {
+			fields[name] = "REDACTED"
+		}
+	}
+	rec.Fields = fields
+	return rec
 }

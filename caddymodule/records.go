@@ -153,7 +153,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	case errors.Is(err, vendors.ErrInvalidRequest):
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	case err != nil:
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return recordsReadError(w, err)
 	}
 	if rec.Deleted {
 		return writeAPIError(w, http.StatusGone, "%s %q was deleted", resource, id)
@@ -205,7 +205,7 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return recordsReadError(w, err)
 	}
 	tags := []string{collectionTag(vendor, resource)}
 	seen := map[string]bool{}
