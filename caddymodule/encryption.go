@@ -334,7 +334,7 @@ type ReencryptOptions struct {
 // the file (a fresh copy replaces it), so that no value sealed with an old
 // key, and no value stored in clear before its field became sensitive,
 // remains in the file's free pages. The instance must be stopped
-// (ErrStorageLocked otherwise). The file is replaced only when every value
+// (ErrStorageLocked otherwise). The file is compacted only when every value
 // opened; otherwise the report's errors name the values and their key.
 func Reencrypt(ctx context.Context, opts ReencryptOptions) (ReencryptReport, error) {
 	var rep ReencryptReport
@@ -378,7 +378,7 @@ func Reencrypt(ctx context.Context, opts ReencryptOptions) (ReencryptReport, err
 		return rep, err
 	}
 	if rep.Records.Failed+rep.OutboxFailed > 0 {
-		return rep, fmt.Errorf("%d records and %d outbox jobs could not be opened (their key is not configured?); the file is left as it is",
+		return rep, fmt.Errorf("%d records and %d outbox jobs could not be opened (their key is not configured?); they are left as they are and the file is not compacted",
 			rep.Records.Failed, rep.OutboxFailed)
 	}
 	if err := ctx.Err(); err != nil {
