@@ -65,8 +65,13 @@ func fileHas(t *testing.T, path, s string) bool {
 
 func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	setKey(t, "CRAFTEDGE_KEY_1", 1)
-	o := vendorOptions{resource: sensitiveResource, site: liveVendorSite(""),
-		caddyfile: withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")}
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	keys := withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")
+	o := vendorOptions{resource: sensitiveResource, site: "log\n\t" + liveVendorSite(""),
+		caddyfile: func(o vendorOptions) string {
+			// Debug logs, and access logs, to a file the test greps.
+			return strings.Replace(keys(o), "\tgrace_period 1ns", "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}\n\tgrace_period 1ns", 1)
+		}}
 	e := startVendorGateway(t, 5, o)
 	const synced, written = "SKU-Synced-Secret-4711", "SKU-Written-Secret-0815"
 	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["sku"] = synced }); err != nil {
@@ -104,7 +109,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 
 	// Never in lineage, health, the job's API view or the job list.
 	for _, path := range []string{"/craftedge/lineage?vendor=shop&resource=product&id=3", "/craftedge/health",
-		"/craftedge/jobs/" + acc.Job, "/craftedge/jobs?kind=outbox"} {
+		"/craftedge/jobs/" + acc.Job, "/craftedge/jobs?kind=outbox", "/metrics"} {
 		if r := e.admin(http.MethodGet, path, ""); strings.Contains(r.body, synced) || strings.Contains(r.body, written) {
 			t.Fatalf("GET %s shows a sensitive value: %.300s", path, r.body)
 		}
@@ -133,8 +138,16 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 		t.Fatalf("a live answer with a sensitive field came back from a snapshot: %d %q %.200s", r.status, r.header.Get("Cache-Status"), r.body)
 	}
 
-	// On disk: no plaintext, k1 ciphertext instead.
+	// On disk: no plaintext, k1 ciphertext instead; nor in the logs.
 	stopGateway(t)
+	if logs, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(logs), "outbox write accepted") {
+		t.Fatalf("no debug log to check (%v): %.300s", err, logs)
+	}
+	for _, s := range []string{synced, written} {
+		if fileHas(t, logFile, s) {
+			t.Errorf("the log holds %q", s)
+		}
+	}
 	for _, s := range []string{synced, written} {
 		if fileHas(t, e.storage, s) {
 			t.Errorf("the bbolt file holds %q", s)

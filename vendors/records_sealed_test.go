@@ -2,7 +2,10 @@ package vendors
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,5 +159,33 @@ func TestContainsSensitive(t *testing.T) {
 	}
 	if ContainsSensitive([]byte(`{"email":1}`), nil) {
 		t.Error("no keys: true")
+	}
+}
+
+func TestSensitiveValuesNotQuotedInErrors(t *testing.T) {
+	// A vendor answering a write with a 422 that echoes the item.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		w.Write([]byte(`{"error":"invalid","item":{"title":{"en":"Echoed-Secret-99"}}}`))
+	}))
+	defer srv.Close()
+	cfg := testConfig(srv.URL)
+	res := cfg.Resources["products"]
+	res.Sensitive = []string{"title"}
+	cfg.Resources["products"] = res
+	c, _ := newTestClient(t, cfg, nil)
+	_, err := c.Upsert(context.Background(), "products", "1", []byte(`{"title":{"en":"Echoed-Secret-99"}}`), "k")
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 422 || strings.Contains(err.Error(), "Echoed-Secret-99") {
+		t.Fatalf("Upsert error = %v", err)
+	}
+
+	// A mapping error on a sensitive field does not quote the value.
+	res.Fields["title"] = Field{Path: "title.en", Type: "time"}
+	m := mapper{vendor: "commerce", resource: "products", res: res}
+	_, err = m.mapItem(decode(t, `{"id":"1","version":1,"updated_at":"2026-01-01T00:00:00Z","title":{"en":"Mapped-Secret-98"},"price":{"amount":1}}`), t0)
+	var me *MappingError
+	if !errors.As(err, &me) || me.Field != "title" || strings.Contains(err.Error(), "Mapped-Secret-98") {
+		t.Fatalf("mapping error = %v", err)
 	}
 }
