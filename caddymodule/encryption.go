@@ -457,3 +457,13 @@ func (s *sealing) redact(rec vendors.Record) vendors.Record {
 	rec.Fields = fields
 	return rec
 }
+
+// keepPrivate marks a read-model answer of a resource with sensitive fields
+// "private, no-store": it holds their decrypted values, so no shared cache
+// may keep it (a craftedge handler in front would store it in memory and in
+// the bbolt snapshots in clear; a CDN would serve it to anyone).
+func (s *sealing) keepPrivate(hdr http.Header, vendor, resource string) {
+	if s != nil && len(s.sensitive[vendor][resource]) > 0 {
+		hdr.Set("Cache-Control", "private, no-store")
+	}
+}

@@ -292,3 +292,42 @@ func TestEncryptionConfigErrors(t *testing.T) {
 		t.Fatalf("Reencrypt with a short key: %v", err)
 	}
 }
+
+// The README's read-model set-up puts a craftedge handler in front of
+// craftedge_records: answers holding decrypted sensitive values must not be
+// stored by it (memory or snapshots) nor by a CDN; other resources' are.
+func TestSensitiveReadModelAnswersNotCached(t *testing.T) {
+	setKey(t, "CRAFTEDGE_KEY_1", 1)
+	site := "craftedge {\n\t\tupstream records\n\t\tttl 1m\n\t}\n\tcraftedge_records"
+	o := vendorOptions{resource: sensitiveResource, site: site, caddyfile: withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")}
+	e := startVendorGateway(t, 5, o)
+	e.sync("first", jobs.StateDone)
+	for _, path := range []string{"/vendors/v1/shop/product/3", "/vendors/v1/shop/product?per_page=5"} {
+		for range 2 {
+			r := e.get(path)
+			wantStatus(t, r, 200)
+			if cc := r.header.Get("Cache-Control"); cc != "private, no-store" {
+				t.Fatalf("%s: Cache-Control = %q", path, cc)
+			}
+			if cs := r.header.Get("Cache-Status"); strings.Contains(cs, "hit") || strings.Contains(cs, "stored") {
+				t.Fatalf("%s: stored by the cache: %q", path, cs)
+			}
+		}
+	}
+	e.flushSnapshots()
+	if n := e.health().Snapshots.Count; n != 0 {
+		t.Fatalf("%d snapshots of read-model answers with sensitive values", n)
+	}
+
+	// Without sensitive fields the same answers are public and cached.
+	stopGateway(t)
+	o = vendorOptions{site: site, storage: filepath.Join(t.TempDir(), "plain.db"), baseURL: e.simURL}
+	e.tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	e.sync("plain", jobs.StateDone)
+	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 200)
+	r := e.get("/vendors/v1/shop/product/3")
+	if cc := r.header.Get("Cache-Control"); !strings.HasPrefix(cc, "public") {
+		t.Fatalf("plain Cache-Control = %q", cc)
+	}
+	wantCacheStatus(t, r, statusHit)
+}

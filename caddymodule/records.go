@@ -162,6 +162,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	h.app.sealing.keepPrivate(w.Header(), vendor, resource)
 	return h.writeRead(w, r, body, rec.Tags)
 }
 
@@ -221,6 +222,7 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	h.app.sealing.keepPrivate(w.Header(), vendor, resource)
 	return h.writeRead(w, r, body, tags)
 }
 
@@ -231,7 +233,9 @@ func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body 
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
 	hdr := w.Header()
 	hdr.Set("ETag", etag)
-	hdr.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(time.Duration(h.MaxAge).Seconds())))
+	if hdr.Get("Cache-Control") == "" { // keepPrivate may have set it
+		hdr.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(time.Duration(h.MaxAge).Seconds())))
+	}
 	hdr.Set("Vary", "Accept-Encoding")
 	if len(tags) > 0 {
 		hdr.Set("Cache-Tag", strings.Join(tags, ","))
