@@ -20,6 +20,7 @@ import (
 
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/sealed"
+	"github.com/craftedge/craftedge/snapshot"
 	"github.com/craftedge/craftedge/vendors"
 )
 
@@ -250,15 +251,28 @@ type ReencryptReport struct {
 	// Errors.
 	OutboxFailed int      `json:"outbox_failed"`
 	Errors       []string `json:"errors,omitempty"`
+	// LiveSnapshotsDeleted counts the snapshots of live reads of vendors
+	// with sensitive fields that were deleted: snapshotted before a field
+	// was marked sensitive, they may hold its value in clear.
+	LiveSnapshotsDeleted int `json:"live_snapshots_deleted"`
 	// Compacted reports that the bbolt file was rewritten (the command on
 	// a stopped instance), leaving no old ciphertext in free pages.
 	Compacted bool `json:"compacted,omitempty"`
 }
 
 // reencrypt seals every record and outbox payload again under the current
-// key and the current sensitive fields.
-func (s *sealing) reencrypt(recs *vendors.Records, q *jobs.Queue) (ReencryptReport, error) {
+// key and the current sensitive fields, and deletes the snapshots of live
+// reads of vendors with sensitive fields (new ones are never written, see
+// Handler.snapshotAllowed).
+func (s *sealing) reencrypt(recs *vendors.Records, q *jobs.Queue, store *snapshot.Store) (ReencryptReport, error) {
 	var rep ReencryptReport
+	for _, vn := range sortedKeys(s.sensitive) {
+		n, err := store.DeleteTagged(vendorTag(vn))
+		rep.LiveSnapshotsDeleted += n
+		if err != nil {
+			return rep, err
+		}
+	}
 	if s.keyring != nil {
 		rep.CurrentKey = s.keyring.Current()
 	}
@@ -305,13 +319,14 @@ func (adminAPI) handleReencrypt(w http.ResponseWriter, r *http.Request) error {
 	if app.records == nil || app.jobs == nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("craftedge: records or jobs are not running")}
 	}
-	rep, err := app.sealing.reencrypt(app.records, app.jobs)
+	rep, err := app.sealing.reencrypt(app.records, app.jobs, app.store)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
 	app.logger.Info("re-encrypted at-rest values", zap.String("current_key", rep.CurrentKey),
 		zap.Int("records_resealed", rep.Records.Resealed), zap.Int("records_failed", rep.Records.Failed),
-		zap.Int("outbox_jobs", rep.OutboxJobs), zap.Int("outbox_failed", rep.OutboxFailed))
+		zap.Int("outbox_jobs", rep.OutboxJobs), zap.Int("outbox_failed", rep.OutboxFailed),
+		zap.Int("live_snapshots_deleted", rep.LiveSnapshotsDeleted))
 	status := http.StatusOK
 	if rep.Records.Failed+rep.OutboxFailed > 0 {
 		status = http.StatusConflict
@@ -357,14 +372,15 @@ func Reencrypt(ctx context.Context, opts ReencryptOptions) (ReencryptReport, err
 	if _, err := os.Stat(path); err != nil {
 		return rep, fmt.Errorf("storage %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	store, err := snapshot.Open(snapshot.Options{Path: path, OpenTimeout: lockTimeout})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return rep, fmt.Errorf("storage %s: %w", path, ErrStorageLocked)
 	}
 	if err != nil {
 		return rep, fmt.Errorf("storage %s: %w", path, err)
 	}
-	defer db.Close()
+	defer store.Close()
+	db := store.DB()
 	recs, err := app.openRecords(db)
 	if err != nil {
 		return rep, err
@@ -373,7 +389,7 @@ func Reencrypt(ctx context.Context, opts ReencryptOptions) (ReencryptReport, err
 	if err != nil {
 		return rep, err
 	}
-	rep, err = app.sealing.reencrypt(recs, q)
+	rep, err = app.sealing.reencrypt(recs, q, store)
 	if err != nil {
 		return rep, err
 	}
@@ -384,16 +400,16 @@ func Reencrypt(ctx context.Context, opts ReencryptOptions) (ReencryptReport, err
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
-	if err := compactInPlace(db, path); err != nil {
+	if err := compactInPlace(db, path, store.Close); err != nil {
 		return rep, err
 	}
 	rep.Compacted = true
 	return rep, nil
 }
 
-// compactInPlace copies db into a fresh file next to path and renames it
-// over path; db is closed on return.
-func compactInPlace(db *bolt.DB, path string) error {
+// compactInPlace copies db into a fresh file next to path, closes db with
+// closeSrc and renames the copy over path.
+func compactInPlace(db *bolt.DB, path string, closeSrc func() error) error {
 	tmp := path + ".reencrypt"
 	_ = os.Remove(tmp)
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
@@ -414,7 +430,7 @@ func compactInPlace(db *bolt.DB, path string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("compacting %s: %w", path, err)
 	}
-	if err := db.Close(); err != nil {
+	if err := closeSrc(); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("closing %s: %w", path, err)
 	}

@@ -331,3 +331,38 @@ func TestSensitiveReadModelAnswersNotCached(t *testing.T) {
 	}
 	wantCacheStatus(t, r, statusHit)
 }
+
+// Live answers snapshotted before a field was marked sensitive hold it in
+// clear: reencrypt deletes the vendor's live snapshots.
+func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
+	setKey(t, "CRAFTEDGE_KEY_1", 1)
+	o := vendorOptions{site: liveVendorSite("")}
+	e := startVendorGateway(t, 5, o)
+	o.storage, o.baseURL = e.storage, e.simURL
+	wantStatus(t, e.get("/shop-api/products/3"), 200)
+	e.flushSnapshots()
+	if n := e.health().Snapshots.Count; n != 1 {
+		t.Fatalf("%d snapshots, want the live read's", n)
+	}
+
+	o.resource = sensitiveResource
+	o.caddyfile = withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")
+	e.tester.InitServer(o.caddyfile(o), "caddyfile")
+	r := e.admin(http.MethodPost, "/craftedge/reencrypt", "")
+	wantStatus(t, r, 200)
+	var rep ReencryptReport
+	if err := json.Unmarshal([]byte(r.body), &rep); err != nil || rep.LiveSnapshotsDeleted != 1 {
+		t.Fatalf("reencrypt = %s", r.body)
+	}
+	if n := e.health().Snapshots.Count; n != 0 {
+		t.Fatalf("%d snapshots left", n)
+	}
+	// Vendor down, memory purged: no snapshot to serve.
+	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	if r := e.get("/shop-api/products/3"); r.status == 200 {
+		t.Fatalf("served after reencrypt: %q", r.header.Get("Cache-Status"))
+	}
+}

@@ -27,9 +27,10 @@ func init() {
 		Long: `
 Re-encrypts the values of sensitive vendor fields (records and outbox job
 payloads) under the current encryption_key of the config (--config, as for
-'run'; default the Caddyfile in the current directory), and seals or
-unseals fields whose 'sensitive' marking changed. Run it after adding a
-new current key and before removing the old one.
+'run'; default the Caddyfile in the current directory), seals or unseals
+fields whose 'sensitive' marking changed, and deletes the snapshots of live
+reads of vendors with sensitive fields. Run it after adding a new current
+key and before removing the old one, and after marking a field sensitive.
 
 If a craftedge instance answers on the admin API (--address, or the
 config's admin address), the instance does it (POST /craftedge/reencrypt):
@@ -94,8 +95,8 @@ func cmdReencrypt(fl caddycmd.Flags) (int, error) {
 }
 
 func printReencrypt(out io.Writer, rep caddymodule.ReencryptReport) {
-	fmt.Fprintf(out, "current key %q: %d records scanned, %d sealed again, %d unreadable; %d outbox jobs sealed again, %d unreadable",
-		rep.CurrentKey, rep.Records.Scanned, rep.Records.Resealed, rep.Records.Failed, rep.OutboxJobs, rep.OutboxFailed)
+	fmt.Fprintf(out, "current key %q: %d records scanned, %d sealed again, %d unreadable; %d outbox jobs sealed again, %d unreadable; %d live snapshots deleted",
+		rep.CurrentKey, rep.Records.Scanned, rep.Records.Resealed, rep.Records.Failed, rep.OutboxJobs, rep.OutboxFailed, rep.LiveSnapshotsDeleted)
 	if rep.Compacted {
 		fmt.Fprint(out, "; file compacted")
 	}
