@@ -38,23 +38,6 @@ type storedRecord struct {
 // fields.
 type SensitiveFields map[string]map[string][]string
 
-// SensitiveFieldsOf collects the sensitive fields of vendor configs.
-func SensitiveFieldsOf(cfgs ...Config) SensitiveFields {
-	out := SensitiveFields{}
-	for _, c := range cfgs {
-		for rn, r := range c.Resources {
-			if len(r.Sensitive) == 0 {
-				continue
-			}
-			if out[c.Name] == nil {
-				out[c.Name] = map[string][]string{}
-			}
-			out[c.Name][rn] = slices.Clone(r.Sensitive)
-		}
-	}
-	return out
-}
-
 // Any reports whether any resource has a sensitive field.
 func (f SensitiveFields) Any() bool {
 	for _, res := range f {
