@@ -164,3 +164,21 @@ func TestParseKeyAndRingErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOpen: whatever is stored in place of a sealed value, Open never
+// panics, and the only plaintext it ever returns is one Seal sealed under
+// that key and context.
+func FuzzOpen(f *testing.F) {
+	kr, _ := NewKeyring([]Key{{"k1", key(1)}}, "")
+	good, _ := kr.Seal([]byte("secret"), "ctx")
+	f.Add(good)
+	f.Add(good[:len(good)-1] + "A")
+	f.Add(Prefix + "k1:")
+	f.Add(Prefix + "k1:" + strings.Repeat("A", 40))
+	f.Add("plain")
+	f.Fuzz(func(t *testing.T, s string) {
+		if p, err := kr.Open(s, "ctx"); err == nil && string(p) != "secret" {
+			t.Fatalf("Open(%q) = %q without error", s, p)
+		}
+	})
+}
