@@ -67,7 +67,8 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	setKey(t, "CRAFTEDGE_KEY_1", 1)
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	keys := withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")
-	o := vendorOptions{resource: sensitiveResource, site: "log\n\t" + liveVendorSite(""),
+	status := "handle /status* {\n\t\tcraftedge_status {\n\t\t\tallow_unauthenticated\n\t\t}\n\t}\n\t"
+	o := vendorOptions{resource: sensitiveResource, site: "log\n\t" + status + liveVendorSite(""),
 		caddyfile: func(o vendorOptions) string {
 			// Debug logs, and access logs, to a file the test greps.
 			return strings.Replace(keys(o), "\tgrace_period 1ns", "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}\n\tgrace_period 1ns", 1)
@@ -113,6 +114,11 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 		if r := e.admin(http.MethodGet, path, ""); strings.Contains(r.body, synced) || strings.Contains(r.body, written) {
 			t.Fatalf("GET %s shows a sensitive value: %.300s", path, r.body)
 		}
+	}
+	r = e.get("/status/status.json")
+	wantStatus(t, r, 200)
+	if strings.Contains(r.body, synced) || strings.Contains(r.body, written) {
+		t.Fatalf("status page shows a sensitive value: %.300s", r.body)
 	}
 	if r := e.get(acc.Location); strings.Contains(r.body, written) {
 		t.Fatalf("outbox job view shows the written value: %s", r.body)
