@@ -30,6 +30,7 @@ const maxAdminBody = 1 << 20
 //	     /craftedge/jobs...         the job queue (see handleJobs)
 //	     /craftedge/backfill...     start and watch a vendor backfill (see handleBackfill)
 //	GET  /craftedge/lineage         what changed a record (see handleLineage)
+//	POST /craftedge/reencrypt       seal sensitive values again under the current key
 //
 // Admin modules are provisioned before apps, so the app is resolved per
 // request.
@@ -54,6 +55,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/craftedge/backfill", Handler: caddy.AdminHandlerFunc(a.handleBackfill)},
 		{Pattern: "/craftedge/backfill/", Handler: caddy.AdminHandlerFunc(a.handleBackfill)},
 		{Pattern: "/craftedge/lineage", Handler: caddy.AdminHandlerFunc(a.handleLineage)},
+		{Pattern: "/craftedge/reencrypt", Handler: caddy.AdminHandlerFunc(a.handleReencrypt)},
 	}
 }
 

@@ -81,6 +81,10 @@ type App struct {
 	// CDN is the downstream CDN purges are forwarded to (cdn.purge jobs).
 	CDN *CDNConfig `json:"cdn,omitempty"`
 
+	// EncryptionKeys seal the vendor fields marked sensitive at rest
+	// (see EncryptionKey). Required when a resource has sensitive fields.
+	EncryptionKeys []EncryptionKey `json:"encryption_keys,omitempty"`
+
 	ctx    caddy.Context
 	logger *zap.Logger
 
@@ -92,6 +96,7 @@ type App struct {
 
 	vendorClients       map[string]*vendors.Client
 	records             *vendors.Records
+	sealing             *sealing
 	stopVendorScheduler func()
 
 	// replay remembers accepted webhook deliveries; webhookReceivers are

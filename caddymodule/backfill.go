@@ -151,7 +151,7 @@ func Backfill(ctx context.Context, opts BackfillOptions) (BackfillStatus, error)
 		return out, fmt.Errorf("storage %s: %w", path, err)
 	}
 	defer db.Close()
-	recs, err := vendors.NewRecords(db)
+	recs, err := app.openRecords(db)
 	if err != nil {
 		return out, err
 	}

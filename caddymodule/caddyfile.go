@@ -128,6 +128,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			continue
+		case "encryption_key":
+			if err := a.unmarshalEncryptionKey(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized craftedge global option %q", d.Val())
 		}

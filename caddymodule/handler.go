@@ -306,7 +306,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("craftedge: vendor %q paths: %w", h.Vendor, err)
 		}
-		h.vendorProxy = &vendorProxy{client: client, paths: rules, tagHeaders: h.TagHeaders}
+		h.vendorProxy = &vendorProxy{client: client, paths: rules, tagHeaders: h.TagHeaders,
+			sensitiveKeys: client.Config().SensitiveKeys()}
 	} else if len(h.VendorPaths) > 0 {
 		return fmt.Errorf("craftedge: vendor paths need a vendor")
 	}

@@ -52,6 +52,7 @@ func (adminAPI) handleLineage(w http.ResponseWriter, r *http.Request) error {
 	rec, err := app.records.Get(vendor, resource, id)
 	switch {
 	case err == nil:
+		rec = app.sealing.redact(rec) // lineage is operator output: no sensitive values
 		resp.Record = &rec
 	case errors.Is(err, vendors.ErrNotFound):
 		if len(changes) == 0 {

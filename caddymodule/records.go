@@ -281,7 +281,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	case errors.Is(err, vendors.ErrInvalidRequest):
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	case err != nil:
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return recordsReadError(w, err)
 	}
 	if rec.Deleted {
 		return writeAPIError(w, http.StatusGone, "%s %q was deleted", resource, id)
@@ -290,6 +290,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	h.app.sealing.keepPrivate(w.Header(), vendor, resource)
 	return h.writeRead(w, r, body, rec.Tags, public)
 }
 
@@ -333,7 +334,7 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return recordsReadError(w, err)
 	}
 	tags := []string{collectionTag(vendor, resource)}
 	seen := map[string]bool{}
@@ -349,6 +350,7 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	h.app.sealing.keepPrivate(w.Header(), vendor, resource)
 	return h.writeRead(w, r, body, tags, public)
 }
 
@@ -361,11 +363,13 @@ func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body 
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
 	hdr := w.Header()
 	hdr.Set("ETag", etag)
-	visibility := "public"
-	if !public {
-		visibility = "private"
+	if hdr.Get("Cache-Control") == "" { // keepPrivate may have set it
+		visibility := "public"
+		if !public {
+			visibility = "private"
+		}
+		hdr.Set("Cache-Control", fmt.Sprintf("%s, max-age=%d", visibility, int(time.Duration(h.MaxAge).Seconds())))
 	}
-	hdr.Set("Cache-Control", fmt.Sprintf("%s, max-age=%d", visibility, int(time.Duration(h.MaxAge).Seconds())))
 	hdr.Set("Vary", "Accept-Encoding")
 	if len(tags) > 0 {
 		hdr.Set("Cache-Tag", strings.Join(tags, ","))
@@ -420,7 +424,7 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 	if !json.Valid(body) {
 		return writeAPIError(w, http.StatusBadRequest, "body is not valid JSON")
 	}
-	payload, err := json.Marshal(outboxPayload{Vendor: vendor, Resource: resource, ID: id, Body: body})
+	payload, err := h.app.encodeOutboxPayload(vendor, resource, id, body)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}

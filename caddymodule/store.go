@@ -194,7 +194,9 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 	} else {
 		res.stored = true
 	}
-	h.app.saveSnapshot(storeKey, &e, now)
+	if h.snapshotAllowed(e.Body) {
+		h.app.saveSnapshot(storeKey, &e, now)
+	}
 }
 
 // revalidated refreshes a stored copy after the upstream answered 304 to
@@ -247,7 +249,9 @@ func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entr
 	if err := h.app.memory.Set(storeKey, raw, e.Tags, epoch); err == nil {
 		res.stored = true
 	}
-	h.app.saveSnapshot(storeKey, &e, now)
+	if h.snapshotAllowed(e.Body) {
+		h.app.saveSnapshot(storeKey, &e, now)
+	}
 }
 
 // saveSnapshot queues the entry for the snapshot store (write-behind). The

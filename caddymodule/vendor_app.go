@@ -25,7 +25,7 @@ func (r vendorClientResource) Destruct() error {
 
 // provisionVendors opens the records store and one client per vendor.
 func (a *App) provisionVendors() error {
-	recs, err := vendors.NewRecords(a.store.DB())
+	recs, err := a.openRecords(a.store.DB())
 	if err != nil {
 		return fmt.Errorf("craftedge: %w", err)
 	}

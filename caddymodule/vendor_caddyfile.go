@@ -118,6 +118,10 @@ type VendorResource struct {
 	// authentication as writes, and answers are private. Only for data that
 	// may be published (a product catalogue, never CRM contacts).
 	Public bool `json:"public,omitempty"`
+
+	// Sensitive names Fields whose values are encrypted at rest (records,
+	// outbox payloads) with the app's encryption keys, and never logged.
+	Sensitive []string `json:"sensitive,omitempty"`
 }
 
 // VendorList says how to list a resource's items changed since a time.
@@ -173,6 +177,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 			Get: r.Get, Upsert: r.Upsert, ID: r.ID, Version: r.Version,
 			UpdatedAt: r.UpdatedAt, Fields: r.Fields, Tags: r.Tags,
 		}
+		res.Sensitive = r.Sensitive
 		if l := r.List; l != nil {
 			res.List = &vendors.ListSpec{
 				Path: l.Path, Items: l.Items, PerPage: l.PerPage, HasMore: l.HasMore,
@@ -211,6 +216,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 //	        field   <name> <json path> [required] [type <type>]
 //	        tags    <template...>
 //	        sync    every <duration>
+//	        sensitive <field...>
 //	    }
 //	}
 func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
@@ -463,6 +469,12 @@ func (v *VendorConfig) unmarshalResource(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			r.Public = true
+		case "sensitive":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("sensitive needs at least one field name")
+			}
+			r.Sensitive = append(r.Sensitive, args...)
 		default:
 			return d.Errf("unknown resource subdirective %q", dir)
 		}

@@ -44,7 +44,10 @@ type outboxPayload struct {
 	Vendor   string          `json:"vendor"`
 	Resource string          `json:"resource"`
 	ID       string          `json:"id,omitempty"`
-	Body     json.RawMessage `json:"body"`
+	Body     json.RawMessage `json:"body,omitempty"`
+	// Sealed is Body sealed at rest, instead of Body, when the resource
+	// has sensitive fields (see encryption.go).
+	Sealed string `json:"sealed,omitempty"`
 }
 
 // collectionTag is the cache tag of a resource's list responses, purged
@@ -133,7 +136,12 @@ func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
 	if !ok {
 		return jobs.Permanent(fmt.Errorf("outbox: unknown vendor %q", p.Vendor))
 	}
-	rec, err := client.Upsert(ctx, p.Resource, p.ID, p.Body, t.IdempotencyKey())
+	body, err := a.sealing.openOutbox(p)
+	if err != nil {
+		// Its key is not configured: re-add it and replay the dead job.
+		return jobs.Permanent(err)
+	}
+	rec, err := client.Upsert(ctx, p.Resource, p.ID, body, t.IdempotencyKey())
 	if err != nil {
 		return vendorJobError(err)
 	}

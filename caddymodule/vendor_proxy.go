@@ -27,6 +27,20 @@ type vendorProxy struct {
 	// live response is tagged vendor:<name> in the first, so one purge
 	// drops a vendor's cached live reads.
 	tagHeaders []string
+	// sensitiveKeys are the JSON keys of the vendor's sensitive fields: a
+	// live answer holding one is cached in memory but never snapshotted
+	// (snapshotAllowed).
+	sensitiveKeys map[string]bool
+}
+
+// snapshotAllowed reports whether a response body may be written to the
+// bbolt snapshots. A live vendor answer that holds (or may hold: it is not
+// JSON) a sensitive field is not: it lives in memory only, and its route
+// falls back to a stale memory copy or the fallback, never to a snapshot.
+// Checked on the store path only (after a miss), never on a hit.
+func (h *Handler) snapshotAllowed(body []byte) bool {
+	p, ok := h.vendorProxy.(*vendorProxy)
+	return !ok || !vendors.ContainsSensitive(body, p.sensitiveKeys)
 }
 
 // forwardedVendorHeaders are the only request headers a live vendor read

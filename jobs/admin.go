@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -285,6 +286,76 @@ func (q *Queue) eachDead(kind string, fn func(*txBuckets, *record, time.Time) er
 		})
 		if err != nil {
 			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// RewritePayloads calls fn with the payload of every job of kind, in every
+// state, and stores the payload fn returns when it reports a change (its
+// other fields, indexes and state untouched), in chunks of adminChunk jobs
+// per commit. It returns how many payloads it rewrote. It is for moving
+// payloads to a new format or encryption key; an error from fn stops it
+// (what was committed stays). A running job keeps the payload it was
+// handed.
+func (q *Queue) RewritePayloads(kind string, fn func(payload []byte) ([]byte, bool, error)) (int, error) {
+	if err := validName("kind", kind, maxKindLen, false); err != nil {
+		return 0, err
+	}
+	var ids []uint64
+	err := q.db.View(func(tx *bolt.Tx) error {
+		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		for _, st := range states {
+			ids = append(ids, scanState(b, kind, st, 0, int(^uint(0)>>1))...)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("jobs: rewriting %s payloads: %w", kind, err)
+	}
+	total := 0
+	for chunk := range slices.Chunk(ids, adminChunk) {
+		n := 0
+		err := q.commit.do(func(tx *bolt.Tx) error {
+			n = 0
+			b, err := buckets(tx)
+			if err != nil {
+				return err
+			}
+			for _, id := range chunk {
+				r, err := b.load(id)
+				if err != nil {
+					return err
+				}
+				if r == nil || r.Kind != kind {
+					continue
+				}
+				p, changed, err := fn(r.Payload)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", r.ID, err)
+				}
+				if !changed {
+					continue
+				}
+				c := r.clone()
+				c.Payload = p
+				v, err := json.Marshal(c)
+				if err != nil {
+					return fmt.Errorf("encoding job %s: %w", r.ID, err)
+				}
+				if err := b.records.Put(u64(id), v); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("jobs: rewriting %s payloads: %w", kind, err)
 		}
 		total += n
 	}

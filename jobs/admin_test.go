@@ -251,3 +251,46 @@ func TestLegacySequenceIDs(t *testing.T) {
 		t.Fatalf("List after the legacy job: %+v, %v", page, err)
 	}
 }
+
+func TestRewritePayloads(t *testing.T) {
+	clock := newClock()
+	q := openQueue(t, nil, testOptions(t, clock))
+	if err := q.Register("push", KindConfig{}, Single(func(context.Context, *Task) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Register("other", KindConfig{}, Single(func(context.Context, *Task) error { return nil })); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "push", Key: "d", Payload: []byte("old-d")})
+	stop := startRun(t, q)
+	waitFor(t, "a done job", func() bool { return mustGet(t, q, done.ID).State == StateDone })
+	stop()
+	ready, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "push", Key: "r", Payload: []byte("old-r")})
+	keep, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "push", Key: "k", Payload: []byte("new-k")})
+	other, _ := mustEnqueue(t, q, EnqueueRequest{Kind: "other", Key: "o", Payload: []byte("old-o")})
+
+	n, err := q.RewritePayloads("push", func(p []byte) ([]byte, bool, error) {
+		if s, ok := strings.CutPrefix(string(p), "old-"); ok {
+			return []byte("new-" + s), true, nil
+		}
+		return nil, false, nil
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("RewritePayloads = %d, %v", n, err)
+	}
+	for id, want := range map[string]string{done.ID: "new-d", ready.ID: "new-r", keep.ID: "new-k", other.ID: "old-o"} {
+		if j := mustGet(t, q, id); string(j.Payload) != want {
+			t.Errorf("job %s payload %q, want %q", id, j.Payload, want)
+		}
+	}
+	if j := mustGet(t, q, ready.ID); j.State != StateReady || j.Key != "r" {
+		t.Fatalf("rewritten ready job: %+v", j)
+	}
+	// The rewritten ready job still runs.
+	stop = startRun(t, q)
+	waitFor(t, "the rewritten job done", func() bool { return mustGet(t, q, ready.ID).State == StateDone })
+	stop()
+	if _, err := q.RewritePayloads("push", func([]byte) ([]byte, bool, error) { return nil, false, errors.New("boom") }); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("fn error: %v", err)
+	}
+}

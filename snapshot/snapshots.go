@@ -1,9 +1,11 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -303,4 +305,57 @@ func getUint64(b *bolt.Bucket, key []byte) (uint64, bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint64(v), true
+}
+
+// DeleteTagged removes every snapshot carrying tag, queued or stored, and
+// returns how many stored ones it deleted. It scans every stored snapshot
+// (an administrative operation, not for the request path); records that do
+// not decode are left to eviction.
+func (s *Store) DeleteTagged(tag string) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	for key, p := range s.pending {
+		if rec, err := decodeRecord(key, p.enc); err == nil && slices.Contains(rec.Tags, tag) {
+			delete(s.pending, key)
+			s.pendingN.Add(-1)
+			s.queuedBytes -= int64(len(p.enc))
+		}
+	}
+	s.mu.Unlock()
+
+	var t totals
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t = readTotals(tx)
+		var keys [][]byte
+		err := tx.Bucket(bucketSnapshots).ForEach(func(k, v []byte) error {
+			if rec, err := decodeRecord(string(k), v); err == nil && slices.Contains(rec.Tags, tag) {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			deleted, err := deleteRecordTx(tx, k, &t)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				n++
+			}
+		}
+		return putTotals(tx, t.count, t.bytes)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: deleting snapshots tagged %q from %s: %w", tag, s.path, err)
+	}
+	s.publishTotals(t)
+	return n, nil
 }

@@ -248,6 +248,30 @@ func TestDelete(t *testing.T) {
 	checkConsistent(t, s)
 }
 
+func TestDeleteTagged(t *testing.T) {
+	s := openTest(t, Options{Now: newClock().Now})
+	s.Put(Record{Key: "a", Tags: []string{"vendor:crm", "url:a"}, Value: []byte("1")})
+	s.Put(Record{Key: "b", Tags: []string{"vendor:shop"}, Value: []byte("2")})
+	s.Put(Record{Key: "c", Tags: []string{"x", "vendor:crm"}, Value: []byte("3")})
+	mustFlush(t, s)
+	s.Put(Record{Key: "d", Tags: []string{"vendor:crm"}, Value: []byte("4")}) // pending
+
+	n, err := s.DeleteTagged("vendor:crm")
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteTagged = %d, %v", n, err)
+	}
+	for _, k := range []string{"a", "c", "d"} {
+		mustMissing(t, s, k)
+	}
+	mustGet(t, s, "b")
+	mustFlush(t, s)
+	mustMissing(t, s, "d")
+	if st := s.Stats(); st.Count != 1 || st.Pending != 0 {
+		t.Fatalf("after DeleteTagged: %+v", st)
+	}
+	checkConsistent(t, s)
+}
+
 func TestPutRejects(t *testing.T) {
 	clk := newClock()
 	s := openTest(t, Options{Now: clk.Now, MaxBytes: 100, MaxAge: time.Hour})

@@ -702,7 +702,14 @@ func (c *Client) statusErr(method string, v *variant, path string, raw *rawRespo
 
 // snippet returns the start of an error body, printable, with credentials
 // redacted.
-func (c *Client) snippet(body []byte) string { return Snippet(body, c.secrets, snippetLen) }
+// A vendor with sensitive fields may echo them in an error answer (a 422
+// quoting the written item): its bodies are never quoted.
+func (c *Client) snippet(body []byte) string {
+	if c.cfg.HasSensitive() {
+		return "(body not shown: the vendor has sensitive fields)"
+	}
+	return Snippet(body, c.secrets, snippetLen)
+}
 
 // snippetLen is how much of an error answer an error quotes.
 const snippetLen = 256

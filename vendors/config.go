@@ -162,6 +162,11 @@ type Resource struct {
 	// are replaced, e.g. "shop:product:{id}". A tag whose field is absent
 	// from the record is skipped.
 	Tags []string `json:"tags,omitempty"`
+
+	// Sensitive names Fields whose values are encrypted at rest (see
+	// Records.UseSealing): they may not be the id, version or updated_at
+	// mapping, nor appear in Tags.
+	Sensitive []string `json:"sensitive,omitempty"`
 }
 
 // GetSpec says how to fetch one item.
@@ -527,7 +532,7 @@ func (r Resource) validate() []error {
 			bad(fmt.Sprintf("tags[%d]", i), "is empty")
 		}
 	}
-	return errs
+	return append(errs, r.sensitiveErrors()...)
 }
 
 // checkTemplate reports a template that does not parse or uses a

@@ -47,4 +47,11 @@
 // per-resource sync cursors. Sync runs one delta pass (or a backfill when no
 // cursor exists) page by page, saving its progress after every page so an
 // interrupted run resumes where it stopped.
+//
+// # Sensitive fields
+//
+// A resource's Sensitive fields are sealed at rest (Records.UseSealing, with
+// a keyring of package sealed), re-sealed under a new key by Records.Reseal,
+// and never quoted in errors: a vendor with a sensitive field has its error
+// bodies withheld, and mapping errors on a sensitive field omit the value.
 package vendors

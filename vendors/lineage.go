@@ -133,7 +133,8 @@ func (s *Records) Lineage(vendor, resource, id string) ([]Change, error) {
 
 // PutCaused is Put recording cause in the record's lineage when it
 // changes. It also returns the record it replaced (nil if none), whose tags
-// a caller purges along with the new ones.
+// a caller purges along with the new ones; its sensitive fields are left
+// out (not decrypted).
 func (s *Records) PutCaused(rec Record, cause Cause) (changed bool, prev *Record, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		changed, prev, err = s.putTx(tx, rec, &cause)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,7 +168,12 @@ func (m mapper) mapItem(item any, now time.Time) (Record, error) {
 		}
 		norm, err := checkType(v, f.Type)
 		if err != nil {
-			return Record{}, merr(id, name, f.Path, err.Error())
+			reason := err.Error()
+			if slices.Contains(m.res.Sensitive, name) {
+				// Errors are logged and stored in jobs: never the value.
+				reason = "expected " + f.Type + " (value of a sensitive field not shown)"
+			}
+			return Record{}, merr(id, name, f.Path, reason)
 		}
 		rec.Fields[name] = norm
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/craftedge/craftedge/sealed"
 )
 
 // Bucket names. All start with "records" so they cannot collide with the
@@ -40,6 +42,10 @@ const MaxPerPage = 1000
 type Records struct {
 	db  *bolt.DB
 	now func() time.Time
+
+	// keyring and sensitive seal sensitive fields; see UseSealing.
+	keyring   *sealed.Keyring
+	sensitive SensitiveFields
 }
 
 // NewRecords creates (if needed) the records buckets in db and returns the
@@ -103,16 +109,6 @@ func recordKey(vendor, resource, id string) []byte {
 	return append(scope(vendor, resource), id...)
 }
 
-func decodeRecord(data []byte) (Record, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var r Record
-	if err := dec.Decode(&r); err != nil {
-		return Record{}, fmt.Errorf("vendors: records: corrupt record: %w", err)
-	}
-	return r, nil
-}
-
 // Put stores rec unless the same version (with the same Deleted flag) is
 // already stored, or the stored record was updated later than rec (a stale
 // write, e.g. a sync page fetched before a webhook refetch but stored after
@@ -160,10 +156,13 @@ func (s *Records) putTx(tx *bolt.Tx, rec Record, cause *Cause) (bool, *Record, e
 	key := recordKey(rec.Vendor, rec.Resource, rec.ID)
 	var prev *Record
 	if old := b.Get(key); old != nil {
-		p, err := decodeRecord(old)
+		// The replaced record's sealed values stay sealed: callers use
+		// its version and tags only, and a key gone must not block writes.
+		st, err := decodeStored(old)
 		if err != nil {
 			return false, nil, fmt.Errorf("%s/%s id %q: %w", rec.Vendor, rec.Resource, rec.ID, err)
 		}
+		p := st.Record
 		prev = &p
 		if p.Version == rec.Version && p.Deleted == rec.Deleted {
 			return false, prev, nil
@@ -179,7 +178,7 @@ func (s *Records) putTx(tx *bolt.Tx, rec Record, cause *Cause) (bool, *Record, e
 		rec.SyncedAt = s.now().UTC()
 	}
 	rec.UpdatedAt = rec.UpdatedAt.UTC()
-	data, err := json.Marshal(rec)
+	data, err := s.encode(rec)
 	if err != nil {
 		return false, nil, fmt.Errorf("vendors: records: encoding %s/%s id %q: %w", rec.Vendor, rec.Resource, rec.ID, err)
 	}
@@ -208,7 +207,7 @@ func (s *Records) Get(vendor, resource, id string) (Record, error) {
 			return fmt.Errorf("vendors: records: %s/%s id %q: %w", vendor, resource, id, ErrNotFound)
 		}
 		var err error
-		rec, err = decodeRecord(data)
+		rec, err = s.decode(data)
 		return err
 	})
 	return rec, err
@@ -249,7 +248,7 @@ func (s *Records) List(vendor, resource string, updatedSince time.Time, page, pe
 			if data == nil {
 				return fmt.Errorf("vendors: records: index entry for %s/%s id %q has no record", vendor, resource, id)
 			}
-			rec, err := decodeRecord(data)
+			rec, err := s.decode(data)
 			if err != nil {
 				return err
 			}
@@ -283,7 +282,7 @@ func (s *Records) markDeleted(vendor, resource, id string, at time.Time, cause *
 		if data == nil {
 			return nil
 		}
-		rec, err := decodeRecord(data)
+		rec, err := s.decode(data)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,7 @@
 // Command craftedge is Caddy with the craftedge modules built in: an edge
 // gateway and cache for Craft CMS. Every Caddy subcommand works as usual
 // (run, reload, adapt, validate, list-modules...), plus craftedge's own
-// (demo, backfill).
+// (demo, backfill, reencrypt).
 package main
 
 import (
@@ -25,6 +25,7 @@ and cache for Craft CMS and the vendor APIs it depends on.
 Every Caddy subcommand works as usual ('craftedge run --config Caddyfile',
 reload, adapt, validate, list-modules...), plus craftedge's own: 'demo'
 (a Craft-like site and a simulated shop behind the gateway, no setup) and
-'backfill' (a full sync pass of one vendor resource).`
+'backfill' (a full sync pass of one vendor resource) and 'reencrypt'
+(sensitive vendor values sealed again with the current key).`
 	caddycmd.Main()
 }
