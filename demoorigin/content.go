@@ -296,7 +296,7 @@ const productHTML = `{{define "content"}}
 <table>
 <tr><th scope="row">Shipping</th><td>Ships within 2 business days from our warehouse. Free shipping over €50.</td></tr>
 <tr><th scope="row">Returns</th><td>30 days, no questions asked, as long as it still fits in the box.</td></tr>
-<tr><th scope="row">Caching</th><td>This page sends <code>Cache-Control: public, s-maxage=60</code>: the gateway keeps it fresh for a minute, then asks the origin again.</td></tr>
+<tr><th scope="row">Caching</th><td>This page sends <code>Cache-Control: public, s-maxage=60, stale-if-error=86400</code>: the gateway keeps it fresh for a minute, then asks the origin again; <code>s-maxage</code> alone would forbid serving it stale (RFC 9111), so <code>stale-if-error</code> lets the gateway serve its copy or snapshot for a day when the origin fails.</td></tr>
 </table>
 <h2>Reviews</h2>
 <blockquote><p>Exactly as described, and the page loaded instantly.</p><footer class="meta">Verified buyer</footer></blockquote>

@@ -7,7 +7,7 @@
 // product:3...) the way Craft with Blitz or Craft Cloud does, and shows a
 // visible "rendered at <time>, revision N" line so a visitor can tell a
 // cached copy from a fresh render. Like Craft, it sends no Cache-Control
-// header, except on product pages ("public, s-maxage=60").
+// header, except on product pages ("public, s-maxage=60, stale-if-error=86400").
 //
 // Around the pages:
 //
@@ -396,7 +396,7 @@ func (o *Origin) serveProduct(w http.ResponseWriter, idText string) {
 		o.serveNotFound(w)
 		return
 	}
-	w.Header().Set("Cache-Control", "public, s-maxage=60")
+	w.Header().Set("Cache-Control", "public, s-maxage=60, stale-if-error=86400")
 	p := o.newPage(view.Name, "products", []string{"page", "section:products", "product:" + strconv.Itoa(view.ID)}, 1)
 	p.Description = view.Description
 	p.Product = view

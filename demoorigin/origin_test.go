@@ -65,7 +65,7 @@ func TestPagesTagsAndSize(t *testing.T) {
 		{"/blog/hello-world", []string{"page", "section:blog", "entry:1"}, "", "Hello, world"},
 		{"/blog/caching", []string{"page", "section:blog", "entry:2"}, "", "Caching pages by tag"},
 		{"/blog/snapshots", []string{"page", "section:blog", "entry:3"}, "", "the last good copy"},
-		{"/products/3", []string{"page", "section:products", "product:3"}, "public, s-maxage=60", "Edge Cache Hoodie"},
+		{"/products/3", []string{"page", "section:products", "product:3"}, "public, s-maxage=60, stale-if-error=86400", "Edge Cache Hoodie"},
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
