@@ -47,7 +47,6 @@ type demoCmd struct {
 var demoSteps = []demoStep{
 	{
 		Title: "A miss, then a hit",
-		Text:  []string{"The first request goes to the origin and is stored; the second is served from memory."},
 		Cmds: []demoCmd{
 			{Curl: "curl -si {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; fwd=miss; stored"}},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; hit"}},
@@ -55,7 +54,7 @@ var demoSteps = []demoStep{
 	},
 	{
 		Title: "Purge by tag through Caddy's admin API",
-		Text:  []string{"The answer counts the memory entries removed; the next request is a miss, rendered again."},
+		Text:  []string{"It answers how many memory entries it removed; the page is rendered again."},
 		Cmds: []demoCmd{
 			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["entry:1"]}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i -e cache-status -e 'rendered at'", Out: []string{
@@ -67,9 +66,8 @@ var demoSteps = []demoStep{
 	{
 		Title: "Save the entry in the control panel: Craft's Cache-Purge-Tag purges it",
 		Text: []string{
-			"The save is a POST, so it bypasses the cache with reason \"method\" (the first rule",
-			"that applies wins: docs/guides/caching.md#bypassed-requests). Craft's answer carries",
-			"Cache-Purge-Tag: entry:1, so the next request shows revision 2.",
+			"A POST bypasses the cache as \"method\" (the first rule that applies wins, see",
+			"docs/guides/caching.md#bypassed-requests); its Cache-Purge-Tag: entry:1 purges the page.",
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -si -X POST {site}/admin/entries/1 | grep -i -e '^HTTP' -e cache-status", Out: []string{
@@ -85,10 +83,9 @@ var demoSteps = []demoStep{
 	{
 		Title: "Take the origin down: cached pages come from snapshots, the rest get the fallback page",
 		Text: []string{
-			"The origin closes connections without answering; the purge makes the gateway ask it.",
-			"After 3 failed connections the breaker opens for 15s: copies are served without trying",
-			"the origin. (Also try set=error and set=slow: those open it only once 3 failures in a",
-			"row span 3 different pages, so one broken page never takes the site down.)",
+			"The origin closes connections; the purge makes the gateway ask it. 3 failed connections",
+			"open the breaker for 15s (set=error and set=slow open it only once 3 failures in a row",
+			"span 3 pages: one broken page never takes the site down).",
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -s -X POST '{origin}/__origin/mode?set=down'", Out: []string{`{"mode":"down"}`}},
@@ -117,8 +114,7 @@ var demoSteps = []demoStep{
 			{Curl: "curl -s {admin}/craftedge/health", Out: []string{
 				"{", `  "memory": {`, `    "entries": <n>,`, "…",
 				`  "upstreams": [`, "    {", `      "name": "craft",`, `      "breaker": "closed",`, "…",
-				`  "snapshot_only": {`, `    "configured": false,`, `    "overrides": {}`, "  },", "…",
-				`  "vendors": [`, "…", `  "time": "<time>"`, "}",
+				`  "time": "<time>"`, "}",
 			}},
 		},
 	},
@@ -131,9 +127,8 @@ var demoSteps = []demoStep{
 	{
 		Title: "Vendors: a simulated shop API synced into records every minute",
 		Text: []string{
-			"Products are served from the records (the read model, never calling the shop) or live",
-			"through the cache. Take the shop down: both keep answering (the live read from its",
-			"snapshot once its memory copy is purged), then bring it back.",
+			"Served from the records (never calling the shop) or live through the cache. With the",
+			"shop down both keep answering (the live read from its snapshot once purged).",
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -s {site}/vendors/v1/shop/product/3", Out: []string{`{"vendor":"shop","resource":"product","id":"3",…}`}},
@@ -148,9 +143,8 @@ var demoSteps = []demoStep{
 	{
 		Title: "Webhooks: change a product at the shop, as its admin would",
 		Text: []string{
-			"The shop sends a signed webhook (Standard Webhooks); craftedge verifies it, refetches",
-			"the product and purges its tags. Then let the shop drop every webhook: the record keeps",
-			"its old title until a sync heals it (every minute; a backfill runs one now).",
+			"Its signed webhook makes craftedge refetch the product. Then the shop drops webhooks:",
+			"the record keeps its old title until a sync heals it (every minute; a backfill: now).",
 		},
 		Cmds: []demoCmd{
 			{Curl: `curl -s -X PUT {shop}/v2/products/4 -H 'Authorization: Bearer sim-commerce-token' -H 'Content-Type: application/json' \
@@ -170,9 +164,8 @@ var demoSteps = []demoStep{
 	{
 		Title: "Write through the outbox",
 		Text: []string{
-			"Writes need the demo's write token (CRAFTEDGE_DEMO_RECORDS_TOKEN, default",
-			"craftedge-demo-records-token): anonymous writes get 401. Products are public reads.",
-			"The 202's Location is the outbox job; the record changes once the job is done.",
+			"Writes need the write token ($CRAFTEDGE_DEMO_RECORDS_TOKEN, default",
+			"craftedge-demo-records-token); the record changes once the outbox job is done.",
 		},
 		Cmds: []demoCmd{
 			{Curl: `curl -si -X PUT {site}/vendors/v1/shop/product/6 -H 'Content-Type: application/json' \

@@ -54,6 +54,28 @@ func TestDemoStepsInREADME(t *testing.T) {
 	if i < 0 || j < i {
 		t.Fatalf("README.md has no demo-steps block (%q ... %q)", readmeStepsBegin, readmeStepsEnd)
 	}
+	// Pages the steps point to exist, with the heading they name.
+	docRef := regexp.MustCompile(`docs/[a-z/_-]+\.md(?:#[a-z0-9-]+)?`)
+	for _, s := range demoSteps {
+		for _, ref := range docRef.FindAllString(strings.Join(s.Text, " "), -1) {
+			path, anchor, _ := strings.Cut(ref, "#")
+			b, err := os.ReadFile("../../" + path)
+			if err != nil {
+				t.Errorf("step %q points to %s: %v", s.Title, ref, err)
+				continue
+			}
+			found := anchor == ""
+			for _, l := range strings.Split(string(b), "\n") {
+				if h, ok := strings.CutPrefix(l, "## "); ok && strings.ReplaceAll(strings.ToLower(h), " ", "-") == anchor {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("step %q points to %s: no such heading", s.Title, ref)
+			}
+		}
+	}
+
 	want := readmeStepBlock()
 	got := readme[i : j+len(readmeStepsEnd)]
 	if got == want {
