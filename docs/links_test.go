@@ -215,3 +215,39 @@ func TestSlug(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminAPIDocumented checks that every admin route craftedge registers
+// (a Pattern "/craftedge/..." in the Go code of caddymodule) is on the admin
+// API page.
+func TestAdminAPIDocumented(t *testing.T) {
+	page, err := os.ReadFile(filepath.Join(repoRoot, "docs", "reference", "admin-api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patternRE := regexp.MustCompile(`Pattern:\s*"(/craftedge/[^"]*)"`)
+	found := 0
+	err = filepath.WalkDir(filepath.Join(repoRoot, "caddymodule"), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range patternRE.FindAllStringSubmatch(string(b), -1) {
+			found++
+			route := strings.TrimSuffix(m[1], "/")
+			if !strings.Contains(string(page), "`GET "+route) && !strings.Contains(string(page), "`POST "+route) &&
+				!strings.Contains(string(page), "`PUT "+route) && !strings.Contains(string(page), "`DELETE "+route) {
+				t.Errorf("admin route %s (%s) is not on docs/reference/admin-api.md", m[1], p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Fatal("no admin routes found in caddymodule: has the registration moved?")
+	}
+}
