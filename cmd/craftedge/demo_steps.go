@@ -208,12 +208,12 @@ func (a demoAddrs) fill(s string) string {
 	).Replace(s)
 }
 
-// writeDemoSteps writes the steps as a shell session: a comment with the
-// step's number and title, its explanation, and each command after "$ "
-// followed by its expected output.
+// writeDemoSteps writes the steps as a shell script: a comment with the
+// step's number and title, its explanation, and each command followed by
+// its expected output as "# → " comments, so a step can be pasted whole.
 func writeDemoSteps(w io.Writer, a demoAddrs) {
-	fmt.Fprintln(w, "# Each command ($) is followed by what it prints: \"…\" is text left out;")
-	fmt.Fprintln(w, "# <n>, <id> and <time> are a number, an id and a time that vary.")
+	fmt.Fprintln(w, "# Paste the commands into a shell. The lines after a command marked → are what")
+	fmt.Fprintln(w, "# it prints: \"…\" is text left out; <n>, <id> and <time> vary.")
 	for i, s := range demoSteps {
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "# %d. %s\n", i+1, s.Title)
@@ -225,11 +225,11 @@ func writeDemoSteps(w io.Writer, a demoAddrs) {
 				fmt.Fprintf(w, "# %s\n", c.Note)
 			}
 			if c.Later {
-				fmt.Fprintln(w, "# (a job does this in the background: if you see the old value, run it again)")
+				fmt.Fprintln(w, "# (a background job does this: if it still shows the old value, run it again)")
 			}
-			fmt.Fprintf(w, "$ %s\n", a.fill(c.Curl))
+			fmt.Fprintln(w, a.fill(c.Curl))
 			for _, o := range c.Out {
-				fmt.Fprintln(w, a.fill(o))
+				fmt.Fprintln(w, "# → "+a.fill(o))
 			}
 		}
 	}
