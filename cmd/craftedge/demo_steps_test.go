@@ -8,11 +8,15 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/craftedge/craftedge/demoorigin"
+	"github.com/craftedge/craftedge/vendorsim"
 )
 
 var updateREADME = flag.Bool("update-readme", false, "rewrite README.md's demo block from demoSteps")
@@ -142,6 +146,22 @@ func TestDemoSteps(t *testing.T) {
 				t.Errorf("%s: %s\nprinted:\n%s\nwant:\n%s", name, line, out, strings.Join(want, "\n"))
 			}
 		}
+	}
+
+	// Every step puts back what it changed.
+	if m := d.site.Mode(); m != demoorigin.ModeOK {
+		t.Errorf("after the steps the origin's mode is %v, want ok", m)
+	}
+	if ch := d.sim.Chaos().Get(); !reflect.DeepEqual(ch, vendorsim.ChaosConfig{}) || d.sim.WebhookDropRate() != 0 {
+		t.Errorf("after the steps the shop's chaos is %+v, webhook drop rate %v; want none", ch, d.sim.WebhookDropRate())
+	}
+	var h struct {
+		SnapshotOnly struct {
+			Overrides map[string]bool `json:"overrides"`
+		} `json:"snapshot_only"`
+	}
+	if r := c.get(d.adminURL() + "/craftedge/health"); json.Unmarshal([]byte(r.body), &h) != nil || len(h.SnapshotOnly.Overrides) != 0 {
+		t.Errorf("after the steps the kill switch overrides are %v (%s), want none", h.SnapshotOnly.Overrides, r.body)
 	}
 }
 
