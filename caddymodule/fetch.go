@@ -67,11 +67,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 	inFlight.Add(-1)
 	res := v.(*fetchResult)
 	if leaderServed && res.streamed {
-		h.metrics.count(outcomePassThrough)
-		if res.failErr != nil && !res.failed {
-			return res.failErr
-		}
-		return nil
+		return h.streamedResult(res)
 	}
 	if leaderServed && res.stored && res.raw != nil && !h.sameVariant(r, key, res) {
 		// The response names Vary fields this first call did not send
@@ -80,11 +76,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		// fields the stored marker now lets through.
 		res = h.fetch(w, r, next, key, stale)
 		if res.streamed {
-			h.metrics.count(outcomePassThrough)
-			if res.failErr != nil && !res.failed {
-				return res.failErr
-			}
-			return nil
+			return h.streamedResult(res)
 		}
 	}
 	collapsed := false
@@ -96,11 +88,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 			collapsed = false
 			res = h.fetch(w, r, next, key, stale)
 			if res.streamed {
-				h.metrics.count(outcomePassThrough)
-				if res.failErr != nil && !res.failed {
-					return res.failErr
-				}
-				return nil
+				return h.streamedResult(res)
 			}
 		}
 	}
@@ -123,6 +111,17 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		status += "; collapsed"
 	}
 	h.writeEntry(w, r, &e, now, status)
+	return nil
+}
+
+// streamedResult ends a request whose response was already streamed to
+// the client by its own upstream call: counted as a pass-through, with the
+// upstream's error returned when it was not a failure we handled.
+func (h *Handler) streamedResult(res *fetchResult) error {
+	h.metrics.count(outcomePassThrough)
+	if res.failErr != nil && !res.failed {
+		return res.failErr
+	}
 	return nil
 }
 

@@ -378,6 +378,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if reason := h.bypass.Check(lr); reason != "" {
 			return h.serveBypass(w, r, next, reason)
 		}
+		if lr != r {
+			// A rewrite before this handler: Craft routes on the path it
+			// is sent, so that one must pass the rules too.
+			if reason := h.bypass.Check(r); reason != "" {
+				return h.serveBypass(w, r, next, reason)
+			}
+		}
 	}
 
 	key, spec, reason := h.requestKey(r, lr)

@@ -311,3 +311,64 @@ func TestNoHandlerAfterCraftedgeIs502(t *testing.T) {
 		t.Fatalf("status = %d, want 502", resp.StatusCode)
 	}
 }
+
+// TestPoisonGraphQLMutationViaAlternatePaths: Craft reaches its GraphQL
+// API by many spellings of the route (trailing or doubled slashes, ?p=,
+// index.php/) and runs a "query" parameter whatever the method: a mutation
+// in one is never stored, on any path, configured graphql path or not.
+func TestPoisonGraphQLMutationViaAlternatePaths(t *testing.T) {
+	o := newTestOrigin(t)
+	var echo echoOrigin
+	o.fallback = echo.handler
+	g := startGateway(t, o, gatewayOptions{handlerExtra: "graphql /api"})
+	mutation := "query=mutation%7BsaveNewsletter(email:%22a@b.c%22)%7Bid%7D%7D"
+	for _, u := range []string{"/api?" + mutation, "/api/?" + mutation, "//api?" + mutation, "/?p=api&" + mutation, "/index.php?p=api&" + mutation, "/index.php/api?" + mutation, "/graphql?" + mutation} {
+		wantCacheStatus(t, g.get(u), "craftedge; fwd=bypass; detail=graphql-mutation")
+	}
+	wantCacheStatus(t, g.get("/search?query=shoes"), "craftedge; fwd=miss; stored")
+}
+
+// TestPoisonCraftRoutesUnderSiteBasePathBypass: on multi-site installs
+// (example.com/de/) Craft strips the site's base path before looking for
+// its action and CP triggers, and routes its special paths (logout,
+// verifyemail, setpassword, login) to users/* actions: none is stored.
+func TestPoisonCraftRoutesUnderSiteBasePathBypass(t *testing.T) {
+	o := newTestOrigin(t)
+	g := startGateway(t, o, gatewayOptions{})
+	for u, reason := range map[string]string{
+		"/de/actions/users/session-info":    "action",
+		"/?p=de/actions/users/session-info": "action",
+		"/de/admin/entries":                 "cp",
+		"/?p=de/admin/entries":              "cp",
+		"/logout":                           "action",
+		"/verifyemail?id=1&code=abc":        "action",
+		"/setpassword?id=1&code=abc":        "action",
+		"/?p=logout":                        "action",
+		"/de/login":                         "action",
+	} {
+		wantCacheStatus(t, g.get(u), "craftedge; fwd=bypass; detail="+reason)
+	}
+}
+
+// TestPoisonRewriteBeforeCraftedge: a rewrite before the handler decides
+// what Craft is sent, so its result is checked by the bypass rules and,
+// when it may depend on more than the URL (a header matcher), keyed.
+func TestPoisonRewriteBeforeCraftedge(t *testing.T) {
+	o := newTestOrigin(t)
+	o.handle("/page", pageHandler("normal page", ""))
+	o.handle("/mobile/page", pageHandler("ATTACKER-CHOSEN mobile page", ""))
+	g := startGateway(t, o, gatewayOptions{siteExtra: "@m header X-Mobile 1\n\trewrite @m /mobile{path}\n\turi strip_prefix /shop"})
+	r := g.get("/page", "X-Mobile", "1")
+	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	victim := g.get("/page")
+	if strings.Contains(victim.body, "ATTACKER-CHOSEN") {
+		t.Fatalf("the victim of /page got the page a header-matched rewrite chose (Cache-Status %q)", victim.header.Get("Cache-Status"))
+	}
+	for u, reason := range map[string]string{
+		"/shop/admin/entries":              "cp",
+		"/shop/actions/users/session-info": "action",
+		"/shop/index.php/actions/x/y":      "action",
+	} {
+		wantCacheStatus(t, g.get(u), "craftedge; fwd=bypass; detail="+reason)
+	}
+}

@@ -91,6 +91,12 @@ func (h *Handler) requestKey(r, lr *http.Request) (key string, spec *upstreamSpe
 	if i := strings.IndexByte(key, '?'); i >= 0 {
 		spec.query = key[i+1:]
 	}
+	if lr != r && (r.URL.EscapedPath() != lr.URL.EscapedPath() || r.URL.RawQuery != lr.URL.RawQuery) {
+		// A rewrite before this handler decides the path and query sent
+		// upstream; it may depend on more than the URL (a header
+		// matcher), so what it produced is keyed too.
+		extra = append(extra, "rw="+r.URL.EscapedPath()+"?"+h.keys.Query(r.URL.RawQuery))
+	}
 	// Yii's Request::getIsAjax(): templates commonly render a partial for
 	// XMLHttpRequest ("load more"), so it is keyed, as Yii reads it.
 	if r.Header.Get("X-Requested-With") == "XMLHttpRequest" {

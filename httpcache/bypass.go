@@ -35,6 +35,9 @@ const (
 	ReasonQuery = "query"
 	// ReasonHeader: a configured bypass request header is present.
 	ReasonHeader = "header"
+	// ReasonGraphQLMutation: a "query" parameter holds a GraphQL mutation
+	// or subscription keyword (on any path).
+	ReasonGraphQLMutation = "graphql-mutation"
 )
 
 // DefaultCPTrigger is Craft's default control panel trigger (the cpTrigger
@@ -179,10 +182,12 @@ func (b *BypassRules) Check(r *http.Request) string {
 	seg := craftRoute(path)
 	q := b.scanQuery(rawQuery, cp)
 	switch {
-	case firstSegmentIs(seg, cp) || q&queryCP != 0:
+	case routeHasTrigger(seg, cp) || q&queryCP != 0:
 		return ReasonCP
-	case firstSegmentIs(seg, craftActionTrigger) || q&queryAction != 0:
+	case routeHasTrigger(seg, craftActionTrigger) || isSpecialPath(seg) || q&queryAction != 0:
 		return ReasonAction
+	case q&queryGraphQLMutation != 0:
+		return ReasonGraphQLMutation
 	case q&queryToken != 0 || hasAnyHeader(r.Header, "X-Craft-Token", "X-Craft-Site-Token", "X-Craft-Preview-Token"):
 		return ReasonToken
 	case hasAnyHeader(r.Header, "X-Craft-Preview", "X-Craft-Live-Preview"):
@@ -212,14 +217,54 @@ func (b *BypassRules) Check(r *http.Request) string {
 }
 
 // craftRoute returns the part of a request path Craft routes on: leading
-// slashes removed, and a leading "index.php/" (PATH_INFO style URLs)
-// skipped.
+// slashes removed, a leading "index.php/" (PATH_INFO style URLs) skipped,
+// and runs of slashes collapsed, as Craft's Request normalizes its path.
 func craftRoute(path string) string {
 	path = strings.TrimLeft(path, "/")
 	if hasPrefixFold(path, "index.php/") {
 		path = strings.TrimLeft(path[len("index.php/"):], "/")
 	}
+	for strings.Contains(path, "//") {
+		path = strings.ReplaceAll(path, "//", "/")
+	}
 	return path
+}
+
+// routeHasTrigger reports whether Craft may read route as the trigger
+// (the CP trigger or "actions"): as its first segment, or as its second,
+// after a site's base path ("de/actions/...": Craft strips the site's
+// base URL path before looking for its triggers). Over-matching a page
+// whose second segment happens to be the trigger only costs a bypass.
+func routeHasTrigger(route, trigger string) bool {
+	if firstSegmentIs(route, trigger) {
+		return true
+	}
+	if i := strings.IndexByte(route, '/'); i > 0 {
+		return firstSegmentIs(route[i+1:], trigger)
+	}
+	return false
+}
+
+// craftSpecialPaths are the site paths Craft routes to users/* actions
+// (its loginPath, logoutPath, setPasswordPath and verifyEmailPath
+// defaults).
+var craftSpecialPaths = []string{"login", "logout", "setpassword", "verifyemail"}
+
+// isSpecialPath reports whether route is one of Craft's special paths,
+// alone or after a site's base path segment.
+func isSpecialPath(route string) bool {
+	route = strings.TrimRight(route, "/")
+	if i := strings.IndexByte(route, '/'); i > 0 && strings.IndexByte(route[i+1:], '/') < 0 {
+		if isSpecialPath(route[i+1:]) {
+			return true
+		}
+	}
+	for _, p := range craftSpecialPaths {
+		if equalFold(route, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // firstSegmentIs reports whether route is seg or starts with seg + "/",
@@ -249,6 +294,7 @@ const (
 	queryAction
 	queryToken
 	queryExtra
+	queryGraphQLMutation
 )
 
 // scanQuery scans a raw query string once and reports which bypass-relevant
@@ -271,12 +317,22 @@ func (b *BypassRules) scanQuery(rawQuery, cp string) int {
 		}
 		switch {
 		case equalFold(name, "p"):
-			route := strings.TrimLeft(unescapeQuery(value), "/")
-			if hasPrefixFold(route, cp) {
+			route := craftRoute(unescapeQuery(value))
+			if hasPrefixFold(route, cp) || routeHasTrigger(route, cp) {
 				flags |= queryCP
 			}
-			if firstSegmentIs(route, craftActionTrigger) {
+			if routeHasTrigger(route, craftActionTrigger) || isSpecialPath(route) {
 				flags |= queryAction
+			}
+		case name == "query":
+			// Craft's GraphQL API runs a "query" parameter whatever the
+			// method, and its route can be reached by many spellings
+			// (/api/, //api, ?p=api, index.php/api) or by a site's own
+			// route: a document holding an operation keyword is never
+			// cached, on any path. A search for the word only costs a
+			// bypass.
+			if v := unescapeQuery(value); strings.Contains(v, "mutation") || strings.Contains(v, "subscription") {
+				flags |= queryGraphQLMutation
 			}
 		case equalFold(name, "action"):
 			flags |= queryAction
@@ -340,5 +396,5 @@ func (b *BypassRules) ControlPanel(r *http.Request) bool {
 	}
 	seg := craftRoute(path)
 	q := b.scanQuery(rawQuery, cp)
-	return firstSegmentIs(seg, cp) || q&queryCP != 0 || firstSegmentIs(seg, craftActionTrigger) || q&queryAction != 0
+	return routeHasTrigger(seg, cp) || q&queryCP != 0 || routeHasTrigger(seg, craftActionTrigger) || isSpecialPath(seg) || q&queryAction != 0
 }

@@ -8,8 +8,9 @@ import (
 
 // TestBypassCheckPrecedence pins the rule docs/guides/caching.md states:
 // when several bypass reasons apply, the first in the table wins (method,
-// cp, action, token, preview, session, identity, authorization, then the
-// bypass_* extras path, cookie, query, header).
+// cp, action, a GraphQL mutation in the query, token, preview, session,
+// identity, authorization, then the bypass_* extras path, cookie, query,
+// header).
 func TestBypassCheckPrecedence(t *testing.T) {
 	rules := BypassRules{Paths: []string{"/account*"}, Cookies: []string{"cart"}, Query: []string{"nocache"}, Headers: []string{"X-No-Cache"}}
 	if err := rules.Compile(); err != nil {
@@ -31,6 +32,8 @@ func TestBypassCheckPrecedence(t *testing.T) {
 		{"the demo's control-panel save", req(http.MethodPost, "/admin/entries/1"), ReasonMethod},
 		{"everything on a POST", req(http.MethodPost, "/admin/x?token=1&nocache=1", all...), ReasonMethod},
 		{"cp before action, token and cookies", req(http.MethodGet, "/admin/actions/x?token=1", all...), ReasonCP},
+		{"action before a GraphQL mutation in the query", req(http.MethodGet, "/actions/x?query=mutation+x", all...), ReasonAction},
+		{"a GraphQL mutation in the query before token", req(http.MethodGet, "/p?query=mutation+x&token=1", all...), ReasonGraphQLMutation},
 		{"action before token", req(http.MethodGet, "/actions/x?token=1", all...), ReasonAction},
 		{"token before preview", req(http.MethodGet, "/p?token=1", all...), ReasonToken},
 		{"preview before session", req(http.MethodGet, "/account/p?nocache=1", all...), ReasonPreview},

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,7 +91,7 @@ func New(opts Options) (*Cache, error) {
 		MaxEntriesInWindow: shards * int((shardBytes+sizingEntry-1)/sizingEntry),
 		MaxEntrySize:       sizingEntry,
 		HardMaxCacheSize:   mib,
-		Hasher:             fnv64a{},
+		Hasher:             seededHash{seed: maphash.MakeSeed()},
 		OnRemoveWithReason: c.onRemove,
 	}
 	cfg = cfg.OnRemoveFilterSet(bigcache.Expired, bigcache.NoSpace)
@@ -338,14 +338,10 @@ func URLTag(pathKey string) string { return "url:" + pathKey }
 // HostTag is the implicit tag of every entry of a host.
 func HostTag(host string) string { return "host:" + strings.ToLower(host) }
 
-// fnv64a is bigcache's default hash, allocation-free.
-type fnv64a struct{}
+// seededHash is the memory tier's key hash: maphash with a seed drawn at
+// random per cache, allocation-free. bigcache keeps one entry per hash, so
+// with a public hash (FNV-1a, its default) an attacker could compute a URL
+// colliding with a victim page and evict it, or its Vary marker, at will.
+type seededHash struct{ seed maphash.Seed }
 
-func (fnv64a) Sum64(key string) uint64 {
-	var h uint64 = 14695981039346656037
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= 1099511628211
-	}
-	return h ^ bits.RotateLeft64(h, 29)
-}
+func (h seededHash) Sum64(key string) uint64 { return maphash.String(h.seed, key) }
