@@ -251,3 +251,28 @@ func TestAdminAPIDocumented(t *testing.T) {
 		t.Fatal("no admin routes found in caddymodule: has the registration moved?")
 	}
 }
+
+// TestAlertRunbooks checks that every runbook_url of the alert rules that
+// points into docs/operations/runbooks.md names an anchor it has, and
+// that every alert has an entry there.
+func TestAlertRunbooks(t *testing.T) {
+	rules, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(repoRoot, "docs", "operations", "runbooks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := anchors(string(page))
+	for _, m := range regexp.MustCompile(`runbook_url:\s*"?\S*docs/operations/runbooks\.md#([^"\s]+)`).FindAllStringSubmatch(string(rules), -1) {
+		if !a[m[1]] {
+			t.Errorf("alerts.yml: runbook_url anchor #%s is not a heading of docs/operations/runbooks.md", m[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s*- alert:\s*(\S+)`).FindAllStringSubmatch(string(rules), -1) {
+		if !a[strings.ToLower(m[1])] {
+			t.Errorf("alert %s has no entry (### %s) in docs/operations/runbooks.md", m[1], m[1])
+		}
+	}
+}
