@@ -337,25 +337,25 @@ func (d *demo) stop() error {
 	return d.stopErr
 }
 
-// printInstructions prints the URLs and the commands to try.
+// printInstructions prints the URLs and the commands to try: demoSteps
+// with the demo's addresses (the same steps README.md shows).
 func (d *demo) printInstructions(w io.Writer) {
-	site := "http://" + displayAddr(d.listen)
-	origin := "http://" + displayAddr(d.origin)
-	admin := "http://" + displayAddr(d.admin)
-	page := site + "/blog/hello-world"
-	mode := func(m string) string {
-		return "curl -s -X POST '" + origin + demoorigin.ControlPath + "?set=" + m + "'"
+	a := demoAddrs{
+		Site:   "http://" + displayAddr(d.listen),
+		Admin:  "http://" + displayAddr(d.admin),
+		Origin: "http://" + displayAddr(d.origin),
+		Shop:   d.vendor,
+		Token:  recordsToken(),
 	}
-	purge := "curl -s -X POST " + admin + "/craftedge/purge -H 'Content-Type: application/json' -d '{\"tags\":[\"entry:1\"]}'"
-
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("")
 	p("craftedge demo is running. Press Ctrl+C to stop.")
 	p("")
-	p("  Site, through the gateway   %s/", site)
-	p("  Origin, the Craft stand-in  %s/   (mode switch: %s%s)", origin, origin, demoorigin.ControlPath)
-	p("  Admin API                   %s/craftedge/health", admin)
+	p("  Site, through the gateway   %s/", a.Site)
+	p("  Origin, the Craft stand-in  %s/   (mode switch: %s%s)", a.Origin, a.Origin, demoorigin.ControlPath)
+	p("  Shop API (vendor simulator) %s/   (chaos knobs: %s%s)", a.Shop, a.Shop, vendorsim.ControlChaosPath)
+	p("  Admin API                   %s/craftedge/health", a.Admin)
 	p("  Snapshots                   %s", d.storage)
 	p("")
 	p("Open the site in a browser: the box at the bottom of every page says when")
@@ -363,77 +363,7 @@ func (d *demo) printInstructions(w io.Writer) {
 	p("")
 	p("Things to try:")
 	p("")
-	p("1. A miss, then a hit (Cache-Status: \"fwd=miss; stored\", then \"hit\"):")
-	p("     curl -si %s | grep -i cache-status", page)
-	p("     curl -si %s | grep -i cache-status", page)
-	p("")
-	p("2. Purge by tag through the admin API; the next request is a miss again:")
-	p("     %s", purge)
-	p("     curl -si %s | grep -i -e cache-status -e 'rendered at'", page)
-	p("")
-	p("3. Save the entry in the control panel (never cached). Craft's answer carries")
-	p("   Cache-Purge-Tag: entry:1, so the gateway purges every page showing the entry")
-	p("   and the next request shows revision 2:")
-	p("     curl -si -X POST %s/admin/entries/1", site)
-	p("     curl -s %s | grep 'rendered at'", page)
-	p("")
-	p("4. Take the origin down (it closes connections without answering) and purge the")
-	p("   entry, so the gateway has to ask the origin: it serves the last good copy")
-	p("   (Cache-Status: ...detail=snapshot or detail=stale). A page it never cached")
-	p("   gets the fallback page (503, \"Back soon\"):")
-	p("     %s", mode("down"))
-	p("     %s", purge)
-	p("     curl -si %s | grep -i cache-status", page)
-	p("     curl -si %s/products/9", site)
-	p("   After 3 failed connections the breaker opens: copies are served without even")
-	p("   trying the origin, for 15s. Also try set=error (500s) and set=slow (answers")
-	p("   after 5s; the gateway gives up after 2s): those open it only once 3 failures in")
-	p("   a row span 3 different pages, so one broken page never takes the site down.")
-	p("   Then bring it back:")
-	p("     %s", mode("ok"))
-	p("")
-	p("5. Kill switch: serve from memory and snapshots only, never from the origin:")
-	p("     curl -s -X PUT %s/craftedge/snapshot-only -d '{\"enabled\":true}'", admin)
-	p("     curl -s -X PUT %s/craftedge/snapshot-only -d '{\"enabled\":false}'", admin)
-	p("")
-	p("6. Health: memory tier, snapshots, breaker, kill switch, what was served how:")
-	p("     curl -s %s/craftedge/health", admin)
-	p("")
-	p("7. A logged-in visitor (Craft session cookie) bypasses the cache")
-	p("   (Cache-Status: ...fwd=bypass; detail=session):")
-	p("     curl -si -b CraftSessionId=x %s | grep -i cache-status", page)
-	p("")
-	shop := d.vendor
-	p("8. Vendors: the simulated shop API's products are synced into records every")
-	p("   minute and served from them (never calling the shop), or live, cached:")
-	p("     curl -s %s/vendors/v1/shop/product/3", site)
-	p("     curl -si %s/shop-api/products/3 | grep -i cache-status", site)
-	p("   Take the shop down: the records and the cached/snapshot copies still answer;")
-	p("   sync jobs retry and show in health, then bring it back:")
-	p("     curl -s -X POST %s%s -d '{\"outage\":\"close\"}'", shop, vendorsim.ControlChaosPath)
-	p("     curl -s %s/vendors/v1/shop/product/3", site)
-	p("     curl -si %s/shop-api/products/3 | grep -i cache-status", site)
-	p("     curl -s -X DELETE %s%s", shop, vendorsim.ControlChaosPath)
-	p("")
-	p("9. Webhooks: change a product at the shop, as its admin would. The shop sends a")
-	p("   signed webhook; craftedge verifies it, refetches the product and purges its")
-	p("   tags, so the read model shows the change at once:")
-	p("     curl -s -X PUT %s/v2/products/4 -H 'Authorization: Bearer sim-commerce-token' \\", shop)
-	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-4\",\"title\":{\"en\":\"Renamed\"},\"price\":{\"amount\":990,\"currency\":\"EUR\"},\"stock\":2}'")
-	p("     curl -s %s/vendors/v1/shop/product/4", site)
-	p("   Now let the shop drop every webhook and change another product: the read model")
-	p("   keeps the old title until the next delta sync (within a minute) heals it:")
-	p("     curl -s -X POST %s%s -d '{\"webhook_drop_rate\":1}'", shop, vendorsim.ControlChaosPath)
-	p("     curl -s -X PUT %s/v2/products/5 -H 'Authorization: Bearer sim-commerce-token' \\", shop)
-	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-5\",\"title\":{\"en\":\"Healed\"},\"price\":{\"amount\":990,\"currency\":\"EUR\"},\"stock\":2}'")
-	p("     curl -s %s/vendors/v1/shop/product/5", site)
-	p("     curl -s -X DELETE %s%s", shop, vendorsim.ControlChaosPath)
-	p("")
-	p("10. Write through the outbox: writes need the write token (from $%s;", demoRecordsTokenEnv)
-	p("    anonymous writes get 401). The 202's Location shows the job, with the token:")
-	p("     curl -si -X PUT %s/vendors/v1/shop/product/6 -H 'Authorization: Bearer %s' \\", site, recordsToken())
-	p("       -H 'Content-Type: application/json' -d '{\"sku\":\"SKU-6\",\"title\":{\"en\":\"Written\"},\"price\":{\"amount\":1200,\"currency\":\"EUR\"},\"stock\":1}'")
-	p("     curl -s %s/vendors/v1/shop/product/6                   # \"Written\" once the job is done", site)
+	writeDemoSteps(&b, a)
 	p("")
 	p("Snapshots stay in %s between runs: restart the demo,", d.storage)
 	p("take the origin down at once, and the pages you visited before are still served.")
