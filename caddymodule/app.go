@@ -238,7 +238,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionCDN(); err != nil {
 		return err
 	}
-	return a.provisionJobs()
+	if err := a.provisionJobs(); err != nil {
+		return err
+	}
+	a.initSeries()
+	return nil
 }
 
 // loadOverrides refreshes the in-memory copy of the kill-switch overrides.
@@ -378,6 +382,7 @@ func (a *App) upstream(name string, cfg circuit.Config) (*upstreamState, error) 
 		return nil, err
 	}
 	a.poolKeys = append(a.poolKeys, key)
+	initUpstreamSeries(name)
 	u := &upstreamState{name: name, config: cfg, breaker: val.(upstreamBreaker)}
 	a.upstreams[name] = u
 	return u, nil

@@ -94,7 +94,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	collectors := []prometheus.Collector{
 		metrics.cacheRequests, metrics.upstreamRequests, metrics.upstreamDuration,
 		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.bypassResponses,
-		metrics.snapshotWrites, metrics.state,
+		metrics.snapshotWrites, metrics.state, buildInfo,
 	}
 	collectors = append(collectors, vendorCollectors()...)
 	collectors = append(collectors, jobCollectors()...)
