@@ -1,12 +1,15 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -44,5 +47,37 @@ func TestPurgedLogLineIsBounded(t *testing.T) {
 	if line["tags_total"] != float64(51) || line["urls_total"] != float64(1) || len(toStrings(line["urls"])) != 1 ||
 		line["hosts_total"] != float64(0) || line["logger"] != "craftedge" {
 		t.Fatalf("purged line %v: want tags_total 51, urls_total 1, hosts_total 0, logger craftedge", line)
+	}
+}
+
+// A vendor's config error names the vendor once (the vendors package's
+// errors already do; the app adds only its own prefix).
+func TestVendorConfigErrorNamesVendorOnce(t *testing.T) {
+	o := vendorOptions{storage: filepath.Join(t.TempDir(), "x.db"), baseURL: "http://127.0.0.1:1"}
+	cf := strings.Replace(vendorCaddyfile(o), "version path v2", "version path v2\n\t\t\theader \"Bad Header\" x", 1)
+	// The Caddyfile adapter validates the block (naming its line).
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err == nil {
+		t.Fatal("an invalid header name was accepted")
+	}
+	if !strings.Contains(err.Error(), `invalid header name "Bad Header"`) || !strings.Contains(err.Error(), "Caddyfile:") {
+		t.Fatalf("error %v: want the Caddyfile line and the problem", err)
+	}
+	if n := strings.Count(err.Error(), `vendor "shop"`); n != 1 {
+		t.Fatalf("error names the vendor %d times, want once: %v", n, err)
+	}
+
+	// Provisioning (a JSON config) validates again.
+	raw := []byte(`{"apps":{"craftedge":{"storage":` + jsonQuote(o.storage) + `,"vendors":{"shop":{"base_urls":["http://127.0.0.1:1"],"rate":10,"headers":{"Bad Header":"x"}}}}}}`)
+	var cfg caddy.Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	err = caddy.Validate(&cfg)
+	if err == nil {
+		t.Fatal("an invalid header name was provisioned")
+	}
+	if n := strings.Count(err.Error(), `vendor "shop"`); n != 1 {
+		t.Fatalf("provision error names the vendor %d times, want once: %v", n, err)
 	}
 }
