@@ -6,6 +6,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -93,6 +94,9 @@ type App struct {
 	jobs     *jobs.Queue
 	stopJobs func()
 	poolKeys []string
+	// validateDir holds the throw-away store of a validation (see
+	// validatingOnly); removed at Cleanup.
+	validateDir string
 
 	vendorClients       map[string]*vendors.Client
 	records             *vendors.Records
@@ -182,7 +186,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.StorageCheckMaxSize == 0 {
 		a.StorageCheckMaxSize = defaultStorageCheckMaxSize
 	}
-	store, storeKey, err := a.openStore(path)
+	storePath := path
+	if validatingOnly {
+		// The live file may be held by a running instance (bbolt's lock):
+		// provision the rest of the config against an empty store in a
+		// temp dir, removed at Cleanup, and never start anything.
+		dir, err := os.MkdirTemp("", "craftedge-validate-")
+		if err != nil {
+			return fmt.Errorf("craftedge: validating: temp storage: %w", err)
+		}
+		a.validateDir = dir
+		storePath = filepath.Join(dir, defaultStorageFilename)
+		a.logger.Info("validating only: storage not opened", zap.String("storage", path))
+	}
+	store, storeKey, err := a.openStore(storePath)
 	if err != nil {
 		return fmt.Errorf("craftedge: storage: %w", err)
 	}
@@ -199,7 +216,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			MaxBytes:      a.Memory,
 			MaxEntryBytes: int(min(a.Memory/16, 64<<20)),
 			// Soft memory limit from the bound unless GOMEMLIMIT is set.
-			SetMemoryLimit: true,
+			SetMemoryLimit: !validatingOnly,
 		})
 		if err != nil {
 			return nil, err
@@ -221,7 +238,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionCDN(); err != nil {
 		return err
 	}
-	return a.provisionJobs()
+	if err := a.provisionJobs(); err != nil {
+		return err
+	}
+	a.initSeries()
+	return nil
 }
 
 // loadOverrides refreshes the in-memory copy of the kill-switch overrides.
@@ -303,7 +324,43 @@ func (a *App) Cleanup() error {
 			a.logger.Error("releasing craftedge state", zap.String("key", k), zap.Error(err))
 		}
 	}
+	if a.validateDir != "" {
+		if err := os.RemoveAll(a.validateDir); err != nil {
+			a.logger.Error("removing validation storage", zap.String("dir", a.validateDir), zap.Error(err))
+		}
+	}
 	return nil
+}
+
+// validatingOnly is true in a process that only validates a config
+// (`caddy validate`, `caddy adapt --validate`): there the app is
+// provisioned, so every setting is checked, but never started, and it must
+// not need the live storage, which a running instance holds locked. Caddy
+// gives modules no signal for this (caddy.Validate provisions exactly as a
+// load does, and a first load has no running config either), so it is read
+// from the command line Caddy's cobra commands parse.
+var validatingOnly = isValidateCommand(os.Args)
+
+// isValidateCommand reports whether args (os.Args) run Caddy's validate
+// command or adapt with --validate.
+func isValidateCommand(args []string) bool {
+	if len(args) < 2 {
+		return false
+	}
+	switch args[1] {
+	case "validate":
+		return true
+	case "adapt":
+		for _, a := range args[2:] {
+			if a == "--" {
+				break
+			}
+			if a == "--validate" || a == "-validate" || a == "--validate=true" || a == "-validate=true" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // upstream returns (creating on first use) the state of a named upstream
@@ -325,6 +382,7 @@ func (a *App) upstream(name string, cfg circuit.Config) (*upstreamState, error) 
 		return nil, err
 	}
 	a.poolKeys = append(a.poolKeys, key)
+	initUpstreamSeries(name)
 	u := &upstreamState{name: name, config: cfg, breaker: val.(upstreamBreaker)}
 	a.upstreams[name] = u
 	return u, nil

@@ -128,7 +128,7 @@ func Backfill(ctx context.Context, opts BackfillOptions) (BackfillStatus, error)
 	}
 	client, err := vendors.NewClient(cfg, vendors.ClientOptions{Logger: logger})
 	if err != nil {
-		return out, fmt.Errorf("vendor %q: %w", opts.Vendor, err)
+		return out, err // Validate's errors name the vendor
 	}
 	defer client.Close()
 	if !client.Enabled() {

@@ -94,7 +94,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	collectors := []prometheus.Collector{
 		metrics.cacheRequests, metrics.upstreamRequests, metrics.upstreamDuration,
 		metrics.breakerTransitions, metrics.purges, metrics.purgedEntries, metrics.bypassResponses,
-		metrics.snapshotWrites, metrics.state,
+		metrics.snapshotWrites, metrics.state, buildInfo,
 	}
 	collectors = append(collectors, vendorCollectors()...)
 	collectors = append(collectors, jobCollectors()...)
@@ -153,7 +153,8 @@ type stateCollector struct{}
 
 var (
 	descMemoryEntries = prometheus.NewDesc("craftedge_memory_entries", "Entries in the memory tier.", nil, nil)
-	descMemoryBytes   = prometheus.NewDesc("craftedge_memory_bytes", "Bytes used by the memory tier.", nil, nil)
+	descMemoryBytes   = prometheus.NewDesc("craftedge_memory_bytes", "Bytes held by the entries the memory tier may serve (keys and encoded entries).", nil, nil)
+	descMemoryAlloc   = prometheus.NewDesc("craftedge_memory_allocated_bytes", "Capacity the memory tier has allocated up front for its entries (at most the bound).", nil, nil)
 	descMemoryMax     = prometheus.NewDesc("craftedge_memory_max_bytes", "Configured bound of the memory tier.", nil, nil)
 	descMemoryEvicted = prometheus.NewDesc("craftedge_memory_evictions_total", "Entries evicted from the memory tier for space or age.", nil, nil)
 	descMemoryHits    = prometheus.NewDesc("craftedge_memory_hits_total", "Memory tier lookups that found a fresh entry.", nil, nil)
@@ -175,7 +176,7 @@ var (
 )
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryMax, descMemoryEvicted,
+	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryAlloc, descMemoryMax, descMemoryEvicted,
 		descMemoryHits, descMemoryMisses, descSnapEntries, descSnapBytes, descSnapMax, descSnapFile, descSnapPending,
 		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descStorageDamage, descBreakerState, descSnapshotOnly, descJobs, descJobsAge,
 		descJobsPending} {
@@ -197,6 +198,7 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ms := a.memory.Stats()
 	gauge(descMemoryEntries, float64(ms.Entries))
 	gauge(descMemoryBytes, float64(ms.Bytes))
+	gauge(descMemoryAlloc, float64(ms.AllocatedBytes))
 	gauge(descMemoryMax, float64(ms.MaxBytes))
 	counter(descMemoryEvicted, float64(ms.Evicted))
 	counter(descMemoryHits, float64(ms.Hits))

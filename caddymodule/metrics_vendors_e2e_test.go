@@ -251,6 +251,9 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 		t.Fatalf("job correlation %q, want the request id %q", job.Correlation, rid)
 	}
 	for _, l := range logLines(t, logPath) {
+		if (l["msg"] == "job started" || l["msg"] == "job done") && l["logger"] != "craftedge.jobs" {
+			t.Fatalf("job line from logger %v, want craftedge.jobs: %v", l["logger"], l)
+		}
 		if l["msg"] == "purged" && l["job_id"] == acc.Job && (l["source"] != "outbox" || !strings.Contains(strings.Join(toStrings(l["tags"]), ","), "shop:product:3")) {
 			t.Fatalf("purge line %v: want source outbox and the record's tag", l)
 		}

@@ -129,9 +129,13 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 	initMetrics()
 	metrics.purges.WithLabelValues(source).Inc()
 	metrics.purgedEntries.Add(float64(n))
-	fields := []zap.Field{zap.String("source", source),
-		zap.Strings("tags", p.Tags), zap.Strings("urls", p.URLs), zap.Strings("prefixes", p.Prefixes),
-		zap.Strings("hosts", p.Hosts), zap.Bool("all", p.All), zap.Int("entries", n)}
+	fields := make([]zap.Field, 0, 16)
+	fields = append(fields, zap.String("source", source))
+	fields = appendSample(fields, "tags", p.Tags)
+	fields = appendSample(fields, "urls", p.URLs)
+	fields = appendSample(fields, "prefixes", p.Prefixes)
+	fields = appendSample(fields, "hosts", p.Hosts)
+	fields = append(fields, zap.Bool("all", p.All), zap.Int("entries", n))
 	if job != nil {
 		fields = append(fields, job.LogFields()...)
 	}
@@ -176,4 +180,15 @@ func (a *App) purgeTags(tags []string) int {
 		a.logger.Error("purging tags", zap.Strings("tags", tags), zap.Error(err))
 	}
 	return n
+}
+
+// logSample is how many tags (URLs, prefixes, hosts) a "purged" line
+// lists: a sync page purges one tag per record, and a line listing them
+// all is too long to read or index.
+const logSample = 10
+
+// appendSample appends key (the first logSample of vs) and key_total (how
+// many there are).
+func appendSample(fields []zap.Field, key string, vs []string) []zap.Field {
+	return append(fields, zap.Strings(key, vs[:min(len(vs), logSample)]), zap.Int(key+"_total", len(vs)))
 }

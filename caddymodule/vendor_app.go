@@ -43,7 +43,7 @@ func (a *App) provisionVendors() error {
 		}
 		cfg := vc.vendorsConfig(name, headers)
 		if err := cfg.Validate(); err != nil {
-			return fmt.Errorf("craftedge: vendor %q: %w", name, err)
+			return fmt.Errorf("craftedge: %w", err) // each error names the vendor
 		}
 		// The key hashes the resolved config (secrets included, never
 		// stored in clear): a changed token makes a new client.
@@ -66,7 +66,7 @@ func (a *App) provisionVendors() error {
 			return vendorClientResource{c}, nil
 		})
 		if err != nil {
-			return fmt.Errorf("craftedge: vendor %q: %w", name, err)
+			return fmt.Errorf("craftedge: %w", err) // NewClient's errors are Validate's
 		}
 		a.poolKeys = append(a.poolKeys, key)
 		a.vendorClients[name] = val.(vendorClientResource).Client

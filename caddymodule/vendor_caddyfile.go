@@ -341,7 +341,7 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 	// Validate now, with placeholders unresolved, so mistakes name the
 	// block; provisioning validates again with resolved values.
 	if err := v.vendorsConfig(name, placeholderHeaders(v.Headers)).Validate(); err != nil {
-		return fmt.Errorf("%s:%d: vendor %q: %v", file, line, name, err)
+		return fmt.Errorf("%s:%d: %v", file, line, err) // each error names the vendor
 	}
 	if err := v.checkWebhook(); err != nil {
 		return fmt.Errorf("%s:%d: vendor %q: %v", file, webhookLine, name, err)

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -108,7 +107,8 @@ func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err != nil {
-		return caddyhttp.Error(vendorErrorStatus(err), fmt.Errorf("vendor %q: %w", p.client.Name(), err))
+		// The client's errors name the vendor, the method and the path.
+		return caddyhttp.Error(vendorErrorStatus(err), err)
 	}
 	hdr := w.Header()
 	for k, vs := range resp.Header {

@@ -35,6 +35,7 @@ type signedReceiver struct {
 // and validates the result. Secrets resolving to nothing are skipped with a
 // warning; at least one must remain.
 func newSignedReceiver(source string, a *WebhookAuth, defaultScheme webhook.Scheme, logger *zap.Logger) (*signedReceiver, error) {
+	initWebhookSeries(source)
 	repl := caddy.NewReplacer()
 	var secrets []string
 	for i, s := range a.Secrets {

@@ -19,7 +19,7 @@ import (
 func TestAttemptsReportedLoggedAndCorrelated(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	opts := testOptions(t, nil)
-	opts.Logger = zap.New(core)
+	opts.Logger = zap.New(core).Named("craftedge.jobs")
 	var (
 		mu    sync.Mutex
 		infos []AttemptInfo
@@ -95,6 +95,9 @@ func TestAttemptsReportedLoggedAndCorrelated(t *testing.T) {
 	want := map[string]zapcore.Level{"job started": zapcore.DebugLevel,
 		"job attempt failed; will retry": zapcore.WarnLevel, "job dead-lettered": zapcore.ErrorLevel}
 	for _, e := range logs.All() {
+		if e.LoggerName != "craftedge.jobs" {
+			t.Errorf("log %q from logger %q, want the caller's craftedge.jobs", e.Message, e.LoggerName)
+		}
 		ctx := e.ContextMap()
 		if ctx["job_id"] != flaky.ID {
 			continue

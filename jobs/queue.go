@@ -37,8 +37,8 @@ const (
 
 // Options configure a Queue. Zero values select the documented defaults.
 type Options struct {
-	// Logger receives worker errors and corrupt-record warnings; nil means
-	// zap.NewNop().
+	// Logger receives worker errors and corrupt-record warnings, used as
+	// given (the caller names it); nil means zap.NewNop().
 	Logger *zap.Logger
 
 	// Now is the clock for run-at times, leases and retention; nil means
@@ -213,7 +213,7 @@ func Open(db *bolt.DB, opts Options) (*Queue, error) {
 	return &Queue{
 		db:     db,
 		opts:   opts,
-		log:    opts.Logger.Named("jobs"),
+		log:    opts.Logger,
 		now:    opts.Now,
 		commit: &committer{db: db, guard: guard},
 		guard:  guard,

@@ -164,7 +164,7 @@ func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) err
 	bp := setBuffers.Get().(*[]byte)
 	buf := append((*bp)[:0], make([]byte, slotHeaderSize)...)
 	buf = append(buf, encoded...)
-	err := c.index.set(key, tags, func(id, gen uint32) error {
+	err := c.index.set(key, tags, int64(len(key)+len(buf)), func(id, gen uint32) error {
 		// Under the index lock. If a purge began since epoch was read, the
 		// entry is stored stale: either that purge already detached its
 		// members (this key is indexed anew) or it will remove this key.
@@ -269,16 +269,24 @@ func (c *Cache) PurgeAll() int {
 // Stats is a point-in-time view of the memory tier.
 type Stats struct {
 	// Entries counts the entries that may be served (stored, not purged).
-	Entries   int    `json:"entries"`
-	Bytes     int    `json:"bytes"`
-	MaxBytes  int64  `json:"max_bytes"`
-	Hits      uint64 `json:"hits"`
-	Misses    uint64 `json:"misses"`
-	Stores    uint64 `json:"stores"`
-	Purged    uint64 `json:"purged"`
-	Evicted   uint64 `json:"evicted"`
-	StoreErrs uint64 `json:"store_errors"`
-	Tags      int    `json:"tags"`
+	Entries int `json:"entries"`
+	// Bytes is what the entries that may be served hold: their keys and
+	// encoded entries (bigcache's own per-entry header of about 20 bytes
+	// is not counted). Purged entries stop counting when purged, though
+	// bigcache reuses their space only as its queues wrap.
+	Bytes int `json:"bytes"`
+	// AllocatedBytes is the capacity bigcache has allocated for its
+	// queues (sized to the bound up front; pages become resident only as
+	// entries are written).
+	AllocatedBytes int    `json:"allocated_bytes"`
+	MaxBytes       int64  `json:"max_bytes"`
+	Hits           uint64 `json:"hits"`
+	Misses         uint64 `json:"misses"`
+	Stores         uint64 `json:"stores"`
+	Purged         uint64 `json:"purged"`
+	Evicted        uint64 `json:"evicted"`
+	StoreErrs      uint64 `json:"store_errors"`
+	Tags           int    `json:"tags"`
 	// PurgePending counts purged entries (no longer served, not in
 	// Entries) the background cleanup has not unlinked from the tag index
 	// yet.
@@ -287,17 +295,19 @@ type Stats struct {
 
 // Stats returns counters and sizes.
 func (c *Cache) Stats() Stats {
+	entries, bytes := c.index.liveStats()
 	return Stats{
-		Entries:   c.index.liveCount(),
-		Bytes:     c.big.Capacity(),
-		MaxBytes:  c.opts.MaxBytes,
-		Hits:      c.hits.Load(),
-		Misses:    c.misses.Load(),
-		Stores:    c.stores.Load(),
-		Purged:    c.purged.Load(),
-		Evicted:   c.evicted.Load(),
-		StoreErrs: c.storeErrors.Load(),
-		Tags:      c.index.tagCount(),
+		Entries:        entries,
+		Bytes:          int(bytes),
+		AllocatedBytes: c.big.Capacity(),
+		MaxBytes:       c.opts.MaxBytes,
+		Hits:           c.hits.Load(),
+		Misses:         c.misses.Load(),
+		Stores:         c.stores.Load(),
+		Purged:         c.purged.Load(),
+		Evicted:        c.evicted.Load(),
+		StoreErrs:      c.storeErrors.Load(),
+		Tags:           c.index.tagCount(),
 
 		PurgePending: c.index.pending(),
 	}

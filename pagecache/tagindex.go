@@ -51,8 +51,11 @@ type tagIndex struct {
 	// retired name looked up again is revived, and rebuildLocked drops
 	// them all at once when they outnumber the live ones.
 	retiredKeys, retiredTags int
-	scratch                  []byte   // tag name being looked up
-	tagBuf                   []uint32 // tag ids of the key being added
+	// liveBytes is the sum of the sizes of the keys that may be served
+	// (see keySlot.size).
+	liveBytes int64
+	scratch   []byte   // tag name being looked up
+	tagBuf    []uint32 // tag ids of the key being added
 
 	// doomed are purged keys (id and the dead generation they were given)
 	// still to be unlinked by the cleanup goroutine, which runs while
@@ -76,8 +79,12 @@ type posting struct{ id, gen uint32 }
 // keySlot is an interned key; a free or retired slot has gens 0. doomed
 // marks a key purged and not cleaned up yet.
 type keySlot struct {
-	key     string
-	tags    []uint32
+	key  string
+	tags []uint32
+	// size is the bytes the key's entry holds (key, slot header and
+	// encoded entry) while the key may be served, counted in liveBytes;
+	// 0 once it is purged, evicted or removed.
+	size    int64
 	doomed  bool
 	retired bool
 }
@@ -108,7 +115,7 @@ func newTagIndex() *tagIndex {
 // add records key under tags plus its implicit URL and host tags, replacing
 // whatever it was indexed under before.
 func (ix *tagIndex) add(key string, tags []string) {
-	_ = ix.set(key, tags, nil)
+	_ = ix.set(key, tags, 0, nil)
 }
 
 // set indexes key as add does and, under the same hold of the index lock,
@@ -116,17 +123,23 @@ func (ix *tagIndex) add(key string, tags []string) {
 // entry and reported back on eviction): the index and the store change
 // together, so a purge sees either both or neither. If write fails, the
 // key is forgotten.
-func (ix *tagIndex) set(key string, tags []string, write func(id, gen uint32) error) error {
+// size is the bytes the entry holds, counted in liveBytes while the key
+// may be served.
+func (ix *tagIndex) set(key string, tags []string, size int64, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
 	id, gen := ix.addLocked(key, tags)
+	if write != nil {
+		if err := write(id, gen); err != nil {
+			ix.unlinkKeyLocked(id, false)
+			return err
+		}
+	}
+	ix.keys[id].size = size
+	ix.liveBytes += size
 	if write == nil {
 		return nil
-	}
-	if err := write(id, gen); err != nil {
-		ix.unlinkKeyLocked(id, false)
-		return err
 	}
 	ix.maybeRebuildLocked()
 	return nil
@@ -164,6 +177,7 @@ func (ix *tagIndex) addLocked(key string, tags []string) (id, gen uint32) {
 	gen = ix.nextGenLocked()
 	ix.gens.store(id, gen)
 	s := &ix.keys[id]
+	ix.uncountLocked(s) // the entry stored before, if any, is replaced
 	ix.undoomLocked(s)
 	s.tags = append(s.tags[:0], ix.tagBuf...)
 	for _, tid := range s.tags {
@@ -274,6 +288,7 @@ func (ix *tagIndex) validLocked(p posting) bool {
 func (ix *tagIndex) unlinkKeyLocked(id uint32, retire bool) {
 	ix.unlinkTagsLocked(id, retire)
 	s := &ix.keys[id]
+	ix.uncountLocked(s)
 	ix.undoomLocked(s)
 	if cap(s.tags) > 16 {
 		s.tags = nil
@@ -404,9 +419,16 @@ func (ix *tagIndex) purgeTag(tag string, filter func(string) bool) int {
 // Get rejects the key's entry from now on) and queues it for cleanup.
 func (ix *tagIndex) doomLocked(id, dead uint32) {
 	ix.gens.store(id, dead)
+	ix.uncountLocked(&ix.keys[id])
 	ix.keys[id].doomed = true
 	ix.doomedKeys++
 	ix.doomed = append(ix.doomed, posting{id, dead})
+}
+
+// uncountLocked takes s's entry out of liveBytes: it is no longer served.
+func (ix *tagIndex) uncountLocked(s *keySlot) {
+	ix.liveBytes -= s.size
+	s.size = 0
 }
 
 func (ix *tagIndex) undoomLocked(s *keySlot) {
@@ -528,6 +550,7 @@ func (ix *tagIndex) reset(clear func()) int {
 	ix.tags, ix.freeTags = nil, nil
 	ix.retiredKeys, ix.retiredTags = 0, 0
 	ix.doomed, ix.doomedKeys = nil, 0
+	ix.liveBytes = 0
 	ix.gens.clear()
 	clear()
 	ix.evMu.Lock()
@@ -544,10 +567,17 @@ func (ix *tagIndex) liveLocked() int {
 
 // liveCount is liveLocked, after applying queued evictions.
 func (ix *tagIndex) liveCount() int {
+	n, _ := ix.liveStats()
+	return n
+}
+
+// liveStats returns liveLocked and liveBytes, after applying queued
+// evictions.
+func (ix *tagIndex) liveStats() (keys int, bytes int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
-	return ix.liveLocked()
+	return ix.liveLocked(), ix.liveBytes
 }
 
 func (ix *tagIndex) tagCount() int {

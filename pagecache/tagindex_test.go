@@ -398,3 +398,37 @@ func TestPurgeCleanupDropsNames(t *testing.T) {
 		t.Fatalf("index holds %d live tags in an empty cache", got)
 	}
 }
+
+// Stats.Bytes counts the entries that may be served: a store again of a
+// key replaces its bytes, a delete, a purge or an eviction takes them out.
+func TestStatsBytesInUse(t *testing.T) {
+	c := newTestCache(t, 1<<20)
+	key := "https://a.test/x"
+	entry := testEntry(t, "t:1")
+	size := len(key) + slotHeaderSize + len(entry)
+	mustSet(t, c, key, "t:1")
+	mustSet(t, c, key, "t:1")
+	if s := c.Stats(); s.Bytes != size || s.Entries != 1 {
+		t.Fatalf("one key stored twice: bytes %d, entries %d; want %d, 1", s.Bytes, s.Entries, size)
+	}
+	c.Delete(key)
+	if s := c.Stats(); s.Bytes != 0 {
+		t.Fatalf("after delete: bytes %d, want 0", s.Bytes)
+	}
+	// Fill well past the bound: evictions keep Bytes within it.
+	for i := range 4000 {
+		mustSet(t, c, fmt.Sprintf("https://a.test/%d", i), "t:1")
+	}
+	s := c.Stats()
+	// Keys are 0 to 3 bytes longer than key.
+	if s.Evicted == 0 || s.Bytes > int(s.MaxBytes) || s.Bytes < s.Entries*size || s.Bytes > s.Entries*(size+3) {
+		t.Fatalf("after evictions: bytes %d, entries %d, evicted %d, bound %d", s.Bytes, s.Entries, s.Evicted, s.MaxBytes)
+	}
+	if s.AllocatedBytes < s.Bytes {
+		t.Fatalf("allocated %d below bytes in use %d", s.AllocatedBytes, s.Bytes)
+	}
+	c.PurgeTags([]string{"t:1"})
+	if s := c.Stats(); s.Bytes != 0 || s.Entries != 0 {
+		t.Fatalf("after purge: bytes %d, entries %d; want 0, 0", s.Bytes, s.Entries)
+	}
+}

@@ -308,18 +308,28 @@ func (c *Client) pickVariant() *variant {
 	return c.stable
 }
 
-// begin counts a call and refuses it when the vendor is disabled.
-func (c *Client) begin(resource, method string) error {
+// begin counts a call and refuses it when the vendor is disabled. path is
+// the call's path when known ("" for a resource call not expanded yet).
+func (c *Client) begin(resource, method, path string) error {
 	c.stats.calls.Add(1)
 	if !c.enabled.Load() {
-		return c.refuse(resource, method, c.stable, 0, OutcomeDisabled, ErrDisabled)
+		return c.refuse(resource, method, path, c.stable, 0, OutcomeDisabled, ErrDisabled)
 	}
 	return nil
 }
 
-// refuse reports a call that was not sent and returns its error.
-func (c *Client) refuse(resource, method string, v *variant, attempt int, outcome string, sentinel error) error {
-	err := fmt.Errorf("vendor %q: %s %s: %w", c.cfg.Name, method, resource, sentinel)
+// refuse reports a call that was not sent and returns its error, naming
+// the vendor once, the method and what was called: the path, the resource
+// or both ("GET /products/3 (resource product)").
+func (c *Client) refuse(resource, method, path string, v *variant, attempt int, outcome string, sentinel error) error {
+	target := path
+	switch {
+	case path == "":
+		target = "resource " + resource
+	case resource != "":
+		target = path + " (resource " + resource + ")"
+	}
+	err := fmt.Errorf("vendor %q: %s %s: %w", c.cfg.Name, method, target, sentinel)
 	c.report(RequestInfo{Vendor: c.cfg.Name, Resource: resource, Method: method, Canary: v.canary,
 		Attempt: attempt, Outcome: outcome, Err: err})
 	return err
@@ -373,7 +383,7 @@ func (c *Client) Get(ctx context.Context, resource, id string) (Record, error) {
 	if err := checkID(id); err != nil {
 		return Record{}, fmt.Errorf("vendor %q: get %s: %w", c.cfg.Name, resource, err)
 	}
-	if err := c.begin(resource, http.MethodGet); err != nil {
+	if err := c.begin(resource, http.MethodGet, ""); err != nil {
 		return Record{}, err
 	}
 	call := &getCall{resource: resource, method: http.MethodGet,
@@ -427,7 +437,7 @@ func (c *Client) List(ctx context.Context, resource string, since time.Time, pag
 	if page < 1 {
 		return Page{}, fmt.Errorf("vendor %q: list %s: page %d: %w", c.cfg.Name, resource, page, ErrInvalidRequest)
 	}
-	if err := c.begin(resource, http.MethodGet); err != nil {
+	if err := c.begin(resource, http.MethodGet, ""); err != nil {
 		return Page{}, err
 	}
 	l := res.List
@@ -541,7 +551,7 @@ func (c *Client) Upsert(ctx context.Context, resource, id string, body []byte, i
 	if strings.ContainsAny(idempotencyKey, "\r\n\x00") {
 		return Record{}, fmt.Errorf("vendor %q: upsert %s: idempotency key contains a control character: %w", c.cfg.Name, resource, ErrInvalidRequest)
 	}
-	if err := c.begin(resource, u.Method); err != nil {
+	if err := c.begin(resource, u.Method, ""); err != nil {
 		return Record{}, err
 	}
 	h := http.Header{"Accept": {"application/json"}, "Content-Type": {"application/json"}}
@@ -556,7 +566,7 @@ func (c *Client) Upsert(ctx context.Context, resource, id string, body []byte, i
 		return breakerOutcome(ctx, out.path, err)
 	})
 	if errors.Is(berr, circuit.ErrOpen) {
-		return Record{}, c.refuse(resource, u.Method, c.stable, 0, OutcomeBreakerOpen, ErrBreakerOpen)
+		return Record{}, c.refuse(resource, u.Method, out.path, c.stable, 0, OutcomeBreakerOpen, ErrBreakerOpen)
 	}
 	if err != nil {
 		return Record{}, err
@@ -595,7 +605,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	if strings.ContainsAny(req.RawQuery, "#\x00\r\n ") {
 		return nil, fmt.Errorf("vendor %q: do: malformed query: %w", c.cfg.Name, ErrInvalidRequest)
 	}
-	if err := c.begin("", method); err != nil {
+	if err := c.begin("", method, req.Path); err != nil {
 		return nil, err
 	}
 	path := req.Path

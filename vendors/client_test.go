@@ -72,7 +72,7 @@ func TestDisabledMakesNoCalls(t *testing.T) {
 	if _, err := c.Upsert(ctx, "products", "1", []byte(`{}`), "k"); !errors.Is(err, ErrDisabled) {
 		t.Errorf("Upsert: %v", err)
 	}
-	if _, err := c.Do(ctx, Request{Path: "/products/1"}); !errors.Is(err, ErrDisabled) {
+	if _, err := c.Do(ctx, Request{Path: "/products/1"}); !errors.Is(err, ErrDisabled) || !strings.Contains(err.Error(), `: GET /products/1: `) {
 		t.Errorf("Do: %v", err)
 	}
 	if n := cat.requests.Load(); n != 0 {

@@ -84,6 +84,11 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	}
 	if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
 		t.Fatalf("open breaker: %v", err)
+	} else if want := `vendor "commerce": GET /products/1 (resource products): vendors: circuit breaker open`; err.Error() != want {
+		t.Fatalf("open breaker error %q, want %q (vendor once, method and path)", err, want)
+	}
+	if _, err := c.Do(ctx, Request{Path: "/products/2"}); err == nil || err.Error() != `vendor "commerce": GET /products/2: vendors: circuit breaker open` {
+		t.Fatalf("open breaker, Do: %v", err)
 	}
 	if hits.Load() != 12 {
 		t.Errorf("an open breaker let a request through (%d hits)", hits.Load())
@@ -111,7 +116,7 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 		st.BreakerTransitions[BreakerHalfOpen] != 2 || st.BreakerTransitions[BreakerClosed] != 1 {
 		t.Errorf("breaker stats: %s %v", st.Breaker, st.BreakerTransitions)
 	}
-	if st.Requests[OutcomeBreakerOpen] != 1 {
+	if st.Requests[OutcomeBreakerOpen] != 2 { // the Get and the Do refused
 		t.Errorf("breaker_open count %d", st.Requests[OutcomeBreakerOpen])
 	}
 	changesMu.Lock()

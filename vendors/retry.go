@@ -100,7 +100,7 @@ func (c *Client) attempt(ctx context.Context, call *getCall, attempt int) (*rawR
 		return breakerOutcome(ctx, call.path, err)
 	})
 	if errors.Is(berr, circuit.ErrOpen) {
-		return nil, c.refuse(call.resource, call.method, call.v, attempt, OutcomeBreakerOpen, ErrBreakerOpen)
+		return nil, c.refuse(call.resource, call.method, call.path, call.v, attempt, OutcomeBreakerOpen, ErrBreakerOpen)
 	}
 	return resp, err
 }

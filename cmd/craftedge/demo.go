@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -89,6 +87,16 @@ func recordsToken() string {
 	return demoRecordsToken
 }
 
+// demoPurgeSecret is craftedge_purge's secret in demo.Caddyfile (Standard
+// Webhooks), unless CRAFTEDGE_DEMO_PURGE_SECRET is set: a demo value.
+const demoPurgeSecret = "whsec_Y3JhZnRlZGdlLWRlbW8tcHVyZ2Utc2VjcmV0LTMyYnl0ZXM="
+
+// The demo's status page login (demo.Caddyfile's basic_auth).
+const (
+	demoStatusUser     = "editor"
+	demoStatusPassword = "craftedge-demo"
+)
+
 // Defaults of the demo's flags.
 const (
 	defaultDemoListen = "127.0.0.1:8080"
@@ -101,13 +109,13 @@ func defaultDemoStorage() string {
 	return filepath.Join(os.TempDir(), "craftedge-demo", "craftedge.db")
 }
 
+// demoCaddyfile is a plain Caddyfile; the demo's flags reach it through
+// the CRAFTEDGE_DEMO_* environment variables (Caddyfile {$VAR:default}
+// substitution, done when it is adapted), so `craftedge adapt` and
+// `craftedge validate` work on the file as shipped.
+//
 //go:embed demo.Caddyfile
-var demoCaddyfile string
-
-var demoCaddyfileTemplate = template.Must(template.New("demo.Caddyfile").
-	Funcs(template.FuncMap{"quote": caddyfileQuote}).
-	Option("missingkey=error").
-	Parse(demoCaddyfile))
+var demoCaddyfile []byte
 
 // demoOptions configures a demo.
 type demoOptions struct {
@@ -275,37 +283,56 @@ func startDemo(opts demoOptions) (*demo, error) {
 	return d, nil
 }
 
-// caddyfile fills the demo Caddyfile template.
-func (d *demo) caddyfile() ([]byte, error) {
+// caddyfileEnv returns the CRAFTEDGE_DEMO_* variables demo.Caddyfile
+// reads, from the demo's addresses and storage path.
+func (d *demo) caddyfileEnv() (map[string]string, error) {
 	host, port, err := splitHostPort("--listen", d.listen)
 	if err != nil {
 		return nil, err
 	}
-	data := map[string]string{
-		"Admin":         d.admin,
-		"Storage":       d.storage,
-		"SiteAddress":   "http://:" + port,
-		"Bind":          host,
-		"Origin":        d.origin,
-		"Vendor":        d.vendor,
-		"WebhookSecret": demoWebhookSecret,
+	storage, err := caddyfileRaw(d.storage)
+	if err != nil {
+		return nil, err
 	}
-	if strings.Contains(host, ":") {
-		data["Bind"] = "[" + host + "]"
+	bind := ""
+	switch {
+	case strings.Contains(host, ":"):
+		bind = "bind [" + host + "]"
+	case host != "":
+		bind = "bind " + host
 	}
-	var buf bytes.Buffer
-	if err := demoCaddyfileTemplate.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("filling the demo Caddyfile: %w", err)
+	return map[string]string{
+		"CRAFTEDGE_DEMO_ADMIN":          d.admin,
+		"CRAFTEDGE_DEMO_STORAGE":        storage,
+		"CRAFTEDGE_DEMO_PORT":           port,
+		"CRAFTEDGE_DEMO_BIND_DIRECTIVE": bind,
+		"CRAFTEDGE_DEMO_ORIGIN":         d.origin,
+		"CRAFTEDGE_DEMO_VENDOR":         d.vendor,
+		"CRAFTEDGE_DEMO_WEBHOOK_SECRET": demoWebhookSecret,
+	}, nil
+}
+
+// setCaddyfileEnv sets the variables of caddyfileEnv in the process
+// environment, where Caddy's Caddyfile adapter reads them.
+func (d *demo) setCaddyfileEnv() error {
+	env, err := d.caddyfileEnv()
+	if err != nil {
+		return err
 	}
-	return buf.Bytes(), nil
+	for k, v := range env {
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("setting %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // adapt fills the demo Caddyfile and adapts it to Caddy's JSON.
 func (d *demo) adapt() ([]byte, error) {
-	body, err := d.caddyfile()
-	if err != nil {
+	if err := d.setCaddyfileEnv(); err != nil {
 		return nil, err
 	}
+	body := demoCaddyfile
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	if adapter == nil {
 		return nil, errors.New("the caddyfile config adapter is not registered")
@@ -356,6 +383,8 @@ func (d *demo) printInstructions(w io.Writer) {
 	p("  Origin, the Craft stand-in  %s/   (mode switch: %s%s)", a.Origin, a.Origin, demoorigin.ControlPath)
 	p("  Shop API (vendor simulator) %s/   (chaos knobs: %s%s)", a.Shop, a.Shop, vendorsim.ControlChaosPath)
 	p("  Admin API                   %s/craftedge/health", a.Admin)
+	p("  Status page                 %s/status   (login %s / %s)", a.Site, demoStatusUser, demoStatusPassword)
+	p("  Remote purge                %s/.craftedge/purge   (craftedge_purge: Standard Webhooks, secret %s)", a.Site, demoPurgeSecret)
 	p("  Snapshots                   %s", d.storage)
 	p("")
 	p("Open the site in a browser: the box at the bottom of every page says when")
@@ -410,11 +439,12 @@ func displayAddr(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// caddyfileQuote quotes s as one Caddyfile token. Backquoted tokens are
-// taken literally, so Windows paths and spaces survive.
-func caddyfileQuote(s string) (string, error) {
+// caddyfileRaw checks that s can stand between the backquotes of
+// demo.Caddyfile's storage line (a backquoted token is taken literally, so
+// Windows paths and spaces survive).
+func caddyfileRaw(s string) (string, error) {
 	if strings.ContainsAny(s, "`\r\n") {
 		return "", fmt.Errorf("%q: a backquote or line break cannot appear in the demo's Caddyfile", s)
 	}
-	return "`" + s + "`", nil
+	return s, nil
 }

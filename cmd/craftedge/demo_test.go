@@ -165,12 +165,16 @@ func TestDemoCaddyfile(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.listen, func(t *testing.T) {
 			d := &demo{listen: c.listen, origin: "127.0.0.1:8081", vendor: "http://127.0.0.1:8082", admin: "localhost:2019", storage: storage}
-			body, err := d.caddyfile()
+			env, err := d.caddyfileEnv()
 			if err != nil {
 				t.Fatal(err)
 			}
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			body := demoCaddyfile
 			if formatted := caddyfile.Format(body); !bytes.Equal(formatted, body) {
-				t.Errorf("the filled demo Caddyfile is not formatted (Caddy would warn):\n%s", body)
+				t.Errorf("the demo Caddyfile is not formatted (Caddy would warn):\n%s", body)
 			}
 			cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, map[string]any{"filename": "demo.Caddyfile"})
 			if err != nil {
