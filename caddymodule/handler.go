@@ -392,7 +392,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveBypass(w, r, next, reason)
 	}
 	if h.GraphQL != "" && lr.URL.Path == h.GraphQL {
-		extra, reason := h.graphQLKey(r, lr, spec)
+		extra, reason := h.graphQLKey(r, lr, &spec)
 		if reason != "" {
 			return h.serveBypass(w, r, next, reason)
 		}
@@ -410,7 +410,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	mem.CountMiss()
-	r = withSpec(r, spec)
+	miss := spec // only a miss's copy escapes to the heap, not every hit's
+	r = withSpec(r, &miss)
 
 	if h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{killSwitch: true})

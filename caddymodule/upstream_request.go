@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"io"
 	"net/http"
 	"net/url"
@@ -59,8 +60,8 @@ func specOf(r *http.Request) *upstreamSpec {
 // requestKey computes the cache key of a cacheable request and the spec
 // of what it may send upstream. reason is a bypass reason when the request
 // carries something that cannot be keyed safely.
-func (h *Handler) requestKey(r, lr *http.Request) (key string, spec *upstreamSpec, reason string) {
-	spec = &upstreamSpec{scheme: "http"}
+func (h *Handler) requestKey(r, lr *http.Request) (key string, spec upstreamSpec, reason string) {
+	spec = upstreamSpec{scheme: "http"}
 	if r.TLS != nil {
 		spec.scheme = "https"
 	}
@@ -73,14 +74,20 @@ func (h *Handler) requestKey(r, lr *http.Request) (key string, spec *upstreamSpe
 		if v := r.Header.Values("X-Forwarded-Proto"); len(v) > 0 {
 			proto := strings.ToLower(strings.TrimSpace(v[len(v)-1]))
 			if proto != "http" && proto != "https" {
-				return "", nil, "forwarded-proto"
+				return "", upstreamSpec{}, "forwarded-proto"
 			}
 			spec.scheme, spec.trustedScheme = proto, true
+			if (r.TLS != nil) != (proto == "https") {
+				// php_fastcgi tells PHP the connection's own TLS state
+				// (HTTPS=on), which Yii reads before X-Forwarded-Proto:
+				// key it when it disagrees with the proxy's scheme.
+				extra = append(extra, "conn-tls="+strconv.FormatBool(r.TLS != nil))
+			}
 		}
 		if v := r.Header.Values("X-Forwarded-Host"); len(v) > 0 {
 			xfh := strings.ToLower(strings.TrimSpace(v[0]))
 			if !validHost(xfh) {
-				return "", nil, "forwarded-host"
+				return "", upstreamSpec{}, "forwarded-host"
 			}
 			spec.setHeader("X-Forwarded-Host", xfh)
 			extra = append(extra, "xfh="+xfh)
@@ -377,11 +384,11 @@ func (h *Handler) specFor(r *http.Request, key string) *upstreamSpec {
 	if spec := specOf(r); spec != nil {
 		return spec
 	}
-	_, spec, _ := h.requestKey(r, lookupRequest(r))
-	if spec == nil {
-		spec = &upstreamSpec{scheme: "http", host: keyHost(key)}
+	_, spec, reason := h.requestKey(r, lookupRequest(r))
+	if reason != "" {
+		spec = upstreamSpec{scheme: "http", host: keyHost(key)}
 	}
-	return spec
+	return &spec
 }
 
 // storedVary returns the request fields the stored Vary marker of key

@@ -43,14 +43,14 @@ func upstreamView(t testing.TB, h *Handler, r *http.Request, vary []string) (key
 		return "", "", false
 	}
 	if r.URL.Path == h.GraphQL {
-		extra, reason := h.graphQLKey(r, r, spec)
+		extra, reason := h.graphQLKey(r, r, &spec)
 		if reason != "" {
 			return "", "", false
 		}
 		key += extra
 	}
 	key = h.varyKey(key, vary, r)
-	up := h.upstreamRequest(context.Background(), r, spec, vary)
+	up := h.upstreamRequest(context.Background(), r, &spec, vary)
 	var b strings.Builder
 	dump := func(req *http.Request) {
 		b.WriteString(req.Method + " " + req.URL.RequestURI() + " host=" + req.Host + " proto=" + req.Proto + "\n")
