@@ -27,14 +27,7 @@ import (
 func init() {
 	caddy.RegisterModule(RecordsHandler{})
 	httpcaddyfile.RegisterHandlerDirective("craftedge_records", parseRecordsDirective)
-	// Right after craftedge (which caddyfile.go's init, run first, puts
-	// before encode; orders must be relative to standard directives): a
-	// craftedge handler in the same route caches the read-model responses
-	// (tagged by their Cache-Tag header, purged when a sync changes a
-	// record), while writes, which craftedge bypasses, reach this handler
-	// untouched. Before encode, like craftedge, and so before
-	// reverse_proxy and php_fastcgi: /vendors/v1/ never reaches Craft.
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_records", httpcaddyfile.Before, "encode")
+	// Ordered in directives.go.
 }
 
 // Defaults of the records handler.

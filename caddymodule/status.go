@@ -31,13 +31,7 @@ import (
 func init() {
 	caddy.RegisterModule(StatusHandler{})
 	httpcaddyfile.RegisterDirective("craftedge_status", parseStatusDirective)
-	// After the authentication directives (basic_auth, forward_auth), and
-	// before the craftedge cache (ordered before encode): the status page
-	// must answer while the upstream is down or its breaker open, and a
-	// request for it must never be classified, coalesced or cached.
-	// (Plugins may only be ordered relative to Caddy's standard
-	// directives, so "before craftedge" is expressed this way.)
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_status", httpcaddyfile.After, "forward_auth")
+	// Ordered in directives.go.
 }
 
 // Status page defaults and bounds.

@@ -18,10 +18,7 @@ import (
 func init() {
 	caddy.RegisterModule(WebhookHandler{})
 	httpcaddyfile.RegisterHandlerDirective("craftedge_webhook", parseWebhookDirective)
-	// Like craftedge_status: after the authentication directives and
-	// before the craftedge cache, so deliveries never reach Craft and are
-	// answered while its breaker is open.
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_webhook", httpcaddyfile.After, "forward_auth")
+	// Ordered in directives.go.
 }
 
 // defaultWebhookPathPrefix is where vendors post: <prefix>/<vendor>.
