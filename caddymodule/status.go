@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
 )
 
 func init() {
@@ -781,7 +782,7 @@ func (s *StatusHandler) status() StatusReport {
 		for _, d := range dead {
 			rep.DeadLetters = append(rep.DeadLetters, StatusDeadLetter{
 				ID: d.ID, Kind: d.Kind, Key: d.Key, Entity: d.Entity, Attempts: d.Attempts,
-				LastError: truncateString(d.LastError, 500), CreatedAt: d.CreatedAt, FinishedAt: d.FinishedAt,
+				LastError: vendors.Snippet([]byte(d.LastError), nil, 500), CreatedAt: d.CreatedAt, FinishedAt: d.FinishedAt,
 			})
 		}
 	}
@@ -810,16 +811,6 @@ func (s *StatusHandler) status() StatusReport {
 		add(v.Status, v.Why)
 	}
 	return rep
-}
-
-func truncateString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 { // not inside a UTF-8 sequence
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // parseStatusDirective parses the craftedge_status directive. When the

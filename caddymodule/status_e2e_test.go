@@ -605,7 +605,4 @@ func TestStatusSubPathsAndPrefixInference(t *testing.T) {
 	if got := prefixFromMatcherSet(caddy.ModuleMap{"host": json.RawMessage(`["a"]`)}); got != "" {
 		t.Errorf("prefix of a host matcher = %q", got)
 	}
-	if truncateString("héllo", 2) != "h…" || truncateString("abc", 5) != "abc" {
-		t.Error("truncateString")
-	}
 }
