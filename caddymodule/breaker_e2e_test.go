@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/vendorsim"
 )
@@ -58,18 +56,7 @@ func startPlainGateway(t *testing.T, o *e2e.Origin, handlerBlock string) (g *e2e
 	reverse_proxy %s
 }
 `, e2e.GlobalPorts(), logPath, filepath.Join(dir, "craftedge.db"), e2e.SiteAddr, handler, o.Addr())
-	e2e.ResetClock()
-	t.Cleanup(e2e.ResetClock)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g = &e2e.Gateway{T: t, Tester: tester, Origin: o, Client: &http.Client{
-		Transport: &http.Transport{DisableCompression: true},
-		Timeout:   10 * time.Second,
-	}}
-	t.Cleanup(func() { e2e.StopGateway(t) })
+	g = e2e.StartConfig(t, o, cfg, filepath.Join(dir, "craftedge.db"))
 	return g, logPath
 }
 

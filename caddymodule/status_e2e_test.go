@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
@@ -60,23 +59,7 @@ func startStatusGateway(t *testing.T, o *e2e.Origin, opts statusOptions) *e2e.Ga
 	if opts.storage == "" {
 		opts.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
-	e2e.ResetClock()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(statusCaddyfile(o, opts), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &e2e.Gateway{
-		T: t, Tester: tester, Origin: o, Storage: opts.storage,
-		Client: &http.Client{
-			Transport: &http.Transport{DisableCompression: true},
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-	}
-	t.Cleanup(func() { e2e.StopGateway(t) })
-	return g
+	return e2e.StartConfig(t, o, statusCaddyfile(o, opts), opts.storage)
 }
 
 func basicAuth(user, pass string) string {

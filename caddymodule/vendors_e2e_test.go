@@ -122,15 +122,9 @@ func startVendorGatewayWith(t *testing.T, sim *vendorsim.Sim, o vendorOptions) *
 	if o.caddyfile == nil {
 		o.caddyfile = vendorCaddyfile
 	}
-	e2e.ResetClock()
-	t.Cleanup(e2e.ResetClock)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(o.caddyfile(o), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &e2e.Gateway{T: t, Tester: tester, Storage: o.storage, Client: &http.Client{Timeout: 10 * time.Second}}
-	t.Cleanup(func() { e2e.StopGateway(t) })
+	g := e2e.StartConfig(t, nil, o.caddyfile(o), o.storage)
+	// The vendor tests read bodies as a browser would: decompressed.
+	g.Client = &http.Client{Timeout: 10 * time.Second}
 	return &vendorEnv{Gateway: g, sim: sim, simURL: o.baseURL}
 }
 

@@ -135,17 +135,11 @@ func startWebhookGateway(t *testing.T, o webhookOptions) *webhookEnv {
 	if o.storage == "" {
 		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
-	e2e.ResetClock()
-	t.Cleanup(e2e.ResetClock)
 	webhookRejections.reset()
 	t.Cleanup(webhookRejections.reset)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(webhookCaddyfile(srv.URL(), o), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &e2e.Gateway{T: t, Tester: tester, Storage: o.storage, Client: &http.Client{Timeout: 10 * time.Second}}
-	t.Cleanup(func() { e2e.StopGateway(t) })
+	g := e2e.StartConfig(t, nil, webhookCaddyfile(srv.URL(), o), o.storage)
+	// The webhook tests read bodies as a browser would: decompressed.
+	g.Client = &http.Client{Timeout: 10 * time.Second}
 	e := &webhookEnv{vendorEnv: &vendorEnv{Gateway: g, sim: sim}, simURL: srv.URL(), opts: o}
 	e.sync("first", jobs.StateDone)
 	return e

@@ -217,15 +217,25 @@ func StartGateway(t *testing.T, o *Origin, opts Options) *Gateway {
 	if opts.Storage == "" {
 		opts.Storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
+	return StartConfig(t, o, CaddyfileFor(o, opts), opts.Storage)
+}
+
+// StartConfig starts Caddy with a complete Caddyfile (a test's own site
+// layout) in front of o (nil when the config names no origin of the test),
+// storage being the bbolt file the config names. Like StartGateway, it
+// resets the clock before and after the test and unloads the config when
+// the test ends. Its client neither decompresses nor follows redirects.
+func StartConfig(t *testing.T, o *Origin, caddyfile, storage string) *Gateway {
+	t.Helper()
 	clock.Reset()
 	t.Cleanup(clock.Reset)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(CaddyfileFor(o, opts), "caddyfile")
+	tester.InitServer(caddyfile, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
 	g := &Gateway{
-		T: t, Tester: tester, Origin: o, Storage: opts.Storage,
+		T: t, Tester: tester, Origin: o, Storage: storage,
 		Client: &http.Client{
 			Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64},
 			Timeout:   10 * time.Second,
