@@ -12,16 +12,8 @@ import (
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
-// boomPaths are three distinct paths: failures on all of them are spread
+// e2e.BoomPaths are three distinct paths: failures on all of them are spread
 // enough to open a breaker with the default min_paths (3).
-var boomPaths = []string{"/boom", "/boom/2", "/boom/3"}
-
-// handleBoom serves fn on every boomPaths path.
-func handleBoom(o *e2e.Origin, fn http.HandlerFunc) {
-	for _, p := range boomPaths {
-		o.Handle(p, fn)
-	}
-}
 
 func serverError(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusInternalServerError)
@@ -87,7 +79,7 @@ func wantHealthyPages(t *testing.T, g *e2e.Gateway, o *e2e.Origin, n int) {
 			t.Fatalf("%s: the origin saw %d requests, want 1", p, o.Count(p))
 		}
 	}
-	if st := breakerState(g, "default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s, want closed", st)
 	}
 }
@@ -151,11 +143,11 @@ func TestBreakerEveryPageFailingOpensIt(t *testing.T) {
 	for i := range 4 {
 		e2e.WantStatus(t, g.Get(fmt.Sprintf("/page/%d", i)), http.StatusInternalServerError)
 	}
-	if st := breakerState(g, "default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s after 4 failures, want closed (failures 5)", st)
 	}
 	e2e.WantStatus(t, g.Get("/page/4"), http.StatusInternalServerError)
-	if st := breakerState(g, "default"); st != "open" {
+	if st := e2e.BreakerState(g, "default"); st != "open" {
 		t.Fatalf("breaker %s after 5 failures over 5 paths, want open", st)
 	}
 	r := g.Get("/page/5")
@@ -185,7 +177,7 @@ func TestBreakerOriginDownOpensItOnAnyPath(t *testing.T) {
 		r := g.Get("/page")
 		e2e.WantStatus(t, r, http.StatusOK)
 		e2e.WantCacheStatus(t, r, "craftedge; fwd=stale; fwd-status=502; detail=stale")
-		if st := breakerState(g, "default"); (st == "open") != (i == 4) {
+		if st := e2e.BreakerState(g, "default"); (st == "open") != (i == 4) {
 			t.Fatalf("breaker %s after %d refused connections", st, i+1)
 		}
 	}
@@ -215,7 +207,7 @@ func TestBreakerSporadicErrorsAmongSuccessesKeepItClosed(t *testing.T) {
 			e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 		}
 	}
-	if st := breakerState(g, "default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s after runs of 4 failures between successes, want closed", st)
 	}
 	if n := o.Total.Load(); n != 60 {
@@ -238,12 +230,12 @@ func TestBreakerCaddyfileErrors(t *testing.T) {
 		{"breaker on", "breaker takes 'off' or a block"},
 	} {
 		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
-		assertLoadError(t, cfg, tc.want)
+		e2e.AssertLoadError(t, cfg, tc.want)
 	}
 	// The vendor block uses the same parser.
 	cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "v.db"), baseURL: "http://127.0.0.1:1",
 		vendor: "breaker {\n\t\t\t\tfailures 0\n\t\t\t}"})
-	assertLoadError(t, cfg, "breaker failures must be a positive integer")
+	e2e.AssertLoadError(t, cfg, "breaker failures must be a positive integer")
 }
 
 // `breaker off`: no failure opens it, and health says closed.
@@ -254,7 +246,7 @@ func TestBreakerOff(t *testing.T) {
 	for i := range 10 {
 		e2e.WantStatus(t, g.Get(fmt.Sprintf("/p/%d", i)), http.StatusInternalServerError)
 	}
-	if st := breakerState(g, "default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s with breaker off", st)
 	}
 	if n := o.Total.Load(); n != 10 {

@@ -559,7 +559,7 @@ func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitJobState(g, parent.ID, jobs.StateDone)
+	e2e.WaitJobState(g, parent.ID, jobs.StateDone)
 	j := waitCDNJobs(g, 1, jobs.StateDone)[0]
 	if j.Correlation != "req-123" || !strings.Contains(string(j.Payload), `"caused_by":"`+parent.ID+`"`) ||
 		!strings.Contains(string(j.Payload), `"source":"webhook"`) {
@@ -606,7 +606,7 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		}
 	}
 	// Through a real load too.
-	assertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn fastly svc"}), "fastly needs a token")
+	e2e.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn fastly svc"}), "fastly needs a token")
 	// A token placeholder that resolves to nothing fails at provision.
 	t.Setenv("CF_API_TOKEN", "")
 	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn cloudflare z {\n\t\t\ttoken {env.CF_API_TOKEN}\n\t\t}"})

@@ -28,16 +28,6 @@ func health(g *e2e.Gateway) Health {
 	return h
 }
 
-func breakerState(g *e2e.Gateway, name string) string {
-	for _, u := range health(g).Upstreams {
-		if u.Name == name {
-			return u.Breaker
-		}
-	}
-	g.T.Fatalf("upstream %q not in health", name)
-	return ""
-}
-
 func TestOriginDownServesStaleThenSnapshotAfterRestart(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	o.Handle("/page", e2e.PageHandler("last good", "entry:1"))
@@ -78,7 +68,7 @@ func TestOriginDownServesStaleThenSnapshotAfterRestart(t *testing.T) {
 	// A restart starts with a closed breaker; three failures open it, and
 	// then copies are served without calling the upstream.
 	e2e.WantStatus(t, g.Get("/never-seen"), http.StatusBadGateway)
-	if st := breakerState(g, "craft"); st != "open" {
+	if st := e2e.BreakerState(g, "craft"); st != "open" {
 		t.Fatalf("breaker %s, want open", st)
 	}
 	r = g.Get("/page")
@@ -192,7 +182,7 @@ func TestBreakerOpensAndClosesAfterCooldown(t *testing.T) {
 			t.Fatalf("upstream error page not relayed: %q", r.Body)
 		}
 	}
-	if st := breakerState(g, "craft"); st != "open" {
+	if st := e2e.BreakerState(g, "craft"); st != "open" {
 		t.Fatalf("breaker %s after 3 failures over 3 paths, want open", st)
 	}
 	// While open, nothing goes upstream.
@@ -205,11 +195,11 @@ func TestBreakerOpensAndClosesAfterCooldown(t *testing.T) {
 		t.Fatalf("origin saw %d requests, want 3 (breaker open)", got)
 	}
 	failing.Store(false)
-	e2e.WaitFor(t, "breaker to half-open after its cooldown", func() bool { return breakerState(g, "craft") == "half-open" })
+	e2e.WaitFor(t, "breaker to half-open after its cooldown", func() bool { return e2e.BreakerState(g, "craft") == "half-open" })
 	r := g.Get("/b")
 	e2e.WantStatus(t, r, 200)
 	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
-	if st := breakerState(g, "craft"); st != "closed" {
+	if st := e2e.BreakerState(g, "craft"); st != "closed" {
 		t.Fatalf("breaker %s after a success, want closed", st)
 	}
 }
@@ -242,7 +232,7 @@ func TestBreakerHalfOpenLetsOneTrialThrough(t *testing.T) {
 	}
 	failing.Store(false)
 	e2e.Advance(time.Hour) // /cached is stale now
-	e2e.WaitFor(t, "breaker to half-open after its cooldown", func() bool { return breakerState(g, "craft") == "half-open" })
+	e2e.WaitFor(t, "breaker to half-open after its cooldown", func() bool { return e2e.BreakerState(g, "craft") == "half-open" })
 
 	trial := make(chan e2e.Response, 1)
 	go func() { trial <- g.Get("/trial") }()
@@ -256,7 +246,7 @@ func TestBreakerHalfOpenLetsOneTrialThrough(t *testing.T) {
 	}
 	close(release)
 	e2e.WantCacheStatus(t, <-trial, "craftedge; fwd=miss; stored")
-	if st := breakerState(g, "craft"); st != "closed" {
+	if st := e2e.BreakerState(g, "craft"); st != "closed" {
 		t.Fatalf("breaker %s after the trial succeeded, want closed", st)
 	}
 	e2e.WantCacheStatus(t, g.Get("/other"), "craftedge; fwd=miss; stored")
@@ -433,10 +423,10 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"graphql api", "graphql path must start with /"},
 	} {
 		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
-		assertLoadError(t, cfg, tc.want)
+		e2e.AssertLoadError(t, cfg, tc.want)
 	}
 	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: "/tmp/x.db", GlobalExtra: "memory lots"})
-	assertLoadError(t, cfg, "memory: invalid size")
+	e2e.AssertLoadError(t, cfg, "memory: invalid size")
 }
 
 func TestUnopenableStorageIsAClearError(t *testing.T) {
@@ -462,14 +452,6 @@ func TestUnopenableStorageIsAClearError(t *testing.T) {
 	if r.StatusCode == 200 || !strings.Contains(body.String(), "craftedge: storage") || !strings.Contains(body.String(), "plainfile") {
 		t.Fatalf("load of an unopenable storage path: status %d, body %s", r.StatusCode, body)
 	}
-}
-
-// assertLoadError loads a Caddyfile that must fail with an error containing
-// want and naming the Caddyfile line.
-func assertLoadError(t *testing.T, cfg, want string) {
-	t.Helper()
-	caddytest.AssertLoadError(t, cfg, "caddyfile", want)
-	caddytest.AssertLoadError(t, cfg, "caddyfile", "Caddyfile:")
 }
 
 // The snapshot store stays open across reloads; a reload with tighter

@@ -65,27 +65,6 @@ func enqueue(g *e2e.Gateway, key, payload string) jobs.Job {
 	return job
 }
 
-func jobByID(g *e2e.Gateway, id string) jobs.Job {
-	g.T.Helper()
-	r := g.Admin(http.MethodGet, "/craftedge/jobs/"+id, "")
-	e2e.WantStatus(g.T, r, 200)
-	var j jobs.Job
-	if err := json.Unmarshal([]byte(r.Body), &j); err != nil {
-		g.T.Fatal(err)
-	}
-	return j
-}
-
-func waitJobState(g *e2e.Gateway, id string, state jobs.State) jobs.Job {
-	g.T.Helper()
-	var j jobs.Job
-	e2e.WaitFor(g.T, "job "+id+" to be "+string(state), func() bool {
-		j = jobByID(g, id)
-		return j.State == state
-	})
-	return j
-}
-
 func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `jobs {
@@ -99,7 +78,7 @@ func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
 	prefix := t.Name() + ":"
 
 	ok := enqueue(g, prefix+"ok", "ok")
-	waitJobState(g, ok.ID, jobs.StateDone)
+	e2e.WaitJobState(g, ok.ID, jobs.StateDone)
 	// The same idempotency key is not run twice.
 	if _, created, _ := currentApp.Load().jobs.Enqueue(context.Background(), jobs.EnqueueRequest{Kind: "test.echo", Key: prefix + "ok"}); created {
 		t.Fatal("duplicate idempotency key created a second job")
@@ -108,12 +87,12 @@ func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
 	// With max_attempts 1 a failure dead-letters; the dead letter keeps
 	// the payload and the attempt's error.
 	flaky := enqueue(g, prefix+"flaky", "fail-first")
-	dead := waitJobState(g, flaky.ID, jobs.StateDead)
+	dead := e2e.WaitJobState(g, flaky.ID, jobs.StateDead)
 	if string(dead.Payload) != "fail-first" || len(dead.History) != 1 || !strings.Contains(dead.History[0].Error, "503") {
 		t.Fatalf("dead letter lacks payload or history: %+v", dead)
 	}
 	poison := enqueue(g, prefix+"poison", "poison")
-	waitJobState(g, poison.ID, jobs.StateDead)
+	e2e.WaitJobState(g, poison.ID, jobs.StateDead)
 
 	r := g.Admin(http.MethodGet, "/craftedge/jobs?kind=test.echo&state=dead", "")
 	e2e.WantStatus(t, r, 200)
@@ -137,8 +116,8 @@ func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
 	if !strings.Contains(r.Body, `"replayed": 2`) {
 		t.Fatalf("replay answered %s", r.Body)
 	}
-	waitJobState(g, flaky.ID, jobs.StateDone)
-	waitJobState(g, poison.ID, jobs.StateDead)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDone)
+	e2e.WaitJobState(g, poison.ID, jobs.StateDead)
 	if testJobRuns(prefix+"flaky") != 2 {
 		t.Fatalf("flaky ran %d times, want 2", testJobRuns(prefix+"flaky"))
 	}
@@ -171,12 +150,12 @@ func TestJobRetryAfterAndRetryNow(t *testing.T) {
 	// Retry-After (a vendor's 429) puts a job an hour out; "retry now" runs it at once.
 	later := enqueue(g, prefix+"later", "later")
 	e2e.WaitFor(t, "the first attempt of the delayed job", func() bool { return testJobRuns(prefix+"later") == 1 })
-	j := waitJobState(g, later.ID, jobs.StateReady)
+	j := e2e.WaitJobState(g, later.ID, jobs.StateReady)
 	if j.RunAt.Before(time.Now().Add(50 * time.Minute)) {
 		t.Fatalf("Retry-After not honoured: run_at %s", j.RunAt)
 	}
 	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/jobs/"+later.ID+"/retry", ""), 200)
-	waitJobState(g, later.ID, jobs.StateDone)
+	e2e.WaitJobState(g, later.ID, jobs.StateDone)
 
 }
 
@@ -187,7 +166,7 @@ func TestJobsConfigErrors(t *testing.T) {
 		{"jobs {\n kind test.echo {\n backoff 10s 1s\n }\n }", "backoff max"},
 		{"jobs {\n frobnicate\n }", "unrecognized jobs option"},
 	} {
-		assertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/x.db", GlobalExtra: tc.extra}), tc.want)
+		e2e.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/x.db", GlobalExtra: tc.extra}), tc.want)
 	}
 	// A kind no part of craftedge runs is a provisioning error.
 	caddytest.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/x.db",

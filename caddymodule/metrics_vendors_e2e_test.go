@@ -105,7 +105,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	moved := func(series string) float64 { return max(scrape(e.Gateway, series), 0) - base[series] }
 
 	// Success: a sync pass reads three pages (25 products, 10 per page).
-	waitJobState(e.Gateway, e.enqueueSync("m-ok"), jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-ok"), jobs.StateDone)
 	pages := float64(e.sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200])
 	if pages < 3 || moved(ok) != pages {
 		t.Fatalf("ok requests moved by %v, the vendor answered %v pages with 200", moved(ok), pages)
@@ -130,7 +130,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	id := e.enqueueSync("m-fail")
 	e2e.WaitFor(t, "the failing sync to be dead-lettered", func() bool {
 		e2e.Advance(time.Second) // past the 503's Retry-After and the job's backoff
-		return jobByID(e.Gateway, id).State == jobs.StateDead
+		return e2e.JobByID(e.Gateway, id).State == jobs.StateDead
 	})
 	if moved(serverError) < 3 || moved(breakerOpen) < 1 || moved(retries) < 2 {
 		t.Fatalf("5xx moved by %v, breaker_open by %v, retries by %v; want ≥ 3, 1, 2",
@@ -166,7 +166,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	retries0 := scrape(e.Gateway, retries)
-	waitJobState(e.Gateway, e.enqueueSync("m-429"), jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-429"), jobs.StateDone)
 	if moved(rlHits) != 1 || moved(limited) != 1 || scrape(e.Gateway, retries) != retries0+1 {
 		t.Fatalf("rate-limit hits moved by %v, rate_limited by %v, retries by %v; want 1 each",
 			moved(rlHits), moved(limited), scrape(e.Gateway, retries)-retries0)
@@ -180,7 +180,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	o.baseURL = closedPort(t) + " " + simURL
 	e.Tester.InitServer(opsCaddyfile(o, ""), "caddyfile")
 	h0, t0 := scrape(e.Gateway, hedges), max(scrape(e.Gateway, transport), 0)
-	waitJobState(e.Gateway, e.enqueueSync("m-hedge"), jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-hedge"), jobs.StateDone)
 	if dh, dt := scrape(e.Gateway, hedges)-max(h0, 0), scrape(e.Gateway, transport)-t0; dh < 1 || dh != dt {
 		t.Fatalf("hedges moved by %v, transport errors by %v; want equal and ≥ 1 (one per page)", dh, dt)
 	}
@@ -225,7 +225,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Body), &acc); err != nil {
 		t.Fatal(err)
 	}
-	waitJobState(e.Gateway, acc.Job, jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 
 	var rid string
 	want := map[string]bool{"job started": false, "job done": false, "purged": false}
@@ -247,7 +247,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	if len(rid) != 36 || strings.Count(rid, "-") != 4 {
 		t.Fatalf("request id %q is not Caddy's request UUID", rid)
 	}
-	job := jobByID(e.Gateway, acc.Job)
+	job := e2e.JobByID(e.Gateway, acc.Job)
 	if job.Correlation != rid {
 		t.Fatalf("job correlation %q, want the request id %q", job.Correlation, rid)
 	}
@@ -273,7 +273,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2e.WaitFor(t, "the throttled write to back off", func() bool {
-		j := jobByID(e.Gateway, acc.Job)
+		j := e2e.JobByID(e.Gateway, acc.Job)
 		return j.State == jobs.StateReady && j.Attempts == 1
 	})
 	e2e.Advance(10 * time.Minute)
@@ -287,7 +287,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 		t.Fatal("a job backing off counted as queue lag")
 	}
 	e2e.Advance(2 * time.Hour)
-	waitJobState(e.Gateway, acc.Job, jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 	if age := scrape(e.Gateway, `craftedge_jobs_oldest_pending_age_seconds{kind="outbox"}`); age != 0 {
 		t.Fatalf("outbox age %v with nothing pending", age)
 	}

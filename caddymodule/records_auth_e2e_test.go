@@ -26,6 +26,13 @@ const (
 	recordsToken    = "test-records-token-0123456789"
 )
 
+// An editor basic_auth knows (bcrypt cost 4, so that tests are fast).
+const (
+	editorUser     = "editor"
+	editorPass     = "editor-pass"
+	editorUserHash = "$2a$04$9ft4H9U3EqSxEJzxduOBs.y44v7dNR1KAwxybIFWilvOuSy.E/Zda"
+)
+
 func productBody(title string) string {
 	return `{"sku":"SKU-3","title":{"en":"` + title + `"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`
 }
@@ -81,10 +88,10 @@ func TestRecordsAnonymousWritesRefused(t *testing.T) {
 }
 
 func TestRecordsWritesWithBasicAuth(t *testing.T) {
-	site := fmt.Sprintf("basic_auth /vendors/* {\n\t\t%s %s\n\t}\n\t%s", statusUser, statusUserHash, readmeRecordsSite)
+	site := fmt.Sprintf("basic_auth /vendors/* {\n\t\t%s %s\n\t}\n\t%s", editorUser, editorUserHash, readmeRecordsSite)
 	e := startVendorGateway(t, 5, vendorOptions{site: site, private: true})
 	e.sync("first", jobs.StateDone)
-	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
+	auth := map[string]string{"Authorization": e2e.BasicAuth(editorUser, editorPass)}
 
 	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
 	e2e.WantStatus(t, r, http.StatusAccepted)
@@ -299,12 +306,12 @@ func TestRecordsReadmeAuthExamples(t *testing.T) {
 	basic_auth @records_auth {
 		%s %s
 	}
-	%s`, statusUser, statusUserHash, readmeRecordsSite)
+	%s`, editorUser, editorUserHash, readmeRecordsSite)
 	e := startVendorGateway(t, 5, vendorOptions{site: site})
 	e.sync("first", jobs.StateDone)
 	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3"), 200)
 	e2e.WantStatus(t, e.Do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")), http.StatusUnauthorized)
-	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
+	auth := map[string]string{"Authorization": e2e.BasicAuth(editorUser, editorPass)}
 	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
 	e2e.WantStatus(t, r, http.StatusAccepted)
 	loc := r.Header.Get("Location")

@@ -74,7 +74,7 @@ func TestZeroAndNegativeOptionsAreLoadErrors(t *testing.T) {
 		{"serve_stale_despite_origin maybe", "serve_stale_despite_origin wants on or off"},
 	} {
 		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
-		assertLoadError(t, cfg, tc.want)
+		e2e.AssertLoadError(t, cfg, tc.want)
 	}
 }
 

@@ -141,7 +141,7 @@ func (e *vendorEnv) sync(key string, state jobs.State) jobs.Job {
 	if err != nil || !created {
 		e.T.Fatalf("enqueue sync: created=%v err=%v", created, err)
 	}
-	return waitJobState(e.Gateway, job.ID, state)
+	return e2e.WaitJobState(e.Gateway, job.ID, state)
 }
 
 func (e *vendorEnv) health() Health {
@@ -341,7 +341,7 @@ func TestVendorCaddyfileErrors(t *testing.T) {
 		cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "x.db"), baseURL: "http://127.0.0.1:1",
 			vendor: tc.vendor, resource: tc.resource})
 		line := 1 + strings.Count(cfg[:strings.Index(cfg, tc.bad)], "\n")
-		assertLoadError(t, cfg, tc.want)
+		e2e.AssertLoadError(t, cfg, tc.want)
 		caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d", line))
 	}
 	// A resource without id names the resource's line.

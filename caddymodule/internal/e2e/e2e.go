@@ -6,6 +6,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/craftedge/craftedge/caddymodule/internal/clock"
+	"github.com/craftedge/craftedge/jobs"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -431,3 +433,71 @@ func JSONQuote(s string) string {
 }
 
 func CopyBody(dst io.Writer, r *http.Response) (int64, error) { return io.Copy(dst, r.Body) }
+
+// BoomPaths are the paths HandleBoom serves: enough distinct paths to open
+// a circuit breaker (min_paths).
+var BoomPaths = []string{"/boom", "/boom/2", "/boom/3"}
+
+// HandleBoom serves fn on every BoomPaths path.
+func HandleBoom(o *Origin, fn http.HandlerFunc) {
+	for _, p := range BoomPaths {
+		o.Handle(p, fn)
+	}
+}
+
+// BreakerState is the circuit breaker state of an upstream, as GET
+// /craftedge/health reports it.
+func BreakerState(g *Gateway, name string) string {
+	g.T.Helper()
+	r := g.Admin(http.MethodGet, "/craftedge/health", "")
+	WantStatus(g.T, r, 200)
+	var h struct {
+		Upstreams []struct{ Name, Breaker string }
+	}
+	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
+		g.T.Fatalf("health is not JSON: %v: %s", err, r.Body)
+	}
+	for _, u := range h.Upstreams {
+		if u.Name == name {
+			return u.Breaker
+		}
+	}
+	g.T.Fatalf("upstream %q not in health", name)
+	return ""
+}
+
+// AssertLoadError loads a Caddyfile that must fail with an error containing
+// want and naming the Caddyfile line.
+func AssertLoadError(t *testing.T, cfg, want string) {
+	t.Helper()
+	caddytest.AssertLoadError(t, cfg, "caddyfile", want)
+	caddytest.AssertLoadError(t, cfg, "caddyfile", "Caddyfile:")
+}
+
+// JobByID is a job as GET /craftedge/jobs/<id> shows it.
+func JobByID(g *Gateway, id string) jobs.Job {
+	g.T.Helper()
+	r := g.Admin(http.MethodGet, "/craftedge/jobs/"+id, "")
+	WantStatus(g.T, r, 200)
+	var j jobs.Job
+	if err := json.Unmarshal([]byte(r.Body), &j); err != nil {
+		g.T.Fatal(err)
+	}
+	return j
+}
+
+// WaitJobState waits for a job to reach state and returns it.
+func WaitJobState(g *Gateway, id string, state jobs.State) jobs.Job {
+	g.T.Helper()
+	var j jobs.Job
+	WaitFor(g.T, "job "+id+" to be "+string(state), func() bool {
+		j = JobByID(g, id)
+		return j.State == state
+	})
+	return j
+}
+
+// BasicAuth is the Authorization header value of HTTP basic authentication.
+func BasicAuth(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}

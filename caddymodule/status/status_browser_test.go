@@ -1,4 +1,4 @@
-package caddymodule
+package status
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// A real craftedge whose upstream fails until its breaker opens, and
 	// two dead letters: one that will succeed when retried, one poisoned.
 	o := e2e.NewOrigin(t)
-	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
+	e2e.HandleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{globalExtra: `jobs {
@@ -55,17 +55,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 				backoff 1ms 10ms
 			}
 		}`})
-	for _, p := range boomPaths {
+	for _, p := range e2e.BoomPaths {
 		e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 	}
-	if st := breakerState(g, "craft"); st != "open" {
+	if st := e2e.BreakerState(g, "craft"); st != "open" {
 		t.Fatalf("breaker %s after 3 failures over 3 paths, want open", st)
 	}
 	prefix := t.Name() + ":"
 	flaky := enqueue(g, prefix+"flaky", "fail-first")
 	poison := enqueue(g, prefix+"poison", "poison")
-	waitJobState(g, flaky.ID, jobs.StateDead)
-	waitJobState(g, poison.ID, jobs.StateDead)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDead)
+	e2e.WaitJobState(g, poison.ID, jobs.StateDead)
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
@@ -142,7 +142,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	_, err := chromedp.Call(tctx, network.Enable, network.EnableParams{})
 	must("enabling the network domain", err)
 	_, err = chromedp.Call(tctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
-		Headers: network.Headers{"Authorization": basicAuth(statusUser, statusPass)},
+		Headers: network.Headers{"Authorization": e2e.BasicAuth(statusUser, statusPass)},
 	})
 	must("setting the Authorization header", err)
 
@@ -180,7 +180,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if !strings.Contains(msg, flaky.ID) || !strings.Contains(msg, "queued to run now") {
 		t.Fatalf("action message %q", msg)
 	}
-	waitJobState(g, flaky.ID, jobs.StateDone)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDone)
 	if n := testJobRuns(prefix + "flaky"); n != 2 {
 		t.Fatalf("the retried job ran %d times, want 2", n)
 	}

@@ -1,7 +1,6 @@
-package caddymodule
+package status
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -62,10 +61,6 @@ func startStatusGateway(t *testing.T, o *e2e.Origin, opts statusOptions) *e2e.Ga
 	return e2e.StartConfig(t, o, statusCaddyfile(o, opts), opts.storage)
 }
 
-func basicAuth(user, pass string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
-}
-
 // statusSession is a browser-like session on the status page: its basic
 // auth, its CSRF cookie and the token the page embedded.
 type statusSession struct {
@@ -80,7 +75,7 @@ var csrfAttr = regexp.MustCompile(`data-csrf="([^"]+)"`)
 // openStatus loads the page as user and keeps its cookie and token.
 func openStatus(g *e2e.Gateway, user, pass string) *statusSession {
 	g.T.Helper()
-	s := &statusSession{g: g, auth: basicAuth(user, pass)}
+	s := &statusSession{g: g, auth: e2e.BasicAuth(user, pass)}
 	r := g.Get("/status", "Authorization", s.auth)
 	e2e.WantStatus(g.T, r, http.StatusOK)
 	m := csrfAttr.FindStringSubmatch(r.Body)
@@ -159,7 +154,7 @@ func wantNoStore(t *testing.T, r e2e.Response) {
 
 func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
 	o := e2e.NewOrigin(t)
-	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
+	e2e.HandleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{})
@@ -235,7 +230,7 @@ func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
 
 	// The upstream fails (on three paths) until its breaker opens: red,
 	// with why.
-	for _, p := range boomPaths {
+	for _, p := range e2e.BoomPaths {
 		e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 	}
 	rep = s.report()
@@ -379,7 +374,7 @@ func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
 	prefix := t.Name() + ":"
 
 	flaky := enqueue(g, prefix+"flaky", "fail-first")
-	waitJobState(g, flaky.ID, jobs.StateDead)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDead)
 	rep := s.report()
 	if len(rep.DeadLetters) != 1 || rep.DeadLetters[0].ID != flaky.ID || rep.DeadLetters[0].Kind != "test.echo" ||
 		!strings.Contains(rep.DeadLetters[0].LastError, "503") || rep.DeadLetters[0].Key != prefix+"flaky" {
@@ -407,7 +402,7 @@ func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
 	if !strings.Contains(r.Body, `"retried": "`+flaky.ID+`"`) {
 		t.Fatalf("retry answered %s", r.Body)
 	}
-	waitJobState(g, flaky.ID, jobs.StateDone)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDone)
 	if rep := s.report(); len(rep.DeadLetters) != 0 || rep.Status != StatusGreen {
 		t.Fatalf("after retry: dead letters %+v, status %s %v", rep.DeadLetters, rep.Status, rep.Why)
 	}
@@ -429,15 +424,15 @@ func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
 	// Replay all of a kind.
 	a := enqueue(g, prefix+"a", "fail-first")
 	b := enqueue(g, prefix+"b", "fail-first")
-	waitJobState(g, a.ID, jobs.StateDead)
-	waitJobState(g, b.ID, jobs.StateDead)
+	e2e.WaitJobState(g, a.ID, jobs.StateDead)
+	e2e.WaitJobState(g, b.ID, jobs.StateDead)
 	r = s.post("replay", `{"kind":"test.echo"}`)
 	e2e.WantStatus(t, r, 200)
 	if !strings.Contains(r.Body, `"replayed": 2`) {
 		t.Fatalf("replay answered %s", r.Body)
 	}
-	waitJobState(g, a.ID, jobs.StateDone)
-	waitJobState(g, b.ID, jobs.StateDone)
+	e2e.WaitJobState(g, a.ID, jobs.StateDone)
+	e2e.WaitJobState(g, b.ID, jobs.StateDone)
 	if r := s.post("replay", `{}`); r.Status != http.StatusBadRequest {
 		t.Fatalf("replay without a kind: %d %s", r.Status, r.Body)
 	}
@@ -446,7 +441,7 @@ func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
 func TestStatusRoutesAndMethods(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	g := startStatusGateway(t, o, statusOptions{})
-	auth := basicAuth(statusUser, statusPass)
+	auth := e2e.BasicAuth(statusUser, statusPass)
 	for _, tc := range []struct {
 		method, path string
 		code         int
@@ -505,14 +500,14 @@ func TestStatusFailsClosedWithoutAuthentication(t *testing.T) {
 
 func TestStatusRunsBeforeTheCache(t *testing.T) {
 	o := e2e.NewOrigin(t)
-	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
+	e2e.HandleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{site: "craftedge_status /status* {\n allow_unauthenticated\n }"})
-	for _, p := range boomPaths {
+	for _, p := range e2e.BoomPaths {
 		e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 	}
-	if st := breakerState(g, "craft"); st != "open" {
+	if st := e2e.BreakerState(g, "craft"); st != "open" {
 		t.Fatalf("breaker %s, want open", st)
 	}
 	// A cacheable request (no credentials, no cookie) for the page: were
@@ -539,9 +534,9 @@ func TestStatusCaddyfileErrors(t *testing.T) {
 		{"allow_unauthenticated yes", `too many arguments to \"allow_unauthenticated\"`},
 		{"frobnicate", `unrecognized craftedge_status subdirective \"frobnicate\"`},
 	} {
-		assertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", statusExtra: tc.extra}), tc.want)
+		e2e.AssertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", statusExtra: tc.extra}), tc.want)
 	}
-	assertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", site: "craftedge_status /status* extra"}),
+	e2e.AssertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", site: "craftedge_status /status* extra"}),
 		"craftedge_status takes no arguments besides a matcher")
 }
 
@@ -587,5 +582,39 @@ func TestStatusSubPathsAndPrefixInference(t *testing.T) {
 	}
 	if got := prefixFromMatcherSet(caddy.ModuleMap{"host": json.RawMessage(`["a"]`)}); got != "" {
 		t.Errorf("prefix of a host matcher = %q", got)
+	}
+}
+
+// TestStatusListsRecentRejections: a refused remote purge (unsigned) shows
+// on the page with its reason, source and sender, and never the secret.
+func TestStatusListsRecentRejections(t *testing.T) {
+	const secret = "whsec_c3RhdHVzLXBhZ2UtcHVyZ2Utc2VjcmV0LTEyMzQ1Njc4"
+	t.Setenv("STATUS_TEST_PURGE_SECRET", secret)
+	o := e2e.NewOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{site: `craftedge_status /status* {
+		allow_unauthenticated
+	}
+	craftedge_purge {
+		secret {env.STATUS_TEST_PURGE_SECRET}
+	}`})
+	e2e.WantStatus(t, g.Do(http.MethodPost, "/.craftedge/purge", map[string]string{"Content-Type": "application/json"}, `{"tags":["x"]}`), http.StatusUnauthorized)
+
+	r := g.Get("/status/status.json")
+	e2e.WantStatus(t, r, 200)
+	var rep StatusReport
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range rep.WebhookRejections {
+		if w.Source == "craftedge_purge" && w.Status == http.StatusUnauthorized && w.Reason != "" && w.RemoteIP != "" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the refused purge is not on the status page: %+v", rep.WebhookRejections)
+	}
+	if strings.Contains(r.Body, secret) || strings.Contains(r.Body, strings.TrimPrefix(secret, "whsec_")) {
+		t.Fatal("the status page shows the purge secret")
 	}
 }
