@@ -110,8 +110,9 @@ var statusSecret = sync.OnceValue(func() []byte {
 //   - job kind: red when its queue age (how long its oldest due job has
 //     waited) exceeds 10 minutes; amber when it has dead letters; green
 //     otherwise. The job queue's colour is the worst of its kinds.
-//   - vendors (not wired yet): the upstream rules applied to each vendor's
-//     breaker and kill switch.
+//   - vendor: red when its client's circuit breaker is open; amber when
+//     it is half-open or the vendor is disabled (enabled off); green
+//     otherwise.
 type StatusHandler struct {
 	// Title is the page's heading and title. Default "craftedge status".
 	Title string `json:"title,omitempty"`
@@ -573,7 +574,7 @@ type StatusUpstream struct {
 	Override bool `json:"override"`
 }
 
-// StatusVendor is one external vendor API (not wired yet: always empty).
+// StatusVendor is one configured vendor API: its breaker and last sync.
 type StatusVendor struct {
 	Name   string      `json:"name"`
 	Status StatusColor `json:"status"`
