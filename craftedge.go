@@ -5,6 +5,9 @@
 package craftedge
 
 import (
-	// The Caddy glue: app, handler, admin API, Caddyfile directives.
+	// The core: app, global option, admin API, the craftedge handler and
+	// the directives not yet in a package of their own.
 	_ "github.com/craftedge/craftedge/caddymodule"
+	// One package per module family, as Caddy's modules/standard does.
+	_ "github.com/craftedge/craftedge/caddymodule/status"
 )

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/vendorsim"
 	"github.com/craftedge/craftedge/webhook"
 )
@@ -41,7 +42,7 @@ func BenchmarkWebhookAck(b *testing.B) {
 	// Quiet logs: the benchmark's result line must stay parseable.
 	cfg = strings.Replace(cfg, "\tgrace_period 1ns\n", "\tgrace_period 1ns\n\tlog {\n\t\toutput discard\n\t}\n", 1)
 	tester.InitServer(cfg, "caddyfile")
-	b.Cleanup(func() { stopGateway(b) })
+	b.Cleanup(func() { e2e.StopGateway(b) })
 	client := &http.Client{Timeout: 10 * time.Second}
 	signer := webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretNew}}
 
@@ -60,7 +61,7 @@ func BenchmarkWebhookAck(b *testing.B) {
 		if err := signer.Sign(req, fmt.Sprintf("msg_bench_%d", i), time.Now()); err != nil {
 			b.Fatal(err)
 		}
-		hreq, _ := http.NewRequest(http.MethodPost, siteAddr+hookURLPath, bytes.NewReader(body))
+		hreq, _ := http.NewRequest(http.MethodPost, e2e.SiteAddr+hookURLPath, bytes.NewReader(body))
 		hreq.Header = req.Header
 		hreq.Header.Set("Content-Type", "application/json")
 		start := time.Now()

@@ -8,21 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
-// boomPaths are three distinct paths: failures on all of them are spread
+// e2e.BoomPaths are three distinct paths: failures on all of them are spread
 // enough to open a breaker with the default min_paths (3).
-var boomPaths = []string{"/boom", "/boom/2", "/boom/3"}
-
-// handleBoom serves fn on every boomPaths path.
-func handleBoom(o *testOrigin, fn http.HandlerFunc) {
-	for _, p := range boomPaths {
-		o.handle(p, fn)
-	}
-}
 
 func serverError(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusInternalServerError)
@@ -33,7 +24,7 @@ func serverError(w http.ResponseWriter, r *http.Request) {
 // `craftedge` (no block, or handlerBlock when not empty) then
 // `reverse_proxy`, with the default upstream and breaker. Caddy's logs go
 // to logPath as JSON.
-func startPlainGateway(t *testing.T, o *testOrigin, handlerBlock string) (g *gateway, logPath string) {
+func startPlainGateway(t *testing.T, o *e2e.Origin, handlerBlock string) (g *e2e.Gateway, logPath string) {
 	t.Helper()
 	dir := t.TempDir()
 	logPath = filepath.Join(dir, "caddy.log")
@@ -56,19 +47,8 @@ func startPlainGateway(t *testing.T, o *testOrigin, handlerBlock string) (g *gat
 	%s
 	reverse_proxy %s
 }
-`, globalPorts(), logPath, filepath.Join(dir, "craftedge.db"), siteAddr, handler, o.addr())
-	clockOffset.Store(0)
-	t.Cleanup(func() { clockOffset.Store(0) })
-	tester := caddytest.NewTester(t)
-	tester.InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g = &gateway{t: t, tester: tester, origin: o, client: &http.Client{
-		Transport: &http.Transport{DisableCompression: true},
-		Timeout:   10 * time.Second,
-	}}
-	t.Cleanup(func() { stopGateway(t) })
+`, e2e.GlobalPorts(), logPath, filepath.Join(dir, "craftedge.db"), e2e.SiteAddr, handler, o.Addr())
+	g = e2e.StartConfig(t, o, cfg, filepath.Join(dir, "craftedge.db"))
 	return g, logPath
 }
 
@@ -88,18 +68,18 @@ func breakerLogs(t *testing.T, logPath, upstream string) []string {
 }
 
 // wantHealthyPages checks that n uncached pages still come from the origin.
-func wantHealthyPages(t *testing.T, g *gateway, o *testOrigin, n int) {
+func wantHealthyPages(t *testing.T, g *e2e.Gateway, o *e2e.Origin, n int) {
 	t.Helper()
 	for i := range n {
 		p := fmt.Sprintf("/healthy/%d", i)
-		r := g.get(p)
-		wantStatus(t, r, http.StatusOK)
-		wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
-		if o.count(p) != 1 {
-			t.Fatalf("%s: the origin saw %d requests, want 1", p, o.count(p))
+		r := g.Get(p)
+		e2e.WantStatus(t, r, http.StatusOK)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+		if o.Count(p) != 1 {
+			t.Fatalf("%s: the origin saw %d requests, want 1", p, o.Count(p))
 		}
 	}
-	if st := g.breakerState("default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s, want closed", st)
 	}
 }
@@ -117,16 +97,16 @@ func TestBreakerOneBrokenPageNeverOpensIt(t *testing.T) {
 		{"20 query strings", func(i int) string { return fmt.Sprintf("?q=%d&page=%d", i, i%3) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newTestOrigin(t)
-			o.handle("/broken", serverError)
+			o := e2e.NewOrigin(t)
+			o.Handle("/broken", serverError)
 			g, logPath := startPlainGateway(t, o, "")
 			for i := range 20 {
-				r := g.get("/broken" + tc.query(i))
-				wantStatus(t, r, http.StatusInternalServerError)
-				wantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=upstream-error")
+				r := g.Get("/broken" + tc.query(i))
+				e2e.WantStatus(t, r, http.StatusInternalServerError)
+				e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=upstream-error")
 			}
-			if o.count("/broken") != 20 {
-				t.Fatalf("the origin saw %d requests for /broken, want 20", o.count("/broken"))
+			if o.Count("/broken") != 20 {
+				t.Fatalf("the origin saw %d requests for /broken, want 20", o.Count("/broken"))
 			}
 			wantHealthyPages(t, g, o, 5)
 			if logs := breakerLogs(t, logPath, "default"); len(logs) != 0 {
@@ -139,15 +119,15 @@ func TestBreakerOneBrokenPageNeverOpensIt(t *testing.T) {
 // One always-slow page (a search with an odd query) times out every time
 // and never opens the breaker either.
 func TestBreakerOneSlowPageNeverOpensIt(t *testing.T) {
-	o := newTestOrigin(t)
-	o.handle("/search", func(w http.ResponseWriter, r *http.Request) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/search", func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done() // hang until the gateway gives up
 	})
 	g, _ := startPlainGateway(t, o, "timeout 50ms")
 	for i := range 20 {
-		r := g.get(fmt.Sprintf("/search?q=odd%d", i))
-		wantStatus(t, r, http.StatusGatewayTimeout)
-		wantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=504; detail=no-copy")
+		r := g.Get(fmt.Sprintf("/search?q=odd%d", i))
+		e2e.WantStatus(t, r, http.StatusGatewayTimeout)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=504; detail=no-copy")
 	}
 	wantHealthyPages(t, g, o, 5)
 }
@@ -157,26 +137,26 @@ func TestBreakerOneSlowPageNeverOpensIt(t *testing.T) {
 // counts the transition, and uncached pages get the no-copy error without
 // reaching Craft.
 func TestBreakerEveryPageFailingOpensIt(t *testing.T) {
-	o := newTestOrigin(t)
-	o.fallback = serverError
+	o := e2e.NewOrigin(t)
+	o.Fallback = serverError
 	g, logPath := startPlainGateway(t, o, "")
 	for i := range 4 {
-		wantStatus(t, g.get(fmt.Sprintf("/page/%d", i)), http.StatusInternalServerError)
+		e2e.WantStatus(t, g.Get(fmt.Sprintf("/page/%d", i)), http.StatusInternalServerError)
 	}
-	if st := g.breakerState("default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s after 4 failures, want closed (failures 5)", st)
 	}
-	wantStatus(t, g.get("/page/4"), http.StatusInternalServerError)
-	if st := g.breakerState("default"); st != "open" {
+	e2e.WantStatus(t, g.Get("/page/4"), http.StatusInternalServerError)
+	if st := e2e.BreakerState(g, "default"); st != "open" {
 		t.Fatalf("breaker %s after 5 failures over 5 paths, want open", st)
 	}
-	r := g.get("/page/5")
-	wantStatus(t, r, http.StatusServiceUnavailable)
-	wantCacheStatus(t, r, "craftedge; detail=no-copy")
-	if n := o.total.Load(); n != 5 {
+	r := g.Get("/page/5")
+	e2e.WantStatus(t, r, http.StatusServiceUnavailable)
+	e2e.WantCacheStatus(t, r, "craftedge; detail=no-copy")
+	if n := o.Total.Load(); n != 5 {
 		t.Fatalf("the origin saw %d requests, want 5 (none once open)", n)
 	}
-	if v := g.scrape(`craftedge_breaker_transitions_total{state="open",upstream="default"}`); v != 1 {
+	if v := scrape(g, `craftedge_breaker_transitions_total{state="open",upstream="default"}`); v != 1 {
 		t.Fatalf("open transitions counted: %v, want 1", v)
 	}
 	want := []string{"open: 5 consecutive failures over 5 distinct paths, last: status 500 on /page/4"}
@@ -188,22 +168,22 @@ func TestBreakerEveryPageFailingOpensIt(t *testing.T) {
 // Craft down (connection refused) opens the breaker as fast as before,
 // whatever the paths: five failures in a row, here all on one page.
 func TestBreakerOriginDownOpensItOnAnyPath(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	g, logPath := startPlainGateway(t, o, "")
-	wantStatus(t, g.get("/page"), http.StatusOK)
-	o.stop()
-	advance(time.Hour) // the copy is stale: every request tries Craft
+	e2e.WantStatus(t, g.Get("/page"), http.StatusOK)
+	o.Stop()
+	e2e.Advance(time.Hour) // the copy is stale: every request tries Craft
 	for i := range 5 {
-		r := g.get("/page")
-		wantStatus(t, r, http.StatusOK)
-		wantCacheStatus(t, r, "craftedge; fwd=stale; fwd-status=502; detail=stale")
-		if st := g.breakerState("default"); (st == "open") != (i == 4) {
+		r := g.Get("/page")
+		e2e.WantStatus(t, r, http.StatusOK)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=stale; fwd-status=502; detail=stale")
+		if st := e2e.BreakerState(g, "default"); (st == "open") != (i == 4) {
 			t.Fatalf("breaker %s after %d refused connections", st, i+1)
 		}
 	}
-	r := g.get("/page")
-	wantStatus(t, r, http.StatusOK)
-	wantCacheStatus(t, r, "craftedge; hit; detail=stale")
+	r := g.Get("/page")
+	e2e.WantStatus(t, r, http.StatusOK)
+	e2e.WantCacheStatus(t, r, "craftedge; hit; detail=stale")
 	logs := breakerLogs(t, logPath, "default")
 	if len(logs) != 1 || !strings.HasPrefix(logs[0], "open: 5 consecutive failures all connection failures, last: dial tcp") ||
 		!strings.Contains(logs[0], "connection refused on /page") {
@@ -215,22 +195,22 @@ func TestBreakerOriginDownOpensItOnAnyPath(t *testing.T) {
 // errors on ever-different pages never adds up to an open breaker (the
 // old breaker counted every failure within its cooldown and opened).
 func TestBreakerSporadicErrorsAmongSuccessesKeepItClosed(t *testing.T) {
-	o := newTestOrigin(t)
-	o.fallback = serverError
+	o := e2e.NewOrigin(t)
+	o.Fallback = serverError
 	g, _ := startPlainGateway(t, o, "")
 	for i := range 60 {
 		p := fmt.Sprintf("/mix/%d", i)
 		if i%5 == 4 {
-			o.handle(p, pageHandler("ok", "mix"))
-			wantStatus(t, g.get(p), http.StatusOK)
+			o.Handle(p, e2e.PageHandler("ok", "mix"))
+			e2e.WantStatus(t, g.Get(p), http.StatusOK)
 		} else {
-			wantStatus(t, g.get(p), http.StatusInternalServerError)
+			e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 		}
 	}
-	if st := g.breakerState("default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s after runs of 4 failures between successes, want closed", st)
 	}
-	if n := o.total.Load(); n != 60 {
+	if n := o.Total.Load(); n != 60 {
 		t.Fatalf("the origin saw %d requests, want 60", n)
 	}
 }
@@ -238,7 +218,7 @@ func TestBreakerSporadicErrorsAmongSuccessesKeepItClosed(t *testing.T) {
 // Bad breaker settings are load errors naming the line; zero is never
 // silently a default, `breaker off` turns it off.
 func TestBreakerCaddyfileErrors(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	for _, tc := range []struct{ extra, want string }{
 		{"breaker {\n failures 0\n}", "(use 'breaker off' to turn the breaker off)"},
 		{"breaker {\n min_paths 0\n}", "(1 means failures on any paths open it)"},
@@ -249,27 +229,27 @@ func TestBreakerCaddyfileErrors(t *testing.T) {
 		{"breaker {\n window 10\n}", "unrecognized breaker option"},
 		{"breaker on", "breaker takes 'off' or a block"},
 	} {
-		cfg := caddyfileFor(o, gatewayOptions{storage: filepath.Join(t.TempDir(), "x.db"), handlerExtra: tc.extra})
-		assertLoadError(t, cfg, tc.want)
+		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
+		e2e.AssertLoadError(t, cfg, tc.want)
 	}
 	// The vendor block uses the same parser.
 	cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "v.db"), baseURL: "http://127.0.0.1:1",
 		vendor: "breaker {\n\t\t\t\tfailures 0\n\t\t\t}"})
-	assertLoadError(t, cfg, "breaker failures must be a positive integer")
+	e2e.AssertLoadError(t, cfg, "breaker failures must be a positive integer")
 }
 
 // `breaker off`: no failure opens it, and health says closed.
 func TestBreakerOff(t *testing.T) {
-	o := newTestOrigin(t)
-	o.fallback = serverError
+	o := e2e.NewOrigin(t)
+	o.Fallback = serverError
 	g, _ := startPlainGateway(t, o, "breaker off")
 	for i := range 10 {
-		wantStatus(t, g.get(fmt.Sprintf("/p/%d", i)), http.StatusInternalServerError)
+		e2e.WantStatus(t, g.Get(fmt.Sprintf("/p/%d", i)), http.StatusInternalServerError)
 	}
-	if st := g.breakerState("default"); st != "closed" {
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s with breaker off", st)
 	}
-	if n := o.total.Load(); n != 10 {
+	if n := o.Total.Load(); n != 10 {
 		t.Fatalf("the origin saw %d requests, want 10", n)
 	}
 }
@@ -278,17 +258,17 @@ func TestBreakerOff(t *testing.T) {
 // item failing (with any query string) opens neither the vendor client's
 // breaker nor the route's; failures over three items open the vendor's.
 func TestVendorBreakerFollowsTheSameRules(t *testing.T) {
-	vendor := newTestOrigin(t)
+	vendor := e2e.NewOrigin(t)
 	product := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		id := strings.TrimPrefix(r.URL.Path, "/v2/products/")
 		_, _ = fmt.Fprintf(w, `{"id":%q,"title":{"en":"Product %s"},"price":{"amount":100}}`, id, id)
 	}
-	vendor.fallback = product
-	vendor.handle("/v2/products/1", serverError)
+	vendor.Fallback = product
+	vendor.Handle("/v2/products/1", serverError)
 	sim := vendorsim.New(vendorsim.Options{Products: 1, Seed: 1})
 	t.Cleanup(func() { _ = sim.Close() })
-	o := vendorOptions{baseURL: "http://" + vendor.addr(), site: liveVendorSite(""),
+	o := vendorOptions{baseURL: "http://" + vendor.Addr(), site: liveVendorSite(""),
 		vendor: "breaker {\n\t\t\t\tfailures 3\n\t\t\t\tcooldown 1h\n\t\t\t}"}
 	e := startVendorGatewayWith(t, sim, o)
 	states := func() string {
@@ -303,28 +283,28 @@ func TestVendorBreakerFollowsTheSameRules(t *testing.T) {
 	}
 
 	for i := range 20 {
-		r := e.get(fmt.Sprintf("/shop-api/products/1?variant=%d", i))
-		if r.status < 500 {
-			t.Fatalf("a failing item answered %d", r.status)
+		r := e.Get(fmt.Sprintf("/shop-api/products/1?variant=%d", i))
+		if r.Status < 500 {
+			t.Fatalf("a failing item answered %d", r.Status)
 		}
 	}
-	if n := vendor.count("/v2/products/1"); n < 20 {
+	if n := vendor.Count("/v2/products/1"); n < 20 {
 		t.Fatalf("the vendor saw %d requests for the failing item, want ≥ 20", n)
 	}
 	if st := states(); st != "vendor closed, route closed" {
 		t.Fatalf("after one item failed 20 times: %s", st)
 	}
 	for _, id := range []string{"2", "3", "4"} {
-		r := e.get("/shop-api/products/" + id)
-		wantStatus(t, r, http.StatusOK)
-		wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
+		r := e.Get("/shop-api/products/" + id)
+		e2e.WantStatus(t, r, http.StatusOK)
+		e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
 	}
 
 	// Every item fails: an outage, the vendor's breaker opens.
-	vendor.fallback = serverError
+	vendor.Fallback = serverError
 	for _, id := range []string{"5", "6", "7"} {
-		if r := e.get("/shop-api/products/" + id); r.status < 500 {
-			t.Fatalf("product %s answered %d during the outage", id, r.status)
+		if r := e.Get("/shop-api/products/" + id); r.Status < 500 {
+			t.Fatalf("product %s answered %d during the outage", id, r.Status)
 		}
 	}
 	if st := states(); !strings.HasPrefix(st, "vendor open") {

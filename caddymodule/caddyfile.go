@@ -16,11 +16,7 @@ import (
 func init() {
 	httpcaddyfile.RegisterGlobalOption("craftedge", parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("craftedge", parseHandlerDirective)
-	// Before encode: the cache stores bodies compressed once and serves
-	// them as they are; encode only sees bypassed and uncacheable
-	// responses. Keys use the URL the client asked for, whatever rewrites
-	// run earlier.
-	httpcaddyfile.RegisterDirectiveOrder("craftedge", httpcaddyfile.Before, "encode")
+	// Ordered in directives.go.
 }
 
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 )
 
@@ -106,7 +107,7 @@ func (f *fakeCDN) got() []cdnRequest {
 // them.
 func (f *fakeCDN) waitRequests(n int) []cdnRequest {
 	f.t.Helper()
-	waitFor(f.t, fmt.Sprintf("%d requests at the fake CDN", n), func() bool { return len(f.got()) >= n })
+	e2e.WaitFor(f.t, fmt.Sprintf("%d requests at the fake CDN", n), func() bool { return len(f.got()) >= n })
 	return f.got()
 }
 
@@ -116,23 +117,23 @@ const (
 )
 
 // cdnJobs lists the cdn.purge jobs, oldest first.
-func (g *gateway) cdnJobs() []jobs.Job {
-	g.t.Helper()
-	r := g.admin(http.MethodGet, "/craftedge/jobs?kind=cdn.purge&limit=100", "")
-	wantStatus(g.t, r, 200)
+func cdnJobs(g *e2e.Gateway) []jobs.Job {
+	g.T.Helper()
+	r := g.Admin(http.MethodGet, "/craftedge/jobs?kind=cdn.purge&limit=100", "")
+	e2e.WantStatus(g.T, r, 200)
 	var l jobsList
-	if err := json.Unmarshal([]byte(r.body), &l); err != nil {
-		g.t.Fatal(err)
+	if err := json.Unmarshal([]byte(r.Body), &l); err != nil {
+		g.T.Fatal(err)
 	}
 	return l.Jobs
 }
 
 // waitCDNJobs waits for n cdn.purge jobs, all in state, and returns them.
-func (g *gateway) waitCDNJobs(n int, state jobs.State) []jobs.Job {
-	g.t.Helper()
+func waitCDNJobs(g *e2e.Gateway, n int, state jobs.State) []jobs.Job {
+	g.T.Helper()
 	var js []jobs.Job
-	waitFor(g.t, fmt.Sprintf("%d cdn.purge jobs %s", n, state), func() bool {
-		js = g.cdnJobs()
+	e2e.WaitFor(g.T, fmt.Sprintf("%d cdn.purge jobs %s", n, state), func() bool {
+		js = cdnJobs(g)
 		if len(js) != n {
 			return false
 		}
@@ -146,13 +147,13 @@ func (g *gateway) waitCDNJobs(n int, state jobs.State) []jobs.Job {
 	return js
 }
 
-func (g *gateway) purge(body string) {
-	g.t.Helper()
-	wantStatus(g.t, g.admin(http.MethodPost, "/craftedge/purge", body), 200)
+func purge(g *e2e.Gateway, body string) {
+	g.T.Helper()
+	e2e.WantStatus(g.T, g.Admin(http.MethodPost, "/craftedge/purge", body), 200)
 }
 
-func cdnCounter(g *gateway, provider, outcome string) float64 {
-	v := g.scrape(fmt.Sprintf(`craftedge_cdn_purge_requests_total{outcome=%q,provider=%q}`, outcome, provider))
+func cdnCounter(g *e2e.Gateway, provider, outcome string) float64 {
+	v := scrape(g, fmt.Sprintf(`craftedge_cdn_purge_requests_total{outcome=%q,provider=%q}`, outcome, provider))
 	return max(v, 0)
 }
 
@@ -177,29 +178,29 @@ func wantJSON(t *testing.T, got string, want any) {
 func TestCDNCloudflareForwardsPurges(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
-	o := newTestOrigin(t)
-	o.handle("/blog/a", pageHandler("a", "entry:1 section:blog"))
-	o.handle("/admin/actions/entries/save-entry", func(w http.ResponseWriter, r *http.Request) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/blog/a", e2e.PageHandler("a", "entry:1 section:blog"))
+	o.Handle("/admin/actions/entries/save-entry", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Purge-Tag", "entry:2,section:news")
 		w.WriteHeader(http.StatusOK)
 	})
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn {
 			cloudflare zone-abc
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `/client/v4
 		}`})
 	okBefore := cdnCounter(g, "cloudflare", "ok")
 
-	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
-	wantCacheStatus(t, g.get("/blog/a"), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, g.Get("/blog/a"), "craftedge; fwd=miss")
+	e2e.WantCacheStatus(t, g.Get("/blog/a"), "craftedge; hit")
 	// The hit path enqueues nothing.
-	if js := g.cdnJobs(); len(js) != 0 {
+	if js := cdnJobs(g); len(js) != 0 {
 		t.Fatalf("cdn jobs after hits: %+v", js)
 	}
 
-	g.purge(`{"tags":["entry:1"]}`)
+	purge(g, `{"tags":["entry:1"]}`)
 	// The memory purge is done when the admin call returns.
-	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
+	e2e.WantCacheStatusPrefix(t, g.Get("/blog/a"), "craftedge; fwd=miss")
 	reqs := cdn.waitRequests(1)
 	r := reqs[0]
 	if r.Method != http.MethodPost || r.Path != "/client/v4/zones/zone-abc/purge_cache" {
@@ -212,22 +213,22 @@ func TestCDNCloudflareForwardsPurges(t *testing.T) {
 		t.Fatalf("Content-Type = %q", ct)
 	}
 	wantJSON(t, r.Body, map[string]any{"tags": []string{"entry:1"}})
-	js := g.waitCDNJobs(1, jobs.StateDone)
+	js := waitCDNJobs(g, 1, jobs.StateDone)
 	if js[0].Attempts != 1 {
 		t.Fatalf("job %+v", js[0])
 	}
 
 	// Craft's Cache-Purge-Tag on a control-panel POST.
-	resp := g.do(http.MethodPost, "/admin/actions/entries/save-entry", nil, "title=x")
-	wantStatus(t, resp, 200)
-	if resp.header.Get("Cache-Purge-Tag") != "" {
+	resp := g.Do(http.MethodPost, "/admin/actions/entries/save-entry", nil, "title=x")
+	e2e.WantStatus(t, resp, 200)
+	if resp.Header.Get("Cache-Purge-Tag") != "" {
 		t.Fatal("Cache-Purge-Tag reached the client")
 	}
 	reqs = cdn.waitRequests(2)
 	wantJSON(t, reqs[1].Body, map[string]any{"tags": []string{"entry:2", "section:news"}})
 
 	// URLs, prefixes and hosts: one call per kind, Cloudflare's fields.
-	g.purge(`{"urls":["https://www.example.com/blog/a?p=2"],"prefixes":["https://www.example.com/blog/"],"hosts":["www.example.com"]}`)
+	purge(g, `{"urls":["https://www.example.com/blog/a?p=2"],"prefixes":["https://www.example.com/blog/"],"hosts":["www.example.com"]}`)
 	reqs = cdn.waitRequests(5)
 	wantJSON(t, reqs[2].Body, map[string]any{"hosts": []string{"www.example.com"}})
 	wantJSON(t, reqs[3].Body, map[string]any{"prefixes": []string{"www.example.com/blog/"}})
@@ -239,15 +240,15 @@ func TestCDNCloudflareForwardsPurges(t *testing.T) {
 		tags[i] = fmt.Sprintf("t%d", i)
 	}
 	b, _ := json.Marshal(map[string]any{"tags": tags})
-	g.purge(string(b))
+	purge(g, string(b))
 	reqs = cdn.waitRequests(7)
 	wantJSON(t, reqs[5].Body, map[string]any{"tags": tags[:100]})
 	wantJSON(t, reqs[6].Body, map[string]any{"tags": tags[100:]})
 
-	g.purge(`{"all":true}`)
+	purge(g, `{"all":true}`)
 	reqs = cdn.waitRequests(8)
 	wantJSON(t, reqs[7].Body, map[string]any{"purge_everything": true})
-	g.waitCDNJobs(5, jobs.StateDone)
+	waitCDNJobs(g, 5, jobs.StateDone)
 	if d := cdnCounter(g, "cloudflare", "ok") - okBefore; d != 8 {
 		t.Fatalf("ok requests counted %v, want 8", d)
 	}
@@ -261,14 +262,14 @@ func TestCDNCloudflareForwardsPurges(t *testing.T) {
 func TestCDNFastlyForwardsPurges(t *testing.T) {
 	t.Setenv("FASTLY_API_TOKEN", fastlyToken)
 	cdn := newFakeCDN(t)
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn fastly svc123 {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn fastly svc123 {
 			token {env.FASTLY_API_TOKEN}
 			endpoint ` + cdn.url() + `
 			soft
 			timeout 5s
 		}`})
-	g.purge(`{"tags":["entry:1","section:blog"]}`)
+	purge(g, `{"tags":["entry:1","section:blog"]}`)
 	r := cdn.waitRequests(1)[0]
 	if r.Method != http.MethodPost || r.Path != "/service/svc123/purge" {
 		t.Fatalf("request %s %s", r.Method, r.Path)
@@ -283,7 +284,7 @@ func TestCDNFastlyForwardsPurges(t *testing.T) {
 		t.Fatal("fastly request carries an Authorization header")
 	}
 
-	g.purge(`{"urls":["https://www.example.com/blog/a?p=2"]}`)
+	purge(g, `{"urls":["https://www.example.com/blog/a?p=2"]}`)
 	r = cdn.waitRequests(2)[1]
 	if r.Path != "/purge/www.example.com/blog/a" || r.Query != "p=2" || r.Header.Get("Fastly-Key") != fastlyToken {
 		t.Fatalf("url purge %s %s?%s", r.Method, r.Path, r.Query)
@@ -295,7 +296,7 @@ func TestCDNFastlyForwardsPurges(t *testing.T) {
 		tags[i] = fmt.Sprintf("k%d", i)
 	}
 	b, _ := json.Marshal(map[string]any{"tags": tags})
-	g.purge(string(b))
+	purge(g, string(b))
 	reqs := cdn.waitRequests(4)
 	if got := strings.Fields(reqs[2].Header.Get("Surrogate-Key")); len(got) != 256 || got[0] != "k0" {
 		t.Fatalf("first batch has %d keys", len(got))
@@ -304,15 +305,15 @@ func TestCDNFastlyForwardsPurges(t *testing.T) {
 		t.Fatalf("second batch has %d keys", len(got))
 	}
 
-	g.purge(`{"all":true}`)
+	purge(g, `{"all":true}`)
 	r = cdn.waitRequests(5)[4]
 	if r.Path != "/service/svc123/purge_all" || r.Header.Get("Fastly-Soft-Purge") != "" || r.Header.Get("Fastly-Key") != fastlyToken {
 		t.Fatalf("purge all %s %v", r.Path, r.Header)
 	}
 
 	// Hosts only: nothing Fastly can do; the job is done without a call.
-	g.purge(`{"hosts":["www.example.com"]}`)
-	g.waitCDNJobs(5, jobs.StateDone)
+	purge(g, `{"hosts":["www.example.com"]}`)
+	waitCDNJobs(g, 5, jobs.StateDone)
 	if n := len(cdn.got()); n != 5 {
 		t.Fatalf("%d requests, want 5", n)
 	}
@@ -322,13 +323,13 @@ func TestCDNFastlyForwardsPurges(t *testing.T) {
 func TestCDNGenericForwardsPurges(t *testing.T) {
 	t.Setenv("PURGE_HOOK_KEY", "generic-secret-55")
 	cdn := newFakeCDN(t)
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn {
 			generic ` + cdn.url() + `/hooks/purge
 			header Authorization "Bearer {env.PURGE_HOOK_KEY}"
 			header X-Site www
 		}`})
-	g.purge(`{"tags":["entry:1"],"urls":["https://www.example.com/a"]}`)
+	purge(g, `{"tags":["entry:1"],"urls":["https://www.example.com/a"]}`)
 	r := cdn.waitRequests(1)[0]
 	if r.Method != http.MethodPost || r.Path != "/hooks/purge" {
 		t.Fatalf("request %s %s", r.Method, r.Path)
@@ -337,7 +338,7 @@ func TestCDNGenericForwardsPurges(t *testing.T) {
 		t.Fatalf("headers %v", r.Header)
 	}
 	wantJSON(t, r.Body, map[string]any{"tags": []string{"entry:1"}, "urls": []string{"https://www.example.com/a"}})
-	g.purge(`{"all":true}`)
+	purge(g, `{"all":true}`)
 	wantJSON(t, cdn.waitRequests(2)[1].Body, map[string]any{"all": true})
 }
 
@@ -347,8 +348,8 @@ func TestCDNRetriesServerErrors(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
 	cdn.script(cdnAnswer{status: 500, body: `{"success":false,"errors":[{"code":10000,"message":"internal"}]}`})
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn {
 			cloudflare zone-abc
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
@@ -360,8 +361,8 @@ func TestCDNRetriesServerErrors(t *testing.T) {
 			}
 		}`})
 	retryBefore := cdnCounter(g, "cloudflare", "retry")
-	g.purge(`{"tags":["entry:9"]}`)
-	j := g.waitCDNJobs(1, jobs.StateDone)[0]
+	purge(g, `{"tags":["entry:9"]}`)
+	j := waitCDNJobs(g, 1, jobs.StateDone)[0]
 	reqs := cdn.got()
 	if len(reqs) != 2 || reqs[0].Body != reqs[1].Body {
 		t.Fatalf("requests %+v", reqs)
@@ -374,15 +375,15 @@ func TestCDNRetriesServerErrors(t *testing.T) {
 	}
 	// Cloudflare's envelope saying success:false on a 200 is retried too.
 	cdn.script(cdnAnswer{status: 200, body: `{"success":false,"errors":[{"code":1,"message":"x"}]}`})
-	g.purge(`{"tags":["entry:10"]}`)
-	g.waitCDNJobs(2, jobs.StateDone)
+	purge(g, `{"tags":["entry:10"]}`)
+	waitCDNJobs(g, 2, jobs.StateDone)
 	if n := len(cdn.got()); n != 4 {
 		t.Fatalf("%d requests, want 4", n)
 	}
 	// No answer within the timeout: retried.
 	cdn.script(cdnAnswer{hang: true})
-	g.purge(`{"tags":["entry:11"]}`)
-	j = g.waitCDNJobs(3, jobs.StateDone)[2]
+	purge(g, `{"tags":["entry:11"]}`)
+	j = waitCDNJobs(g, 3, jobs.StateDone)[2]
 	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "Timeout") {
 		t.Fatalf("job %+v", j)
 	}
@@ -397,16 +398,16 @@ func TestCDNHonoursRetryAfter(t *testing.T) {
 	t.Setenv("FASTLY_API_TOKEN", fastlyToken)
 	cdn := newFakeCDN(t)
 	cdn.script(cdnAnswer{status: 429, header: map[string]string{"Retry-After": "120"}, body: `{"msg":"slow down"}`})
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn fastly svc123 {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn fastly svc123 {
 			token {env.FASTLY_API_TOKEN}
 			endpoint ` + cdn.url() + `
 		}`})
-	g.purge(`{"tags":["entry:1"]}`)
+	purge(g, `{"tags":["entry:1"]}`)
 	cdn.waitRequests(1)
 	var j jobs.Job
-	waitFor(t, "the job to back off", func() bool {
-		js := g.cdnJobs()
+	e2e.WaitFor(t, "the job to back off", func() bool {
+		js := cdnJobs(g)
 		if len(js) != 1 {
 			return false
 		}
@@ -420,12 +421,12 @@ func TestCDNHonoursRetryAfter(t *testing.T) {
 	if !strings.Contains(j.LastError, "429") {
 		t.Fatalf("last error %q", j.LastError)
 	}
-	advance(60 * time.Second)
-	if j := g.cdnJobs()[0]; j.State != jobs.StateReady || j.Attempts != 1 {
+	e2e.Advance(60 * time.Second)
+	if j := cdnJobs(g)[0]; j.State != jobs.StateReady || j.Attempts != 1 {
 		t.Fatalf("job ran before its Retry-After: %+v", j)
 	}
-	advance(61 * time.Second)
-	g.waitCDNJobs(1, jobs.StateDone)
+	e2e.Advance(61 * time.Second)
+	waitCDNJobs(g, 1, jobs.StateDone)
 	if n := len(cdn.got()); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
@@ -438,20 +439,20 @@ func TestCDNForbiddenDeadLetters(t *testing.T) {
 	cdn := newFakeCDN(t)
 	// A CDN that echoes the credential back must not leak it.
 	cdn.script(cdnAnswer{status: 403, body: `{"success":false,"errors":[{"code":10000,"message":"Authentication error for Bearer ` + cfToken + `"}]}`})
-	o := newTestOrigin(t)
-	o.handle("/p", pageHandler("p", "entry:4"))
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+	o := e2e.NewOrigin(t)
+	o.Handle("/p", e2e.PageHandler("p", "entry:4"))
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn {
 			cloudflare zone-abc
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
 		}`})
 	failedBefore := cdnCounter(g, "cloudflare", "failed")
-	wantCacheStatusPrefix(t, g.get("/p"), "craftedge; fwd=miss")
-	wantCacheStatus(t, g.get("/p"), "craftedge; hit")
-	g.purge(`{"tags":["entry:4"]}`)
-	wantCacheStatusPrefix(t, g.get("/p"), "craftedge; fwd=miss")
+	e2e.WantCacheStatusPrefix(t, g.Get("/p"), "craftedge; fwd=miss")
+	e2e.WantCacheStatus(t, g.Get("/p"), "craftedge; hit")
+	purge(g, `{"tags":["entry:4"]}`)
+	e2e.WantCacheStatusPrefix(t, g.Get("/p"), "craftedge; fwd=miss")
 
-	j := g.waitCDNJobs(1, jobs.StateDead)[0]
+	j := waitCDNJobs(g, 1, jobs.StateDead)[0]
 	if j.Attempts != 1 || !strings.Contains(j.LastError, "403") || !strings.Contains(j.LastError, "Authentication error") {
 		t.Fatalf("dead letter %+v", j)
 	}
@@ -463,9 +464,9 @@ func TestCDNForbiddenDeadLetters(t *testing.T) {
 	}
 	// The status page's dead letters and the jobs routes show it; replay
 	// (the token fixed) delivers it.
-	r := g.admin(http.MethodPost, "/craftedge/jobs/dead/cdn.purge/replay", "")
-	wantStatus(t, r, 200)
-	g.waitCDNJobs(1, jobs.StateDone)
+	r := g.Admin(http.MethodPost, "/craftedge/jobs/dead/cdn.purge/replay", "")
+	e2e.WantStatus(t, r, 200)
+	waitCDNJobs(g, 1, jobs.StateDone)
 	if n := len(cdn.got()); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
@@ -489,8 +490,8 @@ func TestCDNPurgeAllSupersedesPending(t *testing.T) {
 		}
 		return cdnAnswer{status: 503, body: `{"success":false}`}
 	}
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn {
 			cloudflare zone-super
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
@@ -500,20 +501,20 @@ func TestCDNPurgeAllSupersedesPending(t *testing.T) {
 				backoff 1h 1h
 			}
 		}`})
-	g.purge(`{"tags":["entry:1"]}`)
+	purge(g, `{"tags":["entry:1"]}`)
 	cdn.waitRequests(1)
-	waitFor(t, "the tag purge to back off", func() bool {
-		js := g.cdnJobs()
+	e2e.WaitFor(t, "the tag purge to back off", func() bool {
+		js := cdnJobs(g)
 		return len(js) == 1 && js[0].State == jobs.StateReady && js[0].Attempts == 1
 	})
-	advance(time.Second) // the purge-all is accepted after the tag purge
-	g.purge(`{"all":true}`)
-	waitFor(t, "the purge-all to be done", func() bool {
-		js := g.cdnJobs()
+	e2e.Advance(time.Second) // the purge-all is accepted after the tag purge
+	purge(g, `{"all":true}`)
+	e2e.WaitFor(t, "the purge-all to be done", func() bool {
+		js := cdnJobs(g)
 		return len(js) == 2 && js[1].State == jobs.StateDone
 	})
-	advance(2 * time.Hour)
-	g.waitCDNJobs(2, jobs.StateDone)
+	e2e.Advance(2 * time.Hour)
+	waitCDNJobs(g, 2, jobs.StateDone)
 	if n := len(cdn.got()); n != 2 {
 		t.Fatalf("%d requests, want 2 (the tag purge was superseded)", n)
 	}
@@ -521,11 +522,11 @@ func TestCDNPurgeAllSupersedesPending(t *testing.T) {
 
 // Without a cdn block no cdn.purge job is ever enqueued.
 func TestCDNNotConfiguredNoJob(t *testing.T) {
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{})
-	g.purge(`{"tags":["entry:1"]}`)
-	g.purge(`{"all":true}`)
-	if js := g.cdnJobs(); len(js) != 0 {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	purge(g, `{"tags":["entry:1"]}`)
+	purge(g, `{"all":true}`)
+	if js := cdnJobs(g); len(js) != 0 {
 		t.Fatalf("cdn jobs without a cdn: %+v", js)
 	}
 }
@@ -546,8 +547,8 @@ func init() {
 func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn {
 			cloudflare zone-abc
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
@@ -558,8 +559,8 @@ func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.waitJobState(parent.ID, jobs.StateDone)
-	j := g.waitCDNJobs(1, jobs.StateDone)[0]
+	e2e.WaitJobState(g, parent.ID, jobs.StateDone)
+	j := waitCDNJobs(g, 1, jobs.StateDone)[0]
 	if j.Correlation != "req-123" || !strings.Contains(string(j.Payload), `"caused_by":"`+parent.ID+`"`) ||
 		!strings.Contains(string(j.Payload), `"source":"webhook"`) {
 		t.Fatalf("job %+v payload %s", j, j.Payload)
@@ -570,7 +571,7 @@ func TestCDNPurgeForJobCarriesCorrelation(t *testing.T) {
 // Bad cdn config fails at load, naming the Caddyfile line.
 func TestCDNCaddyfileErrors(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	storage := filepath.Join(t.TempDir(), "x.db")
 	for _, tc := range []struct {
 		block, want string
@@ -593,7 +594,7 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Site a\n\t\t\theader x-site b\n\t\t}", "cdn: header X-Site is set twice", 2},
 		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t}\n\t\tcdn fastly s {\n\t\t\ttoken t\n\t\t}", "cdn is configured twice", 3},
 	} {
-		cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: tc.block})
+		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: tc.block})
 		line := 1 + strings.Count(cfg[:strings.Index(cfg, "cdn ")], "\n") + tc.line
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 		if err == nil {
@@ -605,10 +606,10 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		}
 	}
 	// Through a real load too.
-	assertLoadError(t, caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: "cdn fastly svc"}), "fastly needs a token")
+	e2e.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn fastly svc"}), "fastly needs a token")
 	// A token placeholder that resolves to nothing fails at provision.
 	t.Setenv("CF_API_TOKEN", "")
-	cfg := caddyfileFor(o, gatewayOptions{storage: storage, globalExtra: "cdn cloudflare z {\n\t\t\ttoken {env.CF_API_TOKEN}\n\t\t}"})
+	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn cloudflare z {\n\t\t\ttoken {env.CF_API_TOKEN}\n\t\t}"})
 	caddytest.AssertLoadError(t, cfg, "caddyfile", "token {env.CF_API_TOKEN} resolves to nothing")
 }
 
@@ -618,44 +619,44 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 func TestCDNEnqueueFailureKeepsLocalPurge(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
-	o := newTestOrigin(t)
-	o.handle("/blog/a", pageHandler("a", "entry:1 section:blog"))
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn cloudflare zone-abc {
+	o := e2e.NewOrigin(t)
+	o.Handle("/blog/a", e2e.PageHandler("a", "entry:1 section:blog"))
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn cloudflare zone-abc {
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
 		}`})
 	t.Cleanup(func() { cdnEnqueueFaults.Store(0) })
 	failures := func() float64 {
-		return max(g.scrape(`craftedge_cdn_purge_enqueue_failures_total{source="admin"}`), 0)
+		return max(scrape(g, `craftedge_cdn_purge_enqueue_failures_total{source="admin"}`), 0)
 	}
 	before := failures()
-	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
-	wantCacheStatus(t, g.get("/blog/a"), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, g.Get("/blog/a"), "craftedge; fwd=miss")
+	e2e.WantCacheStatus(t, g.Get("/blog/a"), "craftedge; hit")
 
 	cdnEnqueueFaults.Store(1)
-	r := g.admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"]}`)
-	wantStatus(t, r, http.StatusOK)
+	r := g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"]}`)
+	e2e.WantStatus(t, r, http.StatusOK)
 	var ans struct {
 		Purged   int    `json:"purged"`
 		CDNError string `json:"cdn_error"`
 	}
-	if err := json.Unmarshal([]byte(r.body), &ans); err != nil || ans.Purged != 1 || !strings.Contains(ans.CDNError, "forwarding the purge to the CDN") {
-		t.Fatalf("answer %s (%v)", r.body, err)
+	if err := json.Unmarshal([]byte(r.Body), &ans); err != nil || ans.Purged != 1 || !strings.Contains(ans.CDNError, "forwarding the purge to the CDN") {
+		t.Fatalf("answer %s (%v)", r.Body, err)
 	}
-	wantCacheStatusPrefix(t, g.get("/blog/a"), "craftedge; fwd=miss")
+	e2e.WantCacheStatusPrefix(t, g.Get("/blog/a"), "craftedge; fwd=miss")
 	if got := failures(); got != before+1 {
 		t.Fatalf("enqueue failures %v → %v", before, got)
 	}
-	if js := g.cdnJobs(); len(js) != 0 {
+	if js := cdnJobs(g); len(js) != 0 {
 		t.Fatalf("cdn jobs: %+v", js)
 	}
 	// The next purge is forwarded again, and its answer has no cdn_error.
-	r = g.admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"]}`)
-	wantStatus(t, r, http.StatusOK)
-	if strings.Contains(r.body, "cdn_error") {
-		t.Fatalf("answer %s", r.body)
+	r = g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"]}`)
+	e2e.WantStatus(t, r, http.StatusOK)
+	if strings.Contains(r.Body, "cdn_error") {
+		t.Fatalf("answer %s", r.Body)
 	}
-	g.waitCDNJobs(1, jobs.StateDone)
+	waitCDNJobs(g, 1, jobs.StateDone)
 }
 
 // A URL purge without a query purges every query variant in craftedge;
@@ -664,14 +665,14 @@ func TestCDNEnqueueFailureKeepsLocalPurge(t *testing.T) {
 func TestCDNCloudflareURLWithoutQueryPurgesVariants(t *testing.T) {
 	t.Setenv("CF_API_TOKEN", cfToken)
 	cdn := newFakeCDN(t)
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `cdn cloudflare zone-abc {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `cdn cloudflare zone-abc {
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
 		}`})
-	g.purge(`{"urls":["https://www.example.com/blog/a","https://www.example.com/blog/b?p=2","https://www.example.com/"]}`)
+	purge(g, `{"urls":["https://www.example.com/blog/a","https://www.example.com/blog/b?p=2","https://www.example.com/"]}`)
 	reqs := cdn.waitRequests(2)
-	g.waitCDNJobs(1, jobs.StateDone)
+	waitCDNJobs(g, 1, jobs.StateDone)
 	wantJSON(t, reqs[0].Body, map[string]any{"files": []string{"https://www.example.com/blog/a", "https://www.example.com/blog/b?p=2", "https://www.example.com/"}})
 	wantJSON(t, reqs[1].Body, map[string]any{"prefixes": []string{"www.example.com/blog/a"}})
 	if n := len(cdn.got()); n != 2 {

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/sealed"
 	"github.com/craftedge/craftedge/vendorsim"
@@ -67,8 +68,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	setKey(t, "CRAFTEDGE_KEY_1", 1)
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	keys := withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")
-	status := "handle /status* {\n\t\tcraftedge_status {\n\t\t\tallow_unauthenticated\n\t\t}\n\t}\n\t"
-	o := vendorOptions{resource: sensitiveResource, site: "log\n\t" + status + liveVendorSite(""),
+	o := vendorOptions{resource: sensitiveResource, site: "log\n\t" + liveVendorSite(""),
 		caddyfile: func(o vendorOptions) string {
 			// Debug logs, and access logs, to a file the test greps.
 			return strings.Replace(keys(o), "\tgrace_period 1ns", "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}\n\tgrace_period 1ns", 1)
@@ -81,71 +81,67 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	e.sync("first", jobs.StateDone)
 
 	// The read model returns the decrypted value.
-	rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3"))
 	if rec.Fields["sku"] != synced {
 		t.Fatalf("record fields = %v, want sku %q", rec.Fields, synced)
 	}
-	r := e.get("/vendors/v1/shop/product?per_page=10")
-	wantStatus(t, r, 200)
-	if !strings.Contains(r.body, synced) {
-		t.Fatalf("list lacks the decrypted sku: %.300s", r.body)
+	r := e.Get("/vendors/v1/shop/product?per_page=10")
+	e2e.WantStatus(t, r, 200)
+	if !strings.Contains(r.Body, synced) {
+		t.Fatalf("list lacks the decrypted sku: %.300s", r.Body)
 	}
 
 	// An outbox write: its job payload is sealed, the vendor gets the body.
-	r = e.do(http.MethodPut, "/vendors/v1/shop/product/4", map[string]string{"Content-Type": "application/json"},
+	r = e.Do(http.MethodPut, "/vendors/v1/shop/product/4", map[string]string{"Content-Type": "application/json"},
 		`{"sku":"`+written+`","title":{"en":"Lamp"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`)
-	wantStatus(t, r, http.StatusAccepted)
+	e2e.WantStatus(t, r, http.StatusAccepted)
 	var acc OutboxAccepted
-	_ = json.Unmarshal([]byte(r.body), &acc)
-	job := e.waitJobState(acc.Job, jobs.StateDone)
+	_ = json.Unmarshal([]byte(r.Body), &acc)
+	job := e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 	if strings.Contains(string(job.Payload), written) || !strings.Contains(string(job.Payload), `"sealed":"enc:v1:k1:`) {
 		t.Fatalf("outbox payload = %s", job.Payload)
 	}
 	if w := e.sim.WritesFor(vendorsim.KindProduct, "4"); len(w) != 1 || !strings.Contains(string(w[0].Body), written) {
 		t.Fatalf("vendor writes = %+v", w)
 	}
-	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/4")); rec.Fields["sku"] != written {
+	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/4")); rec.Fields["sku"] != written {
 		t.Fatalf("written record = %v", rec.Fields)
 	}
 
-	// Never in lineage, health, the job's API view or the job list.
+	// Never in lineage, health, the job's API view or the job lists (the
+	// status page shows health and the dead letters).
 	for _, path := range []string{"/craftedge/lineage?vendor=shop&resource=product&id=3", "/craftedge/health",
-		"/craftedge/jobs/" + acc.Job, "/craftedge/jobs?kind=outbox", "/metrics"} {
-		if r := e.admin(http.MethodGet, path, ""); strings.Contains(r.body, synced) || strings.Contains(r.body, written) {
-			t.Fatalf("GET %s shows a sensitive value: %.300s", path, r.body)
+		"/craftedge/jobs/" + acc.Job, "/craftedge/jobs?kind=outbox", "/craftedge/jobs?state=dead", "/metrics"} {
+		if r := e.Admin(http.MethodGet, path, ""); strings.Contains(r.Body, synced) || strings.Contains(r.Body, written) {
+			t.Fatalf("GET %s shows a sensitive value: %.300s", path, r.Body)
 		}
 	}
-	r = e.get("/status/status.json")
-	wantStatus(t, r, 200)
-	if strings.Contains(r.body, synced) || strings.Contains(r.body, written) {
-		t.Fatalf("status page shows a sensitive value: %.300s", r.body)
-	}
-	if r := e.get(acc.Location); strings.Contains(r.body, written) {
-		t.Fatalf("outbox job view shows the written value: %s", r.body)
+	if r := e.Get(acc.Location); strings.Contains(r.Body, written) {
+		t.Fatalf("outbox job view shows the written value: %s", r.Body)
 	}
 
 	// A live read holding the sensitive field is served and cached in
 	// memory, never snapshotted: with the vendor down and memory purged
 	// there is no snapshot to fall back on.
-	r = e.get("/shop-api/products/3")
-	wantStatus(t, r, 200)
-	if !strings.Contains(r.body, synced) {
-		t.Fatalf("live read = %.200s", r.body)
+	r = e.Get("/shop-api/products/3")
+	e2e.WantStatus(t, r, 200)
+	if !strings.Contains(r.Body, synced) {
+		t.Fatalf("live read = %.200s", r.Body)
 	}
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
-	wantCacheStatus(t, e.get("/shop-api/products/3"), statusHit)
-	e.flushSnapshots()
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
+	e2e.WantCacheStatus(t, e.Get("/shop-api/products/3"), statusHit)
+	e.FlushSnapshots()
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
-	r = e.get("/shop-api/products/3")
-	if r.status == 200 || strings.Contains(r.body, synced) {
-		t.Fatalf("a live answer with a sensitive field came back from a snapshot: %d %q %.200s", r.status, r.header.Get("Cache-Status"), r.body)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	r = e.Get("/shop-api/products/3")
+	if r.Status == 200 || strings.Contains(r.Body, synced) {
+		t.Fatalf("a live answer with a sensitive field came back from a snapshot: %d %q %.200s", r.Status, r.Header.Get("Cache-Status"), r.Body)
 	}
 
 	// On disk: no plaintext, k1 ciphertext instead; nor in the logs.
-	stopGateway(t)
+	e2e.StopGateway(t)
 	if logs, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(logs), "outbox write accepted") {
 		t.Fatalf("no debug log to check (%v): %.300s", err, logs)
 	}
@@ -155,11 +151,11 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 		}
 	}
 	for _, s := range []string{synced, written} {
-		if fileHas(t, e.storage, s) {
+		if fileHas(t, e.Storage, s) {
 			t.Errorf("the bbolt file holds %q", s)
 		}
 	}
-	if !fileHas(t, e.storage, sealed.Prefix+"k1:") {
+	if !fileHas(t, e.Storage, sealed.Prefix+"k1:") {
 		t.Error("no k1 ciphertext in the bbolt file")
 	}
 }
@@ -170,54 +166,54 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	o := vendorOptions{resource: sensitiveResource, site: liveVendorSite(""),
 		caddyfile: withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")}
 	e := startVendorGateway(t, 12, o)
-	o.storage, o.baseURL = e.storage, e.simURL
+	o.storage, o.baseURL = e.Storage, e.simURL
 	const secret = "SKU-Rotated-Secret-2026"
 	e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["sku"] = secret })
 	e.sync("first", jobs.StateDone)
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/5", nil, `{"sku":"SKU-W","title":{"en":"Mug"},"price":{"amount":999,"currency":"EUR"},"stock":1}`)
-	wantStatus(t, r, http.StatusAccepted)
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/5", nil, `{"sku":"SKU-W","title":{"en":"Mug"},"price":{"amount":999,"currency":"EUR"},"stock":1}`)
+	e2e.WantStatus(t, r, http.StatusAccepted)
 	var acc OutboxAccepted
-	_ = json.Unmarshal([]byte(r.body), &acc)
-	e.waitJobState(acc.Job, jobs.StateDone)
+	_ = json.Unmarshal([]byte(r.Body), &acc)
+	e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 
 	// Key 2 added as current (listed first, so "current" is what selects
 	// it): new writes use it, key 1 values still open.
 	o.caddyfile = withKeys("encryption_key k2 {env.CRAFTEDGE_KEY_2} current", "encryption_key k1 {env.CRAFTEDGE_KEY_1}")
-	e.tester.InitServer(o.caddyfile(o), "caddyfile")
-	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
+	e.Tester.InitServer(o.caddyfile(o), "caddyfile")
+	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
 		t.Fatalf("after adding k2: %v", rec.Fields)
 	}
 	e.sim.Update(vendorsim.KindProduct, "7", func(f map[string]any) { f["sku"] = "SKU-new-7" })
 	e.sync("second", jobs.StateDone)
 
 	// Re-encrypt online: every record and the outbox payload move to k2.
-	r = e.admin(http.MethodPost, "/craftedge/reencrypt", "")
-	wantStatus(t, r, 200)
+	r = e.Admin(http.MethodPost, "/craftedge/reencrypt", "")
+	e2e.WantStatus(t, r, 200)
 	var rep ReencryptReport
-	if err := json.Unmarshal([]byte(r.body), &rep); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
 		t.Fatal(err)
 	}
 	if rep.CurrentKey != "k2" || rep.Records.Scanned != 12 || rep.Records.Resealed != 11 || rep.Records.Failed != 0 || rep.OutboxJobs != 1 {
 		t.Fatalf("reencrypt report = %+v (want 11 of 12 resealed: product 7 was written with k2)", rep)
 	}
-	if j := e.job(acc.Job); !strings.Contains(string(j.Payload), `"sealed":"enc:v1:k2:`) {
+	if j := e2e.JobByID(e.Gateway, acc.Job); !strings.Contains(string(j.Payload), `"sealed":"enc:v1:k2:`) {
 		t.Fatalf("outbox payload after reencrypt = %s", j.Payload)
 	}
-	r = e.admin(http.MethodPost, "/craftedge/reencrypt", "")
-	if err := json.Unmarshal([]byte(r.body), &rep); err != nil || rep.Records.Resealed != 0 || rep.OutboxJobs != 0 {
-		t.Fatalf("second reencrypt = %s", r.body)
+	r = e.Admin(http.MethodPost, "/craftedge/reencrypt", "")
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil || rep.Records.Resealed != 0 || rep.OutboxJobs != 0 {
+		t.Fatalf("second reencrypt = %s", r.Body)
 	}
 
 	// Key 1 removed: still readable.
 	o.caddyfile = withKeys("encryption_key k2 {env.CRAFTEDGE_KEY_2}")
-	e.tester.InitServer(o.caddyfile(o), "caddyfile")
-	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
+	e.Tester.InitServer(o.caddyfile(o), "caddyfile")
+	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
 		t.Fatalf("after removing k1: %v", rec.Fields)
 	}
 
 	// Stopped, the command re-encrypts and compacts the file: no k1
 	// ciphertext left, not even in free pages.
-	stopGateway(t)
+	e2e.StopGateway(t)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(o.caddyfile(o)), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -226,14 +222,14 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	if err != nil || !rep.Compacted || rep.Records.Scanned != 12 || rep.Records.Resealed != 0 {
 		t.Fatalf("Reencrypt = %+v, %v", rep, err)
 	}
-	if fileHas(t, e.storage, sealed.Prefix+"k1:") {
+	if fileHas(t, e.Storage, sealed.Prefix+"k1:") {
 		t.Fatal("k1 ciphertext left in the bbolt file after reencrypt")
 	}
-	if fileHas(t, e.storage, secret) || !fileHas(t, e.storage, sealed.Prefix+"k2:") {
+	if fileHas(t, e.Storage, secret) || !fileHas(t, e.Storage, sealed.Prefix+"k2:") {
 		t.Fatal("the file holds the plaintext, or no k2 ciphertext")
 	}
-	e.tester.InitServer(o.caddyfile(o), "caddyfile")
-	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
+	e.Tester.InitServer(o.caddyfile(o), "caddyfile")
+	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
 		t.Fatalf("after the command: %v", rec.Fields)
 	}
 
@@ -241,17 +237,17 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	// the reencrypt endpoint reports the values it could not open.
 	setKey(t, "CRAFTEDGE_KEY_3", 3)
 	o.caddyfile = withKeys("encryption_key k3 {env.CRAFTEDGE_KEY_3}")
-	e.tester.InitServer(o.caddyfile(o), "caddyfile")
-	r = e.get("/vendors/v1/shop/product/3")
-	wantStatus(t, r, http.StatusInternalServerError)
-	if !strings.Contains(r.body, `sensitive field \"sku\"`) || !strings.Contains(r.body, `key \"k2\"`) || !strings.Contains(r.body, "not configured") {
-		t.Fatalf("read with the key gone = %s", r.body)
+	e.Tester.InitServer(o.caddyfile(o), "caddyfile")
+	r = e.Get("/vendors/v1/shop/product/3")
+	e2e.WantStatus(t, r, http.StatusInternalServerError)
+	if !strings.Contains(r.Body, `sensitive field \"sku\"`) || !strings.Contains(r.Body, `key \"k2\"`) || !strings.Contains(r.Body, "not configured") {
+		t.Fatalf("read with the key gone = %s", r.Body)
 	}
-	wantStatus(t, e.get("/vendors/v1/shop/product?per_page=5"), http.StatusInternalServerError)
-	r = e.admin(http.MethodPost, "/craftedge/reencrypt", "")
-	wantStatus(t, r, http.StatusConflict)
-	if err := json.Unmarshal([]byte(r.body), &rep); err != nil || rep.Records.Failed != 12 || rep.OutboxFailed != 1 || len(rep.Errors) == 0 {
-		t.Fatalf("reencrypt with the key gone = %s", r.body)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product?per_page=5"), http.StatusInternalServerError)
+	r = e.Admin(http.MethodPost, "/craftedge/reencrypt", "")
+	e2e.WantStatus(t, r, http.StatusConflict)
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil || rep.Records.Failed != 12 || rep.OutboxFailed != 1 || len(rep.Errors) == 0 {
+		t.Fatalf("reencrypt with the key gone = %s", r.Body)
 	}
 	// The offline command refuses a file that is in use.
 	cfg3, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(o.caddyfile(o)), nil)
@@ -310,32 +306,32 @@ func TestSensitiveReadModelAnswersNotCached(t *testing.T) {
 	e.sync("first", jobs.StateDone)
 	for _, path := range []string{"/vendors/v1/shop/product/3", "/vendors/v1/shop/product?per_page=5"} {
 		for range 2 {
-			r := e.get(path)
-			wantStatus(t, r, 200)
-			if cc := r.header.Get("Cache-Control"); cc != "private, no-store" {
+			r := e.Get(path)
+			e2e.WantStatus(t, r, 200)
+			if cc := r.Header.Get("Cache-Control"); cc != "private, no-store" {
 				t.Fatalf("%s: Cache-Control = %q", path, cc)
 			}
-			if cs := r.header.Get("Cache-Status"); strings.Contains(cs, "hit") || strings.Contains(cs, "stored") {
+			if cs := r.Header.Get("Cache-Status"); strings.Contains(cs, "hit") || strings.Contains(cs, "stored") {
 				t.Fatalf("%s: stored by the cache: %q", path, cs)
 			}
 		}
 	}
-	e.flushSnapshots()
+	e.FlushSnapshots()
 	if n := e.health().Snapshots.Count; n != 0 {
 		t.Fatalf("%d snapshots of read-model answers with sensitive values", n)
 	}
 
 	// Without sensitive fields the same answers are public and cached.
-	stopGateway(t)
+	e2e.StopGateway(t)
 	o = vendorOptions{site: site, storage: filepath.Join(t.TempDir(), "plain.db"), baseURL: e.simURL}
-	e.tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	e.Tester.InitServer(vendorCaddyfile(o), "caddyfile")
 	e.sync("plain", jobs.StateDone)
-	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 200)
-	r := e.get("/vendors/v1/shop/product/3")
-	if cc := r.header.Get("Cache-Control"); !strings.HasPrefix(cc, "public") {
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3"), 200)
+	r := e.Get("/vendors/v1/shop/product/3")
+	if cc := r.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "public") {
 		t.Fatalf("plain Cache-Control = %q", cc)
 	}
-	wantCacheStatus(t, r, statusHit)
+	e2e.WantCacheStatus(t, r, statusHit)
 }
 
 // Live answers snapshotted before a field was marked sensitive hold it in
@@ -344,21 +340,21 @@ func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
 	setKey(t, "CRAFTEDGE_KEY_1", 1)
 	o := vendorOptions{site: liveVendorSite("")}
 	e := startVendorGateway(t, 5, o)
-	o.storage, o.baseURL = e.storage, e.simURL
-	wantStatus(t, e.get("/shop-api/products/3"), 200)
-	e.flushSnapshots()
+	o.storage, o.baseURL = e.Storage, e.simURL
+	e2e.WantStatus(t, e.Get("/shop-api/products/3"), 200)
+	e.FlushSnapshots()
 	if n := e.health().Snapshots.Count; n != 1 {
 		t.Fatalf("%d snapshots, want the live read's", n)
 	}
 
 	o.resource = sensitiveResource
 	o.caddyfile = withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")
-	e.tester.InitServer(o.caddyfile(o), "caddyfile")
-	r := e.admin(http.MethodPost, "/craftedge/reencrypt", "")
-	wantStatus(t, r, 200)
+	e.Tester.InitServer(o.caddyfile(o), "caddyfile")
+	r := e.Admin(http.MethodPost, "/craftedge/reencrypt", "")
+	e2e.WantStatus(t, r, 200)
 	var rep ReencryptReport
-	if err := json.Unmarshal([]byte(r.body), &rep); err != nil || rep.LiveSnapshotsDeleted != 1 {
-		t.Fatalf("reencrypt = %s", r.body)
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil || rep.LiveSnapshotsDeleted != 1 {
+		t.Fatalf("reencrypt = %s", r.Body)
 	}
 	if n := e.health().Snapshots.Count; n != 0 {
 		t.Fatalf("%d snapshots left", n)
@@ -367,8 +363,8 @@ func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
-	if r := e.get("/shop-api/products/3"); r.status == 200 {
-		t.Fatalf("served after reencrypt: %q", r.header.Get("Cache-Status"))
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	if r := e.Get("/shop-api/products/3"); r.Status == 200 {
+		t.Fatalf("served after reencrypt: %q", r.Header.Get("Cache-Status"))
 	}
 }

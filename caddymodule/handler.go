@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -33,13 +32,6 @@ const (
 	defaultMaxEntrySize = 4 << 20
 	maxGraphQLBody      = 64 << 10
 )
-
-// clockOffset shifts the cache's clock: tests advance it instead of
-// sleeping. It is zero in production.
-var clockOffset atomic.Int64
-
-// nowFunc is the clock of the cache.
-func nowFunc() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
 
 // Handler caches the responses of the handlers after it (php_fastcgi or
 // reverse_proxy in front of Craft) by URL and tag, serves stale copies and

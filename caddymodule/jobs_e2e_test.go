@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 )
 
@@ -53,41 +54,20 @@ func testJobRuns(key string) int {
 	return testJobs.runs[key]
 }
 
-func (g *gateway) enqueue(key, payload string) jobs.Job {
-	g.t.Helper()
+func enqueue(g *e2e.Gateway, key, payload string) jobs.Job {
+	g.T.Helper()
 	job, created, err := currentApp.Load().jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
 		Kind: "test.echo", Key: key, Payload: []byte(payload),
 	})
 	if err != nil || !created {
-		g.t.Fatalf("enqueue %s: created=%v err=%v", key, created, err)
+		g.T.Fatalf("enqueue %s: created=%v err=%v", key, created, err)
 	}
 	return job
 }
 
-func (g *gateway) job(id string) jobs.Job {
-	g.t.Helper()
-	r := g.admin(http.MethodGet, "/craftedge/jobs/"+id, "")
-	wantStatus(g.t, r, 200)
-	var j jobs.Job
-	if err := json.Unmarshal([]byte(r.body), &j); err != nil {
-		g.t.Fatal(err)
-	}
-	return j
-}
-
-func (g *gateway) waitJobState(id string, state jobs.State) jobs.Job {
-	g.t.Helper()
-	var j jobs.Job
-	waitFor(g.t, "job "+id+" to be "+string(state), func() bool {
-		j = g.job(id)
-		return j.State == state
-	})
-	return j
-}
-
 func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: `jobs {
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: `jobs {
 			retention 1h
 			kind test.echo {
 				concurrency 2
@@ -97,8 +77,8 @@ func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
 		}`})
 	prefix := t.Name() + ":"
 
-	ok := g.enqueue(prefix+"ok", "ok")
-	g.waitJobState(ok.ID, jobs.StateDone)
+	ok := enqueue(g, prefix+"ok", "ok")
+	e2e.WaitJobState(g, ok.ID, jobs.StateDone)
 	// The same idempotency key is not run twice.
 	if _, created, _ := currentApp.Load().jobs.Enqueue(context.Background(), jobs.EnqueueRequest{Kind: "test.echo", Key: prefix + "ok"}); created {
 		t.Fatal("duplicate idempotency key created a second job")
@@ -106,89 +86,89 @@ func TestJobsRunRetryDeadLetterReplayFlushViaAdmin(t *testing.T) {
 
 	// With max_attempts 1 a failure dead-letters; the dead letter keeps
 	// the payload and the attempt's error.
-	flaky := g.enqueue(prefix+"flaky", "fail-first")
-	dead := g.waitJobState(flaky.ID, jobs.StateDead)
+	flaky := enqueue(g, prefix+"flaky", "fail-first")
+	dead := e2e.WaitJobState(g, flaky.ID, jobs.StateDead)
 	if string(dead.Payload) != "fail-first" || len(dead.History) != 1 || !strings.Contains(dead.History[0].Error, "503") {
 		t.Fatalf("dead letter lacks payload or history: %+v", dead)
 	}
-	poison := g.enqueue(prefix+"poison", "poison")
-	g.waitJobState(poison.ID, jobs.StateDead)
+	poison := enqueue(g, prefix+"poison", "poison")
+	e2e.WaitJobState(g, poison.ID, jobs.StateDead)
 
-	r := g.admin(http.MethodGet, "/craftedge/jobs?kind=test.echo&state=dead", "")
-	wantStatus(t, r, 200)
+	r := g.Admin(http.MethodGet, "/craftedge/jobs?kind=test.echo&state=dead", "")
+	e2e.WantStatus(t, r, 200)
 	var list jobsList
-	if err := json.Unmarshal([]byte(r.body), &list); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Jobs) != 2 || list.Stats.Kinds["test.echo"].Dead != 2 {
 		t.Fatalf("dead list: %d jobs, stats %+v", len(list.Jobs), list.Stats.Kinds["test.echo"])
 	}
-	if h := g.health(); h.Jobs == nil || h.Jobs.Dead != 2 {
+	if h := health(g); h.Jobs == nil || h.Jobs.Dead != 2 {
 		t.Fatalf("health does not show 2 dead letters: %+v", h.Jobs)
 	}
-	if g.scrape(`craftedge_jobs{kind="test.echo",state="dead"}`) != 2 {
+	if scrape(g, `craftedge_jobs{kind="test.echo",state="dead"}`) != 2 {
 		t.Fatal("dead-letter gauge is not 2")
 	}
 
 	// Replay: the flaky job now succeeds, the poison one dies again.
-	r = g.admin(http.MethodPost, "/craftedge/jobs/dead/test.echo/replay", "")
-	wantStatus(t, r, 200)
-	if !strings.Contains(r.body, `"replayed": 2`) {
-		t.Fatalf("replay answered %s", r.body)
+	r = g.Admin(http.MethodPost, "/craftedge/jobs/dead/test.echo/replay", "")
+	e2e.WantStatus(t, r, 200)
+	if !strings.Contains(r.Body, `"replayed": 2`) {
+		t.Fatalf("replay answered %s", r.Body)
 	}
-	g.waitJobState(flaky.ID, jobs.StateDone)
-	g.waitJobState(poison.ID, jobs.StateDead)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDone)
+	e2e.WaitJobState(g, poison.ID, jobs.StateDead)
 	if testJobRuns(prefix+"flaky") != 2 {
 		t.Fatalf("flaky ran %d times, want 2", testJobRuns(prefix+"flaky"))
 	}
 
 	// Flush the poisoned kind.
-	r = g.admin(http.MethodDelete, "/craftedge/jobs/dead/test.echo", "")
-	wantStatus(t, r, 200)
-	if !strings.Contains(r.body, `"flushed": 1`) {
-		t.Fatalf("flush answered %s", r.body)
+	r = g.Admin(http.MethodDelete, "/craftedge/jobs/dead/test.echo", "")
+	e2e.WantStatus(t, r, 200)
+	if !strings.Contains(r.Body, `"flushed": 1`) {
+		t.Fatalf("flush answered %s", r.Body)
 	}
-	wantStatus(t, g.admin(http.MethodGet, "/craftedge/jobs/"+poison.ID, ""), http.StatusNotFound)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/jobs/"+poison.ID, ""), http.StatusNotFound)
 
 	// Bad requests.
-	wantStatus(t, g.admin(http.MethodGet, "/craftedge/jobs/not-an-id", ""), http.StatusBadRequest)
-	wantStatus(t, g.admin(http.MethodGet, "/craftedge/jobs/00000000000fffff", ""), http.StatusNotFound)
-	wantStatus(t, g.admin(http.MethodGet, "/craftedge/jobs?state=stuck", ""), http.StatusBadRequest)
-	wantStatus(t, g.admin(http.MethodGet, "/craftedge/jobs?limit=0", ""), http.StatusBadRequest)
-	wantStatus(t, g.admin(http.MethodPost, "/craftedge/jobs/"+ok.ID+"/retry", ""), http.StatusConflict)
-	if r := g.admin(http.MethodPost, "/craftedge/jobs/dead/no.such.kind/replay", ""); !strings.Contains(r.body, `"replayed": 0`) {
-		t.Fatalf("replay of a kind without dead letters answered %s", r.body)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/jobs/not-an-id", ""), http.StatusBadRequest)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/jobs/00000000000fffff", ""), http.StatusNotFound)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/jobs?state=stuck", ""), http.StatusBadRequest)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/jobs?limit=0", ""), http.StatusBadRequest)
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/jobs/"+ok.ID+"/retry", ""), http.StatusConflict)
+	if r := g.Admin(http.MethodPost, "/craftedge/jobs/dead/no.such.kind/replay", ""); !strings.Contains(r.Body, `"replayed": 0`) {
+		t.Fatalf("replay of a kind without dead letters answered %s", r.Body)
 	}
-	wantStatus(t, g.admin(http.MethodGet, "/craftedge/jobs/a/b/c/d", ""), http.StatusNotFound)
-	wantStatus(t, g.admin(http.MethodPut, "/craftedge/jobs/stats", ""), http.StatusMethodNotAllowed)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/jobs/a/b/c/d", ""), http.StatusNotFound)
+	e2e.WantStatus(t, g.Admin(http.MethodPut, "/craftedge/jobs/stats", ""), http.StatusMethodNotAllowed)
 }
 
 func TestJobRetryAfterAndRetryNow(t *testing.T) {
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{})
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{})
 	prefix := t.Name() + ":"
 	// Retry-After (a vendor's 429) puts a job an hour out; "retry now" runs it at once.
-	later := g.enqueue(prefix+"later", "later")
-	waitFor(t, "the first attempt of the delayed job", func() bool { return testJobRuns(prefix+"later") == 1 })
-	j := g.waitJobState(later.ID, jobs.StateReady)
+	later := enqueue(g, prefix+"later", "later")
+	e2e.WaitFor(t, "the first attempt of the delayed job", func() bool { return testJobRuns(prefix+"later") == 1 })
+	j := e2e.WaitJobState(g, later.ID, jobs.StateReady)
 	if j.RunAt.Before(time.Now().Add(50 * time.Minute)) {
 		t.Fatalf("Retry-After not honoured: run_at %s", j.RunAt)
 	}
-	wantStatus(t, g.admin(http.MethodPost, "/craftedge/jobs/"+later.ID+"/retry", ""), 200)
-	g.waitJobState(later.ID, jobs.StateDone)
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/jobs/"+later.ID+"/retry", ""), 200)
+	e2e.WaitJobState(g, later.ID, jobs.StateDone)
 
 }
 
 func TestJobsConfigErrors(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	for _, tc := range []struct{ extra, want string }{
 		{"jobs {\n kind test.echo {\n concurrency zero\n }\n }", "concurrency must be a positive integer"},
 		{"jobs {\n kind test.echo {\n backoff 10s 1s\n }\n }", "backoff max"},
 		{"jobs {\n frobnicate\n }", "unrecognized jobs option"},
 	} {
-		assertLoadError(t, caddyfileFor(o, gatewayOptions{storage: t.TempDir() + "/x.db", globalExtra: tc.extra}), tc.want)
+		e2e.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/x.db", GlobalExtra: tc.extra}), tc.want)
 	}
 	// A kind no part of craftedge runs is a provisioning error.
-	caddytest.AssertLoadError(t, caddyfileFor(o, gatewayOptions{storage: t.TempDir() + "/x.db",
-		globalExtra: "jobs {\n kind no.such.kind {\n concurrency 2\n }\n }"}), "caddyfile", `unknown job kind \"no.such.kind\"`)
+	caddytest.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/x.db",
+		GlobalExtra: "jobs {\n kind no.such.kind {\n concurrency 2\n }\n }"}), "caddyfile", `unknown job kind \"no.such.kind\"`)
 }

@@ -9,27 +9,29 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
 // `memory 1PiB` is refused at load with the Caddyfile line, instead of
 // letting bigcache allocate until the process is killed.
 func TestMemoryBoundBeyondMachineRefused(t *testing.T) {
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{})
-	cf := caddyfileFor(o, gatewayOptions{storage: filepath.Join(t.TempDir(), "craftedge.db")})
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	cf := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "craftedge.db")})
 	cf = strings.Replace(cf, "memory 16MiB", "memory 1PiB", 1)
 	r := loadCaddyfile(t, cf)
-	if r.status == http.StatusOK {
+	if r.Status == http.StatusOK {
 		t.Fatal("memory 1PiB was accepted")
 	}
 	for _, want := range []string{"memory 1.0 PiB is more than this machine can hold", "Caddyfile:"} {
-		if !strings.Contains(r.body, want) {
-			t.Fatalf("error %q lacks %q", r.body, want)
+		if !strings.Contains(r.Body, want) {
+			t.Fatalf("error %q lacks %q", r.Body, want)
 		}
 	}
 	// The running config is untouched.
-	wantStatus(t, g.admin(http.MethodGet, "/config/", ""), http.StatusOK)
-	wantStatus(t, g.get("/"), http.StatusOK)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/config/", ""), http.StatusOK)
+	e2e.WantStatus(t, g.Get("/"), http.StatusOK)
 }
 
 // With max_entry_size 1GiB and memory 16MiB (the tier stores entries up to
@@ -37,11 +39,11 @@ func TestMemoryBoundBeyondMachineRefused(t *testing.T) {
 // megabytes while the origin is still sending, instead of the handler
 // buffering up to 1 GiB of a response it could never store.
 func TestMaxEntrySizeClampedToMemoryTier(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	clientGotStart := make(chan struct{})
 	var bufferedWhole atomic.Bool
 	chunk := bytes.Repeat([]byte("x"), 1<<20)
-	o.handle("/big", func(w http.ResponseWriter, r *http.Request) {
+	o.Handle("/big", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		for range 3 {
 			_, _ = w.Write(chunk)
@@ -61,8 +63,8 @@ func TestMaxEntrySizeClampedToMemoryTier(t *testing.T) {
 			_, _ = w.Write(chunk)
 		}
 	})
-	g := startGateway(t, o, gatewayOptions{handlerExtra: "max_entry_size 1GiB"})
-	resp, err := g.client.Get(siteAddr + "/big")
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "max_entry_size 1GiB"})
+	resp, err := g.Client.Get(e2e.SiteAddr + "/big")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
 // memoryHealth reads the memory part of /craftedge/health.
-func (g *gateway) memoryHealth() (bytes, allocated, maxBytes, entries int64) {
-	g.t.Helper()
-	r := g.admin(http.MethodGet, "/craftedge/health", "")
-	wantStatus(g.t, r, 200)
+func memoryHealth(t *testing.T, g *e2e.Gateway) (bytes, allocated, maxBytes, entries int64) {
+	t.Helper()
+	r := g.Admin(http.MethodGet, "/craftedge/health", "")
+	e2e.WantStatus(t, r, 200)
 	var h struct {
 		Memory struct {
 			Entries        int64 `json:"entries"`
@@ -19,8 +21,8 @@ func (g *gateway) memoryHealth() (bytes, allocated, maxBytes, entries int64) {
 			MaxBytes       int64 `json:"max_bytes"`
 		} `json:"memory"`
 	}
-	if err := json.Unmarshal([]byte(r.body), &h); err != nil {
-		g.t.Fatalf("health is not JSON: %v: %s", err, r.body)
+	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
+		t.Fatalf("health is not JSON: %v: %s", err, r.Body)
 	}
 	return h.Memory.Bytes, h.Memory.AllocatedBytes, h.Memory.MaxBytes, h.Memory.Entries
 }
@@ -30,12 +32,12 @@ func (g *gateway) memoryHealth() (bytes, allocated, maxBytes, entries int64) {
 // /craftedge/health and in craftedge_memory_bytes; a purge takes the
 // purged entries out at once.
 func TestMemoryBytesAreBytesInUse(t *testing.T) {
-	o := newTestOrigin(t)
-	o.handle("/small", pageHandler("small", "entry:1"))
-	o.handle("/other", pageHandler("other", "entry:2"))
-	g := startGateway(t, o, gatewayOptions{})
+	o := e2e.NewOrigin(t)
+	o.Handle("/small", e2e.PageHandler("small", "entry:1"))
+	o.Handle("/other", e2e.PageHandler("other", "entry:2"))
+	g := e2e.StartGateway(t, o, e2e.Options{})
 
-	bytes, allocated, maxBytes, entries := g.memoryHealth()
+	bytes, allocated, maxBytes, entries := memoryHealth(t, g)
 	if bytes != 0 || entries != 0 {
 		t.Fatalf("empty tier: bytes %d, entries %d; want 0, 0", bytes, entries)
 	}
@@ -43,39 +45,39 @@ func TestMemoryBytesAreBytesInUse(t *testing.T) {
 		t.Fatalf("allocated_bytes %d, max_bytes %d: want 0 < allocated <= max = 16MiB", allocated, maxBytes)
 	}
 
-	wantCacheStatus(t, g.get("/small"), "craftedge; fwd=miss; stored")
-	one, allocated1, _, entries := g.memoryHealth()
-	page := int64(len(htmlPage("small")))
+	e2e.WantCacheStatus(t, g.Get("/small"), "craftedge; fwd=miss; stored")
+	one, allocated1, _, entries := memoryHealth(t, g)
+	page := int64(len(e2e.HTMLPage("small")))
 	if entries != 1 || one < page || one > page+2048 {
 		t.Fatalf("one entry of a %d-byte page: bytes %d, entries %d; want the page plus its key and headers", page, one, entries)
 	}
 	if allocated1 != allocated {
 		t.Fatalf("allocated_bytes moved from %d to %d on one store", allocated, allocated1)
 	}
-	if m := g.scrape("craftedge_memory_bytes"); m != float64(one) {
+	if m := scrape(g, "craftedge_memory_bytes"); m != float64(one) {
 		t.Fatalf("craftedge_memory_bytes = %v, health says %d", m, one)
 	}
-	if m := g.scrape("craftedge_memory_allocated_bytes"); m != float64(allocated) {
+	if m := scrape(g, "craftedge_memory_allocated_bytes"); m != float64(allocated) {
 		t.Fatalf("craftedge_memory_allocated_bytes = %v, health says %d", m, allocated)
 	}
 
 	// Storing the same key again replaces its bytes; another key adds.
-	g.admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+siteAddr+`/small"]}`)
-	if b, _, _, n := g.memoryHealth(); b != 0 || n != 0 {
+	g.Admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+e2e.SiteAddr+`/small"]}`)
+	if b, _, _, n := memoryHealth(t, g); b != 0 || n != 0 {
 		t.Fatalf("after purging the only entry: bytes %d, entries %d; want 0, 0", b, n)
 	}
-	g.get("/small")
-	g.get("/other")
-	two, _, _, n := g.memoryHealth()
+	g.Get("/small")
+	g.Get("/other")
+	two, _, _, n := memoryHealth(t, g)
 	if n != 2 || two <= one || two > 2*one+64 {
 		t.Fatalf("two entries: bytes %d, entries %d (one entry was %d bytes)", two, n, one)
 	}
-	g.admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:2"]}`)
-	if b, _, _, n := g.memoryHealth(); b != one || n != 1 {
+	g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:2"]}`)
+	if b, _, _, n := memoryHealth(t, g); b != one || n != 1 {
 		t.Fatalf("after purging entry:2: bytes %d, entries %d; want %d, 1", b, n, one)
 	}
-	g.admin(http.MethodPost, "/craftedge/purge", `{"all":true}`)
-	if b, _, _, n := g.memoryHealth(); b != 0 || n != 0 {
+	g.Admin(http.MethodPost, "/craftedge/purge", `{"all":true}`)
+	if b, _, _, n := memoryHealth(t, g); b != 0 || n != 0 {
 		t.Fatalf("after purging all: bytes %d, entries %d; want 0, 0", b, n)
 	}
 }

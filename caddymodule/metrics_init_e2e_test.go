@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
 // Labelled series exist (at 0) from the load, before their first event,
@@ -32,15 +34,15 @@ func TestLabelledSeriesExistFromLoad(t *testing.T) {
 		`craftedge_cdn_purge_enqueue_failures_total{source="webhook"}`,
 		`craftedge_cache_purges_total{source="remote"}`,
 	} {
-		if v := e.scrape(series); v < 0 {
+		if v := scrape(e.Gateway, series); v < 0 {
 			t.Errorf("%s absent after the load; want it at 0 until its first event", series)
 		}
 	}
 
-	r := e.admin(http.MethodGet, "/metrics", "")
-	wantStatus(t, r, http.StatusOK)
+	r := e.Admin(http.MethodGet, "/metrics", "")
+	e2e.WantStatus(t, r, http.StatusOK)
 	re := regexp.MustCompile(`^craftedge_build_info\{go_version="([^"]+)",version="([^"]+)"\} 1$`)
-	sc := bufio.NewScanner(strings.NewReader(r.body))
+	sc := bufio.NewScanner(strings.NewReader(r.Body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	found := false
 	for sc.Scan() {

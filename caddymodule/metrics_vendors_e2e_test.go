@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendorsim"
 )
@@ -39,22 +40,22 @@ func startOpsGateway(t *testing.T, products int, o vendorOptions, logPath string
 
 // enqueueSync enqueues a vendor.sync of shop/product and returns its id.
 func (e *vendorEnv) enqueueSync(key string) string {
-	e.t.Helper()
+	e.T.Helper()
 	job, created, err := currentApp.Load().jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
 		Kind: jobKindVendorSync, Key: key, Payload: []byte(`{"vendor":"shop","resource":"product"}`),
 	})
 	if err != nil || !created {
-		e.t.Fatalf("enqueue sync: created=%v err=%v", created, err)
+		e.T.Fatalf("enqueue sync: created=%v err=%v", created, err)
 	}
 	return job.ID
 }
 
 // counters reads several series at once; absent series read as 0.
-func (g *gateway) counters(series ...string) map[string]float64 {
-	g.t.Helper()
+func scrapeCounters(g *e2e.Gateway, series ...string) map[string]float64 {
+	g.T.Helper()
 	out := make(map[string]float64, len(series))
 	for _, s := range series {
-		out[s] = max(g.scrape(s), 0)
+		out[s] = max(scrape(g, s), 0)
 	}
 	return out
 }
@@ -99,12 +100,12 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	// the metrics; the spread rule has its own tests (breaker_e2e_test.go).
 	o := vendorOptions{vendor: "rate 2/s burst 1\n\t\t\tbreaker {\n\t\t\t\tfailures 3\n\t\t\t\tmin_paths 1\n\t\t\t\tcooldown 1h\n\t\t\t}"}
 	e, simURL := startOpsGateway(t, 25, o, "")
-	o.baseURL, o.storage = simURL, e.storage
-	base := e.counters(all...)
-	moved := func(series string) float64 { return max(e.scrape(series), 0) - base[series] }
+	o.baseURL, o.storage = simURL, e.Storage
+	base := scrapeCounters(e.Gateway, all...)
+	moved := func(series string) float64 { return max(scrape(e.Gateway, series), 0) - base[series] }
 
 	// Success: a sync pass reads three pages (25 products, 10 per page).
-	e.waitJobState(e.enqueueSync("m-ok"), jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-ok"), jobs.StateDone)
 	pages := float64(e.sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200])
 	if pages < 3 || moved(ok) != pages {
 		t.Fatalf("ok requests moved by %v, the vendor answered %v pages with 200", moved(ok), pages)
@@ -113,11 +114,11 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 		t.Fatalf("latency histogram observed %v requests, want ≥ %v", moved(latency), pages)
 	}
 	// Back-to-back pages under burst 1 wait for tokens.
-	if moved(tokenWaits) < 1 || e.scrape(`craftedge_vendor_token_wait_seconds_total{vendor="shop"}`) <= 0 {
+	if moved(tokenWaits) < 1 || scrape(e.Gateway, `craftedge_vendor_token_wait_seconds_total{vendor="shop"}`) <= 0 {
 		t.Fatalf("token waits moved by %v", moved(tokenWaits))
 	}
-	if moved(jobDone) != 1 || e.scrape(state) != 0 || e.scrape(`craftedge_vendor_enabled{vendor="shop"}`) != 1 {
-		t.Fatalf("done attempts %v, breaker state %v", moved(jobDone), e.scrape(state))
+	if moved(jobDone) != 1 || scrape(e.Gateway, state) != 0 || scrape(e.Gateway, `craftedge_vendor_enabled{vendor="shop"}`) != 1 {
+		t.Fatalf("done attempts %v, breaker state %v", moved(jobDone), scrape(e.Gateway, state))
 	}
 
 	// 5xx: every request fails. First attempt: a request and its retry
@@ -127,36 +128,36 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := e.enqueueSync("m-fail")
-	waitFor(t, "the failing sync to be dead-lettered", func() bool {
-		advance(time.Second) // past the 503's Retry-After and the job's backoff
-		return e.job(id).State == jobs.StateDead
+	e2e.WaitFor(t, "the failing sync to be dead-lettered", func() bool {
+		e2e.Advance(time.Second) // past the 503's Retry-After and the job's backoff
+		return e2e.JobByID(e.Gateway, id).State == jobs.StateDead
 	})
 	if moved(serverError) < 3 || moved(breakerOpen) < 1 || moved(retries) < 2 {
 		t.Fatalf("5xx moved by %v, breaker_open by %v, retries by %v; want ≥ 3, 1, 2",
 			moved(serverError), moved(breakerOpen), moved(retries))
 	}
-	if e.scrape(state) != 2 || moved(opened) != 1 {
-		t.Fatalf("breaker state %v, open transitions moved by %v; want 2 (open), 1", e.scrape(state), moved(opened))
+	if scrape(e.Gateway, state) != 2 || moved(opened) != 1 {
+		t.Fatalf("breaker state %v, open transitions moved by %v; want 2 (open), 1", scrape(e.Gateway, state), moved(opened))
 	}
 	if moved(jobRetry) != 1 || moved(jobDead) != 1 || moved(deadLetters) != 1 {
 		t.Fatalf("job attempts: retry %v, dead %v, dead letters %v; want 1 each", moved(jobRetry), moved(jobDead), moved(deadLetters))
 	}
-	if e.scrape(`craftedge_jobs{kind="vendor.sync",state="dead"}`) != 1 {
+	if scrape(e.Gateway, `craftedge_jobs{kind="vendor.sync",state="dead"}`) != 1 {
 		t.Fatal("dead-letter gauge not 1")
 	}
 
 	// A reload that changes the vendor (default breaker) gets a new client:
 	// the counters carry on, the new breaker is closed.
-	before := e.counters(all...)
+	before := scrapeCounters(e.Gateway, all...)
 	o.vendor = ""
-	e.tester.InitServer(opsCaddyfile(o, ""), "caddyfile")
-	for s, v := range e.counters(all...) {
+	e.Tester.InitServer(opsCaddyfile(o, ""), "caddyfile")
+	for s, v := range scrapeCounters(e.Gateway, all...) {
 		if v != before[s] {
 			t.Errorf("%s changed across reload: %v -> %v", s, before[s], v)
 		}
 	}
-	if e.scrape(state) != 0 {
-		t.Fatalf("breaker state %v after the reload, want 0", e.scrape(state))
+	if scrape(e.Gateway, state) != 0 {
+		t.Fatalf("breaker state %v after the reload, want 0", scrape(e.Gateway, state))
 	}
 
 	// 429: the vendor throttles the first request; the client retries it
@@ -164,11 +165,11 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1}); err != nil {
 		t.Fatal(err)
 	}
-	retries0 := e.scrape(retries)
-	e.waitJobState(e.enqueueSync("m-429"), jobs.StateDone)
-	if moved(rlHits) != 1 || moved(limited) != 1 || e.scrape(retries) != retries0+1 {
+	retries0 := scrape(e.Gateway, retries)
+	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-429"), jobs.StateDone)
+	if moved(rlHits) != 1 || moved(limited) != 1 || scrape(e.Gateway, retries) != retries0+1 {
 		t.Fatalf("rate-limit hits moved by %v, rate_limited by %v, retries by %v; want 1 each",
-			moved(rlHits), moved(limited), e.scrape(retries)-retries0)
+			moved(rlHits), moved(limited), scrape(e.Gateway, retries)-retries0)
 	}
 
 	// Hedges: the first region refuses connections, every page fails over
@@ -177,14 +178,14 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.baseURL = closedPort(t) + " " + simURL
-	e.tester.InitServer(opsCaddyfile(o, ""), "caddyfile")
-	h0, t0 := e.scrape(hedges), max(e.scrape(transport), 0)
-	e.waitJobState(e.enqueueSync("m-hedge"), jobs.StateDone)
-	if dh, dt := e.scrape(hedges)-max(h0, 0), e.scrape(transport)-t0; dh < 1 || dh != dt {
+	e.Tester.InitServer(opsCaddyfile(o, ""), "caddyfile")
+	h0, t0 := scrape(e.Gateway, hedges), max(scrape(e.Gateway, transport), 0)
+	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-hedge"), jobs.StateDone)
+	if dh, dt := scrape(e.Gateway, hedges)-max(h0, 0), scrape(e.Gateway, transport)-t0; dh < 1 || dh != dt {
 		t.Fatalf("hedges moved by %v, transport errors by %v; want equal and ≥ 1 (one per page)", dh, dt)
 	}
-	if moved(jobDone) != 3 || e.scrape(state) != 0 {
-		t.Fatalf("done attempts moved by %v (want 3), breaker state %v", moved(jobDone), e.scrape(state))
+	if moved(jobDone) != 3 || scrape(e.Gateway, state) != 0 {
+		t.Fatalf("done attempts moved by %v (want 3), breaker state %v", moved(jobDone), scrape(e.Gateway, state))
 	}
 }
 
@@ -218,17 +219,17 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	e, _ := startOpsGateway(t, 5, vendorOptions{}, logPath)
 
 	body := `{"sku":"SKU-3","title":{"en":"Logged"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"}, body)
-	wantStatus(t, r, http.StatusAccepted)
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"}, body)
+	e2e.WantStatus(t, r, http.StatusAccepted)
 	var acc OutboxAccepted
-	if err := json.Unmarshal([]byte(r.body), &acc); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &acc); err != nil {
 		t.Fatal(err)
 	}
-	e.waitJobState(acc.Job, jobs.StateDone)
+	e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 
 	var rid string
 	want := map[string]bool{"job started": false, "job done": false, "purged": false}
-	waitFor(t, "the outbox job's log lines", func() bool {
+	e2e.WaitFor(t, "the outbox job's log lines", func() bool {
 		for _, l := range logLines(t, logPath) {
 			if l["job_id"] != acc.Job {
 				continue
@@ -246,7 +247,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	if len(rid) != 36 || strings.Count(rid, "-") != 4 {
 		t.Fatalf("request id %q is not Caddy's request UUID", rid)
 	}
-	job := e.job(acc.Job)
+	job := e2e.JobByID(e.Gateway, acc.Job)
 	if job.Correlation != rid {
 		t.Fatalf("job correlation %q, want the request id %q", job.Correlation, rid)
 	}
@@ -269,31 +270,31 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1, RetryAfter: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	r = e.do(http.MethodPut, "/vendors/v1/shop/product/4", nil, strings.Replace(body, "SKU-3", "SKU-4", 1))
-	wantStatus(t, r, http.StatusAccepted)
-	if err := json.Unmarshal([]byte(r.body), &acc); err != nil {
+	r = e.Do(http.MethodPut, "/vendors/v1/shop/product/4", nil, strings.Replace(body, "SKU-3", "SKU-4", 1))
+	e2e.WantStatus(t, r, http.StatusAccepted)
+	if err := json.Unmarshal([]byte(r.Body), &acc); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the throttled write to back off", func() bool {
-		j := e.job(acc.Job)
+	e2e.WaitFor(t, "the throttled write to back off", func() bool {
+		j := e2e.JobByID(e.Gateway, acc.Job)
 		return j.State == jobs.StateReady && j.Attempts == 1
 	})
-	advance(10 * time.Minute)
-	if age := e.scrape(`craftedge_jobs_oldest_pending_age_seconds{kind="outbox"}`); age < 600 {
+	e2e.Advance(10 * time.Minute)
+	if age := scrape(e.Gateway, `craftedge_jobs_oldest_pending_age_seconds{kind="outbox"}`); age < 600 {
 		t.Fatalf("outbox age %v, want ≥ 600", age)
 	}
-	if d := e.scrape(`craftedge_jobs{kind="outbox",state="ready"}`); d != 1 {
+	if d := scrape(e.Gateway, `craftedge_jobs{kind="outbox",state="ready"}`); d != 1 {
 		t.Fatalf("outbox depth (ready) %v, want 1", d)
 	}
-	if e.scrape(`craftedge_jobs_queue_age_seconds{kind="outbox"}`) != 0 {
+	if scrape(e.Gateway, `craftedge_jobs_queue_age_seconds{kind="outbox"}`) != 0 {
 		t.Fatal("a job backing off counted as queue lag")
 	}
-	advance(2 * time.Hour)
-	e.waitJobState(acc.Job, jobs.StateDone)
-	if age := e.scrape(`craftedge_jobs_oldest_pending_age_seconds{kind="outbox"}`); age != 0 {
+	e2e.Advance(2 * time.Hour)
+	e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
+	if age := scrape(e.Gateway, `craftedge_jobs_oldest_pending_age_seconds{kind="outbox"}`); age != 0 {
 		t.Fatalf("outbox age %v with nothing pending", age)
 	}
-	if e.scrape(`craftedge_jobs_attempts_total{kind="outbox",outcome="retry"}`) < 1 {
+	if scrape(e.Gateway, `craftedge_jobs_attempts_total{kind="outbox",outcome="retry"}`) < 1 {
 		t.Fatal("outbox retry attempt not counted")
 	}
 }

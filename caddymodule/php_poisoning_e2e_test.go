@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
 // phpDumpScript renders, as Craft's PHP would read them, the request
@@ -41,7 +43,7 @@ func startPHP(t *testing.T, root string) string {
 		}
 		t.Skip("php-cgi not installed (apt-get install php-cgi)")
 	}
-	ports, err := freePorts(1)
+	ports, err := e2e.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func startPHP(t *testing.T, root string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, "php-cgi listening", func() bool {
+	e2e.WaitFor(t, "php-cgi listening", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
@@ -97,14 +99,14 @@ func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
 	php := startPHP(t, root)
 	tester := caddytest.NewTester(t)
 	tester.InitServer(`{
-`+globalPorts()+`	grace_period 1ns
+`+e2e.GlobalPorts()+`	grace_period 1ns
 	skip_install_trust
 	craftedge {
 		storage `+filepath.Join(t.TempDir(), "craftedge.db")+`
 		memory 16MiB
 	}
 }
-`+siteAddr+` {
+`+e2e.SiteAddr+` {
 	root * `+root+`
 	craftedge {
 		ttl 1m
@@ -112,8 +114,8 @@ func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
 	php_fastcgi `+php+`
 }
 `, "caddyfile")
-	t.Cleanup(func() { stopGateway(t) })
-	g := &gateway{t: t, tester: tester, client: &http.Client{}}
+	t.Cleanup(func() { e2e.StopGateway(t) })
+	g := &e2e.Gateway{T: t, Tester: tester, Client: &http.Client{}}
 
 	attack := map[string]string{
 		"X-Rewrite-Url":          "/evil-rewrite",
@@ -127,10 +129,10 @@ func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
 		"Cookie":                 "consent=evil",
 		"Content-Type":           "application/x-www-form-urlencoded",
 	}
-	r := g.do(http.MethodGet, "/blog?b=2&utm_source=evil&a=1", attack, "action=users/logout")
-	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
-	v := parsePHPView(t, r.body)
-	if strings.Contains(r.body, "evil") || strings.Contains(r.body, "logout") {
+	r := g.Do(http.MethodGet, "/blog?b=2&utm_source=evil&a=1", attack, "action=users/logout")
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	v := parsePHPView(t, r.Body)
+	if strings.Contains(r.Body, "evil") || strings.Contains(r.Body, "logout") {
 		t.Fatalf("PHP saw the attacker's request: %+v", v)
 	}
 	if v.Server["REQUEST_URI"] != "/blog?a=1&b=2" || v.Server["QUERY_STRING"] != "a=1&b=2" || v.Server["REQUEST_METHOD"] != "GET" {
@@ -139,8 +141,8 @@ func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
 	if len(v.Cookie) != 0 || v.Body != "" {
 		t.Fatalf("PHP saw cookies %v body %q", v.Cookie, v.Body)
 	}
-	victim := g.get("/blog?a=1&b=2")
-	wantCacheStatus(t, victim, "craftedge; hit")
+	victim := g.Get("/blog?a=1&b=2")
+	e2e.WantCacheStatus(t, victim, "craftedge; hit")
 
 	// Names PHP normalises: what PHP registers is what the bypass saw.
 	for _, c := range []struct{ query, phpName, reason string }{
@@ -150,9 +152,9 @@ func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
 		{"%20p=admin", "p", "cp"},
 		{"%20x-craft-preview=1", "x-craft-preview", "token"},
 	} {
-		r := g.get("/page?" + c.query)
-		wantCacheStatus(t, r, "craftedge; fwd=bypass; detail="+c.reason)
-		if v := parsePHPView(t, r.body); v.Get[c.phpName] == nil {
+		r := g.Get("/page?" + c.query)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=bypass; detail="+c.reason)
+		if v := parsePHPView(t, r.Body); v.Get[c.phpName] == nil {
 			t.Errorf("?%s: PHP registered %v, want %q", c.query, v.Get, c.phpName)
 		}
 	}
@@ -160,9 +162,9 @@ func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
 		{"h.identity=1", "h_identity"},
 		{"h identity=1", "h_identity"},
 	} {
-		r := g.get("/page", "Cookie", c.cookie)
-		wantCacheStatus(t, r, "craftedge; fwd=bypass; detail=identity")
-		if v := parsePHPView(t, r.body); v.Cookie[c.phpName] == nil {
+		r := g.Get("/page", "Cookie", c.cookie)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=bypass; detail=identity")
+		if v := parsePHPView(t, r.Body); v.Cookie[c.phpName] == nil {
 			t.Errorf("cookie %q: PHP registered %v, want %q", c.cookie, v.Cookie, c.phpName)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
 // These tests attack the cache the way web cache poisoning research does
@@ -37,7 +39,7 @@ func (e *echoOrigin) handler(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Accept-Language") != "" {
 		w.Header().Set("Vary", "Accept-Language")
 	}
-	_, _ = io.WriteString(w, htmlPage(strings.Join(dump, "\n")))
+	_, _ = io.WriteString(w, e2e.HTMLPage(strings.Join(dump, "\n")))
 }
 
 func (e *echoOrigin) lastRequest() string {
@@ -52,10 +54,10 @@ func (e *echoOrigin) lastRequest() string {
 // sent by an attacker never reach the origin on a cacheable request, so
 // the page stored for the URL is the one every visitor would get.
 func TestPoisonUnkeyedHeadersNeverReachOrigin(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.handle("/page", echo.handler)
-	g := startGateway(t, o, gatewayOptions{})
+	o.Handle("/page", echo.handler)
+	g := e2e.StartGateway(t, o, e2e.Options{})
 
 	attack := map[string]string{
 		"X-Rewrite-Url":          "/evil-rewrite",
@@ -74,9 +76,9 @@ func TestPoisonUnkeyedHeadersNeverReachOrigin(t *testing.T) {
 		"X-Craft-Site":           "evil-site",
 		"Content-Type":           "application/x-www-form-urlencoded",
 	}
-	r := g.do(http.MethodGet, "/page", attack, "action=users/logout&evil-body=1")
-	wantStatus(t, r, 200)
-	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	r := g.Do(http.MethodGet, "/page", attack, "action=users/logout&evil-body=1")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
 	seen := echo.lastRequest()
 	for _, bad := range []string{"evil", "Cookie", "X-Http-Method-Override", "h:Forwarded=", "Content-Type", "action=", "Front-End-Https", "h:Accept=", "h:User-Agent=", "X-Forwarded-Proto=https"} {
 		if strings.Contains(seen, bad) {
@@ -86,25 +88,25 @@ func TestPoisonUnkeyedHeadersNeverReachOrigin(t *testing.T) {
 	if !strings.Contains(seen, "method=GET") || !strings.Contains(seen, "body=\n") && !strings.HasSuffix(seen, "body=") {
 		t.Errorf("origin should get a bodiless GET:\n%s", seen)
 	}
-	victim := g.get("/page")
-	wantCacheStatus(t, victim, "craftedge; hit")
-	if strings.Contains(victim.body, "evil") {
-		t.Fatalf("victim got the attacker's page:\n%.400s", victim.body)
+	victim := g.Get("/page")
+	e2e.WantCacheStatus(t, victim, "craftedge; hit")
+	if strings.Contains(victim.Body, "evil") {
+		t.Fatalf("victim got the attacker's page:\n%.400s", victim.Body)
 	}
 }
 
 // TestPoisonHeadRequestWithBody: a HEAD (fetched upstream as GET) with a
 // body sends no body either.
 func TestPoisonHeadRequestWithBody(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.handle("/page", echo.handler)
-	g := startGateway(t, o, gatewayOptions{})
-	g.do(http.MethodHead, "/page", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "action=users/logout")
+	o.Handle("/page", echo.handler)
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	g.Do(http.MethodHead, "/page", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "action=users/logout")
 	if seen := echo.lastRequest(); strings.Contains(seen, "logout") || !strings.Contains(seen, "method=GET") {
 		t.Fatalf("origin received:\n%s", seen)
 	}
-	if v := g.get("/page"); strings.Contains(v.body, "logout") {
+	if v := g.Get("/page"); strings.Contains(v.Body, "logout") {
 		t.Fatalf("victim got the attacker's page")
 	}
 }
@@ -113,19 +115,19 @@ func TestPoisonHeadRequestWithBody(t *testing.T) {
 // are not sent upstream either, so a page rendered with ?utm_source=<x> is
 // never what visitors without it get; the query Craft sees is the key's.
 func TestPoisonTrackingParamsNotSentUpstream(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.handle("/page", echo.handler)
-	g := startGateway(t, o, gatewayOptions{})
-	r := g.get("/page?utm_source=%3Cscript%3Eevil&b=2&a=1&gclid=evil")
-	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	o.Handle("/page", echo.handler)
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	r := g.Get("/page?utm_source=%3Cscript%3Eevil&b=2&a=1&gclid=evil")
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
 	seen := echo.lastRequest()
 	if strings.Contains(seen, "evil") || !strings.Contains(seen, "uri=/page?a=1&b=2") {
 		t.Fatalf("origin received:\n%s", seen)
 	}
-	v := g.get("/page?b=2&a=1")
-	wantCacheStatus(t, v, "craftedge; hit")
-	if strings.Contains(v.body, "evil") {
+	v := g.Get("/page?b=2&a=1")
+	e2e.WantCacheStatus(t, v, "craftedge; hit")
+	if strings.Contains(v.Body, "evil") {
 		t.Fatal("victim got the attacker's tracking parameter rendered")
 	}
 }
@@ -135,9 +137,9 @@ func TestPoisonTrackingParamsNotSentUpstream(t *testing.T) {
 // array suffixes) are read as PHP reads them: tokens, previews, actions,
 // the CP route and identity cookies bypass and are never stored.
 func TestPoisonPHPNormalisedNamesBypass(t *testing.T) {
-	o := newTestOrigin(t)
-	o.fallback = pageHandler("page", "page")
-	g := startGateway(t, o, gatewayOptions{})
+	o := e2e.NewOrigin(t)
+	o.Fallback = e2e.PageHandler("page", "page")
+	g := e2e.StartGateway(t, o, e2e.Options{})
 	cases := []struct {
 		name, path, cookie, reason string
 	}{
@@ -159,11 +161,11 @@ func TestPoisonPHPNormalisedNamesBypass(t *testing.T) {
 				hdr = []string{"Cookie", c.cookie}
 			}
 			for range 2 {
-				r := g.get(c.path, hdr...)
-				wantCacheStatus(t, r, "craftedge; fwd=bypass; detail="+c.reason)
+				r := g.Get(c.path, hdr...)
+				e2e.WantCacheStatus(t, r, "craftedge; fwd=bypass; detail="+c.reason)
 			}
 			path, _, _ := strings.Cut(c.path, "?")
-			if n := o.count(path); n != 2 {
+			if n := o.Count(path); n != 2 {
 				t.Fatalf("origin saw %d requests for %s, want 2 (never stored)", n, path)
 			}
 		})
@@ -175,10 +177,10 @@ func TestPoisonPHPNormalisedNamesBypass(t *testing.T) {
 // the GET "query" parameter (which Craft lets supersede the body), and a
 // form-encoded body are never cached.
 func TestPoisonGraphQL(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.handle("/api", echo.handler)
-	g := startGateway(t, o, gatewayOptions{handlerExtra: "graphql /api"})
+	o.Handle("/api", echo.handler)
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "graphql /api"})
 	json := map[string]string{"Content-Type": "application/json"}
 	cases := []struct {
 		name, method, path, body string
@@ -192,15 +194,15 @@ func TestPoisonGraphQL(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := g.do(c.method, c.path, c.hdr, c.body)
-			wantCacheStatus(t, r, "craftedge; fwd=bypass; detail=graphql-mutation")
+			r := g.Do(c.method, c.path, c.hdr, c.body)
+			e2e.WantCacheStatus(t, r, "craftedge; fwd=bypass; detail=graphql-mutation")
 		})
 	}
 	// A cacheable query reaches Craft with its keyed body and the
 	// canonical content type only.
 	hdr := map[string]string{"Content-Type": "application/json; charset=UTF-8", "X-Evil": "1", "Cookie": "a=b"}
-	r := g.do(http.MethodPost, "/api", hdr, `{"query":"{ entries { title } }"}`)
-	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	r := g.Do(http.MethodPost, "/api", hdr, `{"query":"{ entries { title } }"}`)
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
 	seen := echo.lastRequest()
 	if !strings.Contains(seen, "h:Content-Type=application/json\n") || strings.Contains(seen, "X-Evil") || strings.Contains(seen, "Cookie") ||
 		!strings.Contains(seen, `body={"query":"{ entries { title } }"}`) {
@@ -213,74 +215,74 @@ func TestPoisonGraphQL(t *testing.T) {
 // are keyed: a request with a forged X-Forwarded-Host gets its own entry,
 // never the one visitors of the real host get; a malformed one bypasses.
 func TestPoisonTrustedProxyForwardedHeadersAreKeyed(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.handle("/page", echo.handler)
-	g := startGateway(t, o, gatewayOptions{serverExtra: "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"})
-	r := g.get("/page", "X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "https")
-	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	o.Handle("/page", echo.handler)
+	g := e2e.StartGateway(t, o, e2e.Options{ServerExtra: "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"})
+	r := g.Get("/page", "X-Forwarded-Host", "evil.example", "X-Forwarded-Proto", "https")
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
 	if seen := echo.lastRequest(); !strings.Contains(seen, "h:X-Forwarded-Host=evil.example") || !strings.Contains(seen, "h:X-Forwarded-Proto=https") {
 		t.Fatalf("origin should get the trusted proxy's keyed values:\n%s", seen)
 	}
-	v := g.get("/page")
-	wantCacheStatus(t, v, "craftedge; fwd=miss; stored")
-	if strings.Contains(v.body, "evil") {
+	v := g.Get("/page")
+	e2e.WantCacheStatus(t, v, "craftedge; fwd=miss; stored")
+	if strings.Contains(v.Body, "evil") {
 		t.Fatal("a visitor without X-Forwarded-Host got the forged host's page")
 	}
-	bad := g.get("/page", "X-Forwarded-Host", "evil.example/<script>")
-	wantCacheStatus(t, bad, "craftedge; fwd=bypass; detail=forwarded-host")
-	bad = g.get("/page", "X-Forwarded-Proto", "javascript")
-	wantCacheStatus(t, bad, "craftedge; fwd=bypass; detail=forwarded-proto")
+	bad := g.Get("/page", "X-Forwarded-Host", "evil.example/<script>")
+	e2e.WantCacheStatus(t, bad, "craftedge; fwd=bypass; detail=forwarded-host")
+	bad = g.Get("/page", "X-Forwarded-Proto", "javascript")
+	e2e.WantCacheStatus(t, bad, "craftedge; fwd=bypass; detail=forwarded-proto")
 }
 
 // TestVaryOnlyKeyedValuesReachOrigin: a response that varies on
 // Accept-Language is stored per normalised language, each variant fetched
 // with that language only; equivalent spellings share a variant.
 func TestVaryOnlyKeyedValuesReachOrigin(t *testing.T) {
-	o := newTestOrigin(t)
-	o.handle("/page", func(w http.ResponseWriter, r *http.Request) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/page", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Vary", "Accept-Language")
-		_, _ = io.WriteString(w, htmlPage("lang=["+r.Header.Get("Accept-Language")+"]"))
+		_, _ = io.WriteString(w, e2e.HTMLPage("lang=["+r.Header.Get("Accept-Language")+"]"))
 	})
-	g := startGateway(t, o, gatewayOptions{})
-	none := g.get("/page")
-	if !strings.Contains(none.body, "lang=[]") {
-		t.Fatalf("no-language visitor got %.100q", none.body)
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	none := g.Get("/page")
+	if !strings.Contains(none.Body, "lang=[]") {
+		t.Fatalf("no-language visitor got %.100q", none.Body)
 	}
-	de := g.get("/page", "Accept-Language", "de-DE, de;q=0.9")
-	if !strings.Contains(de.body, "lang=[de-de,de;q=0.9]") {
-		t.Fatalf("German visitor got %.100q (Cache-Status %q)", de.body, de.header.Get("Cache-Status"))
+	de := g.Get("/page", "Accept-Language", "de-DE, de;q=0.9")
+	if !strings.Contains(de.Body, "lang=[de-de,de;q=0.9]") {
+		t.Fatalf("German visitor got %.100q (Cache-Status %q)", de.Body, de.Header.Get("Cache-Status"))
 	}
-	same := g.get("/page", "Accept-Language", "DE-de ,de ; q=0.9")
-	wantCacheStatus(t, same, "craftedge; hit")
-	if !strings.Contains(same.body, "lang=[de-de,de;q=0.9]") {
-		t.Fatalf("equivalent Accept-Language got %.100q", same.body)
+	same := g.Get("/page", "Accept-Language", "DE-de ,de ; q=0.9")
+	e2e.WantCacheStatus(t, same, "craftedge; hit")
+	if !strings.Contains(same.Body, "lang=[de-de,de;q=0.9]") {
+		t.Fatalf("equivalent Accept-Language got %.100q", same.Body)
 	}
-	again := g.get("/page")
-	wantCacheStatus(t, again, "craftedge; hit")
-	if !strings.Contains(again.body, "lang=[]") {
-		t.Fatalf("no-language visitor got %.100q", again.body)
+	again := g.Get("/page")
+	e2e.WantCacheStatus(t, again, "craftedge; hit")
+	if !strings.Contains(again.Body, "lang=[]") {
+		t.Fatalf("no-language visitor got %.100q", again.Body)
 	}
 }
 
 // TestKeyCookieKeysAndForwardsOnlyThatCookie: key_cookie makes a cookie
 // part of the key and the only cookie sent upstream.
 func TestKeyCookieKeysAndForwardsOnlyThatCookie(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.handle("/page", echo.handler)
-	g := startGateway(t, o, gatewayOptions{handlerExtra: "key_cookie currency\n\t\tkey_header X-Region"})
-	eur := g.get("/page", "Cookie", "tracking=evil; currency=EUR", "X-Region", "eu")
-	wantCacheStatus(t, eur, "craftedge; fwd=miss; stored")
+	o.Handle("/page", echo.handler)
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "key_cookie currency\n\t\tkey_header X-Region"})
+	eur := g.Get("/page", "Cookie", "tracking=evil; currency=EUR", "X-Region", "eu")
+	e2e.WantCacheStatus(t, eur, "craftedge; fwd=miss; stored")
 	if seen := echo.lastRequest(); !strings.Contains(seen, "h:Cookie=currency=EUR\n") || strings.Contains(seen, "evil") || !strings.Contains(seen, "h:X-Region=eu") {
 		t.Fatalf("origin received:\n%s", seen)
 	}
-	usd := g.get("/page", "Cookie", "currency=USD", "X-Region", "eu")
-	wantCacheStatus(t, usd, "craftedge; fwd=miss; stored")
-	again := g.get("/page", "Cookie", "other=1; currency=EUR", "X-Region", "eu")
-	wantCacheStatus(t, again, "craftedge; hit")
-	if !strings.Contains(again.body, "currency=EUR") {
+	usd := g.Get("/page", "Cookie", "currency=USD", "X-Region", "eu")
+	e2e.WantCacheStatus(t, usd, "craftedge; fwd=miss; stored")
+	again := g.Get("/page", "Cookie", "other=1; currency=EUR", "X-Region", "eu")
+	e2e.WantCacheStatus(t, again, "craftedge; hit")
+	if !strings.Contains(again.Body, "currency=EUR") {
 		t.Fatal("EUR visitor did not get the EUR page")
 	}
 }
@@ -290,19 +292,19 @@ func TestKeyCookieKeysAndForwardsOnlyThatCookie(t *testing.T) {
 func TestNoHandlerAfterCraftedgeIs502(t *testing.T) {
 	tester := caddytest.NewTester(t)
 	tester.InitServer(`{
-`+globalPorts()+`	grace_period 1ns
+`+e2e.GlobalPorts()+`	grace_period 1ns
 	skip_install_trust
 	craftedge {
 		storage `+t.TempDir()+`/craftedge.db
 		memory 16MiB
 	}
 }
-`+siteAddr+` {
+`+e2e.SiteAddr+` {
 	craftedge
 }
 `, "caddyfile")
-	t.Cleanup(func() { stopGateway(t) })
-	resp, err := http.Get(siteAddr + "/page")
+	t.Cleanup(func() { e2e.StopGateway(t) })
+	resp, err := http.Get(e2e.SiteAddr + "/page")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,15 +319,15 @@ func TestNoHandlerAfterCraftedgeIs502(t *testing.T) {
 // index.php/) and runs a "query" parameter whatever the method: a mutation
 // in one is never stored, on any path, configured graphql path or not.
 func TestPoisonGraphQLMutationViaAlternatePaths(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	var echo echoOrigin
-	o.fallback = echo.handler
-	g := startGateway(t, o, gatewayOptions{handlerExtra: "graphql /api"})
+	o.Fallback = echo.handler
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "graphql /api"})
 	mutation := "query=mutation%7BsaveNewsletter(email:%22a@b.c%22)%7Bid%7D%7D"
 	for _, u := range []string{"/api?" + mutation, "/api/?" + mutation, "//api?" + mutation, "/?p=api&" + mutation, "/index.php?p=api&" + mutation, "/index.php/api?" + mutation, "/graphql?" + mutation} {
-		wantCacheStatus(t, g.get(u), "craftedge; fwd=bypass; detail=graphql-mutation")
+		e2e.WantCacheStatus(t, g.Get(u), "craftedge; fwd=bypass; detail=graphql-mutation")
 	}
-	wantCacheStatus(t, g.get("/search?query=shoes"), "craftedge; fwd=miss; stored")
+	e2e.WantCacheStatus(t, g.Get("/search?query=shoes"), "craftedge; fwd=miss; stored")
 }
 
 // TestPoisonCraftRoutesUnderSiteBasePathBypass: on multi-site installs
@@ -333,8 +335,8 @@ func TestPoisonGraphQLMutationViaAlternatePaths(t *testing.T) {
 // its action and CP triggers, and routes its special paths (logout,
 // verifyemail, setpassword, login) to users/* actions: none is stored.
 func TestPoisonCraftRoutesUnderSiteBasePathBypass(t *testing.T) {
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{})
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{})
 	for u, reason := range map[string]string{
 		"/de/actions/users/session-info":    "action",
 		"/?p=de/actions/users/session-info": "action",
@@ -346,7 +348,7 @@ func TestPoisonCraftRoutesUnderSiteBasePathBypass(t *testing.T) {
 		"/?p=logout":                        "action",
 		"/de/login":                         "action",
 	} {
-		wantCacheStatus(t, g.get(u), "craftedge; fwd=bypass; detail="+reason)
+		e2e.WantCacheStatus(t, g.Get(u), "craftedge; fwd=bypass; detail="+reason)
 	}
 }
 
@@ -354,21 +356,21 @@ func TestPoisonCraftRoutesUnderSiteBasePathBypass(t *testing.T) {
 // what Craft is sent, so its result is checked by the bypass rules and,
 // when it may depend on more than the URL (a header matcher), keyed.
 func TestPoisonRewriteBeforeCraftedge(t *testing.T) {
-	o := newTestOrigin(t)
-	o.handle("/page", pageHandler("normal page", ""))
-	o.handle("/mobile/page", pageHandler("ATTACKER-CHOSEN mobile page", ""))
-	g := startGateway(t, o, gatewayOptions{siteExtra: "@m header X-Mobile 1\n\trewrite @m /mobile{path}\n\turi strip_prefix /shop"})
-	r := g.get("/page", "X-Mobile", "1")
-	wantCacheStatus(t, r, "craftedge; fwd=miss; stored")
-	victim := g.get("/page")
-	if strings.Contains(victim.body, "ATTACKER-CHOSEN") {
-		t.Fatalf("the victim of /page got the page a header-matched rewrite chose (Cache-Status %q)", victim.header.Get("Cache-Status"))
+	o := e2e.NewOrigin(t)
+	o.Handle("/page", e2e.PageHandler("normal page", ""))
+	o.Handle("/mobile/page", e2e.PageHandler("ATTACKER-CHOSEN mobile page", ""))
+	g := e2e.StartGateway(t, o, e2e.Options{SiteExtra: "@m header X-Mobile 1\n\trewrite @m /mobile{path}\n\turi strip_prefix /shop"})
+	r := g.Get("/page", "X-Mobile", "1")
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	victim := g.Get("/page")
+	if strings.Contains(victim.Body, "ATTACKER-CHOSEN") {
+		t.Fatalf("the victim of /page got the page a header-matched rewrite chose (Cache-Status %q)", victim.Header.Get("Cache-Status"))
 	}
 	for u, reason := range map[string]string{
 		"/shop/admin/entries":              "cp",
 		"/shop/actions/users/session-info": "action",
 		"/shop/index.php/actions/x/y":      "action",
 	} {
-		wantCacheStatus(t, g.get(u), "craftedge; fwd=bypass; detail="+reason)
+		e2e.WantCacheStatus(t, g.Get(u), "craftedge; fwd=bypass; detail="+reason)
 	}
 }

@@ -18,9 +18,7 @@ import (
 func init() {
 	caddy.RegisterModule(RemotePurgeHandler{})
 	httpcaddyfile.RegisterHandlerDirective("craftedge_purge", parseRemotePurgeDirective)
-	// Same place as craftedge_webhook: before the cache, never reaching
-	// Craft.
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_purge", httpcaddyfile.After, "forward_auth")
+	// Ordered in directives.go.
 }
 
 // Defaults of craftedge_purge.

@@ -10,28 +10,27 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
 // A "purged" log line lists at most logSample tags and counts them all in
 // tags_total (a sync page purges one tag per record).
 func TestPurgedLogLineIsBounded(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
-	opts := gatewayOptions{storage: filepath.Join(t.TempDir(), "craftedge.db")}
-	caddytest.NewTester(t).InitServer(withLogFile(caddyfileFor(o, opts), logPath), "caddyfile")
-	t.Cleanup(func() { stopGateway(t) })
-	g := &gateway{t: t, origin: o, storage: opts.storage}
+	storage := filepath.Join(t.TempDir(), "craftedge.db")
+	g := e2e.StartConfig(t, o, withLogFile(e2e.CaddyfileFor(o, e2e.Options{Storage: storage}), logPath), storage)
 
 	tags := make([]string, 51)
 	for i := range tags {
 		tags[i] = fmt.Sprintf(`"shop:product:%d"`, i)
 	}
-	r := g.admin(http.MethodPost, "/craftedge/purge", `{"tags":[`+strings.Join(tags, ",")+`],"urls":["`+siteAddr+`/a"]}`)
-	wantStatus(t, r, http.StatusOK)
+	r := g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":[`+strings.Join(tags, ",")+`],"urls":["`+e2e.SiteAddr+`/a"]}`)
+	e2e.WantStatus(t, r, http.StatusOK)
 
 	var line map[string]any
-	waitFor(t, "the purged log line", func() bool {
+	e2e.WaitFor(t, "the purged log line", func() bool {
 		for _, l := range logLines(t, logPath) {
 			if l["msg"] == "purged" && l["source"] == "admin" {
 				line = l
@@ -68,7 +67,7 @@ func TestVendorConfigErrorNamesVendorOnce(t *testing.T) {
 	}
 
 	// Provisioning (a JSON config) validates again.
-	raw := []byte(`{"apps":{"craftedge":{"storage":` + jsonQuote(o.storage) + `,"vendors":{"shop":{"base_urls":["http://127.0.0.1:1"],"rate":10,"headers":{"Bad Header":"x"}}}}}}`)
+	raw := []byte(`{"apps":{"craftedge":{"storage":` + e2e.JSONQuote(o.storage) + `,"vendors":{"shop":{"base_urls":["http://127.0.0.1:1"],"rate":10,"headers":{"Bad Header":"x"}}}}}}`)
 	var cfg caddy.Config
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)

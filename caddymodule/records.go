@@ -20,6 +20,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendors"
 )
@@ -27,14 +28,7 @@ import (
 func init() {
 	caddy.RegisterModule(RecordsHandler{})
 	httpcaddyfile.RegisterHandlerDirective("craftedge_records", parseRecordsDirective)
-	// Right after craftedge (which caddyfile.go's init, run first, puts
-	// before encode; orders must be relative to standard directives): a
-	// craftedge handler in the same route caches the read-model responses
-	// (tagged by their Cache-Tag header, purged when a sync changes a
-	// record), while writes, which craftedge bypasses, reach this handler
-	// untouched. Before encode, like craftedge, and so before
-	// reverse_proxy and php_fastcgi: /vendors/v1/ never reaches Craft.
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_records", httpcaddyfile.Before, "encode")
+	// Ordered in directives.go.
 }
 
 // Defaults of the records handler.
@@ -374,7 +368,7 @@ func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body 
 	if len(tags) > 0 {
 		hdr.Set("Cache-Tag", strings.Join(tags, ","))
 	}
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+	if httpcache.ETagMatch(r.Header.Get("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
@@ -386,17 +380,6 @@ func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body 
 	}
 	_, err := w.Write(body)
 	return err
-}
-
-// etagMatches applies If-None-Match's weak comparison.
-func etagMatches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == "*" || t == etag {
-			return true
-		}
-	}
-	return false
 }
 
 // OutboxAccepted is the body of a 202 answer to a write.

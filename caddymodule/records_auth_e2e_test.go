@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendorsim"
 )
@@ -25,22 +26,29 @@ const (
 	recordsToken    = "test-records-token-0123456789"
 )
 
+// An editor basic_auth knows (bcrypt cost 4, so that tests are fast).
+const (
+	editorUser     = "editor"
+	editorPass     = "editor-pass"
+	editorUserHash = "$2a$04$9ft4H9U3EqSxEJzxduOBs.y44v7dNR1KAwxybIFWilvOuSy.E/Zda"
+)
+
 func productBody(title string) string {
 	return `{"sku":"SKU-3","title":{"en":"` + title + `"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`
 }
 
 // wantRefused checks a refused request: 401 or 403 with the API's JSON
 // error body, never stored.
-func wantRefused(t *testing.T, what string, r response) {
+func wantRefused(t *testing.T, what string, r e2e.Response) {
 	t.Helper()
-	if r.status != http.StatusUnauthorized && r.status != http.StatusForbidden {
-		t.Fatalf("%s: status %d, want 401 or 403; body %s", what, r.status, r.body)
+	if r.Status != http.StatusUnauthorized && r.Status != http.StatusForbidden {
+		t.Fatalf("%s: status %d, want 401 or 403; body %s", what, r.Status, r.Body)
 	}
 	var e apiError
-	if err := json.Unmarshal([]byte(r.body), &e); err != nil || e.Error == "" {
-		t.Fatalf("%s: body %q is not {\"error\":…}", what, r.body)
+	if err := json.Unmarshal([]byte(r.Body), &e); err != nil || e.Error == "" {
+		t.Fatalf("%s: body %q is not {\"error\":…}", what, r.Body)
 	}
-	if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+	if cc := r.Header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
 		t.Fatalf("%s: Cache-Control %q, want no-store", what, cc)
 	}
 }
@@ -63,13 +71,13 @@ func TestRecordsAnonymousWritesRefused(t *testing.T) {
 	e.sync("first", jobs.StateDone)
 
 	for _, m := range []string{http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodPatch} {
-		wantRefused(t, "anonymous "+m, e.do(m, "/vendors/v1/shop/product/5", map[string]string{"Content-Type": "application/json"}, productBody("Pwned")))
+		wantRefused(t, "anonymous "+m, e.Do(m, "/vendors/v1/shop/product/5", map[string]string{"Content-Type": "application/json"}, productBody("Pwned")))
 	}
 	// Refused before anything is looked at or enqueued: unknown vendors too.
-	wantRefused(t, "anonymous PUT, unknown vendor", e.do(http.MethodPut, "/vendors/v1/nope/product/5", nil, "{}"))
+	wantRefused(t, "anonymous PUT, unknown vendor", e.Do(http.MethodPut, "/vendors/v1/nope/product/5", nil, "{}"))
 	// A basic or wrong bearer credential the route does not check is no
 	// authentication.
-	wantRefused(t, "PUT with an unchecked Authorization", e.do(http.MethodPut, "/vendors/v1/shop/product/5",
+	wantRefused(t, "PUT with an unchecked Authorization", e.Do(http.MethodPut, "/vendors/v1/shop/product/5",
 		map[string]string{"Authorization": "Bearer " + vendorsim.DefaultCommerceToken}, productBody("Pwned")))
 	if js := outboxJobs(t); len(js) != 0 {
 		t.Fatalf("outbox jobs after refused writes: %+v", js)
@@ -80,28 +88,28 @@ func TestRecordsAnonymousWritesRefused(t *testing.T) {
 }
 
 func TestRecordsWritesWithBasicAuth(t *testing.T) {
-	site := fmt.Sprintf("basic_auth /vendors/* {\n\t\t%s %s\n\t}\n\t%s", statusUser, statusUserHash, readmeRecordsSite)
+	site := fmt.Sprintf("basic_auth /vendors/* {\n\t\t%s %s\n\t}\n\t%s", editorUser, editorUserHash, readmeRecordsSite)
 	e := startVendorGateway(t, 5, vendorOptions{site: site, private: true})
 	e.sync("first", jobs.StateDone)
-	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
+	auth := map[string]string{"Authorization": e2e.BasicAuth(editorUser, editorPass)}
 
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
-	wantStatus(t, r, http.StatusAccepted)
-	loc := r.header.Get("Location")
-	waitFor(t, "the outbox write", func() bool {
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
+	e2e.WantStatus(t, r, http.StatusAccepted)
+	loc := r.Header.Get("Location")
+	e2e.WaitFor(t, "the outbox write", func() bool {
 		var j jobs.Job
-		r := e.do(http.MethodGet, loc, auth, "")
-		_ = json.Unmarshal([]byte(r.body), &j)
-		return r.status == 200 && j.State == jobs.StateDone
+		r := e.Do(http.MethodGet, loc, auth, "")
+		_ = json.Unmarshal([]byte(r.Body), &j)
+		return r.Status == 200 && j.State == jobs.StateDone
 	})
 	if w := e.sim.WritesFor(vendorsim.KindProduct, "3"); len(w) != 1 || !strings.Contains(string(w[0].Body), "Basic") {
 		t.Fatalf("vendor writes: %+v", w)
 	}
 	// Reads of a resource that is not public need the user too, and are
 	// private: no shared cache (craftedge's included) keeps them.
-	r = e.do(http.MethodGet, "/vendors/v1/shop/product/3", auth, "")
-	wantStatus(t, r, 200)
-	if cc := r.header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
+	r = e.Do(http.MethodGet, "/vendors/v1/shop/product/3", auth, "")
+	e2e.WantStatus(t, r, 200)
+	if cc := r.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
 		t.Fatalf("authenticated read Cache-Control = %q, want private", cc)
 	}
 }
@@ -112,24 +120,24 @@ func TestRecordsWritesWithBearerToken(t *testing.T) {
 	e := startVendorGateway(t, 5, vendorOptions{site: site})
 	e.sync("first", jobs.StateDone)
 
-	wantRefused(t, "anonymous PUT", e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Authorization": "Bearer wrong-token"}, productBody("Wrong"))
+	wantRefused(t, "anonymous PUT", e.Do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Authorization": "Bearer wrong-token"}, productBody("Wrong"))
 	wantRefused(t, "PUT with a wrong token", r)
-	if r.status != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
-		t.Fatalf("wrong token: %d, WWW-Authenticate %q; want 401 with a Bearer challenge", r.status, r.header.Get("WWW-Authenticate"))
+	if r.Status != http.StatusUnauthorized || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("wrong token: %d, WWW-Authenticate %q; want 401 with a Bearer challenge", r.Status, r.Header.Get("WWW-Authenticate"))
 	}
 	auth := map[string]string{"Authorization": "Bearer " + recordsToken}
-	r1 := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("One"))
-	wantStatus(t, r1, http.StatusAccepted)
-	r2 := e.do(http.MethodPut, "/vendors/v1/shop/product/4", auth, productBody("Two"))
-	wantStatus(t, r2, http.StatusAccepted)
+	r1 := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("One"))
+	e2e.WantStatus(t, r1, http.StatusAccepted)
+	r2 := e.Do(http.MethodPut, "/vendors/v1/shop/product/4", auth, productBody("Two"))
+	e2e.WantStatus(t, r2, http.StatusAccepted)
 
 	// Outbox ids are 128 random bits, and a job's state needs the token.
 	var a1, a2 OutboxAccepted
-	if err := json.Unmarshal([]byte(r1.body), &a1); err != nil {
+	if err := json.Unmarshal([]byte(r1.Body), &a1); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(r2.body), &a2); err != nil {
+	if err := json.Unmarshal([]byte(r2.Body), &a2); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{a1.Job, a2.Job} {
@@ -140,14 +148,14 @@ func TestRecordsWritesWithBearerToken(t *testing.T) {
 	if a1.Job[:24] == a2.Job[:24] {
 		t.Fatalf("consecutive outbox ids share a prefix: %s, %s", a1.Job, a2.Job)
 	}
-	wantRefused(t, "anonymous outbox GET", e.get(a1.Location))
-	wantRefused(t, "outbox GET with a wrong token", e.get(a1.Location, "Authorization", "Bearer nope"))
+	wantRefused(t, "anonymous outbox GET", e.Get(a1.Location))
+	wantRefused(t, "outbox GET with a wrong token", e.Get(a1.Location, "Authorization", "Bearer nope"))
 	for _, loc := range []string{a1.Location, a2.Location} {
-		waitFor(t, "outbox job "+loc, func() bool {
+		e2e.WaitFor(t, "outbox job "+loc, func() bool {
 			var j jobs.Job
-			r := e.do(http.MethodGet, loc, auth, "")
-			_ = json.Unmarshal([]byte(r.body), &j)
-			return r.status == 200 && j.State == jobs.StateDone
+			r := e.Do(http.MethodGet, loc, auth, "")
+			_ = json.Unmarshal([]byte(r.Body), &j)
+			return r.Status == 200 && j.State == jobs.StateDone
 		})
 	}
 	if n := len(e.sim.Writes()); n != 2 {
@@ -164,31 +172,31 @@ func TestRecordsReadsArePerResource(t *testing.T) {
 	e := startVendorGateway(t, 5, vendorOptions{site: site, private: true})
 	e.sync("first", jobs.StateDone)
 	for _, p := range []string{"/vendors/v1/shop/product/3", "/vendors/v1/shop/product", "/vendors/v1/shop/product?page=1"} {
-		wantRefused(t, "anonymous GET "+p, e.get(p))
-		if r := e.do(http.MethodHead, p, nil, ""); r.status != http.StatusUnauthorized {
-			t.Fatalf("anonymous HEAD %s: %d, want 401", p, r.status)
+		wantRefused(t, "anonymous GET "+p, e.Get(p))
+		if r := e.Do(http.MethodHead, p, nil, ""); r.Status != http.StatusUnauthorized {
+			t.Fatalf("anonymous HEAD %s: %d, want 401", p, r.Status)
 		}
-		r := e.get(p, "Authorization", "Bearer "+recordsToken)
-		wantStatus(t, r, 200)
-		if cc := r.header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
+		r := e.Get(p, "Authorization", "Bearer "+recordsToken)
+		e2e.WantStatus(t, r, 200)
+		if cc := r.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
 			t.Fatalf("GET %s Cache-Control = %q, want private", p, cc)
 		}
 		// The authenticated answer was not stored for the next visitor.
-		wantRefused(t, "anonymous GET after an authenticated one "+p, e.get(p))
+		wantRefused(t, "anonymous GET after an authenticated one "+p, e.Get(p))
 	}
-	stopGateway(t)
+	e2e.StopGateway(t)
 
 	// public: anyone reads (and the cache shares the answer); writes still
 	// need the token.
 	e = startVendorGateway(t, 5, vendorOptions{site: site})
 	e.sync("first", jobs.StateDone)
-	r := e.get("/vendors/v1/shop/product/3")
-	wantStatus(t, r, 200)
-	if cc := r.header.Get("Cache-Control"); cc != "public, max-age=60" {
+	r := e.Get("/vendors/v1/shop/product/3")
+	e2e.WantStatus(t, r, 200)
+	if cc := r.Header.Get("Cache-Control"); cc != "public, max-age=60" {
 		t.Fatalf("public read Cache-Control = %q", cc)
 	}
-	wantStatus(t, e.get("/vendors/v1/shop/product"), 200)
-	wantRefused(t, "anonymous PUT to a public resource", e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product"), 200)
+	wantRefused(t, "anonymous PUT to a public resource", e.Do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
 	if n := len(e.sim.Writes()); n != 0 {
 		t.Fatalf("vendor writes = %d, want 0", n)
 	}
@@ -204,15 +212,15 @@ func TestRecordsAllowAnonymousWritesOptOut(t *testing.T) {
 		},
 	})
 	e.sync("first", jobs.StateDone)
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anonymous"))
-	wantStatus(t, r, http.StatusAccepted)
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anonymous"))
+	e2e.WantStatus(t, r, http.StatusAccepted)
 	// The writer can follow its own job (its id is unguessable).
-	loc := r.header.Get("Location")
-	waitFor(t, "the anonymous outbox write", func() bool {
+	loc := r.Header.Get("Location")
+	e2e.WaitFor(t, "the anonymous outbox write", func() bool {
 		var j jobs.Job
-		r := e.get(loc)
-		_ = json.Unmarshal([]byte(r.body), &j)
-		return r.status == 200 && j.State == jobs.StateDone
+		r := e.Get(loc)
+		_ = json.Unmarshal([]byte(r.Body), &j)
+		return r.Status == 200 && j.State == jobs.StateDone
 	})
 	if n := len(e.sim.Writes()); n != 1 {
 		t.Fatalf("vendor writes = %d, want 1", n)
@@ -267,21 +275,21 @@ func TestRecordsStoreOnlyMappedFields(t *testing.T) {
 	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
 	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: srv.URL()})
 	e.sync("first", jobs.StateDone)
-	rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3"))
 	if rec.Fields["title"] == nil {
 		t.Fatalf("record not synced: %+v", rec)
 	}
 	if strings.Contains(fmt.Sprint(rec.Fields), canary) {
 		t.Fatalf("unmapped field served: %+v", rec)
 	}
-	e.flushSnapshots()
-	stopGateway(t) // closes the file: everything committed is on disk
-	raw, err := os.ReadFile(e.storage)
+	e.FlushSnapshots()
+	e2e.StopGateway(t) // closes the file: everything committed is on disk
+	raw, err := os.ReadFile(e.Storage)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Contains(raw, []byte(canary)) {
-		t.Fatalf("the unmapped field's value %q is in %s", canary, e.storage)
+		t.Fatalf("the unmapped field's value %q is in %s", canary, e.Storage)
 	}
 }
 
@@ -298,23 +306,23 @@ func TestRecordsReadmeAuthExamples(t *testing.T) {
 	basic_auth @records_auth {
 		%s %s
 	}
-	%s`, statusUser, statusUserHash, readmeRecordsSite)
+	%s`, editorUser, editorUserHash, readmeRecordsSite)
 	e := startVendorGateway(t, 5, vendorOptions{site: site})
 	e.sync("first", jobs.StateDone)
-	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 200)
-	wantStatus(t, e.do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")), http.StatusUnauthorized)
-	auth := map[string]string{"Authorization": basicAuth(statusUser, statusPass)}
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
-	wantStatus(t, r, http.StatusAccepted)
-	loc := r.header.Get("Location")
-	wantStatus(t, e.get(loc), http.StatusUnauthorized)
-	wantStatus(t, e.do(http.MethodGet, loc, auth, ""), 200)
-	stopGateway(t)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3"), 200)
+	e2e.WantStatus(t, e.Do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")), http.StatusUnauthorized)
+	auth := map[string]string{"Authorization": e2e.BasicAuth(editorUser, editorPass)}
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", auth, productBody("Basic"))
+	e2e.WantStatus(t, r, http.StatusAccepted)
+	loc := r.Header.Get("Location")
+	e2e.WantStatus(t, e.Get(loc), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.Do(http.MethodGet, loc, auth, ""), 200)
+	e2e.StopGateway(t)
 
 	// forward_auth: the auth service answers 200 with Remote-User for the
 	// right cookie, 401 otherwise.
-	authSrv := newTestOrigin(t)
-	authSrv.handle("/auth", func(w http.ResponseWriter, r *http.Request) {
+	authSrv := e2e.NewOrigin(t)
+	authSrv.Handle("/auth", func(w http.ResponseWriter, r *http.Request) {
 		if c, err := r.Cookie("session"); err == nil && c.Value == "good" {
 			w.Header().Set("Remote-User", "editor")
 			w.WriteHeader(200)
@@ -329,12 +337,12 @@ func TestRecordsReadmeAuthExamples(t *testing.T) {
 		}
 		vars http.auth.user.id {http.request.header.Remote-User}
 		craftedge_records
-	}`, authSrv.addr())
+	}`, authSrv.Addr())
 	e = startVendorGateway(t, 5, vendorOptions{site: site, private: true})
 	e.sync("first", jobs.StateDone)
-	wantStatus(t, e.get("/vendors/v1/shop/product/3"), http.StatusUnauthorized) // forward_auth's answer
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3"), http.StatusUnauthorized) // forward_auth's answer
 	// A client's own Remote-User header is no authentication.
-	wantStatus(t, e.get("/vendors/v1/shop/product/3", "Remote-User", "mallory"), http.StatusUnauthorized)
-	wantStatus(t, e.get("/vendors/v1/shop/product/3", "Cookie", "session=good"), 200)
-	wantStatus(t, e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Cookie": "session=good"}, productBody("Fwd")), http.StatusAccepted)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3", "Remote-User", "mallory"), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3", "Cookie", "session=good"), 200)
+	e2e.WantStatus(t, e.Do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Cookie": "session=good"}, productBody("Fwd")), http.StatusAccepted)
 }

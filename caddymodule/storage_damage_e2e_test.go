@@ -15,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
@@ -28,13 +29,13 @@ import (
 // is closed.
 func populateStorage(t *testing.T, path string, pages int) {
 	t.Helper()
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{storage: path})
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{Storage: path})
 	for i := range pages {
-		wantStatus(t, g.get(fmt.Sprintf("/p/%d", i)), http.StatusOK)
+		e2e.WantStatus(t, g.Get(fmt.Sprintf("/p/%d", i)), http.StatusOK)
 	}
-	g.flushSnapshots()
-	stopGateway(t)
+	g.FlushSnapshots()
+	e2e.StopGateway(t)
 }
 
 // damageSnapshotLeaves writes random bytes (fixed seed) over every page
@@ -126,29 +127,29 @@ func withLogFile(caddyfile, logPath string) string {
 }
 
 // startGatewayLogging is startGateway with Caddy's logs in a file.
-func startGatewayLogging(t *testing.T, o *testOrigin, opts gatewayOptions, logPath string) *gateway {
+func startGatewayLogging(t *testing.T, o *e2e.Origin, opts e2e.Options, logPath string) *e2e.Gateway {
 	t.Helper()
-	clockOffset.Store(0)
-	t.Cleanup(func() { clockOffset.Store(0) })
-	g := &gateway{
-		t: t, origin: o, storage: opts.storage,
-		client: &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 10 * time.Second},
+	e2e.ResetClock()
+	t.Cleanup(e2e.ResetClock)
+	g := &e2e.Gateway{
+		T: t, Origin: o, Storage: opts.Storage,
+		Client: &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 10 * time.Second},
 	}
 	// Load through the admin API, so a failed load is an answer, not a
 	// test failure inside caddytest.
-	r := loadCaddyfile(t, withLogFile(caddyfileFor(o, opts), logPath))
-	if r.status != http.StatusOK {
-		t.Fatalf("loading the config: status %d: %s", r.status, r.body)
+	r := loadCaddyfile(t, withLogFile(e2e.CaddyfileFor(o, opts), logPath))
+	if r.Status != http.StatusOK {
+		t.Fatalf("loading the config: status %d: %s", r.Status, r.Body)
 	}
-	t.Cleanup(func() { stopGateway(t) })
+	t.Cleanup(func() { e2e.StopGateway(t) })
 	return g
 }
 
 // loadCaddyfile is `caddy reload`: POST /load with a Caddyfile. It fails
 // the test if the admin endpoint does not answer (EOF, hang).
-func loadCaddyfile(t *testing.T, caddyfile string) response {
+func loadCaddyfile(t *testing.T, caddyfile string) e2e.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+adminAddr+"/load", strings.NewReader(caddyfile))
+	req, err := http.NewRequest(http.MethodPost, "http://"+e2e.AdminAddr+"/load", strings.NewReader(caddyfile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,17 +160,17 @@ func loadCaddyfile(t *testing.T, caddyfile string) response {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return e2e.Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 }
 
 // storageHealth reads the storage part of /craftedge/health.
-func storageHealth(t *testing.T, g *gateway) StorageHealth {
+func storageHealth(t *testing.T, g *e2e.Gateway) StorageHealth {
 	t.Helper()
-	r := g.admin(http.MethodGet, "/craftedge/health", "")
-	wantStatus(t, r, http.StatusOK)
+	r := g.Admin(http.MethodGet, "/craftedge/health", "")
+	e2e.WantStatus(t, r, http.StatusOK)
 	var h Health
-	if err := json.Unmarshal([]byte(r.body), &h); err != nil {
-		t.Fatalf("health: %v: %s", err, r.body)
+	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
+		t.Fatalf("health: %v: %s", err, r.Body)
 	}
 	return h.Storage
 }
@@ -177,7 +178,7 @@ func storageHealth(t *testing.T, g *gateway) StorageHealth {
 // wantDamagedLogged checks that Caddy's log has an error naming path.
 func wantDamagedLogged(t *testing.T, logPath, path string) {
 	t.Helper()
-	waitFor(t, "an error log line naming "+path, func() bool {
+	e2e.WaitFor(t, "an error log line naming "+path, func() bool {
 		b, _ := os.ReadFile(logPath)
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.Contains(line, `"level":"error"`) && strings.Contains(line, path) && strings.Contains(line, "damaged") {
@@ -191,19 +192,19 @@ func wantDamagedLogged(t *testing.T, logPath, path string) {
 // checkDegradedServing checks a gateway whose storage is damaged: a miss
 // is served and kept in memory, and with the origin down a page never
 // seen since the start gets the fallback page (not an empty reply).
-func checkDegradedServing(t *testing.T, g *gateway, o *testOrigin) {
+func checkDegradedServing(t *testing.T, g *e2e.Gateway, o *e2e.Origin) {
 	t.Helper()
-	r := g.get("/fresh-miss")
-	wantStatus(t, r, http.StatusOK)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=miss")
-	r = g.get("/fresh-miss")
-	wantStatus(t, r, http.StatusOK)
-	wantCacheStatusPrefix(t, r, "craftedge; hit")
-	o.stop()
-	r = g.get("/p/7")
-	wantStatus(t, r, http.StatusServiceUnavailable)
-	if !strings.Contains(r.body, "Back soon") {
-		t.Fatalf("fallback body = %q", r.body)
+	r := g.Get("/fresh-miss")
+	e2e.WantStatus(t, r, http.StatusOK)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss")
+	r = g.Get("/fresh-miss")
+	e2e.WantStatus(t, r, http.StatusOK)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; hit")
+	o.Stop()
+	r = g.Get("/p/7")
+	e2e.WantStatus(t, r, http.StatusServiceUnavailable)
+	if !strings.Contains(r.Body, "Back soon") {
+		t.Fatalf("fallback body = %q", r.Body)
 	}
 }
 
@@ -218,8 +219,8 @@ func TestStorageDamagedPagesCheckedOnOpen(t *testing.T) {
 	damageSnapshotLeaves(t, path)
 
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
-	o := newTestOrigin(t)
-	g := startGatewayLogging(t, o, gatewayOptions{storage: path, handlerExtra: damageFallback}, logPath)
+	o := e2e.NewOrigin(t)
+	g := startGatewayLogging(t, o, e2e.Options{Storage: path, HandlerExtra: damageFallback}, logPath)
 	wantDamagedLogged(t, logPath, path)
 	sh := storageHealth(t, g)
 	if !sh.Damaged || sh.Path != path || !strings.HasPrefix(sh.MovedTo, path+".damaged-") || sh.Error == "" {
@@ -229,8 +230,8 @@ func TestStorageDamagedPagesCheckedOnOpen(t *testing.T) {
 		t.Fatalf("damaged copies = %v, health says %q", got, sh.MovedTo)
 	}
 	checkDegradedServing(t, g, o)
-	m := g.admin(http.MethodGet, "/metrics", "")
-	if !strings.Contains(m.body, "craftedge_storage_damaged 1") {
+	m := g.Admin(http.MethodGet, "/metrics", "")
+	if !strings.Contains(m.Body, "craftedge_storage_damaged 1") {
 		t.Fatalf("metrics lack craftedge_storage_damaged 1")
 	}
 }
@@ -245,17 +246,17 @@ func TestStorageDamagedPagesFoundWhileServing(t *testing.T) {
 	damageSnapshotLeaves(t, path)
 
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
-	o := newTestOrigin(t)
-	g := startGatewayLogging(t, o, gatewayOptions{
-		storage: path, handlerExtra: damageFallback, globalExtra: "storage_check_max_size off",
+	o := e2e.NewOrigin(t)
+	g := startGatewayLogging(t, o, e2e.Options{
+		Storage: path, HandlerExtra: damageFallback, GlobalExtra: "storage_check_max_size off",
 	}, logPath)
 	if sh := storageHealth(t, g); sh.Damaged {
 		t.Fatalf("damage found on open although the check is off: %+v", sh)
 	}
 	// A miss queues a write-behind snapshot; committing it walks into the
 	// damaged pages.
-	wantStatus(t, g.get("/first-miss"), http.StatusOK)
-	waitFor(t, "the damage to be detected", func() bool { return storageHealth(t, g).Damaged })
+	e2e.WantStatus(t, g.Get("/first-miss"), http.StatusOK)
+	e2e.WaitFor(t, "the damage to be detected", func() bool { return storageHealth(t, g).Damaged })
 	wantDamagedLogged(t, logPath, path)
 	if got := damagedCopies(t, path); len(got) != 1 {
 		t.Fatalf("damaged copies = %v", got)
@@ -270,16 +271,16 @@ func TestStorageDamagedSnapshotReadGivesFallback(t *testing.T) {
 	populateStorage(t, path, 300)
 	damageSnapshotLeaves(t, path)
 
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{
-		storage: path, handlerExtra: damageFallback, globalExtra: "storage_check_max_size off",
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{
+		Storage: path, HandlerExtra: damageFallback, GlobalExtra: "storage_check_max_size off",
 	})
-	o.stop()
+	o.Stop()
 	for i := range 3 {
-		r := g.get(fmt.Sprintf("/p/%d", i*50))
-		wantStatus(t, r, http.StatusServiceUnavailable)
-		if !strings.Contains(r.body, "Back soon") {
-			t.Fatalf("body = %q", r.body)
+		r := g.Get(fmt.Sprintf("/p/%d", i*50))
+		e2e.WantStatus(t, r, http.StatusServiceUnavailable)
+		if !strings.Contains(r.Body, "Back soon") {
+			t.Fatalf("body = %q", r.Body)
 		}
 	}
 	if sh := storageHealth(t, g); !sh.Damaged {
@@ -295,8 +296,8 @@ func TestStorageTruncatedFile(t *testing.T) {
 	truncateStorage(t, path)
 
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
-	o := newTestOrigin(t)
-	g := startGatewayLogging(t, o, gatewayOptions{storage: path, handlerExtra: damageFallback}, logPath)
+	o := e2e.NewOrigin(t)
+	g := startGatewayLogging(t, o, e2e.Options{Storage: path, HandlerExtra: damageFallback}, logPath)
 	wantDamagedLogged(t, logPath, path)
 	sh := storageHealth(t, g)
 	if !sh.Damaged || !strings.Contains(sh.Error, "truncated") {
@@ -320,31 +321,31 @@ func TestStorageReloadOntoDamagedFile(t *testing.T) {
 	populateStorage(t, bad, 300)
 	truncateStorage(t, bad)
 
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{storage: good})
-	wantStatus(t, g.get("/a"), http.StatusOK)
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{Storage: good})
+	e2e.WantStatus(t, g.Get("/a"), http.StatusOK)
 
-	r := loadCaddyfile(t, caddyfileFor(o, gatewayOptions{storage: bad}))
-	if r.status != http.StatusOK {
-		t.Logf("reload onto the damaged file refused: %d %s", r.status, r.body)
+	r := loadCaddyfile(t, e2e.CaddyfileFor(o, e2e.Options{Storage: bad}))
+	if r.Status != http.StatusOK {
+		t.Logf("reload onto the damaged file refused: %d %s", r.Status, r.Body)
 	} else if sh := storageHealth(t, g); !sh.Damaged || sh.Path != bad {
 		t.Fatalf("reload onto the damaged file: storage health = %+v", sh)
 	}
-	cfg := g.admin(http.MethodGet, "/config/", "")
-	wantStatus(t, cfg, http.StatusOK)
-	wantStatus(t, g.get("/a"), http.StatusOK)
+	cfg := g.Admin(http.MethodGet, "/config/", "")
+	e2e.WantStatus(t, cfg, http.StatusOK)
+	e2e.WantStatus(t, g.Get("/a"), http.StatusOK)
 
 	// A second reload on the same path retries it: the damaged file was
 	// moved aside, so a fresh one is created.
-	r = loadCaddyfile(t, caddyfileFor(o, gatewayOptions{storage: bad, globalExtra: "snapshot_max_age 24h"}))
-	wantStatus(t, r, http.StatusOK)
+	r = loadCaddyfile(t, e2e.CaddyfileFor(o, e2e.Options{Storage: bad, GlobalExtra: "snapshot_max_age 24h"}))
+	e2e.WantStatus(t, r, http.StatusOK)
 	if sh := storageHealth(t, g); sh.Damaged || sh.Path != bad {
 		t.Fatalf("after a reload the storage should be a fresh file: %+v", sh)
 	}
-	r = loadCaddyfile(t, caddyfileFor(o, gatewayOptions{storage: good}))
-	wantStatus(t, r, http.StatusOK)
-	wantStatus(t, g.admin(http.MethodGet, "/config/", ""), http.StatusOK)
-	wantStatus(t, g.get("/a"), http.StatusOK)
+	r = loadCaddyfile(t, e2e.CaddyfileFor(o, e2e.Options{Storage: good}))
+	e2e.WantStatus(t, r, http.StatusOK)
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/config/", ""), http.StatusOK)
+	e2e.WantStatus(t, g.Get("/a"), http.StatusOK)
 }
 
 // Durable writes on a damaged file fail loudly: the outbox API answers 503
@@ -355,11 +356,11 @@ func TestStorageDamagedOutboxWriteFailsLoudly(t *testing.T) {
 	truncateStorage(t, path)
 
 	e := startVendorGateway(t, 5, vendorOptions{storage: path})
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"},
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"},
 		`{"sku":"SKU-3","title":{"en":"x"},"price":{"amount":1,"currency":"EUR"},"stock":3}`)
-	wantStatus(t, r, http.StatusServiceUnavailable)
-	if !strings.Contains(r.body, "damaged") || !strings.Contains(r.body, "storage") {
-		t.Fatalf("503 body does not say why: %q", r.body)
+	e2e.WantStatus(t, r, http.StatusServiceUnavailable)
+	if !strings.Contains(r.Body, "damaged") || !strings.Contains(r.Body, "storage") {
+		t.Fatalf("503 body does not say why: %q", r.Body)
 	}
 	if n := len(e.sim.WritesFor(vendorsim.KindProduct, "3")); n != 0 {
 		t.Fatalf("vendor saw %d writes", n)
@@ -369,16 +370,16 @@ func TestStorageDamagedOutboxWriteFailsLoudly(t *testing.T) {
 // storage_check_max_size takes a size or off; anything else is a load
 // error naming the line.
 func TestStorageCheckMaxSizeOption(t *testing.T) {
-	o := newTestOrigin(t)
-	g := startGateway(t, o, gatewayOptions{globalExtra: "storage_check_max_size 1GiB"})
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: "storage_check_max_size 1GiB"})
 	if app := currentApp.Load(); app == nil || app.StorageCheckMaxSize != 1<<30 {
 		t.Fatalf("storage_check_max_size 1GiB not applied")
 	}
 	for _, bad := range []string{"storage_check_max_size", "storage_check_max_size lots"} {
-		r := loadCaddyfile(t, caddyfileFor(o, gatewayOptions{storage: g.storage, globalExtra: bad}))
-		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "storage_check_max_size") || !strings.Contains(r.body, "Caddyfile:") {
-			t.Fatalf("%q: %d %s", bad, r.status, r.body)
+		r := loadCaddyfile(t, e2e.CaddyfileFor(o, e2e.Options{Storage: g.Storage, GlobalExtra: bad}))
+		if r.Status != http.StatusBadRequest || !strings.Contains(r.Body, "storage_check_max_size") || !strings.Contains(r.Body, "Caddyfile:") {
+			t.Fatalf("%q: %d %s", bad, r.Status, r.Body)
 		}
 	}
-	wantStatus(t, g.get("/"), http.StatusOK)
+	e2e.WantStatus(t, g.Get("/"), http.StatusOK)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
@@ -41,88 +42,88 @@ func TestVendorLiveReadThrough(t *testing.T) {
 
 	// A miss goes to the vendor with the configured token, never the
 	// visitor's credentials (the simulator answers 401 to a wrong token).
-	r := e.get("/shop-api/products/3", "Authorization", "Bearer visitor-token", "Cookie", "CraftSessionId=abc")
-	wantStatus(t, r, 200)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
+	r := e.Get("/shop-api/products/3", "Authorization", "Bearer visitor-token", "Cookie", "CraftSessionId=abc")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
 	var body map[string]any
-	if err := json.Unmarshal([]byte(r.body), &body); err != nil || fmt.Sprint(body["id"]) != "3" {
-		t.Fatalf("live read body = %.200q (err %v)", r.body, err)
+	if err := json.Unmarshal([]byte(r.Body), &body); err != nil || fmt.Sprint(body["id"]) != "3" {
+		t.Fatalf("live read body = %.200q (err %v)", r.Body, err)
 	}
-	if r.header.Get("Cache-Tag") != "" {
-		t.Fatalf("tag header leaked to the client: %q", r.header.Get("Cache-Tag"))
+	if r.Header.Get("Cache-Tag") != "" {
+		t.Fatalf("tag header leaked to the client: %q", r.Header.Get("Cache-Tag"))
 	}
 	if n := e.sim.Requests().ByRoute[getRoute].ByStatus[200]; n != 1 {
 		t.Fatalf("simulator saw %d good GETs, want 1: %+v", n, e.sim.Requests())
 	}
 
 	// A hit, for another visitor too: no vendor call.
-	wantCacheStatus(t, e.get("/shop-api/products/3"), statusHit)
+	e2e.WantCacheStatus(t, e.Get("/shop-api/products/3"), statusHit)
 	if n := sawGets(); n != 1 {
 		t.Fatalf("a hit reached the vendor: %d GETs", n)
 	}
 
 	// Writes are refused at the edge; unknown ids are relayed.
-	r = e.do(http.MethodPost, "/shop-api/products/3", nil, `{"title":"x"}`)
-	wantStatus(t, r, http.StatusMethodNotAllowed)
-	if r.header.Get("Allow") != "GET, HEAD" {
-		t.Fatalf("Allow = %q", r.header.Get("Allow"))
+	r = e.Do(http.MethodPost, "/shop-api/products/3", nil, `{"title":"x"}`)
+	e2e.WantStatus(t, r, http.StatusMethodNotAllowed)
+	if r.Header.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("Allow = %q", r.Header.Get("Allow"))
 	}
-	wantStatus(t, e.get("/shop-api/products/999"), 404)
+	e2e.WantStatus(t, e.Get("/shop-api/products/999"), 404)
 
 	// Vendor down: the stale copy is served.
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	advance(2 * time.Minute)
-	r = e.get("/shop-api/products/3")
-	wantStatus(t, r, 200)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=stale")
+	e2e.Advance(2 * time.Minute)
+	r = e.Get("/shop-api/products/3")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=stale")
 
 	// Purging the vendor's tag drops its live reads from memory; with the
 	// vendor still down the snapshot answers.
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
-	e.flushSnapshots()
-	r = e.get("/shop-api/products/3")
-	wantStatus(t, r, 200)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot")
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	e.FlushSnapshots()
+	r = e.Get("/shop-api/products/3")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot")
 }
 
 func TestVendorLiveKillSwitchAndWarmRestart(t *testing.T) {
 	o := vendorOptions{site: liveVendorSite("")}
 	e := startVendorGateway(t, 5, o)
-	wantStatus(t, e.get("/shop-api/products/2"), 200)
-	e.flushSnapshots()
+	e2e.WantStatus(t, e.Get("/shop-api/products/2"), 200)
+	e.FlushSnapshots()
 	e.sim.Reset()
 
 	// The kill switch for this vendor: no live call, the copy is served,
 	// an uncached URL gets the no-copy answer.
-	wantStatus(t, e.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"shop"}`), 200)
-	advance(2 * time.Minute)
-	r := e.get("/shop-api/products/2")
-	wantStatus(t, r, 200)
-	wantCacheStatus(t, r, "craftedge; hit; detail=stale")
-	r = e.get("/shop-api/products/4")
-	if r.status < 500 {
-		t.Fatalf("an uncached URL under the kill switch: status %d, want 5xx", r.status)
+	e2e.WantStatus(t, e.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"shop"}`), 200)
+	e2e.Advance(2 * time.Minute)
+	r := e.Get("/shop-api/products/2")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatus(t, r, "craftedge; hit; detail=stale")
+	r = e.Get("/shop-api/products/4")
+	if r.Status < 500 {
+		t.Fatalf("an uncached URL under the kill switch: status %d, want 5xx", r.Status)
 	}
 	if st := e.sim.Requests(); st.Total != 0 {
 		t.Fatalf("the kill switch let %d requests reach the vendor: %+v", st.Total, st)
 	}
-	wantStatus(t, e.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false,"upstream":"shop"}`), 200)
+	e2e.WantStatus(t, e.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false,"upstream":"shop"}`), 200)
 
 	// Restart (memory tier gone) with the vendor down: the snapshot
 	// answers from the bbolt file.
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	stopGateway(t)
-	o.storage, o.baseURL = e.storage, e.simURL
+	e2e.StopGateway(t)
+	o.storage, o.baseURL = e.Storage, e.simURL
 	caddytest.NewTester(t).InitServer(vendorCaddyfile(o), "caddyfile")
-	r = e.get("/shop-api/products/2")
-	wantStatus(t, r, 200)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot")
-	if !strings.Contains(r.body, `"id"`) {
-		t.Fatalf("snapshot body = %.200q", r.body)
+	r = e.Get("/shop-api/products/2")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot")
+	if !strings.Contains(r.Body, `"id"`) {
+		t.Fatalf("snapshot body = %.200q", r.Body)
 	}
 
 	// `enabled off` by reload: records only, live reads fall back.
@@ -130,9 +131,9 @@ func TestVendorLiveKillSwitchAndWarmRestart(t *testing.T) {
 	e.sim.Reset()
 	o.vendor = "enabled off"
 	caddytest.NewTester(t).InitServer(vendorCaddyfile(o), "caddyfile")
-	r = e.get("/shop-api/products/2")
-	wantStatus(t, r, 200)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=503; detail=snapshot")
+	r = e.Get("/shop-api/products/2")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=503; detail=snapshot")
 	if st := e.sim.Requests(); st.Total != 0 {
 		t.Fatalf("a disabled vendor was called: %+v", st)
 	}
@@ -159,12 +160,12 @@ func TestVendorLiveHedgingPicksTheFastRegion(t *testing.T) {
 	o := vendorOptions{baseURL: slowSrv.URL(), vendor: "base_url " + fastSrv.URL() + "\n\t\t\thedge 20ms",
 		site: liveVendorSite("")}
 	e := startVendorGatewayWith(t, sim, o)
-	r := e.get("/shop-api/products/1")
-	wantStatus(t, r, 200)
+	r := e.Get("/shop-api/products/1")
+	e2e.WantStatus(t, r, 200)
 	if n := fast.Requests().ByRoute[vendorsim.RouteProductGet].ByStatus[200]; n != 1 {
 		t.Fatalf("fast region answered %d GETs, want 1", n)
 	}
-	waitFor(t, "the slow region to see the first request", func() bool { return slow.Requests().Total == 1 })
+	e2e.WaitFor(t, "the slow region to see the first request", func() bool { return slow.Requests().Total == 1 })
 }
 
 func TestVendorLiveRateLimitHonouredUnderBurst(t *testing.T) {
@@ -179,7 +180,7 @@ func TestVendorLiveRateLimitHonouredUnderBurst(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i] = e.get(fmt.Sprintf("/shop-api/products/%d", i+1)).status
+			statuses[i] = e.Get(fmt.Sprintf("/shop-api/products/%d", i+1)).Status
 		}()
 	}
 	wg.Wait()
@@ -226,13 +227,13 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 	o := vendorOptions{baseURL: stableSrv.URL(), vendor: "canary 100 " + canarySrv.URL(), site: liveVendorSite("")}
 	e := startVendorGatewayWith(t, sim, o)
 	const canarySeries = `craftedge_vendor_canary_requests_total{vendor="shop"}`
-	canaryCount := func() float64 { return max(e.scrape(canarySeries), 0) }
+	canaryCount := func() float64 { return max(scrape(e.Gateway, canarySeries), 0) }
 	before := canaryCount()
 	if h := e.health(); len(h.Vendors) != 1 || h.Vendors[0].CanaryPercent != 100 {
 		t.Fatalf("health vendors = %+v, want canary_percent 100", h.Vendors)
 	}
 	for i := 1; i <= 3; i++ {
-		wantStatus(t, e.get(fmt.Sprintf("/shop-api/products/%d", i)), 200)
+		e2e.WantStatus(t, e.Get(fmt.Sprintf("/shop-api/products/%d", i)), 200)
 	}
 	if s, c := stable.Requests().Total, canary.Requests().Total; s != 0 || c != 3 {
 		t.Fatalf("canary 100: stable saw %d, canary %d; want 0 and 3", s, c)
@@ -242,7 +243,7 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 	}
 
 	// Reload without the canary: live reads go back to the stable URL.
-	o.vendor, o.storage = "", e.storage
+	o.vendor, o.storage = "", e.Storage
 	caddytest.NewTester(t).InitServer(vendorCaddyfile(o), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
@@ -250,7 +251,7 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 	if h := e.health(); h.Vendors[0].CanaryPercent != 0 {
 		t.Fatalf("canary_percent after reload = %d, want 0", h.Vendors[0].CanaryPercent)
 	}
-	wantStatus(t, e.get("/shop-api/products/4"), 200)
+	e2e.WantStatus(t, e.Get("/shop-api/products/4"), 200)
 	if s, c := stable.Requests().Total, canary.Requests().Total; s != 1 || c != 3 {
 		t.Fatalf("after reload: stable saw %d, canary %d; want 1 and 3", s, c)
 	}
@@ -264,10 +265,10 @@ func TestVendorLiveCanarySwitchedByReload(t *testing.T) {
 // vendor, and reads only the vendor paths it is scoped to.
 func TestVendorLiveForwardsOnlySafeHeadersAndPaths(t *testing.T) {
 	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
-	vendor := newTestOrigin(t)
+	vendor := e2e.NewOrigin(t)
 	var mu sync.Mutex
 	var seen http.Header
-	vendor.handle("/v2/products/1", func(w http.ResponseWriter, r *http.Request) {
+	vendor.Handle("/v2/products/1", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen = r.Header.Clone()
 		mu.Unlock()
@@ -278,14 +279,14 @@ func TestVendorLiveForwardsOnlySafeHeadersAndPaths(t *testing.T) {
 	})
 	sim := vendorsim.New(vendorsim.Options{Products: 1, Seed: 1})
 	t.Cleanup(func() { _ = sim.Close() })
-	o := vendorOptions{baseURL: "http://" + vendor.addr(), site: liveVendorSite("")}
+	o := vendorOptions{baseURL: "http://" + vendor.Addr(), site: liveVendorSite("")}
 	e := startVendorGatewayWith(t, sim, o)
 	const purgesSeries = `craftedge_cache_purges_total{source="upstream_header"}`
-	purgesBefore := max(e.scrape(purgesSeries), 0)
+	purgesBefore := max(scrape(e.Gateway, purgesSeries), 0)
 
-	r := e.get("/shop-api/products/1", "Accept", "application/json", "X-Customer-Token", "c-42",
+	r := e.Get("/shop-api/products/1", "Accept", "application/json", "X-Customer-Token", "c-42",
 		"X-Forwarded-For", "203.0.113.9", "Accept-Language", "de", "Authorization", "Bearer visitor")
-	wantStatus(t, r, 200)
+	e2e.WantStatus(t, r, 200)
 	mu.Lock()
 	got := seen
 	mu.Unlock()
@@ -302,24 +303,24 @@ func TestVendorLiveForwardsOnlySafeHeadersAndPaths(t *testing.T) {
 	if strings.Contains(got.Get("X-Forwarded-For"), "203.0.113.9") {
 		t.Errorf("the visitor's X-Forwarded-For reached the vendor: %q", got.Get("X-Forwarded-For"))
 	}
-	if n := max(e.scrape(purgesSeries), 0) - purgesBefore; n != 0 {
+	if n := max(scrape(e.Gateway, purgesSeries), 0) - purgesBefore; n != 0 {
 		t.Fatalf("a vendor's Cache-Purge-Tag purged %v times", n)
 	}
-	if r.header.Get("Cache-Tag") != "" || r.header.Get("Cache-Purge-Tag") != "" {
-		t.Fatalf("tag headers reached the client: %v", r.header)
+	if r.Header.Get("Cache-Tag") != "" || r.Header.Get("Cache-Purge-Tag") != "" {
+		t.Fatalf("tag headers reached the client: %v", r.Header)
 	}
 	// The entry is tagged vendor:shop only: purging the vendor's "page"
 	// tag leaves it, purging vendor:shop drops it.
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["page"]}`), 200)
-	wantCacheStatus(t, e.get("/shop-api/products/1"), statusHit)
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
-	wantCacheStatusPrefix(t, e.get("/shop-api/products/1"), "craftedge; fwd=")
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["page"]}`), 200)
+	e2e.WantCacheStatus(t, e.Get("/shop-api/products/1"), statusHit)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	e2e.WantCacheStatusPrefix(t, e.Get("/shop-api/products/1"), "craftedge; fwd=")
 
 	// Paths outside the vendor's resources are not read.
-	before := vendor.total.Load()
-	r = e.get("/shop-api/customers/7")
-	wantStatus(t, r, 404)
-	if vendor.total.Load() != before {
+	before := vendor.Total.Load()
+	r = e.Get("/shop-api/customers/7")
+	e2e.WantStatus(t, r, 404)
+	if vendor.Total.Load() != before {
 		t.Fatal("an unscoped path reached the vendor")
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendors"
 	"github.com/craftedge/craftedge/vendorsim"
@@ -88,11 +89,11 @@ func vendorCaddyfile(o vendorOptions) string {
 %s {
 	%s
 }
-`, globalPorts(), o.storage, o.baseURL, o.vendor, public, o.resource, siteAddr, o.site)
+`, e2e.GlobalPorts(), o.storage, o.baseURL, o.vendor, public, o.resource, e2e.SiteAddr, o.site)
 }
 
 type vendorEnv struct {
-	*gateway
+	*e2e.Gateway
 	sim *vendorsim.Sim
 	// simURL is the base URL the vendor block points at.
 	simURL string
@@ -121,50 +122,44 @@ func startVendorGatewayWith(t *testing.T, sim *vendorsim.Sim, o vendorOptions) *
 	if o.caddyfile == nil {
 		o.caddyfile = vendorCaddyfile
 	}
-	clockOffset.Store(0)
-	t.Cleanup(func() { clockOffset.Store(0) })
-	tester := caddytest.NewTester(t)
-	tester.InitServer(o.caddyfile(o), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &gateway{t: t, tester: tester, storage: o.storage, client: &http.Client{Timeout: 10 * time.Second}}
-	t.Cleanup(func() { stopGateway(t) })
-	return &vendorEnv{gateway: g, sim: sim, simURL: o.baseURL}
+	g := e2e.StartConfig(t, nil, o.caddyfile(o), o.storage)
+	// The vendor tests read bodies as a browser would: decompressed.
+	g.Client = &http.Client{Timeout: 10 * time.Second}
+	return &vendorEnv{Gateway: g, sim: sim, simURL: o.baseURL}
 }
 
 // sync enqueues a vendor.sync job and waits for it to reach state.
 func (e *vendorEnv) sync(key string, state jobs.State) jobs.Job {
-	e.t.Helper()
+	e.T.Helper()
 	app := currentApp.Load()
 	if app == nil {
-		e.t.Fatal("no running craftedge app")
+		e.T.Fatal("no running craftedge app")
 	}
 	job, created, err := app.jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
 		Kind: jobKindVendorSync, Key: key, Payload: []byte(`{"vendor":"shop","resource":"product"}`),
 	})
 	if err != nil || !created {
-		e.t.Fatalf("enqueue sync: created=%v err=%v", created, err)
+		e.T.Fatalf("enqueue sync: created=%v err=%v", created, err)
 	}
-	return e.waitJobState(job.ID, state)
+	return e2e.WaitJobState(e.Gateway, job.ID, state)
 }
 
 func (e *vendorEnv) health() Health {
-	e.t.Helper()
-	r := e.admin(http.MethodGet, "/craftedge/health", "")
-	wantStatus(e.t, r, 200)
+	e.T.Helper()
+	r := e.Admin(http.MethodGet, "/craftedge/health", "")
+	e2e.WantStatus(e.T, r, 200)
 	var h Health
-	if err := json.Unmarshal([]byte(r.body), &h); err != nil {
-		e.t.Fatal(err)
+	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
+		e.T.Fatal(err)
 	}
 	return h
 }
 
-func decodeRecord(t *testing.T, r response) vendors.Record {
+func decodeRecord(t *testing.T, r e2e.Response) vendors.Record {
 	t.Helper()
 	var rec vendors.Record
-	if err := json.Unmarshal([]byte(r.body), &rec); err != nil {
-		t.Fatalf("decoding %q: %v", r.body, err)
+	if err := json.Unmarshal([]byte(r.Body), &rec); err != nil {
+		t.Fatalf("decoding %q: %v", r.Body, err)
 	}
 	return rec
 }
@@ -173,7 +168,7 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 	e := startVendorGateway(t, 25, vendorOptions{resource: "sync every 1h"})
 
 	// The scheduler enqueues this window's pass at start.
-	waitFor(t, "the scheduled sync to complete", func() bool {
+	e2e.WaitFor(t, "the scheduled sync to complete", func() bool {
 		h := e.health()
 		return len(h.Vendors) == 1 && len(h.Vendors[0].Resources) == 1 && !h.Vendors[0].Resources[0].LastSync.IsZero()
 	})
@@ -187,42 +182,42 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 	e.sim.Reset()
 
 	// Read model: one record, ETag, 304, Cache-Tag, Cache-Control.
-	r := e.get("/vendors/v1/shop/product/3")
-	wantStatus(t, r, 200)
+	r := e.Get("/vendors/v1/shop/product/3")
+	e2e.WantStatus(t, r, 200)
 	rec := decodeRecord(t, r)
 	want, _ := e.sim.Get(vendorsim.KindProduct, "3")
 	if rec.ID != "3" || rec.Fields["title"] != want["title"].(map[string]any)["en"] {
 		t.Fatalf("record = %+v, sim has %v", rec, want)
 	}
-	if cc := r.header.Get("Cache-Control"); cc != "public, max-age=60" {
+	if cc := r.Header.Get("Cache-Control"); cc != "public, max-age=60" {
 		t.Fatalf("Cache-Control = %q", cc)
 	}
-	if tags := r.header.Get("Cache-Tag"); tags != "shop:product:3" {
+	if tags := r.Header.Get("Cache-Tag"); tags != "shop:product:3" {
 		t.Fatalf("Cache-Tag = %q", tags)
 	}
-	etag := r.header.Get("ETag")
+	etag := r.Header.Get("ETag")
 	if !strings.HasPrefix(etag, `"`) {
 		t.Fatalf("ETag = %q, want a strong ETag", etag)
 	}
-	wantStatus(t, e.get("/vendors/v1/shop/product/3", "If-None-Match", etag), http.StatusNotModified)
-	wantStatus(t, e.get("/vendors/v1/shop/product/3", "If-None-Match", `"other"`), 200)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3", "If-None-Match", etag), http.StatusNotModified)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3", "If-None-Match", `"other"`), 200)
 
 	// Lists page through the records.
-	r = e.get("/vendors/v1/shop/product?per_page=10&page=3")
-	wantStatus(t, r, 200)
+	r = e.Get("/vendors/v1/shop/product?per_page=10&page=3")
+	e2e.WantStatus(t, r, 200)
 	var pg RecordsPage
-	if err := json.Unmarshal([]byte(r.body), &pg); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &pg); err != nil {
 		t.Fatal(err)
 	}
 	if len(pg.Records) != 5 || pg.HasMore {
 		t.Fatalf("page 3 = %d records, has_more %v; want 5, false", len(pg.Records), pg.HasMore)
 	}
-	if !strings.Contains(r.header.Get("Cache-Tag"), collectionTag("shop", "product")) {
-		t.Fatalf("list Cache-Tag = %q", r.header.Get("Cache-Tag"))
+	if !strings.Contains(r.Header.Get("Cache-Tag"), collectionTag("shop", "product")) {
+		t.Fatalf("list Cache-Tag = %q", r.Header.Get("Cache-Tag"))
 	}
-	r = e.get("/vendors/v1/shop/product?updated_since=" + vendorsim.DefaultSeedTime.Add(20*time.Second).Format(time.RFC3339))
-	wantStatus(t, r, 200)
-	if err := json.Unmarshal([]byte(r.body), &pg); err != nil || len(pg.Records) != 6 {
+	r = e.Get("/vendors/v1/shop/product?updated_since=" + vendorsim.DefaultSeedTime.Add(20*time.Second).Format(time.RFC3339))
+	e2e.WantStatus(t, r, 200)
+	if err := json.Unmarshal([]byte(r.Body), &pg); err != nil || len(pg.Records) != 6 {
 		t.Fatalf("updated_since (inclusive): %d records, err %v", len(pg.Records), err)
 	}
 
@@ -236,7 +231,7 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 		"/vendors/v1/shop/product?updated_since=y": 400,
 		"/vendors/v1/outbox/zz":                    400,
 	} {
-		wantStatus(t, e.get(path), code)
+		e2e.WantStatus(t, e.Get(path), code)
 	}
 	if st := e.sim.Requests(); st.Total != 0 {
 		t.Fatalf("the read model called the vendor: %+v", st)
@@ -246,8 +241,8 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, e.get("/vendors/v1/shop/product/7"), 200)
-	wantStatus(t, e.get("/vendors/v1/shop/product"), 200)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/7"), 200)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product"), 200)
 	if st := e.sim.Requests(); st.Total != 0 {
 		t.Fatalf("the read model called the vendor: %+v", st)
 	}
@@ -256,7 +251,7 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 func TestVendorSchemaChangeDeadLetters(t *testing.T) {
 	e := startVendorGateway(t, 5, vendorOptions{})
 	e.sync("first", jobs.StateDone)
-	before := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	before := decodeRecord(t, e.Get("/vendors/v1/shop/product/3"))
 
 	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
 		t.Fatal(err)
@@ -268,7 +263,7 @@ func TestVendorSchemaChangeDeadLetters(t *testing.T) {
 	if !strings.Contains(job.LastError, "mapping field") || job.Attempts != 1 {
 		t.Fatalf("dead job: attempts %d, error %q; want one attempt and a mapping error", job.Attempts, job.LastError)
 	}
-	after := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	after := decodeRecord(t, e.Get("/vendors/v1/shop/product/3"))
 	if after.Version != before.Version || after.Fields["title"] != before.Fields["title"] {
 		t.Fatalf("last good record changed: %+v → %+v", before, after)
 	}
@@ -281,20 +276,20 @@ func TestVendorOutbox(t *testing.T) {
 	body := func(title string) string {
 		return `{"sku":"SKU-3","title":{"en":"` + title + `"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`
 	}
-	r1 := e.do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"}, body("First"))
-	wantStatus(t, r1, http.StatusAccepted)
-	r2 := e.do(http.MethodPost, "/vendors/v1/shop/product/3", nil, body("Second"))
-	wantStatus(t, r2, http.StatusAccepted)
-	for _, r := range []response{r1, r2} {
-		loc := r.header.Get("Location")
+	r1 := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Content-Type": "application/json"}, body("First"))
+	e2e.WantStatus(t, r1, http.StatusAccepted)
+	r2 := e.Do(http.MethodPost, "/vendors/v1/shop/product/3", nil, body("Second"))
+	e2e.WantStatus(t, r2, http.StatusAccepted)
+	for _, r := range []e2e.Response{r1, r2} {
+		loc := r.Header.Get("Location")
 		if !strings.HasPrefix(loc, "/vendors/v1/outbox/") {
 			t.Fatalf("Location = %q", loc)
 		}
-		waitFor(t, "outbox job "+loc, func() bool {
-			r := e.get(loc)
+		e2e.WaitFor(t, "outbox job "+loc, func() bool {
+			r := e.Get(loc)
 			var j jobs.Job
-			_ = json.Unmarshal([]byte(r.body), &j)
-			return r.status == 200 && j.State == jobs.StateDone
+			_ = json.Unmarshal([]byte(r.Body), &j)
+			return r.Status == 200 && j.State == jobs.StateDone
 		})
 	}
 	writes := e.sim.WritesFor(vendorsim.KindProduct, "3")
@@ -307,16 +302,16 @@ func TestVendorOutbox(t *testing.T) {
 	if writes[0].Key == "" || writes[1].Key == "" || writes[0].Key == writes[1].Key {
 		t.Fatalf("idempotency keys = %q, %q", writes[0].Key, writes[1].Key)
 	}
-	rec := decodeRecord(t, e.get("/vendors/v1/shop/product/3"))
+	rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3"))
 	if rec.Fields["title"] != "Second" {
 		t.Fatalf("record after the writes = %+v", rec)
 	}
 
 	// Bad writes are refused before anything is enqueued.
-	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/shop/product/3", nil, "{not json"), 400)
-	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/shop/product", nil, "{}"), 400)
-	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/shop/product/3", nil, `{"x":"`+strings.Repeat("a", 2<<20)+`"}`), 413)
-	wantStatus(t, e.do(http.MethodPost, "/vendors/v1/nope/product/3", nil, "{}"), 404)
+	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/shop/product/3", nil, "{not json"), 400)
+	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/shop/product", nil, "{}"), 400)
+	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/shop/product/3", nil, `{"x":"`+strings.Repeat("a", 2<<20)+`"}`), 413)
+	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/nope/product/3", nil, "{}"), 404)
 	if n := len(e.sim.Writes()); n != 2 {
 		t.Fatalf("sim saw %d writes, want 2", n)
 	}
@@ -331,7 +326,7 @@ func TestVendorDisabledMakesNoCalls(t *testing.T) {
 	if h := e.health(); len(h.Vendors) != 1 || h.Vendors[0].Enabled {
 		t.Fatalf("health vendors = %+v", h.Vendors)
 	}
-	wantStatus(t, e.get("/vendors/v1/shop/product/3"), 404)
+	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3"), 404)
 }
 
 func TestVendorCaddyfileErrors(t *testing.T) {
@@ -346,7 +341,7 @@ func TestVendorCaddyfileErrors(t *testing.T) {
 		cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "x.db"), baseURL: "http://127.0.0.1:1",
 			vendor: tc.vendor, resource: tc.resource})
 		line := 1 + strings.Count(cfg[:strings.Index(cfg, tc.bad)], "\n")
-		assertLoadError(t, cfg, tc.want)
+		e2e.AssertLoadError(t, cfg, tc.want)
 		caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d", line))
 	}
 	// A resource without id names the resource's line.
@@ -363,13 +358,13 @@ func TestVendorReadModelCachedAndPurgedBySync(t *testing.T) {
 	e := startVendorGateway(t, 5, o)
 	e.sync("first", jobs.StateDone)
 
-	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/3"), "craftedge; fwd=")
-	r := e.get("/vendors/v1/shop/product/3")
-	wantCacheStatusPrefix(t, r, "craftedge; hit")
-	if r.header.Get("Cache-Tag") != "" {
-		t.Fatalf("Cache-Tag leaked: %q", r.header.Get("Cache-Tag"))
+	e2e.WantCacheStatusPrefix(t, e.Get("/vendors/v1/shop/product/3"), "craftedge; fwd=")
+	r := e.Get("/vendors/v1/shop/product/3")
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; hit")
+	if r.Header.Get("Cache-Tag") != "" {
+		t.Fatalf("Cache-Tag leaked: %q", r.Header.Get("Cache-Tag"))
 	}
-	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
 
 	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
 		f["title"] = map[string]any{"en": "Renamed"}
@@ -377,13 +372,13 @@ func TestVendorReadModelCachedAndPurgedBySync(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.sync("second", jobs.StateDone)
-	r = e.get("/vendors/v1/shop/product/3")
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=")
+	r = e.Get("/vendors/v1/shop/product/3")
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=")
 	if rec := decodeRecord(t, r); rec.Fields["title"] != "Renamed" {
 		t.Fatalf("after the sync: %+v", rec)
 	}
 	// Product 4 did not change: still cached.
-	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get("/vendors/v1/shop/product/4"), "craftedge; hit")
 }
 
 // An unchanged reload keeps the vendor's client (breaker, limiter); a
@@ -393,12 +388,12 @@ func TestVendorClientSurvivesReload(t *testing.T) {
 	e := startVendorGateway(t, 5, o)
 	before := currentApp.Load().vendorClients["shop"]
 	o.baseURL = before.Config().BaseURLs[0]
-	e.tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	e.Tester.InitServer(vendorCaddyfile(o), "caddyfile")
 	if got := currentApp.Load().vendorClients["shop"]; got != before {
 		t.Fatal("an unchanged reload replaced the vendor client")
 	}
 	o.vendor = "retries 2"
-	e.tester.InitServer(vendorCaddyfile(o), "caddyfile")
+	e.Tester.InitServer(vendorCaddyfile(o), "caddyfile")
 	if got := currentApp.Load().vendorClients["shop"]; got == before {
 		t.Fatal("a changed vendor kept its old client")
 	}
@@ -407,15 +402,15 @@ func TestVendorClientSurvivesReload(t *testing.T) {
 // restartVendorGateway unloads craftedge (memory tier gone, bbolt file
 // closed) and loads the same config on the same file again.
 func (e *vendorEnv) restartVendorGateway(o vendorOptions) {
-	e.t.Helper()
-	stopGateway(e.t)
+	e.T.Helper()
+	e2e.StopGateway(e.T)
 	if currentApp.Load() != nil {
-		e.t.Fatal("craftedge app still registered after unloading it")
+		e.T.Fatal("craftedge app still registered after unloading it")
 	}
-	o.storage, o.baseURL = e.storage, e.simURL
-	caddytest.NewTester(e.t).InitServer(vendorCaddyfile(o), "caddyfile")
-	if e.t.Failed() {
-		e.t.FailNow()
+	o.storage, o.baseURL = e.Storage, e.simURL
+	caddytest.NewTester(e.T).InitServer(vendorCaddyfile(o), "caddyfile")
+	if e.T.Failed() {
+		e.T.FailNow()
 	}
 }
 
@@ -453,7 +448,7 @@ func TestVendorSyncCursorSurvivesRestart(t *testing.T) {
 		// Seen counts the changed records plus those the 1s overlap lists again.
 		t.Fatalf("pass after restart: %+v (err %v), want 2 changed of a few seen, not a backfill", st, err)
 	}
-	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/9")); rec.Fields["title"] != "Changed 9" {
+	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/9")); rec.Fields["title"] != "Changed 9" {
 		t.Fatalf("record 9 = %+v", rec)
 	}
 }
@@ -466,26 +461,26 @@ func TestVendorOutboxIdempotentWhenTheAnswerIsLost(t *testing.T) {
 	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{FailAfterWrite: 1}); err != nil {
 		t.Fatal(err)
 	}
-	r := e.do(http.MethodPut, "/vendors/v1/shop/product/2", map[string]string{"Content-Type": "application/json"},
+	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/2", map[string]string{"Content-Type": "application/json"},
 		`{"sku":"SKU-2","title":{"en":"Once"},"price":{"amount":500,"currency":"EUR"},"stock":1}`)
-	wantStatus(t, r, http.StatusAccepted)
-	loc := r.header.Get("Location")
-	waitFor(t, "the first attempt to fail after the write", func() bool {
+	e2e.WantStatus(t, r, http.StatusAccepted)
+	loc := r.Header.Get("Location")
+	e2e.WaitFor(t, "the first attempt to fail after the write", func() bool {
 		var j jobs.Job
-		_ = json.Unmarshal([]byte(e.get(loc).body), &j)
+		_ = json.Unmarshal([]byte(e.Get(loc).Body), &j)
 		return j.Attempts >= 1 && j.LastError != ""
 	})
 	e.sim.Chaos().Clear()
-	waitFor(t, "the outbox job to finish", func() bool {
+	e2e.WaitFor(t, "the outbox job to finish", func() bool {
 		var j jobs.Job
-		_ = json.Unmarshal([]byte(e.get(loc).body), &j)
+		_ = json.Unmarshal([]byte(e.Get(loc).Body), &j)
 		return j.State == jobs.StateDone
 	})
 	writes := e.sim.WritesFor(vendorsim.KindProduct, "2")
 	if len(writes) != 1 {
 		t.Fatalf("the vendor applied %d writes, want exactly 1", len(writes))
 	}
-	if rec := decodeRecord(t, e.get("/vendors/v1/shop/product/2")); rec.Fields["title"] != "Once" {
+	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/2")); rec.Fields["title"] != "Once" {
 		t.Fatalf("record after the write = %+v", rec)
 	}
 }
@@ -493,12 +488,12 @@ func TestVendorOutboxIdempotentWhenTheAnswerIsLost(t *testing.T) {
 func TestBackfillAdminStartsOneJobAtATime(t *testing.T) {
 	e := startVendorGateway(t, 25, vendorOptions{})
 	start := func() BackfillStatus {
-		r := e.admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop","resource":"product"}`)
-		if r.status != http.StatusAccepted && r.status != http.StatusOK {
-			t.Errorf("POST /craftedge/backfill: %d %s", r.status, r.body)
+		r := e.Admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop","resource":"product"}`)
+		if r.Status != http.StatusAccepted && r.Status != http.StatusOK {
+			t.Errorf("POST /craftedge/backfill: %d %s", r.Status, r.Body)
 		}
 		var s BackfillStatus
-		_ = json.Unmarshal([]byte(r.body), &s)
+		_ = json.Unmarshal([]byte(r.Body), &s)
 		return s
 	}
 	// Concurrent starts join one job.
@@ -515,9 +510,9 @@ func TestBackfillAdminStartsOneJobAtATime(t *testing.T) {
 		}
 	}
 	var done BackfillStatus
-	waitFor(t, "the backfill", func() bool {
-		r := e.admin(http.MethodGet, "/craftedge/backfill/"+ids[0], "")
-		_ = json.Unmarshal([]byte(r.body), &done)
+	e2e.WaitFor(t, "the backfill", func() bool {
+		r := e.Admin(http.MethodGet, "/craftedge/backfill/"+ids[0], "")
+		_ = json.Unmarshal([]byte(r.Body), &done)
 		return done.State == BackfillDone
 	})
 	if done.Records != 25 || done.Pages != 3 {
@@ -527,7 +522,7 @@ func TestBackfillAdminStartsOneJobAtATime(t *testing.T) {
 	if next := start(); next.JobID == ids[0] || next.JobID == "" {
 		t.Fatalf("a backfill after a finished one reused job %q", next.JobID)
 	}
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop","resource":"nope"}`), 404)
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop"}`), 400)
-	wantStatus(t, e.admin(http.MethodGet, "/craftedge/backfill/00000000ffffffff", ""), 404)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop","resource":"nope"}`), 404)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/backfill", `{"vendor":"shop"}`), 400)
+	e2e.WantStatus(t, e.Admin(http.MethodGet, "/craftedge/backfill/00000000ffffffff", ""), 404)
 }

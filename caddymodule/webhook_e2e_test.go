@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendors"
 	"github.com/craftedge/craftedge/vendorsim"
@@ -96,9 +97,6 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 }
 %s {
 	%s
-	craftedge_status /status* {
-		allow_unauthenticated
-	}
 	craftedge_webhook
 	craftedge_purge {
 		secret {env.CRAFT_PURGE_SECRET}
@@ -110,7 +108,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, globalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, siteAddr, o.site, o.purge)
+`, e2e.GlobalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, e2e.SiteAddr, o.site, o.purge)
 }
 
 type webhookEnv struct {
@@ -134,38 +132,32 @@ func startWebhookGateway(t *testing.T, o webhookOptions) *webhookEnv {
 	if o.storage == "" {
 		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
-	clockOffset.Store(0)
-	t.Cleanup(func() { clockOffset.Store(0) })
 	webhookRejections.reset()
 	t.Cleanup(webhookRejections.reset)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(webhookCaddyfile(srv.URL(), o), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &gateway{t: t, tester: tester, storage: o.storage, client: &http.Client{Timeout: 10 * time.Second}}
-	t.Cleanup(func() { stopGateway(t) })
-	e := &webhookEnv{vendorEnv: &vendorEnv{gateway: g, sim: sim}, simURL: srv.URL(), opts: o}
+	g := e2e.StartConfig(t, nil, webhookCaddyfile(srv.URL(), o), o.storage)
+	// The webhook tests read bodies as a browser would: decompressed.
+	g.Client = &http.Client{Timeout: 10 * time.Second}
+	e := &webhookEnv{vendorEnv: &vendorEnv{Gateway: g, sim: sim}, simURL: srv.URL(), opts: o}
 	e.sync("first", jobs.StateDone)
 	return e
 }
 
 // post sends a webhook to path signed with cfg at the given time.
-func (e *webhookEnv) post(path string, cfg webhook.Config, id string, at time.Time, contentType, body string) response {
-	e.t.Helper()
-	req := webhook.Request{Method: http.MethodPost, URL: siteAddr + path, Header: http.Header{}, Body: []byte(body)}
+func (e *webhookEnv) post(path string, cfg webhook.Config, id string, at time.Time, contentType, body string) e2e.Response {
+	e.T.Helper()
+	req := webhook.Request{Method: http.MethodPost, URL: e2e.SiteAddr + path, Header: http.Header{}, Body: []byte(body)}
 	if err := cfg.Sign(&req, id, at); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	h := map[string]string{"Content-Type": contentType}
 	for k := range req.Header {
 		h[k] = req.Header.Get(k)
 	}
-	return e.do(http.MethodPost, path, h, body)
+	return e.Do(http.MethodPost, path, h, body)
 }
 
-func (e *webhookEnv) event(cfg webhook.Config, id, body string) response {
-	e.t.Helper()
+func (e *webhookEnv) event(cfg webhook.Config, id, body string) e2e.Response {
+	e.T.Helper()
 	return e.post(hookURLPath, cfg, id, nowFunc(), "application/json", body)
 }
 
@@ -175,19 +167,19 @@ func productEvent(id string, version int) string {
 
 // refetchJobs lists the vendor.refetch jobs.
 func (e *webhookEnv) refetchJobs() []jobs.Job {
-	e.t.Helper()
+	e.T.Helper()
 	list, err := currentApp.Load().jobs.List(jobs.ListFilter{Kind: jobKindVendorRefetch})
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return list
 }
 
 // waitRefetchesDone waits until n refetch jobs exist and all are done.
 func (e *webhookEnv) waitRefetchesDone(n int) []jobs.Job {
-	e.t.Helper()
+	e.T.Helper()
 	var list []jobs.Job
-	waitFor(e.t, fmt.Sprintf("%d refetch jobs to be done", n), func() bool {
+	e2e.WaitFor(e.T, fmt.Sprintf("%d refetch jobs to be done", n), func() bool {
 		list = e.refetchJobs()
 		if len(list) != n {
 			return false
@@ -203,12 +195,12 @@ func (e *webhookEnv) waitRefetchesDone(n int) []jobs.Job {
 }
 
 func (e *webhookEnv) lineage(id string) LineageResponse {
-	e.t.Helper()
-	r := e.admin(http.MethodGet, "/craftedge/lineage?vendor=shop&resource=product&id="+id, "")
-	wantStatus(e.t, r, 200)
+	e.T.Helper()
+	r := e.Admin(http.MethodGet, "/craftedge/lineage?vendor=shop&resource=product&id="+id, "")
+	e2e.WantStatus(e.T, r, 200)
 	var l LineageResponse
-	if err := json.Unmarshal([]byte(r.body), &l); err != nil {
-		e.t.Fatal(err)
+	if err := json.Unmarshal([]byte(r.Body), &l); err != nil {
+		e.T.Fatal(err)
 	}
 	return l
 }
@@ -222,13 +214,13 @@ func (e *webhookEnv) productGets() int {
 // a miss with the new data. A forged webhook changes nothing.
 func TestWebhookRefetchPurgesCachedRecord(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-	r := e.get(productPage)
-	wantCacheStatusPrefix(t, r, "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	r := e.Get(productPage)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; hit")
 	before := decodeRecord(t, r)
 	e.sim.Reset()
 
-	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+	if err := e.sim.AddWebhookTarget(e2e.SiteAddr+hookURLPath, hookCfgNew); err != nil {
 		t.Fatal(err)
 	}
 	version, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
@@ -248,16 +240,16 @@ func TestWebhookRefetchPurgesCachedRecord(t *testing.T) {
 	if n := e.sim.Requests().Count(vendorsim.RouteProductGet, 200); n != 1 {
 		t.Fatalf("simulator saw %d GETs of the product, want exactly 1", n)
 	}
-	r = e.get(productPage)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=")
+	r = e.Get(productPage)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=")
 	after := decodeRecord(t, r)
 	if after.Fields["title"] != "Renamed by the vendor" || after.Version == before.Version {
 		t.Fatalf("after the webhook: %+v", after)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	// Other records' pages were not purged.
-	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
-	wantCacheStatusPrefix(t, e.get("/vendors/v1/shop/product/4"), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get("/vendors/v1/shop/product/4"), "craftedge; hit")
 
 	// Lineage: the webhook change names its delivery and job; the sync
 	// before it names its job.
@@ -282,11 +274,11 @@ func TestWebhookRefetchPurgesCachedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := e.event(hookCfgForged, "msg_forged", productEvent("3", version+1))
-	wantStatus(t, forged, http.StatusUnauthorized)
-	if !strings.Contains(forged.body, rejectBadSignature) {
-		t.Fatalf("forged answer = %s", forged.body)
+	e2e.WantStatus(t, forged, http.StatusUnauthorized)
+	if !strings.Contains(forged.Body, rejectBadSignature) {
+		t.Fatalf("forged answer = %s", forged.Body)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	if n := len(e.refetchJobs()); n != 1 || e.productGets() != 0 {
 		t.Fatalf("a forged webhook made %d jobs, %d vendor GETs", n, e.productGets())
 	}
@@ -297,9 +289,9 @@ func TestWebhookRefetchPurgesCachedRecord(t *testing.T) {
 
 func TestWebhookRejections(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
 	rejected := func(reason string) float64 {
-		v := e.scrape(fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="shop"}`, reason))
+		v := scrape(e.Gateway, fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="shop"}`, reason))
 		return max(v, 0)
 	}
 	now := nowFunc()
@@ -321,9 +313,9 @@ func TestWebhookRejections(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := rejected(tc.reason)
 			r := e.post(tc.path, tc.cfg, "msg_"+strings.ReplaceAll(tc.name, " ", "_"), tc.at, tc.ctype, tc.body)
-			wantStatus(t, r, tc.status)
-			if !strings.Contains(r.body, `"reason": "`+tc.reason+`"`) {
-				t.Fatalf("body %s does not name reason %s", r.body, tc.reason)
+			e2e.WantStatus(t, r, tc.status)
+			if !strings.Contains(r.Body, `"reason": "`+tc.reason+`"`) {
+				t.Fatalf("body %s does not name reason %s", r.Body, tc.reason)
 			}
 			if got := rejected(tc.reason); got != before+1 {
 				t.Fatalf("rejected{reason=%s} went %v → %v", tc.reason, before, got)
@@ -331,51 +323,50 @@ func TestWebhookRejections(t *testing.T) {
 		})
 	}
 	// Missing signature headers.
-	wantStatus(t, e.do(http.MethodPost, hookURLPath, map[string]string{"Content-Type": "application/json"}, body), 401)
+	e2e.WantStatus(t, e.Do(http.MethodPost, hookURLPath, map[string]string{"Content-Type": "application/json"}, body), 401)
 	// Unknown vendor, wrong method.
-	unknown := e.scrape(`craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`)
-	wantStatus(t, e.post("/webhooks/nope", hookCfgNew, "msg_x", now, "application/json", body), 404)
-	if got := e.scrape(`craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`); got != max(unknown, 0)+1 {
+	unknown := scrape(e.Gateway, `craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`)
+	e2e.WantStatus(t, e.post("/webhooks/nope", hookCfgNew, "msg_x", now, "application/json", body), 404)
+	if got := scrape(e.Gateway, `craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`); got != max(unknown, 0)+1 {
 		t.Fatalf("unknown_vendor count %v → %v", unknown, got)
 	}
-	wantStatus(t, e.get(hookURLPath), http.StatusMethodNotAllowed)
+	e2e.WantStatus(t, e.Get(hookURLPath), http.StatusMethodNotAllowed)
 	if n := len(e.refetchJobs()); n != 0 || e.productGets() != 0 {
 		t.Fatalf("rejected webhooks made %d jobs, %d vendor GETs", n, e.productGets())
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 
 	// Replay: the same delivery id again is acknowledged, not processed.
 	body = productEvent("3", 1)
-	wantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusAccepted)
+	e2e.WantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusAccepted)
 	jobsBefore := e.waitRefetchesDone(1)
 	replays := rejected(rejectReplay)
 	r := e.event(hookCfgNew, "msg_once", body)
-	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(r.body, "duplicate") || rejected(rejectReplay) != replays+1 {
-		t.Fatalf("replay answer %s, replay count %v → %v", r.body, replays, rejected(rejectReplay))
+	e2e.WantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.Body, "duplicate") || rejected(rejectReplay) != replays+1 {
+		t.Fatalf("replay answer %s, replay count %v → %v", r.Body, replays, rejected(rejectReplay))
 	}
 	if got := e.refetchJobs(); len(got) != 1 || got[0].ID != jobsBefore[0].ID || got[0].Attempts != 1 {
 		t.Fatalf("a replay made a new job or ran it again: %+v", got)
 	}
 	// The replay key survives a restart (bbolt).
 	e.restartWebhook()
-	wantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusOK)
+	e2e.WantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusOK)
 
-	received := e.scrape(`craftedge_webhooks_received_total{vendor="shop"}`)
-	verified := e.scrape(`craftedge_webhooks_verified_total{vendor="shop"}`)
+	received := scrape(e.Gateway, `craftedge_webhooks_received_total{vendor="shop"}`)
+	verified := scrape(e.Gateway, `craftedge_webhooks_verified_total{vendor="shop"}`)
 	if received < 12 || verified < 5 || received-verified < 7 {
 		t.Fatalf("received %v, verified %v", received, verified)
 	}
 
-	// The status page lists the recent rejections, without secrets.
-	st := e.get("/status/status.json")
-	wantStatus(t, st, 200)
-	var rep StatusReport
-	if err := json.Unmarshal([]byte(st.body), &rep); err != nil {
+	// The recent rejections (which the status page lists) name no secret.
+	rejections := RecentWebhookRejections()
+	st, err := json.Marshal(rejections)
+	if err != nil {
 		t.Fatal(err)
 	}
 	reasons := map[string]bool{}
-	for _, w := range rep.WebhookRejections {
+	for _, w := range rejections {
 		reasons[w.Reason] = true
 		if w.RemoteIP == "" || w.Status == 0 {
 			t.Fatalf("rejection without sender or status: %+v", w)
@@ -383,23 +374,23 @@ func TestWebhookRejections(t *testing.T) {
 	}
 	for _, want := range []string{rejectStale, rejectFuture, rejectBadSignature, rejectTooLarge, rejectContentType, rejectUnknownVendor, rejectReplay} {
 		if !reasons[want] {
-			t.Fatalf("status page rejections %+v lack %s", rep.WebhookRejections, want)
+			t.Fatalf("recent rejections %+v lack %s", rejections, want)
 		}
 	}
 	for _, secret := range []string{hookSecretNew, hookSecretOld, hookSecretBad, strings.TrimPrefix(hookSecretNew, "whsec_")} {
-		if strings.Contains(st.body, secret) {
-			t.Fatal("the status page shows a secret")
+		if strings.Contains(string(st), secret) {
+			t.Fatal("a recent rejection shows a secret")
 		}
 	}
 }
 
 // restartWebhook unloads craftedge and loads the same config again.
 func (e *webhookEnv) restartWebhook() {
-	e.t.Helper()
-	stopGateway(e.t)
-	e.tester.InitServer(webhookCaddyfile(e.simURL, e.opts), "caddyfile")
-	if e.t.Failed() {
-		e.t.FailNow()
+	e.T.Helper()
+	e2e.StopGateway(e.T)
+	e.Tester.InitServer(webhookCaddyfile(e.simURL, e.opts), "caddyfile")
+	if e.T.Failed() {
+		e.T.FailNow()
 	}
 }
 
@@ -420,24 +411,24 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 	var jobIDs []string
 	for i := range 5 {
 		if i == 1 {
-			waitFor(t, "the refetch to back off", func() bool {
-				j := e.job(jobIDs[0])
+			e2e.WaitFor(t, "the refetch to back off", func() bool {
+				j := e2e.JobByID(e.Gateway, jobIDs[0])
 				return j.State == jobs.StateReady && j.Attempts == 1
 			})
 		}
 		r := e.event(hookCfgNew, fmt.Sprintf("msg_c%d", i), productEvent("2", version))
-		wantStatus(t, r, http.StatusAccepted)
+		e2e.WantStatus(t, r, http.StatusAccepted)
 		var ack struct {
 			Job       string `json:"job"`
 			Coalesced bool   `json:"coalesced"`
 		}
-		_ = json.Unmarshal([]byte(r.body), &ack)
+		_ = json.Unmarshal([]byte(r.Body), &ack)
 		if ack.Coalesced != (i > 0) {
 			t.Fatalf("delivery %d: coalesced = %v", i, ack.Coalesced)
 		}
 		jobIDs = append(jobIDs, ack.Job)
 	}
-	advance(time.Hour + time.Minute) // the vendor's Retry-After has passed
+	e2e.Advance(time.Hour + time.Minute) // the vendor's Retry-After has passed
 	e.waitRefetchesDone(1)
 	for _, id := range jobIDs[1:] {
 		if id != jobIDs[0] {
@@ -448,7 +439,7 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 		t.Fatalf("5 deliveries made %d GETs, want 1", n)
 	}
 	version, _ = e.sim.Update(vendorsim.KindProduct, "2", func(f map[string]any) { f["stock"] = 8 })
-	wantStatus(t, e.event(hookCfgNew, "msg_c_next", productEvent("2", version)), http.StatusAccepted)
+	e2e.WantStatus(t, e.event(hookCfgNew, "msg_c_next", productEvent("2", version)), http.StatusAccepted)
 	e.waitRefetchesDone(2)
 	if n := e.productGets(); n != 2 {
 		t.Fatalf("a new version made %d GETs in total, want 2", n)
@@ -456,9 +447,9 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 	// An event type the webhook block does not map is acknowledged and
 	// ignored.
 	r := e.event(hookCfgNew, "msg_order", `{"type":"order.created","id":"9"}`)
-	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(r.body, "ignored") || len(e.refetchJobs()) != 2 {
-		t.Fatalf("ignored event: %s, %d jobs", r.body, len(e.refetchJobs()))
+	e2e.WantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.Body, "ignored") || len(e.refetchJobs()) != 2 {
+		t.Fatalf("ignored event: %s, %d jobs", r.Body, len(e.refetchJobs()))
 	}
 }
 
@@ -467,17 +458,17 @@ func TestWebhookDeliveriesCoalesce(t *testing.T) {
 // the new one is.
 func TestWebhookSecretRotation(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	wantStatus(t, e.event(hookCfgOld, "msg_old", productEvent("1", 1)), http.StatusAccepted)
-	wantStatus(t, e.event(hookCfgNew, "msg_new", productEvent("2", 1)), http.StatusAccepted)
+	e2e.WantStatus(t, e.event(hookCfgOld, "msg_old", productEvent("1", 1)), http.StatusAccepted)
+	e2e.WantStatus(t, e.event(hookCfgNew, "msg_new", productEvent("2", 1)), http.StatusAccepted)
 	// The vendor signs with both during its own rotation (several
 	// signatures in one header): accepted.
 	both := webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{hookSecretBad}}
-	req := webhook.Request{Method: http.MethodPost, URL: siteAddr + hookURLPath, Header: http.Header{}, Body: []byte(productEvent("4", 1))}
+	req := webhook.Request{Method: http.MethodPost, URL: e2e.SiteAddr + hookURLPath, Header: http.Header{}, Body: []byte(productEvent("4", 1))}
 	// One timestamp for both signatures: two clock reads can straddle a
 	// second, and the header carries only the first one's.
 	signedAt := nowFunc()
 	_ = both.Sign(&req, "msg_both", signedAt)
-	other := webhook.Request{Method: http.MethodPost, URL: siteAddr + hookURLPath, Header: http.Header{}, Body: req.Body}
+	other := webhook.Request{Method: http.MethodPost, URL: e2e.SiteAddr + hookURLPath, Header: http.Header{}, Body: req.Body}
 	_ = hookCfgNew.Sign(&other, "msg_both", signedAt)
 	h := map[string]string{"Content-Type": "application/json"}
 	for k := range req.Header {
@@ -486,24 +477,24 @@ func TestWebhookSecretRotation(t *testing.T) {
 	// The canonical key: h already holds req's single signature under it,
 	// and a second spelling would make the header depend on map order.
 	h[http.CanonicalHeaderKey(webhook.HeaderStandardSignature)] = req.Header.Get(webhook.HeaderStandardSignature) + " " + other.Header.Get(webhook.HeaderStandardSignature)
-	wantStatus(t, e.do(http.MethodPost, hookURLPath, h, string(req.Body)), http.StatusAccepted)
+	e2e.WantStatus(t, e.Do(http.MethodPost, hookURLPath, h, string(req.Body)), http.StatusAccepted)
 
 	// Retire the old secret: unset its variable and reload. (Caddy skips
 	// a reload whose config is unchanged, so an env-only change needs
 	// `caddy reload --force`; here the window line changes the config.)
 	t.Setenv("SHOP_WEBHOOK_SECRET_OLD", "")
 	e.opts.webhook = "window 4m"
-	e.tester.InitServer(webhookCaddyfile(e.simURL, e.opts), "caddyfile")
-	wantStatus(t, e.event(hookCfgOld, "msg_old_2", productEvent("1", 1)), http.StatusUnauthorized)
-	wantStatus(t, e.event(hookCfgNew, "msg_new_2", productEvent("5", 1)), http.StatusAccepted)
+	e.Tester.InitServer(webhookCaddyfile(e.simURL, e.opts), "caddyfile")
+	e2e.WantStatus(t, e.event(hookCfgOld, "msg_old_2", productEvent("1", 1)), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.event(hookCfgNew, "msg_new_2", productEvent("5", 1)), http.StatusAccepted)
 }
 
 // A refetch answered 404 marks the record deleted and purges its page.
 func TestWebhookRefetchNotFoundMarksDeleted(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
-	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
+	if err := e.sim.AddWebhookTarget(e2e.SiteAddr+hookURLPath, hookCfgNew); err != nil {
 		t.Fatal(err)
 	}
 	e.sim.Reset()
@@ -517,8 +508,8 @@ func TestWebhookRefetchNotFoundMarksDeleted(t *testing.T) {
 	if list[0].State != jobs.StateDone || e.sim.Requests().Count(vendorsim.RouteProductGet, 404) != 1 {
 		t.Fatalf("refetch %+v; sim %+v", list[0], e.sim.Requests())
 	}
-	r := e.get(productPage)
-	wantStatus(t, r, http.StatusGone)
+	r := e.Get(productPage)
+	e2e.WantStatus(t, r, http.StatusGone)
 	l := e.lineage("3")
 	if len(l.Changes) != 2 || !l.Changes[0].Deleted || l.Changes[0].Source != vendors.SourceWebhook || l.Record == nil || !l.Record.Deleted {
 		t.Fatalf("lineage after a 404 refetch: %+v", l)
@@ -529,39 +520,39 @@ func TestWebhookRefetchNotFoundMarksDeleted(t *testing.T) {
 // stale, replayed and malformed purges change nothing.
 func TestRemotePurge(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	purge := `{"tags":["shop:product:3"]}`
 	purgeRejected := func(reason string) float64 {
-		return max(e.scrape(fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="craftedge_purge"}`, reason)), 0)
+		return max(scrape(e.Gateway, fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="craftedge_purge"}`, reason)), 0)
 	}
 
 	bad := purgeRejected(rejectBadSignature)
-	wantStatus(t, e.post(purgeURLPath, hookCfgNew, "p_forged", nowFunc(), "application/json", purge), http.StatusUnauthorized)
-	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_stale", nowFunc().Add(-10*time.Minute), "application/json", purge), http.StatusUnauthorized)
-	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_bad", nowFunc(), "application/json", `{"tags":[""]}`), http.StatusBadRequest)
-	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_unknown", nowFunc(), "application/json", `{"tagz":["x"]}`), http.StatusBadRequest)
-	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_big", nowFunc(), "application/json", `{"tags":["`+strings.Repeat("x", 70<<10)+`"]}`), http.StatusRequestEntityTooLarge)
-	wantStatus(t, e.post(purgeURLPath, purgeCfg, "p_type", nowFunc(), "text/plain", purge), http.StatusUnsupportedMediaType)
+	e2e.WantStatus(t, e.post(purgeURLPath, hookCfgNew, "p_forged", nowFunc(), "application/json", purge), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_stale", nowFunc().Add(-10*time.Minute), "application/json", purge), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_bad", nowFunc(), "application/json", `{"tags":[""]}`), http.StatusBadRequest)
+	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_unknown", nowFunc(), "application/json", `{"tagz":["x"]}`), http.StatusBadRequest)
+	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_big", nowFunc(), "application/json", `{"tags":["`+strings.Repeat("x", 70<<10)+`"]}`), http.StatusRequestEntityTooLarge)
+	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_type", nowFunc(), "text/plain", purge), http.StatusUnsupportedMediaType)
 	if got := purgeRejected(rejectBadSignature); got != bad+1 {
 		t.Fatalf("purge bad_signature count %v → %v", bad, got)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 
 	r := e.post(purgeURLPath, purgeCfg, "p_ok", nowFunc(), "application/json", purge)
-	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(r.body, `"purged": 1`) {
-		t.Fatalf("purge answer %s", r.body)
+	e2e.WantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.Body, `"purged": 1`) {
+		t.Fatalf("purge answer %s", r.Body)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	// Replayed: acknowledged, nothing purged.
 	r = e.post(purgeURLPath, purgeCfg, "p_ok", nowFunc(), "application/json", purge)
-	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(r.body, "duplicate") {
-		t.Fatalf("replayed purge answer %s", r.body)
+	e2e.WantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.Body, "duplicate") {
+		t.Fatalf("replayed purge answer %s", r.Body)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 }
 
 func TestWebhookLineageRoute(t *testing.T) {
@@ -577,9 +568,9 @@ func TestWebhookLineageRoute(t *testing.T) {
 		"/craftedge/lineage?vendor=shop&resource=nope&id=1":      404,
 		"/craftedge/lineage?vendor=shop&resource=product&id=999": 404,
 	} {
-		wantStatus(t, e.admin(http.MethodGet, path, ""), code)
+		e2e.WantStatus(t, e.Admin(http.MethodGet, path, ""), code)
 	}
-	wantStatus(t, e.admin(http.MethodPost, "/craftedge/lineage?vendor=shop&resource=product&id=1", ""), 405)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/lineage?vendor=shop&resource=product&id=1", ""), 405)
 }
 
 // Bad webhook and craftedge_purge config fails at load, naming the line.
@@ -597,7 +588,7 @@ func TestWebhookCaddyfileErrors(t *testing.T) {
 		{"event product.*.x product", "* is only allowed at the end"},
 	} {
 		cfg := strings.Replace(base, "\t\t\t\tevent product.* product\n", "\t\t\t\tevent product.* product\n\t\t\t\t"+tc.extra+"\n", 1)
-		assertLoadError(t, cfg, tc.want)
+		e2e.AssertLoadError(t, cfg, tc.want)
 	}
 	// Checked against the resources: named at the webhook line.
 	cfg := strings.Replace(base, "event product.* product", "event order.* order", 1)
@@ -605,10 +596,10 @@ func TestWebhookCaddyfileErrors(t *testing.T) {
 	caddytest.AssertLoadError(t, cfg, "caddyfile", fmt.Sprintf("Caddyfile:%d: vendor \\\"shop\\\": webhook: unknown resource \\\"order\\\"", line))
 	// No scheme.
 	cfg = strings.Replace(base, "\t\t\t\tscheme standard\n", "\t\t\t\t\n", 1)
-	assertLoadError(t, cfg, "scheme is required")
+	e2e.AssertLoadError(t, cfg, "scheme is required")
 	// craftedge_purge without a secret.
 	cfg = strings.Replace(base, "\t\tsecret {env.CRAFT_PURGE_SECRET}\n", "", 1)
-	assertLoadError(t, cfg, "craftedge_purge: secret is required")
+	e2e.AssertLoadError(t, cfg, "craftedge_purge: secret is required")
 	// Every secret placeholder empty: refused at provision.
 	t.Setenv("SHOP_WEBHOOK_SECRET", "")
 	t.Setenv("SHOP_WEBHOOK_SECRET_OLD", "")
@@ -619,13 +610,13 @@ func TestWebhookCaddyfileErrors(t *testing.T) {
 // delta sync heals the record anyway.
 func TestWebhookDroppedHealedBySync(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+	if err := e.sim.AddWebhookTarget(e2e.SiteAddr+hookURLPath, hookCfgNew); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.sim.SetWebhookDropRate(1); err != nil {
 		t.Fatal(err)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
 	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
 		f["title"] = map[string]any{"en": "Changed while webhooks drop"}
 	}); err != nil {
@@ -634,10 +625,10 @@ func TestWebhookDroppedHealedBySync(t *testing.T) {
 	if sent := e.sim.Webhooks(); len(sent) != 1 || !sent[0].Dropped {
 		t.Fatalf("deliveries = %+v", sent)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	e.sync("heal", jobs.StateDone)
-	r := e.get(productPage)
-	wantCacheStatusPrefix(t, r, "craftedge; fwd=")
+	r := e.Get(productPage)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=")
 	if rec := decodeRecord(t, r); rec.Fields["title"] != "Changed while webhooks drop" {
 		t.Fatalf("after the sync: %+v", rec)
 	}
@@ -650,18 +641,18 @@ func TestWebhookGenericHMACScheme(t *testing.T) {
 	cfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{hookSecretOld}, Header: "X-Hub-Signature-256",
 		Prefix: "sha256=", Encoding: "base64", TimestampHeader: "X-Hub-Timestamp"}
 	at := nowFunc()
-	wantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusAccepted)
+	e2e.WantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusAccepted)
 	// The same signed request again: timestamp and body are the replay key.
-	wantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusOK)
+	e2e.WantStatus(t, e.post(hookURLPath, cfg, "", at, "application/json", productEvent("3", 1)), http.StatusOK)
 	stale := e.post(hookURLPath, cfg, "", nowFunc().Add(-time.Hour), "application/json", productEvent("4", 1))
-	wantStatus(t, stale, http.StatusUnauthorized)
-	if !strings.Contains(stale.body, rejectStale) {
-		t.Fatalf("stale answer %s", stale.body)
+	e2e.WantStatus(t, stale, http.StatusUnauthorized)
+	if !strings.Contains(stale.Body, rejectStale) {
+		t.Fatalf("stale answer %s", stale.Body)
 	}
 	hex := cfg
 	hex.Encoding = "hex"
-	wantStatus(t, e.event(hex, "", productEvent("5", 1)), http.StatusUnauthorized)
-	wantStatus(t, e.event(hookCfgNew, "msg_std", productEvent("5", 1)), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.event(hex, "", productEvent("5", 1)), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.event(hookCfgNew, "msg_std", productEvent("5", 1)), http.StatusUnauthorized)
 	e.waitRefetchesDone(1)
 }
 
@@ -670,8 +661,8 @@ func TestWebhookGenericHMACScheme(t *testing.T) {
 // refetch: the done refetch of the update does not swallow it.
 func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	if err := e.sim.AddWebhookTarget(e2e.SiteAddr+hookURLPath, hookCfgNew); err != nil {
 		t.Fatal(err)
 	}
 	e.sim.Reset()
@@ -680,8 +671,8 @@ func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitRefetchesDone(1)
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	if err := e.sim.Delete(vendorsim.KindProduct, "3"); err != nil {
 		t.Fatal(err)
 	}
@@ -699,7 +690,7 @@ func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
 	if n := e.sim.Requests().Count(vendorsim.RouteProductGet, 404); n != 1 {
 		t.Fatalf("vendor GETs answered 404 = %d, want 1", n)
 	}
-	wantStatus(t, e.get(productPage), http.StatusGone)
+	e2e.WantStatus(t, e.Get(productPage), http.StatusGone)
 	if l := e.lineage("3"); l.Record == nil || !l.Record.Deleted || l.Changes[0].Delivery != sent[1].DeliveryID {
 		t.Fatalf("lineage = %+v", l)
 	}
@@ -711,14 +702,14 @@ func TestWebhookDeleteAfterUpdateOfSameVersion(t *testing.T) {
 // signed request is a duplicate; without a timestamp nothing is deduped.
 func TestSignedRepeatsWithoutDeliveryID(t *testing.T) {
 	purge := `{"tags":["shop:product:3"]}`
-	purged := func(e *webhookEnv, r response) {
+	purged := func(e *webhookEnv, r e2e.Response) {
 		t.Helper()
-		wantStatus(t, r, http.StatusOK)
-		if !strings.Contains(r.body, `"purged": 1`) {
-			t.Fatalf("purge answer %s", r.body)
+		e2e.WantStatus(t, r, http.StatusOK)
+		if !strings.Contains(r.Body, `"purged": 1`) {
+			t.Fatalf("purge answer %s", r.Body)
 		}
-		wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
-		wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+		e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+		e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	}
 
 	// craftedge_purge with hmac and a timestamp header; webhooks with a
@@ -728,18 +719,18 @@ func TestSignedRepeatsWithoutDeliveryID(t *testing.T) {
 		purge:  "scheme hmac\n\t\theader X-Craft-Signature\n\t\ttimestamp_header X-Craft-Timestamp",
 	})
 	hmacCfg := webhook.Config{Scheme: webhook.SchemeHMAC, Secrets: []string{purgeSecret}, Header: "X-Craft-Signature", TimestampHeader: "X-Craft-Timestamp"}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
 	at := nowFunc()
 	purged(e, e.post(purgeURLPath, hmacCfg, "", at, "application/json", purge))
 	// The same signed request (a replay) is a duplicate and purges nothing.
 	r := e.post(purgeURLPath, hmacCfg, "", at, "application/json", purge)
-	wantStatus(t, r, http.StatusOK)
-	if !strings.Contains(r.body, "duplicate") {
-		t.Fatalf("replayed purge answer %s", r.body)
+	e2e.WantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.Body, "duplicate") {
+		t.Fatalf("replayed purge answer %s", r.Body)
 	}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; hit")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	// The same purge sent again later is a new purge.
-	advance(time.Minute)
+	e2e.Advance(time.Minute)
 	purged(e, e.post(purgeURLPath, hmacCfg, "", nowFunc(), "application/json", purge))
 
 	// Static webhooks: the same event twice makes two accepted
@@ -747,18 +738,18 @@ func TestSignedRepeatsWithoutDeliveryID(t *testing.T) {
 	static := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{hookSecretNew}, Header: "X-Shop-Secret"}
 	for i := range 2 {
 		r := e.event(static, "", productEvent("4", 1))
-		wantStatus(t, r, http.StatusAccepted)
-		if strings.Contains(r.body, "duplicate") {
-			t.Fatalf("delivery %d: %s", i, r.body)
+		e2e.WantStatus(t, r, http.StatusAccepted)
+		if strings.Contains(r.Body, "duplicate") {
+			t.Fatalf("delivery %d: %s", i, r.Body)
 		}
 	}
 	e.waitRefetchesDone(len(e.refetchJobs()))
 
 	// craftedge_purge with a static secret: never deduplicated.
-	stopGateway(t)
+	e2e.StopGateway(t)
 	e = startWebhookGateway(t, webhookOptions{purge: "scheme static\n\t\theader X-Craft-Purge-Secret"})
 	staticPurge := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{purgeSecret}, Header: "X-Craft-Purge-Secret"}
-	wantCacheStatusPrefix(t, e.get(productPage), "craftedge; fwd=")
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
 	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
 	purged(e, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", purge))
 }
@@ -787,10 +778,10 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 		}`})
 	t.Cleanup(func() { cdnEnqueueFaults.Store(0) })
 	const tag = "shop:product:3"
-	waitFor(t, "the first sync's CDN purges", func() bool { return cdnRequestsWithTag(cdn, tag) == 1 })
+	e2e.WaitFor(t, "the first sync's CDN purges", func() bool { return cdnRequestsWithTag(cdn, tag) == 1 })
 
 	// Refetch.
-	if err := e.sim.AddWebhookTarget(siteAddr+hookURLPath, hookCfgNew); err != nil {
+	if err := e.sim.AddWebhookTarget(e2e.SiteAddr+hookURLPath, hookCfgNew); err != nil {
 		t.Fatal(err)
 	}
 	cdnEnqueueFaults.Store(1)
@@ -801,7 +792,7 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 	if j.State != jobs.StateDone || j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
 		t.Fatalf("refetch job = %+v", j)
 	}
-	waitFor(t, "the refetch's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 2 })
+	e2e.WaitFor(t, "the refetch's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 2 })
 
 	// Sync.
 	e.sim.ClearWebhookTargets()
@@ -813,7 +804,7 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
 		t.Fatalf("sync job = %+v", j)
 	}
-	waitFor(t, "the sync's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 3 })
+	e2e.WaitFor(t, "the sync's CDN purge", func() bool { return cdnRequestsWithTag(cdn, tag) == 3 })
 }
 
 // Caddy's access log records every request header as it arrived (it copies
@@ -827,15 +818,15 @@ func TestWebhookStaticSecretsStayOutOfTheAccessLog(t *testing.T) {
 		site:   "log {\n\t\toutput file " + logFile + "\n\t\tformat json\n\t}",
 	})
 	static := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{hookSecretNew}, Header: "X-Craft-Webhook-Secret"}
-	wantStatus(t, e.event(static, "", productEvent("4", 1)), http.StatusAccepted)
+	e2e.WantStatus(t, e.event(static, "", productEvent("4", 1)), http.StatusAccepted)
 	const wrong = "a-wrong-secret-close-to-the-real-one"
 	wrongCfg := static
 	wrongCfg.Secrets = []string{wrong}
-	wantStatus(t, e.event(wrongCfg, "", productEvent("4", 1)), http.StatusUnauthorized)
+	e2e.WantStatus(t, e.event(wrongCfg, "", productEvent("4", 1)), http.StatusUnauthorized)
 	staticPurge := webhook.Config{Scheme: webhook.SchemeStatic, Secrets: []string{purgeSecret}, Header: "X-Craft-Purge-Secret"}
-	wantStatus(t, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", `{"tags":["shop:product:3"]}`), http.StatusOK)
-	wantStatus(t, e.get(productPage), http.StatusOK)
-	stopGateway(t) // every request's access-log line is written
+	e2e.WantStatus(t, e.post(purgeURLPath, staticPurge, "", nowFunc(), "application/json", `{"tags":["shop:product:3"]}`), http.StatusOK)
+	e2e.WantStatus(t, e.Get(productPage), http.StatusOK)
+	e2e.StopGateway(t) // every request's access-log line is written
 
 	logs, err := os.ReadFile(logFile)
 	if err != nil {

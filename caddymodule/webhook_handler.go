@@ -18,10 +18,7 @@ import (
 func init() {
 	caddy.RegisterModule(WebhookHandler{})
 	httpcaddyfile.RegisterHandlerDirective("craftedge_webhook", parseWebhookDirective)
-	// Like craftedge_status: after the authentication directives and
-	// before the craftedge cache, so deliveries never reach Craft and are
-	// answered while its breaker is open.
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_webhook", httpcaddyfile.After, "forward_auth")
+	// Ordered in directives.go.
 }
 
 // defaultWebhookPathPrefix is where vendors post: <prefix>/<vendor>.
@@ -97,7 +94,7 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		return reject(w, r, h.logger, vendor, &rejection{http.StatusBadRequest, rejectBadPayload, err}, now)
 	}
 	if ignored {
-		h.logger.Debug("webhook event of no interest acknowledged", zap.String("vendor", vendor), zap.String("event", truncateString(p.Event, 100)))
+		h.logger.Debug("webhook event of no interest acknowledged", zap.String("vendor", vendor), zap.String("event", vendors.Snippet([]byte(p.Event), nil, 100)))
 		w.Header().Set("Cache-Control", "no-store")
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/vendors"
 	"github.com/craftedge/craftedge/webhook"
 )
 
@@ -219,7 +220,7 @@ func reject(w http.ResponseWriter, r *http.Request, logger *zap.Logger, source s
 	msg := rej.err.Error()
 	webhookRejections.add(StatusWebhookRejection{
 		At: now.UTC(), Source: source, Reason: rej.reason, Status: rej.status,
-		Detail: truncateString(msg, 200), RemoteIP: remoteIP(r), RequestID: requestID(r),
+		Detail: vendors.Snippet([]byte(msg), nil, 200), RemoteIP: remoteIP(r), RequestID: requestID(r),
 	})
 	level := zap.WarnLevel
 	if rej.reason == rejectReplay {

@@ -1,6 +1,12 @@
 package caddymodule
 
-import "sync"
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
 
 // webhookRejectionRing is how many recent rejections the status page
 // shows.
@@ -45,4 +51,35 @@ func (r *rejectionRing) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next, r.n = 0, 0
+}
+
+// StatusWebhookRejection is a recently refused webhook or remote purge
+// (the status page lists them): never a secret, signature or body.
+type StatusWebhookRejection struct {
+	At time.Time `json:"at"`
+	// Source is the vendor, "unknown" or "craftedge_purge".
+	Source string `json:"source"`
+	// Reason is the label of craftedge_webhooks_rejected_total.
+	Reason string `json:"reason"`
+	// Status is the HTTP status answered.
+	Status int `json:"status"`
+	// Detail is the error, naming headers or fields but no values.
+	Detail    string `json:"detail,omitempty"`
+	RemoteIP  string `json:"remote_ip,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// RecentWebhookRejections returns the process's most recent rejected
+// webhooks and remote purges, newest first (never nil).
+func RecentWebhookRejections() []StatusWebhookRejection { return webhookRejections.recent() }
+
+// RemoteIP is the client address Caddy determined (trusted proxies
+// applied), else the connection's peer.
+func RemoteIP(r *http.Request) string { return remoteIP(r) }
+
+func remoteIP(r *http.Request) string {
+	if v, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && v != "" {
+		return v
+	}
+	return r.RemoteAddr
 }

@@ -11,8 +11,8 @@ import (
 	// Caddy's standard modules.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	// craftedge's modules.
-	_ "github.com/craftedge/craftedge/caddymodule"
+	// craftedge's modules (the root package imports every one).
+	_ "github.com/craftedge/craftedge"
 )
 
 func main() {

@@ -1,4 +1,7 @@
-package caddymodule
+// Package status is the craftedge_status handler (http.handlers.craftedge_status):
+// the operator and editor status page, its JSON and its CSRF-protected
+// actions. It reads the craftedge app through its exported API.
+package status
 
 import (
 	"bytes"
@@ -25,19 +28,15 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/vendors"
 )
 
 func init() {
 	caddy.RegisterModule(StatusHandler{})
 	httpcaddyfile.RegisterDirective("craftedge_status", parseStatusDirective)
-	// After the authentication directives (basic_auth, forward_auth), and
-	// before the craftedge cache (ordered before encode): the status page
-	// must answer while the upstream is down or its breaker open, and a
-	// request for it must never be classified, coalesced or cached.
-	// (Plugins may only be ordered relative to Caddy's standard
-	// directives, so "before craftedge" is expressed this way.)
-	httpcaddyfile.RegisterDirectiveOrder("craftedge_status", httpcaddyfile.After, "forward_auth")
+	// Ordered in directives.go.
 }
 
 // Status page defaults and bounds.
@@ -111,8 +110,9 @@ var statusSecret = sync.OnceValue(func() []byte {
 //   - job kind: red when its queue age (how long its oldest due job has
 //     waited) exceeds 10 minutes; amber when it has dead letters; green
 //     otherwise. The job queue's colour is the worst of its kinds.
-//   - vendors (not wired yet): the upstream rules applied to each vendor's
-//     breaker and kill switch.
+//   - vendor: red when its client's circuit breaker is open; amber when
+//     it is half-open or the vendor is disabled (enabled off); green
+//     otherwise.
 type StatusHandler struct {
 	// Title is the page's heading and title. Default "craftedge status".
 	Title string `json:"title,omitempty"`
@@ -136,7 +136,7 @@ type StatusHandler struct {
 	// network, an IP matcher).
 	AllowUnauthenticated bool `json:"allow_unauthenticated,omitempty"`
 
-	app    *App
+	app    *caddymodule.App
 	logger *zap.Logger
 }
 
@@ -163,7 +163,7 @@ func (s *StatusHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("craftedge_status: loading app: %w", err)
 	}
-	s.app = appIface.(*App)
+	s.app = appIface.(*caddymodule.App)
 	return nil
 }
 
@@ -200,7 +200,7 @@ func (s *StatusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 	hdr.Set("X-Robots-Tag", "noindex, nofollow")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
-	user := authUser(r)
+	user := caddymodule.AuthUser(r)
 	if user == "" && !s.AllowUnauthenticated {
 		return s.writeError(w, statusErrorf(http.StatusForbidden,
 			"the status page is not behind authentication: put basic_auth in front of craftedge_status "+
@@ -234,7 +234,7 @@ func (s *StatusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 		if err := s.checkCSRF(r, user); err != nil {
 			s.logger.Warn("status page action refused",
 				zap.String("action", strings.TrimPrefix(sub, "/actions/")),
-				zap.String("user", user), zap.String("remote_ip", remoteIP(r)),
+				zap.String("user", user), zap.String("remote_ip", caddymodule.RemoteIP(r)),
 				zap.String("reason", err.Error()))
 			return s.writeError(w, err)
 		}
@@ -412,16 +412,9 @@ func (s *StatusHandler) checkCSRF(r *http.Request, user string) error {
 	return nil
 }
 
-func remoteIP(r *http.Request) string {
-	if v, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && v != "" {
-		return v
-	}
-	return r.RemoteAddr
-}
-
 // decodeAction decodes an action's JSON body strictly.
 func decodeAction(r *http.Request, v any) error {
-	if err := decodeJSONBody(r, v); err != nil {
+	if err := caddymodule.DecodeJSONBody(r, v); err != nil {
 		var ae caddy.APIError
 		if errors.As(err, &ae) {
 			return statusError{status: ae.HTTPStatus, msg: ae.Err.Error()}
@@ -434,7 +427,7 @@ func decodeAction(r *http.Request, v any) error {
 // act runs a POSTed action and logs who did it.
 func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 	app := s.app
-	log := s.logger.With(zap.String("user", user), zap.String("remote_ip", remoteIP(r)))
+	log := s.logger.With(zap.String("user", user), zap.String("remote_ip", caddymodule.RemoteIP(r)))
 	switch sub {
 	case statusPathRetry:
 		var req struct {
@@ -446,10 +439,10 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 		if req.ID == "" {
 			return nil, statusErrorf(http.StatusBadRequest, `"id" (a job id) is required`)
 		}
-		if err := app.jobs.RetryNow(req.ID); err != nil {
+		if err := app.JobQueue().RetryNow(req.ID); err != nil {
 			return nil, jobsStatusError(err)
 		}
-		job, err := app.jobs.Get(req.ID)
+		job, err := app.JobQueue().Get(req.ID)
 		if err != nil {
 			return nil, jobsStatusError(err)
 		}
@@ -466,7 +459,7 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 		if req.Kind == "" {
 			return nil, statusErrorf(http.StatusBadRequest, `"kind" (a job kind) is required`)
 		}
-		n, err := app.jobs.ReplayDead(req.Kind)
+		n, err := app.JobQueue().ReplayDead(req.Kind)
 		if err != nil {
 			return nil, jobsStatusError(err)
 		}
@@ -484,10 +477,10 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 		if req.Enabled == nil {
 			return nil, statusErrorf(http.StatusBadRequest, `"enabled" (true or false) is required`)
 		}
-		if err := app.checkOverrideUpstream(req.Upstream, *req.Enabled); err != nil {
+		if err := app.CheckSnapshotOnlyOverride(req.Upstream, *req.Enabled); err != nil {
 			return nil, statusErrorf(http.StatusBadRequest, "%v", err)
 		}
-		if err := app.setOverride(req.Upstream, *req.Enabled); err != nil {
+		if err := app.SetSnapshotOnlyOverride(req.Upstream, *req.Enabled); err != nil {
 			return nil, statusErrorf(http.StatusInternalServerError, "storing the kill-switch override: %v", err)
 		}
 		scope := req.Upstream
@@ -496,7 +489,7 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 		}
 		log.Warn("snapshot-only override changed from the status page",
 			zap.String("upstream", scope), zap.Bool("enabled", *req.Enabled))
-		return app.killSwitchStatus(), nil
+		return app.KillSwitchStatus(), nil
 	}
 	return nil, statusErrorf(http.StatusNotFound, "unknown action %s", sub)
 }
@@ -504,7 +497,7 @@ func (s *StatusHandler) act(r *http.Request, sub, user string) (any, error) {
 // jobsStatusError maps the queue's errors to statuses, as the admin API does.
 func jobsStatusError(err error) error {
 	var ae caddy.APIError
-	if errors.As(jobsAPIError(err), &ae) {
+	if errors.As(caddymodule.JobsAPIError(err), &ae) {
 		return statusError{status: ae.HTTPStatus, msg: err.Error()}
 	}
 	return statusErrorf(http.StatusInternalServerError, "%v", err)
@@ -548,19 +541,19 @@ type StatusReport struct {
 	Status StatusColor `json:"status"`
 	Why    []string    `json:"why"`
 
-	Upstreams  []StatusUpstream  `json:"upstreams"`
-	Vendors    []StatusVendor    `json:"vendors"`
-	KillSwitch StatusKillSwitch  `json:"kill_switch"`
-	Memory     StatusMemory      `json:"memory"`
-	Snapshots  SnapshotHealth    `json:"snapshots"`
-	Served     map[string]uint64 `json:"served"`
-	Jobs       StatusJobs        `json:"jobs"`
+	Upstreams  []StatusUpstream           `json:"upstreams"`
+	Vendors    []StatusVendor             `json:"vendors"`
+	KillSwitch StatusKillSwitch           `json:"kill_switch"`
+	Memory     StatusMemory               `json:"memory"`
+	Snapshots  caddymodule.SnapshotHealth `json:"snapshots"`
+	Served     map[string]uint64          `json:"served"`
+	Jobs       StatusJobs                 `json:"jobs"`
 	// DeadLetters are the oldest dead jobs (at most 50);
 	// DeadLettersMore reports that there are more.
 	DeadLetters     []StatusDeadLetter `json:"dead_letters"`
 	DeadLettersMore bool               `json:"dead_letters_more"`
 	// WebhookRejections are recent rejected webhooks, newest first.
-	WebhookRejections []StatusWebhookRejection `json:"webhook_rejections"`
+	WebhookRejections []caddymodule.StatusWebhookRejection `json:"webhook_rejections"`
 }
 
 // StatusUpstream is one upstream (Craft) behind a craftedge handler.
@@ -581,7 +574,7 @@ type StatusUpstream struct {
 	Override bool `json:"override"`
 }
 
-// StatusVendor is one external vendor API (not wired yet: always empty).
+// StatusVendor is one configured vendor API: its breaker and last sync.
 type StatusVendor struct {
 	Name   string      `json:"name"`
 	Status StatusColor `json:"status"`
@@ -653,27 +646,11 @@ type StatusDeadLetter struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
 
-// StatusWebhookRejection is a recently refused webhook or remote purge
-// (see webhook_rejections.go): never a secret, signature or body.
-type StatusWebhookRejection struct {
-	At time.Time `json:"at"`
-	// Source is the vendor, "unknown" or "craftedge_purge".
-	Source string `json:"source"`
-	// Reason is the label of craftedge_webhooks_rejected_total.
-	Reason string `json:"reason"`
-	// Status is the HTTP status answered.
-	Status int `json:"status"`
-	// Detail is the error, naming headers or fields but no values.
-	Detail    string `json:"detail,omitempty"`
-	RemoteIP  string `json:"remote_ip,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
 // status builds the report from the app's health, the dead letters and
 // the colour rules (see StatusHandler).
 func (s *StatusHandler) status() StatusReport {
 	a := s.app
-	h := a.health()
+	h := a.Health()
 	rep := StatusReport{
 		Title:             s.Title,
 		Time:              h.Time,
@@ -685,7 +662,7 @@ func (s *StatusHandler) status() StatusReport {
 		Snapshots:         h.Snapshots,
 		Served:            h.Served,
 		DeadLetters:       []StatusDeadLetter{},
-		WebhookRejections: webhookRejections.recent(),
+		WebhookRejections: caddymodule.RecentWebhookRejections(),
 	}
 	add := func(c StatusColor, why []string) {
 		rep.Status = rep.Status.worse(c)
@@ -697,10 +674,7 @@ func (s *StatusHandler) status() StatusReport {
 	ks := h.KillSwitch
 	rep.KillSwitch = StatusKillSwitch{Configured: ks.Configured, Override: ks.Overrides[""], Overrides: ks.Overrides}
 
-	handlerOn := map[string]bool{}
-	for _, u := range a.upstreamList() {
-		handlerOn[u.name] = u.handlerSnapshotOnly
-	}
+	handlerOn := a.HandlerSnapshotOnly()
 	for _, u := range h.Upstreams {
 		su := StatusUpstream{
 			Name: u.Name, Status: StatusGreen, Why: []string{},
@@ -737,7 +711,7 @@ func (s *StatusHandler) status() StatusReport {
 		rep.Upstreams = append(rep.Upstreams, su)
 	}
 
-	ms := a.memory.Stats()
+	ms := a.MemoryStats()
 	rep.Memory = StatusMemory{Entries: ms.Entries, Bytes: ms.Bytes, MaxBytes: ms.MaxBytes, Hits: ms.Hits, Misses: ms.Misses}
 	if n := ms.Hits + ms.Misses; n > 0 {
 		ratio := float64(ms.Hits) / float64(n)
@@ -775,7 +749,7 @@ func (s *StatusHandler) status() StatusReport {
 			rep.Jobs.Why = append(rep.Jobs.Why, sk.Why...)
 			rep.Jobs.Kinds = append(rep.Jobs.Kinds, sk)
 		}
-		dead, err := a.jobs.List(jobs.ListFilter{State: jobs.StateDead, Limit: statusDeadLetterLimit + 1})
+		dead, err := a.JobQueue().List(jobs.ListFilter{State: jobs.StateDead, Limit: statusDeadLetterLimit + 1})
 		if err != nil {
 			s.logger.Error("listing dead letters for the status page", zap.Error(err))
 			rep.Jobs.Status = rep.Jobs.Status.worse(StatusAmber)
@@ -787,7 +761,7 @@ func (s *StatusHandler) status() StatusReport {
 		for _, d := range dead {
 			rep.DeadLetters = append(rep.DeadLetters, StatusDeadLetter{
 				ID: d.ID, Kind: d.Kind, Key: d.Key, Entity: d.Entity, Attempts: d.Attempts,
-				LastError: truncateString(d.LastError, 500), CreatedAt: d.CreatedAt, FinishedAt: d.FinishedAt,
+				LastError: vendors.Snippet([]byte(d.LastError), nil, 500), CreatedAt: d.CreatedAt, FinishedAt: d.FinishedAt,
 			})
 		}
 	}
@@ -816,16 +790,6 @@ func (s *StatusHandler) status() StatusReport {
 		add(v.Status, v.Why)
 	}
 	return rep
-}
-
-func truncateString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 { // not inside a UTF-8 sequence
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // parseStatusDirective parses the craftedge_status directive. When the
@@ -884,13 +848,13 @@ func (s *StatusHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		sub := d.Val()
 		switch sub {
 		case "title":
-			v, err := oneArg(d)
+			v, err := caddymodule.OneArg(d)
 			if err != nil {
 				return err
 			}
 			s.Title = v
 		case "refresh":
-			dur, err := parseDuration(d)
+			dur, err := caddymodule.ParseDuration(d)
 			if err != nil {
 				return err
 			}
@@ -899,7 +863,7 @@ func (s *StatusHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.Refresh = dur
 		case "path_prefix":
-			v, err := oneArg(d)
+			v, err := caddymodule.OneArg(d)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package caddymodule
+package status
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 )
 
@@ -44,8 +45,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	// A real craftedge whose upstream fails until its breaker opens, and
 	// two dead letters: one that will succeed when retried, one poisoned.
-	o := newTestOrigin(t)
-	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
+	o := e2e.NewOrigin(t)
+	e2e.HandleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{globalExtra: `jobs {
@@ -54,17 +55,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 				backoff 1ms 10ms
 			}
 		}`})
-	for _, p := range boomPaths {
-		wantStatus(t, g.get(p), http.StatusInternalServerError)
+	for _, p := range e2e.BoomPaths {
+		e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 	}
-	if st := g.breakerState("craft"); st != "open" {
+	if st := e2e.BreakerState(g, "craft"); st != "open" {
 		t.Fatalf("breaker %s after 3 failures over 3 paths, want open", st)
 	}
 	prefix := t.Name() + ":"
-	flaky := g.enqueue(prefix+"flaky", "fail-first")
-	poison := g.enqueue(prefix+"poison", "poison")
-	g.waitJobState(flaky.ID, jobs.StateDead)
-	g.waitJobState(poison.ID, jobs.StateDead)
+	flaky := enqueue(g, prefix+"flaky", "fail-first")
+	poison := enqueue(g, prefix+"poison", "poison")
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDead)
+	e2e.WaitJobState(g, poison.ID, jobs.StateDead)
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
@@ -141,7 +142,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	_, err := chromedp.Call(tctx, network.Enable, network.EnableParams{})
 	must("enabling the network domain", err)
 	_, err = chromedp.Call(tctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
-		Headers: network.Headers{"Authorization": basicAuth(statusUser, statusPass)},
+		Headers: network.Headers{"Authorization": e2e.BasicAuth(statusUser, statusPass)},
 	})
 	must("setting the Authorization header", err)
 
@@ -149,7 +150,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	poisonRow := `tr[data-job-id="` + poison.ID + `"]`
 	must("loading the page red, with both dead letters", chromedp.Do(tctx,
 		chromedp.EmulateViewport(1280, 900),
-		chromedp.Navigate(siteAddr+"/status"),
+		chromedp.Navigate(e2e.SiteAddr+"/status"),
 		chromedp.WaitVisible(chromedp.CSS(`#overall[data-status="red"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-upstream="craft"][data-status="red"]`)),
 		chromedp.WaitVisible(chromedp.CSS(flakyRow+` button.retry`)),
@@ -179,7 +180,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if !strings.Contains(msg, flaky.ID) || !strings.Contains(msg, "queued to run now") {
 		t.Fatalf("action message %q", msg)
 	}
-	g.waitJobState(flaky.ID, jobs.StateDone)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDone)
 	if n := testJobRuns(prefix + "flaky"); n != 2 {
 		t.Fatalf("the retried job ran %d times, want 2", n)
 	}

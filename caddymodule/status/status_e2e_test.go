@@ -1,7 +1,6 @@
-package caddymodule
+package status
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 )
 
@@ -38,7 +37,7 @@ type statusOptions struct {
 // statusCaddyfile is caddyfileFor's site with the status page mounted the
 // way the README recommends: basic_auth and craftedge_status with the same
 // path matcher, at top level (both run before the craftedge cache).
-func statusCaddyfile(o *testOrigin, opts statusOptions) string {
+func statusCaddyfile(o *e2e.Origin, opts statusOptions) string {
 	site := opts.site
 	if site == "" {
 		site = fmt.Sprintf(`basic_auth /status* {
@@ -51,41 +50,21 @@ func statusCaddyfile(o *testOrigin, opts statusOptions) string {
 		%s
 	}`, statusUser, statusUserHash, oncallUser, oncallUserHash, opts.statusExtra)
 	}
-	return caddyfileFor(o, gatewayOptions{storage: opts.storage, globalExtra: opts.globalExtra, siteExtra: site})
+	return e2e.CaddyfileFor(o, e2e.Options{Storage: opts.storage, GlobalExtra: opts.globalExtra, SiteExtra: site})
 }
 
-func startStatusGateway(t *testing.T, o *testOrigin, opts statusOptions) *gateway {
+func startStatusGateway(t *testing.T, o *e2e.Origin, opts statusOptions) *e2e.Gateway {
 	t.Helper()
 	if opts.storage == "" {
 		opts.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
-	clockOffset.Store(0)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(statusCaddyfile(o, opts), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	g := &gateway{
-		t: t, tester: tester, origin: o, storage: opts.storage,
-		client: &http.Client{
-			Transport: &http.Transport{DisableCompression: true},
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-	}
-	t.Cleanup(func() { stopGateway(t) })
-	return g
-}
-
-func basicAuth(user, pass string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	return e2e.StartConfig(t, o, statusCaddyfile(o, opts), opts.storage)
 }
 
 // statusSession is a browser-like session on the status page: its basic
 // auth, its CSRF cookie and the token the page embedded.
 type statusSession struct {
-	g      *gateway
+	g      *e2e.Gateway
 	auth   string
 	cookie string // "name=value"
 	token  string
@@ -94,38 +73,38 @@ type statusSession struct {
 var csrfAttr = regexp.MustCompile(`data-csrf="([^"]+)"`)
 
 // openStatus loads the page as user and keeps its cookie and token.
-func (g *gateway) openStatus(user, pass string) *statusSession {
-	g.t.Helper()
-	s := &statusSession{g: g, auth: basicAuth(user, pass)}
-	r := g.get("/status", "Authorization", s.auth)
-	wantStatus(g.t, r, http.StatusOK)
-	m := csrfAttr.FindStringSubmatch(r.body)
+func openStatus(g *e2e.Gateway, user, pass string) *statusSession {
+	g.T.Helper()
+	s := &statusSession{g: g, auth: e2e.BasicAuth(user, pass)}
+	r := g.Get("/status", "Authorization", s.auth)
+	e2e.WantStatus(g.T, r, http.StatusOK)
+	m := csrfAttr.FindStringSubmatch(r.Body)
 	if m == nil {
-		g.t.Fatalf("page has no CSRF token: %.300s", r.body)
+		g.T.Fatalf("page has no CSRF token: %.300s", r.Body)
 	}
 	s.token = m[1]
-	resp := http.Response{Header: r.header}
+	resp := http.Response{Header: r.Header}
 	for _, c := range resp.Cookies() {
 		if c.Name == statusCSRFCookie {
 			s.cookie = c.Name + "=" + c.Value
 		}
 	}
 	if s.cookie == "" {
-		g.t.Fatalf("page set no %s cookie: %v", statusCSRFCookie, r.header.Values("Set-Cookie"))
+		g.T.Fatalf("page set no %s cookie: %v", statusCSRFCookie, r.Header.Values("Set-Cookie"))
 	}
 	return s
 }
 
 // post sends an action the way the page does, with extra headers
 // overriding (an empty value removes one).
-func (s *statusSession) post(action, body string, extra ...string) response {
-	s.g.t.Helper()
+func (s *statusSession) post(action, body string, extra ...string) e2e.Response {
+	s.g.T.Helper()
 	h := map[string]string{
 		"Authorization":  s.auth,
 		"Content-Type":   "application/json",
 		"Cookie":         s.cookie,
 		"X-CSRF-Token":   s.token,
-		"Origin":         siteAddr,
+		"Origin":         e2e.SiteAddr,
 		"Sec-Fetch-Site": "same-origin",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
@@ -135,16 +114,16 @@ func (s *statusSession) post(action, body string, extra ...string) response {
 			h[extra[i]] = extra[i+1]
 		}
 	}
-	return s.g.do(http.MethodPost, "/status/actions/"+action, h, body)
+	return s.g.Do(http.MethodPost, "/status/actions/"+action, h, body)
 }
 
 func (s *statusSession) report() StatusReport {
-	s.g.t.Helper()
-	r := s.g.get("/status/status.json", "Authorization", s.auth)
-	wantStatus(s.g.t, r, http.StatusOK)
+	s.g.T.Helper()
+	r := s.g.Get("/status/status.json", "Authorization", s.auth)
+	e2e.WantStatus(s.g.T, r, http.StatusOK)
 	var rep StatusReport
-	if err := json.Unmarshal([]byte(r.body), &rep); err != nil {
-		s.g.t.Fatalf("status.json is not a report: %v: %s", err, r.body)
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
+		s.g.T.Fatalf("status.json is not a report: %v: %s", err, r.Body)
 	}
 	return rep
 }
@@ -160,72 +139,72 @@ func (rep StatusReport) upstream(t *testing.T, name string) StatusUpstream {
 	return StatusUpstream{}
 }
 
-func wantNoStore(t *testing.T, r response) {
+func wantNoStore(t *testing.T, r e2e.Response) {
 	t.Helper()
-	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
-		t.Fatalf("Cache-Control = %q, want no-store (status %d)", cc, r.status)
+	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("Cache-Control = %q, want no-store (status %d)", cc, r.Status)
 	}
-	if xfo := r.header.Get("X-Frame-Options"); xfo != "DENY" {
+	if xfo := r.Header.Get("X-Frame-Options"); xfo != "DENY" {
 		t.Fatalf("X-Frame-Options = %q, want DENY", xfo)
 	}
-	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+	if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Fatalf("Content-Security-Policy = %q", csp)
 	}
 }
 
 func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
-	o := newTestOrigin(t)
-	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
+	o := e2e.NewOrigin(t)
+	e2e.HandleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{})
 
 	// basic_auth runs first.
-	r := g.get("/status")
-	wantStatus(t, r, http.StatusUnauthorized)
+	r := g.Get("/status")
+	e2e.WantStatus(t, r, http.StatusUnauthorized)
 
-	s := g.openStatus(statusUser, statusPass)
-	page := g.get("/status", "Authorization", s.auth)
+	s := openStatus(g, statusUser, statusPass)
+	page := g.Get("/status", "Authorization", s.auth)
 	wantNoStore(t, page)
-	if ct := page.header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+	if ct := page.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
 		t.Fatalf("page Content-Type %q", ct)
 	}
-	csp := page.header.Get("Content-Security-Policy")
+	csp := page.Header.Get("Content-Security-Policy")
 	nonce := regexp.MustCompile(`script-src 'nonce-([^']+)'`).FindStringSubmatch(csp)
-	if nonce == nil || !strings.Contains(page.body, `<script nonce="`+nonce[1]+`">`) || !strings.Contains(page.body, `<style nonce="`+nonce[1]+`">`) {
+	if nonce == nil || !strings.Contains(page.Body, `<script nonce="`+nonce[1]+`">`) || !strings.Contains(page.Body, `<style nonce="`+nonce[1]+`">`) {
 		t.Fatalf("inline script and style do not carry the CSP nonce; CSP %q", csp)
 	}
 	// Self-contained: no external (or any) src/href, no link elements.
 	for _, bad := range []string{"src=", "href=", "<link", "http://", "https://", "@import", "url("} {
-		if strings.Contains(page.body, bad) {
+		if strings.Contains(page.Body, bad) {
 			t.Fatalf("page refers to an external asset (%q)", bad)
 		}
 	}
-	if !strings.Contains(page.body, "<title>Example shop status</title>") || !strings.Contains(page.body, "signed in as <b>editor</b>") {
+	if !strings.Contains(page.Body, "<title>Example shop status</title>") || !strings.Contains(page.Body, "signed in as <b>editor</b>") {
 		t.Fatal("page lacks its title or user")
 	}
-	cookie := page.header.Get("Set-Cookie")
+	cookie := page.Header.Get("Set-Cookie")
 	for _, want := range []string{statusCSRFCookie + "=", "Path=/status", "HttpOnly", "SameSite=Strict"} {
 		if !strings.Contains(cookie, want) {
 			t.Fatalf("CSRF cookie %q lacks %q", cookie, want)
 		}
 	}
 	// The browser's cookie is reused: the token stays valid across reloads.
-	again := g.get("/status", "Authorization", s.auth, "Cookie", s.cookie)
-	if again.header.Get("Set-Cookie") != "" || !strings.Contains(again.body, `data-csrf="`+s.token+`"`) {
+	again := g.Get("/status", "Authorization", s.auth, "Cookie", s.cookie)
+	if again.Header.Get("Set-Cookie") != "" || !strings.Contains(again.Body, `data-csrf="`+s.token+`"`) {
 		t.Fatal("reloading the page changed the CSRF nonce")
 	}
 
 	// The JSON: the empty lists are lists, everything green.
-	j := g.get("/status/status.json", "Authorization", s.auth)
+	j := g.Get("/status/status.json", "Authorization", s.auth)
 	wantNoStore(t, j)
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(j.body), &raw); err != nil {
+	if err := json.Unmarshal([]byte(j.Body), &raw); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"status", "why", "upstreams", "vendors", "kill_switch", "memory", "snapshots", "served", "jobs", "dead_letters", "webhook_rejections"} {
 		if _, ok := raw[key]; !ok {
-			t.Fatalf("status.json lacks %q: %s", key, j.body)
+			t.Fatalf("status.json lacks %q: %s", key, j.Body)
 		}
 	}
 	if string(raw["vendors"]) != "[]" || string(raw["webhook_rejections"]) != "[]" || string(raw["dead_letters"]) != "[]" {
@@ -243,16 +222,16 @@ func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
 	}
 
 	// A cached page: a miss then a hit.
-	wantStatus(t, g.get("/page"), 200)
-	wantStatus(t, g.get("/page"), 200)
+	e2e.WantStatus(t, g.Get("/page"), 200)
+	e2e.WantStatus(t, g.Get("/page"), 200)
 	if rep := s.report(); rep.Memory.HitRatio == nil || *rep.Memory.HitRatio != 0.5 {
 		t.Fatalf("hit ratio after a miss and a hit: %v", rep.Memory.HitRatio)
 	}
 
 	// The upstream fails (on three paths) until its breaker opens: red,
 	// with why.
-	for _, p := range boomPaths {
-		wantStatus(t, g.get(p), http.StatusInternalServerError)
+	for _, p := range e2e.BoomPaths {
+		e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 	}
 	rep = s.report()
 	u := rep.upstream(t, "craft")
@@ -264,22 +243,22 @@ func TestStatusPageShapeColoursAndHeaders(t *testing.T) {
 	}
 	// With the breaker open the page still answers (it runs before the
 	// cache), and still asks for credentials first.
-	wantStatus(t, g.get("/status"), http.StatusUnauthorized)
-	wantStatus(t, g.get("/status/", "Authorization", s.auth), http.StatusOK)
+	e2e.WantStatus(t, g.Get("/status"), http.StatusUnauthorized)
+	e2e.WantStatus(t, g.Get("/status/", "Authorization", s.auth), http.StatusOK)
 	// HEAD works; the page is never cached by the gateway.
-	wantStatus(t, g.do(http.MethodHead, "/status", map[string]string{"Authorization": s.auth}, ""), http.StatusOK)
-	if got := o.count("/status") + o.count("/status/") + o.count("/status/status.json"); got != 0 {
+	e2e.WantStatus(t, g.Do(http.MethodHead, "/status", map[string]string{"Authorization": s.auth}, ""), http.StatusOK)
+	if got := o.Count("/status") + o.Count("/status/") + o.Count("/status/status.json"); got != 0 {
 		t.Fatalf("the origin saw %d status page requests", got)
 	}
 }
 
 func TestStatusKillSwitchIsAmberAndToggles(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	g := startStatusGateway(t, o, statusOptions{})
-	s := g.openStatus(statusUser, statusPass)
+	s := openStatus(g, statusUser, statusPass)
 
 	// Through the admin API: amber (deliberate), not red.
-	wantStatus(t, g.admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"craft"}`), 200)
+	e2e.WantStatus(t, g.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"craft"}`), 200)
 	rep := s.report()
 	u := rep.upstream(t, "craft")
 	if u.Status != StatusAmber || !u.SnapshotOnly || !u.Override || strings.Join(u.SnapshotOnlyBy, ",") != "override" {
@@ -292,13 +271,13 @@ func TestStatusKillSwitchIsAmberAndToggles(t *testing.T) {
 	// Through the page's action: off for craft, on for all, off again;
 	// each shows in /craftedge/health.
 	r := s.post("snapshot-only", `{"upstream":"craft","enabled":false}`)
-	wantStatus(t, r, 200)
+	e2e.WantStatus(t, r, 200)
 	wantNoStore(t, r)
-	if h := g.health(); h.KillSwitch.Overrides["craft"] || h.Upstreams[0].SnapshotOnly {
+	if h := health(g); h.KillSwitch.Overrides["craft"] || h.Upstreams[0].SnapshotOnly {
 		t.Fatalf("health after clearing the override: %+v", h.KillSwitch)
 	}
-	wantStatus(t, s.post("snapshot-only", `{"upstream":"","enabled":true}`), 200)
-	if h := g.health(); !h.KillSwitch.Overrides[""] || !h.Upstreams[0].SnapshotOnly {
+	e2e.WantStatus(t, s.post("snapshot-only", `{"upstream":"","enabled":true}`), 200)
+	if h := health(g); !h.KillSwitch.Overrides[""] || !h.Upstreams[0].SnapshotOnly {
 		t.Fatalf("health after the global override: %+v %+v", h.KillSwitch, h.Upstreams)
 	}
 	rep = s.report()
@@ -306,8 +285,8 @@ func TestStatusKillSwitchIsAmberAndToggles(t *testing.T) {
 		strings.Join(rep.upstream(t, "craft").SnapshotOnlyBy, ",") != "override: all" {
 		t.Fatalf("report after the global override: %+v %+v", rep.KillSwitch, rep.Upstreams)
 	}
-	wantStatus(t, s.post("snapshot-only", `{"enabled":false}`), 200)
-	if h := g.health(); h.KillSwitch.Overrides[""] || h.Upstreams[0].SnapshotOnly {
+	e2e.WantStatus(t, s.post("snapshot-only", `{"enabled":false}`), 200)
+	if h := health(g); h.KillSwitch.Overrides[""] || h.Upstreams[0].SnapshotOnly {
 		t.Fatalf("health after clearing the global override: %+v", h.KillSwitch)
 	}
 	if rep := s.report(); rep.Status != StatusGreen {
@@ -327,12 +306,12 @@ func TestStatusKillSwitchIsAmberAndToggles(t *testing.T) {
 		{`{"enabled":`, 400, "malformed JSON"},
 	} {
 		r := s.post("snapshot-only", tc.body)
-		if r.status != tc.code || !strings.Contains(r.body, tc.want) {
-			t.Errorf("%s: %d %s, want %d %q", tc.body, r.status, r.body, tc.code, tc.want)
+		if r.Status != tc.code || !strings.Contains(r.Body, tc.want) {
+			t.Errorf("%s: %d %s, want %d %q", tc.body, r.Status, r.Body, tc.code, tc.want)
 		}
 	}
 	// The configured kill switch cannot be cleared from the page, and says so.
-	g.tester.InitServer(statusCaddyfile(o, statusOptions{storage: g.storage, globalExtra: "snapshot_only"}), "caddyfile")
+	g.Tester.InitServer(statusCaddyfile(o, statusOptions{storage: g.Storage, globalExtra: "snapshot_only"}), "caddyfile")
 	rep = s.report()
 	if u := rep.upstream(t, "craft"); !rep.KillSwitch.Configured || u.Status != StatusAmber || strings.Join(u.SnapshotOnlyBy, ",") != "caddyfile" {
 		t.Fatalf("configured kill switch: %+v %+v", rep.KillSwitch, u)
@@ -340,10 +319,10 @@ func TestStatusKillSwitchIsAmberAndToggles(t *testing.T) {
 }
 
 func TestStatusActionsNeedCSRFProtection(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	g := startStatusGateway(t, o, statusOptions{})
-	s := g.openStatus(statusUser, statusPass)
-	other := g.openStatus(oncallUser, oncallPass)
+	s := openStatus(g, statusUser, statusPass)
+	other := openStatus(g, oncallUser, oncallPass)
 	body := `{"upstream":"craft","enabled":true}`
 
 	for _, tc := range []struct {
@@ -365,37 +344,37 @@ func TestStatusActionsNeedCSRFProtection(t *testing.T) {
 		{"form post", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "JSON body"},
 	} {
 		r := s.post("snapshot-only", body, tc.extra...)
-		if r.status != tc.status || !strings.Contains(r.body, tc.want) {
-			t.Errorf("%s: %d %s, want %d %q", tc.name, r.status, r.body, tc.status, tc.want)
+		if r.Status != tc.status || !strings.Contains(r.Body, tc.want) {
+			t.Errorf("%s: %d %s, want %d %q", tc.name, r.Status, r.Body, tc.status, tc.want)
 		}
 		wantNoStore(t, r)
 	}
-	if h := g.health(); h.KillSwitch.Overrides["craft"] {
+	if h := health(g); h.KillSwitch.Overrides["craft"] {
 		t.Fatal("a refused action changed the kill switch")
 	}
 	// The page's own request, and a non-browser client (no Origin, no
 	// Sec-Fetch-Site) with the cookie and token, are accepted.
-	wantStatus(t, s.post("snapshot-only", body), 200)
-	wantStatus(t, s.post("snapshot-only", `{"upstream":"craft","enabled":false}`, "Origin", "", "Sec-Fetch-Site", ""), 200)
-	wantStatus(t, other.post("snapshot-only", body), 200)
-	if h := g.health(); !h.KillSwitch.Overrides["craft"] {
+	e2e.WantStatus(t, s.post("snapshot-only", body), 200)
+	e2e.WantStatus(t, s.post("snapshot-only", `{"upstream":"craft","enabled":false}`, "Origin", "", "Sec-Fetch-Site", ""), 200)
+	e2e.WantStatus(t, other.post("snapshot-only", body), 200)
+	if h := health(g); !h.KillSwitch.Overrides["craft"] {
 		t.Fatal("accepted action did not change the kill switch")
 	}
 }
 
 func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	g := startStatusGateway(t, o, statusOptions{globalExtra: `jobs {
 			kind test.echo {
 				max_attempts 1
 				backoff 1ms 10ms
 			}
 		}`})
-	s := g.openStatus(statusUser, statusPass)
+	s := openStatus(g, statusUser, statusPass)
 	prefix := t.Name() + ":"
 
-	flaky := g.enqueue(prefix+"flaky", "fail-first")
-	g.waitJobState(flaky.ID, jobs.StateDead)
+	flaky := enqueue(g, prefix+"flaky", "fail-first")
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDead)
 	rep := s.report()
 	if len(rep.DeadLetters) != 1 || rep.DeadLetters[0].ID != flaky.ID || rep.DeadLetters[0].Kind != "test.echo" ||
 		!strings.Contains(rep.DeadLetters[0].LastError, "503") || rep.DeadLetters[0].Key != prefix+"flaky" {
@@ -413,17 +392,17 @@ func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
 	if echo == nil || echo.Dead != 1 || echo.Status != StatusAmber || len(echo.Why) != 1 {
 		t.Fatalf("job kinds: %+v", rep.Jobs.Kinds)
 	}
-	if strings.Contains(g.get("/status/status.json", "Authorization", s.auth).body, "payload") {
+	if strings.Contains(g.Get("/status/status.json", "Authorization", s.auth).Body, "payload") {
 		t.Fatal("status.json shows job payloads")
 	}
 
 	// Retry: the job leaves the dead letters and succeeds.
 	r := s.post("retry", `{"id":"`+flaky.ID+`"}`)
-	wantStatus(t, r, 200)
-	if !strings.Contains(r.body, `"retried": "`+flaky.ID+`"`) {
-		t.Fatalf("retry answered %s", r.body)
+	e2e.WantStatus(t, r, 200)
+	if !strings.Contains(r.Body, `"retried": "`+flaky.ID+`"`) {
+		t.Fatalf("retry answered %s", r.Body)
 	}
-	g.waitJobState(flaky.ID, jobs.StateDone)
+	e2e.WaitJobState(g, flaky.ID, jobs.StateDone)
 	if rep := s.report(); len(rep.DeadLetters) != 0 || rep.Status != StatusGreen {
 		t.Fatalf("after retry: dead letters %+v, status %s %v", rep.DeadLetters, rep.Status, rep.Why)
 	}
@@ -437,32 +416,32 @@ func TestStatusRetryAndReplayDeadLetters(t *testing.T) {
 		{`{"id":"00000000000fffff"}`, http.StatusNotFound},
 		{`{}`, http.StatusBadRequest},
 	} {
-		if r := s.post("retry", tc.body); r.status != tc.code {
-			t.Errorf("retry %s: %d %s, want %d", tc.body, r.status, r.body, tc.code)
+		if r := s.post("retry", tc.body); r.Status != tc.code {
+			t.Errorf("retry %s: %d %s, want %d", tc.body, r.Status, r.Body, tc.code)
 		}
 	}
 
 	// Replay all of a kind.
-	a := g.enqueue(prefix+"a", "fail-first")
-	b := g.enqueue(prefix+"b", "fail-first")
-	g.waitJobState(a.ID, jobs.StateDead)
-	g.waitJobState(b.ID, jobs.StateDead)
+	a := enqueue(g, prefix+"a", "fail-first")
+	b := enqueue(g, prefix+"b", "fail-first")
+	e2e.WaitJobState(g, a.ID, jobs.StateDead)
+	e2e.WaitJobState(g, b.ID, jobs.StateDead)
 	r = s.post("replay", `{"kind":"test.echo"}`)
-	wantStatus(t, r, 200)
-	if !strings.Contains(r.body, `"replayed": 2`) {
-		t.Fatalf("replay answered %s", r.body)
+	e2e.WantStatus(t, r, 200)
+	if !strings.Contains(r.Body, `"replayed": 2`) {
+		t.Fatalf("replay answered %s", r.Body)
 	}
-	g.waitJobState(a.ID, jobs.StateDone)
-	g.waitJobState(b.ID, jobs.StateDone)
-	if r := s.post("replay", `{}`); r.status != http.StatusBadRequest {
-		t.Fatalf("replay without a kind: %d %s", r.status, r.body)
+	e2e.WaitJobState(g, a.ID, jobs.StateDone)
+	e2e.WaitJobState(g, b.ID, jobs.StateDone)
+	if r := s.post("replay", `{}`); r.Status != http.StatusBadRequest {
+		t.Fatalf("replay without a kind: %d %s", r.Status, r.Body)
 	}
 }
 
 func TestStatusRoutesAndMethods(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	g := startStatusGateway(t, o, statusOptions{})
-	auth := basicAuth(statusUser, statusPass)
+	auth := e2e.BasicAuth(statusUser, statusPass)
 	for _, tc := range []struct {
 		method, path string
 		code         int
@@ -480,70 +459,70 @@ func TestStatusRoutesAndMethods(t *testing.T) {
 		{"POST", "/status", 405},
 		{"DELETE", "/status/actions/retry", 405},
 	} {
-		r := g.do(tc.method, tc.path, map[string]string{"Authorization": auth}, "")
-		if r.status != tc.code {
-			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.status, r.body, tc.code)
+		r := g.Do(tc.method, tc.path, map[string]string{"Authorization": auth}, "")
+		if r.Status != tc.code {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.Status, r.Body, tc.code)
 			continue
 		}
 		wantNoStore(t, r)
-		if tc.code == 405 && r.header.Get("Allow") == "" {
+		if tc.code == 405 && r.Header.Get("Allow") == "" {
 			t.Errorf("%s %s: 405 without Allow", tc.method, tc.path)
 		}
 	}
 }
 
 func TestStatusFailsClosedWithoutAuthentication(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	g := startStatusGateway(t, o, statusOptions{site: "craftedge_status /status*"})
-	r := g.get("/status")
-	wantStatus(t, r, http.StatusForbidden)
+	r := g.Get("/status")
+	e2e.WantStatus(t, r, http.StatusForbidden)
 	wantNoStore(t, r)
-	if !strings.Contains(r.body, "put basic_auth in front of craftedge_status") {
-		t.Fatalf("refusal does not explain itself: %s", r.body)
+	if !strings.Contains(r.Body, "put basic_auth in front of craftedge_status") {
+		t.Fatalf("refusal does not explain itself: %s", r.Body)
 	}
 
 	// Authentication elsewhere, mounted with handle_path (prefix stripped,
 	// mount point inferred per request).
-	g.tester.InitServer(statusCaddyfile(o, statusOptions{storage: g.storage, site: `handle_path /ops/status* {
+	g.Tester.InitServer(statusCaddyfile(o, statusOptions{storage: g.Storage, site: `handle_path /ops/status* {
 		craftedge_status {
 			allow_unauthenticated
 		}
 	}`}), "caddyfile")
-	r = g.get("/ops/status")
-	wantStatus(t, r, http.StatusOK)
-	if c := r.header.Get("Set-Cookie"); !strings.Contains(c, "Path=/ops/status;") {
+	r = g.Get("/ops/status")
+	e2e.WantStatus(t, r, http.StatusOK)
+	if c := r.Header.Get("Set-Cookie"); !strings.Contains(c, "Path=/ops/status;") {
 		t.Fatalf("cookie path under handle_path: %q", c)
 	}
-	wantStatus(t, g.get("/ops/status/status.json"), http.StatusOK)
-	wantStatus(t, g.get("/ops/status/favicon.ico"), http.StatusNotFound)
-	wantStatus(t, g.get("/ops/status/actions/nope"), http.StatusNotFound)
+	e2e.WantStatus(t, g.Get("/ops/status/status.json"), http.StatusOK)
+	e2e.WantStatus(t, g.Get("/ops/status/favicon.ico"), http.StatusNotFound)
+	e2e.WantStatus(t, g.Get("/ops/status/actions/nope"), http.StatusNotFound)
 }
 
 func TestStatusRunsBeforeTheCache(t *testing.T) {
-	o := newTestOrigin(t)
-	handleBoom(o, func(w http.ResponseWriter, r *http.Request) {
+	o := e2e.NewOrigin(t)
+	e2e.HandleBoom(o, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	g := startStatusGateway(t, o, statusOptions{site: "craftedge_status /status* {\n allow_unauthenticated\n }"})
-	for _, p := range boomPaths {
-		wantStatus(t, g.get(p), http.StatusInternalServerError)
+	for _, p := range e2e.BoomPaths {
+		e2e.WantStatus(t, g.Get(p), http.StatusInternalServerError)
 	}
-	if st := g.breakerState("craft"); st != "open" {
+	if st := e2e.BreakerState(g, "craft"); st != "open" {
 		t.Fatalf("breaker %s, want open", st)
 	}
 	// A cacheable request (no credentials, no cookie) for the page: were
 	// the cache first, the open breaker would answer 503 without a copy.
 	for _, path := range []string{"/status", "/status/status.json"} {
-		r := g.get(path)
-		wantStatus(t, r, http.StatusOK)
-		if cs := r.header.Get("Cache-Status"); cs != "" {
+		r := g.Get(path)
+		e2e.WantStatus(t, r, http.StatusOK)
+		if cs := r.Header.Get("Cache-Status"); cs != "" {
 			t.Fatalf("%s went through the cache: Cache-Status %q", path, cs)
 		}
 	}
 }
 
 func TestStatusCaddyfileErrors(t *testing.T) {
-	o := newTestOrigin(t)
+	o := e2e.NewOrigin(t)
 	for _, tc := range []struct{ extra, want string }{
 		{"refresh 0s", "refresh must be from 1s to 10m0s"},
 		{"refresh 1h", "refresh must be from 1s to 10m0s"},
@@ -555,9 +534,9 @@ func TestStatusCaddyfileErrors(t *testing.T) {
 		{"allow_unauthenticated yes", `too many arguments to \"allow_unauthenticated\"`},
 		{"frobnicate", `unrecognized craftedge_status subdirective \"frobnicate\"`},
 	} {
-		assertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", statusExtra: tc.extra}), tc.want)
+		e2e.AssertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", statusExtra: tc.extra}), tc.want)
 	}
-	assertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", site: "craftedge_status /status* extra"}),
+	e2e.AssertLoadError(t, statusCaddyfile(o, statusOptions{storage: t.TempDir() + "/x.db", site: "craftedge_status /status* extra"}),
 		"craftedge_status takes no arguments besides a matcher")
 }
 
@@ -604,7 +583,38 @@ func TestStatusSubPathsAndPrefixInference(t *testing.T) {
 	if got := prefixFromMatcherSet(caddy.ModuleMap{"host": json.RawMessage(`["a"]`)}); got != "" {
 		t.Errorf("prefix of a host matcher = %q", got)
 	}
-	if truncateString("héllo", 2) != "h…" || truncateString("abc", 5) != "abc" {
-		t.Error("truncateString")
+}
+
+// TestStatusListsRecentRejections: a refused remote purge (unsigned) shows
+// on the page with its reason, source and sender, and never the secret.
+func TestStatusListsRecentRejections(t *testing.T) {
+	const secret = "whsec_c3RhdHVzLXBhZ2UtcHVyZ2Utc2VjcmV0LTEyMzQ1Njc4"
+	t.Setenv("STATUS_TEST_PURGE_SECRET", secret)
+	o := e2e.NewOrigin(t)
+	g := startStatusGateway(t, o, statusOptions{site: `craftedge_status /status* {
+		allow_unauthenticated
+	}
+	craftedge_purge {
+		secret {env.STATUS_TEST_PURGE_SECRET}
+	}`})
+	e2e.WantStatus(t, g.Do(http.MethodPost, "/.craftedge/purge", map[string]string{"Content-Type": "application/json"}, `{"tags":["x"]}`), http.StatusUnauthorized)
+
+	r := g.Get("/status/status.json")
+	e2e.WantStatus(t, r, 200)
+	var rep StatusReport
+	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range rep.WebhookRejections {
+		if w.Source == "craftedge_purge" && w.Status == http.StatusUnauthorized && w.Reason != "" && w.RemoteIP != "" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the refused purge is not on the status page: %+v", rep.WebhookRejections)
+	}
+	if strings.Contains(r.Body, secret) || strings.Contains(r.Body, strings.TrimPrefix(secret, "whsec_")) {
+		t.Fatal("the status page shows the purge secret")
 	}
 }

@@ -1,0 +1,11 @@
+package caddymodule
+
+import (
+	"testing"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+)
+
+func TestMain(m *testing.M) {
+	e2e.Main(m, e2e.Seams{Running: Running, FlushSnapshots: FlushSnapshots})
+}
