@@ -1,7 +1,13 @@
-// Package caddymodule holds craftedge's Caddy glue: the craftedge app, the
-// http.handlers.craftedge handler, the admin API routes and Caddyfile
-// parsing. Everything Caddy-specific stays in this package; the cache
-// tiers and policies live in Caddy-free packages.
+// Package caddymodule is the core of craftedge's Caddy glue: the craftedge
+// app (global option: memory tier, snapshot store, breakers, jobs, vendors,
+// webhook authentication, CDN purge forwarding, encryption keys, metrics),
+// the admin API routes (admin.api.craftedge) and the directive order
+// (directives.go). It still holds the handlers not yet moved to packages of
+// their own: the cache handler (http.handlers.craftedge), the read-model
+// API (craftedge_records), and the webhook and remote purge handlers
+// (craftedge_webhook, craftedge_purge). Leaf packages (caddymodule/status,
+// caddymodule/commands) reach the core through leaf_api.go; the core never
+// imports them. The cache tiers and policies live in Caddy-free packages.
 package caddymodule
 
 import (
