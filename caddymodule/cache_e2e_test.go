@@ -195,10 +195,13 @@ func TestPurgeRejectsMalformedRequests(t *testing.T) {
 	for _, body := range []string{
 		``, `{`, `[]`, `{}`, `{"tags":[]}`, `{"tags":"x"}`, `{"tag":["x"]}`,
 		`{"urls":["/relative"]}`, `{"urls":["ftp://x/y"]}`, `{"tags":[""]}`, `{"tags":["a"]} {"tags":["b"]}`,
+		// Longer than a bbolt key: refused whole, never half-applied.
+		`{"tags":["` + strings.Repeat("t", 60000) + `"]}`,
+		`{"urls":["http://example.com/` + strings.Repeat("u", 40000) + `"]}`,
 	} {
 		r := g.Admin(http.MethodPost, "/craftedge/purge", body)
 		if r.Status != http.StatusBadRequest {
-			t.Fatalf("body %q: status %d, want 400 (%s)", body, r.Status, r.Body)
+			t.Fatalf("body %.80q: status %d, want 400 (%.200s)", body, r.Status, r.Body)
 		}
 		if !strings.Contains(r.Body, "error") {
 			t.Fatalf("body %q: no error message: %s", body, r.Body)

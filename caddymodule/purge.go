@@ -45,29 +45,34 @@ func (p *PurgeRequest) empty() bool {
 	return !p.All && len(p.Tags) == 0 && len(p.URLs) == 0 && len(p.Prefixes) == 0 && len(p.Hosts) == 0
 }
 
+// maxPurgeEntry bounds one tag, URL, prefix or host of a purge: the
+// snapshot store marks them under bbolt keys (at most 32 KiB, less the
+// tag's prefix), and a purge must be refused whole before anything is
+// purged, never half-applied.
+const maxPurgeEntry = 16 << 10
+
 // validate checks every entry before anything is purged.
 func (p *PurgeRequest) validate() error {
 	if p.empty() {
 		return fmt.Errorf("nothing to purge: give tags, urls, prefixes, hosts or all:true")
 	}
-	for i, t := range p.Tags {
-		if t == "" {
-			return fmt.Errorf("tags[%d] is empty", i)
-		}
-	}
-	for i, u := range p.URLs {
-		if _, _, err := httpcache.KeyForURL(u); err != nil {
-			return fmt.Errorf("urls[%d]: %w", i, err)
-		}
-	}
-	for i, pre := range p.Prefixes {
-		if _, _, err := httpcache.KeyForURL(pre); err != nil {
-			return fmt.Errorf("prefixes[%d]: %w", i, err)
-		}
-	}
-	for i, host := range p.Hosts {
-		if host == "" {
-			return fmt.Errorf("hosts[%d] is empty", i)
+	for _, list := range []struct {
+		name    string
+		entries []string
+		url     bool
+	}{{"tags", p.Tags, false}, {"urls", p.URLs, true}, {"prefixes", p.Prefixes, true}, {"hosts", p.Hosts, false}} {
+		for i, entry := range list.entries {
+			switch {
+			case entry == "":
+				return fmt.Errorf("%s[%d] is empty", list.name, i)
+			case len(entry) > maxPurgeEntry:
+				return fmt.Errorf("%s[%d] is %d bytes, more than %d", list.name, i, len(entry), maxPurgeEntry)
+			}
+			if list.url {
+				if _, _, err := httpcache.KeyForURL(entry); err != nil {
+					return fmt.Errorf("%s[%d]: %w", list.name, i, err)
+				}
+			}
 		}
 	}
 	return nil

@@ -149,6 +149,29 @@ func authUser(r *http.Request) string {
 	return user
 }
 
+// idempotencyKey is the job key of a write with an Idempotency-Key: the
+// caller's key within the caller's namespace (its user, a hash of its
+// bearer token, or "anonymous"), for this record and this body. A retry of
+// the same write finds its job; another caller reusing a guessable key
+// ("order-1001"), or the same key with another record or body, makes a job
+// of its own instead of being handed (and shown) someone else's.
+func idempotencyKey(r *http.Request, vendor, resource, id string, body []byte, key string) string {
+	caller := "anonymous"
+	if user := authUser(r); user != "" {
+		caller = "user:" + user
+	} else if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		caller = "token:" + hex.EncodeToString(sum[:8])
+	}
+	h := sha256.New()
+	for _, part := range []string{caller, vendor, resource, id, key} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	h.Write(body)
+	return vendor + ":" + resource + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // authResult is what authenticate found.
 type authResult int
 
@@ -241,11 +264,20 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	}
 	vendor, resource := parts[0], parts[1]
 	vc, ok := h.app.Vendors[vendor]
-	if !ok {
-		return writeAPIError(w, http.StatusNotFound, "unknown vendor %q", vendor)
+	var res *VendorResource
+	if ok {
+		res, ok = vc.Resources[resource]
 	}
-	res, ok := vc.Resources[resource]
 	if !ok {
+		if auth != authOK && !h.AllowAnonymousWrites {
+			// An unauthenticated caller cannot tell an unknown vendor or
+			// resource from one it may not read (no enumeration; a route
+			// open to anonymous writes tells everyone anyway).
+			return h.refuse(w, auth, fmt.Sprintf("reading %s/%s", vendor, resource))
+		}
+		if vc == nil {
+			return writeAPIError(w, http.StatusNotFound, "unknown vendor %q", vendor)
+		}
 		return writeAPIError(w, http.StatusNotFound, "unknown resource %q of vendor %q", resource, vendor)
 	}
 	id := ""
@@ -417,7 +449,7 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 		req.Entity = vendor + ":" + resource + ":" + id
 	}
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
-		req.Key = vendor + ":" + resource + ":" + k
+		req.Key = idempotencyKey(r, vendor, resource, id, body, k)
 	}
 	// Enqueue returns once the job is committed and fsynced.
 	job, created, err := h.app.jobs.Enqueue(r.Context(), req)

@@ -346,3 +346,43 @@ func TestRecordsReadmeAuthExamples(t *testing.T) {
 	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3", "Cookie", "session=good"), 200)
 	e2e.WantStatus(t, e.Do(http.MethodPut, "/vendors/v1/shop/product/3", map[string]string{"Cookie": "session=good"}, productBody("Fwd")), http.StatusAccepted)
 }
+
+// An Idempotency-Key is scoped to its caller, record and body: another
+// caller replaying a guessable key ("order-1001") gets a job of its own,
+// never the victim's job id (and with it the victim's write body).
+func TestRecordsIdempotencyKeyScopedToCallerAndWrite(t *testing.T) {
+	e := startVendorGateway(t, 5, vendorOptions{private: true}) // allow_anonymous_writes
+	e.sync("first", jobs.StateDone)
+	ct := map[string]string{"Content-Type": "application/json", "Idempotency-Key": "order-1001"}
+	victim := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", ct, productBody("Victim"))
+	e2e.WantStatus(t, victim, http.StatusAccepted)
+	retry := e.Do(http.MethodPut, "/vendors/v1/shop/product/3", ct, productBody("Victim"))
+	if retry.Header.Get("Location") != victim.Header.Get("Location") {
+		t.Fatalf("a retry of the same write got another job: %q vs %q", retry.Header.Get("Location"), victim.Header.Get("Location"))
+	}
+	for _, other := range []struct {
+		path, body string
+	}{{"/vendors/v1/shop/product/4", productBody("x")}, {"/vendors/v1/shop/product/3", productBody("Other")}} {
+		r := e.Do(http.MethodPut, other.path, ct, other.body)
+		e2e.WantStatus(t, r, http.StatusAccepted)
+		if r.Header.Get("Location") == victim.Header.Get("Location") {
+			t.Fatalf("PUT %s with the victim's Idempotency-Key was handed the victim's job", other.path)
+		}
+	}
+}
+
+// Without credentials, an unknown vendor or resource is refused like a
+// resource the caller may not read: names cannot be enumerated.
+func TestRecordsNoEnumerationBeforeAuth(t *testing.T) {
+	t.Setenv(recordsTokenEnv, recordsToken)
+	site := "craftedge_records {\n\t\tbearer_token {env." + recordsTokenEnv + "}\n\t}"
+	e := startVendorGateway(t, 5, vendorOptions{site: site, private: true})
+	known := e.Get("/vendors/v1/shop/product/3")
+	for _, p := range []string{"/vendors/v1/nope/product/3", "/vendors/v1/shop/customer/3"} {
+		if r := e.Get(p); r.Status != known.Status {
+			t.Errorf("GET %s: %d, a non-public known resource: %d (enumeration)", p, r.Status, known.Status)
+		}
+	}
+	auth := e.Get("/vendors/v1/nope/product/3", "Authorization", "Bearer "+recordsToken)
+	e2e.WantStatus(t, auth, http.StatusNotFound)
+}
