@@ -10,6 +10,7 @@ import (
 	_ "github.com/craftedge/craftedge/caddymodule"
 	// One package per module family, as Caddy's modules/standard does.
 	_ "github.com/craftedge/craftedge/caddymodule/status"
+	_ "github.com/craftedge/craftedge/caddymodule/webhookhandler"
 	// The backfill and reencrypt subcommands (as caddypki registers trust).
 	_ "github.com/craftedge/craftedge/caddymodule/commands"
 )

@@ -27,3 +27,12 @@ func FlushSnapshots() error {
 	}
 	return nil
 }
+
+// FailCDNEnqueues makes the next n cdn.purge enqueues fail, as a full or
+// broken job queue would (0 clears it). End-to-end tests of the module
+// packages use it; the core's own tests set cdnEnqueueFaults.
+func FailCDNEnqueues(n int32) { cdnEnqueueFaults.Store(n) }
+
+// ResetWebhookRejections forgets the recent webhook rejections (what
+// RecentWebhookRejections reports), so a test sees only its own.
+func ResetWebhookRejections() { webhookRejections.reset() }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+	// craftedge_purge, whose refusals the page lists.
+	_ "github.com/craftedge/craftedge/caddymodule/webhookhandler"
 )
 
 func TestMain(m *testing.M) {

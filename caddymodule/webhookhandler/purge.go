@@ -1,7 +1,6 @@
-package caddymodule
+package webhookhandler
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/webhook"
 )
 
@@ -41,10 +41,10 @@ type RemotePurgeHandler struct {
 
 	// WebhookAuth is how requests are signed; Scheme defaults to
 	// standard and MaxBodySize to 64KiB.
-	WebhookAuth
+	caddymodule.WebhookAuth
 
-	app      *App
-	receiver *signedReceiver
+	app      *caddymodule.App
+	receiver *caddymodule.RemotePurgeReceiver
 	logger   *zap.Logger
 }
 
@@ -69,7 +69,7 @@ func (h *RemotePurgeHandler) Provision(ctx caddy.Context) error {
 	if auth.MaxBodySize == 0 {
 		auth.MaxBodySize = defaultRemotePurgeMaxBody
 	}
-	rc, err := newSignedReceiver(webhookSourcePurge, &auth, webhook.SchemeStandard, h.logger)
+	rc, err := caddymodule.NewRemotePurgeReceiver(&auth, h.logger)
 	if err != nil {
 		return fmt.Errorf("craftedge_purge: %w", err)
 	}
@@ -78,7 +78,7 @@ func (h *RemotePurgeHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("craftedge_purge: loading the craftedge app: %w", err)
 	}
-	h.app = appIface.(*App)
+	h.app = appIface.(*caddymodule.App)
 	return nil
 }
 
@@ -87,39 +87,7 @@ func (h *RemotePurgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, n
 	if r.URL.Path != h.Path {
 		return next.ServeHTTP(w, r)
 	}
-	now := nowFunc()
-	src := webhookSourcePurge
-	body, d, rej := h.receiver.receive(r, now)
-	if rej != nil {
-		return reject(w, r, h.logger, src, rej, now)
-	}
-	req, err := parsePurgeRequest(body)
-	if err != nil {
-		return reject(w, r, h.logger, src, &rejection{http.StatusBadRequest, rejectBadPayload, err}, now)
-	}
-	dup, err := h.receiver.seen(h.app, d, now)
-	if err != nil {
-		return reject(w, r, h.logger, src, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("reading the delivery ids failed")}, now)
-	}
-	if dup {
-		return reject(w, r, h.logger, src, &rejection{http.StatusOK, rejectReplay, errors.New("purge already applied")}, now)
-	}
-	n, err := h.app.purge(req, "remote")
-	if cdnForwardFailed(err) {
-		// The local purge stands (logged and counted by purge). The
-		// delivery is not remembered, so resending it reaches the CDN.
-		w.Header().Set("Cache-Control", "no-store")
-		return writeJSON(w, http.StatusOK, map[string]any{"purged": n, "cdn_error": "forwarding the purge to the CDN failed"})
-	}
-	if err != nil {
-		h.logger.Error("remote purge failed", zap.Error(err))
-		return reject(w, r, h.logger, src, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("purge failed")}, now)
-	}
-	h.receiver.remember(h.app, d, now, h.logger)
-	h.logger.Info("remote purge", zap.String("delivery", d.ID), zap.Int("entries", n),
-		zap.String("remote_ip", remoteIP(r)), zap.String("request_id", requestID(r)))
-	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, map[string]int{"purged": n})
+	return h.app.ServeRemotePurge(w, r, h.receiver, h.logger)
 }
 
 func parseRemotePurgeDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -149,7 +117,7 @@ func (h *RemotePurgeHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("craftedge_purge takes no arguments besides a matcher, got %q (use a block)", d.Val())
 	}
 	for d.NextBlock(0) {
-		ok, err := h.unmarshalAuthOption(d)
+		ok, err := h.UnmarshalAuthOption(d)
 		if err != nil {
 			return err
 		}
@@ -158,7 +126,7 @@ func (h *RemotePurgeHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		switch sub := d.Val(); sub {
 		case "path":
-			v, err := oneArg(d)
+			v, err := caddymodule.OneArg(d)
 			if err != nil {
 				return err
 			}
@@ -173,7 +141,7 @@ func (h *RemotePurgeHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(h.Secrets) == 0 {
 		return fmt.Errorf("%s:%d: craftedge_purge: secret is required", d.File(), line)
 	}
-	if err := h.check(webhook.SchemeStandard); err != nil {
+	if err := h.Check(webhook.SchemeStandard); err != nil {
 		return fmt.Errorf("%s:%d: craftedge_purge: %v", d.File(), line, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package caddymodule
+package webhookhandler
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendors"
@@ -132,8 +133,8 @@ func startWebhookGateway(t *testing.T, o webhookOptions) *webhookEnv {
 	if o.storage == "" {
 		o.storage = filepath.Join(t.TempDir(), "craftedge.db")
 	}
-	webhookRejections.reset()
-	t.Cleanup(webhookRejections.reset)
+	caddymodule.ResetWebhookRejections()
+	t.Cleanup(caddymodule.ResetWebhookRejections)
 	g := e2e.StartConfig(t, nil, webhookCaddyfile(srv.URL(), o), o.storage)
 	// The webhook tests read bodies as a browser would: decompressed.
 	g.Client = &http.Client{Timeout: 10 * time.Second}
@@ -168,7 +169,7 @@ func productEvent(id string, version int) string {
 // refetchJobs lists the vendor.refetch jobs.
 func (e *webhookEnv) refetchJobs() []jobs.Job {
 	e.T.Helper()
-	list, err := currentApp.Load().jobs.List(jobs.ListFilter{Kind: jobKindVendorRefetch})
+	list, err := caddymodule.ActiveApp().JobQueue().List(jobs.ListFilter{Kind: jobKindVendorRefetch})
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -194,11 +195,11 @@ func (e *webhookEnv) waitRefetchesDone(n int) []jobs.Job {
 	return list
 }
 
-func (e *webhookEnv) lineage(id string) LineageResponse {
+func (e *webhookEnv) lineage(id string) caddymodule.LineageResponse {
 	e.T.Helper()
 	r := e.Admin(http.MethodGet, "/craftedge/lineage?vendor=shop&resource=product&id="+id, "")
 	e2e.WantStatus(e.T, r, 200)
-	var l LineageResponse
+	var l caddymodule.LineageResponse
 	if err := json.Unmarshal([]byte(r.Body), &l); err != nil {
 		e.T.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func TestWebhookRejections(t *testing.T) {
 	}
 
 	// The recent rejections (which the status page lists) name no secret.
-	rejections := RecentWebhookRejections()
+	rejections := caddymodule.RecentWebhookRejections()
 	st, err := json.Marshal(rejections)
 	if err != nil {
 		t.Fatal(err)
@@ -776,7 +777,7 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 			token {env.CF_API_TOKEN}
 			endpoint ` + cdn.url() + `
 		}`})
-	t.Cleanup(func() { cdnEnqueueFaults.Store(0) })
+	t.Cleanup(func() { caddymodule.FailCDNEnqueues(0) })
 	const tag = "shop:product:3"
 	e2e.WaitFor(t, "the first sync's CDN purges", func() bool { return cdnRequestsWithTag(cdn, tag) == 1 })
 
@@ -784,7 +785,7 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 	if err := e.sim.AddWebhookTarget(e2e.SiteAddr+hookURLPath, hookCfgNew); err != nil {
 		t.Fatal(err)
 	}
-	cdnEnqueueFaults.Store(1)
+	caddymodule.FailCDNEnqueues(1)
 	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
 		t.Fatal(err)
 	}
@@ -799,7 +800,7 @@ func TestJobPurgeFailureIsRetried(t *testing.T) {
 	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 2 }); err != nil {
 		t.Fatal(err)
 	}
-	cdnEnqueueFaults.Store(1)
+	caddymodule.FailCDNEnqueues(1)
 	j = e.sync("after the fault", jobs.StateDone)
 	if j.Attempts != 2 || !strings.Contains(j.History[0].Error, "forwarding the purge to the CDN") {
 		t.Fatalf("sync job = %+v", j)

@@ -1,7 +1,10 @@
-package caddymodule
+// Package webhookhandler holds the craftedge_webhook and craftedge_purge
+// handlers: the vendors' signed webhooks and Craft's signed remote purges.
+// Verification, deduplication, the refetch jobs and the purge are the
+// core's (caddymodule), reached through its App API.
+package webhookhandler
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/craftedge/craftedge/vendors"
+	"github.com/craftedge/craftedge/caddymodule"
 )
 
 func init() {
@@ -41,7 +44,7 @@ type WebhookHandler struct {
 	// vendor name. Default /webhooks.
 	PathPrefix string `json:"path_prefix,omitempty"`
 
-	app    *App
+	app    *caddymodule.App
 	logger *zap.Logger
 }
 
@@ -67,7 +70,7 @@ func (h *WebhookHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("craftedge_webhook: loading the craftedge app: %w", err)
 	}
-	h.app = appIface.(*App)
+	h.app = appIface.(*caddymodule.App)
 	return nil
 }
 
@@ -77,91 +80,7 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	now := nowFunc()
-	rc := h.app.webhookReceivers[vendor]
-	if rc == nil {
-		webhookMetrics.received.WithLabelValues(webhookSourceUnknown).Inc()
-		return reject(w, r, h.logger, webhookSourceUnknown, &rejection{http.StatusNotFound, rejectUnknownVendor,
-			fmt.Errorf("no vendor with a webhook block is named %.64q", vendor)}, now)
-	}
-	body, d, rej := rc.receive(r, now)
-	if rej != nil {
-		return reject(w, r, h.logger, vendor, rej, now)
-	}
-	vc := h.app.Vendors[vendor]
-	p, ignored, err := parseDelivery(vendor, vc, body)
-	if err != nil {
-		return reject(w, r, h.logger, vendor, &rejection{http.StatusBadRequest, rejectBadPayload, err}, now)
-	}
-	if ignored {
-		h.logger.Debug("webhook event of no interest acknowledged", zap.String("vendor", vendor), zap.String("event", vendors.Snippet([]byte(p.Event), nil, 100)))
-		w.Header().Set("Cache-Control", "no-store")
-		return writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
-	}
-	dup, err := rc.seen(h.app, d, now)
-	if err != nil {
-		return reject(w, r, h.logger, vendor, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("reading the delivery ids failed")}, now)
-	}
-	if dup {
-		return reject(w, r, h.logger, vendor, &rejection{http.StatusOK, rejectReplay, errors.New("delivery already accepted")}, now)
-	}
-	p.Delivery = d.ID
-	job, created, err := h.app.enqueueRefetch(r.Context(), p, requestID(r))
-	if err != nil {
-		h.logger.Error("enqueueing a webhook refetch", zap.String("vendor", vendor), zap.Error(err))
-		return reject(w, r, h.logger, vendor, &rejection{http.StatusServiceUnavailable, rejectInternal, errors.New("enqueueing the refetch failed")}, now)
-	}
-	rc.remember(h.app, d, now, h.logger)
-	h.logger.Info("webhook accepted",
-		zap.String("vendor", vendor), zap.String("resource", p.Resource), zap.String("id", p.ID),
-		zap.String("version", p.Version), zap.String("delivery", d.ID), zap.String("job", job.ID),
-		zap.Bool("coalesced", !created), zap.String("request_id", requestID(r)))
-	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusAccepted, map[string]any{"status": "queued", "job": job.ID, "coalesced": !created})
-}
-
-// maxWebhookField bounds an id or version taken from a payload.
-const maxWebhookField = 256
-
-// parseDelivery reads what a verified body names: the event type, the
-// resource, the record id and (optionally) version. ignored is true for an
-// event type the webhook block does not map.
-func parseDelivery(vendor string, vc *VendorConfig, body []byte) (p refetchPayload, ignored bool, err error) {
-	wh := vc.Webhook
-	doc, err := vendors.DecodePayload(body)
-	if err != nil {
-		return p, false, fmt.Errorf("body is not JSON: %v", err)
-	}
-	typePath := wh.Type
-	if typePath == "" {
-		typePath = defaultWebhookType
-	}
-	p.Vendor = vendor
-	p.Event, _ = vendors.PayloadString(doc, typePath)
-	resource, ok := wh.resourceFor(vc, p.Event)
-	if !ok {
-		return p, true, nil
-	}
-	res := vc.Resources[resource]
-	p.Resource = resource
-	idPath := wh.ID
-	if idPath == "" {
-		idPath = res.ID
-	}
-	p.ID, ok = vendors.PayloadString(doc, idPath)
-	if !ok || p.ID == "" || len(p.ID) > maxWebhookField || strings.ContainsAny(p.ID, "\x00/") {
-		return p, false, fmt.Errorf("payload has no usable record id at %q", idPath)
-	}
-	versionPath := wh.Version
-	if versionPath == "" {
-		versionPath = res.Version
-	}
-	if versionPath != "" {
-		if v, ok := vendors.PayloadString(doc, versionPath); ok && len(v) <= maxWebhookField && !strings.ContainsRune(v, 0) {
-			p.Version = v
-		}
-	}
-	return p, false, nil
+	return h.app.ServeWebhook(w, r, vendor, h.logger)
 }
 
 func parseWebhookDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -188,7 +107,7 @@ func (h *WebhookHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch sub := d.Val(); sub {
 		case "path_prefix":
-			v, err := oneArg(d)
+			v, err := caddymodule.OneArg(d)
 			if err != nil {
 				return err
 			}
