@@ -116,6 +116,28 @@ func badRequest(err error) error {
 	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 }
 
+// ErrorBody is the one JSON body of every error answer written by
+// craftedge's HTTP handlers (records API, webhooks and remote purge, status
+// page): {"error": "<what went wrong>"}, plus "reason", a stable word for
+// machines, where the route has one (webhook rejections: bad_signature,
+// stale, ...). Admin API routes return caddy.APIError, which Caddy's admin
+// server renders with the same "error" field.
+type ErrorBody struct {
+	// Error says what went wrong, for a person.
+	Error string `json:"error"`
+	// Reason is a stable machine-readable word for the error, if the
+	// route has a fixed set of them.
+	Reason string `json:"reason,omitempty"`
+}
+
+// WriteError answers with status and body as JSON, marked
+// Cache-Control: no-store (an error must not be kept by a cache or CDN in
+// front). Every handler's error body goes through here.
+func WriteError(w http.ResponseWriter, status int, body ErrorBody) error {
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, status, body)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

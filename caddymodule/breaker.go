@@ -118,23 +118,16 @@ func parseBreaker(d *caddyfile.Dispenser, cfg circuit.Config) (circuit.Config, e
 		opt := d.Val()
 		switch opt {
 		case "failures", "min_paths", "successes":
-			v, err := oneArg(d)
+			hint := ""
+			if opt == "failures" {
+				hint = " (use 'breaker off' to turn the breaker off)"
+			}
+			if opt == "min_paths" {
+				hint = " (1 means failures on any paths open it)"
+			}
+			n, err := parseIntArg(d, "breaker "+opt, 1, 1<<16, hint)
 			if err != nil {
 				return cfg, err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1<<16 {
-				hint := ""
-				if opt == "failures" {
-					hint = " (use 'breaker off' to turn the breaker off)"
-				}
-				if opt == "min_paths" {
-					hint = " (1 means failures on any paths open it)"
-				}
-				return cfg, d.Errf("breaker %s must be a positive integer, got %q%s", opt, v, hint)
-			}
-			if d.NextArg() {
-				return cfg, d.ArgErr()
 			}
 			switch opt {
 			case "failures":

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -167,13 +169,9 @@ func (c *JobsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			for kn := d.Nesting(); d.NextBlock(kn); {
 				switch sub := d.Val(); sub {
 				case "concurrency", "batch", "max_attempts":
-					v, err := oneArg(d)
+					n, err := parseIntArg(d, sub, 1, math.MaxInt, "")
 					if err != nil {
 						return err
-					}
-					n, err := strconv.Atoi(v)
-					if err != nil || n < 1 {
-						return d.Errf("%s must be a positive integer, got %q", sub, v)
 					}
 					switch sub {
 					case "concurrency":
@@ -435,6 +433,50 @@ func oneArg(d *caddyfile.Dispenser) (string, error) {
 		return "", d.Errf("%s needs a value", name)
 	}
 	return d.Val(), nil
+}
+
+// parseIntArg reads the one argument of the Caddyfile option the dispenser
+// is on (`<option> <n>`) as an integer from least to most, inclusive (most
+// math.MaxInt for no upper bound). name is the option as errors call it
+// ("retries", "breaker failures"); a missing value, a bad one and a second
+// argument are errors naming the Caddyfile line. hint, if not empty, ends a
+// bad value's error (e.g. how to turn the feature off instead).
+func parseIntArg(d *caddyfile.Dispenser, name string, least, most int, hint string) (int, error) {
+	if !d.NextArg() {
+		return 0, d.Errf("%s needs a value", name)
+	}
+	n, err := parseIntValue(d, name, d.Val(), least, most, hint)
+	if err != nil {
+		return 0, err
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+// parseIntValue parses v, the value given to the Caddyfile option name, as
+// a decimal integer from least to most, inclusive (most math.MaxInt for no
+// upper bound). It is the one integer parser of the Caddyfile: its error
+// names the option, the allowed range, the value given and (through
+// d.Errf) the Caddyfile line, followed by hint if not empty.
+func parseIntValue(d *caddyfile.Dispenser, name, v string, least, most int, hint string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err == nil && n >= least && n <= most {
+		return n, nil
+	}
+	var want string
+	switch {
+	case least == 1 && most == math.MaxInt:
+		want = "a positive integer"
+	case least == 1:
+		want = fmt.Sprintf("a positive integer up to %d", most)
+	case most == math.MaxInt:
+		want = fmt.Sprintf("an integer ≥ %d", least)
+	default:
+		want = fmt.Sprintf("an integer from %d to %d", least, most)
+	}
+	return 0, d.Errf("%s must be %s, got %q%s", name, want, v, hint)
 }
 
 func parseOnOff(d *caddyfile.Dispenser) (bool, error) {

@@ -163,6 +163,8 @@ func TestJobsConfigErrors(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	for _, tc := range []struct{ extra, want string }{
 		{"jobs {\n kind test.echo {\n concurrency zero\n }\n }", "concurrency must be a positive integer"},
+		{"jobs {\n kind test.echo {\n max_attempts 2 3\n }\n }", "wrong argument count"},
+		{"jobs {\n kind test.echo {\n batch\n }\n }", "batch needs a value"},
 		{"jobs {\n kind test.echo {\n backoff 10s 1s\n }\n }", "backoff max"},
 		{"jobs {\n frobnicate\n }", "unrecognized jobs option"},
 	} {

@@ -98,6 +98,15 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	collectors = append(collectors, vendorCollectors()...)
 	collectors = append(collectors, jobCollectors()...)
+	return registerCollectors(reg, collectors...)
+}
+
+// registerCollectors registers each collector with reg. A collector already
+// registered there (a config reload reuses the process-wide collectors, so
+// counters survive reloads) is not an error; any other failure (a clashing
+// descriptor) is returned for the caller to wrap. It is the one registration loop for every
+// craftedge metric family (cache, vendors, jobs, CDN, webhooks).
+func registerCollectors(reg *prometheus.Registry, collectors ...prometheus.Collector) error {
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

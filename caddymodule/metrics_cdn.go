@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,15 +46,7 @@ func registerCDNMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{cdnMetrics.requests, cdnMetrics.enqueueFailures} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
-	return nil
+	return registerCollectors(reg, cdnMetrics.requests, cdnMetrics.enqueueFailures)
 }
 
 func observeCDNRequest(provider, outcome string) {

@@ -221,14 +221,10 @@ func (h *RecordsHandler) refuse(w http.ResponseWriter, res authResult, what stri
 			"or set its bearer_token", what)
 }
 
-// apiError is the JSON body of an error answer.
-type apiError struct {
-	Error string `json:"error"`
-}
-
+// writeAPIError answers a records API request with status and the error
+// body (see ErrorBody) saying fmt.Sprintf(format, args...).
 func writeAPIError(w http.ResponseWriter, status int, format string, args ...any) error {
-	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, status, apiError{Error: fmt.Sprintf(format, args...)})
+	return WriteError(w, status, ErrorBody{Error: fmt.Sprintf(format, args...)})
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

@@ -44,7 +44,7 @@ func wantRefused(t *testing.T, what string, r e2e.Response) {
 	if r.Status != http.StatusUnauthorized && r.Status != http.StatusForbidden {
 		t.Fatalf("%s: status %d, want 401 or 403; body %s", what, r.Status, r.Body)
 	}
-	var e apiError
+	var e ErrorBody
 	if err := json.Unmarshal([]byte(r.Body), &e); err != nil || e.Error == "" {
 		t.Fatalf("%s: body %q is not {\"error\":…}", what, r.Body)
 	}

@@ -287,7 +287,7 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "retries":
-			n, err := parseInt(d, 0)
+			n, err := parseIntArg(d, d.Val(), 0, math.MaxInt, "")
 			if err != nil {
 				return err
 			}
@@ -309,9 +309,9 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.Errf("canary wants <percent> [<url...>]")
 			}
-			p, err := strconv.Atoi(strings.TrimSuffix(args[0], "%"))
-			if err != nil || p < 0 || p > 100 {
-				return d.Errf("canary percent must be 0..100, got %q", args[0])
+			p, err := parseIntValue(d, "canary percent", strings.TrimSuffix(args[0], "%"), 0, 100, "")
+			if err != nil {
+				return err
 			}
 			for _, u := range args[1:] {
 				if err := checkVendorURL(u); err != nil {
@@ -518,9 +518,9 @@ func parseVendorList(d *caddyfile.Dispenser) (*VendorList, error) {
 		case "total":
 			l.Total = val
 		case "per_page":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 1 {
-				return nil, d.Errf("list: per_page must be a positive integer, got %q", val)
+			n, err := parseIntValue(d, "list: per_page", val, 1, math.MaxInt, "")
+			if err != nil {
+				return nil, err
 			}
 			l.PerPage = n
 		case "overlap":
@@ -562,28 +562,13 @@ func parseVendorRate(d *caddyfile.Dispenser, v *VendorConfig) error {
 		if args[1] != "burst" {
 			return d.Errf("rate: unexpected %q (want burst <n>)", args[1])
 		}
-		b, err := strconv.Atoi(args[2])
-		if err != nil || b < 1 {
-			return d.Errf("rate: burst must be a positive integer, got %q", args[2])
+		b, err := parseIntValue(d, "rate: burst", args[2], 1, math.MaxInt, "")
+		if err != nil {
+			return err
 		}
 		v.Burst = b
 	}
 	return nil
-}
-
-func parseInt(d *caddyfile.Dispenser, least int) (int, error) {
-	name := d.Val()
-	if !d.NextArg() {
-		return 0, d.Errf("%s needs a number", name)
-	}
-	n, err := strconv.Atoi(d.Val())
-	if err != nil || n < least {
-		return 0, d.Errf("%s must be an integer ≥ %d, got %q", name, least, d.Val())
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	return n, nil
 }
 
 func checkVendorURL(raw string) error {

@@ -337,6 +337,9 @@ func TestVendorCaddyfileErrors(t *testing.T) {
 		{vendor: "base_url ftp://x", bad: "base_url ftp://x", want: "scheme must be http or https"},
 		{vendor: "canary 10 not-a-url", bad: "canary 10 not-a-url", want: "canary URL"},
 		{vendor: "enabled maybe", bad: "enabled maybe", want: "enabled wants on or off"},
+		{vendor: "retries -1", bad: "retries -1", want: `retries must be an integer ≥ 0, got \"-1\"`},
+		{vendor: "canary 101%", bad: "canary 101%", want: `canary percent must be an integer from 0 to 100, got \"101\"`},
+		{vendor: "rate 5/s burst 0", bad: "rate 5/s burst 0", want: `rate: burst must be a positive integer, got \"0\"`},
 	} {
 		cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "x.db"), baseURL: "http://127.0.0.1:1",
 			vendor: tc.vendor, resource: tc.resource})

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,13 +64,5 @@ func registerWebhookMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{webhookMetrics.received, webhookMetrics.verified, webhookMetrics.rejected} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
-	return nil
+	return registerCollectors(reg, webhookMetrics.received, webhookMetrics.verified, webhookMetrics.rejected)
 }

@@ -240,5 +240,5 @@ func reject(w http.ResponseWriter, r *http.Request, logger *zap.Logger, source s
 	if rej.reason == rejectInternal {
 		w.Header().Set("Retry-After", "5")
 	}
-	return writeJSON(w, rej.status, map[string]string{"error": msg, "reason": rej.reason})
+	return WriteError(w, rej.status, ErrorBody{Error: msg, Reason: rej.reason})
 }

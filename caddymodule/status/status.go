@@ -297,7 +297,7 @@ func (s *StatusHandler) writeError(w http.ResponseWriter, err error) error {
 	if !errors.As(err, &se) {
 		se = statusError{status: http.StatusInternalServerError, msg: err.Error()}
 	}
-	return s.writeJSON(w, se.status, map[string]string{"error": se.msg})
+	return caddymodule.WriteError(w, se.status, caddymodule.ErrorBody{Error: se.msg})
 }
 
 // servePage renders the HTML page with a fresh CSP nonce and the CSRF

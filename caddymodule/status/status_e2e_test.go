@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 )
@@ -477,8 +478,10 @@ func TestStatusFailsClosedWithoutAuthentication(t *testing.T) {
 	r := g.Get("/status")
 	e2e.WantStatus(t, r, http.StatusForbidden)
 	wantNoStore(t, r)
-	if !strings.Contains(r.Body, "put basic_auth in front of craftedge_status") {
-		t.Fatalf("refusal does not explain itself: %s", r.Body)
+	// The refusal is craftedge's one error body.
+	var eb caddymodule.ErrorBody
+	if err := json.Unmarshal([]byte(r.Body), &eb); err != nil || !strings.Contains(eb.Error, "put basic_auth in front of craftedge_status") {
+		t.Fatalf("refusal is not an error body that explains itself (%v): %s", err, r.Body)
 	}
 
 	// Authentication elsewhere, mounted with handle_path (prefix stripped,

@@ -315,8 +315,9 @@ func TestWebhookRejections(t *testing.T) {
 			before := rejected(tc.reason)
 			r := e.post(tc.path, tc.cfg, "msg_"+strings.ReplaceAll(tc.name, " ", "_"), tc.at, tc.ctype, tc.body)
 			e2e.WantStatus(t, r, tc.status)
-			if !strings.Contains(r.Body, `"reason": "`+tc.reason+`"`) {
-				t.Fatalf("body %s does not name reason %s", r.Body, tc.reason)
+			var eb caddymodule.ErrorBody
+			if err := json.Unmarshal([]byte(r.Body), &eb); err != nil || eb.Reason != tc.reason || eb.Error == "" {
+				t.Fatalf("body %s is not an error body naming reason %s (%v)", r.Body, tc.reason, err)
 			}
 			if got := rejected(tc.reason); got != before+1 {
 				t.Fatalf("rejected{reason=%s} went %v → %v", tc.reason, before, got)
