@@ -446,10 +446,12 @@ func compactInPlace(db *bolt.DB, path string, closeSrc func() error) error {
 
 // recordsReadError answers a failed records read: a value that cannot be
 // opened (its key is not configured, or it was altered) is a 500 saying so,
-// naming the record, field and key; never a wrong value.
-func recordsReadError(w http.ResponseWriter, err error) error {
+// never a wrong value. The record, field and key are logged (and listed by
+// POST /craftedge/reencrypt), not told to the reader, who may be anonymous.
+func recordsReadError(w http.ResponseWriter, logger *zap.Logger, err error) error {
 	if errors.Is(err, sealed.ErrUnknownKey) || errors.Is(err, sealed.ErrTampered) || errors.Is(err, sealed.ErrMalformed) {
-		return writeAPIError(w, http.StatusInternalServerError, "%v", err)
+		logger.Error("a sealed record value cannot be opened", zap.Error(err))
+		return writeAPIError(w, http.StatusInternalServerError, "a stored value cannot be opened (its encryption key is not configured, or it was altered); the error is logged")
 	}
 	return caddyhttp.Error(http.StatusInternalServerError, err)
 }

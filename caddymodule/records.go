@@ -303,7 +303,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	case errors.Is(err, vendors.ErrInvalidRequest):
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	case err != nil:
-		return recordsReadError(w, err)
+		return recordsReadError(w, h.app.logger, err)
 	}
 	if rec.Deleted {
 		return writeAPIError(w, http.StatusGone, "%s %q was deleted", resource, id)
@@ -356,7 +356,7 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
 	if err != nil {
-		return recordsReadError(w, err)
+		return recordsReadError(w, h.app.logger, err)
 	}
 	tags := []string{collectionTag(vendor, resource)}
 	seen := map[string]bool{}
