@@ -249,8 +249,14 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	}
 	switch {
 	case parts[0] == "outbox" && len(parts) == 2 && read:
+		// An anonymous caller (on a route open to anonymous writes) reads
+		// a job only by its random 32-hex-digit id: the 16-digit ids of
+		// jobs accepted before ids were random are sequential, so guessable.
 		if auth != authOK && (auth == authBad || !h.AllowAnonymousWrites) {
 			return h.refuse(w, auth, "reading an outbox job")
+		}
+		if auth != authOK && len(parts[1]) != 32 {
+			return writeAPIError(w, http.StatusNotFound, "not found")
 		}
 		return h.serveOutboxJob(w, parts[1])
 	case parts[0] == "outbox":

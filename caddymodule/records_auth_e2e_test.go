@@ -360,6 +360,12 @@ func TestRecordsIdempotencyKeyScopedToCallerAndWrite(t *testing.T) {
 	if retry.Header.Get("Location") != victim.Header.Get("Location") {
 		t.Fatalf("a retry of the same write got another job: %q vs %q", retry.Header.Get("Location"), victim.Header.Get("Location"))
 	}
+	// Anonymous job reads only by random id: the sequential 16-digit ids of
+	// jobs accepted before ids were random are refused (guessable).
+	e2e.WantStatus(t, e.Get(victim.Header.Get("Location")), http.StatusOK)
+	if r := e.Get("/vendors/v1/outbox/0000000000000001"); r.Status != http.StatusNotFound {
+		t.Fatalf("anonymous read of a sequential job id: %d %s", r.Status, r.Body)
+	}
 	for _, other := range []struct {
 		path, body string
 	}{{"/vendors/v1/shop/product/4", productBody("x")}, {"/vendors/v1/shop/product/3", productBody("Other")}} {
