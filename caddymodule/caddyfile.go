@@ -366,8 +366,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "tag_header":
 				h.TagHeaders = append(h.TagHeaders, args...)
 			case "key_header":
+				for _, name := range args {
+					if err := keyHeaderError(name); err != nil {
+						return d.Errf("%v", err)
+					}
+				}
 				h.KeyHeaders = append(h.KeyHeaders, args...)
 			case "key_cookie":
+				for _, name := range args {
+					if err := keyCookieError(name); err != nil {
+						return d.Errf("%v", err)
+					}
+				}
 				h.KeyCookies = append(h.KeyCookies, args...)
 			}
 			continue

@@ -374,3 +374,19 @@ func TestPoisonRewriteBeforeCraftedge(t *testing.T) {
 		e2e.WantCacheStatus(t, g.Get(u), "craftedge; fwd=bypass; detail="+reason)
 	}
 }
+
+// TestKeyedFieldsConfigErrors: a key_header or key_cookie that cannot be
+// keyed safely (a whole Cookie header, credentials, a name PHP would read
+// differently) is a load error naming the Caddyfile line.
+func TestKeyedFieldsConfigErrors(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	for extra, want := range map[string]string{
+		"key_header Cookie":        "key on named cookies with key_cookie",
+		"key_header Authorization": "key_header Authorization cannot be keyed",
+		"key_header X(bad)":        "not a valid header name",
+		"key_cookie a.b":           "not a cookie name PHP reads as such",
+		"key_cookie":               "key_cookie needs at least one value",
+	} {
+		e2e.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/c.db", HandlerExtra: extra}), want)
+	}
+}

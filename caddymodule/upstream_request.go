@@ -36,6 +36,9 @@ type upstreamSpec struct {
 	host string
 	// query is the key's normalized query (tracking parameters dropped).
 	query string
+	// sendQuery is the query sent upstream: query, or the normalized
+	// query a rewrite before the handler produced (keyed too).
+	sendQuery string
 	// header holds the keyed request headers to forward, in canonical form.
 	header http.Header
 	// body is a keyed body (a GraphQL POST), nil otherwise.
@@ -98,11 +101,15 @@ func (h *Handler) requestKey(r, lr *http.Request) (key string, spec upstreamSpec
 	if i := strings.IndexByte(key, '?'); i >= 0 {
 		spec.query = key[i+1:]
 	}
+	spec.sendQuery = spec.query
 	if lr != r && (r.URL.EscapedPath() != lr.URL.EscapedPath() || r.URL.RawQuery != lr.URL.RawQuery) {
 		// A rewrite before this handler decides the path and query sent
 		// upstream; it may depend on more than the URL (a header
 		// matcher), so what it produced is keyed too.
-		extra = append(extra, "rw="+r.URL.EscapedPath()+"?"+h.keys.Query(r.URL.RawQuery))
+		if r.URL.RawQuery != lr.URL.RawQuery {
+			spec.sendQuery = h.keys.Query(r.URL.RawQuery)
+		}
+		extra = append(extra, "rw="+r.URL.EscapedPath()+"?"+spec.sendQuery)
 	}
 	// Yii's Request::getIsAjax(): templates commonly render a partial for
 	// XMLHttpRequest ("load more"), so it is keyed, as Yii reads it.
@@ -220,8 +227,12 @@ func normalizeHeaderValue(name string, values []string) string {
 	if len(values) == 0 {
 		return ""
 	}
-	var b strings.Builder
 	fold := caseInsensitiveFields[name]
+	if len(values) == 1 && alreadyNormal(values[0], fold) {
+		// The common case on a Vary'd hit ("de", "en-us"): no allocation.
+		return values[0]
+	}
+	var b strings.Builder
 	for _, line := range values {
 		for _, item := range strings.Split(line, ",") {
 			item = strings.Trim(item, " \t")
@@ -250,6 +261,24 @@ func normalizeHeaderValue(name string, values []string) string {
 		}
 	}
 	return b.String()
+}
+
+// alreadyNormal reports whether a single field line is its own normal
+// form: no list separators, parameters or white space to trim, and no
+// upper case in a case-insensitive field.
+func alreadyNormal(v string, fold bool) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == ',' || c == ';' || c == '=' || c == ' ' || c == '\t':
+			return false
+		case fold && 'A' <= c && c <= 'Z':
+			return false
+		}
+	}
+	return true
 }
 
 // varyValue is the value of request field name that selects a stored
@@ -296,14 +325,8 @@ func (h *Handler) upstreamRequest(ctx context.Context, r *http.Request, spec *up
 		hdr["X-Forwarded-Proto"] = []string{spec.scheme}
 	}
 
-	query := spec.query
 	lr := lookupRequest(r)
-	if r.URL.RawQuery != lr.URL.RawQuery {
-		// A rewrite before this handler changed the query: send its
-		// normalized form (a function of the keyed URL).
-		query = h.keys.Query(r.URL.RawQuery)
-	}
-	u := &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: query}
+	u := &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: spec.sendQuery}
 	orig := &url.URL{Path: lr.URL.Path, RawPath: lr.URL.RawPath, RawQuery: spec.query}
 
 	method := http.MethodGet
@@ -343,22 +366,37 @@ func (h *Handler) upstreamRequest(ctx context.Context, r *http.Request, spec *up
 // compileKeyedFields validates and canonicalizes KeyHeaders and KeyCookies.
 func (h *Handler) compileKeyedFields() error {
 	for i, name := range h.KeyHeaders {
-		if !validToken(name) {
-			return fmt.Errorf("craftedge: key_header %q is not a valid header name", name)
+		if err := keyHeaderError(name); err != nil {
+			return fmt.Errorf("craftedge: %w", err)
 		}
-		name = http.CanonicalHeaderKey(name)
-		switch name {
-		case "Cookie":
-			return fmt.Errorf("craftedge: key_header Cookie: key on named cookies with key_cookie instead (whole Cookie headers are per visitor)")
-		case "Authorization", "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection":
-			return fmt.Errorf("craftedge: key_header %s cannot be keyed", name)
-		}
-		h.KeyHeaders[i] = name
+		h.KeyHeaders[i] = http.CanonicalHeaderKey(name)
 	}
 	for _, name := range h.KeyCookies {
-		if !validToken(name) || httpcache.PHPCookieName(name) != name {
-			return fmt.Errorf("craftedge: key_cookie %q is not a cookie name PHP reads as such (letters, digits, \"-_\")", name)
+		if err := keyCookieError(name); err != nil {
+			return fmt.Errorf("craftedge: %w", err)
 		}
+	}
+	return nil
+}
+
+// keyHeaderError says why a key_header name cannot be keyed, or nil.
+func keyHeaderError(name string) error {
+	if !validToken(name) {
+		return fmt.Errorf("key_header %q is not a valid header name", name)
+	}
+	switch name = http.CanonicalHeaderKey(name); name {
+	case "Cookie":
+		return fmt.Errorf("key_header Cookie: key on named cookies with key_cookie instead (whole Cookie headers are per visitor)")
+	case "Authorization", "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection":
+		return fmt.Errorf("key_header %s cannot be keyed", name)
+	}
+	return nil
+}
+
+// keyCookieError says why a key_cookie name cannot be keyed, or nil.
+func keyCookieError(name string) error {
+	if !validToken(name) || httpcache.PHPCookieName(name) != name {
+		return fmt.Errorf("key_cookie %q is not a cookie name PHP reads as such (letters, digits, \"-_\")", name)
 	}
 	return nil
 }
