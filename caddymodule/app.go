@@ -396,7 +396,7 @@ func (a *App) upstream(name string, cfg circuit.Config) (*upstreamState, error) 
 	return u, nil
 }
 
-// upstreamNames returns the names of the configured upstreams, sorted.
+// upstreamList returns the configured upstreams, sorted by name.
 func (a *App) upstreamList() []*upstreamState {
 	a.upstreamsMu.Lock()
 	defer a.upstreamsMu.Unlock()

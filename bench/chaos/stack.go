@@ -376,7 +376,7 @@ func (g *gateway) health(ctx context.Context) (*Health, error) {
 	return &h, nil
 }
 
-// upstreamBreaker returns the breaker state of an upstream or vendor.
+// breaker returns the breaker state of an upstream or vendor.
 func (h *Health) breaker(name string) string {
 	for _, u := range h.Upstreams {
 		if u.Name == name {
