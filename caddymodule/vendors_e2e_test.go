@@ -38,58 +38,8 @@ func vendorCaddyfile(o vendorOptions) string {
 		// authentication is tested in records_auth_e2e_test.go.
 		o.site = "craftedge_records {\n\t\tallow_anonymous_writes\n\t}"
 	}
-	public := "public"
-	if o.private {
-		public = ""
-	}
-	return fmt.Sprintf(`{
-%s	grace_period 1ns
-	skip_install_trust
-	craftedge {
-		storage %s
-		memory 16MiB
-		jobs {
-			kind vendor.sync {
-				backoff 10ms 50ms
-			}
-			kind outbox {
-				backoff 10ms 50ms
-			}
-		}
-		vendor shop {
-			base_url %s
-			version path v2
-			header Authorization "Bearer {env.SHOP_TOKEN}"
-			timeout 2s
-			rate 1000/s burst 1000
-			retries 1
-			hedge 0s
-			breaker {
-				failures 50
-				successes 1
-				cooldown 1s
-			}
-			%s
-			resource product {
-				get /products/{id}
-				list "/products?updated_since={since}&page={page}&per_page={per_page}" items data has_more has_more per_page 10
-				upsert PUT /products/{id}
-				id id
-				version version
-				updated updated_at
-				field title title.en required
-				field price price.amount required
-				tags shop:product:{id}
-				%s
-				%s
-			}
-		}
-	}
-}
-%s {
-	%s
-}
-`, e2e.GlobalPorts(), o.storage, o.baseURL, o.vendor, public, o.resource, e2e.SiteAddr, o.site)
+	return e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Vendor: o.vendor,
+		Resource: o.resource, Public: !o.private, Site: o.site})
 }
 
 type vendorEnv struct {
