@@ -1,6 +1,13 @@
 package e2e
 
-import "fmt"
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/craftedge/craftedge/vendorsim"
+)
 
 // VendorConfig is a test config of a gateway in front of one vendor: the
 // vendor simulator's commerce API as vendor "shop" with its resource
@@ -74,4 +81,50 @@ func VendorCaddyfile(c VendorConfig) string {
 	%s
 }
 `, GlobalPorts(), c.Storage, c.BaseURL, c.Vendor, public, c.Resource, SiteAddr, c.Site)
+}
+
+// VendorLiveSite is a site body routing /shop-api/* to the shop vendor
+// through the craftedge handler (live read-through, handlerExtra added to
+// its block) and the rest to the read model (craftedge_records, open to
+// anonymous writes).
+func VendorLiveSite(handlerExtra string) string {
+	return `handle_path /shop-api/* {
+		craftedge {
+			vendor shop
+			ttl 1m
+			stale 1h
+			timeout 2s
+			` + handlerExtra + `
+		}
+	}
+	handle {
+		craftedge_records {
+			allow_anonymous_writes
+		}
+	}`
+}
+
+// StartVendorSim starts the vendor simulator with that many products on
+// 127.0.0.1, closed when the test ends, and sets SHOP_TOKEN (the
+// credential of VendorCaddyfile's vendor) to its token. It returns the
+// simulator and its base URL.
+func StartVendorSim(t *testing.T, products int) (*vendorsim.Sim, string) {
+	t.Helper()
+	t.Setenv("SHOP_TOKEN", vendorsim.DefaultCommerceToken)
+	sim := vendorsim.New(vendorsim.Options{Products: products, Seed: 1})
+	t.Cleanup(func() { _ = sim.Close() })
+	srv, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, srv.URL()
+}
+
+// StartVendorConfig is StartConfig for a vendor config (no origin of the
+// test), with a client that reads bodies as a browser would: decompressed.
+func StartVendorConfig(t *testing.T, caddyfile, storage string) *Gateway {
+	t.Helper()
+	g := StartConfig(t, nil, caddyfile, storage)
+	g.Client = &http.Client{Timeout: 10 * time.Second}
+	return g
 }
