@@ -138,6 +138,12 @@ func WriteError(w http.ResponseWriter, status int, body ErrorBody) error {
 	return writeJSON(w, status, body)
 }
 
+// writeAPIError answers with status and the error body (see ErrorBody)
+// saying fmt.Sprintf(format, args...).
+func writeAPIError(w http.ResponseWriter, status int, format string, args ...any) error {
+	return WriteError(w, status, ErrorBody{Error: fmt.Sprintf(format, args...)})
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

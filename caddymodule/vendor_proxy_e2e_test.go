@@ -15,24 +15,9 @@ import (
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
-// liveVendorSite routes /shop-api/* to the shop vendor through the
-// craftedge handler (live read-through) and the rest to the read model.
-func liveVendorSite(handlerExtra string) string {
-	return `handle_path /shop-api/* {
-		craftedge {
-			vendor shop
-			ttl 1m
-			stale 1h
-			timeout 2s
-			` + handlerExtra + `
-		}
-	}
-	handle {
-		craftedge_records {
-			allow_anonymous_writes
-		}
-	}`
-}
+// liveVendorSite routes /shop-api/* to the shop vendor's live route and
+// the rest to the read model.
+func liveVendorSite(handlerExtra string) string { return e2e.VendorLiveSite(handlerExtra) }
 
 func TestVendorLiveReadThrough(t *testing.T) {
 	o := vendorOptions{site: liveVendorSite("")}

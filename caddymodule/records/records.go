@@ -1,4 +1,4 @@
-package caddymodule
+package records
 
 import (
 	"crypto/sha256"
@@ -20,6 +20,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendors"
@@ -28,7 +29,7 @@ import (
 func init() {
 	caddy.RegisterModule(RecordsHandler{})
 	httpcaddyfile.RegisterHandlerDirective("craftedge_records", parseRecordsDirective)
-	// Ordered in directives.go.
+	// Ordered in caddymodule/directives.go, with the other craftedge directives.
 }
 
 // Defaults of the records handler.
@@ -76,7 +77,8 @@ type RecordsHandler struct {
 	// not public still need authentication.
 	AllowAnonymousWrites bool `json:"allow_anonymous_writes,omitempty"`
 
-	app    *App
+	app    *caddymodule.App
+	logger *zap.Logger
 	tokens [][sha256.Size]byte // hashes of the resolved BearerTokens
 }
 
@@ -93,6 +95,7 @@ func (RecordsHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision binds the handler to the craftedge app.
 func (h *RecordsHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
 	if h.MaxAge == 0 {
 		h.MaxAge = caddy.Duration(defaultRecordsMaxAge)
 	}
@@ -119,9 +122,9 @@ func (h *RecordsHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("craftedge_records: loading the craftedge app: %w", err)
 	}
-	h.app = appIface.(*App)
+	h.app = appIface.(*caddymodule.App)
 	if h.AllowAnonymousWrites {
-		ctx.Logger().Warn("craftedge_records: allow_anonymous_writes is on: anyone who can reach this route can write " +
+		h.logger.Warn("craftedge_records: allow_anonymous_writes is on: anyone who can reach this route can write " +
 			"to your vendors with the site's vendor credentials and read outbox jobs; remove it unless the route is " +
 			"protected some other way")
 	}
@@ -138,17 +141,6 @@ func isEnvPlaceholder(s string) bool {
 	return ok && name != "" && !strings.ContainsAny(name, "{}")
 }
 
-// authUser returns the user an authentication handler in front of this
-// one (basic_auth, forward_auth) set in {http.auth.user.id}, or "".
-func authUser(r *http.Request) string {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl == nil {
-		return ""
-	}
-	user, _ := repl.GetString("http.auth.user.id")
-	return user
-}
-
 // idempotencyKey is the job key of a write with an Idempotency-Key: the
 // caller's key within the caller's namespace (its user, a hash of its
 // bearer token, or "anonymous"), for this record and this body. A retry of
@@ -157,7 +149,7 @@ func authUser(r *http.Request) string {
 // of its own instead of being handed (and shown) someone else's.
 func idempotencyKey(r *http.Request, vendor, resource, id string, body []byte, key string) string {
 	caller := "anonymous"
-	if user := authUser(r); user != "" {
+	if user := caddymodule.AuthUser(r); user != "" {
 		caller = "user:" + user
 	} else if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
@@ -185,7 +177,7 @@ const (
 // or a bearer token matching one of h's (every token is compared, each in
 // constant time).
 func (h *RecordsHandler) authenticate(r *http.Request) authResult {
-	if authUser(r) != "" {
+	if caddymodule.AuthUser(r) != "" {
 		return authOK
 	}
 	if len(h.tokens) == 0 {
@@ -222,9 +214,9 @@ func (h *RecordsHandler) refuse(w http.ResponseWriter, res authResult, what stri
 }
 
 // writeAPIError answers a records API request with status and the error
-// body (see ErrorBody) saying fmt.Sprintf(format, args...).
+// body (caddymodule.ErrorBody) saying fmt.Sprintf(format, args...).
 func writeAPIError(w http.ResponseWriter, status int, format string, args ...any) error {
-	return WriteError(w, status, ErrorBody{Error: fmt.Sprintf(format, args...)})
+	return caddymodule.WriteError(w, status, caddymodule.ErrorBody{Error: fmt.Sprintf(format, args...)})
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -266,7 +258,7 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 	}
 	vendor, resource := parts[0], parts[1]
 	vc, ok := h.app.Vendors[vendor]
-	var res *VendorResource
+	var res *caddymodule.VendorResource
 	if ok {
 		res, ok = vc.Resources[resource]
 	}
@@ -302,14 +294,14 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 }
 
 func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, vendor, resource, id string, public bool) error {
-	rec, err := h.app.records.Get(vendor, resource, id)
+	rec, err := h.app.Record(vendor, resource, id)
 	switch {
 	case errors.Is(err, vendors.ErrNotFound):
 		return writeAPIError(w, http.StatusNotFound, "no %s %q", resource, id)
 	case errors.Is(err, vendors.ErrInvalidRequest):
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	case err != nil:
-		return recordsReadError(w, h.app.logger, err)
+		return caddymodule.WriteRecordsReadError(w, h.logger, err)
 	}
 	if rec.Deleted {
 		return writeAPIError(w, http.StatusGone, "%s %q was deleted", resource, id)
@@ -318,7 +310,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	h.app.sealing.keepPrivate(w.Header(), vendor, resource)
+	h.app.KeepPrivate(w.Header(), vendor, resource)
 	return h.writeRead(w, r, body, rec.Tags, public)
 }
 
@@ -357,14 +349,14 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 		}
 		*p.dst = n
 	}
-	pg, err := h.app.records.List(vendor, resource, since, page, perPage)
+	pg, err := h.app.ListRecords(vendor, resource, since, page, perPage)
 	if errors.Is(err, vendors.ErrInvalidRequest) {
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
 	if err != nil {
-		return recordsReadError(w, h.app.logger, err)
+		return caddymodule.WriteRecordsReadError(w, h.logger, err)
 	}
-	tags := []string{collectionTag(vendor, resource)}
+	tags := []string{caddymodule.CollectionTag(vendor, resource)}
 	seen := map[string]bool{}
 	for _, rec := range pg.Records {
 		for _, t := range rec.Tags {
@@ -378,7 +370,7 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	h.app.sealing.keepPrivate(w.Header(), vendor, resource)
+	h.app.KeepPrivate(w.Header(), vendor, resource)
 	return h.writeRead(w, r, body, tags, public)
 }
 
@@ -416,14 +408,7 @@ func (h *RecordsHandler) writeRead(w http.ResponseWriter, r *http.Request, body 
 	return err
 }
 
-// OutboxAccepted is the body of a 202 answer to a write.
-type OutboxAccepted struct {
-	Job      string     `json:"job"`
-	State    jobs.State `json:"state"`
-	Location string     `json:"location"`
-}
-
-func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, vendor, resource, id string, res *VendorResource) error {
+func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, vendor, resource, id string, res *caddymodule.VendorResource) error {
 	if res.Upsert == nil {
 		return writeAPIError(w, http.StatusMethodNotAllowed, "resource %q of vendor %q is read-only", resource, vendor)
 	}
@@ -441,39 +426,36 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 	if !json.Valid(body) {
 		return writeAPIError(w, http.StatusBadRequest, "body is not valid JSON")
 	}
-	payload, err := h.app.encodeOutboxPayload(vendor, resource, id, body)
+	req, err := h.app.OutboxWrite(vendor, resource, id, body)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	// The request id ties the job's log lines to this request's.
-	req := jobs.EnqueueRequest{Kind: jobKindOutbox, Payload: payload, Correlation: requestID(r)}
-	if id != "" {
-		req.Entity = vendor + ":" + resource + ":" + id
-	}
+	req.Correlation = caddymodule.RequestID(r)
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
 		req.Key = idempotencyKey(r, vendor, resource, id, body, k)
 	}
 	// Enqueue returns once the job is committed and fsynced.
-	job, created, err := h.app.jobs.Enqueue(r.Context(), req)
+	job, created, err := h.app.JobQueue().Enqueue(r.Context(), req)
 	if errors.Is(err, jobs.ErrInvalid) {
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
 	if errors.Is(err, jobs.ErrUnavailable) {
-		return h.app.refuseDurableWrite(w, "outbox write", err)
+		return h.app.RefuseDurableWrite(w, "outbox write", err)
 	}
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
-	h.app.logger.Info("outbox write accepted", zap.String("request_id", req.Correlation), zap.String("job_id", job.ID),
+	h.logger.Info("outbox write accepted", zap.String("request_id", req.Correlation), zap.String("job_id", job.ID),
 		zap.String("vendor", vendor), zap.String("resource", resource), zap.Bool("created", created))
 	loc := recordsPrefix + "outbox/" + job.ID
 	w.Header().Set("Location", loc)
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusAccepted, OutboxAccepted{Job: job.ID, State: job.State, Location: loc})
+	return caddymodule.WriteJSON(w, http.StatusAccepted, caddymodule.OutboxAccepted{Job: job.ID, State: job.State, Location: loc})
 }
 
 func (h *RecordsHandler) serveOutboxJob(w http.ResponseWriter, id string) error {
-	job, err := h.app.jobs.Get(id)
+	job, err := h.app.OutboxJob(id)
 	switch {
 	case errors.Is(err, jobs.ErrInvalidID):
 		return writeAPIError(w, http.StatusBadRequest, "invalid job id %q", id)
@@ -482,12 +464,8 @@ func (h *RecordsHandler) serveOutboxJob(w http.ResponseWriter, id string) error 
 	case err != nil:
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	if job.Kind != jobKindOutbox {
-		return writeAPIError(w, http.StatusNotFound, "no job %q", id)
-	}
-	job.Context = nil
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, job)
+	return caddymodule.WriteJSON(w, http.StatusOK, job)
 }
 
 func parseRecordsDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -514,13 +492,13 @@ func (h *RecordsHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "max_age":
-			dur, err := parseDuration(d)
+			dur, err := caddymodule.ParseDuration(d)
 			if err != nil {
 				return err
 			}
 			h.MaxAge = dur
 		case "max_body_size":
-			n, err := parseSize(d)
+			n, err := caddymodule.ParseSize(d)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package caddymodule
+package records
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendorsim"
@@ -44,26 +45,13 @@ func wantRefused(t *testing.T, what string, r e2e.Response) {
 	if r.Status != http.StatusUnauthorized && r.Status != http.StatusForbidden {
 		t.Fatalf("%s: status %d, want 401 or 403; body %s", what, r.Status, r.Body)
 	}
-	var e ErrorBody
+	var e caddymodule.ErrorBody
 	if err := json.Unmarshal([]byte(r.Body), &e); err != nil || e.Error == "" {
 		t.Fatalf("%s: body %q is not {\"error\":…}", what, r.Body)
 	}
 	if cc := r.Header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
 		t.Fatalf("%s: Cache-Control %q, want no-store", what, cc)
 	}
-}
-
-func outboxJobs(t *testing.T) []jobs.Job {
-	t.Helper()
-	app := currentApp.Load()
-	if app == nil {
-		t.Fatal("no running craftedge app")
-	}
-	js, err := app.jobs.List(jobs.ListFilter{Kind: jobKindOutbox})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 func TestRecordsAnonymousWritesRefused(t *testing.T) {
@@ -79,7 +67,7 @@ func TestRecordsAnonymousWritesRefused(t *testing.T) {
 	// authentication.
 	wantRefused(t, "PUT with an unchecked Authorization", e.Do(http.MethodPut, "/vendors/v1/shop/product/5",
 		map[string]string{"Authorization": "Bearer " + vendorsim.DefaultCommerceToken}, productBody("Pwned")))
-	if js := outboxJobs(t); len(js) != 0 {
+	if js := e.outboxJobs(); len(js) != 0 {
 		t.Fatalf("outbox jobs after refused writes: %+v", js)
 	}
 	if w := e.sim.Writes(); len(w) != 0 {
@@ -133,7 +121,7 @@ func TestRecordsWritesWithBearerToken(t *testing.T) {
 	e2e.WantStatus(t, r2, http.StatusAccepted)
 
 	// Outbox ids are 128 random bits, and a job's state needs the token.
-	var a1, a2 OutboxAccepted
+	var a1, a2 caddymodule.OutboxAccepted
 	if err := json.Unmarshal([]byte(r1.Body), &a1); err != nil {
 		t.Fatal(err)
 	}

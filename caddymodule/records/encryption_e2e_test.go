@@ -1,4 +1,4 @@
-package caddymodule
+package records
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/sealed"
@@ -95,7 +96,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	r = e.Do(http.MethodPut, "/vendors/v1/shop/product/4", map[string]string{"Content-Type": "application/json"},
 		`{"sku":"`+written+`","title":{"en":"Lamp"},"price":{"amount":1299,"currency":"EUR"},"stock":3}`)
 	e2e.WantStatus(t, r, http.StatusAccepted)
-	var acc OutboxAccepted
+	var acc caddymodule.OutboxAccepted
 	_ = json.Unmarshal([]byte(r.Body), &acc)
 	job := e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 	if strings.Contains(string(job.Payload), written) || !strings.Contains(string(job.Payload), `"sealed":"enc:v1:k1:`) {
@@ -172,7 +173,7 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	e.sync("first", jobs.StateDone)
 	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/5", nil, `{"sku":"SKU-W","title":{"en":"Mug"},"price":{"amount":999,"currency":"EUR"},"stock":1}`)
 	e2e.WantStatus(t, r, http.StatusAccepted)
-	var acc OutboxAccepted
+	var acc caddymodule.OutboxAccepted
 	_ = json.Unmarshal([]byte(r.Body), &acc)
 	e2e.WaitJobState(e.Gateway, acc.Job, jobs.StateDone)
 
@@ -189,7 +190,7 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	// Re-encrypt online: every record and the outbox payload move to k2.
 	r = e.Admin(http.MethodPost, "/craftedge/reencrypt", "")
 	e2e.WantStatus(t, r, 200)
-	var rep ReencryptReport
+	var rep caddymodule.ReencryptReport
 	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Reencrypt(context.Background(), ReencryptOptions{Config: cfg})
+	rep, err = caddymodule.Reencrypt(context.Background(), caddymodule.ReencryptOptions{Config: cfg})
 	if err != nil || !rep.Compacted || rep.Records.Scanned != 12 || rep.Records.Resealed != 0 {
 		t.Fatalf("Reencrypt = %+v, %v", rep, err)
 	}
@@ -253,7 +254,7 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	}
 	// The offline command refuses a file that is in use.
 	cfg3, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(o.caddyfile(o)), nil)
-	if _, err := Reencrypt(context.Background(), ReencryptOptions{Config: cfg3, LockTimeout: 50 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "locked") {
+	if _, err := caddymodule.Reencrypt(context.Background(), caddymodule.ReencryptOptions{Config: cfg3, LockTimeout: 50 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("Reencrypt on a running instance's file: %v", err)
 	}
 }
@@ -292,7 +293,7 @@ func TestEncryptionConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Reencrypt(context.Background(), ReencryptOptions{Config: cfg}); err == nil || !strings.Contains(err.Error(), "16 bytes") || strings.Contains(err.Error(), short) {
+	if _, err := caddymodule.Reencrypt(context.Background(), caddymodule.ReencryptOptions{Config: cfg}); err == nil || !strings.Contains(err.Error(), "16 bytes") || strings.Contains(err.Error(), short) {
 		t.Fatalf("Reencrypt with a short key: %v", err)
 	}
 }
@@ -354,7 +355,7 @@ func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
 	e.Tester.InitServer(o.caddyfile(o), "caddyfile")
 	r := e.Admin(http.MethodPost, "/craftedge/reencrypt", "")
 	e2e.WantStatus(t, r, 200)
-	var rep ReencryptReport
+	var rep caddymodule.ReencryptReport
 	if err := json.Unmarshal([]byte(r.Body), &rep); err != nil || rep.LiveSnapshotsDeleted != 1 {
 		t.Fatalf("reencrypt = %s", r.Body)
 	}
