@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -426,16 +424,7 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		{"cdn {\n\t\t\ttimeout 1s\n\t\t\ttesthook\n\t\t}", "testhook needs a URL", 2},
 		{"cdn {\n\t\t\ttesthook http://x\n\t\t\tfrobnicate\n\t\t}", `testhook: unrecognized subdirective "frobnicate"`, 2},
 	} {
-		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: tc.block})
-		line := 1 + strings.Count(cfg[:strings.Index(cfg, "cdn ")], "\n") + tc.line
-		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-		if err == nil {
-			t.Errorf("%q: adapted without error", tc.block)
-			continue
-		}
-		if want := fmt.Sprintf("Caddyfile:%d", line); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %q, want %q at %s", tc.block, err, tc.want, want)
-		}
+		e2e.WantGlobalError(t, o, storage, tc.block, tc.want, tc.line)
 	}
 }
 
@@ -446,11 +435,7 @@ func TestCDNCaddyfileForms(t *testing.T) {
 	storage := filepath.Join(t.TempDir(), "x.db")
 	adapt := func(block string) string {
 		t.Helper()
-		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: block})
-		b, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-		if err != nil {
-			t.Fatalf("%q: %v", block, err)
-		}
+		b := e2e.Adapt(t, e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: block}))
 		var c struct {
 			Apps struct {
 				Craftedge struct {
@@ -481,10 +466,7 @@ func TestCDNJSONProviderErrors(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	storage := filepath.Join(t.TempDir(), "x.db")
 	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn testhook http://127.0.0.1:9/hook"})
-	b, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := e2e.Adapt(t, cfg)
 	for _, tc := range []struct{ from, to, want string }{
 		{`"provider":"testhook"`, `"provider":"akamai"`, "craftedge.cdn.akamai"},
 		{`"provider":{"provider":"testhook","url":"http://127.0.0.1:9/hook"}`, `"timeout":1`, "cdn: no provider"},

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
@@ -300,16 +299,7 @@ func TestProviderCaddyfileErrors(t *testing.T) {
 		{"cdn generic http://127.0.0.1:1/p {\n\t\t\theader X-Site a\n\t\t\theader x-site b\n\t\t}", "cdn: header X-Site is set twice", 2},
 		{"cdn cloudflare z {\n\t\t\ttoken t\n\t\t}\n\t\tcdn fastly s {\n\t\t\ttoken t\n\t\t}", "cdn is configured twice", 3},
 	} {
-		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: tc.block})
-		line := 1 + strings.Count(cfg[:strings.Index(cfg, "cdn ")], "\n") + tc.line
-		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-		if err == nil {
-			t.Errorf("%q: adapted without error", tc.block)
-			continue
-		}
-		if want := fmt.Sprintf("Caddyfile:%d", line); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %q, want %q at %s", tc.block, err, tc.want, want)
-		}
+		e2e.WantGlobalError(t, o, storage, tc.block, tc.want, tc.line)
 	}
 	// Through a real load too.
 	e2e.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn fastly svc"}), "fastly needs a token")
@@ -325,10 +315,7 @@ func TestProviderJSONErrors(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	storage := filepath.Join(t.TempDir(), "x.db")
 	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn generic http://127.0.0.1:9/purge {\n\t\t\theader X-Site a\n\t\t}"})
-	b, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := e2e.Adapt(t, cfg)
 	from := `{"headers":{"X-Site":"a"},"provider":"generic","url":"http://127.0.0.1:9/purge"}`
 	if !strings.Contains(string(b), from) {
 		t.Fatalf("%s not in %s", from, b)
