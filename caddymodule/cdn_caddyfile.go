@@ -83,18 +83,21 @@ func (a *App) unmarshalCDN(d *caddyfile.Dispenser) error {
 		return fmt.Errorf("%s:%d: %s", file, line, msg)
 	}
 	tokens := slices.Clone(provider)
-	if len(rest) > 0 {
-		pd := caddyfile.NewDispenser(provider)
-		pd.Next()
-		n := 1
-		for pd.NextArg() {
-			n++
-		}
-		if n < len(provider) {
-			pd.Next()
+	pd := caddyfile.NewDispenser(provider)
+	pd.Next()
+	for pd.NextArg() {
+	}
+	for nesting := pd.Nesting(); pd.NextBlock(nesting); {
+		if len(rest) > 0 {
 			return pd.Errf("cdn: %s has a block of its own and lines in the cdn block (%s): give them in one place",
 				providerName, strings.Join(passed, ", "))
 		}
+		if pd.Val() == "timeout" {
+			return pd.Errf("cdn: timeout belongs to the cdn block, not to %s's", providerName)
+		}
+		pd.NextSegment()
+	}
+	if len(rest) > 0 {
 		// The cdn block's own braces (seg[1+nargs] and the last token)
 		// enclose the lines handed over; the opening one moves to the
 		// provider line, so the module sees `<provider> <args> {`.

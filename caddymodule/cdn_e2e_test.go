@@ -418,8 +418,9 @@ func TestCDNCaddyfileErrors(t *testing.T) {
 		{"cdn testhook http://x {\n\t\t\ttimeout -1s\n\t\t}", "must not be negative", 1},
 		{"cdn testhook http://x {\n\t\t\ttimeout 1s 2s\n\t\t}", `too many arguments to timeout: "2s"`, 1},
 		{"cdn testhook http://x {\n\t\t\ttoken t\n\t\t\ttesthook http://y\n\t\t}", "provider given twice (testhook and testhook)", 2},
-		{"cdn {\n\t\t\ttesthook http://x {\n\t\t\t\ttoken t\n\t\t\t}\n\t\t\ttoken u\n\t\t}", "testhook has a block of its own and lines in the cdn block (token)", 1},
+		{"cdn {\n\t\t\ttesthook http://x {\n\t\t\t\ttoken t\n\t\t\t}\n\t\t\ttoken u\n\t\t}", "testhook has a block of its own and lines in the cdn block (token)", 2},
 		{"cdn testhook http://x {\n\t\t\ttoken t\n\t\t}\n\t\tcdn testhook http://y", "cdn is configured twice", 3},
+		{"cdn {\n\t\t\ttesthook http://x {\n\t\t\t\ttoken t\n\t\t\t\ttimeout 1s\n\t\t\t}\n\t\t}", "cdn: timeout belongs to the cdn block, not to testhook's", 3},
 		// The module's own errors name their lines.
 		{"cdn {\n\t\t\ttimeout 1s\n\t\t\ttesthook\n\t\t}", "testhook needs a URL", 2},
 		{"cdn {\n\t\t\ttesthook http://x\n\t\t\tfrobnicate\n\t\t}", `testhook: unrecognized subdirective "frobnicate"`, 2},
