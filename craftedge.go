@@ -9,6 +9,8 @@ import (
 	// the directives not yet in a package of their own.
 	_ "github.com/craftedge/craftedge/caddymodule"
 	// One package per module family, as Caddy's modules/standard does.
+	// CDN providers: guest modules of the craftedge.cdn namespace.
+	_ "github.com/craftedge/craftedge/caddymodule/cdn"
 	_ "github.com/craftedge/craftedge/caddymodule/records"
 	_ "github.com/craftedge/craftedge/caddymodule/status"
 	_ "github.com/craftedge/craftedge/caddymodule/webhookhandler"

@@ -117,7 +117,8 @@ type App struct {
 	webhookReceivers  map[string]*signedReceiver
 	stopReplaySweeper func()
 
-	// cdn is the provisioned CDN (resolved token, client); nil when none.
+	// cdn is the provisioned CDN (its provider module, the client); nil
+	// when none.
 	cdn *cdnTarget
 
 	upstreamsMu *sync.Mutex

@@ -76,7 +76,7 @@ func (a *App) enqueueCDNPurge(p *PurgeRequest, source string, job *jobs.Ref) (st
 	if takeFault(&cdnEnqueueFaults) {
 		return "", errors.New("jobs: enqueue cdn.purge: injected fault")
 	}
-	payload := cdnPurgePayload{Provider: a.cdn.cfg.Provider, Source: source, Tags: p.Tags, URLs: p.URLs,
+	payload := cdnPurgePayload{Provider: a.cdn.name, Source: source, Tags: p.Tags, URLs: p.URLs,
 		Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All}
 	req := jobs.EnqueueRequest{Kind: jobKindCDNPurge}
 	if job != nil {
@@ -148,12 +148,13 @@ func (a *App) runCDNPurge(ctx context.Context, t *jobs.Task) error {
 	if target == nil {
 		return jobs.Permanent(errors.New("cdn.purge: no cdn is configured (configure one and replay the dead letters, or flush them)"))
 	}
-	fields := append(jobLogFields(ctx), zap.String("provider", target.cfg.Provider), zap.String("source", p.Source))
+	fields := append(jobLogFields(ctx), zap.String("provider", target.name), zap.String("source", p.Source))
 	if cdnPurgedAllSince(target.key, t.Job.CreatedAt) {
 		a.logger.Info("cdn purge superseded by a later purge-all", fields...)
 		return nil
 	}
-	calls, skipped, err := target.cdnCalls(&p)
+	calls, skipped, err := target.provider.PurgeCalls(&PurgeRequest{Tags: p.Tags, URLs: p.URLs,
+		Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All})
 	if err != nil {
 		return jobs.Permanent(fmt.Errorf("cdn.purge: %w", err))
 	}
@@ -193,22 +194,25 @@ func (a *App) runCDNPurge(ctx context.Context, t *jobs.Task) error {
 // and transport errors retried with backoff; other answers permanent
 // (dead letter). Errors name the call and carry a redacted snippet of
 // the answer, never the token.
-func (t *cdnTarget) send(ctx context.Context, c cdnCall) error {
-	provider := t.cfg.Provider
+func (t *cdnTarget) send(ctx context.Context, c CDNCall) error {
+	provider := t.name
 	var body io.Reader
-	if c.body != nil {
-		body = bytes.NewReader(c.body)
+	if c.Body != nil {
+		body = bytes.NewReader(c.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
+	req, err := http.NewRequestWithContext(ctx, c.Method, c.URL, body)
 	if err != nil {
 		observeCDNRequest(provider, cdnOutcomeFailed)
-		return jobs.Permanent(fmt.Errorf("cdn %s: %s: %v", provider, c.what, err))
+		return jobs.Permanent(fmt.Errorf("cdn %s: %s: %v", provider, c.What, err))
 	}
-	req.Header = c.header.Clone()
+	req.Header = c.Header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
 	resp, err := t.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("cdn %s: %s: %w", provider, c.what, ctx.Err())
+			return fmt.Errorf("cdn %s: %s: %w", provider, c.What, ctx.Err())
 		}
 		// url.Error repeats the URL; keep only the cause.
 		var ue *url.Error
@@ -216,52 +220,41 @@ func (t *cdnTarget) send(ctx context.Context, c cdnCall) error {
 			err = ue.Err
 		}
 		observeCDNRequest(provider, cdnOutcomeRetry)
-		return fmt.Errorf("cdn %s: %s: %v", provider, c.what, err)
+		return fmt.Errorf("cdn %s: %s: %v", provider, c.What, err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, cdnMaxErrorBody))
 	code := resp.StatusCode
 	switch {
 	case code >= 200 && code < 300:
-		if provider == cdnCloudflare && cloudflareUnsuccessful(answer) {
-			observeCDNRequest(provider, cdnOutcomeRetry)
-			return fmt.Errorf("cdn %s: %s: %d but success is false: %s", provider, c.what, code, t.snippet(answer))
+		if c.Check != nil {
+			if err := c.Check(answer); err != nil {
+				observeCDNRequest(provider, cdnOutcomeRetry)
+				return fmt.Errorf("cdn %s: %s: %d but %v: %s", provider, c.What, code, err, t.snippet(answer))
+			}
 		}
 		observeCDNRequest(provider, cdnOutcomeOK)
 		return nil
 	case code == http.StatusTooManyRequests:
 		observeCDNRequest(provider, cdnOutcomeRetry)
-		err := fmt.Errorf("cdn %s: %s: %d: %s", provider, c.what, code, t.snippet(answer))
+		err := fmt.Errorf("cdn %s: %s: %d: %s", provider, c.What, code, t.snippet(answer))
 		if d, ok := parseCDNRetryAfter(resp.Header.Get("Retry-After"), nowFunc()); ok {
 			return jobs.RetryAfter(err, min(d, cdnMaxRetryAfter))
 		}
 		return err
 	case code == http.StatusRequestTimeout || code >= 500:
 		observeCDNRequest(provider, cdnOutcomeRetry)
-		return fmt.Errorf("cdn %s: %s: %d: %s", provider, c.what, code, t.snippet(answer))
+		return fmt.Errorf("cdn %s: %s: %d: %s", provider, c.What, code, t.snippet(answer))
 	default:
 		observeCDNRequest(provider, cdnOutcomeFailed)
-		return jobs.Permanent(fmt.Errorf("cdn %s: %s: %d: %s", provider, c.what, code, t.snippet(answer)))
+		return jobs.Permanent(fmt.Errorf("cdn %s: %s: %d: %s", provider, c.What, code, t.snippet(answer)))
 	}
-}
-
-// cloudflareUnsuccessful reports a Cloudflare answer saying
-// "success": false (Cloudflare's envelope: success, errors, messages,
-// result).
-func cloudflareUnsuccessful(body []byte) bool {
-	var env struct {
-		Success *bool `json:"success"`
-	}
-	if json.Unmarshal(body, &env) != nil || env.Success == nil {
-		return false
-	}
-	return !*env.Success
 }
 
 // snippet returns the start of an answer, printable, with the target's
 // credentials redacted.
 func (t *cdnTarget) snippet(body []byte) string {
-	s := vendors.Snippet(body, t.secrets, cdnSnippetLen)
+	s := vendors.Snippet(body, t.provider.Secrets(), cdnSnippetLen)
 	if s == "" {
 		s = "(empty answer)"
 	}

@@ -60,7 +60,7 @@ func (a *App) initSeries() {
 	if a.cdn != nil {
 		initCDNMetrics()
 		for _, o := range []string{cdnOutcomeOK, cdnOutcomeRetry, cdnOutcomeFailed} {
-			cdnMetrics.requests.WithLabelValues(a.cdn.cfg.Provider, o)
+			cdnMetrics.requests.WithLabelValues(a.cdn.name, o)
 		}
 		for _, s := range purgeSources {
 			cdnMetrics.enqueueFailures.WithLabelValues(s)
