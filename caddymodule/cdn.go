@@ -20,9 +20,9 @@ const defaultCDNTimeout = 10 * time.Second
 // CDN's API and a CDN outage only delays the purge.
 type CDNConfig struct {
 	// ProviderRaw is the CDN's purge API: a module in the craftedge.cdn
-	// namespace, named by its "provider" field (cloudflare, fastly,
+	// namespace, named by its "name" field (cloudflare, fastly,
 	// generic, or a third party's), with that module's own fields.
-	ProviderRaw json.RawMessage `json:"provider,omitempty" caddy:"namespace=craftedge.cdn inline_key=provider"`
+	ProviderRaw json.RawMessage `json:"provider,omitempty" caddy:"namespace=craftedge.cdn inline_key=name"`
 
 	// Timeout bounds one request to the CDN's API. Default 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`

@@ -115,7 +115,7 @@ func (a *App) unmarshalCDN(d *caddyfile.Dispenser) error {
 		return err
 	}
 	var warnings []caddyconfig.Warning
-	cfg.ProviderRaw = caddyconfig.JSONModuleObject(unm, "provider", providerName, &warnings)
+	cfg.ProviderRaw = caddyconfig.JSONModuleObject(unm, "name", providerName, &warnings)
 	if len(warnings) > 0 {
 		return fmt.Errorf("%s:%d: cdn: encoding %s: %s", file, line, providerName, warnings[0].Message)
 	}

@@ -449,7 +449,7 @@ func TestCDNCaddyfileForms(t *testing.T) {
 		}
 		return string(c.Apps.Craftedge.CDN)
 	}
-	want := `{"provider":{"provider":"testhook","token":"t","url":"http://x"},"timeout":5000000000}`
+	want := `{"provider":{"name":"testhook","token":"t","url":"http://x"},"timeout":5000000000}`
 	for _, block := range []string{
 		"cdn testhook http://x {\n\t\t\ttoken t\n\t\t\ttimeout 5s\n\t\t}",
 		"cdn {\n\t\t\ttoken t\n\t\t\ttimeout 5s\n\t\t\ttesthook http://x\n\t\t}",
@@ -469,8 +469,8 @@ func TestCDNJSONProviderErrors(t *testing.T) {
 	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn testhook http://127.0.0.1:9/hook"})
 	b := e2e.Adapt(t, cfg)
 	for _, tc := range []struct{ from, to, want string }{
-		{`"provider":"testhook"`, `"provider":"akamai"`, "craftedge.cdn.akamai"},
-		{`"provider":{"provider":"testhook","url":"http://127.0.0.1:9/hook"}`, `"timeout":1`, "cdn: no provider"},
+		{`"name":"testhook"`, `"name":"akamai"`, "craftedge.cdn.akamai"},
+		{`"provider":{"name":"testhook","url":"http://127.0.0.1:9/hook"}`, `"timeout":1`, "cdn: no provider"},
 	} {
 		js := string(b)
 		if !strings.Contains(js, tc.from) {

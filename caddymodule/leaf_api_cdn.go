@@ -9,7 +9,7 @@ import (
 
 // CDNNamespace is the Caddy module namespace of CDN providers: a provider
 // named <name> is the module craftedge.cdn.<name>, chosen by the
-// "provider" field of the cdn block's provider object (JSON) or by
+// "name" field of the cdn block's provider object (JSON, as Caddy's dns.providers) or by
 // `cdn <name> …` (Caddyfile).
 const CDNNamespace = "craftedge.cdn"
 

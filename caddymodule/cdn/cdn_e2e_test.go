@@ -316,18 +316,18 @@ func TestProviderJSONErrors(t *testing.T) {
 	storage := filepath.Join(t.TempDir(), "x.db")
 	cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: "cdn generic http://127.0.0.1:9/purge {\n\t\t\theader X-Site a\n\t\t}"})
 	b := e2e.Adapt(t, cfg)
-	from := `{"headers":{"X-Site":"a"},"provider":"generic","url":"http://127.0.0.1:9/purge"}`
+	from := `{"headers":{"X-Site":"a"},"name":"generic","url":"http://127.0.0.1:9/purge"}`
 	if !strings.Contains(string(b), from) {
 		t.Fatalf("%s not in %s", from, b)
 	}
 	for _, tc := range []struct{ to, want string }{
-		{`{"headers":{"X-Site":"a","x-site":"b"},"provider":"generic","url":"http://127.0.0.1:9/purge"}`, "are the same header"},
-		{`{"provider":"generic","url":"ftp://x"}`, "must be an absolute http or https URL"},
-		{`{"provider":"generic"}`, "generic needs a URL"},
-		{`{"provider":"cloudflare","zone":"z"}`, "cloudflare needs a token"},
-		{`{"provider":"fastly","token":"t"}`, "fastly needs a service id"},
-		{`{"provider":"fastly","service":"s","token":"t","endpoint":"http://u:p@x"}`, "must not carry credentials"},
-		{`{"provider":"cloudflare","zone":"z","token":"t","soft":true}`, "unknown field"},
+		{`{"headers":{"X-Site":"a","x-site":"b"},"name":"generic","url":"http://127.0.0.1:9/purge"}`, "are the same header"},
+		{`{"name":"generic","url":"ftp://x"}`, "must be an absolute http or https URL"},
+		{`{"name":"generic"}`, "generic needs a URL"},
+		{`{"name":"cloudflare","zone":"z"}`, "cloudflare needs a token"},
+		{`{"name":"fastly","token":"t"}`, "fastly needs a service id"},
+		{`{"name":"fastly","service":"s","token":"t","endpoint":"http://u:p@x"}`, "must not carry credentials"},
+		{`{"name":"cloudflare","zone":"z","token":"t","soft":true}`, "unknown field"},
 	} {
 		caddytest.AssertLoadError(t, strings.Replace(string(b), from, tc.to, 1), "json", tc.want)
 	}
