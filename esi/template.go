@@ -96,8 +96,32 @@ func Static(body []byte) *Template {
 var ErrBodyMismatch = errors.New("esi: template does not match the stored body")
 
 // check validates t against a body length: parts in bounds, in order and
-// not overlapping, includes with a path.
+// not overlapping, includes with a path-absolute same-site path.
 func (t *Template) check(bodyLen int) error {
+	if err := t.checkRanges(bodyLen); err != nil {
+		return err
+	}
+	for i := range t.Parts {
+		p := &t.Parts[i]
+		if p.Kind != KindInclude {
+			continue
+		}
+		if err := checkPath(p.Src); err != nil {
+			return fmt.Errorf("%w: part %d src: %v", ErrBadTemplate, i, err)
+		}
+		if p.Alt != "" {
+			if err := checkPath(p.Alt); err != nil {
+				return fmt.Errorf("%w: part %d alt: %v", ErrBadTemplate, i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkRanges is the part of check the hit path repeats (templates from
+// Parse or UnmarshalTemplate passed check already): what keeps Write from
+// slicing out of bounds. It does not allocate.
+func (t *Template) checkRanges(bodyLen int) error {
 	if t.BodyLen != bodyLen {
 		return fmt.Errorf("%w: template for %d bytes, body of %d", ErrBodyMismatch, t.BodyLen, bodyLen)
 	}
@@ -111,14 +135,6 @@ func (t *Template) check(bodyLen int) error {
 			}
 			prev = p.End
 		case KindInclude:
-			if err := checkPath(p.Src); err != nil {
-				return fmt.Errorf("%w: part %d src: %v", ErrBadTemplate, i, err)
-			}
-			if p.Alt != "" {
-				if err := checkPath(p.Alt); err != nil {
-					return fmt.Errorf("%w: part %d alt: %v", ErrBadTemplate, i, err)
-				}
-			}
 		default:
 			return fmt.Errorf("%w: part %d of unknown kind %d", ErrBadTemplate, i, p.Kind)
 		}
