@@ -247,6 +247,9 @@ func (a *Assembly) spawnKids(n *node) {
 		}
 		if a.src.Lookup != nil && a.count() {
 			if f, ok := a.src.Lookup(p.Src, k.depth); ok && !f.Private {
+				if f.Outcome == OutcomeMiss {
+					f.Outcome = OutcomeHit // a memory copy, whatever Lookup said
+				}
 				a.settle(k, f, f.Outcome, nil)
 				continue
 			}

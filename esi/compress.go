@@ -45,7 +45,8 @@ var (
 	zstdEncoder, _ = zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedDefault),
 		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true))
+		zstd.WithEncoderCRC(true),
+		zstd.WithZeroFrames(true))
 )
 
 // gzipHeader is a gzip member header: deflate, no flags, no mtime, OS
@@ -107,6 +108,7 @@ type encoder struct {
 	crc    uint32
 	size   uint32 // ISIZE: length modulo 2^32
 	n      int64  // identity bytes written
+	frames int    // zstd frames written
 	err    error
 	buf    []byte // scratch for segments compressed per request
 }
@@ -160,12 +162,17 @@ func (e *encoder) part(body []byte, p *Part) {
 			frame = e.buf
 		}
 		e.write(frame)
+		e.frames++
 	}
 	e.n += int64(len(raw))
 }
 
-// close ends the stream (gzip: final block and trailer).
+// close ends the stream (gzip: final block and trailer; zstd: one empty
+// frame when the page was empty, as a zstd stream holds at least one).
 func (e *encoder) close() error {
+	if e.coding == CodingZstd && e.frames == 0 {
+		e.write(zstdFrame(nil, nil))
+	}
 	if e.coding == CodingGzip {
 		e.write(finalBlock)
 		var trailer [8]byte

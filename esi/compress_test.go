@@ -147,6 +147,32 @@ func TestZstdFramesConcatenated(t *testing.T) {
 
 var zstdDecoderForTest, _ = zstd.NewReader(nil)
 
+// TestEmptyPage: an empty page is a valid empty stream in every coding.
+func TestEmptyPage(t *testing.T) {
+	gz, _ := segmented(t, CodingGzip)
+	zr, err := stdgzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(zr); err != nil || len(b) != 0 {
+		t.Fatalf("gzip: %q %v", b, err)
+	}
+	zs, _ := segmented(t, CodingZstd)
+	if len(zs) == 0 {
+		t.Fatal("zstd: no frame")
+	}
+	if b, err := zstdDecoderForTest.DecodeAll(zs, nil); err != nil || len(b) != 0 {
+		t.Fatalf("zstd: %q %v", b, err)
+	}
+	if tool, err := exec.LookPath("zstd"); err == nil {
+		cmd := exec.Command(tool, "-dc")
+		cmd.Stdin = bytes.NewReader(zs)
+		if out, err := cmd.Output(); err != nil || len(out) != 0 {
+			t.Fatalf("zstd -dc: %q %v", out, err)
+		}
+	}
+}
+
 // TestIdentityPieces: identity output is the pieces as they are.
 func TestIdentityPieces(t *testing.T) {
 	got, want := segmented(t, CodingIdentity, testPieces()...)
