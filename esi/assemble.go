@@ -394,6 +394,16 @@ func treeErr(n *node) error {
 	return nil
 }
 
+// walk calls fn on n's includes in document order, depth first, descending
+// into an include when fn returns true (only ever for a settled one).
+func walk(n *node, fn func(k *node) bool) {
+	for _, k := range n.kids {
+		if k != nil && fn(k) {
+			walk(k, fn)
+		}
+	}
+}
+
 func settled(n *node) bool {
 	select {
 	case <-n.done:
@@ -410,21 +420,12 @@ func settled(n *node) bool {
 // include without onerror="continue" has already failed for good (answer
 // the page's error instead of the page).
 func (a *Assembly) Prepare(w Wait) (Head, error) {
-	var visit func(n *node)
-	visit = func(n *node) {
-		for _, k := range n.kids {
-			if k == nil {
-				continue
-			}
-			if w == WaitAll || a.src.MaybePrivate == nil || a.src.MaybePrivate(k.part.Src) {
-				a.wait(k)
-			}
-			if settled(k) {
-				visit(k)
-			}
+	walk(a.root, func(k *node) bool {
+		if w == WaitAll || a.src.MaybePrivate == nil || a.src.MaybePrivate(k.part.Src) {
+			a.wait(k)
 		}
-	}
-	visit(a.root)
+		return settled(k)
+	})
 
 	a.mu.Lock()
 	a.sealed, a.prepared = true, true
@@ -432,30 +433,23 @@ func (a *Assembly) Prepare(w Wait) (Head, error) {
 
 	var h Head
 	var pageErr error
-	var collect func(n *node)
-	collect = func(n *node) {
-		for _, k := range n.kids {
-			if k == nil {
-				continue
-			}
-			if !settled(k) {
-				h.Pending = true
-				continue
-			}
-			if err := treeErrSettled(k); err != nil {
-				if !k.part.Continue && pageErr == nil {
-					pageErr = fmt.Errorf("%w: %s: %v", ErrFragment, k.part.Src, err)
-				}
-				continue
-			}
-			if k.frag.Private {
-				h.Private = true
-				h.SetCookie = append(h.SetCookie, k.frag.Header.Values("Set-Cookie")...)
-			}
-			collect(k)
+	walk(a.root, func(k *node) bool {
+		if !settled(k) {
+			h.Pending = true
+			return false
 		}
-	}
-	collect(a.root)
+		if err := treeErrSettled(k); err != nil {
+			if !k.part.Continue && pageErr == nil {
+				pageErr = fmt.Errorf("%w: %s: %v", ErrFragment, k.part.Src, err)
+			}
+			return false
+		}
+		if k.frag.Private {
+			h.Private = true
+			h.SetCookie = append(h.SetCookie, k.frag.Header.Values("Set-Cookie")...)
+		}
+		return true
+	})
 	return h, pageErr
 }
 
@@ -545,20 +539,13 @@ func flush(w io.Writer) {
 // (depth first). Take it after Write.
 func (a *Assembly) Reports() []Report {
 	var out []Report
-	var visit func(n *node)
-	visit = func(n *node) {
-		for _, k := range n.kids {
-			if k == nil {
-				continue
-			}
-			if !settled(k) {
-				out = append(out, Report{Src: k.part.Src, Depth: k.depth, Outcome: OutcomePending})
-				continue
-			}
-			out = append(out, k.report)
-			visit(k)
+	walk(a.root, func(k *node) bool {
+		if !settled(k) {
+			out = append(out, Report{Src: k.part.Src, Depth: k.depth, Outcome: OutcomePending})
+			return false
 		}
-	}
-	visit(a.root)
+		out = append(out, k.report)
+		return true
+	})
 	return out
 }

@@ -34,14 +34,7 @@ func newSite() *site {
 // page adds an ESI fragment parsed from body.
 func (s *site) page(t testing.TB, path, body string, o Outcome) {
 	t.Helper()
-	tmpl, err := Parse([]byte(body), testPolicy, DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tmpl.Compress([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	s.frags[path] = Fragment{Body: []byte(body), Template: tmpl, Outcome: o}
+	s.frags[path] = Fragment{Body: []byte(body), Template: parsePage(t, body), Outcome: o}
 }
 
 // gate makes the fetch of path wait for release; started is closed when
