@@ -64,7 +64,8 @@ type Fragment struct {
 	Outcome Outcome
 }
 
-// Sources is the caller's access to fragments. The contract, in the
+// Sources is the caller's access to fragments; its functions are called
+// from several goroutines at once. The contract, in the
 // failure order the assembler follows for each include: Fetch(src); on
 // error Fetch(alt) when the include has one; on error Stale(src), then
 // Stale(alt); on failure nothing when onerror="continue", else the page

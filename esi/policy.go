@@ -20,6 +20,12 @@ type Policy struct {
 	// PHP routing ignore case): the admin-like "/craftedge/" routes, the
 	// vendor proxy "/vendors/", the control panel.
 	Reserved []string
+	// Check, when set, is asked last about every path the policy would
+	// accept (path and query, as Resolve returns it) and refuses it with
+	// an error: the handler plugs in its bypass rules here, so an include
+	// can never be a control panel, action or token request that Reserved
+	// cannot express (Craft's "?p=admin/…" path parameter).
+	Check func(path string) error
 }
 
 // ErrRefused wraps every reason Resolve gives for refusing a reference.
@@ -101,6 +107,11 @@ func (p *Policy) Resolve(ref string) (string, error) {
 		}
 		if strings.HasPrefix(low, r) || low == strings.TrimSuffix(r, "/") || strings.HasPrefix(low+"/", r) {
 			return refuse("path %q is under the reserved prefix %q", truncate(path, 64), r)
+		}
+	}
+	if p.Check != nil {
+		if err := p.Check(path); err != nil {
+			return refuse("%v", err)
 		}
 	}
 	return path, nil

@@ -2,6 +2,7 @@ package esi
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -99,5 +100,22 @@ func TestPolicyHostForms(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("%s://%s: Resolve(%q) err %v, want ok=%v", c.scheme, c.host, c.ref, err, c.ok)
 		}
+	}
+}
+
+// TestPolicyCheck: the caller's own rules (the handler's bypass rules)
+// refuse what prefixes cannot express.
+func TestPolicyCheck(t *testing.T) {
+	pol := &Policy{Scheme: "https", Host: "example.com", Check: func(path string) error {
+		if strings.Contains(path, "p=admin") {
+			return errors.New("control panel request")
+		}
+		return nil
+	}}
+	if _, err := pol.Resolve("/index.php?p=admin/users"); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "control panel") {
+		t.Fatalf("Check not applied: %v", err)
+	}
+	if got, err := pol.Resolve("/index.php?p=news"); err != nil || got != "/index.php?p=news" {
+		t.Fatalf("%q %v", got, err)
 	}
 }
