@@ -31,11 +31,12 @@
 //
 // # Flow
 //
-// At store time: Parse (with a Policy for the page's scheme and host), then
-// Template.Compress(body) to precompute one deflate segment and one zstd
-// frame per static part, then Template.MarshalBinary to keep it beside the
-// entry's body. A fragment's response is stored the same way (Static for a
-// fragment that did not opt in), so it is cached compressed as segments too.
+// At store time: OptedIn(Surrogate-Control values), then Compile (Parse
+// with a Policy for the page's scheme and host, Template.Compress to
+// precompute one deflate segment and one zstd frame per static part,
+// Template.MarshalBinary) and keep the bytes beside the entry's body. A
+// fragment's response is stored the same way (CompileStatic for a fragment
+// that did not opt in), so it is cached compressed as segments too.
 //
 // At hit time: UnmarshalTemplate, NewAssembly (which starts fetching every
 // include in parallel), Assembly.Prepare (which waits for the fragments that
