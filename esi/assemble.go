@@ -246,7 +246,11 @@ func (a *Assembly) spawnKids(n *node) {
 			a.settle(k, Fragment{}, OutcomeFailed, fmt.Errorf("%w: depth %d, limit %d", ErrTooDeep, k.depth, a.lim.MaxDepth))
 			continue
 		}
-		if a.src.Lookup != nil && a.count() {
+		if !a.count() {
+			a.settle(k, Fragment{}, OutcomeFailed, fmt.Errorf("%w: limit %d", ErrTooManyFetches, a.lim.MaxFetches))
+			continue
+		}
+		if a.src.Lookup != nil {
 			if f, ok := a.src.Lookup(p.Src, k.depth); ok && !f.Private {
 				if f.Outcome == OutcomeMiss {
 					f.Outcome = OutcomeHit // a memory copy, whatever Lookup said
@@ -259,8 +263,8 @@ func (a *Assembly) spawnKids(n *node) {
 	}
 }
 
-// count counts one fragment use (lookup or fetch) and reports whether it
-// is within Limits.MaxFetches.
+// count counts one fragment use (an include, or an alt fetched) and
+// reports whether it is within Limits.MaxFetches.
 func (a *Assembly) count() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -268,9 +272,10 @@ func (a *Assembly) count() bool {
 	return a.fetches <= a.lim.MaxFetches
 }
 
-// fetch calls Sources.Fetch under the fetch limit.
-func (a *Assembly) fetch(path string, depth int) (Fragment, error) {
-	if !a.count() {
+// fetch calls Sources.Fetch, counting the fetch against the limit unless
+// it was counted already (an include's src is, when its node is made).
+func (a *Assembly) fetch(path string, depth int, counted bool) (Fragment, error) {
+	if !counted && !a.count() {
 		return Fragment{}, fmt.Errorf("%w: limit %d", ErrTooManyFetches, a.lim.MaxFetches)
 	}
 	if err := a.ctx.Err(); err != nil {
@@ -282,14 +287,14 @@ func (a *Assembly) fetch(path string, depth int) (Fragment, error) {
 // resolve runs the failure order for one include.
 func (a *Assembly) resolve(n *node) {
 	p := n.part
-	frag, err := a.fetch(p.Src, n.depth)
+	frag, err := a.fetch(p.Src, n.depth, true)
 	if err == nil {
 		a.settle(n, frag, frag.Outcome, nil)
 		return
 	}
 	first := err
 	if p.Alt != "" {
-		if f, err := a.fetch(p.Alt, n.depth); err == nil {
+		if f, err := a.fetch(p.Alt, n.depth, false); err == nil {
 			a.settle(n, f, OutcomeAlt, first)
 			return
 		}

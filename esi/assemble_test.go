@@ -341,6 +341,13 @@ func TestAssembleNestingAndLimits(t *testing.T) {
 	if err != nil || out != "leafleaf" {
 		t.Errorf("fetch limit: %q %v", out, err)
 	}
+	// With Lookup, an include found in memory counts once, not twice.
+	src := s.sources()
+	src.Lookup = func(path string, depth int) (Fragment, bool) { return Fragment{}, false }
+	out, _, _, err = assemble(t, page, src, lim, WaitAll)
+	if err != nil || out != "leafleaf" {
+		t.Errorf("fetch limit with Lookup: %q %v", out, err)
+	}
 	failed := 0
 	for _, r := range rs {
 		if r.Outcome == OutcomeFailed && errors.Is(r.Err, ErrTooManyFetches) {
