@@ -555,3 +555,67 @@ func (a *Assembly) Reports() []Report {
 	})
 	return out
 }
+
+// CacheStatus returns one RFC 9211 Cache-Status list member per report,
+// named cacheName, with the fragment's path as its key: "hit" for a fresh
+// copy, "hit; detail=stale" for a stale one, "fwd=miss" for a fetch,
+// "fwd=miss; detail=alt-<alt's outcome>" when alt was served,
+// "detail=placeholder|failed|pending" otherwise; a private fragment's
+// detail ends in "-private" (or is "private"). Append them after the
+// page's own member.
+func CacheStatus(cacheName string, rs []Report) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		var b strings.Builder
+		b.WriteString(cacheName)
+		detail := ""
+		switch r.Outcome {
+		case OutcomeHit:
+			b.WriteString("; hit")
+		case OutcomeStale:
+			b.WriteString("; hit")
+			detail = "stale"
+		case OutcomeMiss:
+			b.WriteString("; fwd=miss")
+		case OutcomeAlt:
+			b.WriteString("; fwd=miss")
+			detail = "alt-" + r.AltOutcome.String()
+		default:
+			detail = r.Outcome.String()
+		}
+		if r.Private {
+			if detail == "" {
+				detail = "private"
+			} else {
+				detail += "-private"
+			}
+		}
+		b.WriteString("; key=")
+		b.WriteString(sfString(r.Src))
+		if detail != "" {
+			b.WriteString("; detail=")
+			b.WriteString(detail)
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// sfString quotes s as an RFC 8941 String (printable ASCII, with " and \
+// escaped; include paths hold nothing else).
+func sfString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			continue
+		}
+		if c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
+	return b.String()
+}

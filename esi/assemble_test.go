@@ -458,3 +458,23 @@ func TestAssembleMisuse(t *testing.T) {
 		t.Error("unknown coding accepted")
 	}
 }
+
+func TestCacheStatus(t *testing.T) {
+	got := CacheStatus("craftedge-esi", []Report{
+		{Src: "/nav", Outcome: OutcomeHit},
+		{Src: "/csrf", Outcome: OutcomeMiss, Private: true},
+		{Src: "/f", Outcome: OutcomeAlt, AltOutcome: OutcomeHit},
+		{Src: "/old", Outcome: OutcomeStale},
+		{Src: `/q?a="b"`, Outcome: OutcomeFailed},
+	})
+	want := []string{
+		`craftedge-esi; hit; key="/nav"`,
+		`craftedge-esi; fwd=miss; key="/csrf"; detail=private`,
+		`craftedge-esi; fwd=miss; key="/f"; detail=alt-hit`,
+		`craftedge-esi; hit; key="/old"; detail=stale`,
+		`craftedge-esi; key="/q?a=\"b\""; detail=failed`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
