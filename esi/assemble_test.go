@@ -384,6 +384,25 @@ func TestAssemblePrivate(t *testing.T) {
 	}
 }
 
+// TestAssembleNestedPrivate: a private fragment inside a cached public one
+// is resolved before the headers too, and marks the response private.
+func TestAssembleNestedPrivate(t *testing.T) {
+	s := newSite()
+	s.page(t, "/box", `[<esi:include src="/who"/>]`, OutcomeHit)
+	hdr := http.Header{"Set-Cookie": {"seen=1"}}
+	s.frags["/who"] = Fragment{Body: []byte("hello, visitor"), Private: true, Header: hdr}
+	out, h, rs, err := assemble(t, `<esi:include src="/box"/>`, s.sources(), DefaultLimits(), WaitPrivate)
+	if err != nil || out != "[hello, visitor]" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if !h.Private || len(h.SetCookie) != 1 || h.Pending {
+		t.Fatalf("head %+v", h)
+	}
+	if got := summary(rs); got != "/box; hit, /who; miss; private" {
+		t.Errorf("reports %q", got)
+	}
+}
+
 // TestAssembleLatePrivate: a fragment that answers private after the
 // headers went out (as shareable) is not written.
 func TestAssembleLatePrivate(t *testing.T) {
