@@ -357,6 +357,9 @@ func (a *Assembly) settle(n *node, f Fragment, o Outcome, err error) {
 // is settled from Stale or as failed (a Fetch ignoring ctx cannot hold the
 // page).
 func (a *Assembly) wait(n *node) {
+	if settled(n) {
+		return
+	}
 	select {
 	case <-n.done:
 		return

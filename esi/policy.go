@@ -139,16 +139,19 @@ func checkPath(path string) error {
 			return fmt.Errorf("encoded byte %#02x in path", c)
 		}
 	}
-	segs := strings.Split(decoded[1:], "/")
-	for i, s := range segs {
+	for rest := decoded[1:]; ; {
+		seg, after, more := strings.Cut(rest, "/")
 		switch {
-		case s == "." || s == "..":
-			return fmt.Errorf("dot segment %q in path", s)
-		case s == "" && i < len(segs)-1:
+		case seg == "." || seg == "..":
+			return fmt.Errorf("dot segment %q in path", seg)
+		case seg == "" && more:
 			return errors.New("empty segment (//) in path")
 		}
+		if !more {
+			return nil
+		}
+		rest = after
 	}
-	return nil
 }
 
 // pathOnly strips the query.
