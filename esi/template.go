@@ -66,7 +66,7 @@ type Refusal struct {
 }
 
 func (r Refusal) String() string {
-	return fmt.Sprintf("esi: include at byte %d refused: %s=%q: %v", r.Offset, r.Attr, r.Value, r.Err)
+	return fmt.Sprintf("include at byte %d, %s=%q: %v", r.Offset, r.Attr, r.Value, r.Err)
 }
 
 // Includes returns the number of include parts.
