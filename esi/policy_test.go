@@ -119,3 +119,21 @@ func TestPolicyCheck(t *testing.T) {
 		t.Fatalf("%q %v", got, err)
 	}
 }
+
+// TestRecheck: a template stored before a prefix was reserved fails the
+// new policy.
+func TestRecheck(t *testing.T) {
+	body := []byte(`<esi:include src="/internal/x" alt="/ok"/>`)
+	old := &Policy{Scheme: "https", Host: "example.com"}
+	tmpl, err := Parse(body, old, DefaultLimits())
+	if err != nil || tmpl.Includes() != 1 {
+		t.Fatal(err)
+	}
+	if err := tmpl.Recheck(old); err != nil {
+		t.Fatal(err)
+	}
+	now := &Policy{Scheme: "https", Host: "example.com", Reserved: []string{"/internal/"}}
+	if err := tmpl.Recheck(now); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Recheck: %v", err)
+	}
+}

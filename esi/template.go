@@ -141,3 +141,25 @@ func (t *Template) checkRanges(bodyLen int) error {
 	}
 	return nil
 }
+
+// Recheck resolves every include of t through pol again, for templates
+// stored under an earlier configuration (a snapshot after a restart, the
+// memory tier across a reload that changed Reserved): an include pol now
+// refuses makes it fail, and the caller re-parses the body or skips it.
+func (t *Template) Recheck(pol *Policy) error {
+	for i := range t.Parts {
+		p := &t.Parts[i]
+		if p.Kind != KindInclude {
+			continue
+		}
+		for _, ref := range []string{p.Src, p.Alt} {
+			if ref == "" {
+				continue
+			}
+			if _, err := pol.Resolve(ref); err != nil {
+				return fmt.Errorf("part %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
