@@ -36,6 +36,7 @@ const (
 
 var outcomeNames = [...]string{"miss", "hit", "stale", "alt", "placeholder", "failed", "pending"}
 
+// String is the outcome's name as Cache-Status details and logs use it.
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]

@@ -65,6 +65,7 @@ type Refusal struct {
 	Err         error
 }
 
+// String describes the refusal for a log line.
 func (r Refusal) String() string {
 	return fmt.Sprintf("include at byte %d, %s=%q: %v", r.Offset, r.Attr, r.Value, r.Err)
 }
