@@ -23,6 +23,8 @@ use RuntimeException;
 final class HealthClient
 {
     private readonly string $mount;
+    /** @var array{0: string, 1: string}|null the status page's CSRF cookie and token */
+    private ?array $csrf = null;
 
     /**
      * @param string $mount the status page's URL, e.g. https://www.example.com/status
@@ -149,21 +151,34 @@ final class HealthClient
         if ($kinds === []) {
             return [];
         }
-        [$cookie, $token] = $this->csrf();
         $out = [];
         foreach ($kinds as $k) {
-            [$code, $body] = $this->request('POST', $this->mount . '/actions/replay', json_encode(['kind' => $k['kind']]), [
-                'Content-Type: application/json',
-                'X-CSRF-Token: ' . $token,
-                'Cookie: craftedge_status_csrf=' . $cookie,
-            ]);
-            $data = json_decode($body, true);
-            if ($code !== 200 || !is_array($data)) {
-                throw new RuntimeException(sprintf('craftedge status: replaying %s answered %d: %s', $k['kind'], $code, self::errorOf($body)));
-            }
-            $out[$k['kind']] = (int) ($data['replayed'] ?? 0);
+            $out[$k['kind']] = $this->replay($k['kind']);
         }
         return $out;
+    }
+
+    /**
+     * Replays the dead letters of one job kind through the status page's
+     * action, as its "Replay all" button does.
+     *
+     * @return int jobs replayed
+     * @throws RuntimeException when the status page or the action fails
+     */
+    public function replay(string $kind): int
+    {
+        $this->csrf ??= $this->csrf();
+        [$cookie, $token] = $this->csrf;
+        [$code, $body] = $this->request('POST', $this->mount . '/actions/replay', json_encode(['kind' => $kind]), [
+            'Content-Type: application/json',
+            'X-CSRF-Token: ' . $token,
+            'Cookie: craftedge_status_csrf=' . $cookie,
+        ]);
+        $data = json_decode($body, true);
+        if ($code !== 200 || !is_array($data)) {
+            throw new RuntimeException(sprintf('craftedge status: replaying %s answered %d: %s', $kind, $code, self::errorOf($body)));
+        }
+        return (int) ($data['replayed'] ?? 0);
     }
 
     /**
