@@ -8,19 +8,19 @@ use Craft;
 use craft\helpers\Html;
 use craft\web\Controller;
 use craft\web\View;
-use craftedge\craft\core\IncludeRefused;
+use craftedge\craft\core\FragmentGate;
 use craftedge\craft\core\IncludeSigner;
 use craftedge\craft\Plugin;
 use craftedge\craft\twig\CraftedgeVariable;
-use yii\web\ForbiddenHttpException;
+use yii\web\HttpException;
 use yii\web\NotFoundHttpException;
 use yii\web\Response;
 
 /**
  * Renders fragments for signed include URLs (/_craftedge/include, see
- * core/IncludeSigner.php), and nothing else: an unsigned, tampered with or
- * expired URL, or one signed for another site, is answered 403 and never
- * renders a template.
+ * core/IncludeSigner.php), and nothing else: core/FragmentGate.php refuses
+ * an unsigned, tampered with or expired URL, or one signed for another
+ * site, with 403 before any template is looked at.
  *
  * A cached fragment ("c") is an ordinary site response: the plugin tags it
  * with Craft's cache info and states its expiry, like a page, so a save
@@ -32,7 +32,8 @@ use yii\web\Response;
  * Craft APIs (craftcms/cms): src/web/Controller.php ($allowAnonymous,
  * renderTemplate()), src/web/View.php (doesTemplateExist(),
  * TEMPLATE_MODE_SITE), src/helpers/Html.php (csrfInput()),
- * src/services/Sites.php (getCurrentSite()). Craft Cloud's counterpart is
+ * src/services/Sites.php (getCurrentSite()); yiisoft/yii2
+ * framework/web/HttpException.php. Craft Cloud's counterpart is
  * src/controllers/EsiController.php (craftcms/cloud-extension-yii2).
  */
 class FragmentController extends Controller
@@ -43,30 +44,24 @@ class FragmentController extends Controller
     {
         $request = Craft::$app->getRequest();
         $response = Craft::$app->getResponse();
-        $response->getHeaders()->set('X-Robots-Tag', 'noindex');
-        if (!$request->getIsGet() && !$request->getIsHead()) {
-            $response->getHeaders()->set('Cache-Control', 'no-store');
-            throw new ForbiddenHttpException('craftedge includes are fetched with GET');
-        }
         $signer = Plugin::getInstance()->edge()->signer();
         if ($signer === null) {
             $response->getHeaders()->set('Cache-Control', 'no-store');
             throw new NotFoundHttpException('craftedge includes are not configured (CRAFTEDGE_INCLUDE_KEY)');
         }
-        try {
-            $include = $signer->verify($request->getQueryParams(), time());
-        } catch (IncludeRefused $e) {
-            Craft::warning('craftedge include refused: ' . $e->getMessage() . ' (' . $request->getUrl() . ')', 'craftedge');
-            $response->getHeaders()->set('Cache-Control', 'no-store');
-            throw new ForbiddenHttpException('Invalid include URL.');
+        $gate = (new FragmentGate($signer))->check(
+            $request->getMethod(),
+            $request->getQueryParams(),
+            Craft::$app->getSites()->getCurrentSite()->handle,
+            time(),
+        );
+        foreach ($gate['headers'] as $name => $value) {
+            $response->getHeaders()->set($name, $value);
         }
-        if ($include['site'] !== Craft::$app->getSites()->getCurrentSite()->handle) {
-            $response->getHeaders()->set('Cache-Control', 'no-store');
-            throw new ForbiddenHttpException('Invalid include URL.');
-        }
-
-        if ($include['kind'] === IncludeSigner::KIND_PRIVATE) {
-            $response->getHeaders()->set('Cache-Control', 'private, no-store');
+        $include = $gate['include'];
+        if ($include === null) {
+            Craft::warning("craftedge include refused ({$gate['reason']}): " . $request->getUrl(), 'craftedge');
+            throw new HttpException($gate['status'], 'Invalid include URL.');
         }
         if ($include['template'] === CraftedgeVariable::CSRF_TEMPLATE && $include['kind'] === IncludeSigner::KIND_PRIVATE) {
             $response->format = Response::FORMAT_HTML;

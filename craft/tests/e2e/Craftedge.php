@@ -14,6 +14,7 @@ use RuntimeException;
  */
 final class Craftedge
 {
+    public const INCLUDE_KEY = 'include-key-for-the-end-to-end-tests-0123';
     public const PURGE_SECRET = 'whsec_Y3JhZnRlZGdlLXBsdWdpbi10ZXN0LXNlY3JldC0zMmJ5dGVz';
     public const STATUS_USER = 'editor';
     public const STATUS_PASSWORD = 'craftedge-demo';
@@ -65,7 +66,7 @@ final class Craftedge
         mkdir($this->dir);
         $origin = self::freePort();
         $this->originUrl = "http://127.0.0.1:$origin";
-        $this->spawn([PHP_BINARY, '-S', "127.0.0.1:$origin", __DIR__ . '/../fixtures/origin.php'], 'origin');
+        $this->spawn([PHP_BINARY, '-S', "127.0.0.1:$origin", __DIR__ . '/../fixtures/origin.php'], 'origin', ['CRAFTEDGE_INCLUDE_KEY' => self::INCLUDE_KEY]);
         self::waitForPort($origin);
 
         $port = self::freePort();
@@ -163,11 +164,14 @@ CADDY;
         return ['status' => $status, 'headers' => $headers, 'body' => (string) $body];
     }
 
-    /** @param list<string> $cmd */
-    private function spawn(array $cmd, string $name): void
+    /**
+     * @param list<string> $cmd
+     * @param array<string, string> $env added to this process's environment
+     */
+    private function spawn(array $cmd, string $name, array $env = []): void
     {
         $log = "{$this->dir}/$name.log";
-        $p = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', $log, 'a'], 2 => ['file', $log, 'a']], $pipes, $this->dir);
+        $p = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', $log, 'a'], 2 => ['file', $log, 'a']], $pipes, $this->dir, $env + getenv());
         if ($p === false) {
             throw new RuntimeException("starting $name failed");
         }

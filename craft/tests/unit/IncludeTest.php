@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace craftedge\craft\tests\unit;
 
+use craftedge\craft\core\FragmentGate;
 use craftedge\craft\core\IncludeHtml;
 use craftedge\craft\core\IncludeRefused;
 use craftedge\craft\core\IncludeSigner;
@@ -98,6 +99,26 @@ final class IncludeTest extends TestCase
         }
         $this->expectException(InvalidArgumentException::class);
         new IncludeSigner('short');
+    }
+
+    public function testFragmentGate(): void
+    {
+        $s = new IncludeSigner(self::KEY);
+        $gate = new FragmentGate($s);
+        $q = self::query($s->url('p', 'default', 'hello', [], self::NOW));
+        $ok = $gate->check('GET', $q, 'default', self::NOW);
+        self::assertSame(200, $ok['status']);
+        self::assertSame('private, no-store', $ok['headers']['Cache-Control']);
+        self::assertSame('hello', $ok['include']['template']);
+        $cached = $gate->check('HEAD', self::query($s->url('c', 'default', 'nav', [], self::NOW)), 'default', self::NOW);
+        self::assertSame(200, $cached['status']);
+        self::assertArrayNotHasKey('Cache-Control', $cached['headers'], 'a cached fragment is tagged and timed like a page');
+        $post = $gate->check('POST', $q, 'default', self::NOW);
+        self::assertSame([405, 'GET, HEAD', null], [$post['status'], $post['headers']['Allow'], $post['include']]);
+        $other = $gate->check('GET', $q, 'de', self::NOW);
+        self::assertSame([403, 'no-store', null], [$other['status'], $other['headers']['Cache-Control'], $other['include']]);
+        $bad = $gate->check('GET', ['template' => 'x'] + $q, 'default', self::NOW);
+        self::assertSame([403, 'bad signature'], [$bad['status'], $bad['reason']]);
     }
 
     public function testHtml(): void
