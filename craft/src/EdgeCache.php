@@ -236,10 +236,14 @@ final class EdgeCache
      */
     public function esiEnabled(): bool
     {
+        $request = Craft::$app->getRequest();
+        if (!$request instanceof Request) {
+            return false; // console: nothing assembles ESI
+        }
         return match ($this->settings->esi) {
             'on' => true,
             'off' => false,
-            default => IncludeHtml::edgeSupportsEsi(Craft::$app->getRequest()->getHeaders()->get('Surrogate-Capability')),
+            default => IncludeHtml::edgeSupportsEsi($request->getHeaders()->get('Surrogate-Capability')),
         };
     }
 }

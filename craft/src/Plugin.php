@@ -84,6 +84,10 @@ class Plugin extends BasePlugin
             });
         }
 
+        // Templates rendered from the console (queue jobs, e-mails) may use
+        // the helpers too; there they render in place.
+        Craft::$app->getView()->registerTwigExtension(new Extension());
+
         if (Craft::$app->getRequest()->getIsConsoleRequest()) {
             return;
         }
@@ -93,7 +97,6 @@ class Plugin extends BasePlugin
             static fn (TemplateEvent $e) => $edge->onBeforeRenderPageTemplate($e));
         Event::on(Response::class, Response::EVENT_AFTER_PREPARE, static fn (Event $e) => $edge->onAfterPrepare($e));
 
-        Craft::$app->getView()->registerTwigExtension(new Extension());
         Event::on(UrlManager::class, UrlManager::EVENT_REGISTER_SITE_URL_RULES, static function (RegisterUrlRulesEvent $e): void {
             // The include path of core/IncludeSigner.php: an ordinary site
             // path, so craftedge caches fragments like pages.
