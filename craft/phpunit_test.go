@@ -5,10 +5,12 @@ package craft
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,6 +41,8 @@ func TestPHPUnit(t *testing.T) {
 		missing("php's curl extension (php-curl) is not installed")
 	}
 
+	statInputs(t)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "craftedge")
@@ -60,4 +64,31 @@ func TestPHPUnit(t *testing.T) {
 		t.Fatalf("phpunit failed: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// statInputs stats what phpunit and the craftedge binary are made of (the
+// plugin's files, the repository's Go files), so that go test's cache,
+// which only sees files this process touches, reruns the test when one of
+// them changes.
+func statInputs(t *testing.T) {
+	t.Helper()
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); p != ".." && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(p) {
+		case ".go", ".mod", ".sum", ".php", ".dist", ".json":
+			_, err = os.Stat(p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listing the test's inputs: %v", err)
+	}
 }
