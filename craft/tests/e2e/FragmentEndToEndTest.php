@@ -6,7 +6,6 @@ namespace craftedge\craft\tests\e2e;
 
 use craftedge\craft\core\IncludeSigner;
 use craftedge\craft\core\PurgeClient;
-use PHPUnit\Framework\TestCase;
 
 /**
  * Include URLs through a real craftedge: an ordinary same-site path that
@@ -15,21 +14,8 @@ use PHPUnit\Framework\TestCase;
  * unsigned, tampered with and expired URLs (core/FragmentGate.php, used by
  * the plugin's controller and by the test origin alike).
  */
-final class FragmentEndToEndTest extends TestCase
+final class FragmentEndToEndTest extends EndToEndTestCase
 {
-    private static Craftedge $ce;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$ce = new Craftedge();
-        self::$ce->start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        self::$ce->stop();
-    }
-
     private static function url(string $kind, array $vars, ?int $now = null): string
     {
         return (new IncludeSigner(Craftedge::INCLUDE_KEY))->url($kind, 'default', '_fragments/latest', $vars, $now ?? time());

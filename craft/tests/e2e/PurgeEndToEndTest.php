@@ -8,28 +8,14 @@ use craftedge\craft\core\HealthClient;
 use craftedge\craft\core\PurgeClient;
 use craftedge\craft\core\TagEncoder;
 use craftedge\craft\core\TagHeader;
-use PHPUnit\Framework\TestCase;
 
 /**
  * The plugin's tags, purge client and status client against a real
  * craftedge binary (craftedge_purge, craftedge_status) in front of a
  * tagged PHP origin.
  */
-final class PurgeEndToEndTest extends TestCase
+final class PurgeEndToEndTest extends EndToEndTestCase
 {
-    private static Craftedge $ce;
-
-    public static function setUpBeforeClass(): void
-    {
-        self::$ce = new Craftedge();
-        self::$ce->start();
-    }
-
-    public static function tearDownAfterClass(): void
-    {
-        self::$ce->stop();
-    }
-
     /** @var list<array{0: string, 1: string, 2: array}> */
     private array $logs = [];
     /** @var list<int> */
