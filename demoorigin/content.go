@@ -26,7 +26,7 @@ func sampleEntries() []*entry {
 			summary: "Why a page cache for Craft should purge by element, not by URL.",
 			body: []string{
 				"A Craft page is made of elements: the entry itself, the entries it lists, the assets it shows, the globals in its footer. When one of them changes, every page that used it is out of date, and no URL pattern can tell you which pages those are. Cache tags can.",
-				"Each response from the origin carries a Cache-Tag header listing what the page was built from: entry:2, section:blog, page. The gateway remembers, for every tag, which cached pages carry it. Purging the tag entry:2 removes exactly the pages that showed this entry, including the home page and the blog index that list it.",
+				"Each response from the origin carries a Cache-Tag header listing what the page was built from, the way the craftedge plugin tags Craft's pages: el:2 (this entry), el:entry:section:1 (the blog's entries it lists). The gateway remembers, for every tag, which cached pages carry it. Saving this entry purges el:2 and el:entry:section:1: exactly the pages that showed it, including the home page and the blog index that list the section.",
 				"Purges come from two places. Craft can send them itself: when an editor saves an entry, the control panel's response carries a Cache-Purge-Tag header, which the gateway applies and strips before the response reaches the browser. Or a deploy script, a webhook or an operator can call the admin API with a list of tags, URLs or prefixes.",
 				"A purge never deletes the last good copy from disk. It only marks it stale, so if the origin fails right after a purge the gateway still has something better than an error page to show.",
 			},
@@ -335,7 +335,7 @@ const cpHTML = `{{define "content"}}
 {{- end}}
 </tbody>
 </table>
-<p class="meta">Saving an entry bumps its revision and answers with <code>Cache-Purge-Tag: entry:&lt;id&gt;</code>.</p>
+<p class="meta">Saving an entry bumps its revision and answers with <code>Cache-Purge-Tag: el:entry:*,el:&lt;id&gt;,el:entry:section:1,…</code>.</p>
 {{end}}`
 
 const messageHTML = `{{define "content"}}

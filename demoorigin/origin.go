@@ -3,8 +3,8 @@
 //
 // The site has a home page, a blog (/blog and /blog/{slug}) and products
 // (/products/{id}). Every page is a few KiB of realistic HTML, names its
-// cache tags in a Cache-Tag header (page, section:blog, entry:1,
-// product:3...) the way Craft with Blitz or Craft Cloud does, and shows a
+// cache tags in a Cache-Tag header the way Craft with the craftedge plugin
+// does (craft, el:entry:section:1, el:1..., see tags.go), and shows a
 // visible "rendered at <time>, revision N" line so a visitor can tell a
 // cached copy from a fresh render. Like Craft, it sends no Cache-Control
 // header, except on product pages ("public, s-maxage=60, stale-if-error=86400").
@@ -15,7 +15,8 @@
 //	/logout                   clears it
 //	/admin, /admin/*          a tiny control panel
 //	POST /admin/entries/{id}  "saves" an entry: bumps its revision and answers
-//	                          with Cache-Purge-Tag: entry:{id}, as Craft Cloud does
+//	                          with the Cache-Purge-Tag the craftedge plugin sends
+//	                          (el:{id}, el:entry:section:1...)
 //	/actions/*                JSON, like Craft's controller actions
 //	/__origin/mode            the control endpoint: GET shows the mode,
 //	                          ?set=ok|down|error|slow changes it; it answers
@@ -286,7 +287,7 @@ func (o *Origin) newPage(title, section string, tags []string, revision int) *pa
 	return &pageData{
 		Title:      title,
 		Section:    section,
-		Tags:       strings.Join(tags, " "),
+		Tags:       strings.Join(tags, ","),
 		RenderedAt: time.Now().UTC().Format("2006-01-02 15:04:05.000 MST"),
 		Revision:   revision,
 		Render:     o.renders.Add(1),
@@ -324,13 +325,8 @@ func (o *Origin) serveHome(w http.ResponseWriter) {
 	products := o.productViews(o.products[:3])
 	rev := o.siteRev
 	o.mu.Unlock()
-	tags := []string{"page", "home", "section:blog", "section:products"}
-	for _, e := range entries {
-		tags = append(tags, "entry:"+strconv.Itoa(e.ID))
-	}
-	for _, p := range products {
-		tags = append(tags, "product:"+strconv.Itoa(p.ID))
-	}
+	// The template queries the blog's entries and some products.
+	tags := []string{tagSite, tagElement, tagEntries, tagBlogSection, tagProducts, tagProductType}
 	p := o.newPage("Home", "home", tags, rev)
 	p.Description = "The Craftedge Journal: notes on running Craft CMS behind an edge cache."
 	p.Entries = entries
@@ -343,10 +339,7 @@ func (o *Origin) serveBlogIndex(w http.ResponseWriter) {
 	entries := o.entryViews()
 	rev := o.siteRev
 	o.mu.Unlock()
-	tags := []string{"page", "section:blog"}
-	for _, e := range entries {
-		tags = append(tags, "entry:"+strconv.Itoa(e.ID))
-	}
+	tags := []string{tagSite, tagElement, tagEntries, tagBlogSection}
 	p := o.newPage("Blog", "blog", tags, rev)
 	p.Description = "Every entry of the Craftedge Journal."
 	p.Entries = entries
@@ -369,7 +362,8 @@ func (o *Origin) serveEntry(w http.ResponseWriter, slug string) {
 		o.serveNotFound(w)
 		return
 	}
-	p := o.newPage(view.Title, "blog", []string{"page", "section:blog", "entry:" + strconv.Itoa(view.ID)}, view.Revision)
+	// The entry matched by the URL, and the section's other entries.
+	p := o.newPage(view.Title, "blog", []string{tagSite, tagElement, tagEntries, entryTag(view.ID), tagBlogSection}, view.Revision)
 	p.Description = view.Summary
 	p.Entry = view
 	p.Entries = others
@@ -397,7 +391,7 @@ func (o *Origin) serveProduct(w http.ResponseWriter, idText string) {
 		return
 	}
 	w.Header().Set("Cache-Control", "public, s-maxage=60, stale-if-error=86400")
-	p := o.newPage(view.Name, "products", []string{"page", "section:products", "product:" + strconv.Itoa(view.ID)}, 1)
+	p := o.newPage(view.Name, "products", []string{tagSite, tagElement, tagProducts, productTag(view.ID), tagProductType}, 1)
 	p.Description = view.Description
 	p.Product = view
 	p.Products = related
@@ -503,7 +497,8 @@ func (o *Origin) saveEntry(w http.ResponseWriter, r *http.Request, id int) {
 	v := e.view()
 	o.mu.Unlock()
 
-	tag := "entry:" + strconv.Itoa(id)
+	tags := savedEntryTags(id)
+	tag := strings.Join(tags, ",")
 	w.Header().Set("Cache-Purge-Tag", tag)
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
 		writeJSON(w, http.StatusOK, map[string]any{
@@ -513,7 +508,7 @@ func (o *Origin) saveEntry(w http.ResponseWriter, r *http.Request, id int) {
 			"title":    v.Title,
 			"revision": v.Revision,
 			"url":      "/blog/" + v.Slug,
-			"purged":   []string{tag},
+			"purged":   tags,
 		})
 		return
 	}

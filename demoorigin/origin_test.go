@@ -60,12 +60,14 @@ func TestPagesTagsAndSize(t *testing.T) {
 		cacheControl string
 		contains     string
 	}{
-		{"/", []string{"page", "home", "section:blog", "entry:1", "entry:5", "product:1"}, "", "Latest entries"},
-		{"/blog", []string{"page", "section:blog", "entry:1", "entry:3"}, "", "Continue reading"},
-		{"/blog/hello-world", []string{"page", "section:blog", "entry:1"}, "", "Hello, world"},
-		{"/blog/caching", []string{"page", "section:blog", "entry:2"}, "", "Caching pages by tag"},
-		{"/blog/snapshots", []string{"page", "section:blog", "entry:3"}, "", "the last good copy"},
-		{"/products/3", []string{"page", "section:products", "product:3"}, "public, s-maxage=60, stale-if-error=86400", "Edge Cache Hoodie"},
+		// The craftedge plugin's shapes (craft/README.md): the site tag,
+		// element types, the blog section (id 1), element ids.
+		{"/", []string{"craft", "el", "el:entry", "el:entry:section:1", "el:commerce.product:productType:1"}, "", "Latest entries"},
+		{"/blog", []string{"craft", "el", "el:entry", "el:entry:section:1"}, "", "Continue reading"},
+		{"/blog/hello-world", []string{"craft", "el:entry", "el:1", "el:entry:section:1"}, "", "Hello, world"},
+		{"/blog/caching", []string{"craft", "el:entry", "el:2", "el:entry:section:1"}, "", "Caching pages by tag"},
+		{"/blog/snapshots", []string{"craft", "el:entry", "el:3", "el:entry:section:1"}, "", "the last good copy"},
+		{"/products/3", []string{"craft", "el:commerce.product", "el:103", "el:commerce.product:productType:1"}, "public, s-maxage=60, stale-if-error=86400", "Edge Cache Hoodie"},
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
@@ -76,7 +78,8 @@ func TestPagesTagsAndSize(t *testing.T) {
 			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 				t.Errorf("Content-Type %q", ct)
 			}
-			got := strings.Fields(r.header.Get("Cache-Tag"))
+			// Split as craftedge does: on commas and whitespace.
+			got := strings.FieldsFunc(r.header.Get("Cache-Tag"), func(c rune) bool { return c == ',' || c == ' ' })
 			for _, want := range c.tags {
 				if !contains(got, want) {
 					t.Errorf("Cache-Tag %q lacks %q", got, want)
@@ -190,8 +193,9 @@ func TestAdminAndSave(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("save: status %d", r.status)
 	}
-	if got := r.header.Get("Cache-Purge-Tag"); got != "entry:1" {
-		t.Errorf("Cache-Purge-Tag %q, want entry:1", got)
+	// What the plugin purges for a saved entry (craft/README.md).
+	if got, want := r.header.Get("Cache-Purge-Tag"), "el:entry:*,el:1,el:entry:section:1,el:entry:entryType:1,craft:overflow"; got != want {
+		t.Errorf("Cache-Purge-Tag %q, want %q", got, want)
 	}
 	if !strings.Contains(r.body, "Entry saved") {
 		t.Errorf("save body lacks 'Entry saved': %s", r.body)
@@ -209,7 +213,7 @@ func TestAdminAndSave(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &saved); err != nil {
 		t.Fatalf("JSON save: %v: %s", err, r.body)
 	}
-	if !saved.Success || saved.Revision != 3 || len(saved.Purged) != 1 || saved.Purged[0] != "entry:1" {
+	if !saved.Success || saved.Revision != 3 || len(saved.Purged) != 5 || saved.Purged[1] != "el:1" {
 		t.Errorf("JSON save = %+v", saved)
 	}
 
@@ -375,7 +379,7 @@ func TestCatalog(t *testing.T) {
 	}
 	r := do(t, http.MethodGet, srv.URL+"/products/2999", nil)
 	if r.status != 200 || !strings.Contains(r.body, "Catalogue item 2999") ||
-		r.header.Get("Cache-Tag") != "page section:products product:2999" {
+		r.header.Get("Cache-Tag") != "craft,el,el:commerce.product,el:3099,el:commerce.product:productType:1" {
 		t.Fatalf("generated product: %d, Cache-Tag %q", r.status, r.header.Get("Cache-Tag"))
 	}
 	if r := do(t, http.MethodGet, srv.URL+"/products/3001", nil); r.status != 404 {

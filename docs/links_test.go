@@ -1,5 +1,5 @@
 // Package docs holds craftedge's documentation (Markdown). Its test checks
-// that every relative link and anchor of README.md, docs/ and bench/
+// that every relative link and anchor of README.md, docs/, bench/ and craft/
 // resolves.
 package docs
 
@@ -21,7 +21,7 @@ const repoRoot = ".."
 func docFiles(t *testing.T) []string {
 	t.Helper()
 	files := []string{"README.md"}
-	for _, dir := range []string{"docs", "bench"} {
+	for _, dir := range []string{"docs", "bench", "craft"} {
 		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
 				return err

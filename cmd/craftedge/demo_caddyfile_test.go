@@ -99,11 +99,11 @@ func TestDemoServesStatusPageAndRemotePurge(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := post(nil, `{"tags":["entry:1"]}`); code != http.StatusUnauthorized {
+	if code := post(nil, `{"tags":["el:1"]}`); code != http.StatusUnauthorized {
 		t.Fatalf("unsigned remote purge: %d, want 401", code)
 	}
 	cfg := webhook.Config{Scheme: webhook.SchemeStandard, Secrets: []string{demoPurgeSecret}}
-	if code := post(&cfg, `{"tags":["entry:1"]}`); code != http.StatusOK {
+	if code := post(&cfg, `{"tags":["el:1"]}`); code != http.StatusOK {
 		t.Fatalf("signed remote purge: %d, want 200", code)
 	}
 }

@@ -56,7 +56,7 @@ var demoSteps = []demoStep{
 		Title: "Purge by tag through Caddy's admin API",
 		Text:  []string{"It answers how many memory entries it removed; the page is rendered again."},
 		Cmds: []demoCmd{
-			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["entry:1"]}'`, Out: purgedOut},
+			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"]}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i -e cache-status -e 'rendered at'", Out: []string{
 				"Cache-Status: craftedge; fwd=miss; stored",
 				`<p class="render" id="render-info">rendered at <time>, revision 1 (render #2)<br>Cache-Tag: …</p>`,
@@ -67,7 +67,8 @@ var demoSteps = []demoStep{
 		Title: "Save the entry in the control panel: Craft's Cache-Purge-Tag purges it",
 		Text: []string{
 			"A POST bypasses the cache as \"method\" (the first rule that applies wins, see",
-			"docs/guides/caching.md#bypassed-requests); its Cache-Purge-Tag: entry:1 purges the page.",
+			"docs/guides/caching.md#bypassed-requests); its Cache-Purge-Tag (el:1, el:entry:section:1...,",
+			"what the Craft plugin sends, craft/README.md) purges the page and the pages listing the blog.",
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -si -X POST {site}/admin/entries/1 | grep -i -e '^HTTP' -e cache-status", Out: []string{
@@ -89,7 +90,7 @@ var demoSteps = []demoStep{
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -s -X POST '{origin}/__origin/mode?set=down'", Out: []string{`{"mode":"down"}`}},
-			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["entry:1"]}'`, Out: purgedOut},
+			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"]}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; fwd=miss; fwd-status=502; detail=snapshot"}},
 			{Curl: "curl -si {site}/products/9 | grep -i -e '^HTTP' -e cache-status -e '<h1>'", Out: []string{
 				"HTTP/1.1 503 Service Unavailable",
@@ -103,7 +104,7 @@ var demoSteps = []demoStep{
 		Title: "Kill switch: memory and snapshots only, never the origin",
 		Cmds: []demoCmd{
 			{Curl: `curl -s -X PUT {admin}/craftedge/snapshot-only -d '{"enabled":true}'`, Out: []string{"{", `  "configured": false,`, `  "overrides": {`, `    "": true`, "  }", "}"}},
-			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["entry:1"]}'`, Out: purgedOut},
+			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"]}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; hit; detail=snapshot"}},
 			{Note: "switch it off again", Curl: `curl -s -X PUT {admin}/craftedge/snapshot-only -d '{"enabled":false}'`, Out: []string{"{", `  "configured": false,`, `  "overrides": {}`, "}"}},
 		},

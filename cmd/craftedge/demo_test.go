@@ -257,7 +257,7 @@ func TestDemo(t *testing.T) {
 	t.Run("instructions", func(t *testing.T) {
 		for _, want := range []string{
 			"curl -si " + page + " | grep -i cache-status",
-			"curl -s -X POST http://" + opts.Admin + "/craftedge/purge -H 'Content-Type: application/json' -d '{\"tags\":[\"entry:1\"]}'",
+			"curl -s -X POST http://" + opts.Admin + "/craftedge/purge -H 'Content-Type: application/json' -d '{\"tags\":[\"el:1\"]}'",
 			"curl -si -X POST " + site + "/admin/entries/1",
 			"curl -s -X POST 'http://" + d.origin + "/__origin/mode?set=down'",
 			"curl -s -X PUT http://" + opts.Admin + "/craftedge/snapshot-only -d '{\"enabled\":true}'",
@@ -299,7 +299,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// 2. Purge by tag through the admin API.
-	r := c.purge(d, `"entry:1"`)
+	r := c.purge(d, `"el:1"`)
 	var purged struct {
 		Purged int `json:"purged"`
 	}
@@ -331,7 +331,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("after the save: revision %s, Cache-Status %q; want revision 2 from the origin", rev, saved.cacheStatus())
 	}
 	if home := c.get(site + "/"); !strings.Contains(home.cacheStatus(), "fwd=miss") {
-		t.Errorf("home page after the save: Cache-Status %q, want a miss (it carries entry:1)", home.cacheStatus())
+		t.Errorf("home page after the save: Cache-Status %q, want a miss (it carries el:entry:section:1)", home.cacheStatus())
 	}
 
 	// 7. Logged-in visitors and the control panel bypass the cache.
@@ -363,7 +363,7 @@ func TestDemo(t *testing.T) {
 	if r := c.snapshotOnly(d, true); r.status != http.StatusOK {
 		t.Fatalf("kill switch on: %d %s", r.status, r.body)
 	}
-	c.purge(d, `"entry:1"`)
+	c.purge(d, `"el:1"`)
 	before = d.site.Requests()
 	r = c.get(page)
 	if r.status != http.StatusOK || d.site.Requests() != before {
@@ -378,7 +378,7 @@ func TestDemo(t *testing.T) {
 
 	// 4. The origin goes down: the snapshot, then the fallback page.
 	c.setMode(d, "down")
-	c.purge(d, `"entry:1"`)
+	c.purge(d, `"el:1"`)
 	r = c.get(page)
 	if cs := r.cacheStatus(); r.status != http.StatusOK || !(strings.Contains(cs, "detail=snapshot") || strings.Contains(cs, "detail=stale")) {
 		t.Errorf("origin down: status %d, Cache-Status %q; want the snapshot", r.status, cs)
