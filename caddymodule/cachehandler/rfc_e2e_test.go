@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
@@ -150,13 +151,13 @@ func TestUnsafeMethodsInvalidate(t *testing.T) {
 	for _, p := range []string{"/form", "/thanks?x=1", "/result"} {
 		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
 	}
-	app := currentApp.Load()
-	rec, ok, err := app.store.Get("http://" + e2e.SiteHost + "/result")
+	app := caddymodule.ActiveApp()
+	rec, ok, err := app.Snapshot("http://" + e2e.SiteHost + "/result")
 	if err != nil || !ok {
 		t.Fatalf("snapshot of /result: found %v, err %v (invalidation must not delete it)", ok, err)
 	}
 	rec.StoredAt = rec.StoredAt.Add(-time.Second) // the copy before the POST
-	if !app.store.Stale(rec) {
+	if !app.SnapshotStale(rec) {
 		t.Fatal("the snapshot of an invalidated URI is not marked stale")
 	}
 
