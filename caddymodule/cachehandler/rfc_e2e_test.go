@@ -256,11 +256,13 @@ func TestStrictExpiresAndAgeParsing(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	future := time.Now().Add(24 * time.Hour).UTC()
 	expires := map[string][]string{
-		"imf":       {future.Format(http.TimeFormat)},
-		"rfc850":    {future.Format("Monday, 02-Jan-06 15:04:05 GMT")},
-		"asctime":   {future.Format(time.ANSIC)},
-		"spaces":    {strings.Replace(future.Format(http.TimeFormat), " ", "  ", 1)},
-		"shorthour": {future.Format("Mon, 02 Jan 2006 3:04:05 GMT")},
+		"imf":     {future.Format(http.TimeFormat)},
+		"rfc850":  {future.Format("Monday, 02-Jan-06 15:04:05 GMT")},
+		"asctime": {future.Format(time.ANSIC)},
+		"spaces":  {strings.Replace(future.Format(http.TimeFormat), " ", "  ", 1)},
+		// A one-digit hour (3 a.m. the day after): at 10 to 12 o'clock
+		// the "3" layout would print two digits, a valid date.
+		"shorthour": {time.Date(future.Year(), future.Month(), future.Day()+1, 3, 4, 5, 0, time.UTC).Format("Mon, 02 Jan 2006 3:04:05 GMT")},
 		"twolines":  {future.Format(http.TimeFormat), future.Format(http.TimeFormat)},
 		"zero":      {"0"},
 	}
