@@ -5,7 +5,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/pagecache"
@@ -66,13 +65,6 @@ func (a *App) UpstreamBreaker(name string, cfg circuit.Config, snapshotOnly bool
 		u.handlerSnapshotOnly = true
 	}
 	return u.breaker.Breaker, nil
-}
-
-// EffectiveMaxEntrySize is the largest response body a handler should
-// buffer to store: configured, but never more than the memory tier can
-// store. A clamp is logged to logger.
-func (a *App) EffectiveMaxEntrySize(configured int64, logger *zap.Logger) int64 {
-	return a.effectiveMaxEntrySize(configured, logger)
 }
 
 // VendorClient returns the client and configuration of a vendor of the

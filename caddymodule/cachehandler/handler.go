@@ -297,7 +297,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("craftedge: loading app: %w", err)
 	}
 	h.app = appIface.(*caddymodule.App)
-	h.MaxEntrySize = h.app.EffectiveMaxEntrySize(h.MaxEntrySize, h.logger)
+	h.MaxEntrySize = effectiveMaxEntrySize(h.app, h.MaxEntrySize, h.logger)
 	if h.Vendor != "" {
 		client, vc, ok := h.app.VendorClient(h.Vendor)
 		if !ok {
