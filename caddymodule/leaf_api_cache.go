@@ -17,7 +17,8 @@ import (
 // state every handler of a config shares (memory tier, snapshots, upstream
 // breakers, kill switch, vendor clients), the counters and metrics it
 // moves, and the Caddyfile helpers its directive shares with the global
-// option. The request path calls only accessors and counters here.
+// option. A hit calls MemoryTier alone (and its counters); the rest is
+// the miss, store, bypass and fallback paths' and Provision's.
 
 // MemoryTier is the memory tier shared by every cache handler of the config.
 func (a *App) MemoryTier() *pagecache.Cache { return a.memory }
