@@ -9,7 +9,7 @@ import (
 
 // statusHit is the Cache-Status of a fresh hit, as the cache handler
 // (caddymodule/cachehandler, registered for these tests by
-// handlers_test.go) sends it.
+// imports_test.go) sends it.
 const statusHit = "craftedge; hit"
 
 // health is GET /craftedge/health.

@@ -1,0 +1,8 @@
+package caddymodule_test
+
+// The core's tests configure directives of the module packages (the
+// harness's site puts the craftedge cache handler in front of every
+// origin), so its test binary registers them. Only the test binary: the
+// core itself never imports a leaf (go list -deps ./caddymodule), and an
+// internal test cannot (import cycle).
+import _ "github.com/craftedge/craftedge/caddymodule/cachehandler"
