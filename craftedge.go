@@ -5,10 +5,11 @@
 package craftedge
 
 import (
-	// The core: app, global option, admin API, the craftedge handler and
-	// the directives not yet in a package of their own.
+	// The core: app, global option, admin API, and the directives not yet
+	// in a package of their own.
 	_ "github.com/craftedge/craftedge/caddymodule"
 	// One package per module family, as Caddy's modules/standard does.
+	_ "github.com/craftedge/craftedge/caddymodule/cachehandler"
 	// CDN providers: guest modules of the craftedge.cdn namespace.
 	_ "github.com/craftedge/craftedge/caddymodule/cdn"
 	_ "github.com/craftedge/craftedge/caddymodule/records"

@@ -1,15 +1,15 @@
 // Package caddymodule is the core of craftedge's Caddy glue: the craftedge
-// app (global option: memory tier, snapshot store, breakers, jobs, vendors,
-// webhook authentication, CDN purge forwarding, encryption keys, metrics),
-// the admin API routes (admin.api.craftedge) and the directive order
-// (directives.go). It still holds the handler not yet moved to a package of
-// its own: the cache handler (http.handlers.craftedge). It keeps what the
-// webhook and remote purge handlers do with a request (webhook_serve.go),
-// which the vendors' webhook blocks share, and the stored records and outbox
-// jobs behind the read-model API. Leaf packages (caddymodule/records,
-// caddymodule/status, caddymodule/webhookhandler, caddymodule/commands) reach
-// the core through leaf_api*.go and webhook_serve.go; the core never imports
-// them. The cache tiers and policies live in Caddy-free packages.
+// app (global option: memory tier, snapshot store, upstream breakers and
+// kill switch, jobs, vendors, webhook authentication, CDN purge forwarding,
+// encryption keys, metrics registration), purges, the admin API routes
+// (admin.api.craftedge) and the directive order (directives.go). It keeps
+// what the webhook and remote purge handlers do with a request
+// (webhook_serve.go), which the vendors' webhook blocks share, and the
+// stored records and outbox jobs behind the read-model API. Leaf packages
+// (caddymodule/cachehandler, caddymodule/records, caddymodule/cdn,
+// caddymodule/status, caddymodule/webhookhandler, caddymodule/commands)
+// reach the core through leaf_api*.go and webhook_serve.go; the core never
+// imports them. The cache tiers and policies live in Caddy-free packages.
 package caddymodule
 
 import (

@@ -29,7 +29,8 @@ import (
 // AES-256-GCM (package sealed) before they reach the bbolt file: in records
 // (vendors.Records), and in outbox jobs, whose whole write body is sealed
 // when the resource has a sensitive field. Live vendor answers that hold a
-// sensitive field are not snapshotted (see Handler.snapshotAllowed).
+// sensitive field are not snapshotted (see snapshotAllowed in
+// caddymodule/cachehandler).
 // Re-encryption under the current key: POST /craftedge/reencrypt on a
 // running instance, or Reencrypt (the `craftedge reencrypt` command) on a
 // stopped one, which also compacts the file so no old ciphertext survives
@@ -263,7 +264,7 @@ type ReencryptReport struct {
 // reencrypt seals every record and outbox payload again under the current
 // key and the current sensitive fields, and deletes the snapshots of live
 // reads of vendors with sensitive fields (new ones are never written, see
-// Handler.snapshotAllowed).
+// snapshotAllowed in caddymodule/cachehandler).
 func (s *sealing) reencrypt(recs *vendors.Records, q *jobs.Queue, store *snapshot.Store) (ReencryptReport, error) {
 	var rep ReencryptReport
 	for _, vn := range sortedKeys(s.sensitive) {

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/jobs"
@@ -105,7 +104,3 @@ func RequestID(r *http.Request) string { return requestID(r) }
 
 // WriteJSON answers with status and v as indented JSON.
 func WriteJSON(w http.ResponseWriter, status int, v any) error { return writeJSON(w, status, v) }
-
-// ParseSize reads one Caddyfile size argument (e.g. 1MiB) of the current
-// subdirective, refusing zero and sizes above 1 PiB.
-func ParseSize(d *caddyfile.Dispenser) (int64, error) { return parseSize(d) }

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/dustin/go-humanize"
-	"go.uber.org/zap"
 )
 
 // maxMemoryUnknownMachine bounds `memory` where the machine's memory
@@ -62,20 +61,4 @@ func checkMemoryBound(n int64) error {
 			humanize.IBytes(uint64(n)), from, humanize.IBytes(uint64(limit)))
 	}
 	return nil
-}
-
-// effectiveMaxEntrySize is the largest response body a handler buffers to
-// store: its max_entry_size, but never more than the memory tier can store
-// (bigcache's max entry size, from the tier's bound), so a response that
-// could never be stored streams through instead of being buffered whole.
-// A clamp is logged once per handler at provision.
-func (a *App) effectiveMaxEntrySize(configured int64, logger *zap.Logger) int64 {
-	storable := int64(a.memory.MaxEntryBytes())
-	if storable <= 0 || configured <= storable {
-		return configured
-	}
-	logger.Info("max_entry_size is more than the memory tier can store; responses larger than what it can store stream through uncached",
-		zap.Int64("max_entry_size", configured), zap.Int64("effective_max_entry_size", storable),
-		zap.Int64("memory", a.Memory))
-	return storable
 }

@@ -28,23 +28,6 @@ var metrics = struct {
 
 const metricsNamespace = "craftedge"
 
-// Cache outcomes (label "outcome" of craftedge_cache_requests_total).
-const (
-	outcomeHit          = "hit"
-	outcomeMiss         = "miss"
-	outcomeRevalidated  = "revalidated"
-	outcomeStale        = "stale"
-	outcomeStaleOnError = "stale_on_error"
-	outcomeSnapshot     = "snapshot"
-	outcomeFallback     = "fallback"
-	outcomeError        = "error"
-	outcomeBypass       = "bypass"
-	outcomePassThrough  = "uncacheable"
-)
-
-var cacheOutcomes = []string{outcomeHit, outcomeMiss, outcomeRevalidated, outcomeStale, outcomeStaleOnError,
-	outcomeSnapshot, outcomeFallback, outcomeError, outcomeBypass, outcomePassThrough}
-
 func initMetrics() {
 	metrics.once.Do(func() {
 		metrics.cacheRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -116,29 +99,6 @@ func registerCollectors(reg *prometheus.Registry, collectors ...prometheus.Colle
 		}
 	}
 	return nil
-}
-
-// handlerMetrics are a handler's counters, resolved once at provision so
-// the hot path only does an atomic add.
-type handlerMetrics struct {
-	byOutcome map[string]prometheus.Counter
-	hit       prometheus.Counter
-}
-
-func newHandlerMetrics(upstream string) handlerMetrics {
-	initMetrics()
-	m := handlerMetrics{byOutcome: make(map[string]prometheus.Counter, len(cacheOutcomes))}
-	for _, o := range cacheOutcomes {
-		m.byOutcome[o] = metrics.cacheRequests.WithLabelValues(upstream, o)
-	}
-	m.hit = m.byOutcome[outcomeHit]
-	return m
-}
-
-func (m handlerMetrics) count(outcome string) {
-	if c := m.byOutcome[outcome]; c != nil {
-		c.Inc()
-	}
 }
 
 func codeClass(status int) string {

@@ -1,34 +1,17 @@
 package caddymodule
 
 import (
-	"bufio"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
-// scrape reads Caddy's admin /metrics and returns the value of one series
-// (exact name with labels as Prometheus prints them), or -1 if absent.
+// scrape is e2e.Scrape: the value of one series of the admin /metrics,
+// or -1 if absent.
 func scrape(g *e2e.Gateway, series string) float64 {
 	g.T.Helper()
-	r := g.Admin(http.MethodGet, "/metrics", "")
-	e2e.WantStatus(g.T, r, 200)
-	sc := bufio.NewScanner(strings.NewReader(r.Body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, series+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
-			if err != nil {
-				g.T.Fatalf("bad metric line %q", line)
-			}
-			return v
-		}
-	}
-	return -1
+	return e2e.Scrape(g, series)
 }
 
 func TestMetricsMoveAndSurviveReload(t *testing.T) {

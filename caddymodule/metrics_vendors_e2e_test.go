@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,29 +187,6 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	}
 }
 
-// logLines reads Caddy's JSON log file; a line being written is skipped.
-func logLines(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // An outbox write's request id is on the job's log lines and on the purge
 // the job caused; the outbox's depth and age are gauges.
 func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
@@ -230,7 +205,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	var rid string
 	want := map[string]bool{"job started": false, "job done": false, "purged": false}
 	e2e.WaitFor(t, "the outbox job's log lines", func() bool {
-		for _, l := range logLines(t, logPath) {
+		for _, l := range e2e.LogLines(t, logPath) {
 			if l["job_id"] != acc.Job {
 				continue
 			}
@@ -251,7 +226,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 	if job.Correlation != rid {
 		t.Fatalf("job correlation %q, want the request id %q", job.Correlation, rid)
 	}
-	for _, l := range logLines(t, logPath) {
+	for _, l := range e2e.LogLines(t, logPath) {
 		if (l["msg"] == "job started" || l["msg"] == "job done") && l["logger"] != "craftedge.jobs" {
 			t.Fatalf("job line from logger %v, want craftedge.jobs: %v", l["logger"], l)
 		}

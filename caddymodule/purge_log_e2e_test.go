@@ -31,7 +31,7 @@ func TestPurgedLogLineIsBounded(t *testing.T) {
 
 	var line map[string]any
 	e2e.WaitFor(t, "the purged log line", func() bool {
-		for _, l := range logLines(t, logPath) {
+		for _, l := range e2e.LogLines(t, logPath) {
 			if l["msg"] == "purged" && l["source"] == "admin" {
 				line = l
 				return true

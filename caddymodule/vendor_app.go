@@ -135,3 +135,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// vendorTag is the cache tag of every live read of a vendor (a cache
+// handler's vendor route tags each response with it), so one purge drops
+// a vendor's cached live reads.
+func vendorTag(vendor string) string { return "vendor:" + vendor }

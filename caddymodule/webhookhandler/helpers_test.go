@@ -1,15 +1,12 @@
 package webhookhandler
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,26 +71,6 @@ func decodeRecord(t *testing.T, r e2e.Response) vendors.Record {
 		t.Fatalf("decoding %q: %v", r.Body, err)
 	}
 	return rec
-}
-
-// scrape reads one series from the admin /metrics, -1 when absent.
-func scrape(g *e2e.Gateway, series string) float64 {
-	g.T.Helper()
-	r := g.Admin(http.MethodGet, "/metrics", "")
-	e2e.WantStatus(g.T, r, 200)
-	sc := bufio.NewScanner(strings.NewReader(r.Body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, series+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
-			if err != nil {
-				g.T.Fatalf("bad metric line %q", line)
-			}
-			return v
-		}
-	}
-	return -1
 }
 
 // fakeCDN is a real HTTP server on 127.0.0.1 standing in for Cloudflare's

@@ -5,6 +5,8 @@ import (
 
 	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+	// The craftedge directive of the harness's site.
+	_ "github.com/craftedge/craftedge/caddymodule/cachehandler"
 )
 
 func TestMain(m *testing.M) {

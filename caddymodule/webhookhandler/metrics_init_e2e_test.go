@@ -34,7 +34,7 @@ func TestLabelledSeriesExistFromLoad(t *testing.T) {
 		`craftedge_cdn_purge_enqueue_failures_total{source="webhook"}`,
 		`craftedge_cache_purges_total{source="remote"}`,
 	} {
-		if v := scrape(e.Gateway, series); v < 0 {
+		if v := e2e.Scrape(e.Gateway, series); v < 0 {
 			t.Errorf("%s absent after the load; want it at 0 until its first event", series)
 		}
 	}

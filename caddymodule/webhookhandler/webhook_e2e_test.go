@@ -292,7 +292,7 @@ func TestWebhookRejections(t *testing.T) {
 	e := startWebhookGateway(t, webhookOptions{})
 	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
 	rejected := func(reason string) float64 {
-		v := scrape(e.Gateway, fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="shop"}`, reason))
+		v := e2e.Scrape(e.Gateway, fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="shop"}`, reason))
 		return max(v, 0)
 	}
 	now := nowFunc()
@@ -327,9 +327,9 @@ func TestWebhookRejections(t *testing.T) {
 	// Missing signature headers.
 	e2e.WantStatus(t, e.Do(http.MethodPost, hookURLPath, map[string]string{"Content-Type": "application/json"}, body), 401)
 	// Unknown vendor, wrong method.
-	unknown := scrape(e.Gateway, `craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`)
+	unknown := e2e.Scrape(e.Gateway, `craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`)
 	e2e.WantStatus(t, e.post("/webhooks/nope", hookCfgNew, "msg_x", now, "application/json", body), 404)
-	if got := scrape(e.Gateway, `craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`); got != max(unknown, 0)+1 {
+	if got := e2e.Scrape(e.Gateway, `craftedge_webhooks_rejected_total{reason="unknown_vendor",vendor="unknown"}`); got != max(unknown, 0)+1 {
 		t.Fatalf("unknown_vendor count %v → %v", unknown, got)
 	}
 	e2e.WantStatus(t, e.Get(hookURLPath), http.StatusMethodNotAllowed)
@@ -355,8 +355,8 @@ func TestWebhookRejections(t *testing.T) {
 	e.restartWebhook()
 	e2e.WantStatus(t, e.event(hookCfgNew, "msg_once", body), http.StatusOK)
 
-	received := scrape(e.Gateway, `craftedge_webhooks_received_total{vendor="shop"}`)
-	verified := scrape(e.Gateway, `craftedge_webhooks_verified_total{vendor="shop"}`)
+	received := e2e.Scrape(e.Gateway, `craftedge_webhooks_received_total{vendor="shop"}`)
+	verified := e2e.Scrape(e.Gateway, `craftedge_webhooks_verified_total{vendor="shop"}`)
 	if received < 12 || verified < 5 || received-verified < 7 {
 		t.Fatalf("received %v, verified %v", received, verified)
 	}
@@ -526,7 +526,7 @@ func TestRemotePurge(t *testing.T) {
 	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	purge := `{"tags":["shop:product:3"]}`
 	purgeRejected := func(reason string) float64 {
-		return max(scrape(e.Gateway, fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="craftedge_purge"}`, reason)), 0)
+		return max(e2e.Scrape(e.Gateway, fmt.Sprintf(`craftedge_webhooks_rejected_total{reason=%q,vendor="craftedge_purge"}`, reason)), 0)
 	}
 
 	bad := purgeRejected(rejectBadSignature)

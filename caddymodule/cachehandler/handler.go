@@ -1,4 +1,13 @@
-package caddymodule
+// Package cachehandler holds the craftedge handler (http.handlers.craftedge,
+// the craftedge directive): it classifies requests (bypass rules), keys
+// them, builds the upstream request from the key alone, calls the upstream
+// once per key under its breaker and timeout, stores cacheable responses
+// and serves hits, stale copies, snapshots and the fallback. The state it
+// shares with every handler of a config (memory tier, snapshot store,
+// breakers, kill switch, vendor clients, metrics) is the core's
+// (caddymodule), reached through its App API (leaf_api_cache.go); the
+// policies are the Caddy-free httpcache and pagecache.
+package cachehandler
 
 import (
 	"bytes"
@@ -15,6 +24,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/craftedge/craftedge/caddymodule"
+	"github.com/craftedge/craftedge/caddymodule/internal/clock"
 	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/pagecache"
@@ -23,6 +34,9 @@ import (
 func init() {
 	caddy.RegisterModule(Handler{})
 }
+
+// nowFunc is the handler's clock: see package clock (tests move it).
+func nowFunc() time.Time { return clock.Now() }
 
 // Handler defaults.
 const (
@@ -173,9 +187,11 @@ type Handler struct {
 	// ttl and stale are TTL and Stale resolved (defaults applied).
 	ttl, stale time.Duration
 
-	app      *App
-	logger   *zap.Logger
-	upstream *upstreamState
+	app    *caddymodule.App
+	logger *zap.Logger
+	// breaker is the upstream's circuit breaker, shared by the handlers
+	// naming the same upstream.
+	breaker  *circuit.Breaker
 	bypass   httpcache.BypassRules
 	keys     httpcache.KeyRules
 	flights  *singleflight.Group
@@ -280,10 +296,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("craftedge: loading app: %w", err)
 	}
-	h.app = appIface.(*App)
-	h.MaxEntrySize = h.app.effectiveMaxEntrySize(h.MaxEntrySize, h.logger)
+	h.app = appIface.(*caddymodule.App)
+	h.MaxEntrySize = effectiveMaxEntrySize(h.app, h.MaxEntrySize, h.logger)
 	if h.Vendor != "" {
-		client, vc, ok := h.app.vendorClient(h.Vendor)
+		client, vc, ok := h.app.VendorClient(h.Vendor)
 		if !ok {
 			return fmt.Errorf("craftedge: vendor %q is not configured in the global craftedge block", h.Vendor)
 		}
@@ -303,12 +319,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else if len(h.VendorPaths) > 0 {
 		return fmt.Errorf("craftedge: vendor paths need a vendor")
 	}
-	h.upstream, err = h.app.upstream(h.Upstream, h.Breaker)
+	h.breaker, err = h.app.UpstreamBreaker(h.Upstream, h.Breaker, h.SnapshotOnly)
 	if err != nil {
 		return fmt.Errorf("craftedge: %w", err)
-	}
-	if h.SnapshotOnly {
-		h.upstream.handlerSnapshotOnly = true
 	}
 	h.metrics = newHandlerMetrics(h.Upstream)
 	return nil
@@ -392,7 +405,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	now := nowFunc()
-	mem := h.app.memory
+	mem := h.app.MemoryTier()
 	var entry pagecache.Entry
 	raw, variantKey, found := h.lookup(r, key, &entry)
 	if found && entry.Fresh(now) {
@@ -405,10 +418,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	miss := spec // only a miss's copy escapes to the heap, not every hit's
 	r = withSpec(r, &miss)
 
-	if h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
+	if h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly) {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{killSwitch: true})
 	}
-	if !h.upstream.breaker.Allow() {
+	if !h.breaker.Allow() {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
 	}
 	if found && entry.ServableWhileRevalidating(now) {
@@ -424,7 +437,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // variant selected by the request's headers. variantKey is the key the
 // response is (or would be) stored under when the base entry is a marker.
 func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
-	mem := h.app.memory
+	mem := h.app.MemoryTier()
 	raw, ok := mem.Get(key)
 	if !ok || e.Decode(raw) != nil {
 		return nil, "", false

@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"bytes"
@@ -433,7 +433,7 @@ func (h *Handler) specFor(r *http.Request, key string) *upstreamSpec {
 // names (nil when there is none): the upstream is sent the request's
 // values of those, which select the variant the response is stored as.
 func (h *Handler) storedVary(key string) []string {
-	raw, ok := h.app.memory.Get(key)
+	raw, ok := h.app.MemoryTier().Get(key)
 	if !ok {
 		return nil
 	}

@@ -1,12 +1,10 @@
-package caddymodule
+package cachehandler
 
 import (
 	"context"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/pagecache"
@@ -51,16 +50,18 @@ func newBenchHandler(b *testing.B) *Handler {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = mem.Close() })
-	app := &App{store: store, memory: mem, logger: zap.NewNop(), counters: &processCounters}
-	app.overrides = new(atomic.Pointer[map[string]bool])
-	app.upstreamsMu = new(sync.Mutex)
+	app := caddymodule.NewDetachedApp(store, mem)
+	b.Cleanup(func() { _ = app.Cleanup() })
 	cfg := circuit.Config{}.WithDefaults()
+	breaker, err := app.UpstreamBreaker("craft", cfg, false)
+	if err != nil {
+		b.Fatal(err)
+	}
 	h := &Handler{
 		Upstream: "craft", ttl: time.Hour, stale: time.Hour, Timeout: 10e9, MaxEntrySize: 4 << 20,
 		TagHeaders: httpcache.DefaultTagHeaders, Breaker: cfg,
 		app: app, logger: zap.NewNop(), flights: new(singleflight.Group),
-		upstream: &upstreamState{name: "craft", config: cfg, breaker: newUpstreamBreaker("craft", cfg, zap.NewNop())},
-		metrics:  newHandlerMetrics("craft"),
+		breaker: breaker, metrics: newHandlerMetrics("craft"),
 	}
 	if err := h.bypass.Compile(); err != nil {
 		b.Fatal(err)

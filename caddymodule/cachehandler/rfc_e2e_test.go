@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
@@ -150,13 +151,13 @@ func TestUnsafeMethodsInvalidate(t *testing.T) {
 	for _, p := range []string{"/form", "/thanks?x=1", "/result"} {
 		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
 	}
-	app := currentApp.Load()
-	rec, ok, err := app.store.Get("http://" + e2e.SiteHost + "/result")
+	app := caddymodule.ActiveApp()
+	rec, ok, err := app.Snapshot("http://" + e2e.SiteHost + "/result")
 	if err != nil || !ok {
 		t.Fatalf("snapshot of /result: found %v, err %v (invalidation must not delete it)", ok, err)
 	}
 	rec.StoredAt = rec.StoredAt.Add(-time.Second) // the copy before the POST
-	if !app.store.Stale(rec) {
+	if !app.SnapshotStale(rec) {
 		t.Fatal("the snapshot of an invalidated URI is not marked stale")
 	}
 
@@ -255,11 +256,13 @@ func TestStrictExpiresAndAgeParsing(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	future := time.Now().Add(24 * time.Hour).UTC()
 	expires := map[string][]string{
-		"imf":       {future.Format(http.TimeFormat)},
-		"rfc850":    {future.Format("Monday, 02-Jan-06 15:04:05 GMT")},
-		"asctime":   {future.Format(time.ANSIC)},
-		"spaces":    {strings.Replace(future.Format(http.TimeFormat), " ", "  ", 1)},
-		"shorthour": {future.Format("Mon, 02 Jan 2006 3:04:05 GMT")},
+		"imf":     {future.Format(http.TimeFormat)},
+		"rfc850":  {future.Format("Monday, 02-Jan-06 15:04:05 GMT")},
+		"asctime": {future.Format(time.ANSIC)},
+		"spaces":  {strings.Replace(future.Format(http.TimeFormat), " ", "  ", 1)},
+		// A one-digit hour (3 a.m. the day after): at 10 to 12 o'clock
+		// the "3" layout would print two digits, a valid date.
+		"shorthour": {time.Date(future.Year(), future.Month(), future.Day()+1, 3, 4, 5, 0, time.UTC).Format("Mon, 02 Jan 2006 3:04:05 GMT")},
 		"twolines":  {future.Format(http.TimeFormat), future.Format(http.TimeFormat)},
 		"zero":      {"0"},
 	}

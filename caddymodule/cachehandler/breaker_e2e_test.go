@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"fmt"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
-	"github.com/craftedge/craftedge/vendorsim"
 )
 
 // e2e.BoomPaths are three distinct paths: failures on all of them are spread
@@ -56,7 +55,7 @@ func startPlainGateway(t *testing.T, o *e2e.Origin, handlerBlock string) (g *e2e
 func breakerLogs(t *testing.T, logPath, upstream string) []string {
 	t.Helper()
 	var out []string
-	for _, l := range logLines(t, logPath) {
+	for _, l := range e2e.LogLines(t, logPath) {
 		if msg, _ := l["msg"].(string); strings.HasPrefix(msg, "circuit breaker ") && l["upstream"] == upstream {
 			if l["logger"] != "craftedge.breaker" {
 				t.Errorf("breaker transition logged by %v, want craftedge.breaker", l["logger"])
@@ -156,7 +155,7 @@ func TestBreakerEveryPageFailingOpensIt(t *testing.T) {
 	if n := o.Total.Load(); n != 5 {
 		t.Fatalf("the origin saw %d requests, want 5 (none once open)", n)
 	}
-	if v := scrape(g, `craftedge_breaker_transitions_total{state="open",upstream="default"}`); v != 1 {
+	if v := e2e.Scrape(g, `craftedge_breaker_transitions_total{state="open",upstream="default"}`); v != 1 {
 		t.Fatalf("open transitions counted: %v, want 1", v)
 	}
 	want := []string{"open: 5 consecutive failures over 5 distinct paths, last: status 500 on /page/4"}
@@ -232,10 +231,8 @@ func TestBreakerCaddyfileErrors(t *testing.T) {
 		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
 		e2e.AssertLoadError(t, cfg, tc.want)
 	}
-	// The vendor block uses the same parser.
-	cfg := vendorCaddyfile(vendorOptions{storage: filepath.Join(t.TempDir(), "v.db"), baseURL: "http://127.0.0.1:1",
-		vendor: "breaker {\n\t\t\t\tfailures 0\n\t\t\t}"})
-	e2e.AssertLoadError(t, cfg, "breaker failures must be a positive integer")
+	// The vendor block uses the same parser (TestVendorBreakerCaddyfileError
+	// in the core).
 }
 
 // `breaker off`: no failure opens it, and health says closed.
@@ -251,63 +248,5 @@ func TestBreakerOff(t *testing.T) {
 	}
 	if n := o.Total.Load(); n != 10 {
 		t.Fatalf("the origin saw %d requests, want 10", n)
-	}
-}
-
-// Vendor breakers follow the same rules, through a live vendor route: one
-// item failing (with any query string) opens neither the vendor client's
-// breaker nor the route's; failures over three items open the vendor's.
-func TestVendorBreakerFollowsTheSameRules(t *testing.T) {
-	vendor := e2e.NewOrigin(t)
-	product := func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		id := strings.TrimPrefix(r.URL.Path, "/v2/products/")
-		_, _ = fmt.Fprintf(w, `{"id":%q,"title":{"en":"Product %s"},"price":{"amount":100}}`, id, id)
-	}
-	vendor.Fallback = product
-	vendor.Handle("/v2/products/1", serverError)
-	sim := vendorsim.New(vendorsim.Options{Products: 1, Seed: 1})
-	t.Cleanup(func() { _ = sim.Close() })
-	o := vendorOptions{baseURL: "http://" + vendor.Addr(), site: liveVendorSite(""),
-		vendor: "breaker {\n\t\t\t\tfailures 3\n\t\t\t\tcooldown 1h\n\t\t\t}"}
-	e := startVendorGatewayWith(t, sim, o)
-	states := func() string {
-		h := e.health()
-		route := "absent"
-		for _, u := range h.Upstreams {
-			if u.Name == "shop" {
-				route = u.Breaker
-			}
-		}
-		return "vendor " + h.Vendors[0].Breaker + ", route " + route
-	}
-
-	for i := range 20 {
-		r := e.Get(fmt.Sprintf("/shop-api/products/1?variant=%d", i))
-		if r.Status < 500 {
-			t.Fatalf("a failing item answered %d", r.Status)
-		}
-	}
-	if n := vendor.Count("/v2/products/1"); n < 20 {
-		t.Fatalf("the vendor saw %d requests for the failing item, want ≥ 20", n)
-	}
-	if st := states(); st != "vendor closed, route closed" {
-		t.Fatalf("after one item failed 20 times: %s", st)
-	}
-	for _, id := range []string{"2", "3", "4"} {
-		r := e.Get("/shop-api/products/" + id)
-		e2e.WantStatus(t, r, http.StatusOK)
-		e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
-	}
-
-	// Every item fails: an outage, the vendor's breaker opens.
-	vendor.Fallback = serverError
-	for _, id := range []string{"5", "6", "7"} {
-		if r := e.Get("/shop-api/products/" + id); r.Status < 500 {
-			t.Fatalf("product %s answered %d during the outage", id, r.Status)
-		}
-	}
-	if st := states(); !strings.HasPrefix(st, "vendor open") {
-		t.Fatalf("after failures over three items: %s", st)
 	}
 }

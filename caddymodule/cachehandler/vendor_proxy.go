@@ -1,13 +1,16 @@
-package caddymodule
+package cachehandler
 
 import (
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/vendors"
 )
@@ -53,9 +56,9 @@ var forwardedVendorHeaders = []string{"Accept", "If-None-Match", "If-Modified-Si
 // defaultVendorPaths are the paths of a vendor's resources: each get path
 // up to its first placeholder as a prefix ("/products/{id}" ->
 // "/products/*"), each list path without its query as an exact path.
-func defaultVendorPaths(vc *VendorConfig) []string {
+func defaultVendorPaths(vc *caddymodule.VendorConfig) []string {
 	var out []string
-	for _, name := range sortedKeys(vc.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(vc.Resources)) {
 		res := vc.Resources[name]
 		if res == nil {
 			continue
@@ -120,7 +123,7 @@ func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	for _, name := range p.tagHeaders {
 		hdr.Del(name)
 	}
-	hdr.Set(p.tagHeaders[0], vendorTag(p.client.Name()))
+	hdr.Set(p.tagHeaders[0], caddymodule.VendorTag(p.client.Name()))
 	hdr.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.StatusCode)
 	if r.Method != http.MethodHead {
@@ -128,9 +131,6 @@ func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	return err
 }
-
-// vendorTag is the cache tag of every live read of a vendor.
-func vendorTag(vendor string) string { return "vendor:" + vendor }
 
 // vendorErrorStatus maps a vendor client error to the status a client
 // would see without a cached copy.

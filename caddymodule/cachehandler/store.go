@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"fmt"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/craftedge/craftedge/httpcache"
 	"github.com/craftedge/craftedge/pagecache"
-	"github.com/craftedge/craftedge/snapshot"
 )
 
 // Response headers never stored nor replayed from the cache.
@@ -73,7 +72,7 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 		}
 		hdr.Del("Cache-Purge-Tag")
 		if len(tags) > 0 {
-			n := h.app.purgeTags(tags)
+			n := h.app.PurgeTags(tags)
 			h.logger.Info("purged by upstream Cache-Purge-Tag",
 				zap.Strings("tags", tags), zap.Int("entries", n))
 		}
@@ -183,19 +182,19 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 	}
 	if len(vary) > 0 {
 		marker := pagecache.Entry{Flags: pagecache.FlagVaryMarker, StoredAt: now, FreshFor: lifetime, Vary: vary, Status: status}
-		if err := h.app.memory.Set(key, marker.Encode(), nil, epoch); err != nil {
+		if err := h.app.MemoryTier().Set(key, marker.Encode(), nil, epoch); err != nil {
 			res.notStoredReason = "memory"
 			return
 		}
 	}
-	if err := h.app.memory.Set(storeKey, raw, tags, epoch); err != nil {
+	if err := h.app.MemoryTier().Set(storeKey, raw, tags, epoch); err != nil {
 		h.logger.Warn("memory tier refused entry", zap.String("key", storeKey), zap.Error(err))
 		res.notStoredReason = "memory"
 	} else {
 		res.stored = true
 	}
 	if h.snapshotAllowed(e.Body) {
-		h.app.saveSnapshot(storeKey, &e, now)
+		h.app.SaveSnapshot(storeKey, &e, now)
 	}
 }
 
@@ -246,31 +245,11 @@ func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entr
 	}
 	raw := e.Encode()
 	res.raw, res.storeKey, res.revalidated = raw, storeKey, true
-	if err := h.app.memory.Set(storeKey, raw, e.Tags, epoch); err == nil {
+	if err := h.app.MemoryTier().Set(storeKey, raw, e.Tags, epoch); err == nil {
 		res.stored = true
 	}
 	if h.snapshotAllowed(e.Body) {
-		h.app.saveSnapshot(storeKey, &e, now)
-	}
-}
-
-// saveSnapshot queues the entry for the snapshot store (write-behind). The
-// snapshot keeps the compressed body only, when there is one.
-func (a *App) saveSnapshot(key string, e *pagecache.Entry, now time.Time) {
-	snap := *e
-	if len(snap.Zstd) > 0 {
-		snap.Body = nil
-		snap.Gzip = nil
-		snap.Flags |= pagecache.FlagBodyInZstd
-	}
-	if a.store.Damaged() != nil {
-		return // snapshots are off; the damage was logged once
-	}
-	tags := make([]string, 0, len(e.Tags)+2)
-	tags = append(tags, pagecache.URLTag(pagecache.PathKeyOf(key)), pagecache.HostTag(pagecache.HostOf(key)))
-	tags = append(tags, e.Tags...)
-	if !a.store.Put(snapshot.Record{Key: key, StoredAt: now, Tags: tags, Value: snap.Encode()}) {
-		a.logger.Warn("snapshot queue full; snapshot dropped", zap.String("key", key))
+		h.app.SaveSnapshot(storeKey, &e, now)
 	}
 }
 

@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"errors"
@@ -7,15 +7,17 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/craftedge/craftedge/caddymodule"
 )
 
 // serveBypass passes a request Craft must see live (control panel, actions,
 // previews, logged-in visitors, non-GET...) to the next handler untouched,
 // only labelling the response and applying Cache-Purge-Tag instructions.
 func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, reason string) error {
-	h.app.counters.bypassed.Add(1)
+	h.app.CountBypassed()
 	h.metrics.count(outcomeBypass)
-	if h.BlockBypassWhenSnapshotOnly && h.app.snapshotOnly(h.Upstream, h.SnapshotOnly) {
+	if h.BlockBypassWhenSnapshotOnly && h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly) {
 		hdr := w.Header()
 		hdr.Set("Content-Type", "text/plain; charset=utf-8")
 		hdr.Set("Cache-Control", "no-store")
@@ -43,7 +45,7 @@ func (h *Handler) serveBypass(w http.ResponseWriter, r *http.Request, next caddy
 	if r.Method == http.MethodGet || r.Method == http.MethodPost {
 		method = r.Method
 	}
-	metrics.bypassResponses.WithLabelValues(h.Upstream, area, method, codeClass(code)).Inc()
+	caddymodule.CountBypassResponse(h.Upstream, area, method, code)
 	return err
 }
 

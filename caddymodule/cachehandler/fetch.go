@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/pagecache"
 )
@@ -137,7 +138,7 @@ func (h *Handler) sameVariant(r *http.Request, key string, res *fetchResult) boo
 	}
 	// Re-derive this request's variant key from the marker's header list.
 	var marker pagecache.Entry
-	mraw, ok := h.app.memory.Get(key)
+	mraw, ok := h.app.MemoryTier().Get(key)
 	if !ok || marker.Decode(mraw) != nil || marker.Flags&pagecache.FlagVaryMarker == 0 {
 		return false
 	}
@@ -155,11 +156,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			staleEntry = nil
 		}
 	}
-	epoch := h.app.memory.Epoch()
+	epoch := h.app.MemoryTier().Epoch()
 	start := time.Now()
 	status := 0
 	path := lookupRequest(r).URL.Path
-	err := h.upstream.breaker.Run(func() circuit.Outcome {
+	err := h.breaker.Run(func() circuit.Outcome {
 		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
 		return upstreamOutcome(path, res, status)
 	})
@@ -175,10 +176,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	case res.failed:
 		outcome = "failure"
 	}
-	if outcome != "breaker_open" {
-		metrics.upstreamDuration.WithLabelValues(h.Upstream).Observe(time.Since(start).Seconds())
-	}
-	metrics.upstreamRequests.WithLabelValues(h.Upstream, outcome, codeClass(status)).Inc()
+	caddymodule.ObserveUpstreamCall(h.Upstream, outcome, status, time.Since(start))
 	return res
 }
 

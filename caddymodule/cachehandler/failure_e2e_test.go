@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"encoding/json"
@@ -14,14 +14,16 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
-func health(g *e2e.Gateway) Health {
+// health is GET /craftedge/health.
+func health(g *e2e.Gateway) caddymodule.Health {
 	g.T.Helper()
 	r := g.Admin(http.MethodGet, "/craftedge/health", "")
 	e2e.WantStatus(g.T, r, 200)
-	var h Health
+	var h caddymodule.Health
 	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
 		g.T.Fatalf("health is not JSON: %v: %s", err, r.Body)
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package cachehandler
 
 import (
 	"net/http"
@@ -53,7 +53,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 				usable, detail = true, "detail=stale-prohibited-override"
 			}
 			if usable {
-				h.app.counters.staleServed.Add(1)
+				h.app.CountStaleServed()
 				if cause.forwarded() {
 					h.metrics.count(outcomeStaleOnError)
 				} else {
@@ -70,7 +70,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 	if variantKey != "" {
 		snapKey = variantKey
 	}
-	if rec, ok, err := h.app.store.Get(snapKey); err != nil {
+	if rec, ok, err := h.app.Snapshot(snapKey); err != nil {
 		h.logger.Error("reading snapshot", zap.String("key", snapKey), zap.Error(err))
 	} else if ok {
 		var e pagecache.Entry
@@ -81,7 +81,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 			if e.StaleProhibited() && !e.ServableOnError(now) {
 				detail = "detail=snapshot-prohibited-override"
 			}
-			h.app.counters.snapshotServed.Add(1)
+			h.app.CountSnapshotServed()
 			h.metrics.count(outcomeSnapshot)
 			h.writeEntry(w, r, &e, now, hitPrefix+detail)
 			return nil
@@ -92,7 +92,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 	hdr := w.Header()
 	retryAfter := strconv.Itoa(int(time.Duration(h.Breaker.Cooldown) / time.Second))
 	if h.Fallback != nil {
-		h.app.counters.fallbackServed.Add(1)
+		h.app.CountFallbackServed()
 		h.metrics.count(outcomeFallback)
 		hdr.Set("Content-Type", h.Fallback.ContentType)
 		hdr.Set("Content-Length", strconv.Itoa(len(h.fallback)))

@@ -1,0 +1,12 @@
+package cachehandler
+
+import (
+	"testing"
+
+	"github.com/craftedge/craftedge/caddymodule"
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+)
+
+func TestMain(m *testing.M) {
+	e2e.Main(m, e2e.Seams{Running: caddymodule.Running, FlushSnapshots: caddymodule.FlushSnapshots})
+}
