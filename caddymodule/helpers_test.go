@@ -1,9 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
-	"net/http"
-
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
@@ -14,12 +11,5 @@ const statusHit = "craftedge; hit"
 
 // health is GET /craftedge/health.
 func health(g *e2e.Gateway) Health {
-	g.T.Helper()
-	r := g.Admin(http.MethodGet, "/craftedge/health", "")
-	e2e.WantStatus(g.T, r, 200)
-	var h Health
-	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
-		g.T.Fatalf("health is not JSON: %v: %s", err, r.Body)
-	}
-	return h
+	return e2e.AdminJSON[Health](g, "/craftedge/health")
 }

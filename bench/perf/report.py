@@ -393,7 +393,7 @@ def report(a):
     P("## Webhook acknowledgement latency")
     P()
     if "p50-µs" in ack:
-        P("`go test -run '^$' -bench WebhookAck -benchtime 1000x ./caddymodule`: 1,000 signed Standard Webhooks "
+        P("`go test -run '^$' -bench WebhookAck -benchtime 1000x ./caddymodule/webhookhandler`: 1,000 signed Standard Webhooks "
           "deliveries, one after another, to `craftedge_webhook` through a real Caddy on loopback (both CPUs): "
           "verified, checked against the replay memory in bbolt, answered 202 once the refetch job is durably "
           "enqueued, while the refetches run against the vendor simulator.")

@@ -641,7 +641,7 @@ fi
 stop origin
 
 # --- webhook acknowledgement latency ---------------------------------------------
-# BenchmarkWebhookAck (caddymodule/bench_webhook_test.go): signed Standard Webhooks
+# BenchmarkWebhookAck (caddymodule/webhookhandler/bench_webhook_test.go): signed Standard Webhooks
 # deliveries POSTed one after another to craftedge_webhook through a real Caddy on
 # loopback, each verified, checked against the bbolt replay memory and answered 202
 # once its refetch job is durably enqueued, while the refetches run against the
@@ -653,7 +653,7 @@ if step go && [ -z "${ONLY:-}" ]; then
 	go test -run '^$' -bench 'PurgeTag|Memory' -benchtime "$BENCHTIME" -timeout 10m ./pagecache >"$WORK/gobench.out" 2>&1 ||
 		{ cat "$WORK/gobench.out" >&2; die "go test -bench failed"; }
 	log "Go benchmark: webhook acknowledgement through Caddy (1000 signed deliveries)"
-	go test -run '^$' -bench WebhookAck -benchtime 1000x -timeout 5m ./caddymodule >"$WORK/webhook-bench.out" 2>&1 ||
+	go test -run '^$' -bench WebhookAck -benchtime 1000x -timeout 5m ./caddymodule/webhookhandler >"$WORK/webhook-bench.out" 2>&1 ||
 		{ tail -20 "$WORK/webhook-bench.out" >&2; die "go test -bench WebhookAck failed"; }
 	grep -E 'ns/op.*p50-µs' "$WORK/webhook-bench.out" | tail -1 | sed 's/^[[:space:]]*/BenchmarkWebhookAck-2 /' >>"$WORK/gobench.out"
 fi

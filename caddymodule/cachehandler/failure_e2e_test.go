@@ -1,7 +1,6 @@
 package cachehandler
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,14 +19,7 @@ import (
 
 // health is GET /craftedge/health.
 func health(g *e2e.Gateway) caddymodule.Health {
-	g.T.Helper()
-	r := g.Admin(http.MethodGet, "/craftedge/health", "")
-	e2e.WantStatus(g.T, r, 200)
-	var h caddymodule.Health
-	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
-		g.T.Fatalf("health is not JSON: %v: %s", err, r.Body)
-	}
-	return h
+	return e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health")
 }
 
 func TestOriginDownServesStaleThenSnapshotAfterRestart(t *testing.T) {

@@ -138,11 +138,7 @@ func (e *vendorEnv) health() caddymodule.Health {
 	return h
 }
 
+// decodeRecord decodes a read-model answer.
 func decodeRecord(t *testing.T, r e2e.Response) vendors.Record {
-	t.Helper()
-	var rec vendors.Record
-	if err := json.Unmarshal([]byte(r.Body), &rec); err != nil {
-		t.Fatalf("decoding %q: %v", r.Body, err)
-	}
-	return rec
+	return e2e.DecodeJSON[vendors.Record](t, r)
 }

@@ -2,9 +2,7 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -68,12 +66,5 @@ func enqueue(g *e2e.Gateway, key, payload string) jobs.Job {
 
 // health is GET /craftedge/health.
 func health(g *e2e.Gateway) caddymodule.Health {
-	g.T.Helper()
-	r := g.Admin(http.MethodGet, "/craftedge/health", "")
-	e2e.WantStatus(g.T, r, 200)
-	var h caddymodule.Health
-	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
-		g.T.Fatalf("health is not JSON: %v: %s", err, r.Body)
-	}
-	return h
+	return e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health")
 }

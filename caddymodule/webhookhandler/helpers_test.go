@@ -2,7 +2,6 @@ package webhookhandler
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -64,13 +63,9 @@ func (e *vendorEnv) sync(key string, state jobs.State) jobs.Job {
 	return e2e.WaitJobState(e.Gateway, job.ID, state)
 }
 
+// decodeRecord decodes a read-model answer.
 func decodeRecord(t *testing.T, r e2e.Response) vendors.Record {
-	t.Helper()
-	var rec vendors.Record
-	if err := json.Unmarshal([]byte(r.Body), &rec); err != nil {
-		t.Fatalf("decoding %q: %v", r.Body, err)
-	}
-	return rec
+	return e2e.DecodeJSON[vendors.Record](t, r)
 }
 
 // fakeCDN is a real HTTP server on 127.0.0.1 standing in for Cloudflare's
