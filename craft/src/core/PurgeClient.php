@@ -17,7 +17,8 @@ use InvalidArgumentException;
  * id.timestamp.body>", keyed with the base64-decoded part of the
  * "whsec_..." secret.
  *
- * Tags are sent in batches (the endpoint takes 64 KiB bodies by default).
+ * Tags are sent in batches of at most batch_size entries and at most
+ * max_body_bytes of JSON (the endpoint takes 64 KiB bodies by default).
  * Each batch is retried on transport errors, 5xx, 408 and 429, with
  * exponential backoff and full jitter, keeping its webhook-id (so a batch
  * that was applied but whose answer was lost is answered "duplicate",
@@ -28,6 +29,9 @@ use InvalidArgumentException;
  */
 final class PurgeClient
 {
+    /** craftedge_purge's default max_body_size (64 KiB). */
+    public const MAX_BODY_BYTES = 65536;
+
     /** @var callable(string, string, array<string, mixed>): void */
     private $logger;
     /** @var callable(int): void */
@@ -40,7 +44,7 @@ final class PurgeClient
      * @param string $url the endpoint, e.g. https://www.example.com/.craftedge/purge
      * @param string $secret the craftedge_purge secret, "whsec_<base64>"
      * @param callable|null $logger fn(string $level, string $message, array $context)
-     * @param array{batch_size?: int, max_attempts?: int, backoff_ms?: int, max_backoff_ms?: int, timeout?: float} $options
+     * @param array{batch_size?: int, max_body_bytes?: int, max_attempts?: int, backoff_ms?: int, max_backoff_ms?: int, timeout?: float} $options
      * @param callable|null $sleeper fn(int $microseconds), usleep by default
      * @param callable|null $clock fn(): int unix seconds, time() by default
      */
@@ -104,7 +108,7 @@ final class PurgeClient
     {
         $tags = array_values(array_unique(array_filter($tags, static fn ($t) => is_string($t) && $t !== '')));
         $result = new PurgeResult();
-        foreach (array_chunk($tags, max(1, $this->options['batch_size'] ?? 500)) as $batch) {
+        foreach ($this->batches('tags', $tags) as $batch) {
             $result->add($this->send(['tags' => $batch]), count($batch));
         }
         return $result;
@@ -119,10 +123,45 @@ final class PurgeClient
     public function purgeUrls(array $urls): PurgeResult
     {
         $result = new PurgeResult();
-        foreach (array_chunk(array_values(array_unique($urls)), max(1, $this->options['batch_size'] ?? 500)) as $batch) {
+        foreach ($this->batches('urls', array_values(array_unique($urls))) as $batch) {
             $result->add($this->send(['urls' => $batch]), count($batch));
         }
         return $result;
+    }
+
+    /**
+     * Splits entries into batches of at most batch_size entries whose JSON
+     * body ({"<field>":[...]}) is at most max_body_bytes, craftedge_purge's
+     * max_body_size (64 KiB by default): a larger body is refused with 413
+     * and not retried. An entry too large on its own is sent alone (and
+     * refused, and logged).
+     *
+     * @param list<string> $entries
+     * @return list<list<string>>
+     */
+    private function batches(string $field, array $entries): array
+    {
+        $maxCount = max(1, $this->options['batch_size'] ?? 500);
+        $maxBytes = max(64, $this->options['max_body_bytes'] ?? self::MAX_BODY_BYTES);
+        $empty = strlen(json_encode([$field => []], JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR));
+        $out = [];
+        $batch = [];
+        $bytes = $empty;
+        foreach ($entries as $e) {
+            $add = strlen(json_encode($e, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR)) + ($batch === [] ? 0 : 1);
+            if ($batch !== [] && (count($batch) >= $maxCount || $bytes + $add > $maxBytes)) {
+                $out[] = $batch;
+                $batch = [];
+                $bytes = $empty;
+                $add--;
+            }
+            $batch[] = $e;
+            $bytes += $add;
+        }
+        if ($batch !== []) {
+            $out[] = $batch;
+        }
+        return $out;
     }
 
     /**

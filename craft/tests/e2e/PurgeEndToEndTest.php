@@ -109,6 +109,32 @@ final class PurgeEndToEndTest extends EndToEndTestCase
         $this->assertMiss('/entry/5');
     }
 
+    public function testDefaultBatchesFitCraftedgesBodyLimit(): void
+    {
+        // 500 tags (the default batch) of up to 256 bytes each are about
+        // 130 KB of JSON: more than craftedge_purge's 64 KiB body limit, a
+        // 413 that is not retried. Batches are split by size too.
+        $this->cache('/entry/10');
+        $tags = [];
+        for ($i = 0; $i < 499; $i++) {
+            $tags[] = sprintf('custom:%03d:', $i) . str_repeat('x', 240);
+        }
+        $tags[] = 'el:10';
+        $r = $this->client(self::$ce->site . '/.craftedge/purge')->purgeTags($tags);
+        self::assertTrue($r->ok(), json_encode($this->logs));
+        self::assertGreaterThan(1, $r->sent);
+        self::assertSame([], $this->logs);
+        $this->assertMiss('/entry/10');
+
+        $urls = [];
+        for ($i = 0; $i < 300; $i++) {
+            $urls[] = self::$ce->site . '/blog/' . str_repeat('p', 300) . "/$i";
+        }
+        $r = $this->client(self::$ce->site . '/.craftedge/purge')->purgeUrls($urls);
+        self::assertTrue($r->ok(), json_encode($this->logs));
+        self::assertGreaterThan(1, $r->sent);
+    }
+
     public function testCachePurgeTagResponseHeader(): void
     {
         $this->cache('/entry/6');
