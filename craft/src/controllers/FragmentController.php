@@ -32,7 +32,8 @@ use yii\web\Response;
  * Craft APIs (craftcms/cms): src/web/Controller.php ($allowAnonymous,
  * renderTemplate()), src/web/View.php (doesTemplateExist(),
  * TEMPLATE_MODE_SITE), src/helpers/Html.php (csrfInput()),
- * src/services/Sites.php (getCurrentSite()); yiisoft/yii2
+ * src/services/Sites.php (getCurrentSite()), src/web/Request.php
+ * (getQueryStringWithoutPath()); yiisoft/yii2
  * framework/web/HttpException.php. Craft Cloud's counterpart is
  * src/controllers/EsiController.php (craftcms/cloud-extension-yii2).
  */
@@ -51,7 +52,9 @@ class FragmentController extends Controller
         }
         $gate = (new FragmentGate($signer))->check(
             $request->getMethod(),
-            $request->getQueryParams(),
+            // Without Craft's path parameter: Craft's Apache rewrite
+            // (index.php?p=...) puts it first.
+            $request->getQueryStringWithoutPath(),
             Craft::$app->getSites()->getCurrentSite()->handle,
             time(),
         );

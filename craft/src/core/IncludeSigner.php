@@ -96,6 +96,39 @@ final class IncludeSigner
     }
 
     /**
+     * Verifies a raw query string (without Craft's path parameter, see
+     * Request::getQueryStringWithoutPath()); returns the include to render.
+     *
+     * Each parameter must appear once, under its plain name: PHP keeps the
+     * last of duplicated parameters while craftedge keys them all, so a
+     * duplicate would make another cache entry of the same fragment. Order
+     * and percent-encoding may vary (craftedge normalizes both in its key
+     * and in the query it sends).
+     *
+     * @return array{kind: string, site: string, template: string, vars: array<string, mixed>}
+     * @throws IncludeRefused when unsigned, tampered with, expired or malformed
+     */
+    public function verifyQueryString(string $rawQuery, int $now): array
+    {
+        $query = [];
+        foreach (explode('&', $rawQuery) as $piece) {
+            if ($piece === '') {
+                throw new IncludeRefused('empty parameter');
+            }
+            $pair = explode('=', $piece, 2);
+            $name = urldecode($pair[0]);
+            if (!in_array($name, self::PARAMS, true)) {
+                throw new IncludeRefused(sprintf('unexpected parameter %s', json_encode($name, JSON_UNESCAPED_SLASHES)));
+            }
+            if (array_key_exists($name, $query)) {
+                throw new IncludeRefused("duplicate parameter \"$name\"");
+            }
+            $query[$name] = urldecode($pair[1] ?? '');
+        }
+        return $this->verify($query, $now);
+    }
+
+    /**
      * Verifies query parameters; returns the include to render.
      *
      * @param array<string, mixed> $query the request's query parameters
@@ -174,7 +207,7 @@ final class IncludeSigner
 
     private static function checkSite(string $site): void
     {
-        if (!preg_match('/^[A-Za-z][A-Za-z0-9_-]{0,254}$/', $site)) {
+        if (!preg_match('/^[A-Za-z][A-Za-z0-9_-]{0,254}$/D', $site)) {
             throw new InvalidArgumentException(sprintf('include site %s: not a site handle', json_encode($site)));
         }
     }
@@ -182,7 +215,7 @@ final class IncludeSigner
     private static function checkTemplate(string $template): void
     {
         if (
-            !preg_match('~^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$~', $template)
+            !preg_match('~^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$~D', $template)
             || str_contains($template, '..') || str_contains($template, '//')
         ) {
             throw new InvalidArgumentException(sprintf('include template %s: want a relative site template path (letters, digits, _ - . /, no "..")', json_encode($template)));
@@ -196,7 +229,7 @@ final class IncludeSigner
 
     private static function unb64(string $s): ?string
     {
-        if (!preg_match('/^[A-Za-z0-9_-]*$/', $s)) {
+        if (!preg_match('/^[A-Za-z0-9_-]*$/D', $s)) {
             return null;
         }
         $raw = base64_decode(strtr($s, '-_', '+/'), true);

@@ -23,6 +23,13 @@ final class IncludeTest extends TestCase
         return $q;
     }
 
+    /** The raw query string of an include URL. */
+    private static function raw(string $url): string
+    {
+        self::assertStringStartsWith('/_craftedge/include?', $url);
+        return (string) parse_url($url, PHP_URL_QUERY);
+    }
+
     public function testRoundTrip(): void
     {
         $s = new IncludeSigner(self::KEY);
@@ -105,20 +112,63 @@ final class IncludeTest extends TestCase
     {
         $s = new IncludeSigner(self::KEY);
         $gate = new FragmentGate($s);
-        $q = self::query($s->url('p', 'default', 'hello', [], self::NOW));
+        $q = self::raw($s->url('p', 'default', 'hello', [], self::NOW));
         $ok = $gate->check('GET', $q, 'default', self::NOW);
         self::assertSame(200, $ok['status']);
         self::assertSame('private, no-store', $ok['headers']['Cache-Control']);
         self::assertSame('hello', $ok['include']['template']);
-        $cached = $gate->check('HEAD', self::query($s->url('c', 'default', 'nav', [], self::NOW)), 'default', self::NOW);
+        $cached = $gate->check('HEAD', self::raw($s->url('c', 'default', 'nav', [], self::NOW)), 'default', self::NOW);
         self::assertSame(200, $cached['status']);
         self::assertArrayNotHasKey('Cache-Control', $cached['headers'], 'a cached fragment is tagged and timed like a page');
         $post = $gate->check('POST', $q, 'default', self::NOW);
         self::assertSame([405, 'GET, HEAD', null], [$post['status'], $post['headers']['Allow'], $post['include']]);
         $other = $gate->check('GET', $q, 'de', self::NOW);
         self::assertSame([403, 'no-store', null], [$other['status'], $other['headers']['Cache-Control'], $other['include']]);
-        $bad = $gate->check('GET', ['template' => 'x'] + $q, 'default', self::NOW);
+        $bad = $gate->check('GET', preg_replace('/template=[^&]*/', 'template=x', $q), 'default', self::NOW);
         self::assertSame([403, 'bad signature'], [$bad['status'], $bad['reason']]);
+    }
+
+    public function testGateRefusesDuplicatedAndMangledParameters(): void
+    {
+        // PHP keeps the last of duplicated parameters and craftedge keys
+        // them all: each duplicate would be another cache entry of the same
+        // fragment (and a refused duplicate must not be what PHP renders).
+        $s = new IncludeSigner(self::KEY);
+        $gate = new FragmentGate($s);
+        $q = self::raw($s->url('c', 'default', 'nav', ['id' => 1], self::NOW));
+        self::assertSame(200, $gate->check('GET', $q, 'default', self::NOW)['status']);
+        $cases = [
+            $q . '&kind=c' => 'duplicate parameter "kind"',
+            'kind=c&' . $q => 'duplicate parameter "kind"',
+            $q . '&%6Bind=c' => 'duplicate parameter "kind"',
+            $q . '&sig' => 'duplicate parameter "sig"',
+            $q . '&kind[]=c' => 'unexpected parameter "kind[]"',
+            $q . '&' => 'empty parameter',
+            $q . '&x=1' => 'unexpected parameter "x"',
+        ];
+        foreach ($cases as $query => $why) {
+            $r = $gate->check('GET', $query, 'default', self::NOW);
+            self::assertSame([403, 'no-store', null, $why], [$r['status'], $r['headers']['Cache-Control'], $r['include'], $r['reason']], $query);
+        }
+        // The same URL with other (equivalent) percent-encodings and order
+        // is still the signed include: craftedge normalizes both in its key.
+        $reordered = implode('&', array_reverse(explode('&', str_replace('%2F', '/', $q))));
+        self::assertSame(200, $gate->check('GET', $reordered, 'default', self::NOW)['status']);
+    }
+
+    public function testNoTrailingNewlineInSignedFields(): void
+    {
+        // PCRE's "$" matches before a final newline: "nav\n" must not pass
+        // for a template (or a site handle), on either side.
+        $s = new IncludeSigner(self::KEY);
+        foreach ([['default', "nav\n"], ["default\n", 'nav']] as [$site, $template]) {
+            try {
+                $s->url('c', $site, $template, [], self::NOW);
+                self::fail('accepted ' . json_encode([$site, $template]));
+            } catch (InvalidArgumentException) {
+                $this->addToAssertionCount(1);
+            }
+        }
     }
 
     public function testHtml(): void
