@@ -45,6 +45,8 @@ final class EdgeCache
 {
     private bool $collecting = false;
     private bool $esiUsed = false;
+    /** Whether this web request's response went out (Response::$isSent is only set after EVENT_AFTER_SEND). */
+    private bool $responseSent = false;
     private ?PurgeQueue $queue = null;
     private ?TagEncoder $encoder = null;
     private ?TagHeader $header = null;
@@ -217,12 +219,28 @@ final class EdgeCache
             return null;
         }
         $client = $this->purgeClient();
+        if ($client === null && !$this->responseSent && Craft::$app->getResponse() instanceof Response) {
+            // A web request whose response is still to be sent (a queue
+            // job run by the queue/run action): its Cache-Purge-Tag
+            // carries them.
+            return null;
+        }
         if ($client === null) {
             Craft::warning('craftedge: tags to purge but no purge endpoint configured (CRAFTEDGE_PURGE_URL, CRAFTEDGE_PURGE_SECRET): ' . implode(',', $this->queue->tags()), 'craftedge');
             $this->queue = null;
             return null;
         }
         return $this->queue->flush($client);
+    }
+
+    /**
+     * Response::EVENT_AFTER_SEND: the response's Cache-Purge-Tag is gone;
+     * sends what it did not carry through the purge endpoint.
+     */
+    public function afterSend(): void
+    {
+        $this->responseSent = true;
+        $this->flush();
     }
 
     /** Marks the response as holding ESI includes. */

@@ -41,7 +41,10 @@ use yii\queue\Queue;
  * - src/services/Dashboard.php: EVENT_REGISTER_WIDGET_TYPES.
  * - src/services/Utilities.php: EVENT_REGISTER_UTILITIES (Craft 5's name).
  * - src/services/UserPermissions.php: EVENT_REGISTER_PERMISSIONS.
- * - yiisoft/yii2 framework/web/Response.php: EVENT_AFTER_PREPARE.
+ * - yiisoft/yii2 framework/web/Response.php: EVENT_AFTER_PREPARE,
+ *   EVENT_AFTER_SEND (send(): prepare, headers, content, then this);
+ *   framework/base/Application.php run(): EVENT_AFTER_REQUEST comes
+ *   before the response is sent.
  * - yiisoft/yii2-queue src/Queue.php: EVENT_AFTER_EXEC, EVENT_AFTER_ERROR.
  * - putyourlightson/craft-blitz src/helpers/CachePurgerHelper.php:
  *   EVENT_REGISTER_PURGER_TYPES (only when Blitz is installed).
@@ -72,7 +75,17 @@ class Plugin extends BasePlugin
 
         Event::on(Elements::class, Elements::EVENT_INVALIDATE_CACHES,
             static fn (InvalidateElementCachesEvent $e) => $edge->onInvalidateCaches($e));
-        Craft::$app->onAfterRequest(static fn () => $edge->flush());
+        if (Craft::$app->getRequest()->getIsConsoleRequest()) {
+            Craft::$app->onAfterRequest(static fn () => $edge->flush());
+        } else {
+            // Not onAfterRequest(): yii\base\Application::run() triggers
+            // EVENT_AFTER_REQUEST before $response->send(), so flushing
+            // there would take every tag before EVENT_AFTER_PREPARE could
+            // put them in Cache-Purge-Tag (and drop them without a purge
+            // endpoint). After the send, only what the header did not
+            // carry is left.
+            Event::on(Response::class, Response::EVENT_AFTER_SEND, static fn () => $edge->afterSend());
+        }
         Event::on(Queue::class, Queue::EVENT_AFTER_EXEC, static fn () => $edge->flush());
         Event::on(Queue::class, Queue::EVENT_AFTER_ERROR, static fn () => $edge->flush());
 
