@@ -130,7 +130,9 @@ final class EdgeCache
 
     /**
      * Whether this request's page may be cached and tagged: a GET or HEAD
-     * site request that is not an action, preview or token request.
+     * site request that is not an action, preview or token request (and,
+     * decided when the response is prepared, not rendered for a logged-in
+     * user or a session: isPersonal()).
      */
     public static function isCacheableRequest(Request $request): bool
     {
@@ -141,6 +143,16 @@ final class EdgeCache
             && !$request->getIsLivePreview()
             && $request->getToken() === null
             && ($request->getIsGet() || $request->getIsHead());
+    }
+
+    /**
+     * Whether the page was rendered for one visitor: a logged-in user, or
+     * a PHP session (flash messages, a cart) that may show in it.
+     * (craftcms/cms src/web/User.php getIsGuest(), yii2 web/User.php.)
+     */
+    private static function isPersonal(): bool
+    {
+        return session_status() === PHP_SESSION_ACTIVE || !Craft::$app->getUser()->getIsGuest();
     }
 
     /** At web application init: starts collecting for a cacheable request. */
@@ -189,7 +201,12 @@ final class EdgeCache
             if ($elements->getIsCollectingCacheInfo()) {
                 [$dependency, $duration] = $elements->stopCollectingCacheInfo();
                 $cacheControl = $headers->get('Cache-Control');
-                if ($response->getIsOk() && Expiry::shareable($cacheControl)) {
+                if (self::isPersonal()) {
+                    $personal = Expiry::personalCacheControl($cacheControl);
+                    if ($personal !== null) {
+                        $headers->set('Cache-Control', $personal);
+                    }
+                } elseif ($response->getIsOk() && Expiry::shareable($cacheControl)) {
                     $headers->set('Cache-Tag', $this->header()->cacheTag($dependency?->tags ?? []));
                     $cacheDuration = (int) Craft::$app->getConfig()->getGeneral()->cacheDuration;
                     $expiry = new Expiry($this->settings->expiryMode);

@@ -84,6 +84,21 @@ final class Expiry
     }
 
     /**
+     * The Cache-Control for a page rendered for one visitor (a logged-in
+     * user, or a request with a PHP session): null when the page already
+     * says private or no-store, else "private, no-store". Such a page gets
+     * no Cache-Tag and no expiry header either. craftedge bypasses these
+     * requests (their session cookie), so its response reaches a CDN in
+     * front with whatever headers Craft set, and PHP's own session
+     * no-cache header is replaced by any Cache-Control set through Yii
+     * ({% expires %}, the s-maxage mode).
+     */
+    public static function personalCacheControl(?string $cacheControl): ?string
+    {
+        return self::shareable($cacheControl) ? 'private, no-store' : null;
+    }
+
+    /**
      * The smaller of s-maxage and max-age in a Cache-Control value, null
      * without either, false when it is private or no-store.
      */

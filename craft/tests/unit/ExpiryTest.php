@@ -39,4 +39,15 @@ final class ExpiryTest extends TestCase
         self::assertTrue(Expiry::shareable('public, max-age=10'));
         self::assertTrue(Expiry::shareable(null));
     }
+
+    public function testPersonalPagesAreNeverShared(): void
+    {
+        // A logged-in visitor's page (or one with a PHP session) gets no
+        // tags and no shared freshness: the headers of a bypassed response
+        // reach a CDN in front of craftedge, which would obey them.
+        self::assertSame('private, no-store', Expiry::personalCacheControl(null));
+        self::assertSame('private, no-store', Expiry::personalCacheControl('public, max-age=3600'), '{% expires %} for a logged-in editor');
+        self::assertNull(Expiry::personalCacheControl('no-cache, no-store, must-revalidate'), 'Craft\'s own no-cache headers are kept');
+        self::assertNull(Expiry::personalCacheControl('private, max-age=60'));
+    }
 }
