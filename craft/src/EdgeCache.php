@@ -121,11 +121,10 @@ final class EdgeCache
     /** The include signer, or null when no include key is set. */
     public function signer(): ?IncludeSigner
     {
-        $keys = array_values(array_filter([
+        return IncludeSigner::fromSettings(
             $this->settings->env($this->settings->includeKey),
             $this->settings->env($this->settings->includePreviousKey),
-        ]));
-        return $keys === [] ? null : new IncludeSigner($keys);
+        );
     }
 
     /**

@@ -68,6 +68,19 @@ final class IncludeSigner
     }
 
     /**
+     * The signer for the plugin's settings: null without a current key
+     * (CRAFTEDGE_INCLUDE_KEY), even when a previous one is set, so no new
+     * URL is ever signed with a key being retired.
+     */
+    public static function fromSettings(string $current, string $previous): ?self
+    {
+        if ($current === '') {
+            return null;
+        }
+        return new self($previous === '' || $previous === $current ? [$current] : [$current, $previous]);
+    }
+
+    /**
      * The signed query parameters of an include.
      *
      * @param array<string, mixed> $vars scalars, nulls and arrays of them

@@ -85,6 +85,21 @@ final class IncludeTest extends TestCase
         self::assertNotSame($q['sig'], self::query($both->url('c', 'default', 'nav', [], self::NOW))['sig']);
     }
 
+    public function testFromSettings(): void
+    {
+        $old = 'old-key-of-at-least-thirty-two-bytes';
+        self::assertNull(IncludeSigner::fromSettings('', ''));
+        // Only the previous key left: nothing is signed with a key on its
+        // way out (new pages would embed URLs that die with it).
+        self::assertNull(IncludeSigner::fromSettings('', $old));
+        $q = self::query((new IncludeSigner($old))->url('c', 'default', 'nav', [], self::NOW));
+        $rotated = IncludeSigner::fromSettings(self::KEY, $old);
+        self::assertSame('nav', $rotated->verify($q, self::NOW)['template']);
+        $signed = self::query($rotated->url('c', 'default', 'nav', [], self::NOW));
+        self::assertSame('nav', (new IncludeSigner(self::KEY))->verify($signed, self::NOW)['template'], 'signed with the current key');
+        $this->assertRefused(IncludeSigner::fromSettings(self::KEY, ''), $q, 'bad signature');
+    }
+
     public function testBadInput(): void
     {
         $s = new IncludeSigner(self::KEY);
