@@ -18,7 +18,9 @@ use yii\web\Response;
 
 /**
  * Renders fragments for signed include URLs (/_craftedge/include, see
- * core/IncludeSigner.php), and nothing else: core/FragmentGate.php refuses
+ * core/IncludeSigner.php; private fragments fetched by the no-ESI script
+ * come as the action craftedge/fragment/render, which craftedge bypasses
+ * with the visitor's cookies), and nothing else: core/FragmentGate.php refuses
  * an unsigned, tampered with or expired URL, or one signed for another
  * site, with 403 before any template is looked at.
  *

@@ -27,7 +27,7 @@ use yii\base\InvalidConfigException;
  * helpers render a small script that fetches the fragment.
  *
  * Craft APIs: src/helpers/Template.php raw(), src/helpers/UrlHelper.php
- * siteUrl(), src/services/Sites.php getCurrentSite(), src/web/View.php
+ * siteUrl(), actionUrl(), src/services/Sites.php getCurrentSite(), src/web/View.php
  * renderTemplate() (craftcms/cms).
  */
 final class CraftedgeVariable
@@ -76,7 +76,36 @@ final class CraftedgeVariable
         if (Plugin::getInstance()->edge()->esiEnabled()) {
             return $this->esi(IncludeSigner::KIND_PRIVATE, $template, $vars);
         }
-        return Template::raw(IncludeHtml::script($this->url(IncludeSigner::KIND_PRIVATE, $template, $vars)));
+        return Template::raw(IncludeHtml::script($this->actionUrl($template, $vars)));
+    }
+
+    /**
+     * The private fragment's URL for the script: an action URL
+     * (/actions/craftedge/fragment/render?..., under the site's base path),
+     * which craftedge bypasses (httpcache/bypass.go, ReasonAction), so the
+     * fetch reaches Craft with the visitor's cookies and is never stored.
+     * Through the include path it would be an ordinary cacheable request,
+     * sent to Craft without cookies: a new CSRF cookie for every fetch (two
+     * forms on a page: one token no longer matches) and no cart or session.
+     *
+     * @param array<string, mixed> $vars
+     */
+    private function actionUrl(string $template, array $vars): string
+    {
+        $signer = $this->signer();
+        $site = Craft::$app->getSites()->getCurrentSite();
+        $url = UrlHelper::actionUrl('craftedge/fragment/render', $signer->sign(IncludeSigner::KIND_PRIVATE, $site->handle, $template, $vars, time()));
+        $parts = parse_url($url);
+        return ($parts['path'] ?? '/') . (isset($parts['query']) ? '?' . $parts['query'] : '');
+    }
+
+    private function signer(): IncludeSigner
+    {
+        $signer = Plugin::getInstance()->edge()->signer();
+        if ($signer === null) {
+            throw new InvalidConfigException('craftedge includes need a signing key: set CRAFTEDGE_INCLUDE_KEY (head -c 32 /dev/urandom | base64)');
+        }
+        return $signer;
     }
 
     /** @param array<string, mixed> $vars */
@@ -95,10 +124,7 @@ final class CraftedgeVariable
      */
     private function url(string $kind, string $template, array $vars): string
     {
-        $signer = Plugin::getInstance()->edge()->signer();
-        if ($signer === null) {
-            throw new InvalidConfigException('craftedge includes need a signing key: set CRAFTEDGE_INCLUDE_KEY (head -c 32 /dev/urandom | base64)');
-        }
+        $signer = $this->signer();
         $site = Craft::$app->getSites()->getCurrentSite();
         $signed = $signer->url($kind, $site->handle, $template, $vars, time());
         $base = rtrim((string) parse_url(UrlHelper::siteUrl('', null, null, $site->id), PHP_URL_PATH), '/');

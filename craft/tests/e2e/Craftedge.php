@@ -137,14 +137,16 @@ CADDY;
     /**
      * GET (or another method) through craftedge.
      *
+     * @param list<string> $requestHeaders "Name: value" lines
      * @return array{status: int, headers: array<string, string>, body: string}
      */
-    public function request(string $method, string $path): array
+    public function request(string $method, string $path, array $requestHeaders = []): array
     {
         $headers = [];
         $ch = curl_init($this->site . $path);
         curl_setopt_array($ch, [
             CURLOPT_CUSTOMREQUEST => $method,
+            CURLOPT_HTTPHEADER => $requestHeaders,
             CURLOPT_RETURNTRANSFER => true,
             CURLOPT_TIMEOUT => 10,
             CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$headers): int {

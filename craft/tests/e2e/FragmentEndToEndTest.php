@@ -52,6 +52,22 @@ final class FragmentEndToEndTest extends EndToEndTestCase
         self::assertNotSame($a['body'], $b['body'], 'rendered for each request');
     }
 
+    public function testPrivateFragmentsFetchedByScriptGetTheVisitorsCookies(): void
+    {
+        // craftedge sends nothing unkeyed to Craft on a cacheable request,
+        // cookies included: through the include path a private fragment is
+        // rendered without the visitor's cookies. The no-ESI script fetches
+        // the controller's action URL instead, which craftedge bypasses.
+        $q = (string) parse_url(self::url('p', ['id' => 15]), PHP_URL_QUERY);
+        $viaInclude = self::$ce->request('GET', IncludeSigner::PATH . "?$q", ['Cookie: visitor=alice']);
+        self::assertStringContainsString('cookie none', $viaInclude['body']);
+        $viaAction = self::$ce->request('GET', "/actions/craftedge/fragment/render?$q", ['Cookie: visitor=alice']);
+        self::assertSame(200, $viaAction['status'], $viaAction['body']);
+        self::assertStringContainsString('cookie alice', $viaAction['body']);
+        self::assertStringContainsString('fwd=bypass', $viaAction['headers']['cache-status'] ?? '');
+        self::assertSame('private, no-store', $viaAction['headers']['cache-control'] ?? '');
+    }
+
     public function testRefusedUrlsRenderNothing(): void
     {
         $good = self::url('c', ['id' => 13]);
