@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"fmt"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -42,7 +45,9 @@ func (ts *testServer) start(routes []string) {
 		NoLog: true, NoSigs: true, DisableJetStreamBanner: true,
 	}
 	if ts.cluster != "" {
-		opts.Cluster = server.ClusterOpts{Name: ts.cluster, Host: "127.0.0.1", Port: ts.clusterPort}
+		// NoAdvertise: clients stay on the server they were given, so
+		// stopping it disconnects them (tests of a disconnected node).
+		opts.Cluster = server.ClusterOpts{Name: ts.cluster, Host: "127.0.0.1", Port: ts.clusterPort, NoAdvertise: true}
 		for _, r := range routes {
 			u, err := url.Parse(r)
 			if err != nil {
@@ -81,23 +86,50 @@ func (ts *testServer) routeURL() string {
 	return "nats-route://127.0.0.1:" + strconv.Itoa(ts.clusterPort)
 }
 
-// startCluster starts a 3-server JetStream cluster and waits for its
-// meta leader.
+// startCluster starts a 3-server JetStream cluster, every server routing
+// to the others, and waits for its meta leader.
 func startCluster(t *testing.T) []*testServer {
 	t.Helper()
-	s1 := startServer(t, "s1", "tc", nil)
-	s2 := startServer(t, "s2", "tc", []string{s1.routeURL()})
-	s3 := startServer(t, "s3", "tc", []string{s1.routeURL(), s2.routeURL()})
-	servers := []*testServer{s1, s2, s3}
-	waitFor(t, "JetStream meta leader", func() bool {
+	var servers []*testServer
+	for i := range 3 {
+		ts := &testServer{t: t, name: fmt.Sprintf("s%d", i+1), dir: t.TempDir(), cluster: "tc",
+			port: server.RANDOM_PORT, clusterPort: freePort(t)}
+		servers = append(servers, ts)
+		t.Cleanup(ts.stop)
+	}
+	var wg sync.WaitGroup
+	for _, ts := range servers {
+		wg.Add(1)
+		go func() { // each waits for the others before it is ready
+			defer wg.Done()
+			ts.restartIn(servers)
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "JetStream cluster of 3", func() bool {
+		peers := 0
 		for _, s := range servers {
-			if s.s.JetStreamIsLeader() {
-				return true
+			if !s.s.JetStreamIsCurrent() {
+				return false
+			}
+			if s.s.JetStreamIsLeader() { // peers are known to the leader
+				peers = len(s.s.JetStreamClusterPeers())
 			}
 		}
-		return false
+		return peers == 3
 	})
 	return servers
+}
+
+// freePort returns a port nothing listens on (yet).
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // restartIn restarts ts on its ports and storage, routing to the others.
@@ -115,7 +147,13 @@ func (ts *testServer) restartIn(servers []*testServer) {
 // waitFor polls cond until it holds; the bound only catches a hang.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > time.Second {
+			t.Logf("waited %s for %s", d.Round(time.Millisecond), what)
+		}
+	}()
+	deadline := start.Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -211,9 +249,9 @@ func startNode(t *testing.T, cfg Config, r *recorder) *Node {
 		cfg.ReconnectWait = 50 * time.Millisecond
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 2 * time.Second
+		cfg.Timeout = 5 * time.Second
 	}
-	n, err := Start(cfg, r.handlers(), Options{})
+	n, err := Start(cfg, r.handlers(), Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("starting node %s: %v", cfg.NodeName, err)
 	}
@@ -225,4 +263,12 @@ func startNode(t *testing.T, cfg Config, r *recorder) *Node {
 func waitState(t *testing.T, n *Node, s State) {
 	t.Helper()
 	waitFor(t, n.Name()+" "+s.String(), func() bool { return n.State() == s })
+}
+
+// testLogger logs to t with CLUSTER_LOG=1.
+func testLogger(t *testing.T) *zap.Logger {
+	if os.Getenv("CLUSTER_LOG") == "" {
+		return nil
+	}
+	return zaptest.NewLogger(t)
 }

@@ -123,6 +123,11 @@ type Node struct {
 
 	out outbox
 
+	// cursor is the last purge applied (cursorOK once known); only the
+	// run goroutine uses them.
+	cursor   Cursor
+	cursorOK bool
+
 	applied   atomic.Uint64
 	gaps      atomic.Uint64
 	cursorSeq atomic.Uint64
@@ -343,38 +348,44 @@ func (n *Node) run() {
 
 // session runs until ctx ends or an error.
 func (n *Node) session(ctx context.Context) error {
-	stream, err := n.ensureStream(ctx)
-	if err != nil {
-		return err
-	}
-	kill, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
+	var stream jetstream.Stream
+	var streamErr error
+	var streamDone sync.WaitGroup
+	streamDone.Go(func() { stream, streamErr = n.ensureStream(ctx) })
+	// The buckets are independent: set them up at once (creating a
+	// replicated bucket forms a Raft group, which takes a while).
+	buckets := []jetstream.KeyValueConfig{{
 		Bucket:      n.name("killswitch"),
 		Description: "craftedge kill-switch overrides (snapshot-only), by upstream",
 		History:     1,
-	})
-	if err != nil {
-		return err
-	}
-	leases, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
+	}, {
 		Bucket:      n.name("leases"),
 		Description: "craftedge leases: one holder per name, expiring after the TTL",
 		History:     1,
 		TTL:         n.cfg.LeaseTTL,
-	})
-	if err != nil {
-		return err
-	}
-	cursors := n.opts.Cursors
-	if cursors == nil {
-		kv, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
+	}}
+	if n.opts.Cursors == nil {
+		buckets = append(buckets, jetstream.KeyValueConfig{
 			Bucket:      n.name("cursors"),
 			Description: "craftedge: last purge applied, by node",
 			History:     1,
 		})
-		if err != nil {
-			return err
-		}
-		cursors = &kvCursors{kv: kv, key: n.cfg.NodeName, timeout: n.cfg.Timeout}
+	}
+	kvs := make([]jetstream.KeyValue, len(buckets))
+	errs := make([]error, len(buckets))
+	var wg sync.WaitGroup
+	for i, cfg := range buckets {
+		wg.Go(func() { kvs[i], errs[i] = n.ensureBucket(ctx, cfg) })
+	}
+	wg.Wait()
+	streamDone.Wait()
+	if err := errors.Join(append(errs, streamErr)...); err != nil {
+		return err
+	}
+	kill, leases := kvs[0], kvs[1]
+	cursors := n.opts.Cursors
+	if cursors == nil {
+		cursors = &kvCursors{kv: kvs[2], key: n.cfg.NodeName, timeout: n.cfg.Timeout}
 	}
 	n.mu.Lock()
 	n.kill, n.leases = kill, leases
@@ -390,7 +401,7 @@ func (n *Node) session(ctx context.Context) error {
 			cancel()
 		}
 	}()
-	err = n.followPurges(ctx, stream, cursors)
+	err := n.followPurges(ctx, stream, cursors)
 	cancel()
 	<-watchDone
 	if ctx.Err() != nil && n.ctx.Err() == nil && !n.nc.IsConnected() {

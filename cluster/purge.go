@@ -227,9 +227,14 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 		return fmt.Errorf("cluster: purge stream info: %w", err)
 	}
 	created, first, last := info.Created, info.State.FirstSeq, info.State.LastSeq
-	cur, ok, err := loadCursor(ctx, cursors, n.cfg.Timeout)
-	if err != nil {
-		return err
+	// Within a process the cursor in memory is exact (a store may have
+	// failed as the connection dropped); the stored one serves restarts.
+	cur, ok := n.cursor, n.cursorOK
+	if !ok {
+		var err error
+		if cur, ok, err = loadCursor(ctx, cursors, n.cfg.Timeout); err != nil {
+			return err
+		}
 	}
 	if gap := gapOf(cur, ok, created, first, last); gap != nil {
 		n.reportGap(*gap)
@@ -238,6 +243,7 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 			return err
 		}
 	}
+	n.cursor, n.cursorOK = cur, true
 	n.cursorSeq.Store(cur.Seq)
 	cons, err := n.ensureConsumer(ctx, stream, cur.Seq)
 	if err != nil {
@@ -291,6 +297,7 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 		}
 		n.apply(msg, seq)
 		cur.Seq = seq
+		n.cursor = cur
 		n.cursorSeq.Store(seq)
 		_ = msg.Ack()
 		dirty = true
