@@ -122,7 +122,7 @@ func startCluster(t *testing.T) []*testServer {
 }
 
 // freePort returns a port nothing listens on (yet).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -266,7 +266,7 @@ func waitState(t *testing.T, n *Node, s State) {
 }
 
 // testLogger logs to t with CLUSTER_LOG=1.
-func testLogger(t *testing.T) *zap.Logger {
+func testLogger(t testing.TB) *zap.Logger {
 	if os.Getenv("CLUSTER_LOG") == "" {
 		return nil
 	}

@@ -348,6 +348,9 @@ func (n *Node) run() {
 
 // session runs until ctx ends or an error.
 func (n *Node) session(ctx context.Context) error {
+	if err := n.waitJetStream(ctx); err != nil {
+		return err
+	}
 	var stream jetstream.Stream
 	var streamErr error
 	var streamDone sync.WaitGroup
@@ -408,6 +411,31 @@ func (n *Node) session(ctx context.Context) error {
 		return nil // ended by a disconnection
 	}
 	return err
+}
+
+// waitJetStream polls JetStream until it answers (a new NATS cluster
+// elects its meta leader first; requests sent before then go unanswered
+// until they time out), with short requests so set-up starts soon after.
+func (n *Node) waitJetStream(ctx context.Context) error {
+	probe := min(time.Second, n.cfg.Timeout)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, probe)
+		_, err := n.js.AccountInfo(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return fmt.Errorf("cluster: NATS answers without JetStream: enable it on the server (jetstream {} in its config): %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(probe / 4):
+		}
+	}
 }
 
 // name is the stream or bucket name of a part.

@@ -270,8 +270,11 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 	}()
 	dirty, sinceStore := false, 0
 	defer func() {
-		if dirty { // best effort: a stale cursor only means a re-applied purge
-			_ = storeCursor(context.Background(), cursors, cur, n.cfg.Timeout)
+		// Best effort, and short (the node may be closing with NATS gone):
+		// a stale stored cursor only means purges applied again after a
+		// restart.
+		if dirty && n.nc.IsConnected() {
+			_ = storeCursor(context.Background(), cursors, cur, min(time.Second, n.cfg.Timeout))
 		}
 	}()
 	for {
