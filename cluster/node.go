@@ -253,17 +253,24 @@ type Stats struct {
 	Malformed uint64
 	// Cursor is the stream sequence of the last purge applied.
 	Cursor uint64
+	// LastError is the connection's last error ("" if none): why the
+	// node cannot reach NATS (refused, TLS, authorization).
+	LastError string
 }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	q, o, p := n.out.stats()
-	return Stats{
+	st := Stats{
 		State: n.State(), Connected: n.nc.IsConnected(),
 		Queued: q, Overflows: o, Published: p,
 		Applied: n.applied.Load(), Gaps: n.gaps.Load(), Malformed: n.malformed.Load(),
 		Cursor: n.cursorSeq.Load(),
 	}
+	if err := n.nc.LastError(); err != nil {
+		st.LastError = err.Error()
+	}
+	return st
 }
 
 func (n *Node) setState(s State) {
