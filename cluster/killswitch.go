@@ -131,7 +131,7 @@ func (n *Node) publishOverrides(set map[string]bool) {
 	n.mu.Lock()
 	n.overrides = maps.Clone(set)
 	n.mu.Unlock()
-	if n.h.KillSwitch != nil {
-		n.h.KillSwitch(maps.Clone(set))
+	if h := n.handlers(); h.KillSwitch != nil {
+		h.KillSwitch(maps.Clone(set))
 	}
 }

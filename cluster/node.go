@@ -99,7 +99,7 @@ type Options struct {
 // waits at all.
 type Node struct {
 	cfg  Config
-	h    Handlers
+	h    atomic.Pointer[Handlers]
 	opts Options
 	log  *zap.Logger
 	boot string // random per process: tells this process from an earlier one of the same name
@@ -144,11 +144,11 @@ func Start(cfg Config, h Handlers, opts Options) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     c,
-		h:       h,
 		opts:    opts,
 		log:     opts.Logger,
 		connSig: make(chan struct{}, 1),
 	}
+	n.h.Store(&h)
 	if n.log == nil {
 		n.log = zap.NewNop()
 	}
@@ -208,6 +208,14 @@ func (n *Node) shutdownServer() {
 		n.srv.WaitForShutdown()
 	}
 }
+
+// SetHandlers replaces the handlers; calls in progress finish with the
+// old ones. A node outlives a config reload (it holds a connection, maybe
+// a server and its ports): the new config's app installs its handlers and
+// reads State and SnapshotOnlyOverrides for the current values.
+func (n *Node) SetHandlers(h Handlers) { n.h.Store(&h) }
+
+func (n *Node) handlers() *Handlers { return n.h.Load() }
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.NodeName }
@@ -278,8 +286,8 @@ func (n *Node) setState(s State) {
 		return
 	}
 	n.log.Info("cluster state", zap.Stringer("state", s))
-	if n.h.State != nil {
-		n.h.State(s)
+	if h := n.handlers(); h.State != nil {
+		h.State(s)
 	}
 }
 

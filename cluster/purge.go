@@ -334,8 +334,8 @@ func (n *Node) apply(msg jetstream.Msg, seq uint64) {
 	}
 	p.Node, p.Seq = from, seq
 	n.applied.Add(1)
-	if n.h.Purge != nil {
-		n.h.Purge(p)
+	if h := n.handlers(); h.Purge != nil {
+		h.Purge(p)
 	}
 }
 
@@ -343,8 +343,8 @@ func (n *Node) reportGap(g Gap) {
 	n.gaps.Add(1)
 	n.log.Warn("purges may have been missed: the memory tier must be dropped",
 		zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First))
-	if n.h.Gap != nil {
-		n.h.Gap(g)
+	if h := n.handlers(); h.Gap != nil {
+		h.Gap(g)
 	}
 }
 

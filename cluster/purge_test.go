@@ -1,10 +1,14 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestPurgeReachesOtherNodesNotItsPublisher(t *testing.T) {
@@ -70,3 +74,68 @@ func TestSplitKeepsEveryEntryUnderTheLimit(t *testing.T) {
 }
 
 func jsonUnmarshal(d []byte, v any) error { return json.Unmarshal(d, v) }
+
+// memCursors is a caller's CursorStore (craftedge would keep it in its
+// bbolt file).
+type memCursors struct {
+	mu     sync.Mutex
+	c      Cursor
+	ok     bool
+	stores int
+}
+
+func (m *memCursors) LoadCursor(context.Context) (Cursor, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.c, m.ok, nil
+}
+
+func (m *memCursors) StoreCursor(_ context.Context, c Cursor) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.c, m.ok = c, true
+	m.stores++
+	return nil
+}
+
+// TestRestartReplaysFromTheCallersCursor: b keeps its cursor in the
+// caller's store; after a restart it replays what it missed, no gap.
+func TestRestartReplaysFromTheCallersCursor(t *testing.T) {
+	s := startServer(t, "solo", "", nil)
+	ra, rb := &recorder{}, &recorder{}
+	store := &memCursors{}
+	a := startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, ra)
+	bcfg := Config{NodeName: "b", URLs: []string{s.url()}, ReconnectWait: 50 * time.Millisecond}
+	b, err := Start(bcfg, rb.handlers(), Options{Cursors: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, StateReady)
+	waitState(t, b, StateReady)
+	a.Publish(Purge{Tags: []string{"one"}})
+	waitFor(t, "b applies one", func() bool { return rb.hasPurge("one") })
+	b.Close()
+	if c, ok, _ := store.LoadCursor(context.Background()); !ok || c.Seq != 1 {
+		t.Fatalf("stored cursor %+v %v", c, ok)
+	}
+	a.Publish(Purge{Tags: []string{"two"}})
+	a.Publish(Purge{Tags: []string{"three"}})
+	waitFor(t, "a published", func() bool { return a.Stats().Published == 3 })
+
+	rb.reset()
+	b, err = Start(bcfg, rb.handlers(), Options{Cursors: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitState(t, b, StateReady)
+	if got := rb.eventList(); !slices.Equal(got, []string{"state:catching_up", "purge:two", "purge:three", "state:ready"}) {
+		t.Fatalf("b after a restart: %v", got)
+	}
+
+	// A reload hands the node to new handlers.
+	var got atomic.Value
+	b.SetHandlers(Handlers{Purge: func(p Purge) { got.Store(p.Tags[0]) }})
+	a.Publish(Purge{Tags: []string{"four"}})
+	waitFor(t, "new handler gets four", func() bool { return got.Load() == "four" })
+}
