@@ -225,3 +225,24 @@ func TestQueueCollapsesIntoPurgeAllWhenFull(t *testing.T) {
 		t.Fatalf("stream holds %q", got)
 	}
 }
+
+func TestFlushWaitsForTheQueue(t *testing.T) {
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	a := startNode(t, Config{NodeName: "a", URLs: []string{url}}, &recorder{})
+	a.Publish(Purge{Tags: []string{"x"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Flush(ctx); err != context.Canceled {
+		t.Fatalf("Flush without NATS, ctx done: %v", err)
+	}
+	s := &testServer{t: t, name: "late", dir: t.TempDir(), port: port}
+	s.start(nil)
+	t.Cleanup(s.stop)
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.Queued != 0 || st.Published != 1 {
+		t.Fatalf("after Flush: %+v", st)
+	}
+}

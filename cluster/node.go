@@ -188,11 +188,11 @@ func Start(cfg Config, h Handlers, opts Options) (*Node, error) {
 }
 
 // Close stops the node: it ends its goroutines, closes the connection
-// and stops the embedded server. Purges still queued are lost (other
-// nodes catch up by the gap they detect only if the stream dropped
-// something, so Close after the queue drained when possible: see
-// Stats.Queued). Leases held through Lead are released; leases taken with
-// AcquireLease expire after LeaseTTL.
+// and stops the embedded server. Purges still queued are dropped (the
+// other nodes never see them): call Flush first, with a deadline, for a
+// graceful shutdown. Leases held through Lead are released when their
+// Lead's context ends; leases taken with AcquireLease expire after
+// LeaseTTL. Close must not be called from a handler.
 func (n *Node) Close() error {
 	n.cancel()
 	n.wg.Wait()

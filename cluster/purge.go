@@ -106,6 +106,22 @@ func (n *Node) Publish(p Purge) {
 	n.out.push(p, n.cfg.NodeName+"-"+n.boot)
 }
 
+// Flush waits until every purge queued so far is published, or ctx
+// ends (then it returns ctx.Err() and the rest stays queued). For a
+// graceful shutdown: Close drops what is still queued.
+func (n *Node) Flush(ctx context.Context) error {
+	for {
+		if q, _, _ := n.out.stats(); q == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.out.popped:
+		}
+	}
+}
+
 // publishLoop publishes the queue's head until the node closes.
 func (n *Node) publishLoop() {
 	defer n.wg.Done()
@@ -402,7 +418,8 @@ func (n *Node) ensureConsumer(ctx context.Context, stream jetstream.Stream, seq 
 
 // outbox is the bounded in-memory queue of purges to publish.
 type outbox struct {
-	sig chan struct{}
+	sig    chan struct{}
+	popped chan struct{} // signalled after each pop (capacity 1)
 
 	mu        sync.Mutex
 	items     []queued
@@ -419,6 +436,7 @@ type queued struct {
 
 func (o *outbox) init(max int) {
 	o.sig = make(chan struct{}, 1)
+	o.popped = make(chan struct{}, 1)
 	o.max = max
 }
 
@@ -462,6 +480,10 @@ func (o *outbox) pop(id string) {
 	if len(o.items) > 0 && o.items[0].id == id {
 		o.items[0] = queued{}
 		o.items = o.items[1:]
+	}
+	select {
+	case o.popped <- struct{}{}:
+	default:
 	}
 }
 
