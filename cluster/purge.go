@@ -271,7 +271,10 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 		ready = true
 		n.setState(StateReady)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256), jetstream.PullHeartbeat(min(5*time.Second, n.cfg.Timeout)))
+	// A pull request parked on a consumer leader that changed (elections
+	// while a replicated consumer settles, a server lost) is noticed by
+	// missing heartbeats, after two of them: 1s keeps that delay short.
+	it, err := cons.Messages(jetstream.PullMaxMessages(256), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("cluster: following purges: %w", err)
 	}
