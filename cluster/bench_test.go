@@ -12,7 +12,7 @@ import (
 // running an embedded NATS server, clustered through routes on loopback
 // (replicas 3). It reports the latency's p50 and p99 per purge.
 //
-//	go test -run '^$' -bench PurgeFanout -benchtime 2000x ./cluster/
+//	go test -run '^$' -bench PurgeFanout -benchtime 1000x ./cluster/
 func BenchmarkPurgeFanout(b *testing.B) {
 	got := []chan Purge{make(chan Purge, 16), make(chan Purge, 16)}
 	hs := []Handlers{{}, {Purge: func(p Purge) { got[0] <- p }}, {Purge: func(p Purge) { got[1] <- p }}}

@@ -125,21 +125,23 @@ func (l *Lease) Renew(ctx context.Context) error {
 	ctx, cancel := l.n.opCtx(ctx)
 	defer cancel()
 	rev, err := kv.Update(ctx, l.key, l.n.leaseValue(), l.rev)
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
-		errors.Is(err, jetstream.ErrKeyNotFound) || isWrongLastSequence(err) {
-		return fmt.Errorf("%w: %q", ErrLeaseLost, l.name)
-	}
 	if err != nil {
-		return fmt.Errorf("cluster: renewing lease %q: %w", l.name, err)
+		return l.failed("renewing", err)
 	}
 	l.rev = rev
 	return nil
 }
 
-// isWrongLastSequence reports JetStream's compare-and-set failure.
-func isWrongLastSequence(err error) bool {
+// failed maps a failed compare-and-set to ErrLeaseLost, and wraps any
+// other error.
+func (l *Lease) failed(doing string, err error) error {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.Is(err, jetstream.ErrKeyNotFound) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return fmt.Errorf("%w: %q", ErrLeaseLost, l.name)
+	}
+	return fmt.Errorf("cluster: %s lease %q: %w", doing, l.name, err)
 }
 
 // Release gives the lease up at once, if this node still holds it.
@@ -150,12 +152,8 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 	ctx, cancel := l.n.opCtx(ctx)
 	defer cancel()
-	err = kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSequence(err) {
-		return fmt.Errorf("%w: %q", ErrLeaseLost, l.name)
-	}
-	if err != nil {
-		return fmt.Errorf("cluster: releasing lease %q: %w", l.name, err)
+	if err := kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
+		return l.failed("releasing", err)
 	}
 	return nil
 }
