@@ -155,3 +155,26 @@ func TestLeadReleasesOnCancel(t *testing.T) {
 		t.Fatalf("other still held by %q", h)
 	}
 }
+
+// TestLeaseMovesWhenHolderConnectionCloses: a holds a lease and its
+// process goes away without releasing it (connection closed); b holds it
+// once the TTL has run out.
+func TestLeaseMovesWhenHolderConnectionCloses(t *testing.T) {
+	s := startServer(t, "solo", "", nil)
+	cfg := func(name string) Config {
+		return Config{NodeName: name, URLs: []string{s.url()}, LeaseTTL: time.Second}
+	}
+	a := startNode(t, cfg("a"), &recorder{})
+	b := startNode(t, cfg("b"), &recorder{})
+	waitState(t, a, StateReady)
+	waitState(t, b, StateReady)
+	ctx := context.Background()
+	if _, err := a.AcquireLease(ctx, "sync:shop"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	waitFor(t, "b acquires after a's TTL", func() bool {
+		_, err := b.AcquireLease(ctx, "sync:shop")
+		return err == nil
+	})
+}
