@@ -11,7 +11,7 @@ import (
 func TestLeaseAcquireRenewRelease(t *testing.T) {
 	s := startServer(t, "solo", "", nil)
 	cfg := func(name string) Config {
-		return Config{NodeName: name, URLs: []string{s.url()}, LeaseTTL: time.Second}
+		return Config{NodeName: name, URLs: []string{s.url()}, LeaseTTL: 3 * time.Second} // long enough not to expire between steps
 	}
 	a := startNode(t, cfg("a"), &recorder{})
 	b := startNode(t, cfg("b"), &recorder{})
