@@ -47,9 +47,13 @@ const (
 //	GET      /vendors/v1/{vendor}/{resource}?updated_since=&page=&per_page=
 //	POST|PUT /vendors/v1/{vendor}/{resource}[/{id}]   → 202, outbox job
 //	GET      /vendors/v1/outbox/{job id}
+//	GET      /vendors/v1/media/{sha256}                 stored media file
 //
 // Reads are served from the stored records only; they never call a
-// vendor. Other paths go to the next handler.
+// vendor. A record of a resource with media fields carries "media": each
+// file's edge URL under /vendors/v1/media/ once downloaded, the vendor URL
+// until then (caddymodule.MediaRef). Media files are public: their address
+// is the SHA-256 of their content. Other paths go to the next handler.
 //
 // Writes, outbox job states and reads of resources that are not public
 // need an authenticated caller: a user set by an authentication handler in
