@@ -334,7 +334,7 @@ type MediaGCReport struct {
 
 // runMediaGC is the maintenance job: it removes the files and index
 // entries no live record names, removes damaged files (hash checked), and
-// enqueues downloads of named URLs that are not stored. Any error reading
+// enqueues downloads of named URLs whose stored file is gone or damaged. Any error reading
 // the records stops it before anything is removed.
 func (a *App) runMediaGC(ctx context.Context, t *jobs.Task) error {
 	m := a.media
@@ -427,10 +427,12 @@ func (a *App) runMediaGC(ctx context.Context, t *jobs.Task) error {
 		rep.Removed++
 		observeMediaRemoved()
 	}
-	// Named but not stored: download (again).
+	// Stored once, named, and now missing or damaged: download again.
+	// (URLs never stored are left to their own jobs: one whose download
+	// failed for good, a 404, is not retried every run.)
 	var reqs []jobs.EnqueueRequest
 	for _, u := range sortedKeys(named) {
-		if e, ok := entries[u]; ok && keep[e.Hash] {
+		if e, ok := entries[u]; !ok || keep[e.Hash] {
 			continue
 		}
 		reqs = append(reqs, mediaFetchRequest(named[u], ":repair:"+t.Job.ID))

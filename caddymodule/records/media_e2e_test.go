@@ -281,3 +281,19 @@ func TestMediaDamagedFileNotServedAndUnreferencedRemoved(t *testing.T) {
 		t.Fatalf("removed_total = %v", n)
 	}
 }
+
+func TestMediaConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ resource, global, want string }{
+		{"media image", "", "is not a configured field"},
+		{"field image image\n\t\t\t\tsensitive image\n\t\t\t\tmedia image", "", "cannot be both sensitive and media"},
+		{mediaResource, "media {\n\t\t\ttypes image/svg+xml\n\t\t}", "cannot be accepted (known by content"},
+		{mediaResource, "media {\n\t\t\tmax_file_size 2GiB\n\t\t\tmax_total_size 1GiB\n\t\t}", "max_file_size is larger than max_total_size"},
+		{mediaResource, "media {\n\t\t\ttimeout 0s\n\t\t}", "timeout must be positive"},
+		{mediaResource, "media {\n\t\t\tcolour blue\n\t\t}", "unknown media subdirective"},
+		{mediaResource, "media {\n\t\t}\n\t\tmedia {\n\t\t}", "media is configured twice"},
+	} {
+		cfg := vendorCaddyfile(vendorOptions{baseURL: "http://127.0.0.1:9", storage: dir + "/x.db", resource: tc.resource, global: tc.global})
+		e2e.AssertLoadError(t, cfg, tc.want)
+	}
+}
