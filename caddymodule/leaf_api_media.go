@@ -26,6 +26,9 @@ type MediaRef struct {
 	Hash string `json:"hash,omitempty"`
 	Type string `json:"type,omitempty"`
 	Size int64  `json:"size,omitempty"`
+	// Widths are the edge URLs of the image's scaled-down copies, by
+	// width in pixels (the media block's widths below the image's own).
+	Widths map[int]string `json:"widths,omitempty"`
 }
 
 // MediaRefs returns the media of a record by field: a MediaRef for a
@@ -48,6 +51,12 @@ func (a *App) MediaRefs(rec vendors.Record) map[string]any {
 			ref := MediaRef{URL: u, VendorURL: u}
 			if e, ok, err := m.index.Lookup(u); err == nil && ok && m.store.Has(e.Hash) {
 				ref = MediaRef{URL: MediaPathPrefix + e.Hash, VendorURL: u, Stored: true, Hash: e.Hash, Type: e.Type, Size: e.Size}
+				for w, o := range e.Widths {
+					if ref.Widths == nil {
+						ref.Widths = map[int]string{}
+					}
+					ref.Widths[w] = MediaPathPrefix + o.Hash
+				}
 			}
 			refs = append(refs, ref)
 		}

@@ -306,7 +306,23 @@ func (a *App) runMediaFetch(ctx context.Context, t *jobs.Task) error {
 		}
 		return err
 	}
-	if err := m.index.Bind(p.URL, media.Entry{Object: obj, FetchedAt: nowFunc().UTC()}); err != nil {
+	entry := media.Entry{Object: obj, FetchedAt: nowFunc().UTC()}
+	if len(m.cfg.Widths) > 0 {
+		derived, err := media.Derive(m.store, obj, m.cfg.Widths)
+		switch {
+		case errors.Is(err, media.ErrStoreFull) || errors.Is(err, media.ErrNoSpace):
+			o, _ := mediaOutcome(err)
+			observeMediaFetch(o, 0)
+			log.Error("media store full: resized copies postponed", zap.Error(err))
+			return err
+		case err != nil:
+			// The original is served; only its copies are missing.
+			log.Warn("media: no resized copies", zap.String("hash", obj.Hash), zap.Error(err))
+		default:
+			entry.Widths = derived
+		}
+	}
+	if err := m.index.Bind(p.URL, entry); err != nil {
 		return fmt.Errorf("media.fetch: indexing %s: %w", obj.Hash, err)
 	}
 	log.Debug("media stored", zap.String("hash", obj.Hash), zap.Int64("bytes", obj.Size), zap.String("type", obj.Type))
@@ -385,7 +401,9 @@ func (a *App) runMediaGC(ctx context.Context, t *jobs.Task) error {
 			unbind = append(unbind, u)
 			continue
 		}
-		keep[e.Hash] = true
+		for _, h := range e.Hashes() {
+			keep[h] = true
+		}
 	}
 	// Check every kept file's content.
 	for h := range keep {
@@ -404,7 +422,7 @@ func (a *App) runMediaGC(ctx context.Context, t *jobs.Task) error {
 		}
 		delete(keep, h)
 		for u, e := range entries {
-			if e.Hash == h {
+			if slices.Contains(e.Hashes(), h) {
 				unbind = append(unbind, u)
 			}
 		}
@@ -432,7 +450,7 @@ func (a *App) runMediaGC(ctx context.Context, t *jobs.Task) error {
 	// failed for good, a 404, is not retried every run.)
 	var reqs []jobs.EnqueueRequest
 	for _, u := range sortedKeys(named) {
-		if e, ok := entries[u]; !ok || keep[e.Hash] {
+		if e, ok := entries[u]; !ok || !slices.ContainsFunc(e.Hashes(), func(h string) bool { return !keep[h] }) {
 			continue
 		}
 		reqs = append(reqs, mediaFetchRequest(named[u], ":repair:"+t.Job.ID))

@@ -21,6 +21,7 @@ const (
 	defaultMediaMaxTotal    = 1 << 30
 	defaultMediaTimeout     = time.Minute
 	defaultMediaGCEvery     = time.Hour
+	maxMediaWidth           = 8192
 )
 
 // MediaConfig configures where and how the media files named by the
@@ -57,6 +58,12 @@ type MediaConfig struct {
 	// and link-local addresses. Off by default: a media URL is vendor
 	// data, and must not make craftedge reach its internal network.
 	AllowPrivateAddresses bool `json:"allow_private_addresses,omitempty"`
+
+	// Widths, if set, makes scaled-down copies of every stored image
+	// (JPEG, PNG, GIF, WebP) in the same job, one per width in pixels
+	// below the image's own, kept beside it and named in read-model answers
+	// (MediaRef.Widths). No resizing happens on a visitor's request.
+	Widths []int `json:"widths,omitempty"`
 
 	// GCEvery is how often the maintenance job runs: it removes the files
 	// no record names any more, checks every stored file's hash and
@@ -99,6 +106,11 @@ func (c *MediaConfig) applyDefaults() error {
 	}
 	if c.Timeout < 0 || c.GCEvery < 0 {
 		return fmt.Errorf("media: durations must be positive")
+	}
+	for _, w := range c.Widths {
+		if w < 1 || w > maxMediaWidth {
+			return fmt.Errorf("media: widths must be in 1..%d, got %d", maxMediaWidth, w)
+		}
 	}
 	if len(c.Types) == 0 {
 		c.Types = media.DefaultTypes
@@ -172,6 +184,19 @@ func (a *App) unmarshalMedia(d *caddyfile.Dispenser) error {
 				}
 			}
 			c.Types = append(c.Types, args...)
+			continue
+		case "widths":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("widths needs at least one width in pixels")
+			}
+			for _, a := range args {
+				n, err := parseIntValue(d, "widths", a, 1, maxMediaWidth, "")
+				if err != nil {
+					return err
+				}
+				c.Widths = append(c.Widths, n)
+			}
 			continue
 		case "allow_private_addresses":
 			c.AllowPrivateAddresses = true

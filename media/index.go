@@ -17,6 +17,18 @@ type Entry struct {
 	Object
 	// FetchedAt is when the file was downloaded.
 	FetchedAt time.Time `json:"fetched_at"`
+	// Widths are the scaled-down copies of an image, by width in pixels
+	// (see Derive).
+	Widths map[int]Object `json:"widths,omitempty"`
+}
+
+// Hashes are the stored files of the entry: the file and its copies.
+func (e Entry) Hashes() []string {
+	out := []string{e.Hash}
+	for _, o := range e.Widths {
+		out = append(out, o.Hash)
+	}
+	return out
 }
 
 // Index maps vendor URLs to stored files, in the shared bbolt file (the

@@ -2,7 +2,9 @@ package media
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"image"
 	"image/png"
 	"os"
@@ -102,5 +104,49 @@ func TestStorePutDedupesBoundsAndRecovers(t *testing.T) {
 		if _, _, err := s2.Open(h); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Open(%q) = %v", h, err)
 		}
+	}
+}
+
+func TestDeriveScalesAndRefusesBombs(t *testing.T) {
+	s, err := OpenStore(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewRGBA(image.Rect(0, 0, 100, 50))); err != nil {
+		t.Fatal(err)
+	}
+	src, err := s.Put(&b, 1<<20, DefaultTypes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Derive(s, src, []int{10, 50, 100, 200})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Derive = %v, %v; want the 10 and 50px copies", got, err)
+	}
+	f, _, err := s.Open(got[50].Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := image.DecodeConfig(f)
+	f.Close()
+	if err != nil || cfg.Width != 50 || cfg.Height != 25 {
+		t.Fatalf("50px copy: %dx%d, %v", cfg.Width, cfg.Height, err)
+	}
+	// A PNG header declaring 100000x100000 pixels is not decoded.
+	var bomb bytes.Buffer
+	if err := png.Encode(&bomb, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	raw := bomb.Bytes()
+	// IHDR width and height (bytes 16..23), then the chunk's CRC again.
+	copy(raw[16:24], []byte{0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0})
+	binary.BigEndian.PutUint32(raw[29:33], crc32.ChecksumIEEE(raw[12:29]))
+	big, err := s.Put(bytes.NewReader(raw), 1<<20, DefaultTypes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Derive(s, big, []int{10}); !errors.Is(err, ErrType) {
+		t.Fatalf("Derive of a 100000x100000 header = %v, want ErrType", err)
 	}
 }

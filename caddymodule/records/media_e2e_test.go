@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"image"
+	_ "image/png"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -102,7 +104,7 @@ func sha256Hex(b []byte) string {
 func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 	e, _ := startMediaGateway(t, map[string]string{
 		"1": "/media/p1.png", "2": "/media/fake.png", "3": "/media/missing.png",
-	}, "allow_private_addresses")
+	}, "allow_private_addresses\n\t\t\twidths 4 8 32")
 	e.sync("first", jobs.StateDone) // one file's 404 or bad type never blocks the sync
 	js := e.waitMediaJobs(3)
 
@@ -116,6 +118,18 @@ func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 	}
 	if j := js["1"]; j.State != jobs.StateDone {
 		t.Fatalf("product 1 media job = %s (%s)", j.State, j.LastError)
+	}
+	// Scaled-down copies (the PNG is 16x8: no 32px copy), made in the job.
+	if len(ref.Widths) != 2 || ref.Widths[4] == "" || ref.Widths[8] == "" {
+		t.Fatalf("widths = %v, want 4 and 8", ref.Widths)
+	}
+	for w, h := range map[int]int{4: 2, 8: 4} {
+		r := e.Get(ref.Widths[w])
+		e2e.WantStatus(t, r, 200)
+		cfg, format, err := image.DecodeConfig(strings.NewReader(r.Body))
+		if err != nil || format != "png" || cfg.Width != w || cfg.Height != h || r.Header.Get("Content-Type") != "image/png" {
+			t.Fatalf("%dpx copy: %dx%d %s (%v), Content-Type %q", w, cfg.Width, cfg.Height, format, err, r.Header.Get("Content-Type"))
+		}
 	}
 
 	// HTML sent as image/png is refused by content; a 404 is given up.
