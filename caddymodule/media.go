@@ -70,6 +70,9 @@ func (mediaStoreResource) Destruct() error { return nil }
 // provisionMedia opens the media store when a resource has media fields.
 func (a *App) provisionMedia() error {
 	fields := map[string]map[string][]string{}
+	if _, ok := a.Vendors["media"]; ok {
+		return fmt.Errorf("craftedge: vendor name %q is reserved (read-model API path of the media files)", "media")
+	}
 	for _, vn := range sortedKeys(a.Vendors) {
 		for _, rn := range sortedKeys(a.Vendors[vn].Resources) {
 			r := a.Vendors[vn].Resources[rn]
