@@ -233,8 +233,12 @@ func checkMediaFields(resource string, r *VendorResource) error {
 // address is its content's hash, so it never changes.
 const mediaCacheControl = "public, max-age=31536000, immutable"
 
-// setMediaHeaders sets the headers of a stored file's answer.
+// setMediaHeaders sets the headers of a stored file's answer. A craftedge
+// handler in front keeps no copy (Craftedge-Cache-Control: no-store, which
+// it never passes on): the file is on local disk already, and a copy would
+// take memory and put it in the bbolt file.
 func setMediaHeaders(h http.Header, hash string) {
+	h.Set("Craftedge-Cache-Control", "no-store")
 	h.Set("ETag", `"`+hash+`"`)
 	h.Set("Cache-Control", mediaCacheControl)
 	h.Set("X-Content-Type-Options", "nosniff")

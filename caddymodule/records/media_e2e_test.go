@@ -166,6 +166,8 @@ func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 		"ETag":                   `"` + hash + `"`,
 		"Cache-Control":          "public, max-age=31536000, immutable",
 		"X-Content-Type-Options": "nosniff",
+		// A craftedge handler in front keeps no second copy.
+		"Craftedge-Cache-Control": "no-store",
 	} {
 		if got := r.Header.Get(h); got != want {
 			t.Fatalf("%s = %q, want %q", h, got, want)
@@ -309,5 +311,30 @@ func TestMediaConfigErrors(t *testing.T) {
 	} {
 		cfg := vendorCaddyfile(vendorOptions{baseURL: "http://127.0.0.1:9", storage: dir + "/x.db", resource: tc.resource, global: tc.global})
 		e2e.AssertLoadError(t, cfg, tc.want)
+	}
+}
+
+func TestMediaNotCopiedByACacheHandlerInFront(t *testing.T) {
+	sim, url := e2e.StartVendorSim(t, 2)
+	if _, err := sim.Update(vendorsim.KindProduct, "1", func(f map[string]any) { f["image"] = url + "/media/p1.png" }); err != nil {
+		t.Fatal(err)
+	}
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, resource: mediaResource,
+		global: "media {\n\t\t\tdir " + filepath.Join(t.TempDir(), "media") + "\n\t\t\tallow_private_addresses\n\t\t}",
+		site:   "craftedge {\n\t\tupstream records\n\t}\n\tcraftedge_records {\n\t\tallow_anonymous_writes\n\t}"})
+	e.sync("first", jobs.StateDone)
+	e.waitMediaJobs(1)
+	e2e.WaitFor(t, "the record's cached answer to name the edge URL", func() bool { return e.mediaRef("1").Stored })
+	ref := e.mediaRef("1")
+	for range 2 {
+		r := e.Get(ref.URL)
+		e2e.WantStatus(t, r, 200)
+		if cs := r.Header.Get("Cache-Status"); cs == "" || r.Header.Get("Craftedge-Cache-Control") != "" || strings.Contains(cs, "hit") {
+			t.Fatalf("the cache handler kept or passed on the media answer: Cache-Status %q, Craftedge-Cache-Control %q",
+				r.Header.Get("Cache-Status"), r.Header.Get("Craftedge-Cache-Control"))
+		}
+		if r.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" || r.Body != string(vendorsim.MediaPNG("p1.png")) {
+			t.Fatalf("answer through the cache handler: Cache-Control %q, %d bytes", r.Header.Get("Cache-Control"), len(r.Body))
+		}
 	}
 }
