@@ -96,6 +96,12 @@ func (e *vendorEnv) mediaRef(id string) caddymodule.MediaRef {
 	return ref
 }
 
+// mediaFetches is craftedge_media_fetches_total of an outcome.
+func (e *vendorEnv) mediaFetches(outcome string) float64 {
+	e.T.Helper()
+	return e2e.Scrape(e.Gateway, `craftedge_media_fetches_total{outcome="`+outcome+`"}`)
+}
+
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -105,7 +111,8 @@ func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 	e, _ := startMediaGateway(t, map[string]string{
 		"1": "/media/p1.png", "2": "/media/fake.png", "3": "/media/missing.png",
 	}, "allow_private_addresses\n\t\t\twidths 4 8 32")
-	e.sync("first", jobs.StateDone) // one file's 404 or bad type never blocks the sync
+	badType, notFound := e.mediaFetches("bad_type"), e.mediaFetches("not_found") // counters are process-wide
+	e.sync("first", jobs.StateDone)                                              // one file's 404 or bad type never blocks the sync
 	js := e.waitMediaJobs(3)
 
 	// The image: stored, named by its edge URL.
@@ -143,10 +150,10 @@ func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 			t.Fatalf("product %s media = %+v, want the vendor URL", id, ref)
 		}
 	}
-	if n := e2e.Scrape(e.Gateway, `craftedge_media_fetches_total{outcome="bad_type"}`); n != 1 {
+	if n := e.mediaFetches("bad_type") - badType; n != 1 {
 		t.Fatalf("bad_type fetches = %v, want 1", n)
 	}
-	if n := e2e.Scrape(e.Gateway, `craftedge_media_fetches_total{outcome="not_found"}`); n != 1 {
+	if n := e.mediaFetches("not_found") - notFound; n != 1 {
 		t.Fatalf("not_found fetches = %v, want 1", n)
 	}
 
@@ -200,12 +207,13 @@ func TestMediaTooLargeRefusedWithoutHoldingIt(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	e, dir := startMediaGateway(t, map[string]string{"1": "/media/large.bin?bytes=" + jsonNumber(size)},
 		"allow_private_addresses\n\t\t\tmax_file_size 1MiB")
+	tooLarge := e.mediaFetches("too_large")
 	e.sync("first", jobs.StateDone)
 	j := e.waitMediaJobs(1)["1"]
 	if j.State != jobs.StateDead || j.Attempts != 1 || !strings.Contains(j.LastError, "larger than the size bound") {
 		t.Fatalf("large file job: %s after %d attempts (%q), want dead after 1: too large", j.State, j.Attempts, j.LastError)
 	}
-	if n := e2e.Scrape(e.Gateway, `craftedge_media_fetches_total{outcome="too_large"}`); n != 1 {
+	if n := e.mediaFetches("too_large") - tooLarge; n != 1 {
 		t.Fatalf("too_large fetches = %v, want 1", n)
 	}
 	tmps, err := os.ReadDir(filepath.Join(dir, "tmp"))
@@ -249,6 +257,8 @@ func TestMediaDamagedFileNotServedAndUnreferencedRemoved(t *testing.T) {
 		t.Fatalf("not stored: %+v", ref)
 	}
 	path := filepath.Join(dir, "objects", ref.Hash[:2], ref.Hash)
+	damaged := e2e.Scrape(e.Gateway, "craftedge_media_damaged_total")
+	removed := e2e.Scrape(e.Gateway, "craftedge_media_removed_total")
 
 	// Damage the stored file (same size, one byte flipped): never served,
 	// removed, the record names the vendor URL, and it is downloaded again.
@@ -266,7 +276,7 @@ func TestMediaDamagedFileNotServedAndUnreferencedRemoved(t *testing.T) {
 		t.Fatal("damaged content served")
 	}
 	e2e.WaitFor(t, "the damaged file to be downloaded again", func() bool { return e.mediaRef("1").Stored })
-	if n := e2e.Scrape(e.Gateway, "craftedge_media_damaged_total"); n < 1 {
+	if n := e2e.Scrape(e.Gateway, "craftedge_media_damaged_total") - damaged; n != 1 {
 		t.Fatalf("damaged_total = %v", n)
 	}
 	r = e.Get(ref.URL)
@@ -293,7 +303,7 @@ func TestMediaDamagedFileNotServedAndUnreferencedRemoved(t *testing.T) {
 		t.Fatalf("old file still on disk: %v", err)
 	}
 	e2e.WantStatus(t, e.Get(e.mediaRef("1").URL), 200)
-	if n := e2e.Scrape(e.Gateway, "craftedge_media_removed_total"); n < 1 {
+	if n := e2e.Scrape(e.Gateway, "craftedge_media_removed_total") - removed; n != 1 {
 		t.Fatalf("removed_total = %v", n)
 	}
 }
@@ -337,4 +347,54 @@ func TestMediaNotCopiedByACacheHandlerInFront(t *testing.T) {
 			t.Fatalf("answer through the cache handler: Cache-Control %q, %d bytes", r.Header.Get("Cache-Control"), len(r.Body))
 		}
 	}
+}
+
+func TestMediaStoreFullRetriesWithoutDamage(t *testing.T) {
+	// Room for one of the two images only.
+	p1, p2 := vendorsim.MediaPNG("p1.png"), vendorsim.MediaPNG("p2.png")
+	bound := jsonNumber(len(p1) + len(p2) - 1)
+	e, dir := startMediaGateway(t, map[string]string{"1": "/media/p1.png", "2": "/media/p2.png"},
+		"allow_private_addresses\n\t\t\tmax_file_size "+bound+"\n\t\t\tmax_total_size "+bound)
+	storeFull := e.mediaFetches("store_full")
+	e.sync("first", jobs.StateDone)
+	var full, stored string
+	e2e.WaitFor(t, "one image stored and the other postponed", func() bool {
+		a, b := e.mediaRef("1"), e.mediaRef("2")
+		if a.Stored == b.Stored {
+			return false
+		}
+		full, stored = "2", "1"
+		if b.Stored {
+			full, stored = "1", "2"
+		}
+		return e.mediaFetches("store_full") > storeFull
+	})
+	for _, j := range e.mediaJobs() {
+		if j.State == jobs.StateDead {
+			t.Fatalf("a full store dead-lettered a download: %s", j.LastError)
+		}
+	}
+	if ref := e.mediaRef(full); ref.Stored || ref.URL != ref.VendorURL {
+		t.Fatalf("postponed image: %+v, want the vendor URL", ref)
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) > 1 { // at most the retry in progress
+		t.Fatalf("temporary files pile up: %d", len(tmps))
+	}
+	// The stored one is intact and served.
+	r := e.Get(e.mediaRef(stored).URL)
+	e2e.WantStatus(t, r, 200)
+
+	// The stored image's record drops it; maintenance frees the room and
+	// the postponed download goes through.
+	if _, err := e.sim.Update(vendorsim.KindProduct, stored, func(f map[string]any) { f["image"] = "" }); err != nil {
+		t.Fatal(err)
+	}
+	e.sync("second", jobs.StateDone)
+	job, _, err := e.app().JobQueue().Enqueue(t.Context(), jobs.EnqueueRequest{Kind: "media.gc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitJobState(e.Gateway, job.ID, jobs.StateDone)
+	e2e.WaitFor(t, "the postponed image to be stored", func() bool { return e.mediaRef(full).Stored })
+	e2e.WantStatus(t, e.Get(e.mediaRef(full).URL), 200)
 }

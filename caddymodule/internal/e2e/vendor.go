@@ -51,6 +51,7 @@ func VendorCaddyfile(c VendorConfig) string {
 			}
 			kind media.fetch {
 				backoff 10ms 50ms
+				max_attempts 1000
 			}
 		}
 		%s
