@@ -94,6 +94,11 @@ type App struct {
 	// (see EncryptionKey). Required when a resource has sensitive fields.
 	EncryptionKeys []EncryptionKey `json:"encryption_keys,omitempty"`
 
+	// Media configures the store of the files named by the resources'
+	// media fields (see MediaConfig); defaults apply when a resource has
+	// media fields and Media is nil.
+	Media *MediaConfig `json:"media,omitempty"`
+
 	ctx    caddy.Context
 	logger *zap.Logger
 
@@ -116,6 +121,10 @@ type App struct {
 	replay            *replay.Store
 	webhookReceivers  map[string]*signedReceiver
 	stopReplaySweeper func()
+
+	// media is the provisioned media store; nil when no resource has
+	// media fields.
+	media *mediaState
 
 	// cdn is the provisioned CDN (its provider module, the client); nil
 	// when none.
@@ -241,6 +250,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionVendors(); err != nil {
 		return err
 	}
+	if err := a.provisionMedia(); err != nil {
+		return err
+	}
 	if err := a.provisionWebhooks(); err != nil {
 		return err
 	}
@@ -298,6 +310,7 @@ func (a *App) Start() error {
 	a.startJobs()
 	a.startVendorScheduler()
 	a.startReplaySweeper()
+	a.startMediaMaintenance()
 	currentApp.Store(a)
 	a.logger.Info("craftedge started",
 		zap.String("storage", a.Storage),
@@ -314,6 +327,9 @@ func (a *App) Stop() error {
 	}
 	if a.stopReplaySweeper != nil {
 		a.stopReplaySweeper()
+	}
+	if a.media != nil && a.media.stopMaintenance != nil {
+		a.media.stopMaintenance()
 	}
 	if a.stopJobs != nil {
 		a.stopJobs()

@@ -47,6 +47,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    }
 //	    vendor <name> { … }   (vendor_caddyfile.go)
 //	    cdn { … }             (cdn_caddyfile.go)
+//	    media { … }           (media_config.go)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -119,6 +120,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		case "cdn":
 			if err := a.unmarshalCDN(d); err != nil {
+				return err
+			}
+			continue
+		case "media":
+			if err := a.unmarshalMedia(d); err != nil {
 				return err
 			}
 			continue

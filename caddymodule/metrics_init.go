@@ -18,7 +18,7 @@ import (
 
 // purgeSources are the values of craftedge_cache_purges_total's source
 // label (and craftedge_cdn_purge_enqueue_failures_total's).
-var purgeSources = []string{"admin", "upstream_header", "remote", "vendor_sync", "outbox", "webhook", "unsafe_method"}
+var purgeSources = []string{"admin", "upstream_header", "remote", "vendor_sync", "outbox", "webhook", "unsafe_method", "media"}
 
 // webhookRejectReasons are the values of craftedge_webhooks_rejected_total's
 // reason label.
@@ -46,6 +46,7 @@ func (a *App) initSeries() {
 			vm.breakerTransitions.WithLabelValues(name, st)
 		}
 	}
+	initMediaSeries()
 	initJobMetrics()
 	jobKindsMu.Lock()
 	kinds := knownJobKindsLocked()

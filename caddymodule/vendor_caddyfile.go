@@ -122,6 +122,13 @@ type VendorResource struct {
 	// Sensitive names Fields whose values are encrypted at rest (records,
 	// outbox payloads) with the app's encryption keys, and never logged.
 	Sensitive []string `json:"sensitive,omitempty"`
+
+	// Media names Fields holding the URL of a media file (a string, or an
+	// array of strings): each is downloaded in the background by a
+	// media.fetch job, stored on local disk and named in read-model
+	// answers by its edge URL (see MediaConfig). A media field cannot be
+	// sensitive.
+	Media []string `json:"media,omitempty"`
 }
 
 // VendorList says how to list a resource's items changed since a time.
@@ -217,6 +224,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 //	        tags    <template...>
 //	        sync    every <duration>
 //	        sensitive <field...>
+//	        media     <field...>
 //	    }
 //	}
 func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
@@ -228,7 +236,7 @@ func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	if name == "outbox" {
+	if name == "outbox" || name == "media" {
 		return d.Errf("vendor name %q is reserved (read-model API path)", name)
 	}
 	if _, dup := a.Vendors[name]; dup {
@@ -475,6 +483,12 @@ func (v *VendorConfig) unmarshalResource(d *caddyfile.Dispenser) error {
 				return d.Errf("sensitive needs at least one field name")
 			}
 			r.Sensitive = append(r.Sensitive, args...)
+		case "media":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("media needs at least one field name")
+			}
+			r.Media = append(r.Media, args...)
 		default:
 			return d.Errf("unknown resource subdirective %q", dir)
 		}
@@ -484,6 +498,9 @@ func (v *VendorConfig) unmarshalResource(d *caddyfile.Dispenser) error {
 	}
 	if r.SyncEvery > 0 && r.List == nil {
 		return fmt.Errorf("%s:%d: resource %q: sync needs a list", file, line, name)
+	}
+	if err := checkMediaFields(name, r); err != nil {
+		return fmt.Errorf("%s:%d: %v", file, line, err)
 	}
 	v.Resources[name] = r
 	return nil

@@ -111,6 +111,7 @@ func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
 			_, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "vendor_sync")
 			return err
 		},
+		Stored: func(recs []vendors.Record) error { return a.mediaChanged(ctx, recs) },
 		// A retry's first page purges all its records: the failed attempt
 		// may have stored them without purging.
 		RepurgeFirstPage: retried(t),
@@ -147,6 +148,9 @@ func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
 	}
 	changed, prev, err := a.records.PutCaused(rec, vendors.Cause{Source: vendors.SourceOutbox, Job: t.Job.ID})
 	if err != nil {
+		return err
+	}
+	if err := a.mediaChanged(ctx, []vendors.Record{rec}); err != nil {
 		return err
 	}
 	if changed || retried(t) {

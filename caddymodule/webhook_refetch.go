@@ -130,6 +130,9 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
+	if err := a.mediaChanged(ctx, []vendors.Record{rec}); err != nil {
+		return err
+	}
 	if changed || retried(t) {
 		var old []string
 		if prev != nil {

@@ -73,6 +73,11 @@ type SyncOptions struct {
 	// error stops Sync before the page's progress is saved, so a resumed
 	// pass fetches the page again and purges all its records.
 	Purge func(tags []string) error
+	// Stored, if set, is called after every page with the page's records
+	// (changed or not: a resumed pass may have stored them before a crash),
+	// after Purge. An error stops Sync like Purge's. craftedge enqueues the
+	// downloads of the records' media files here.
+	Stored func(recs []Record) error
 	// RepurgeFirstPage makes the first page this call fetches purge the
 	// tags of all its records, changed or not: set it on a retry, whose
 	// failed attempt may have stored records without purging them (as a
@@ -176,6 +181,11 @@ func Sync(ctx context.Context, client *Client, records *Records, resource string
 		if opts.Purge != nil && len(tags) > 0 {
 			if err := opts.Purge(tags); err != nil {
 				return fmt.Errorf("vendors: sync %s/%s page %d: purging: %w", vendor, resource, state.Page, err)
+			}
+		}
+		if opts.Stored != nil && len(page.Records) > 0 {
+			if err := opts.Stored(page.Records); err != nil {
+				return fmt.Errorf("vendors: sync %s/%s page %d: %w", vendor, resource, state.Page, err)
 			}
 		}
 		for _, r := range page.Records {

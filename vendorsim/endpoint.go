@@ -42,6 +42,7 @@ func newEndpoint(s *Sim, apis []API, rng *lockedRand) *Endpoint {
 		e.mux.HandleFunc("PUT "+spec.collection+"/{id}", e.writeRecord(spec))
 		e.mux.HandleFunc("POST "+spec.collection, e.writeRecord(spec))
 	}
+	e.mux.HandleFunc(RouteMedia, e.serveMedia)
 	e.registerControl()
 	return e
 }

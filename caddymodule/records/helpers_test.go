@@ -30,6 +30,7 @@ type vendorOptions struct {
 	vendor   string // extra vendor subdirectives
 	resource string // extra resource subdirectives
 	storage  string
+	global   string // extra craftedge global subdirectives
 	// caddyfile builds the config; default vendorCaddyfile.
 	caddyfile func(vendorOptions) string
 	site      string // site block body; default craftedge_records with allow_anonymous_writes
@@ -45,7 +46,7 @@ func vendorCaddyfile(o vendorOptions) string {
 		o.site = "craftedge_records {\n\t\tallow_anonymous_writes\n\t}"
 	}
 	return e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Vendor: o.vendor,
-		Resource: o.resource, Public: !o.private, Site: o.site})
+		Resource: o.resource, Public: !o.private, Site: o.site, Global: o.global})
 }
 
 // liveVendorSite routes /shop-api/* to the shop vendor's live route and

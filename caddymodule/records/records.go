@@ -244,6 +244,16 @@ func (h *RecordsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next 
 		return h.refuse(w, auth, "writing")
 	}
 	switch {
+	case parts[0] == "media" && len(parts) == 2 && read:
+		// Stored media files are public: their address is the hash of
+		// their content.
+		return h.app.ServeMedia(w, r, parts[1], h.logger)
+	case parts[0] == "media":
+		if len(parts) == 2 {
+			w.Header().Set("Allow", "GET, HEAD")
+			return writeAPIError(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+		}
+		return writeAPIError(w, http.StatusNotFound, "not found")
 	case parts[0] == "outbox" && len(parts) == 2 && read:
 		// An anonymous caller (on a route open to anonymous writes) reads
 		// a job only by its random 32-hex-digit id: the 16-digit ids of
@@ -310,7 +320,7 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 	if rec.Deleted {
 		return writeAPIError(w, http.StatusGone, "%s %q was deleted", resource, id)
 	}
-	body, err := json.Marshal(rec)
+	body, err := json.Marshal(h.answer(rec))
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
@@ -320,11 +330,11 @@ func (h *RecordsHandler) serveRecord(w http.ResponseWriter, r *http.Request, ven
 
 // RecordsPage is the body of a list answer.
 type RecordsPage struct {
-	Records  []vendors.Record `json:"records"`
-	Page     int              `json:"page"`
-	PerPage  int              `json:"per_page"`
-	HasMore  bool             `json:"has_more"`
-	NextPage int              `json:"next_page,omitempty"`
+	Records  []RecordAnswer `json:"records"`
+	Page     int            `json:"page"`
+	PerPage  int            `json:"per_page"`
+	HasMore  bool           `json:"has_more"`
+	NextPage int            `json:"next_page,omitempty"`
 }
 
 func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendor, resource string, public bool) error {
@@ -370,7 +380,11 @@ func (h *RecordsHandler) serveList(w http.ResponseWriter, r *http.Request, vendo
 			}
 		}
 	}
-	body, err := json.Marshal(RecordsPage{Records: pg.Records, Page: page, PerPage: perPage, HasMore: pg.HasMore, NextPage: pg.NextPage})
+	answers := make([]RecordAnswer, len(pg.Records))
+	for i, rec := range pg.Records {
+		answers[i] = h.answer(rec)
+	}
+	body, err := json.Marshal(RecordsPage{Records: answers, Page: page, PerPage: perPage, HasMore: pg.HasMore, NextPage: pg.NextPage})
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}

@@ -25,6 +25,9 @@ type VendorConfig struct {
 	Public bool
 	// Site is the body of the site block.
 	Site string
+	// Global holds extra subdirectives of the craftedge global option
+	// (e.g. a media block).
+	Global string
 }
 
 // VendorCaddyfile is the Caddyfile of c.
@@ -46,7 +49,12 @@ func VendorCaddyfile(c VendorConfig) string {
 			kind outbox {
 				backoff 10ms 50ms
 			}
+			kind media.fetch {
+				backoff 10ms 50ms
+				max_attempts 1000
+			}
 		}
+		%s
 		vendor shop {
 			base_url %s
 			version path v2
@@ -80,7 +88,7 @@ func VendorCaddyfile(c VendorConfig) string {
 %s {
 	%s
 }
-`, GlobalPorts(), c.Storage, c.BaseURL, c.Vendor, public, c.Resource, SiteAddr, c.Site)
+`, GlobalPorts(), c.Storage, c.Global, c.BaseURL, c.Vendor, public, c.Resource, SiteAddr, c.Site)
 }
 
 // VendorLiveSite is a site body routing /shop-api/* to the shop vendor
