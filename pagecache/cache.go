@@ -175,13 +175,30 @@ func (c *Cache) Epoch() uint64 { return c.epoch.Load() }
 // URL and host tags are derived from key). If a purge ran since epoch was
 // read, the entry is stored stale so the next request revalidates it.
 func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) error {
+	_, err := c.set(key, encoded, tags, epoch, false)
+	return err
+}
+
+// SetIfAbsent is Set, unless key is already stored (or purged and not
+// forgotten yet): then it stores nothing and returns false. The check and
+// the store are one step, so a concurrent Set of the key is never
+// overwritten: a warm start refilling the tier from older copies uses it.
+func (c *Cache) SetIfAbsent(key string, encoded []byte, tags []string, epoch uint64) (bool, error) {
+	return c.set(key, encoded, tags, epoch, true)
+}
+
+func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifAbsent bool) (bool, error) {
 	if len(encoded) > c.opts.MaxEntryBytes {
-		return ErrTooLarge
+		return false, ErrTooLarge
 	}
 	bp := setBuffers.Get().(*[]byte)
 	buf := append((*bp)[:0], make([]byte, slotHeaderSize)...)
 	buf = append(buf, encoded...)
-	err := c.index.set(key, tags, int64(len(key)+len(buf)), func(id, gen uint32) error {
+	set := c.index.set
+	if ifAbsent {
+		set = c.index.setIfAbsent
+	}
+	err := set(key, tags, int64(len(key)+len(buf)), func(id, gen uint32) error {
 		// Under the index lock. If a purge began since epoch was read, the
 		// entry is stored stale: either that purge already detached its
 		// members (this key is indexed anew) or it will remove this key.
@@ -195,12 +212,15 @@ func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) err
 		*bp = buf
 		setBuffers.Put(bp)
 	}
+	if errors.Is(err, errPresent) {
+		return false, nil
+	}
 	if err != nil {
 		c.storeErrors.Add(1)
-		return fmt.Errorf("pagecache: storing %q: %w", key, err)
+		return false, fmt.Errorf("pagecache: storing %q: %w", key, err)
 	}
 	c.stores.Add(1)
-	return nil
+	return true, nil
 }
 
 func putSlotHeader(b []byte, id, gen uint32) {

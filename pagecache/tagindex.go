@@ -1,6 +1,7 @@
 package pagecache
 
 import (
+	"errors"
 	"runtime"
 	"strings"
 	"sync"
@@ -161,6 +162,25 @@ func (ix *tagIndex) set(key string, tags []string, size int64, write func(id, ge
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
+	return ix.setLocked(key, tags, size, write)
+}
+
+// errPresent is setIfAbsent's answer for a key already indexed.
+var errPresent = errors.New("pagecache: key already stored")
+
+// setIfAbsent is set, unless key is indexed already (stored, or purged and
+// not cleaned up yet): then it returns errPresent and changes nothing.
+func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, write func(id, gen uint32) error) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired && ix.gens.load(id) != 0 {
+		return errPresent
+	}
+	return ix.setLocked(key, tags, size, write)
+}
+
+func (ix *tagIndex) setLocked(key string, tags []string, size int64, write func(id, gen uint32) error) error {
 	id, gen := ix.addLocked(key, tags)
 	if write != nil {
 		if err := write(id, gen); err != nil {

@@ -471,3 +471,26 @@ func TestIndexBudgetEvictsOldest(t *testing.T) {
 		t.Fatalf("purge removed %d, want the %d live entries", n, s.Entries)
 	}
 }
+
+// SetIfAbsent stores only a key the tier does not hold, and not a key
+// purged but not forgotten yet.
+func TestSetIfAbsent(t *testing.T) {
+	c := newTestCache(t, 1<<20)
+	key := "https://a.test/x"
+	if ok, err := c.SetIfAbsent(key, testEntry(t, "t:1"), []string{"t:1"}, c.Epoch()); !ok || err != nil {
+		t.Fatalf("absent key: stored %v, err %v", ok, err)
+	}
+	if ok, err := c.SetIfAbsent(key, testEntry(t, "t:2"), []string{"t:2"}, c.Epoch()); ok || err != nil {
+		t.Fatalf("present key: stored %v, err %v; want not stored", ok, err)
+	}
+	if c.PurgeTags([]string{"t:2"}) != 0 || c.PurgeTags([]string{"t:1"}) != 1 {
+		t.Fatal("the second SetIfAbsent changed the key's tags")
+	}
+	c.index.holdCleanup(true)
+	mustSet(t, c, key, "t:3")
+	c.PurgeTags([]string{"t:3"})
+	if ok, _ := c.SetIfAbsent(key, testEntry(t, "t:3"), []string{"t:3"}, c.Epoch()); ok {
+		t.Fatal("a purged key not cleaned up yet was stored again by SetIfAbsent")
+	}
+	c.index.holdCleanup(false)
+}
