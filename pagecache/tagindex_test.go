@@ -486,6 +486,7 @@ func TestSetIfAbsent(t *testing.T) {
 	if c.PurgeTags([]string{"t:2"}) != 0 || c.PurgeTags([]string{"t:1"}) != 1 {
 		t.Fatal("the second SetIfAbsent changed the key's tags")
 	}
+	c.index.waitCleanup() // the first purge's cleanup is done before holding the next
 	c.index.holdCleanup(true)
 	mustSet(t, c, key, "t:3")
 	c.PurgeTags([]string{"t:3"})
