@@ -178,3 +178,10 @@ func TestWarmStartOff(t *testing.T) {
 	}
 	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
 }
+
+// warm_start takes on or off; anything else is an error naming its line.
+func TestWarmStartOptionErrors(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	storage := filepath.Join(t.TempDir(), "craftedge.db")
+	e2e.WantGlobalError(t, o, storage, "warm_start maybe", `warm_start wants on or off, got "maybe"`, 0)
+}
