@@ -224,6 +224,7 @@ func (adminAPI) handleHealth(w http.ResponseWriter, r *http.Request) error {
 // Health is the body of GET /craftedge/health.
 type Health struct {
 	Memory     any               `json:"memory"`
+	WarmStart  WarmStartHealth   `json:"warm_start"`
 	Snapshots  SnapshotHealth    `json:"snapshots"`
 	Storage    StorageHealth     `json:"storage"`
 	Upstreams  []UpstreamHealth  `json:"upstreams"`
@@ -306,7 +307,8 @@ func (a *App) killSwitchStatus() KillSwitchStatus {
 func (a *App) health() Health {
 	st := a.store.Stats()
 	h := Health{
-		Memory: a.memory.Stats(),
+		Memory:    a.memory.Stats(),
+		WarmStart: warmStartHealth(),
 		Snapshots: SnapshotHealth{
 			Path: a.Storage, Count: st.Count, Bytes: st.Bytes, FileBytes: st.FileBytes,
 			Pending: st.Pending, Written: st.Written, Dropped: st.Dropped,

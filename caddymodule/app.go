@@ -67,6 +67,13 @@ type App struct {
 	// Memory bounds the bytes of the memory tier (bigcache). Default 256 MiB.
 	Memory int64 `json:"memory,omitempty"`
 
+	// WarmStart refills a newly created memory tier from the snapshots in
+	// the background at start (most recently stored first, bounded by
+	// Memory, purged snapshots skipped), so a restart does not begin with
+	// an empty tier. Default (unset) on; false turns it off. A reload
+	// keeping the memory tier does not refill it.
+	WarmStart *bool `json:"warm_start,omitempty"`
+
 	// SnapshotOnly is the global kill switch: when true, no handler calls
 	// its upstream for cacheable requests; responses come from the memory
 	// tier, snapshots or the fallback.
@@ -102,11 +109,14 @@ type App struct {
 	ctx    caddy.Context
 	logger *zap.Logger
 
-	store    *snapshot.Store
-	memory   *pagecache.Cache
-	jobs     *jobs.Queue
-	stopJobs func()
-	poolKeys []string
+	store  *snapshot.Store
+	memory *pagecache.Cache
+	// memoryCreated is true when this config created the memory tier
+	// (not kept from the previous config): the warm start refills it.
+	memoryCreated bool
+	jobs          *jobs.Queue
+	stopJobs      func()
+	poolKeys      []string
 	// validateDir holds the throw-away store of a validation (see
 	// validatingOnly); removed at Cleanup.
 	validateDir string
@@ -229,7 +239,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	memKey := fmt.Sprintf("memory:%d", a.Memory)
-	val, _, err := statePool.LoadOrNew(memKey, func() (caddy.Destructor, error) {
+	val, loaded, err := statePool.LoadOrNew(memKey, func() (caddy.Destructor, error) {
 		c, err := pagecache.New(pagecache.Options{
 			MaxBytes:      a.Memory,
 			MaxEntryBytes: int(min(a.Memory/16, 64<<20)),
@@ -246,6 +256,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKeys = append(a.poolKeys, memKey)
 	a.memory = val.(memoryResource).Cache
+	a.memoryCreated = !loaded
 	a.loadOverrides()
 	if err := a.provisionVendors(); err != nil {
 		return err
@@ -312,6 +323,7 @@ func (a *App) Start() error {
 	a.startReplaySweeper()
 	a.startMediaMaintenance()
 	currentApp.Store(a)
+	a.startWarmStart()
 	a.logger.Info("craftedge started",
 		zap.String("storage", a.Storage),
 		zap.Int64("memory_bytes", a.Memory),

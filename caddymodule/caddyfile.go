@@ -84,6 +84,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%v", err)
 			}
 			a.Memory = n
+		case "warm_start":
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
+			}
+			a.WarmStart = &on
 		case "snapshot_only":
 			on, err := parseOnOff(d)
 			if err != nil {

@@ -14,6 +14,8 @@ func (a *App) invalidate(keys []string) {
 	now := nowFunc()
 	n := 0
 	marks := make([]string, 0, len(keys))
+	purgeRefillMu.RLock() // see purgeRefillMu
+	defer purgeRefillMu.RUnlock()
 	for _, fullKey := range keys {
 		pathKey := pagecache.PathKeyOf(fullKey)
 		n += a.memory.PurgeURL(pathKey, fullKey)

@@ -122,7 +122,7 @@ type stateCollector struct{}
 
 var (
 	descMemoryEntries = prometheus.NewDesc("craftedge_memory_entries", "Entries in the memory tier.", nil, nil)
-	descMemoryBytes   = prometheus.NewDesc("craftedge_memory_bytes", "Bytes held by the entries the memory tier may serve (keys and encoded entries).", nil, nil)
+	descMemoryBytes   = prometheus.NewDesc("craftedge_memory_bytes", "Bytes in use under the memory bound: the entries the memory tier may serve (keys and encoded entries) and the tag index.", nil, nil)
 	descMemoryAlloc   = prometheus.NewDesc("craftedge_memory_allocated_bytes", "Capacity the memory tier has allocated up front for its entries (at most the bound).", nil, nil)
 	descMemoryMax     = prometheus.NewDesc("craftedge_memory_max_bytes", "Configured bound of the memory tier.", nil, nil)
 	descMemoryEvicted = prometheus.NewDesc("craftedge_memory_evictions_total", "Entries evicted from the memory tier for space or age.", nil, nil)

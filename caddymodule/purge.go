@@ -94,6 +94,8 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 	}
 	now := nowFunc()
 	n := 0
+	purgeRefillMu.RLock() // see purgeRefillMu
+	defer purgeRefillMu.RUnlock()
 	if p.All {
 		n += a.memory.PurgeAll()
 		if err := a.store.MarkPurgedAll(now); err != nil {

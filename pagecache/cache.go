@@ -15,8 +15,12 @@ import (
 
 // Options configure the memory tier.
 type Options struct {
-	// MaxBytes bounds the bytes held by entries (rounded down to whole
-	// MiB, at least 1 MiB). The oldest entries are evicted to make room.
+	// MaxBytes bounds the memory the tier holds (at least 1 MiB): the
+	// entries' bytes in bigcache get MaxBytes minus an eighth, rounded
+	// down to whole MiB (at least 1 MiB); the tag index and bigcache's
+	// per-entry structures outside its queues get the rest (at least an
+	// eighth, see IndexBudget). The oldest entries are evicted to make
+	// room in either.
 	MaxBytes int64
 	// MaxEntryBytes is the largest encoded entry that will be stored.
 	MaxEntryBytes int
@@ -64,7 +68,7 @@ func New(opts Options) (*Cache, error) {
 	if opts.LifeWindow <= 0 {
 		opts.LifeWindow = 24 * time.Hour
 	}
-	mib := int(opts.MaxBytes >> 20)
+	mib, indexBudget := SplitBound(opts.MaxBytes)
 	// Each shard holds MaxBytes/shards; keep room for a few of the largest
 	// entries per shard, and at most 256 shards (plenty for 2-64 cores).
 	shards := 256
@@ -75,6 +79,7 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("pagecache: memory bound %d MiB cannot hold an entry of max entry size %d bytes", mib, opts.MaxEntryBytes)
 	}
 	c := &Cache{index: newTagIndex(), opts: opts}
+	c.index.indexBudget = indexBudget
 	// bigcache allocates MaxEntriesInWindow/Shards*MaxEntrySize bytes per
 	// shard queue at New (capped at the shard's share of the bound) and
 	// doubles a queue, copying it, whenever it fills below the cap. Size
@@ -100,11 +105,23 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("pagecache: creating memory tier: %w", err)
 	}
 	c.big = big
+	c.index.onTrim = func(key string) { _ = big.Delete(key) }
 	c.releaseMemoryLimit = func() {}
 	if opts.SetMemoryLimit {
-		c.releaseMemoryLimit = holdMemoryLimit(int64(mib) << 20)
+		c.releaseMemoryLimit = holdMemoryLimit(int64(mib)<<20 + indexBudget)
 	}
 	return c, nil
+}
+
+// SplitBound divides a memory bound between bigcache's queues (whole MiB,
+// at least 1) and the tag index with the per-entry structures outside the
+// queues (the rest, at least bound/8). The two add up to the bound except
+// for bounds under 2 MiB, where the index's eighth comes on top of 1 MiB.
+func SplitBound(bound int64) (entryMiB int, indexBudget int64) {
+	bound = max(bound, 1<<20)
+	entryMiB = max(1, int((bound-bound/8)>>20))
+	indexBudget = max(bound-int64(entryMiB)<<20, bound/8)
+	return entryMiB, indexBudget
 }
 
 // Close stops the purge cleanup, releases bigcache's goroutine and this
@@ -158,13 +175,30 @@ func (c *Cache) Epoch() uint64 { return c.epoch.Load() }
 // URL and host tags are derived from key). If a purge ran since epoch was
 // read, the entry is stored stale so the next request revalidates it.
 func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) error {
+	_, err := c.set(key, encoded, tags, epoch, false)
+	return err
+}
+
+// SetIfAbsent is Set, unless key is already stored (or purged and not
+// forgotten yet): then it stores nothing and returns false. The check and
+// the store are one step, so a concurrent Set of the key is never
+// overwritten: a warm start refilling the tier from older copies uses it.
+func (c *Cache) SetIfAbsent(key string, encoded []byte, tags []string, epoch uint64) (bool, error) {
+	return c.set(key, encoded, tags, epoch, true)
+}
+
+func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifAbsent bool) (bool, error) {
 	if len(encoded) > c.opts.MaxEntryBytes {
-		return ErrTooLarge
+		return false, ErrTooLarge
 	}
 	bp := setBuffers.Get().(*[]byte)
 	buf := append((*bp)[:0], make([]byte, slotHeaderSize)...)
 	buf = append(buf, encoded...)
-	err := c.index.set(key, tags, int64(len(key)+len(buf)), func(id, gen uint32) error {
+	set := c.index.set
+	if ifAbsent {
+		set = c.index.setIfAbsent
+	}
+	err := set(key, tags, int64(len(key)+len(buf)), func(id, gen uint32) error {
 		// Under the index lock. If a purge began since epoch was read, the
 		// entry is stored stale: either that purge already detached its
 		// members (this key is indexed anew) or it will remove this key.
@@ -178,12 +212,15 @@ func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) err
 		*bp = buf
 		setBuffers.Put(bp)
 	}
+	if errors.Is(err, errPresent) {
+		return false, nil
+	}
 	if err != nil {
 		c.storeErrors.Add(1)
-		return fmt.Errorf("pagecache: storing %q: %w", key, err)
+		return false, fmt.Errorf("pagecache: storing %q: %w", key, err)
 	}
 	c.stores.Add(1)
-	return nil
+	return true, nil
 }
 
 func putSlotHeader(b []byte, id, gen uint32) {
@@ -270,11 +307,20 @@ func (c *Cache) PurgeAll() int {
 type Stats struct {
 	// Entries counts the entries that may be served (stored, not purged).
 	Entries int `json:"entries"`
-	// Bytes is what the entries that may be served hold: their keys and
-	// encoded entries (bigcache's own per-entry header of about 20 bytes
-	// is not counted). Purged entries stop counting when purged, though
-	// bigcache reuses their space only as its queues wrap.
+	// Bytes is the memory in use under MaxBytes: EntryBytes plus
+	// IndexBytes.
 	Bytes int `json:"bytes"`
+	// EntryBytes is what the entries that may be served hold in bigcache:
+	// their keys and encoded entries (bigcache's own per-entry header of
+	// about 20 bytes is not counted). Purged entries stop counting when
+	// purged, though bigcache reuses their space only as its queues wrap.
+	EntryBytes int `json:"entry_bytes"`
+	// IndexBytes is the estimated memory of the tag index and bigcache's
+	// per-entry structures outside its queues for the stored keys; the
+	// oldest entries are evicted when it passes IndexMaxBytes. Purged keys
+	// stop counting when purged (the index forgets them in the background).
+	IndexBytes    int   `json:"index_bytes"`
+	IndexMaxBytes int64 `json:"index_max_bytes"`
 	// AllocatedBytes is the capacity bigcache has allocated for its
 	// queues (sized to the bound up front; pages become resident only as
 	// entries are written).
@@ -295,17 +341,20 @@ type Stats struct {
 
 // Stats returns counters and sizes.
 func (c *Cache) Stats() Stats {
-	entries, bytes := c.index.liveStats()
+	entries, bytes, index, trimmed := c.index.sizes()
 	return Stats{
 		Entries:        entries,
-		Bytes:          int(bytes),
+		Bytes:          int(bytes + index),
+		EntryBytes:     int(bytes),
+		IndexBytes:     int(index),
+		IndexMaxBytes:  c.index.indexBudget,
 		AllocatedBytes: c.big.Capacity(),
 		MaxBytes:       c.opts.MaxBytes,
 		Hits:           c.hits.Load(),
 		Misses:         c.misses.Load(),
 		Stores:         c.stores.Load(),
 		Purged:         c.purged.Load(),
-		Evicted:        c.evicted.Load(),
+		Evicted:        c.evicted.Load() + trimmed,
 		StoreErrs:      c.storeErrors.Load(),
 		Tags:           c.index.tagCount(),
 

@@ -15,11 +15,10 @@ import (
 const MemoryLimitOverhead = 40 << 20
 
 // MemoryLimitFor is the soft memory limit set for memory tiers bounding
-// bound bytes in total: bound, plus 1/16 of it for the tag index (about
-// 0.5 KiB per entry: enough for stored entries of 8 KiB and more on
-// average), plus MemoryLimitOverhead.
+// bound bytes in total (entries and tag index, see SplitBound), plus
+// MemoryLimitOverhead.
 func MemoryLimitFor(bound int64) int64 {
-	return bound + bound/16 + MemoryLimitOverhead
+	return bound + MemoryLimitOverhead
 }
 
 // memoryLimit tracks the tiers that set the process's soft memory limit.

@@ -1,6 +1,7 @@
 package pagecache
 
 import (
+	"errors"
 	"runtime"
 	"strings"
 	"sync"
@@ -54,8 +55,22 @@ type tagIndex struct {
 	// liveBytes is the sum of the sizes of the keys that may be served
 	// (see keySlot.size).
 	liveBytes int64
-	scratch   []byte   // tag name being looked up
-	tagBuf    []uint32 // tag ids of the key being added
+	// indexBytes is what the index and bigcache's own per-entry
+	// structures outside its queues hold for the stored keys (see
+	// indexCharge); when it passes indexBudget (if not 0) the oldest
+	// stored keys are evicted (see trimLocked). order lists the stores,
+	// oldest first from orderHead; entries whose generation is no longer
+	// current are skipped.
+	indexBytes  int64
+	indexBudget int64
+	order       []posting
+	orderHead   int
+	// onTrim removes a key evicted by trimLocked from bigcache, under the
+	// index lock.
+	onTrim  func(key string)
+	trimmed uint64
+	scratch []byte   // tag name being looked up
+	tagBuf  []uint32 // tag ids of the key being added
 
 	// doomed are purged keys (id and the dead generation they were given)
 	// still to be unlinked by the cleanup goroutine, which runs while
@@ -84,9 +99,27 @@ type keySlot struct {
 	// size is the bytes the key's entry holds (key, slot header and
 	// encoded entry) while the key may be served, counted in liveBytes;
 	// 0 once it is purged, evicted or removed.
-	size    int64
+	size int64
+	// charge is what the key counts in indexBytes while it is indexed.
+	charge  int64
 	doomed  bool
 	retired bool
+}
+
+// indexCharge is what one stored key costs outside bigcache's queues: its
+// slot, its name in the key map, its postings (with room for the stale
+// ones compaction allows), its place in the store order, its generation,
+// bigcache's shard map entry and a share of its tags' slots (a tag carried
+// by one key only, like "entry:42", costs the key its whole name). It
+// errs on the high side of BenchmarkMemoryPerEntry's index-B/entry and
+// outside-queue-B/entry (about 500-620 bytes for handler-shaped keys with
+// five tags).
+func indexCharge(key string, tags []string) int64 {
+	n := int64(384 + 2*len(key) + 32*(len(tags)+2))
+	for _, t := range tags {
+		n += int64(len(t))
+	}
+	return n
 }
 
 // tagSlot is an interned tag. live counts the keys carrying it (including
@@ -129,6 +162,25 @@ func (ix *tagIndex) set(key string, tags []string, size int64, write func(id, ge
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
+	return ix.setLocked(key, tags, size, write)
+}
+
+// errPresent is setIfAbsent's answer for a key already indexed.
+var errPresent = errors.New("pagecache: key already stored")
+
+// setIfAbsent is set, unless key is indexed already (stored, or purged and
+// not cleaned up yet): then it returns errPresent and changes nothing.
+func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, write func(id, gen uint32) error) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired && ix.gens.load(id) != 0 {
+		return errPresent
+	}
+	return ix.setLocked(key, tags, size, write)
+}
+
+func (ix *tagIndex) setLocked(key string, tags []string, size int64, write func(id, gen uint32) error) error {
 	id, gen := ix.addLocked(key, tags)
 	if write != nil {
 		if err := write(id, gen); err != nil {
@@ -138,11 +190,43 @@ func (ix *tagIndex) set(key string, tags []string, size int64, write func(id, ge
 	}
 	ix.keys[id].size = size
 	ix.liveBytes += size
+	ix.keys[id].charge = indexCharge(key, tags)
+	ix.indexBytes += ix.keys[id].charge
+	ix.order = append(ix.order, posting{id, gen})
+	ix.trimLocked(id)
 	if write == nil {
 		return nil
 	}
 	ix.maybeRebuildLocked()
 	return nil
+}
+
+// trimLocked evicts the oldest stored keys, other than keep, while
+// indexBytes is over indexBudget, and compacts the store order when most
+// of it is stale.
+func (ix *tagIndex) trimLocked(keep uint32) {
+	for ix.indexBudget > 0 && ix.indexBytes > ix.indexBudget && ix.orderHead < len(ix.order) {
+		p := ix.order[ix.orderHead]
+		ix.orderHead++
+		if p.id == keep || !ix.validLocked(p) || ix.keys[p.id].doomed {
+			continue
+		}
+		key := ix.keys[p.id].key
+		ix.unlinkKeyLocked(p.id, false)
+		ix.trimmed++
+		if ix.onTrim != nil {
+			ix.onTrim(key)
+		}
+	}
+	if n := len(ix.order) - ix.orderHead; ix.orderHead > n || n > 2*len(ix.keyIDs)+1024 {
+		live := ix.order[:0]
+		for _, p := range ix.order[ix.orderHead:] {
+			if ix.validLocked(p) {
+				live = append(live, p)
+			}
+		}
+		ix.order, ix.orderHead = live, 0
+	}
 }
 
 func (ix *tagIndex) addLocked(key string, tags []string) (id, gen uint32) {
@@ -165,6 +249,8 @@ func (ix *tagIndex) addLocked(key string, tags []string) (id, gen uint32) {
 		ix.keyIDs[key] = id
 		ix.keys[id].key = key
 	}
+	ix.indexBytes -= ix.keys[id].charge // the store before, if any, is replaced
+	ix.keys[id].charge = 0
 	ix.tagBuf = ix.tagBuf[:0]
 	ix.scratch = append(append(ix.scratch[:0], "url:"...), PathKeyOf(key)...)
 	ix.tagBuf = appendUnique(ix.tagBuf, ix.internScratchLocked())
@@ -288,6 +374,8 @@ func (ix *tagIndex) validLocked(p posting) bool {
 func (ix *tagIndex) unlinkKeyLocked(id uint32, retire bool) {
 	ix.unlinkTagsLocked(id, retire)
 	s := &ix.keys[id]
+	ix.indexBytes -= s.charge
+	s.charge = 0
 	ix.uncountLocked(s)
 	ix.undoomLocked(s)
 	if cap(s.tags) > 16 {
@@ -420,6 +508,11 @@ func (ix *tagIndex) purgeTag(tag string, filter func(string) bool) int {
 func (ix *tagIndex) doomLocked(id, dead uint32) {
 	ix.gens.store(id, dead)
 	ix.uncountLocked(&ix.keys[id])
+	// Its index memory is freed by the cleanup, soon; it stops counting
+	// now, as its entry's bytes do, so what health reports after a purge
+	// does not depend on the cleanup's progress.
+	ix.indexBytes -= ix.keys[id].charge
+	ix.keys[id].charge = 0
 	ix.keys[id].doomed = true
 	ix.doomedKeys++
 	ix.doomed = append(ix.doomed, posting{id, dead})
@@ -550,7 +643,8 @@ func (ix *tagIndex) reset(clear func()) int {
 	ix.tags, ix.freeTags = nil, nil
 	ix.retiredKeys, ix.retiredTags = 0, 0
 	ix.doomed, ix.doomedKeys = nil, 0
-	ix.liveBytes = 0
+	ix.liveBytes, ix.indexBytes = 0, 0
+	ix.order, ix.orderHead = nil, 0
 	ix.gens.clear()
 	clear()
 	ix.evMu.Lock()
@@ -574,10 +668,17 @@ func (ix *tagIndex) liveCount() int {
 // liveStats returns liveLocked and liveBytes, after applying queued
 // evictions.
 func (ix *tagIndex) liveStats() (keys int, bytes int64) {
+	keys, bytes, _, _ = ix.sizes()
+	return keys, bytes
+}
+
+// sizes returns liveLocked, liveBytes, indexBytes and how many keys
+// trimLocked evicted, after applying queued evictions.
+func (ix *tagIndex) sizes() (keys int, bytes, index int64, trimmed uint64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
-	return ix.liveLocked(), ix.liveBytes
+	return ix.liveLocked(), ix.liveBytes, ix.indexBytes, ix.trimmed
 }
 
 func (ix *tagIndex) tagCount() int {

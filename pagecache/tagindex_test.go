@@ -240,7 +240,7 @@ func TestEvictionKeepsIndexConsistent(t *testing.T) {
 // TestPurgedKeyStoredAgainBeforeCleanup stores a purged key again before
 // the cleanup reaches it: the cleanup must leave the new entry alone.
 func TestPurgedKeyStoredAgainBeforeCleanup(t *testing.T) {
-	c := newTestCache(t, 16<<20)
+	c := newTestCache(t, 32<<20)
 	var keys []string
 	for i := 0; i < 5000; i++ {
 		keys = append(keys, benchKey("r", i))
@@ -361,7 +361,7 @@ func TestConcurrentHitsStoresPurges(t *testing.T) {
 // names behind once its cleanup ran (they are retired, then dropped in one
 // rebuild), and that retired names stored again are usable.
 func TestPurgeCleanupDropsNames(t *testing.T) {
-	c := newTestCache(t, 16<<20)
+	c := newTestCache(t, 32<<20)
 	var keys []string
 	for i := 0; i < 5000; i++ {
 		keys = append(keys, benchKey("n", i))
@@ -399,17 +399,20 @@ func TestPurgeCleanupDropsNames(t *testing.T) {
 	}
 }
 
-// Stats.Bytes counts the entries that may be served: a store again of a
-// key replaces its bytes, a delete, a purge or an eviction takes them out.
+// Stats.EntryBytes counts the entries that may be served: a store again
+// of a key replaces its bytes, a delete, a purge or an eviction takes them
+// out. Stats.Bytes adds the tag index's share, which stays within its
+// budget, so Bytes stays within the bound.
 func TestStatsBytesInUse(t *testing.T) {
 	c := newTestCache(t, 1<<20)
 	key := "https://a.test/x"
 	entry := testEntry(t, "t:1")
 	size := len(key) + slotHeaderSize + len(entry)
+	charge := int(indexCharge(key, []string{"t:1"}))
 	mustSet(t, c, key, "t:1")
 	mustSet(t, c, key, "t:1")
-	if s := c.Stats(); s.Bytes != size || s.Entries != 1 {
-		t.Fatalf("one key stored twice: bytes %d, entries %d; want %d, 1", s.Bytes, s.Entries, size)
+	if s := c.Stats(); s.EntryBytes != size || s.IndexBytes != charge || s.Bytes != size+charge || s.Entries != 1 {
+		t.Fatalf("one key stored twice: bytes %d (entries %d, index %d), entries %d; want %d+%d, 1", s.Bytes, s.EntryBytes, s.IndexBytes, s.Entries, size, charge)
 	}
 	c.Delete(key)
 	if s := c.Stats(); s.Bytes != 0 {
@@ -421,14 +424,74 @@ func TestStatsBytesInUse(t *testing.T) {
 	}
 	s := c.Stats()
 	// Keys are 0 to 3 bytes longer than key.
-	if s.Evicted == 0 || s.Bytes > int(s.MaxBytes) || s.Bytes < s.Entries*size || s.Bytes > s.Entries*(size+3) {
-		t.Fatalf("after evictions: bytes %d, entries %d, evicted %d, bound %d", s.Bytes, s.Entries, s.Evicted, s.MaxBytes)
+	if s.Evicted == 0 || s.Bytes > int(s.MaxBytes) || s.EntryBytes < s.Entries*size || s.EntryBytes > s.Entries*(size+3) {
+		t.Fatalf("after evictions: bytes %d (entries %d), entries %d, evicted %d, bound %d", s.Bytes, s.EntryBytes, s.Entries, s.Evicted, s.MaxBytes)
 	}
-	if s.AllocatedBytes < s.Bytes {
-		t.Fatalf("allocated %d below bytes in use %d", s.AllocatedBytes, s.Bytes)
+	if s.IndexBytes > int(s.IndexMaxBytes) || s.IndexBytes < s.Entries*charge {
+		t.Fatalf("after evictions: index bytes %d for %d entries, budget %d", s.IndexBytes, s.Entries, s.IndexMaxBytes)
+	}
+	if s.AllocatedBytes < s.EntryBytes {
+		t.Fatalf("allocated %d below bytes in use %d", s.AllocatedBytes, s.EntryBytes)
 	}
 	c.PurgeTags([]string{"t:1"})
 	if s := c.Stats(); s.Bytes != 0 || s.Entries != 0 {
-		t.Fatalf("after purge: bytes %d, entries %d; want 0, 0", s.Bytes, s.Entries)
+		t.Fatalf("after purge: bytes %d (index %d), entries %d; want 0, 0", s.Bytes, s.IndexBytes, s.Entries)
 	}
+}
+
+// Small entries fill the tag index's share before bigcache's: the oldest
+// are evicted from both, the index stays consistent, and an evicted key is
+// not served.
+func TestIndexBudgetEvictsOldest(t *testing.T) {
+	c := newTestCache(t, 1<<20)
+	var keys []string
+	for i := range 3000 {
+		k := fmt.Sprintf("https://a.test/p/%d", i)
+		keys = append(keys, k)
+		mustSet(t, c, k, fmt.Sprintf("entry:%d", i), "section:s")
+	}
+	s := c.Stats()
+	if s.IndexBytes > int(s.IndexMaxBytes) || s.Bytes > int(s.MaxBytes)+int(s.IndexMaxBytes) {
+		t.Fatalf("index %d over its budget %d (bytes %d, bound %d)", s.IndexBytes, s.IndexMaxBytes, s.Bytes, s.MaxBytes)
+	}
+	if s.Evicted == 0 {
+		t.Fatalf("3000 keys in a 128 KiB index budget evicted nothing")
+	}
+	if _, ok := c.Get(keys[0]); ok {
+		t.Fatalf("the oldest key is still served after index evictions")
+	}
+	if _, ok := c.Get(keys[len(keys)-1]); !ok {
+		t.Fatalf("the newest key is not served")
+	}
+	if got := c.index.keyCount(); got != s.Entries {
+		t.Fatalf("index holds %d keys, %d servable", got, s.Entries)
+	}
+	// A purge of a tag some evicted keys carried finds only the live ones.
+	if n := c.PurgeTags([]string{"section:s"}); n != s.Entries {
+		t.Fatalf("purge removed %d, want the %d live entries", n, s.Entries)
+	}
+}
+
+// SetIfAbsent stores only a key the tier does not hold, and not a key
+// purged but not forgotten yet.
+func TestSetIfAbsent(t *testing.T) {
+	c := newTestCache(t, 1<<20)
+	key := "https://a.test/x"
+	if ok, err := c.SetIfAbsent(key, testEntry(t, "t:1"), []string{"t:1"}, c.Epoch()); !ok || err != nil {
+		t.Fatalf("absent key: stored %v, err %v", ok, err)
+	}
+	if ok, err := c.SetIfAbsent(key, testEntry(t, "t:2"), []string{"t:2"}, c.Epoch()); ok || err != nil {
+		t.Fatalf("present key: stored %v, err %v; want not stored", ok, err)
+	}
+	if c.PurgeTags([]string{"t:2"}) != 0 || c.PurgeTags([]string{"t:1"}) != 1 {
+		t.Fatal("the second SetIfAbsent changed the key's tags")
+	}
+	c.index.waitCleanup() // the first purge's cleanup is done before holding the next
+	c.index.holdCleanup(true)
+	mustSet(t, c, key, "t:3")
+	c.PurgeTags([]string{"t:3"})
+	if ok, _ := c.SetIfAbsent(key, testEntry(t, "t:3"), []string{"t:3"}, c.Epoch()); ok {
+		t.Fatal("a purged key not cleaned up yet was stored again by SetIfAbsent")
+	}
+	c.index.holdCleanup(false)
 }

@@ -43,10 +43,16 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 		hitPrefix = prefix
 	}
 
-	// 1. The stale memory copy.
+	// 1. The stale memory copy; a snapshot promoted into memory by an
+	// earlier fallback is served as the snapshot it is (step 2).
 	if stale != nil {
 		var e pagecache.Entry
-		if e.Decode(stale) == nil && e.Flags&pagecache.FlagVaryMarker == 0 {
+		decoded := e.Decode(stale) == nil
+		if decoded && e.Flags&pagecache.FlagFromSnapshot != 0 {
+			if h.serveSnapshotEntry(w, r, &e, now, hitPrefix) {
+				return nil
+			}
+		} else if decoded && e.Flags&pagecache.FlagVaryMarker == 0 {
 			detail := "detail=stale"
 			usable := e.ServableOnError(now) || (cause.killSwitch && !e.StaleProhibited())
 			if !usable && e.StaleProhibited() && h.ServeStaleDespiteOrigin {
@@ -70,20 +76,15 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 	if variantKey != "" {
 		snapKey = variantKey
 	}
+	epoch := h.app.MemoryTier().Epoch()
 	if rec, ok, err := h.app.Snapshot(snapKey); err != nil {
 		h.logger.Error("reading snapshot", zap.String("key", snapKey), zap.Error(err))
 	} else if ok {
 		var e pagecache.Entry
 		if err := e.Decode(rec.Value); err != nil {
 			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
-		} else if e.Flags&pagecache.FlagVaryMarker == 0 && (!e.StaleProhibited() || e.ServableOnError(now) || h.ServeStaleDespiteOrigin) {
-			detail := "detail=snapshot"
-			if e.StaleProhibited() && !e.ServableOnError(now) {
-				detail = "detail=snapshot-prohibited-override"
-			}
-			h.app.CountSnapshotServed()
-			h.metrics.count(outcomeSnapshot)
-			h.writeEntry(w, r, &e, now, hitPrefix+detail)
+		} else if h.serveSnapshotEntry(w, r, &e, now, hitPrefix) {
+			h.promoteSnapshot(snapKey, &e, epoch)
 			return nil
 		}
 	}
@@ -140,4 +141,42 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 		_, _ = w.Write([]byte(msg))
 	}
 	return nil
+}
+
+// serveSnapshotEntry serves a snapshot (read from the snapshot store, or
+// promoted into memory) and reports whether it could: not a Vary marker,
+// and not a copy whose origin forbade stale serving beyond the windows it
+// granted, unless the operator chose serve_stale_despite_origin.
+func (h *Handler) serveSnapshotEntry(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, hitPrefix string) bool {
+	if e.Flags&pagecache.FlagVaryMarker != 0 || (e.StaleProhibited() && !e.ServableOnError(now) && !h.ServeStaleDespiteOrigin) {
+		return false
+	}
+	detail := "detail=snapshot"
+	if e.StaleProhibited() && !e.ServableOnError(now) {
+		detail = "detail=snapshot-prohibited-override"
+	}
+	h.app.CountSnapshotServed()
+	h.metrics.count(outcomeSnapshot)
+	h.writeEntry(w, r, e, now, hitPrefix+detail)
+	return true
+}
+
+// promoteSnapshot puts a snapshot just served into the memory tier, so the
+// next fallback for its key serves it from there without reading the
+// snapshot store: with its identity body restored, marked FlagFromSnapshot
+// and never fresh (no freshness, no stale-while-revalidate window), so a
+// request while the upstream is healthy fetches the page again. It is
+// stored under the epoch read before the snapshot was: a purge meanwhile
+// leaves it stale as well. It replaces the memory copy that could not be
+// served (past its stale window).
+func (h *Handler) promoteSnapshot(key string, e *pagecache.Entry, epoch uint64) {
+	p := *e
+	if err := p.RestoreBody(); err != nil {
+		return
+	}
+	p.Flags = (p.Flags | pagecache.FlagFromSnapshot) &^ pagecache.FlagBodyInZstd
+	p.FreshFor, p.StaleWhileRevalidate = 0, 0
+	if err := h.app.MemoryTier().Set(key, p.Encode(), p.Tags, epoch); err != nil {
+		h.logger.Debug("snapshot not promoted into memory", zap.String("key", key), zap.Error(err))
+	}
 }

@@ -355,6 +355,7 @@ func TestStaleServingProhibitions(t *testing.T) {
 		e2e.WantStatus(t, r, 200)
 		e2e.WantCacheStatus(t, r, "craftedge; fwd=stale; fwd-status=502; detail=stale-prohibited-override")
 	}
+	override.GlobalExtra = "warm_start off" // the snapshots serve, not refilled copies
 	g.Restart(override)
 	for _, tc := range cases {
 		r := g.Get("/" + tc.name)

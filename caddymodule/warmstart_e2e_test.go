@@ -1,0 +1,187 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+)
+
+// warmHealth reads the warm start's part of /craftedge/health.
+func warmHealth(t *testing.T, g *e2e.Gateway) WarmStartHealth {
+	t.Helper()
+	var h struct {
+		WarmStart WarmStartHealth `json:"warm_start"`
+	}
+	r := g.Admin(http.MethodGet, "/craftedge/health", "")
+	e2e.WantStatus(t, r, http.StatusOK)
+	if err := json.Unmarshal([]byte(r.Body), &h); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	return h.WarmStart
+}
+
+func waitWarmDone(t *testing.T, g *e2e.Gateway) WarmStartHealth {
+	t.Helper()
+	var w WarmStartHealth
+	e2e.WaitFor(t, "the warm start to finish", func() bool {
+		w = warmHealth(t, g)
+		return w.State == "done"
+	})
+	return w
+}
+
+// startLogged loads the gateway's config again on the same bbolt file,
+// with Caddy's logs in logPath.
+func startLogged(t *testing.T, g *e2e.Gateway, opts e2e.Options, logPath string) {
+	t.Helper()
+	opts.Storage = g.Storage
+	g.Tester.InitServer(withLogFile(e2e.CaddyfileFor(g.Origin, opts), logPath), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// After a restart the memory tier is refilled from the snapshots: the
+// first request for a page is a hit, without calling the origin; a page
+// purged before the restart is not refilled; a page whose copy expired
+// before the restart is stale, not fresh; a damaged record is skipped
+// with a log line.
+func TestWarmStartRefillsMemoryTier(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	for _, p := range []struct{ path, tag string }{
+		{"/old", "entry:0"}, {"/a", "entry:1"}, {"/b", "entry:2"}, {"/c", "entry:3"},
+	} {
+		o.Handle(p.path, e2e.PageHandler("page "+p.path, p.tag))
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	e2e.WantCacheStatus(t, g.Get("/old"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute) // /old is past its 1m ttl from now on
+	for _, p := range []string{"/a", "/b", "/c"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	g.FlushSnapshots()
+	e2e.Advance(time.Second)
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:2"]}`), http.StatusOK)
+
+	// Stop, damage /c's record in the file, start again.
+	e2e.StopGateway(t)
+	db, err := bolt.Open(g.Storage, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cKey := "http://" + e2e.SiteHost + "/c"
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("snapshots"))
+		if b.Get([]byte(cKey)) == nil {
+			t.Errorf("no snapshot under %q", cKey)
+		}
+		return b.Put([]byte(cKey), []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	startLogged(t, g, e2e.Options{}, logPath)
+
+	w := waitWarmDone(t, g)
+	if w.Refilled != 2 || w.SkippedPurged != 1 || w.SkippedDamaged != 1 {
+		t.Fatalf("warm start %+v: want /a and /old refilled, /b skipped as purged, /c as damaged", w)
+	}
+	r := g.Get("/a")
+	e2e.WantCacheStatus(t, r, "craftedge; hit")
+	if r.Body != e2e.HTMLPage("page /a") || o.Count("/a") != 1 {
+		t.Fatalf("/a after the restart: origin called %d times, body %q", o.Count("/a"), r.Body)
+	}
+	gz := g.Get("/a", "Accept-Encoding", "gzip")
+	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != e2e.HTMLPage("page /a") {
+		t.Fatalf("refilled /a not served gzip to a gzip client: %q", gz.Header.Get("Content-Encoding"))
+	}
+	// Purged before the restart: fetched again.
+	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=miss; stored")
+	// Damaged: fetched again.
+	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; fwd=miss; stored")
+	// Expired before the restart: stale, so the origin is asked.
+	e2e.WantCacheStatusPrefix(t, g.Get("/old"), "craftedge; fwd=stale")
+	if o.Count("/b") != 2 || o.Count("/c") != 2 || o.Count("/old") != 2 {
+		t.Fatalf("origin calls /b %d, /c %d, /old %d; want 2 each", o.Count("/b"), o.Count("/c"), o.Count("/old"))
+	}
+	found := false
+	for _, l := range e2e.LogLines(t, logPath) {
+		if l["msg"] == "warm start: skipping a damaged snapshot record" && l["key"] == cKey {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no log line for the damaged record")
+	}
+}
+
+// The refill runs in the background: the config is loaded and requests
+// are answered while it is held up. A purge arriving during the refill
+// wins over it: the purged page is not refilled after the purge returned.
+func TestWarmStartPurgeDuringRefillWins(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/a", e2e.PageHandler("page a", "entry:1"))
+	o.Handle("/b", e2e.PageHandler("page b", "entry:2"))
+	o.Handle("/c", e2e.PageHandler("page c", "entry:3"))
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	g.Get("/a")
+	e2e.Advance(time.Second)
+	g.Get("/b") // the newest: refilled first
+	g.FlushSnapshots()
+
+	reached, release := make(chan string, 4), make(chan struct{})
+	warmStartHook = func(key string) {
+		reached <- key
+		<-release
+	}
+	t.Cleanup(func() { warmStartHook = nil })
+	g.Restart(e2e.Options{})
+	// Restart returned with the refill held up at its first record.
+	if k := <-reached; k != "http://"+e2e.SiteHost+"/b" {
+		t.Fatalf("refill began with %q, want the newest, /b", k)
+	}
+	if w := warmHealth(t, g); w.State != "running" || w.Refilled != 0 {
+		t.Fatalf("warm start %+v while held up: want running, nothing refilled", w)
+	}
+	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; fwd=miss; stored")
+	e2e.Advance(time.Second)
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1","entry:2"]}`), http.StatusOK)
+	close(release)
+	w := waitWarmDone(t, g)
+	if w.Refilled != 0 || w.SkippedPurged != 2 {
+		t.Fatalf("warm start %+v: want both pages skipped as purged", w)
+	}
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=miss; stored")
+}
+
+// warm_start off leaves the memory tier empty after a restart.
+func TestWarmStartOff(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/a", e2e.PageHandler("page a", "entry:1"))
+	off := e2e.Options{GlobalExtra: "warm_start off"}
+	g := e2e.StartGateway(t, o, off)
+	g.Get("/a")
+	g.FlushSnapshots()
+	g.Restart(off)
+	if w := warmHealth(t, g); w.State != "off" {
+		t.Fatalf("warm start %+v with warm_start off", w)
+	}
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+}
+
+// warm_start takes on or off; anything else is an error naming its line.
+func TestWarmStartOptionErrors(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	storage := filepath.Join(t.TempDir(), "craftedge.db")
+	e2e.WantGlobalError(t, o, storage, "warm_start maybe", `warm_start wants on or off, got "maybe"`, 0)
+}
