@@ -53,6 +53,9 @@ type fetchResult struct {
 	notStoredReason string
 	// hadStale: a stale copy existed, so the call was a refresh.
 	hadStale bool
+	// fragment: the response is an ESI fragment's (stored with a
+	// template, static when it did not opt in).
+	fragment bool
 }
 
 // fetchAndServe calls the upstream once per key (concurrent misses wait for

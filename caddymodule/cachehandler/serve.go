@@ -45,6 +45,10 @@ func statusMiss(res *fetchResult) string {
 // replayed as received (RFC 9110 §6.6.1); Age says how long it has been
 // stored.
 func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string) {
+	if e.ESI != nil {
+		h.writeAssembled(w, r, nextOf(r), e, now, cacheStatus)
+		return
+	}
 	hdr := w.Header()
 	vals := make([]string, len(e.Header))
 	for i, f := range e.Header {

@@ -83,6 +83,10 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 		}
 	}
 	delete(hdr, httpcache.TargetedFieldOwn)
+	if h.esiOptedIn(hdr) {
+		// The upstream's instruction to us: never passed on.
+		delete(hdr, "Surrogate-Control")
+	}
 }
 
 // applyFreshness sets the entry's freshness lifetime, stale windows and
@@ -126,6 +130,7 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 	now := nowFunc()
 	tags := httpcache.ParseTags(hdr, h.TagHeaders)
 	d, _ := httpcache.ResponseDirectives(hdr)
+	optedIn := h.esiOptedIn(hdr) && r.Method == http.MethodGet
 	h.processUpstreamHeaders(hdr)
 
 	e := pagecache.Entry{Status: status, StoredAt: now, Tags: tags}
@@ -162,7 +167,10 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 			e.Header = append(e.Header, pagecache.HeaderField{Name: name, Value: v})
 		}
 	}
-	if notStored == "" && pagecache.Compressible(hdr.Get("Content-Type"), "") {
+	if notStored == "" && err == nil {
+		e.ESI, notStored = h.compileESI(key, status, optedIn, res.fragment, decoded)
+	}
+	if notStored == "" && e.ESI == nil && pagecache.Compressible(hdr.Get("Content-Type"), "") {
 		if err := pagecache.CompressVariants(&e); err != nil {
 			h.logger.Error("compressing entry", zap.String("key", key), zap.Error(err))
 		}
