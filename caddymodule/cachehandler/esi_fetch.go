@@ -60,8 +60,22 @@ func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Source
 			}
 		}
 	}
+	lookup := func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, path, false, kill) }
+	if kill {
+		// Nothing will reach the upstream: resolve every include at once
+		// from what is stored (or the placeholder), without goroutines.
+		lookup = func(path string, _ int) (esi.Fragment, bool) {
+			if h.knownPrivate(path) {
+				return h.placeholder(), true
+			}
+			if f, ok := h.fragmentCached(r, path, false, kill); ok {
+				return f, true
+			}
+			return h.fragmentCached(r, path, true, kill)
+		}
+	}
 	return esi.Sources{
-		Lookup: func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, path, false, kill) },
+		Lookup: lookup,
 		Fetch: func(ctx context.Context, path string, _ int) (esi.Fragment, error) {
 			return h.fragmentFetch(ctx, r, next, vars, kill, path)
 		},

@@ -1,0 +1,343 @@
+package cachehandler
+
+import (
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+)
+
+// esiPage answers an HTML page that opts into ESI.
+func esiPage(body, tags string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Surrogate-Control", `content="ESI/1.0"`)
+		if tags != "" {
+			w.Header().Set("Cache-Tag", tags)
+		}
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// fragment answers a fragment whose body a test may change, with a
+// Cache-Control and status it may change too.
+type fragment struct {
+	mu     sync.Mutex
+	body   string
+	cc     string
+	tags   string
+	status int
+	cookie atomic.Value // last Cookie header seen
+	capab  atomic.Value // last Surrogate-Capability seen
+}
+
+func (f *fragment) set(body, cc string, status int) {
+	f.mu.Lock()
+	f.body, f.cc, f.status = body, cc, status
+	f.mu.Unlock()
+}
+
+func (f *fragment) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.cookie.Store(r.Header.Get("Cookie"))
+	f.capab.Store(r.Header.Get("Surrogate-Capability"))
+	f.mu.Lock()
+	body, cc, tags, status := f.body, f.cc, f.tags, f.status
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if cc != "" {
+		w.Header().Set("Cache-Control", cc)
+	}
+	if tags != "" {
+		w.Header().Set("Cache-Tag", tags)
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+func newFragment(body, cc, tags string) *fragment {
+	return &fragment{body: body, cc: cc, tags: tags}
+}
+
+var padding = strings.Repeat("<p>Lorem ipsum dolor sit amet.</p>", 30)
+
+// TestESIFragmentsCachedAndPurged: fragments are cache entries of their
+// own, a hit assembles the page without calling the upstream, a purge of a
+// fragment's tag refreshes the page without purging it, every coding the
+// client accepts is assembled from stored segments, and a body that did
+// not opt in is never parsed.
+func TestESIFragmentsCachedAndPurged(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	nav := newFragment("<nav>NAV1</nav>", "max-age=60", "nav")
+	foot := newFragment("<footer>FOOT</footer>", "", "foot")
+	o.Handle("/frag/nav", nav.ServeHTTP)
+	o.Handle("/frag/foot", foot.ServeHTTP)
+	page := "<html><body>A" + padding + `<esi:include src="/frag/nav"/>B<esi:include src="/frag/foot" onerror="continue"/>C</body></html>`
+	o.Handle("/page", esiPage(page, "page"))
+	plain := `<html><body>raw <esi:include src="/frag/nav"/></body></html>`
+	o.Handle("/plain", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte(plain))
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+
+	want := func(navText string) string {
+		return "<html><body>A" + padding + "<nav>" + navText + "</nav>B<footer>FOOT</footer>C</body></html>"
+	}
+	r := g.Get("/page", "Cookie", "_ga=1; CRAFT_CSRF_TOKEN=secret")
+	e2e.WantStatus(t, r, 200)
+	e2e.WantCacheStatus(t, r, `craftedge; fwd=miss; stored, craftedge-esi; fwd=miss; key="/frag/nav", craftedge-esi; fwd=miss; key="/frag/foot"`)
+	if r.Body != want("NAV1") {
+		t.Fatalf("assembled page:\n%s", r.Body)
+	}
+	if r.Header.Get("Content-Length") != "" && r.Header.Get("Content-Length") != "0" && len(r.Body) == 0 {
+		t.Fatal("empty body with a length")
+	}
+	if r.Header.Get("Surrogate-Control") != "" || r.Header.Get("Etag") != "" {
+		t.Errorf("Surrogate-Control %q or Etag %q reached the client", r.Header.Get("Surrogate-Control"), r.Header.Get("Etag"))
+	}
+	if c, _ := nav.cookie.Load().(string); c != "" {
+		t.Errorf("a shared fragment fetch carried the visitor's cookies: %q", c)
+	}
+	if c, _ := nav.capab.Load().(string); c != `craftedge="ESI/1.0"` {
+		t.Errorf("fragment request Surrogate-Capability = %q", c)
+	}
+
+	r = g.Get("/page")
+	e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav", craftedge-esi; hit; key="/frag/foot"`)
+	if r.Body != want("NAV1") || r.Header.Get("Content-Length") != "" && r.Header.Get("Content-Length") != strconv.Itoa(len(r.Body)) {
+		t.Fatalf("hit: length %q body:\n%s", r.Header.Get("Content-Length"), r.Body)
+	}
+	if n := o.Count("/page") + o.Count("/frag/nav") + o.Count("/frag/foot"); n != 3 {
+		t.Fatalf("origin calls after a hit: %d, want 3", n)
+	}
+
+	// Encodings from stored segments.
+	gz := g.Get("/page", "Accept-Encoding", "gzip")
+	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != want("NAV1") {
+		t.Fatalf("gzip: %q", gz.Header.Get("Content-Encoding"))
+	}
+	zs := g.Get("/page", "Accept-Encoding", "zstd")
+	if zs.Header.Get("Content-Encoding") != "zstd" || e2e.Unzstd(t, zs.Body) != want("NAV1") {
+		t.Fatalf("zstd: %q", zs.Header.Get("Content-Encoding"))
+	}
+	if !strings.Contains(strings.Join(gz.Header.Values("Vary"), ","), "Accept-Encoding") {
+		t.Errorf("Vary = %q", gz.Header.Values("Vary"))
+	}
+
+	// HEAD: headers only.
+	head := g.Do(http.MethodHead, "/page", nil, "")
+	if head.Status != 200 || head.Body != "" || !strings.HasPrefix(head.Header.Get("Cache-Status"), "craftedge; hit") {
+		t.Fatalf("HEAD: %d %q %q", head.Status, head.Header.Get("Cache-Status"), head.Body)
+	}
+
+	// A purge of the fragment's tag refreshes the page, which stays.
+	nav.set("<nav>NAV2</nav>", "max-age=60", 0)
+	e2e.Purge(g, `{"tags":["nav"]}`)
+	r = g.Get("/page")
+	// nav is known public: the page is streamed while it is fetched, so
+	// its outcome is in the access log, not in the headers.
+	e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; key="/frag/nav"; detail=pending, craftedge-esi; hit; key="/frag/foot"`)
+	if r.Body != want("NAV2") || o.Count("/page") != 1 {
+		t.Fatalf("after the fragment purge (page fetched %d times):\n%s", o.Count("/page"), r.Body)
+	}
+	// The fragment's own freshness: stale after its max-age, refetched.
+	e2e.Advance(61 * time.Second)
+	nav.set("<nav>NAV3</nav>", "max-age=60", 0)
+	r = g.Get("/page")
+	if r.Body != want("NAV3") || o.Count("/page") != 1 {
+		t.Fatalf("after the fragment expired:\n%s", r.Body)
+	}
+
+	// A body that did not opt in is never parsed.
+	before := o.Count("/frag/nav")
+	for range 2 {
+		r = g.Get("/plain")
+		if r.Body != plain {
+			t.Fatalf("a body without the opt-in was changed:\n%s", r.Body)
+		}
+	}
+	if o.Count("/frag/nav") != before {
+		t.Fatal("an include in a body without the opt-in was fetched")
+	}
+}
+
+// TestESIFragmentFailures: a fragment whose origin errors gets its alt,
+// then its stale copy; a required include that cannot be had fails the
+// page (502), one with onerror="continue" is left out.
+func TestESIFragmentFailures(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	x := newFragment("<i>X1</i>", "max-age=60", "x")
+	alt := newFragment("<i>ALT</i>", "no-store", "")
+	z := newFragment("", "", "")
+	z.set("boom", "", 500)
+	o.Handle("/frag/x", x.ServeHTTP)
+	o.Handle("/frag/alt", alt.ServeHTTP)
+	o.Handle("/frag/z", z.ServeHTTP)
+	o.Handle("/p", esiPage(`[<esi:include src="/frag/x" alt="/frag/alt"/>]`, ""))
+	o.Handle("/required", esiPage(`[<esi:include src="/frag/z"/>]`, ""))
+	o.Handle("/optional", esiPage(`[<esi:include src="/frag/z" onerror="continue"/>]`, ""))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi", SiteExtra: "log {\n output file " + logPath + "\n format json\n }"})
+
+	if r := g.Get("/p"); r.Body != "[<i>X1</i>]" {
+		t.Fatalf("first: %q", r.Body)
+	}
+	// x fails once stale: alt is served (alt is no-store, so it is
+	// fetched per request with the visitor's cookies and never stored:
+	// answered private).
+	e2e.Advance(61 * time.Second)
+	x.set("down", "", 500)
+	alt.set("<i>ALT</i>", "", 0)
+	r := g.Get("/p")
+	if r.Body != "[<i>ALT</i>]" {
+		t.Fatalf("x down: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; key="/frag/x"; detail=pending`)
+	wantESILog(t, logPath, "/frag/x; alt=miss")
+	// alt down too: the stale copy of x.
+	alt.set("down", "", 503)
+	r = g.Get("/p")
+	if r.Body != "[<i>X1</i>]" {
+		t.Fatalf("x and alt down: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	wantESILog(t, logPath, "/frag/x; stale")
+
+	r = g.Get("/required")
+	e2e.WantStatus(t, r, http.StatusBadGateway)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored; detail=esi-failed")
+	if r := g.Get("/optional"); r.Status != 200 || r.Body != "[]" {
+		t.Fatalf("optional include failing: %d %q", r.Status, r.Body)
+	}
+}
+
+// wantESILog waits for an access log line whose esi field holds want.
+func wantESILog(t *testing.T, path, want string) {
+	t.Helper()
+	e2e.WaitFor(t, "access log esi "+want, func() bool {
+		for _, l := range e2e.LogLines(t, path) {
+			if fs, ok := l["esi"].([]any); ok {
+				for _, f := range fs {
+					if f == want {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+}
+
+// TestESIKillSwitch: under the kill switch fragments come from memory or
+// snapshots only, and a private fragment gets the placeholder, never the
+// upstream.
+func TestESIKillSwitch(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	pub := newFragment("<b>PUB</b>", "max-age=60", "")
+	priv := newFragment("<b>HELLO VISITOR</b>", "private, no-store", "")
+	o.Handle("/frag/pub", pub.ServeHTTP)
+	o.Handle("/frag/priv", priv.ServeHTTP)
+	o.Handle("/frag/new", newFragment("<b>NEW</b>", "", "").ServeHTTP)
+	o.Handle("/ks", esiPage(`<esi:include src="/frag/pub"/>|<esi:include src="/frag/priv"/>|<esi:include src="/frag/new" onerror="continue"/>`, ""))
+	o.Handle("/ks2", esiPage(`<esi:include src="/frag/new" onerror="continue"/>`, ""))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi {\n private_placeholder \"<b>signed out</b>\"\n }"})
+
+	r := g.Get("/ks", "Cookie", "v=1")
+	if r.Body != "<b>PUB</b>|<b>HELLO VISITOR</b>|<b>NEW</b>" {
+		t.Fatalf("live: %q", r.Body)
+	}
+	if c, _ := priv.cookie.Load().(string); c != "v=1" {
+		t.Fatalf("the private fragment's fetch carried Cookie %q, want the visitor's", c)
+	}
+	e2e.WantStatus(t, g.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true}`), 200)
+	calls := o.Total.Load()
+	e2e.Advance(2 * time.Minute) // pub stale; the page still fresh
+	r = g.Get("/ks", "Cookie", "v=2")
+	if r.Body != "<b>PUB</b>|<b>signed out</b>|<b>NEW</b>" {
+		t.Fatalf("kill switch: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/pub"; detail=stale, craftedge-esi; key="/frag/priv"; detail=placeholder, craftedge-esi; hit; key="/frag/new"; detail=stale`)
+	if r.Header.Get("Cache-Control") == "private, no-store" {
+		t.Error("the placeholder made the page private")
+	}
+	if o.Total.Load() != calls {
+		t.Fatalf("the upstream was called under the kill switch (%d calls)", o.Total.Load()-calls)
+	}
+	e2e.WantStatus(t, g.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false}`), 200)
+}
+
+// TestESINestedDepth: includes nest up to max_depth; deeper ones are
+// never fetched.
+func TestESINestedDepth(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/n", esiPage(`0<esi:include src="/d/1" onerror="continue"/>`, ""))
+	for i := 1; i <= 4; i++ {
+		next := ""
+		if i < 4 {
+			next = `<esi:include src="/d/` + strconv.Itoa(i+1) + `" onerror="continue"/>`
+		}
+		o.Handle("/d/"+strconv.Itoa(i), esiPage(strconv.Itoa(i)+next, ""))
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi {\n max_depth 3\n }"})
+	for range 2 {
+		if r := g.Get("/n"); r.Body != "0123" {
+			t.Fatalf("nested: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+		}
+	}
+	if o.Count("/d/4") != 0 {
+		t.Fatal("an include beyond max_depth was fetched")
+	}
+}
+
+// TestESIInjection: includes a page reflects (or forges) never leave the
+// site, nor reach craftedge's or the vendors' routes, the control panel or
+// another host.
+func TestESIInjection(t *testing.T) {
+	evil := e2e.NewOrigin(t)
+	o := e2e.NewOrigin(t)
+	o.Handle("/search", func(w http.ResponseWriter, r *http.Request) {
+		// Reflects its query unescaped: the origin's bug.
+		esiPage("<p>results for "+r.URL.Query().Get("q")+"</p>", "")(w, r)
+	})
+	for _, p := range []string{"/craftedge/purge", "/vendors/shop/orders", "/admin/settings", "/index.php"} {
+		o.Handle(p, newFragment("<b>LEAK</b>", "", "").ServeHTTP)
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	for _, src := range []string{
+		"http://" + e2e.AdminAddr + "/config/",
+		"http://" + evil.Addr() + "/x",
+		"//" + evil.Addr() + "/x",
+		"https://" + e2e.SiteHost + "/index.php", // scheme change
+		"/craftedge/purge",
+		"/VENDORS/shop/orders",
+		"/vendors%2fshop/orders",
+		"/admin/settings",
+		"/index.php?p=admin/settings",
+		"/index.php?action=users/logout",
+		"/x/../craftedge/purge",
+	} {
+		q := `<esi:include src="` + src + `"/>`
+		r := g.Get("/search?q=" + url.QueryEscape(q))
+		if r.Status != 200 || strings.Contains(r.Body, "LEAK") || strings.Contains(r.Body, "apps") || strings.Contains(r.Body, "<esi:") {
+			t.Errorf("src %q: %d %q (%s)", src, r.Status, r.Body, r.Header.Get("Cache-Status"))
+		}
+	}
+	if n := evil.Total.Load(); n != 0 {
+		t.Errorf("another host was fetched %d times", n)
+	}
+	for _, p := range []string{"/craftedge/purge", "/vendors/shop/orders", "/admin/settings", "/index.php"} {
+		if n := o.Count(p); n != 0 {
+			t.Errorf("%s was fetched %d times", p, n)
+		}
+	}
+}
