@@ -341,3 +341,24 @@ func TestESIInjection(t *testing.T) {
 		}
 	}
 }
+
+// TestESICaddyfileErrors: a bad esi block is an error naming its line.
+func TestESICaddyfileErrors(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	for _, tc := range []struct{ extra, want string }{
+		{"esi maybe", "esi takes on, off or a block"},
+		{"esi on off", "too many arguments to esi"},
+		{"esi off {\n max_depth 2\n }", "esi off takes no block"},
+		{"esi {\n max_depth -1\n }", "esi max_depth must be a whole number from 0 to 1000"},
+		{"esi {\n max_includes lots\n }", "esi max_includes must be a whole number"},
+		{"esi {\n time_budget 0\n }", "esi time_budget must be positive"},
+		{"esi {\n time_budget soon\n }", "invalid duration"},
+		{"esi {\n private_path\n }", "esi private_path needs at least one path"},
+		{"esi {\n private_path fragments/csrf\n }", "must start with /"},
+		{"esi {\n private_path /a*b\n }", "may only end in *"},
+		{"esi {\n frobnicate\n }", "unrecognized esi subdirective"},
+	} {
+		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
+		e2e.AssertLoadError(t, cfg, tc.want)
+	}
+}
