@@ -159,6 +159,14 @@ func TestESIFragmentsCachedAndPurged(t *testing.T) {
 		t.Fatalf("after the fragment expired:\n%s", r.Body)
 	}
 
+	// Metrics per page group and outcome (the overflow series exists).
+	if v := e2e.Scrape(g, `craftedge_esi_fragments_total{outcome="hit",page="/page",upstream="craft"}`); v < 5 {
+		t.Errorf("fragment hits counted: %v", v)
+	}
+	if v := e2e.Scrape(g, `craftedge_esi_fragments_total{outcome="failed",page="other",upstream="craft"}`); v != 0 {
+		t.Errorf("overflow series: %v, want 0", v)
+	}
+
 	// A body that did not opt in is never parsed.
 	before := o.Count("/frag/nav")
 	for range 2 {
