@@ -60,7 +60,8 @@ func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Source
 			}
 		}
 	}
-	lookup := func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, path, false, kill) }
+	keys := h.newFragmentKeys(r)
+	lookup := func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, &keys, path, false, kill) }
 	if kill {
 		// Nothing will reach the upstream: resolve every include at once
 		// from what is stored (or the placeholder), without goroutines.
@@ -68,18 +69,18 @@ func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Source
 			if h.knownPrivate(path) {
 				return h.placeholder(), true
 			}
-			if f, ok := h.fragmentCached(r, path, false, kill); ok {
+			if f, ok := h.fragmentCached(r, &keys, path, false, kill); ok {
 				return f, true
 			}
-			return h.fragmentCached(r, path, true, kill)
+			return h.fragmentCached(r, &keys, path, true, kill)
 		}
 	}
 	return esi.Sources{
 		Lookup: lookup,
 		Fetch: func(ctx context.Context, path string, _ int) (esi.Fragment, error) {
-			return h.fragmentFetch(ctx, r, next, vars, kill, path)
+			return h.fragmentFetch(ctx, r, &keys, next, vars, kill, path)
 		},
-		Stale:        func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, path, true, kill) },
+		Stale:        func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, &keys, path, true, kill) },
 		MaybePrivate: h.fragmentMaybePrivate,
 	}
 }
@@ -101,30 +102,49 @@ func fragmentRequest(r *http.Request, path string) (*http.Request, error) {
 	return &fr, nil
 }
 
-// fragmentKey is the cache key of the fragment at path for page request r.
-func (h *Handler) fragmentKey(r *http.Request, path string) (*http.Request, string, error) {
-	fr, err := fragmentRequest(r, path)
-	if err != nil {
-		return nil, "", err
-	}
-	key, _, reason := h.requestKey(fr, fr)
+// fragmentKeys computes the cache keys of a page request's fragments: the
+// key a request for the fragment's path on the page's host, with the
+// page's keyed headers and cookies, would have. The page's part is
+// computed once per assembled response.
+type fragmentKeys struct {
+	scheme, host, suffix string
+	err                  error
+}
+
+func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
+	key, spec, reason := h.requestKey(r, r)
 	if reason != "" {
-		return nil, "", fmt.Errorf("include %q: not cacheable (%s)", path, reason)
+		return fragmentKeys{err: fmt.Errorf("includes of a request that is not cacheable (%s)", reason)}
 	}
-	return fr, key, nil
+	base := h.keys.Key(spec.scheme, r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
+	if !strings.HasPrefix(key, base) {
+		return fragmentKeys{err: errors.New("includes: unexpected page key")}
+	}
+	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: key[len(base):]}
+}
+
+// key is the cache key of the fragment at path (path and query, as the
+// policy resolved it). The fragment's upstream request is built from the
+// same path and the same keyed headers, so it is a function of this key.
+func (k *fragmentKeys) key(h *Handler, path string) (string, error) {
+	if k.err != nil {
+		return "", k.err
+	}
+	p, q, _ := strings.Cut(path, "?")
+	return h.keys.Key(k.scheme, k.host, p, q) + k.suffix, nil
 }
 
 // fragmentCached returns the fragment at path from the memory tier: a
 // fresh copy, or with stale a copy servable after an error (any age under
 // the kill switch), else its snapshot.
-func (h *Handler) fragmentCached(r *http.Request, path string, stale, kill bool) (esi.Fragment, bool) {
-	fr, key, err := h.fragmentKey(r, path)
+func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, path string, stale, kill bool) (esi.Fragment, bool) {
+	key, err := keys.key(h, path)
 	if err != nil {
 		return esi.Fragment{}, false
 	}
 	now := nowFunc()
 	var e pagecache.Entry
-	_, variantKey, found := h.lookup(fr, key, &e)
+	_, variantKey, found := h.lookup(r, key, &e)
 	if found && e.Status == http.StatusOK {
 		switch {
 		case !stale && e.Fresh(now):
@@ -224,7 +244,7 @@ func (s *esiState) learn(path string, private bool) {
 // cookies. A shared fetch answering private (or not storable) is
 // discarded, learnt, and made again as a private one. With the kill switch
 // on, nothing reaches the upstream: private fragments get the placeholder.
-func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, next caddyhttp.Handler, vars map[string]any, kill bool, path string) (esi.Fragment, error) {
+func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, keys *fragmentKeys, next caddyhttp.Handler, vars map[string]any, kill bool, path string) (esi.Fragment, error) {
 	if h.knownPrivate(path) {
 		if kill {
 			return h.placeholder(), nil
@@ -234,7 +254,7 @@ func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, next caddy
 	if kill {
 		return esi.Fragment{}, errESIKillSwitch
 	}
-	_, key, err := h.fragmentKey(r, path)
+	key, err := keys.key(h, path)
 	if err != nil {
 		return esi.Fragment{}, err
 	}
@@ -329,10 +349,13 @@ func (h *Handler) callFragment(ctx context.Context, r *http.Request, next caddyh
 		}
 	}
 	fkey, spec, reason := h.requestKey(fr, fr)
-	if reason != "" || (key != "" && fkey != key) {
+	if reason != "" {
 		return nil, fmt.Errorf("include %q: not cacheable (%s)", path, reason)
 	}
-	up := h.upstreamRequest(fr.Context(), fr, &spec, h.storedVary(fkey))
+	if key == "" {
+		key = fkey
+	}
+	up := h.upstreamRequest(fr.Context(), fr, &spec, h.storedVary(key))
 	if cookie != "" {
 		up.Header.Set("Cookie", cookie)
 	}
