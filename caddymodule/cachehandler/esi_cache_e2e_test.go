@@ -246,6 +246,27 @@ func wantESILog(t *testing.T, path, want string) {
 	})
 }
 
+// TestESISnapshots: after a restart (memory empty) with the origin down,
+// the page and its fragments come from their snapshots.
+func TestESISnapshots(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/s", esiPage(`S[<esi:include src="/frag/s"/>]`, ""))
+	o.Handle("/frag/s", newFragment("<b>FRAG</b>", "max-age=60", "").ServeHTTP)
+	opts := e2e.Options{HandlerExtra: "esi"}
+	g := e2e.StartGateway(t, o, opts)
+	if r := g.Get("/s"); r.Body != "S[<b>FRAG</b>]" {
+		t.Fatalf("live: %q", r.Body)
+	}
+	g.FlushSnapshots()
+	g.Restart(opts)
+	o.Stop()
+	r := g.Get("/s")
+	if r.Status != 200 || r.Body != "S[<b>FRAG</b>]" {
+		t.Fatalf("from snapshots: %d %q (%s)", r.Status, r.Body, r.Header.Get("Cache-Status"))
+	}
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot, craftedge-esi; hit; key=\"/frag/s\"; detail=stale")
+}
+
 // TestESIKillSwitch: under the kill switch fragments come from memory or
 // snapshots only, and a private fragment gets the placeholder, never the
 // upstream.
@@ -368,5 +389,44 @@ func TestESICaddyfileErrors(t *testing.T) {
 	} {
 		cfg := e2e.CaddyfileFor(o, e2e.Options{Storage: filepath.Join(t.TempDir(), "x.db"), HandlerExtra: tc.extra})
 		e2e.AssertLoadError(t, cfg, tc.want)
+	}
+}
+
+// TestESIPrivatePaths: a configured private include is fetched with the
+// visitor's cookies from the first request on (no cookie-less fetch to
+// learn it), a learnt one after one discarded cookie-less fetch; neither
+// is stored, and each visitor gets their own.
+func TestESIPrivatePaths(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	hello := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, no-store")
+		c, _ := r.Cookie("name")
+		name := "guest"
+		if c != nil {
+			name = c.Value
+		}
+		_, _ = w.Write([]byte("hello " + name))
+	}
+	o.Handle("/frag/me", hello)
+	o.Handle("/frag/learnt", hello)
+	o.Handle("/p", esiPage(`<esi:include src="/frag/me?x=1"/>|<esi:include src="/frag/learnt"/>`, ""))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi {\n private_path /frag/me?*\n }"})
+	for i, name := range []string{"ann", "bob", "ann"} {
+		r := g.Get("/p", "Cookie", "name="+name)
+		if r.Body != "hello "+name+"|hello "+name {
+			t.Fatalf("%s: %q", name, r.Body)
+		}
+		if r.Header.Get("Cache-Control") != "private, no-store" {
+			t.Fatalf("%s: Cache-Control %q", name, r.Header.Get("Cache-Control"))
+		}
+		if want := i + 1; o.Count("/frag/me") != want {
+			t.Fatalf("configured private fragment fetched %d times after %d views, want %d", o.Count("/frag/me"), i+1, want)
+		}
+		if want := i + 2; o.Count("/frag/learnt") != want {
+			t.Fatalf("learnt private fragment fetched %d times after %d views, want %d", o.Count("/frag/learnt"), i+1, want)
+		}
+	}
+	if r := g.Get("/p"); r.Body != "hello guest|hello guest" {
+		t.Fatalf("a visitor without cookies got %q", r.Body)
 	}
 }

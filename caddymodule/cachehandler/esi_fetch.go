@@ -365,7 +365,7 @@ func (h *Handler) callFragment(ctx context.Context, r *http.Request, next caddyh
 	start := time.Now()
 	status := 0
 	err = h.breaker.Run(func() circuit.Outcome {
-		err := next.ServeHTTP(rec, up)
+		err := serveRecovering(next, rec, up)
 		status = rec.status
 		timedOut := errors.Is(context.Cause(ctx), errUpstreamTimeout)
 		switch {
@@ -449,4 +449,17 @@ func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, next caddyh
 		f.Header["Set-Cookie"] = sc
 	}
 	return f, nil
+}
+
+// serveRecovering runs next for a fragment, turning a panic (reverse_proxy
+// aborting a response with http.ErrAbortHandler) into an error: fragment
+// calls run in goroutines of their own, where a panic would end the
+// process.
+func serveRecovering(next caddyhttp.Handler, w http.ResponseWriter, r *http.Request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("fragment handler panicked: %v", p))
+		}
+	}()
+	return next.ServeHTTP(w, r)
 }
