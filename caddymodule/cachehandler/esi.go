@@ -98,6 +98,8 @@ type esiState struct {
 	// from the pages' flights: their results differ).
 	flights singleflight.Group
 	metrics *esiMetrics
+	// memos are assembled pages kept for their next hits (esi_memo.go).
+	memos memos
 }
 
 // provisionESI validates and resolves the ESI block.
@@ -221,7 +223,11 @@ func (h *Handler) compileESI(key string, status int, optedIn, fragment bool, bod
 // segments. Assembled responses carry no validator (their bytes change
 // with their fragments): no 304, no ranges. A fragment failing after the
 // headers went out aborts the response.
-func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *pagecache.Entry, now time.Time, cacheStatus string) {
+//
+// memoKey, on the hit path, is the key the page entry is stored under: an
+// assembly whose fragments were all fresh memory copies is kept under it
+// and serves the next hits (esi_memo.go).
+func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *pagecache.Entry, now time.Time, cacheStatus, memoKey string) {
 	hdr := w.Header()
 	fail := func(err error, detail string) {
 		h.logger.Error("ESI page not assembled", zap.String("uri", r.RequestURI), zap.Error(err))
@@ -244,10 +250,23 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 			return
 		}
 	}
+	// Read before assembling: a purge while it runs makes the memo it
+	// leaves unusable.
+	epoch := h.app.MemoryTier().Epoch()
+	if memoKey != "" {
+		if m := h.esi.memos.get(memoKey, e, epoch, now); m != nil {
+			h.writeMemo(w, r, e, now, cacheStatus, m)
+			return
+		}
+	}
+	var track *memoTrack
+	if memoKey != "" {
+		track = new(memoTrack)
+	}
 	lim := h.esi.limits
 	ctx, cancel := context.WithTimeout(r.Context(), h.esi.budget)
 	defer cancel()
-	a, err := esi.NewAssembly(ctx, t, e.Body, h.esiSources(r, next), lim)
+	a, err := esi.NewAssembly(ctx, t, e.Body, h.esiSources(r, next, track), lim)
 	if err != nil {
 		fail(err, "esi-damaged")
 		return
@@ -260,17 +279,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 		return
 	}
 
-	vals := make([]string, len(e.Header))
-	for i, f := range e.Header {
-		vals[i] = f.Value
-		if _, exists := hdr[f.Name]; exists {
-			hdr[f.Name] = append(hdr[f.Name], f.Value)
-		} else {
-			hdr[f.Name] = vals[i : i+1 : i+1]
-		}
-	}
-	delete(hdr, "Last-Modified")
-	hdr["Age"] = []string{strconv.FormatInt(int64(e.Age(now)/time.Second), 10)}
+	assembledHeader(hdr, e, now)
 	if head.Private {
 		hdr["Cache-Control"] = []string{"private, no-store"}
 		for _, name := range []string{"Expires", "Cdn-Cache-Control", "Surrogate-Control", "Pragma"} {
@@ -332,6 +341,68 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 	h.esiObserve(r, reports)
+	if track != nil && status == http.StatusOK && memoizable(head, reports, track) {
+		identity := buf.Bytes()
+		if coding != esi.CodingIdentity {
+			idBuf := new(bytes.Buffer)
+			if _, err := a.Write(idBuf, esi.CodingIdentity); err != nil {
+				return
+			}
+			identity = idBuf.Bytes()
+		}
+		h.memoize(memoKey, e, epoch, reports, track, identity, hdr.Get("Content-Type"))
+	}
+}
+
+// assembledHeader replays a stored page's header fields into hdr, without
+// its validators (an assembled page's bytes change with its fragments),
+// with its Age.
+func assembledHeader(hdr http.Header, e *pagecache.Entry, now time.Time) {
+	vals := make([]string, len(e.Header))
+	for i, f := range e.Header {
+		vals[i] = f.Value
+		if _, exists := hdr[f.Name]; exists {
+			hdr[f.Name] = append(hdr[f.Name], f.Value)
+		} else {
+			hdr[f.Name] = vals[i : i+1 : i+1]
+		}
+	}
+	delete(hdr, "Last-Modified")
+	hdr["Age"] = []string{strconv.FormatInt(int64(e.Age(now)/time.Second), 10)}
+}
+
+// writeMemo answers a hit from a memoized assembly.
+func (h *Handler) writeMemo(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string, m *assembledMemo) {
+	hdr := w.Header()
+	assembledHeader(hdr, e, now)
+	body := m.identity
+	if m.gzip != nil || m.zstd != nil {
+		switch httpcache.PreferredEncoding(r.Header.Get("Accept-Encoding"), m.gzip != nil, m.zstd != nil) {
+		case "zstd":
+			body = m.zstd
+			hdr["Content-Encoding"] = contentEncodingZstd
+		case "gzip":
+			body = m.gzip
+			hdr["Content-Encoding"] = contentEncodingGzip
+		}
+		addVaryAcceptEncoding(hdr)
+	}
+	if cacheStatus == statusHit {
+		hdr["Cache-Status"] = m.hitStatus
+	} else {
+		hdr["Cache-Status"] = []string{cacheStatus + ", " + m.cacheStatus}
+	}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(e.Status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Add(zap.Strings("esi", m.logFields))
+	}
+	if h.esi.metrics != nil {
+		h.esi.metrics.observe(lookupRequest(r).URL.Path, m.reports)
+	}
 }
 
 var assembleBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}

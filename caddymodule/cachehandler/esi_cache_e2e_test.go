@@ -167,6 +167,30 @@ func TestESIFragmentsCachedAndPurged(t *testing.T) {
 		t.Errorf("overflow series: %v, want 0", v)
 	}
 
+	// An unsafe request to the fragment's URL invalidates it (RFC 9111
+	// §4.4): the page, assembled again, shows the new fragment.
+	r = g.Get("/page")
+	r = g.Get("/page") // from the memoized assembly
+	if r.Body != want("NAV3") {
+		t.Fatalf("memoized hit:\n%s", r.Body)
+	}
+	nav.set("<nav>NAV4</nav>", "max-age=60", 0)
+	if r := g.Do(http.MethodPost, "/frag/nav", nil, "x"); r.Status != 200 {
+		t.Fatalf("POST: %d", r.Status)
+	}
+	if r = g.Get("/page"); r.Body != want("NAV4") {
+		t.Fatalf("after an unsafe request to the fragment:\n%s", r.Body)
+	}
+	// A memoized page is not used past its fragments' freshness.
+	if r = g.Get("/page"); r.Body != want("NAV4") {
+		t.Fatalf("memoized again:\n%s", r.Body)
+	}
+	e2e.Advance(61 * time.Second)
+	nav.set("<nav>NAV5</nav>", "max-age=60", 0)
+	if r = g.Get("/page"); r.Body != want("NAV5") {
+		t.Fatalf("after the fragment expired, the memo was used:\n%s", r.Body)
+	}
+
 	// A body that did not opt in is never parsed.
 	before := o.Count("/frag/nav")
 	for range 2 {

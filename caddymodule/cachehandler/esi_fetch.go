@@ -43,7 +43,7 @@ func nextOf(r *http.Request) caddyhttp.Handler {
 
 // esiSources are the fragment sources of one page request r. next is nil
 // when the upstream must not be used (fallback without a next handler).
-func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Sources {
+func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler, track *memoTrack) esi.Sources {
 	kill := h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly)
 	if next == nil {
 		kill = true
@@ -61,7 +61,9 @@ func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Source
 		}
 	}
 	keys := h.newFragmentKeys(r)
-	lookup := func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, &keys, path, false, kill) }
+	lookup := func(path string, _ int) (esi.Fragment, bool) {
+		return h.fragmentCached(r, &keys, track, path, false, kill)
+	}
 	if kill {
 		// Nothing will reach the upstream: resolve every include at once
 		// from what is stored (or the placeholder), without goroutines.
@@ -69,10 +71,10 @@ func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Source
 			if h.knownPrivate(path) {
 				return h.placeholder(), true
 			}
-			if f, ok := h.fragmentCached(r, &keys, path, false, kill); ok {
+			if f, ok := h.fragmentCached(r, &keys, nil, path, false, kill); ok {
 				return f, true
 			}
-			return h.fragmentCached(r, &keys, path, true, kill)
+			return h.fragmentCached(r, &keys, nil, path, true, kill)
 		}
 	}
 	return esi.Sources{
@@ -80,7 +82,9 @@ func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler) esi.Source
 		Fetch: func(ctx context.Context, path string, _ int) (esi.Fragment, error) {
 			return h.fragmentFetch(ctx, r, &keys, next, vars, kill, path)
 		},
-		Stale:        func(path string, _ int) (esi.Fragment, bool) { return h.fragmentCached(r, &keys, path, true, kill) },
+		Stale: func(path string, _ int) (esi.Fragment, bool) {
+			return h.fragmentCached(r, &keys, nil, path, true, kill)
+		},
 		MaybePrivate: h.fragmentMaybePrivate,
 	}
 }
@@ -137,7 +141,7 @@ func (k *fragmentKeys) key(h *Handler, path string) (string, error) {
 // fragmentCached returns the fragment at path from the memory tier: a
 // fresh copy, or with stale a copy servable after an error (any age under
 // the kill switch), else its snapshot.
-func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, path string, stale, kill bool) (esi.Fragment, bool) {
+func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, track *memoTrack, path string, stale, kill bool) (esi.Fragment, bool) {
 	key, err := keys.key(h, path)
 	if err != nil {
 		return esi.Fragment{}, false
@@ -148,6 +152,7 @@ func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, path strin
 	if found && e.Status == http.StatusOK {
 		switch {
 		case !stale && e.Fresh(now):
+			track.note(&e, variantKey != "")
 			return h.fragmentOf(&e, esi.OutcomeHit)
 		case stale && (e.ServableOnError(now) || (kill && !e.StaleProhibited()) ||
 			(e.StaleProhibited() && h.ServeStaleDespiteOrigin)):

@@ -34,14 +34,17 @@ func newESIMetrics(upstream string) *esiMetrics {
 // pageGroup is a page's first path segment ("/" for the home page): the
 // label that stands for its template family.
 func pageGroup(path string) string {
-	seg := strings.TrimPrefix(path, "/")
-	if i := strings.IndexByte(seg, '/'); i >= 0 {
-		seg = seg[:i]
-	}
-	if seg == "" || len(seg) > 64 {
+	if len(path) < 2 || path[0] != '/' {
 		return "/"
 	}
-	return "/" + seg
+	end := len(path)
+	if i := strings.IndexByte(path[1:], '/'); i >= 0 {
+		end = i + 1
+	}
+	if end == 1 || end > 65 {
+		return "/"
+	}
+	return path[:end] // no allocation: a hit counts without one
 }
 
 func (m *esiMetrics) counters(group string) []prometheus.Counter {

@@ -432,7 +432,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		mem.CountHit()
 		h.metrics.hit.Inc()
 		if entry.ESI != nil {
-			h.writeAssembled(w, r, next, &entry, now, statusHit)
+			memoKey := key
+			if variantKey != "" {
+				memoKey = variantKey
+			}
+			h.writeAssembled(w, r, next, &entry, now, statusHit, memoKey)
 			return nil
 		}
 		h.writeEntry(w, r, &entry, now, statusHit)
