@@ -98,8 +98,10 @@ type esiState struct {
 	// from the pages' flights: their results differ).
 	flights singleflight.Group
 	metrics *esiMetrics
-	// memos are assembled pages kept for their next hits (esi_memo.go).
-	memos memos
+	// memos are assembled pages kept for their next hits (esi_memo.go);
+	// memoOff turns them off (benchmarks measure assembly without them).
+	memos   memos
+	memoOff bool
 }
 
 // provisionESI validates and resolves the ESI block.
@@ -253,6 +255,9 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	// Read before assembling: a purge while it runs makes the memo it
 	// leaves unusable.
 	epoch := h.app.MemoryTier().Epoch()
+	if h.esi.memoOff {
+		memoKey = ""
+	}
 	if memoKey != "" {
 		if m := h.esi.memos.get(memoKey, e, epoch, now); m != nil {
 			h.writeMemo(w, r, e, now, cacheStatus, m)

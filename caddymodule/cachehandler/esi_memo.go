@@ -155,10 +155,3 @@ func (h *Handler) memoize(key string, e *pagecache.Entry, epoch uint64, reports 
 	}
 	h.esi.memos.put(key, m)
 }
-
-// clear drops every memo.
-func (ms *memos) clear() {
-	ms.mu.Lock()
-	ms.byKey, ms.bytes = nil, 0
-	ms.mu.Unlock()
-}
