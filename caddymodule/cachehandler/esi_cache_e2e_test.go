@@ -454,3 +454,27 @@ func TestESIPrivatePaths(t *testing.T) {
 		t.Fatalf("a visitor without cookies got %q", r.Body)
 	}
 }
+
+// TestESIPluginIncludeURL: the Craft plugin's signed include URLs (craft/
+// README.md) pass the include policy and the bypass rules, and each query
+// is a fragment of its own.
+func TestESIPluginIncludeURL(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/_craftedge/include", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		_, _ = w.Write([]byte("<i>" + r.URL.Query().Get("template") + "</i>"))
+	})
+	src := func(tmpl string) string {
+		return "/_craftedge/include?kind=c&amp;site=default&amp;template=" + tmpl + "&amp;vars=eyJzZWN0aW9uIjoiYmxvZyJ9&amp;exp=1767225600&amp;sig=3q2-abc_"
+	}
+	o.Handle("/blog", esiPage(`<esi:include src="`+src("_fragments%2Flatest")+`" onerror="continue"/>|<esi:include src="`+src("_fragments%2Fnav")+`" onerror="continue"/>`, ""))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	for range 2 {
+		if r := g.Get("/blog"); r.Body != "<i>_fragments/latest</i>|<i>_fragments/nav</i>" {
+			t.Fatalf("plugin includes: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+		}
+	}
+	if n := o.Count("/_craftedge/include"); n != 2 {
+		t.Fatalf("include URL fetched %d times, want 2 (one per fragment, then cached)", n)
+	}
+}
