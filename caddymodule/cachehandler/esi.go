@@ -363,15 +363,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 // its validators (an assembled page's bytes change with its fragments),
 // with its Age.
 func assembledHeader(hdr http.Header, e *pagecache.Entry, now time.Time) {
-	vals := make([]string, len(e.Header))
-	for i, f := range e.Header {
-		vals[i] = f.Value
-		if _, exists := hdr[f.Name]; exists {
-			hdr[f.Name] = append(hdr[f.Name], f.Value)
-		} else {
-			hdr[f.Name] = vals[i : i+1 : i+1]
-		}
-	}
+	replayHeader(hdr, e)
 	delete(hdr, "Last-Modified")
 	hdr["Age"] = []string{strconv.FormatInt(int64(e.Age(now)/time.Second), 10)}
 }

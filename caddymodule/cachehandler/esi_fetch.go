@@ -13,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/circuit"
 	"github.com/craftedge/craftedge/esi"
 	"github.com/craftedge/craftedge/pagecache"
@@ -388,17 +387,7 @@ func (h *Handler) callFragment(ctx context.Context, r *http.Request, next caddyh
 		}
 		return upstreamOutcome(path, res, status)
 	})
-	outcome := "success"
-	switch {
-	case errors.Is(err, circuit.ErrOpen):
-		res.failed, res.failErr = true, err
-		outcome = "breaker_open"
-	case res.failed && errors.Is(res.failErr, errUpstreamTimeout):
-		outcome = "timeout"
-	case res.failed:
-		outcome = "failure"
-	}
-	caddymodule.ObserveUpstreamCall(h.Upstream, outcome, status, time.Since(start))
+	h.observeCall(err, res, status, start)
 	if res.failed {
 		return nil, fmt.Errorf("fragment %s: %w", path, res.failErr)
 	}

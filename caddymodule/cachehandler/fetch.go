@@ -167,6 +167,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
 		return upstreamOutcome(path, res, status)
 	})
+	h.observeCall(err, res, status, start)
+	return res
+}
+
+// observeCall records the outcome of an upstream call run under the
+// breaker (err is what breaker.Run returned) in res and the upstream
+// metrics.
+func (h *Handler) observeCall(err error, res *fetchResult, status int, start time.Time) {
 	outcome := "success"
 	switch {
 	case errors.Is(err, circuit.ErrOpen):
@@ -180,7 +188,6 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		outcome = "failure"
 	}
 	caddymodule.ObserveUpstreamCall(h.Upstream, outcome, status, time.Since(start))
-	return res
 }
 
 // callUpstream runs the next handler with a recorder and fills res.

@@ -50,15 +50,7 @@ func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecach
 		return
 	}
 	hdr := w.Header()
-	vals := make([]string, len(e.Header))
-	for i, f := range e.Header {
-		vals[i] = f.Value
-		if _, exists := hdr[f.Name]; exists {
-			hdr[f.Name] = append(hdr[f.Name], f.Value)
-		} else {
-			hdr[f.Name] = vals[i : i+1 : i+1]
-		}
-	}
+	replayHeader(hdr, e)
 
 	body := e.Body
 	etag := e.ETag
@@ -111,6 +103,20 @@ func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecach
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead && bodyAllowed(status) {
 		_, _ = w.Write(body)
+	}
+}
+
+// replayHeader adds a stored entry's header fields to hdr, with one
+// allocation for all their values.
+func replayHeader(hdr http.Header, e *pagecache.Entry) {
+	vals := make([]string, len(e.Header))
+	for i, f := range e.Header {
+		vals[i] = f.Value
+		if _, exists := hdr[f.Name]; exists {
+			hdr[f.Name] = append(hdr[f.Name], f.Value)
+		} else {
+			hdr[f.Name] = vals[i : i+1 : i+1]
+		}
 	}
 }
 
