@@ -478,3 +478,33 @@ func TestESIPluginIncludeURL(t *testing.T) {
 		t.Fatalf("include URL fetched %d times, want 2 (one per fragment, then cached)", n)
 	}
 }
+
+// TestESIUncacheablePage: an opted-in page that may not be stored
+// (private, with a Set-Cookie) is assembled for the client that asked,
+// with its cookie, and never stored or relayed with ESI markup.
+func TestESIUncacheablePage(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/frag/nav", newFragment("<nav>NAV</nav>", "max-age=60", "").ServeHTTP)
+	o.Handle("/account", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "private")
+		w.Header().Set("Surrogate-Control", `content="ESI/1.0"`)
+		w.Header().Set("Set-Cookie", "flash=1; Path=/")
+		_, _ = w.Write([]byte(`<p>account</p><esi:include src="/frag/nav"/>`))
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	for i := range 2 {
+		r := g.Get("/account")
+		if r.Status != 200 || r.Body != "<p>account</p><nav>NAV</nav>" {
+			t.Fatalf("view %d: %d %q", i, r.Status, r.Body)
+		}
+		if r.Header.Get("Set-Cookie") != "flash=1; Path=/" || r.Header.Get("Cache-Control") != "private" ||
+			r.Header.Get("Surrogate-Control") != "" {
+			t.Fatalf("view %d headers: %v", i, r.Header)
+		}
+		e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; detail=set-cookie, craftedge-esi; ")
+	}
+	if o.Count("/account") != 2 || o.Count("/frag/nav") != 1 {
+		t.Fatalf("origin: page %d times (want 2), fragment %d (want 1)", o.Count("/account"), o.Count("/frag/nav"))
+	}
+}

@@ -56,6 +56,10 @@ type fetchResult struct {
 	// fragment: the response is an ESI fragment's (stored with a
 	// template, static when it did not opt in).
 	fragment bool
+	// assembleOnly: an opted-in page that may not be stored, buffered to
+	// be assembled for the client whose request fetched it (with its own
+	// Set-Cookie), never shared with waiters.
+	assembleOnly bool
 }
 
 // fetchAndServe calls the upstream once per key (concurrent misses wait for
@@ -88,7 +92,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		collapsed = true
 		// A waiter: use the shared result only if it is a stored, shareable
 		// copy of the same variant; otherwise make our own call.
-		if res.streamed || res.notStoredReason == "content-encoding" || (res.raw != nil && !h.sameVariant(r, key, res)) {
+		if res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || (res.raw != nil && !h.sameVariant(r, key, res)) {
 			collapsed = false
 			res = h.fetch(w, r, next, key, stale)
 			if res.streamed {
@@ -217,6 +221,13 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 	decide := func(status int, hdr http.Header) bool {
 		reason := h.storableReason(up, status, hdr)
 		notStored = reason
+		if reason != "" && status == http.StatusOK && up.Method == http.MethodGet && h.esiOptedIn(hdr) {
+			// An opted-in page that may not be stored (private,
+			// Set-Cookie...) is still assembled for this client, never
+			// relayed with its ESI markup: buffered, not stored.
+			res.assembleOnly = true
+			return true
+		}
 		return reason == ""
 	}
 	rec := newUpstreamRecorder(w, h.MaxEntrySize, decide, nil)

@@ -167,8 +167,19 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 			e.Header = append(e.Header, pagecache.HeaderField{Name: name, Value: v})
 		}
 	}
-	if notStored == "" && err == nil {
-		e.ESI, notStored = h.compileESI(key, status, optedIn, res.fragment, decoded)
+	if (notStored == "" || res.assembleOnly) && err == nil {
+		tmpl, reason := h.compileESI(key, status, optedIn, res.fragment, decoded)
+		e.ESI = tmpl
+		if notStored == "" {
+			notStored = reason
+		}
+	}
+	if res.assembleOnly {
+		// Relayed to the one client that asked, not stored: its cookies
+		// go with it.
+		for _, v := range hdr["Set-Cookie"] {
+			e.Header = append(e.Header, pagecache.HeaderField{Name: "Set-Cookie", Value: v})
+		}
 	}
 	if notStored == "" && e.ESI == nil && pagecache.Compressible(hdr.Get("Content-Type"), "") {
 		if err := pagecache.CompressVariants(&e); err != nil {
