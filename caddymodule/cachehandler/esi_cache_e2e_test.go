@@ -508,3 +508,25 @@ func TestESIUncacheablePage(t *testing.T) {
 		t.Fatalf("origin: page %d times (want 2), fragment %d (want 1)", o.Count("/account"), o.Count("/frag/nav"))
 	}
 }
+
+// TestESITimeBudget: a fragment whose upstream hangs does not hold the
+// page past time_budget: an include with onerror="continue" is left out,
+// and the hung call is released when the test ends.
+func TestESITimeBudget(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	o.Handle("/frag/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	o.Handle("/b", esiPage(`[<esi:include src="/frag/slow" onerror="continue"/>]`, ""))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi {\n time_budget 50ms\n }"})
+	r := g.Get("/b")
+	if r.Status != 200 || r.Body != "[]" {
+		t.Fatalf("hung fragment: %d %q", r.Status, r.Body)
+	}
+	e2e.WantCacheStatusPrefix(t, r, `craftedge; fwd=miss; stored, craftedge-esi; key="/frag/slow"; detail=failed`)
+}

@@ -128,6 +128,13 @@ func TestESICSRFIsland(t *testing.T) {
 		t.Fatalf("A's token does not unmask to A's cookie")
 	}
 
+	// HEAD, new visitor: the headers a GET would have, the cookie too.
+	head := g.Do(http.MethodHead, "/contact", nil, "")
+	if head.Status != 200 || head.Body != "" || head.Header.Get("Cache-Control") != "private, no-store" ||
+		!strings.HasPrefix(head.Header.Get("Set-Cookie"), "CRAFT_CSRF_TOKEN=") {
+		t.Fatalf("HEAD: %d %v %q", head.Status, head.Header, head.Body)
+	}
+
 	// B, new: the stored page, B's own token and cookie.
 	r = b.view(t, g)
 	e2e.WantCacheStatus(t, r, "craftedge; hit, craftedge-esi; fwd=miss; key=\"/_fragments/csrf\"; detail=private")
