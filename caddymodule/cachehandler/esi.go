@@ -235,7 +235,11 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 		h.logger.Error("ESI page not assembled", zap.String("uri", r.RequestURI), zap.Error(err))
 		hdr.Set("Content-Type", "text/plain; charset=utf-8")
 		hdr.Set("Cache-Control", "no-store")
-		hdr.Set("Cache-Status", cacheStatus+"; detail="+detail)
+		status := cacheStatus
+		if i := strings.Index(status, "; detail="); i >= 0 {
+			status = status[:i] // one detail: why this answer is an error
+		}
+		hdr.Set("Cache-Status", status+"; detail="+detail)
 		w.WriteHeader(http.StatusBadGateway)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write([]byte("A part of this page could not be loaded.\n"))
@@ -245,6 +249,19 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	if err != nil {
 		fail(err, "esi-damaged")
 		return
+	}
+	if e.Flags&pagecache.FlagFromSnapshot != 0 {
+		// Stored under an earlier configuration, maybe: its includes
+		// must pass today's policy.
+		keys := h.newFragmentKeys(r)
+		if keys.err != nil {
+			fail(keys.err, "esi-refused")
+			return
+		}
+		if err := t.Recheck(h.esiPolicy(keys.scheme + "://" + keys.host + "/")); err != nil {
+			fail(err, "esi-refused")
+			return
+		}
 	}
 	if e.Body == nil && e.Flags&pagecache.FlagBodyInZstd != 0 {
 		if err := e.RestoreBody(); err != nil {

@@ -289,6 +289,13 @@ func TestESISnapshots(t *testing.T) {
 		t.Fatalf("from snapshots: %d %q (%s)", r.Status, r.Body, r.Header.Get("Cache-Status"))
 	}
 	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot, craftedge-esi; hit; key=\"/frag/s\"; detail=stale")
+
+	// A template stored under an earlier configuration is checked
+	// against today's: an include now bypassed is refused.
+	g.Restart(e2e.Options{HandlerExtra: "esi\nbypass_path /frag/*"})
+	r = g.Get("/s")
+	e2e.WantStatus(t, r, http.StatusBadGateway)
+	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=esi-refused")
 }
 
 // TestESIKillSwitch: under the kill switch fragments come from memory or

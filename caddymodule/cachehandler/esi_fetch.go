@@ -176,7 +176,15 @@ func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, track *mem
 	if se.StaleProhibited() && !se.ServableOnError(now) && !h.ServeStaleDespiteOrigin {
 		return esi.Fragment{}, false
 	}
-	return h.fragmentOf(&se, esi.OutcomeStale)
+	f, ok := h.fragmentOf(&se, esi.OutcomeStale)
+	if ok && f.Template != nil && f.Template.Includes() > 0 {
+		// A snapshot may predate today's configuration.
+		if err := f.Template.Recheck(h.esiPolicy(key)); err != nil {
+			h.logger.Warn("fragment snapshot refused by the include policy", zap.String("include", path), zap.Error(err))
+			return esi.Fragment{}, false
+		}
+	}
+	return f, ok
 }
 
 // fragmentOf is the fragment of a stored entry.

@@ -83,6 +83,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 			}
 			h.app.CountSnapshotServed()
 			h.metrics.count(outcomeSnapshot)
+			e.Flags |= pagecache.FlagFromSnapshot // an ESI template in it is checked again
 			h.writeEntry(w, r, &e, now, hitPrefix+detail)
 			return nil
 		}
