@@ -14,7 +14,7 @@ import (
 
 // entryVersion is the first byte of every encoded entry. Bump it when the
 // layout changes: entries (and snapshots) of another version are ignored.
-const entryVersion = 1
+const entryVersion = 2
 
 // Entry flags.
 const (
@@ -69,6 +69,11 @@ type Entry struct {
 	// Body is the identity body; Gzip and Zstd are the compressed variants
 	// (nil when not worth compressing).
 	Body, Gzip, Zstd []byte
+	// ESI is the body's compiled edge-side include template (package esi,
+	// Template.MarshalBinary), nil when the body is served as is. An entry
+	// with a template has no whole-body Gzip or Zstd variant: the template
+	// holds the static parts compressed as segments.
+	ESI []byte
 }
 
 // HeaderField is one response header line.
@@ -147,7 +152,7 @@ func (e *Entry) Encode() []byte {
 	for _, h := range e.Header {
 		size += 2 + len(h.Name) + 4 + len(h.Value)
 	}
-	size += 12 + len(e.Body) + len(e.Gzip) + len(e.Zstd)
+	size += 16 + len(e.Body) + len(e.Gzip) + len(e.Zstd) + len(e.ESI)
 
 	b := make([]byte, 0, size)
 	b = append(b, entryVersion, e.Flags)
@@ -183,7 +188,7 @@ func (e *Entry) Encode() []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(h.Value)))
 		b = append(b, h.Value...)
 	}
-	for _, body := range [][]byte{e.Body, e.Gzip, e.Zstd} {
+	for _, body := range [][]byte{e.Body, e.Gzip, e.Zstd, e.ESI} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
 		b = append(b, body...)
 	}
@@ -255,6 +260,7 @@ func (e *Entry) Decode(b []byte) error {
 	e.Body = d.bytes(int(d.u32()))
 	e.Gzip = d.bytes(int(d.u32()))
 	e.Zstd = d.bytes(int(d.u32()))
+	e.ESI = d.bytes(int(d.u32()))
 	if d.err != nil {
 		return d.err
 	}
@@ -266,6 +272,9 @@ func (e *Entry) Decode(b []byte) error {
 	}
 	if len(e.Zstd) == 0 {
 		e.Zstd = nil
+	}
+	if len(e.ESI) == 0 {
+		e.ESI = nil
 	}
 	return nil
 }

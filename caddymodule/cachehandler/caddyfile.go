@@ -53,6 +53,14 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    fallback       <status> [<body> | file <path>]
 //	    max_entry_size <size>
 //	    graphql        <path>
+//	    esi [off] | {
+//	        max_depth           <n>
+//	        max_includes        <n>
+//	        max_fetches         <n>
+//	        time_budget         <duration>
+//	        private_placeholder <html>
+//	        private_path        <path[*]...>
+//	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -204,6 +212,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("graphql path must start with /, got %q", v)
 			}
 			h.GraphQL = v
+		case "esi":
+			cfg, err := parseESI(d)
+			if err != nil {
+				return err
+			}
+			h.ESI = cfg
+			continue
 		default:
 			return d.Errf("unrecognized craftedge subdirective %q", sub)
 		}
@@ -234,6 +249,82 @@ func parseFallback(d *caddyfile.Dispenser) (*Fallback, error) {
 		return nil, d.Errf("fallback wants <status> [<body> | file <path>], got %q", strings.Join(args, " "))
 	}
 	return fb, nil
+}
+
+// parseESI parses `esi [off]` and its optional block; off (nil) turns
+// edge-side includes off.
+func parseESI(d *caddyfile.Dispenser) (*ESIConfig, error) {
+	cfg := new(ESIConfig)
+	if d.NextArg() {
+		switch d.Val() {
+		case "off":
+			cfg = nil
+		case "on":
+		default:
+			return nil, d.Errf("esi takes on, off or a block, got %q", d.Val())
+		}
+		if d.NextArg() {
+			return nil, d.Errf("too many arguments to esi: %q", d.Val())
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if cfg == nil {
+			return nil, d.Errf("esi off takes no block")
+		}
+		sub := d.Val()
+		switch sub {
+		case "max_depth", "max_includes", "max_fetches":
+			v, err := caddymodule.OneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1000 {
+				return nil, d.Errf("esi %s must be a whole number from 0 to 1000, got %q", sub, v)
+			}
+			switch sub {
+			case "max_depth":
+				cfg.MaxDepth = &n
+			case "max_includes":
+				cfg.MaxIncludes = &n
+			default:
+				cfg.MaxFetches = &n
+			}
+		case "time_budget":
+			dur, err := caddymodule.ParseDuration(d)
+			if err != nil {
+				return nil, err
+			}
+			if dur <= 0 {
+				return nil, d.Errf("esi time_budget must be positive, got %q (omit it for the default %s)", d.Val(), defaultESIBudget)
+			}
+			cfg.TimeBudget = dur
+		case "private_placeholder":
+			v, err := caddymodule.OneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			cfg.PrivatePlaceholder = v
+		case "private_path":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Errf("esi private_path needs at least one path")
+			}
+			for _, p := range args {
+				if err := privatePathError(p); err != nil {
+					return nil, d.Errf("esi private_path: %v", err)
+				}
+			}
+			cfg.PrivatePaths = append(cfg.PrivatePaths, args...)
+			continue
+		default:
+			return nil, d.Errf("unrecognized esi subdirective %q", sub)
+		}
+		if d.NextArg() {
+			return nil, d.Errf("too many arguments to esi %s: %q", sub, d.Val())
+		}
+	}
+	return cfg, nil
 }
 
 // Interface guard.

@@ -157,6 +157,7 @@ func (h *Handler) serveSnapshotEntry(w http.ResponseWriter, r *http.Request, e *
 	}
 	h.app.CountSnapshotServed()
 	h.metrics.count(outcomeSnapshot)
+	e.Flags |= pagecache.FlagFromSnapshot // an ESI template in it is checked again
 	h.writeEntry(w, r, e, now, hitPrefix+detail)
 	return true
 }

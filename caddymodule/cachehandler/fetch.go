@@ -53,6 +53,13 @@ type fetchResult struct {
 	notStoredReason string
 	// hadStale: a stale copy existed, so the call was a refresh.
 	hadStale bool
+	// fragment: the response is an ESI fragment's (stored with a
+	// template, static when it did not opt in).
+	fragment bool
+	// assembleOnly: an opted-in page that may not be stored, buffered to
+	// be assembled for the client whose request fetched it (with its own
+	// Set-Cookie), never shared with waiters.
+	assembleOnly bool
 }
 
 // fetchAndServe calls the upstream once per key (concurrent misses wait for
@@ -85,7 +92,7 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		collapsed = true
 		// A waiter: use the shared result only if it is a stored, shareable
 		// copy of the same variant; otherwise make our own call.
-		if res.streamed || res.notStoredReason == "content-encoding" || (res.raw != nil && !h.sameVariant(r, key, res)) {
+		if res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || (res.raw != nil && !h.sameVariant(r, key, res)) {
 			collapsed = false
 			res = h.fetch(w, r, next, key, stale)
 			if res.streamed {
@@ -164,6 +171,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
 		return upstreamOutcome(path, res, status)
 	})
+	h.observeCall(err, res, status, start)
+	return res
+}
+
+// observeCall records the outcome of an upstream call run under the
+// breaker (err is what breaker.Run returned) in res and the upstream
+// metrics.
+func (h *Handler) observeCall(err error, res *fetchResult, status int, start time.Time) {
 	outcome := "success"
 	switch {
 	case errors.Is(err, circuit.ErrOpen):
@@ -177,7 +192,6 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		outcome = "failure"
 	}
 	caddymodule.ObserveUpstreamCall(h.Upstream, outcome, status, time.Since(start))
-	return res
 }
 
 // callUpstream runs the next handler with a recorder and fills res.
@@ -207,6 +221,13 @@ func (h *Handler) callUpstream(w http.ResponseWriter, r *http.Request, next cadd
 	decide := func(status int, hdr http.Header) bool {
 		reason := h.storableReason(up, status, hdr)
 		notStored = reason
+		if reason != "" && status == http.StatusOK && up.Method == http.MethodGet && h.esiOptedIn(hdr) {
+			// An opted-in page that may not be stored (private,
+			// Set-Cookie...) is still assembled for this client, never
+			// relayed with its ESI markup: buffered, not stored.
+			res.assembleOnly = true
+			return true
+		}
 		return reason == ""
 	}
 	rec := newUpstreamRecorder(w, h.MaxEntrySize, decide, nil)

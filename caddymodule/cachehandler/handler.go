@@ -184,6 +184,12 @@ type Handler struct {
 	// pass through.
 	GraphQL string `json:"graphql,omitempty"`
 
+	// ESI turns on edge-side includes (see ESIConfig): pages whose
+	// upstream opts in are stored as templates and assembled per request
+	// from separately cached fragments. Absent: off (no body is parsed and
+	// Surrogate-Capability is not sent).
+	ESI *ESIConfig `json:"esi,omitempty"`
+
 	// ttl and stale are TTL and Stale resolved (defaults applied).
 	ttl, stale time.Duration
 
@@ -199,6 +205,11 @@ type Handler struct {
 	metrics  handlerMetrics
 	// vendorProxy replaces the next handler when Vendor is set.
 	vendorProxy caddyhttp.Handler
+	// esi is the resolved ESI state (limits, learnt private fragments,
+	// fragment flights); esiOn reports that ESI is configured. Entries
+	// stored with a template are assembled even when it is not.
+	esi   *esiState
+	esiOn bool
 }
 
 // Fallback is the response of last resort.
@@ -324,6 +335,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("craftedge: %w", err)
 	}
 	h.metrics = newHandlerMetrics(h.Upstream)
+	if err := caddymodule.RegisterESIMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("craftedge: registering ESI metrics: %w", err)
+	}
+	if err := h.provisionESI(); err != nil {
+		return err
+	}
+	if h.esiOn && h.Vendor != "" {
+		return fmt.Errorf("craftedge: esi does not apply to a live vendor route")
+	}
 	return nil
 }
 
@@ -411,12 +431,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if found && entry.Fresh(now) {
 		mem.CountHit()
 		h.metrics.hit.Inc()
+		if entry.ESI != nil {
+			memoKey := key
+			if variantKey != "" {
+				memoKey = variantKey
+			}
+			h.writeAssembled(w, r, next, &entry, now, statusHit, memoKey)
+			return nil
+		}
 		h.writeEntry(w, r, &entry, now, statusHit)
 		return nil
 	}
 	mem.CountMiss()
 	miss := spec // only a miss's copy escapes to the heap, not every hit's
 	r = withSpec(r, &miss)
+	r = withNext(r, next)
 
 	if h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly) {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{killSwitch: true})

@@ -45,16 +45,12 @@ func statusMiss(res *fetchResult) string {
 // replayed as received (RFC 9110 §6.6.1); Age says how long it has been
 // stored.
 func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string) {
-	hdr := w.Header()
-	vals := make([]string, len(e.Header))
-	for i, f := range e.Header {
-		vals[i] = f.Value
-		if _, exists := hdr[f.Name]; exists {
-			hdr[f.Name] = append(hdr[f.Name], f.Value)
-		} else {
-			hdr[f.Name] = vals[i : i+1 : i+1]
-		}
+	if e.ESI != nil {
+		h.writeAssembled(w, r, nextOf(r), e, now, cacheStatus, "")
+		return
 	}
+	hdr := w.Header()
+	replayHeader(hdr, e)
 
 	body := e.Body
 	etag := e.ETag
@@ -107,6 +103,20 @@ func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecach
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead && bodyAllowed(status) {
 		_, _ = w.Write(body)
+	}
+}
+
+// replayHeader adds a stored entry's header fields to hdr, with one
+// allocation for all their values.
+func replayHeader(hdr http.Header, e *pagecache.Entry) {
+	vals := make([]string, len(e.Header))
+	for i, f := range e.Header {
+		vals[i] = f.Value
+		if _, exists := hdr[f.Name]; exists {
+			hdr[f.Name] = append(hdr[f.Name], f.Value)
+		} else {
+			hdr[f.Name] = vals[i : i+1 : i+1]
+		}
 	}
 }
 

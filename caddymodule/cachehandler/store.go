@@ -83,6 +83,10 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 		}
 	}
 	delete(hdr, httpcache.TargetedFieldOwn)
+	if h.esiOptedIn(hdr) {
+		// The upstream's instruction to us: never passed on.
+		delete(hdr, "Surrogate-Control")
+	}
 }
 
 // applyFreshness sets the entry's freshness lifetime, stale windows and
@@ -126,6 +130,7 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 	now := nowFunc()
 	tags := httpcache.ParseTags(hdr, h.TagHeaders)
 	d, _ := httpcache.ResponseDirectives(hdr)
+	optedIn := h.esiOptedIn(hdr) && r.Method == http.MethodGet
 	h.processUpstreamHeaders(hdr)
 
 	e := pagecache.Entry{Status: status, StoredAt: now, Tags: tags}
@@ -162,7 +167,21 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 			e.Header = append(e.Header, pagecache.HeaderField{Name: name, Value: v})
 		}
 	}
-	if notStored == "" && pagecache.Compressible(hdr.Get("Content-Type"), "") {
+	if (notStored == "" || res.assembleOnly) && err == nil {
+		tmpl, reason := h.compileESI(key, status, optedIn, res.fragment, decoded)
+		e.ESI = tmpl
+		if notStored == "" {
+			notStored = reason
+		}
+	}
+	if res.assembleOnly {
+		// Relayed to the one client that asked, not stored: its cookies
+		// go with it.
+		for _, v := range hdr["Set-Cookie"] {
+			e.Header = append(e.Header, pagecache.HeaderField{Name: "Set-Cookie", Value: v})
+		}
+	}
+	if notStored == "" && e.ESI == nil && pagecache.Compressible(hdr.Get("Content-Type"), "") {
 		if err := pagecache.CompressVariants(&e); err != nil {
 			h.logger.Error("compressing entry", zap.String("key", key), zap.Error(err))
 		}

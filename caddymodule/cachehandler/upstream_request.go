@@ -324,6 +324,10 @@ func (h *Handler) upstreamRequest(ctx context.Context, r *http.Request, spec *up
 	if spec.trustedScheme {
 		hdr["X-Forwarded-Proto"] = []string{spec.scheme}
 	}
+	if h.esiOn && spec.body == nil {
+		// A constant (not the visitor's): craftedge assembles ESI.
+		hdr["Surrogate-Capability"] = []string{surrogateCapability}
+	}
 
 	lr := lookupRequest(r)
 	u := &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: spec.sendQuery}
