@@ -276,7 +276,9 @@ func TestESISnapshots(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	o.Handle("/s", esiPage(`S[<esi:include src="/frag/s"/>]`, ""))
 	o.Handle("/frag/s", newFragment("<b>FRAG</b>", "max-age=60", "").ServeHTTP)
-	opts := e2e.Options{HandlerExtra: "esi"}
+	// warm_start off: the page and its fragment come from the snapshot
+	// store, not from a memory tier refilled at start.
+	opts := e2e.Options{HandlerExtra: "esi", GlobalExtra: "warm_start off"}
 	g := e2e.StartGateway(t, o, opts)
 	if r := g.Get("/s"); r.Body != "S[<b>FRAG</b>]" {
 		t.Fatalf("live: %q", r.Body)
@@ -292,7 +294,7 @@ func TestESISnapshots(t *testing.T) {
 
 	// A template stored under an earlier configuration is checked
 	// against today's: an include now bypassed is refused.
-	g.Restart(e2e.Options{HandlerExtra: "esi\nbypass_path /frag/*"})
+	g.Restart(e2e.Options{HandlerExtra: "esi\nbypass_path /frag/*", GlobalExtra: "warm_start off"})
 	r = g.Get("/s")
 	e2e.WantStatus(t, r, http.StatusBadGateway)
 	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; fwd-status=502; detail=esi-refused")
