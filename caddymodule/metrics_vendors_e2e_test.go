@@ -33,7 +33,7 @@ func startOpsGateway(t *testing.T, products int, o vendorOptions, logPath string
 	t.Helper()
 	o.caddyfile = func(o vendorOptions) string { return opsCaddyfile(o, logPath) }
 	e := startVendorGateway(t, products, o)
-	return e, e.simURL
+	return e, e.SimURL
 }
 
 // enqueueSync enqueues a vendor.sync of shop/product and returns its id.
@@ -104,7 +104,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 
 	// Success: a sync pass reads three pages (25 products, 10 per page).
 	e2e.WaitJobState(e.Gateway, e.enqueueSync("m-ok"), jobs.StateDone)
-	pages := float64(e.sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200])
+	pages := float64(e.Sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200])
 	if pages < 3 || moved(ok) != pages {
 		t.Fatalf("ok requests moved by %v, the vendor answered %v pages with 200", moved(ok), pages)
 	}
@@ -122,7 +122,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 	// 5xx: every request fails. First attempt: a request and its retry
 	// fail; second attempt: the third failure opens the breaker, which
 	// refuses the retry; the job (max_attempts 2) is dead-lettered.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ErrorRate: 1}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{ErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}
 	id := e.enqueueSync("m-fail")
@@ -160,7 +160,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 
 	// 429: the vendor throttles the first request; the client retries it
 	// after Retry-After (1s) and the pass completes.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1}); err != nil {
 		t.Fatal(err)
 	}
 	retries0 := scrape(e.Gateway, retries)
@@ -172,7 +172,7 @@ func TestVendorAndJobMetricsMoveAndSurviveReload(t *testing.T) {
 
 	// Hedges: the first region refuses connections, every page fails over
 	// to the second at once.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	o.baseURL = closedPort(t) + " " + simURL
@@ -242,7 +242,7 @@ func TestOutboxCorrelatedLogsAndAgeMetrics(t *testing.T) {
 
 	// Outbox age: the vendor throttles the next write for an hour; the job
 	// waits (ready, not due) and its age grows with the clock.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1, RetryAfter: time.Hour}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{ThrottleNext: 1, RetryAfter: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	r = e.Do(http.MethodPut, "/vendors/v1/shop/product/4", nil, strings.Replace(body, "SKU-3", "SKU-4", 1))

@@ -363,7 +363,7 @@ func TestStorageDamagedOutboxWriteFailsLoudly(t *testing.T) {
 	if !strings.Contains(r.Body, "damaged") || !strings.Contains(r.Body, "storage") {
 		t.Fatalf("503 body does not say why: %q", r.Body)
 	}
-	if n := len(e.sim.WritesFor(vendorsim.KindProduct, "3")); n != 0 {
+	if n := len(e.Sim.WritesFor(vendorsim.KindProduct, "3")); n != 0 {
 		t.Fatalf("vendor saw %d writes", n)
 	}
 }

@@ -23,7 +23,7 @@ func TestVendorLiveReadThrough(t *testing.T) {
 	o := vendorOptions{site: liveVendorSite("")}
 	e := startVendorGateway(t, 5, o)
 	getRoute := vendorsim.RouteProductGet
-	sawGets := func() int { return e.sim.Requests().ByRoute[getRoute].Total }
+	sawGets := func() int { return e.Sim.Requests().ByRoute[getRoute].Total }
 
 	// A miss goes to the vendor with the configured token, never the
 	// visitor's credentials (the simulator answers 401 to a wrong token).
@@ -37,8 +37,8 @@ func TestVendorLiveReadThrough(t *testing.T) {
 	if r.Header.Get("Cache-Tag") != "" {
 		t.Fatalf("tag header leaked to the client: %q", r.Header.Get("Cache-Tag"))
 	}
-	if n := e.sim.Requests().ByRoute[getRoute].ByStatus[200]; n != 1 {
-		t.Fatalf("simulator saw %d good GETs, want 1: %+v", n, e.sim.Requests())
+	if n := e.Sim.Requests().ByRoute[getRoute].ByStatus[200]; n != 1 {
+		t.Fatalf("simulator saw %d good GETs, want 1: %+v", n, e.Sim.Requests())
 	}
 
 	// A hit, for another visitor too: no vendor call.
@@ -56,7 +56,7 @@ func TestVendorLiveReadThrough(t *testing.T) {
 	e2e.WantStatus(t, e.Get("/shop-api/products/999"), 404)
 
 	// Vendor down: the stale copy is served.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
 	e2e.Advance(2 * time.Minute)
@@ -78,7 +78,7 @@ func TestVendorLiveKillSwitchAndWarmRestart(t *testing.T) {
 	e := startVendorGateway(t, 5, o)
 	e2e.WantStatus(t, e.Get("/shop-api/products/2"), 200)
 	e.FlushSnapshots()
-	e.sim.Reset()
+	e.Sim.Reset()
 
 	// The kill switch for this vendor: no live call, the copy is served,
 	// an uncached URL gets the no-copy answer.
@@ -91,18 +91,18 @@ func TestVendorLiveKillSwitchAndWarmRestart(t *testing.T) {
 	if r.Status < 500 {
 		t.Fatalf("an uncached URL under the kill switch: status %d, want 5xx", r.Status)
 	}
-	if st := e.sim.Requests(); st.Total != 0 {
+	if st := e.Sim.Requests(); st.Total != 0 {
 		t.Fatalf("the kill switch let %d requests reach the vendor: %+v", st.Total, st)
 	}
 	e2e.WantStatus(t, e.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":false,"upstream":"shop"}`), 200)
 
 	// Restart (memory tier gone) with the vendor down: the snapshot
 	// answers from the bbolt file.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
 	e2e.StopGateway(t)
-	o.storage, o.baseURL = e.Storage, e.simURL
+	o.storage, o.baseURL = e.Storage, e.SimURL
 	// Without the warm start, which would put the copy back in memory.
 	cold := strings.Replace(vendorCaddyfile(o), "storage "+o.storage, "storage "+o.storage+"\n\t\twarm_start off", 1)
 	caddytest.NewTester(t).InitServer(cold, "caddyfile")
@@ -114,8 +114,8 @@ func TestVendorLiveKillSwitchAndWarmRestart(t *testing.T) {
 	}
 
 	// `enabled off` by reload: records only, live reads fall back.
-	e.sim.Chaos().Clear()
-	e.sim.Reset()
+	e.Sim.Chaos().Clear()
+	e.Sim.Reset()
 	o.vendor = "enabled off"
 	caddytest.NewTester(t).InitServer(vendorCaddyfile(o), "caddyfile")
 	r = e.Get("/shop-api/products/2")
@@ -123,7 +123,7 @@ func TestVendorLiveKillSwitchAndWarmRestart(t *testing.T) {
 	// The snapshot served above was promoted into the memory tier (kept
 	// by the reload): found there, stale, and served as the snapshot.
 	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=stale; fwd-status=503; detail=snapshot")
-	if st := e.sim.Requests(); st.Total != 0 {
+	if st := e.Sim.Requests(); st.Total != 0 {
 		t.Fatalf("a disabled vendor was called: %+v", st)
 	}
 }
@@ -174,7 +174,7 @@ func TestVendorLiveRateLimitHonouredUnderBurst(t *testing.T) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	sent := e.sim.Requests().Total
+	sent := e.Sim.Requests().Total
 	// The token bucket is the bound: burst now plus rate per second since.
 	limit := burst + int(rate*elapsed.Seconds()) + 1
 	if sent > limit {

@@ -44,12 +44,8 @@ func vendorCaddyfile(o vendorOptions) string {
 		Resource: o.resource, Public: !o.private, Site: o.site})
 }
 
-type vendorEnv struct {
-	*e2e.Gateway
-	sim *vendorsim.Sim
-	// simURL is the base URL the vendor block points at.
-	simURL string
-}
+// vendorEnv is a gateway in front of the vendor simulator.
+type vendorEnv struct{ *e2e.VendorEnv }
 
 func startVendorGateway(t *testing.T, products int, o vendorOptions) *vendorEnv {
 	t.Helper()
@@ -68,8 +64,7 @@ func startVendorGatewayWith(t *testing.T, sim *vendorsim.Sim, o vendorOptions) *
 	if o.caddyfile == nil {
 		o.caddyfile = vendorCaddyfile
 	}
-	g := e2e.StartVendorConfig(t, o.caddyfile(o), o.storage)
-	return &vendorEnv{Gateway: g, sim: sim, simURL: o.baseURL}
+	return &vendorEnv{e2e.StartVendorEnv(t, sim, o.baseURL, o.caddyfile(o), o.storage)}
 }
 
 // sync enqueues a vendor.sync job and waits for it to reach state.

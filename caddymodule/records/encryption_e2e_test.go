@@ -76,7 +76,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 		}}
 	e := startVendorGateway(t, 5, o)
 	const synced, written = "SKU-Synced-Secret-4711", "SKU-Written-Secret-0815"
-	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["sku"] = synced }); err != nil {
+	if _, err := e.Sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["sku"] = synced }); err != nil {
 		t.Fatal(err)
 	}
 	e.sync("first", jobs.StateDone)
@@ -102,7 +102,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	if strings.Contains(string(job.Payload), written) || !strings.Contains(string(job.Payload), `"sealed":"enc:v1:k1:`) {
 		t.Fatalf("outbox payload = %s", job.Payload)
 	}
-	if w := e.sim.WritesFor(vendorsim.KindProduct, "4"); len(w) != 1 || !strings.Contains(string(w[0].Body), written) {
+	if w := e.Sim.WritesFor(vendorsim.KindProduct, "4"); len(w) != 1 || !strings.Contains(string(w[0].Body), written) {
 		t.Fatalf("vendor writes = %+v", w)
 	}
 	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/4")); rec.Fields["sku"] != written {
@@ -132,7 +132,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=miss; stored")
 	e2e.WantCacheStatus(t, e.Get("/shop-api/products/3"), statusHit)
 	e.FlushSnapshots()
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
 	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
@@ -167,9 +167,9 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	o := vendorOptions{resource: sensitiveResource, site: liveVendorSite(""),
 		caddyfile: withKeys("encryption_key k1 {env.CRAFTEDGE_KEY_1}")}
 	e := startVendorGateway(t, 12, o)
-	o.storage, o.baseURL = e.Storage, e.simURL
+	o.storage, o.baseURL = e.Storage, e.SimURL
 	const secret = "SKU-Rotated-Secret-2026"
-	e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["sku"] = secret })
+	e.Sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["sku"] = secret })
 	e.sync("first", jobs.StateDone)
 	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/5", nil, `{"sku":"SKU-W","title":{"en":"Mug"},"price":{"amount":999,"currency":"EUR"},"stock":1}`)
 	e2e.WantStatus(t, r, http.StatusAccepted)
@@ -184,7 +184,7 @@ func TestSensitiveFieldsKeyRotation(t *testing.T) {
 	if rec := decodeRecord(t, e.Get("/vendors/v1/shop/product/3")); rec.Fields["sku"] != secret {
 		t.Fatalf("after adding k2: %v", rec.Fields)
 	}
-	e.sim.Update(vendorsim.KindProduct, "7", func(f map[string]any) { f["sku"] = "SKU-new-7" })
+	e.Sim.Update(vendorsim.KindProduct, "7", func(f map[string]any) { f["sku"] = "SKU-new-7" })
 	e.sync("second", jobs.StateDone)
 
 	// Re-encrypt online: every record and the outbox payload move to k2.
@@ -326,7 +326,7 @@ func TestSensitiveReadModelAnswersNotCached(t *testing.T) {
 
 	// Without sensitive fields the same answers are public and cached.
 	e2e.StopGateway(t)
-	o = vendorOptions{site: site, storage: filepath.Join(t.TempDir(), "plain.db"), baseURL: e.simURL}
+	o = vendorOptions{site: site, storage: filepath.Join(t.TempDir(), "plain.db"), baseURL: e.SimURL}
 	e.Tester.InitServer(vendorCaddyfile(o), "caddyfile")
 	e.sync("plain", jobs.StateDone)
 	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/3"), 200)
@@ -343,7 +343,7 @@ func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
 	setKey(t, "CRAFTEDGE_KEY_1", 1)
 	o := vendorOptions{site: liveVendorSite("")}
 	e := startVendorGateway(t, 5, o)
-	o.storage, o.baseURL = e.Storage, e.simURL
+	o.storage, o.baseURL = e.Storage, e.SimURL
 	e2e.WantStatus(t, e.Get("/shop-api/products/3"), 200)
 	e.FlushSnapshots()
 	if n := e.health().Snapshots.Count; n != 1 {
@@ -363,7 +363,7 @@ func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
 		t.Fatalf("%d snapshots left", n)
 	}
 	// Vendor down, memory purged: no snapshot to serve.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
 	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)

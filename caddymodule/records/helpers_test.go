@@ -53,12 +53,8 @@ func vendorCaddyfile(o vendorOptions) string {
 // the rest to the read model.
 func liveVendorSite(handlerExtra string) string { return e2e.VendorLiveSite(handlerExtra) }
 
-type vendorEnv struct {
-	*e2e.Gateway
-	sim *vendorsim.Sim
-	// simURL is the base URL the vendor block points at.
-	simURL string
-}
+// vendorEnv is a gateway in front of the vendor simulator.
+type vendorEnv struct{ *e2e.VendorEnv }
 
 func startVendorGateway(t *testing.T, products int, o vendorOptions) *vendorEnv {
 	t.Helper()
@@ -77,8 +73,7 @@ func startVendorGatewayWith(t *testing.T, sim *vendorsim.Sim, o vendorOptions) *
 	if o.caddyfile == nil {
 		o.caddyfile = vendorCaddyfile
 	}
-	g := e2e.StartVendorConfig(t, o.caddyfile(o), o.storage)
-	return &vendorEnv{Gateway: g, sim: sim, simURL: o.baseURL}
+	return &vendorEnv{e2e.StartVendorEnv(t, sim, o.baseURL, o.caddyfile(o), o.storage)}
 }
 
 // restartVendorGateway unloads craftedge (memory tier gone, bbolt file
@@ -89,7 +84,7 @@ func (e *vendorEnv) restartVendorGateway(o vendorOptions) {
 	if caddymodule.Running() {
 		e.T.Fatal("craftedge app still registered after unloading it")
 	}
-	o.storage, o.baseURL = e.Storage, e.simURL
+	o.storage, o.baseURL = e.Storage, e.SimURL
 	caddytest.NewTester(e.T).InitServer(vendorCaddyfile(o), "caddyfile")
 	if e.T.Failed() {
 		e.T.FailNow()

@@ -159,10 +159,10 @@ func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 
 	// The vendor goes down: the file is served from the edge, with no
 	// request to the vendor.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	e.sim.Reset()
+	e.Sim.Reset()
 	r := e.Get(ref.URL)
 	e2e.WantStatus(t, r, 200)
 	if r.Body != string(png) {
@@ -192,7 +192,7 @@ func TestMediaServedFromTheEdgeWhileTheVendorIsDown(t *testing.T) {
 		caddymodule.MediaPathPrefix + hash[:10], caddymodule.MediaPathPrefix + strings.ToUpper(hash)} {
 		e2e.WantStatus(t, e.Get(p), 404)
 	}
-	if st := e.sim.Requests(); st.Total != 0 {
+	if st := e.Sim.Requests(); st.Total != 0 {
 		t.Fatalf("serving media called the vendor: %+v", st)
 	}
 }
@@ -243,7 +243,7 @@ func TestMediaPrivateAddressRefusedByDefault(t *testing.T) {
 	if j.State != jobs.StateDead || !strings.Contains(j.LastError, "not a public address") {
 		t.Fatalf("job: %s (%q), want dead: not a public address", j.State, j.LastError)
 	}
-	if n := e.sim.Requests().ByRoute[vendorsim.RouteMedia].ByStatus[200]; n != 0 {
+	if n := e.Sim.Requests().ByRoute[vendorsim.RouteMedia].ByStatus[200]; n != 0 {
 		t.Fatalf("the simulator served %d media requests", n)
 	}
 }
@@ -287,7 +287,7 @@ func TestMediaDamagedFileNotServedAndUnreferencedRemoved(t *testing.T) {
 
 	// The product's image changes: the new one is downloaded, and the
 	// maintenance job removes the old one, which no record names.
-	if _, err := e.sim.Update(vendorsim.KindProduct, "1", func(f map[string]any) { f["image"] = e.simURL + "/media/p1b.png" }); err != nil {
+	if _, err := e.Sim.Update(vendorsim.KindProduct, "1", func(f map[string]any) { f["image"] = e.SimURL + "/media/p1b.png" }); err != nil {
 		t.Fatal(err)
 	}
 	e.sync("second", jobs.StateDone)
@@ -386,7 +386,7 @@ func TestMediaStoreFullRetriesWithoutDamage(t *testing.T) {
 
 	// The stored image's record drops it; maintenance frees the room and
 	// the postponed download goes through.
-	if _, err := e.sim.Update(vendorsim.KindProduct, stored, func(f map[string]any) { f["image"] = "" }); err != nil {
+	if _, err := e.Sim.Update(vendorsim.KindProduct, stored, func(f map[string]any) { f["image"] = "" }); err != nil {
 		t.Fatal(err)
 	}
 	e.sync("second", jobs.StateDone)

@@ -29,16 +29,16 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 	if v := h.Vendors[0]; v.Name != "shop" || !v.Enabled || v.Breaker != "closed" {
 		t.Fatalf("vendor health = %+v", v)
 	}
-	if n := e.sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200]; n < 3 {
+	if n := e.Sim.Requests().ByRoute[vendorsim.RouteProductList].ByStatus[200]; n < 3 {
 		t.Fatalf("sim saw %d list requests, want ≥ 3 (25 products, 10 per page)", n)
 	}
-	e.sim.Reset()
+	e.Sim.Reset()
 
 	// Read model: one record, ETag, 304, Cache-Tag, Cache-Control.
 	r := e.Get("/vendors/v1/shop/product/3")
 	e2e.WantStatus(t, r, 200)
 	rec := decodeRecord(t, r)
-	want, _ := e.sim.Get(vendorsim.KindProduct, "3")
+	want, _ := e.Sim.Get(vendorsim.KindProduct, "3")
 	if rec.ID != "3" || rec.Fields["title"] != want["title"].(map[string]any)["en"] {
 		t.Fatalf("record = %+v, sim has %v", rec, want)
 	}
@@ -86,17 +86,17 @@ func TestVendorSyncAndReadModel(t *testing.T) {
 	} {
 		e2e.WantStatus(t, e.Get(path), code)
 	}
-	if st := e.sim.Requests(); st.Total != 0 {
+	if st := e.Sim.Requests(); st.Total != 0 {
 		t.Fatalf("the read model called the vendor: %+v", st)
 	}
 
 	// Vendor down: the read model still serves.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
 	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product/7"), 200)
 	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product"), 200)
-	if st := e.sim.Requests(); st.Total != 0 {
+	if st := e.Sim.Requests(); st.Total != 0 {
 		t.Fatalf("the read model called the vendor: %+v", st)
 	}
 }
@@ -106,10 +106,10 @@ func TestVendorSchemaChangeDeadLetters(t *testing.T) {
 	e.sync("first", jobs.StateDone)
 	before := decodeRecord(t, e.Get("/vendors/v1/shop/product/3"))
 
-	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
+	if _, err := e.Sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) { f["stock"] = 1 }); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{SchemaChange: true}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{SchemaChange: true}); err != nil {
 		t.Fatal(err)
 	}
 	job := e.sync("after-schema-change", jobs.StateDead)
@@ -145,7 +145,7 @@ func TestVendorOutbox(t *testing.T) {
 			return r.Status == 200 && j.State == jobs.StateDone
 		})
 	}
-	writes := e.sim.WritesFor(vendorsim.KindProduct, "3")
+	writes := e.Sim.WritesFor(vendorsim.KindProduct, "3")
 	if len(writes) != 2 {
 		t.Fatalf("sim saw %d writes, want 2", len(writes))
 	}
@@ -165,7 +165,7 @@ func TestVendorOutbox(t *testing.T) {
 	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/shop/product", nil, "{}"), 400)
 	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/shop/product/3", nil, `{"x":"`+strings.Repeat("a", 2<<20)+`"}`), 413)
 	e2e.WantStatus(t, e.Do(http.MethodPost, "/vendors/v1/nope/product/3", nil, "{}"), 404)
-	if n := len(e.sim.Writes()); n != 2 {
+	if n := len(e.Sim.Writes()); n != 2 {
 		t.Fatalf("sim saw %d writes, want 2", n)
 	}
 }
@@ -173,7 +173,7 @@ func TestVendorOutbox(t *testing.T) {
 func TestVendorDisabledMakesNoCalls(t *testing.T) {
 	e := startVendorGateway(t, 5, vendorOptions{vendor: "enabled off", resource: "sync every 1h"})
 	e.sync("first", jobs.StateDone)
-	if st := e.sim.Requests(); st.Total != 0 {
+	if st := e.Sim.Requests(); st.Total != 0 {
 		t.Fatalf("a disabled vendor was called: %+v", st)
 	}
 	if h := e.health(); len(h.Vendors) != 1 || h.Vendors[0].Enabled {
@@ -197,7 +197,7 @@ func TestVendorReadModelCachedAndPurgedBySync(t *testing.T) {
 	}
 	e2e.WantCacheStatusPrefix(t, e.Get("/vendors/v1/shop/product/4"), "craftedge; fwd=")
 
-	if _, err := e.sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
+	if _, err := e.Sim.Update(vendorsim.KindProduct, "3", func(f map[string]any) {
 		f["title"] = map[string]any{"en": "Renamed"}
 	}); err != nil {
 		t.Fatal(err)
@@ -228,15 +228,15 @@ func TestVendorSyncCursorSurvivesRestart(t *testing.T) {
 	// Two records change at the vendor: the next pass lists from the
 	// persisted cursor (minus the overlap), one page with just them.
 	for _, id := range []string{"4", "9"} {
-		if _, err := e.sim.Update(vendorsim.KindProduct, id, func(f map[string]any) {
+		if _, err := e.Sim.Update(vendorsim.KindProduct, id, func(f map[string]any) {
 			f["title"] = map[string]any{"en": "Changed " + id}
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.sim.Reset()
+	e.Sim.Reset()
 	job := e.sync("after-restart", jobs.StateDone)
-	list := e.sim.Requests().ByRoute[vendorsim.RouteProductList]
+	list := e.Sim.Requests().ByRoute[vendorsim.RouteProductList]
 	if list.Total != 1 {
 		t.Fatalf("delta pass after restart made %d list requests, want 1 (a backfill would make 3)", list.Total)
 	}
@@ -255,7 +255,7 @@ func TestVendorOutboxIdempotentWhenTheAnswerIsLost(t *testing.T) {
 	e.sync("first", jobs.StateDone)
 	// The vendor applies the write but the answer is lost (502): the job
 	// retries with the same Idempotency-Key and the vendor replays it.
-	if err := e.sim.Chaos().Set(vendorsim.ChaosConfig{FailAfterWrite: 1}); err != nil {
+	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{FailAfterWrite: 1}); err != nil {
 		t.Fatal(err)
 	}
 	r := e.Do(http.MethodPut, "/vendors/v1/shop/product/2", map[string]string{"Content-Type": "application/json"},
@@ -267,13 +267,13 @@ func TestVendorOutboxIdempotentWhenTheAnswerIsLost(t *testing.T) {
 		_ = json.Unmarshal([]byte(e.Get(loc).Body), &j)
 		return j.Attempts >= 1 && j.LastError != ""
 	})
-	e.sim.Chaos().Clear()
+	e.Sim.Chaos().Clear()
 	e2e.WaitFor(t, "the outbox job to finish", func() bool {
 		var j jobs.Job
 		_ = json.Unmarshal([]byte(e.Get(loc).Body), &j)
 		return j.State == jobs.StateDone
 	})
-	writes := e.sim.WritesFor(vendorsim.KindProduct, "2")
+	writes := e.Sim.WritesFor(vendorsim.KindProduct, "2")
 	if len(writes) != 1 {
 		t.Fatalf("the vendor applied %d writes, want exactly 1", len(writes))
 	}

@@ -70,7 +70,7 @@ func TestRecordsAnonymousWritesRefused(t *testing.T) {
 	if js := e.outboxJobs(); len(js) != 0 {
 		t.Fatalf("outbox jobs after refused writes: %+v", js)
 	}
-	if w := e.sim.Writes(); len(w) != 0 {
+	if w := e.Sim.Writes(); len(w) != 0 {
 		t.Fatalf("the vendor received %d writes", len(w))
 	}
 }
@@ -90,7 +90,7 @@ func TestRecordsWritesWithBasicAuth(t *testing.T) {
 		_ = json.Unmarshal([]byte(r.Body), &j)
 		return r.Status == 200 && j.State == jobs.StateDone
 	})
-	if w := e.sim.WritesFor(vendorsim.KindProduct, "3"); len(w) != 1 || !strings.Contains(string(w[0].Body), "Basic") {
+	if w := e.Sim.WritesFor(vendorsim.KindProduct, "3"); len(w) != 1 || !strings.Contains(string(w[0].Body), "Basic") {
 		t.Fatalf("vendor writes: %+v", w)
 	}
 	// Reads of a resource that is not public need the user too, and are
@@ -146,7 +146,7 @@ func TestRecordsWritesWithBearerToken(t *testing.T) {
 			return r.Status == 200 && j.State == jobs.StateDone
 		})
 	}
-	if n := len(e.sim.Writes()); n != 2 {
+	if n := len(e.Sim.Writes()); n != 2 {
 		t.Fatalf("vendor writes = %d, want 2", n)
 	}
 }
@@ -185,7 +185,7 @@ func TestRecordsReadsArePerResource(t *testing.T) {
 	}
 	e2e.WantStatus(t, e.Get("/vendors/v1/shop/product"), 200)
 	wantRefused(t, "anonymous PUT to a public resource", e.Do(http.MethodPut, "/vendors/v1/shop/product/3", nil, productBody("Anon")))
-	if n := len(e.sim.Writes()); n != 0 {
+	if n := len(e.Sim.Writes()); n != 0 {
 		t.Fatalf("vendor writes = %d, want 0", n)
 	}
 }
@@ -210,7 +210,7 @@ func TestRecordsAllowAnonymousWritesOptOut(t *testing.T) {
 		_ = json.Unmarshal([]byte(r.Body), &j)
 		return r.Status == 200 && j.State == jobs.StateDone
 	})
-	if n := len(e.sim.Writes()); n != 1 {
+	if n := len(e.Sim.Writes()); n != 1 {
 		t.Fatalf("vendor writes = %d, want 1", n)
 	}
 	logs, err := os.ReadFile(logFile)

@@ -136,3 +136,19 @@ func StartVendorConfig(t *testing.T, caddyfile, storage string) *Gateway {
 	g.Client = &http.Client{Timeout: 10 * time.Second}
 	return g
 }
+
+// VendorEnv is a gateway in front of the vendor simulator.
+type VendorEnv struct {
+	*Gateway
+	// Sim is the simulator the vendor block points at.
+	Sim *vendorsim.Sim
+	// SimURL is the base URL the vendor block points at.
+	SimURL string
+}
+
+// StartVendorEnv starts craftedge with caddyfile (its bbolt file at
+// storage) in front of sim, served at simURL.
+func StartVendorEnv(t *testing.T, sim *vendorsim.Sim, simURL, caddyfile, storage string) *VendorEnv {
+	t.Helper()
+	return &VendorEnv{Gateway: StartVendorConfig(t, caddyfile, storage), Sim: sim, SimURL: simURL}
+}
