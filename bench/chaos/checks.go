@@ -5,12 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/craftedge/craftedge/vendorsim"
 )
+
+// chaosWriteTitle finds the write number in an outbox write's body, as
+// outboxRequest writes it.
+var chaosWriteTitle = regexp.MustCompile(`"Chaos write (\d+)"`)
 
 // RecordsCheck compares every record craftedge's read model serves with
 // the simulator's truth.
@@ -135,8 +140,24 @@ type OutboxCheck struct {
 
 // checkOutbox compares the acknowledged writes with the simulator's write
 // log. Call it after the outbox queue drained.
+//
+// Writes are told apart by the number in their body's title ("Chaos write
+// N", unique per write), not by the Idempotency-Key the vendor saw: the
+// records handler scopes the caller's key to its caller, record and body
+// (the job key is a hash), so the vendor never sees "chaos-N" itself.
 func checkOutbox(sim *vendorsim.Sim, acked []ackedWrite, sent int64) OutboxCheck {
-	effects := sim.EffectsByKey(vendorsim.KindProduct)
+	effects := map[string]int{} // "chaos-N" → effects on the vendor
+	keys := map[string]string{} // "chaos-N" → the Idempotency-Key the vendor saw
+	for _, w := range sim.Writes() {
+		if w.Kind != vendorsim.KindProduct {
+			continue
+		}
+		if m := chaosWriteTitle.FindSubmatch(w.Body); m != nil {
+			k := "chaos-" + string(m[1])
+			effects[k]++
+			keys[k] = w.Key
+		}
+	}
 	var c OutboxCheck
 	ackedKeys := map[string]bool{}
 	for _, a := range acked {
@@ -145,18 +166,19 @@ func checkOutbox(sim *vendorsim.Sim, acked []ackedWrite, sent int64) OutboxCheck
 			c.Burst++
 		}
 		ackedKeys[a.Key] = true
-		key := "shop:product:" + a.Key
-		switch n := effects[key]; {
+		switch n := effects[a.Key]; {
 		case n == 0:
 			c.Lost = append(c.Lost, a.Key)
 		case n > 1:
 			c.Duplicated = append(c.Duplicated, fmt.Sprintf("%s x%d", a.Key, n))
 		}
-		c.Replays += sim.Replays(vendorsim.KindProduct, key)
+		if vk := keys[a.Key]; vk != "" {
+			c.Replays += sim.Replays(vendorsim.KindProduct, vk)
+		}
 	}
 	for i := int64(1); i <= sent; i++ {
 		k := "chaos-" + strconv.FormatInt(i, 10)
-		if !ackedKeys[k] && effects["shop:product:"+k] > 1 {
+		if !ackedKeys[k] && effects[k] > 1 {
 			c.UnackedDuplicated = append(c.UnackedDuplicated, k)
 		}
 	}

@@ -265,7 +265,7 @@ func renderReport(r *Result) string {
 		p("  Requests started while craftedge was down: %d (transport errors: %d).", len(gapSamples), summarize(gapSamples).ByClass["transport"])
 	}
 	o := r.Outbox
-	p("- Outbox, whole run: %d writes acknowledged (202), checked against the simulator's write log by Idempotency-Key: **lost %d, duplicated %d**%s%s; %d repeats answered from the vendor's idempotency store (retries of writes it had applied).",
+	p("- Outbox, whole run: %d writes acknowledged (202), checked against the simulator's write log (each write told apart by its body): **lost %d, duplicated %d**%s%s; %d repeats answered from the vendor's idempotency store (retries of writes it had applied).",
 		o.Acked, len(o.Lost), len(o.Duplicated), listOf(o.Lost), listOf(o.Duplicated), o.Replays)
 	if c := r.Records8; c != nil {
 		p("- Records after fault 8 (final window): %d compared, %d differed at first, all matched after %s; **lost: %d**%s.",
