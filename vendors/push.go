@@ -248,10 +248,16 @@ func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec R
 	}
 	out := outbound{resource: resource, method: method, path: expandURL(tmpl, map[string]string{"id": rec.ID}),
 		header: h, body: body, v: c.stable}
+	// The breaker tells one record's failure from the index's: an index
+	// API often has a single upsert path, so the record names the "path".
+	bpath := out.path
+	if !strings.Contains(tmpl, "{id}") {
+		bpath += "#" + rec.ID
+	}
 	var raw *rawResponse
 	berr := c.breaker.Run(func() circuit.Outcome {
 		raw, err = c.send(ctx, out)
-		return breakerOutcome(ctx, out.path, err)
+		return breakerOutcome(ctx, bpath, err)
 	})
 	if errors.Is(berr, circuit.ErrOpen) {
 		return c.refuse(resource, method, out.path, c.stable, 0, OutcomeBreakerOpen, ErrBreakerOpen)

@@ -90,7 +90,7 @@ func TestPushToIndex(t *testing.T) {
 	}
 	cfg := Config{Name: "search", BaseURLs: []string{srv.URL()}, Enabled: true, Timeout: 5 * time.Second,
 		Headers: Headers{"Authorization": "Bearer " + vendorsim.DefaultIndexToken},
-		Rate:    RateLimit{PerSecond: 1000}, Breaker: circuit.Config{Failures: 2, MinPaths: 1, Cooldown: circuit.Duration(time.Hour)}}
+		Rate:    RateLimit{PerSecond: 1000}, Breaker: circuit.Config{Failures: 2, Cooldown: circuit.Duration(time.Hour)}}
 	c, _ := newTestClient(t, cfg, nil)
 	ctx := context.Background()
 	meili, _ := PushPreset(PresetMeilisearch, "products")
@@ -127,16 +127,24 @@ func TestPushToIndex(t *testing.T) {
 		t.Errorf("delete of an absent document: %v (want done)", err)
 	}
 
-	// The index down: failures open the breaker, then calls are refused.
+	// The index down: one record failing again and again does not open
+	// the breaker; failures across records do, then calls are refused.
 	ep.Chaos().Update(func(cc *vendorsim.ChaosConfig) { cc.ErrorRate = 1 })
 	rec.Deleted = false
-	for range 2 {
-		if err := c.Push(ctx, meili, "products", rec, ""); err == nil || IsPermanent(err) {
-			t.Fatalf("push to a failing index: %v (want a retryable error)", err)
+	for range 4 {
+		if err := c.Push(ctx, meili, "products", rec, ""); err == nil || IsPermanent(err) || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("push to a failing index: %v (want a retryable error, breaker closed)", err)
+		}
+	}
+	for _, id := range []string{"a", "b"} {
+		other := rec
+		other.ID = id
+		if err := c.Push(ctx, meili, "products", other, ""); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("push %s: %v", id, err)
 		}
 	}
 	if err := c.Push(ctx, meili, "products", rec, ""); !errors.Is(err, ErrBreakerOpen) {
-		t.Errorf("third push: %v (want the breaker open)", err)
+		t.Errorf("push after failures on three records: %v (want the breaker open)", err)
 	}
 	// A 4xx is permanent.
 	ep.Chaos().Clear()
