@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -294,4 +296,128 @@ func (maintenanceAPI) handleMediaGC(w http.ResponseWriter, r *http.Request) erro
 	}
 	w.Header().Set("Location", "/craftedge/jobs/"+j.ID)
 	return writeJSON(w, http.StatusAccepted, MediaGCStarted{Job: j.ID, State: j.State})
+}
+
+// ReindexOptions configure a rebuild run by the reindex command itself,
+// when no instance runs.
+type ReindexOptions struct {
+	// Config is the Caddy JSON config; the craftedge app in it gives the
+	// storage path, the resource's push target and the target vendor.
+	Config []byte
+	// Vendor, Resource and Target select the rebuild.
+	Vendor, Resource, Target string
+	// Progress, if set, is called after every page.
+	Progress func(ReindexStatus)
+	// Logger logs the target client's warnings; nil discards them.
+	Logger *zap.Logger
+	// LockTimeout is how long to wait for the bbolt file lock before
+	// returning ErrStorageLocked. Default 1s.
+	LockTimeout time.Duration
+}
+
+// Reindex rebuilds an index in this process from the bbolt file of the
+// craftedge app in opts.Config (read only: the records are not changed),
+// pushing every stored record to the target. It returns when every
+// record is pushed, a push fails, or ctx ends (State "stopped"; a rerun
+// starts over: pushes are idempotent).
+func Reindex(ctx context.Context, opts ReindexOptions) (ReindexStatus, error) {
+	out := ReindexStatus{Vendor: opts.Vendor, Resource: opts.Resource, Target: opts.Target, State: BackfillFailed}
+	app, err := appFromConfig(opts.Config)
+	if err != nil {
+		return out, err
+	}
+	vc, ok := app.Vendors[opts.Vendor]
+	if !ok || vc == nil {
+		return out, fmt.Errorf("vendor %q is not configured in the craftedge app", opts.Vendor)
+	}
+	res, ok := vc.Resources[opts.Resource]
+	if !ok || res == nil {
+		return out, fmt.Errorf("vendor %q has no resource %q", opts.Vendor, opts.Resource)
+	}
+	var push *VendorPush
+	for _, p := range res.Push {
+		if p != nil && p.Vendor == opts.Target {
+			push = p
+		}
+	}
+	if push == nil {
+		return out, fmt.Errorf("resource %s/%s has no push target %q", opts.Vendor, opts.Resource, opts.Target)
+	}
+	spec, err := push.spec()
+	if err != nil {
+		return out, fmt.Errorf("push %q: %w", opts.Target, err)
+	}
+	tc, ok := app.Vendors[opts.Target]
+	if !ok || tc == nil {
+		return out, fmt.Errorf("push target %q is not a configured vendor", opts.Target)
+	}
+	repl := caddy.NewReplacer()
+	headers := make(map[string]string, len(tc.Headers))
+	for k, v := range tc.Headers {
+		headers[k] = repl.ReplaceAll(v, "")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	client, err := vendors.NewClient(tc.vendorsConfig(opts.Target, headers), vendors.ClientOptions{Logger: logger})
+	if err != nil {
+		return out, err
+	}
+	defer client.Close()
+	target := &pushTarget{vendor: opts.Target, spec: spec, client: client}
+	for _, f := range res.Sensitive {
+		if !slices.Contains(spec.Fields, f) {
+			target.drop = append(target.drop, f)
+		}
+	}
+	db, recs, err := app.openStorageForCommand(opts.LockTimeout)
+	if err != nil {
+		return out, err
+	}
+	defer db.Close()
+	if out.Total, err = recs.Count(opts.Vendor, opts.Resource); err != nil {
+		return out, err
+	}
+	out.State, out.StartedAt = BackfillRunning, time.Now().UTC()
+	run := strconv.FormatInt(out.StartedAt.UnixNano(), 36)
+	local := &App{records: recs, logger: logger}
+	for page := 1; ; {
+		if ctx.Err() != nil {
+			out.State, out.Error = BackfillStopped, "interrupted; rerun to push every record again"
+			return out, nil
+		}
+		pg, err := recs.List(opts.Vendor, opts.Resource, time.Time{}, page, reindexPageSize)
+		if err != nil {
+			out.State, out.Error = BackfillFailed, err.Error()
+			return out, err
+		}
+		for _, rec := range pg.Records {
+			key := "reindex:local:" + run + ":" + pushEntity(opts.Target, opts.Vendor, opts.Resource, rec.ID)
+			if err := local.pushRecord(ctx, target, rec, key); err != nil {
+				if ctx.Err() != nil {
+					out.State, out.Error = BackfillStopped, "interrupted; rerun to push every record again"
+					return out, nil
+				}
+				out.State, out.Error = BackfillFailed, err.Error()
+				return out, err
+			}
+			out.Records++
+			if rec.Deleted {
+				out.Deleted++
+			}
+		}
+		if !pg.HasMore {
+			out.State, out.Page = BackfillDone, 0
+			if opts.Progress != nil {
+				opts.Progress(out)
+			}
+			return out, nil
+		}
+		page = pg.NextPage
+		out.Page = page
+		if opts.Progress != nil {
+			opts.Progress(out)
+		}
+	}
 }
