@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -42,6 +44,12 @@ func indexVendor(url string) string {
 
 func startPushGateway(t *testing.T, products int, push string) *pushEnv {
 	t.Helper()
+	return startPushGatewayGlobal(t, products, push, "")
+}
+
+// startPushGatewayGlobal is startPushGateway with extra global lines.
+func startPushGatewayGlobal(t *testing.T, products int, push, global string) *pushEnv {
+	t.Helper()
 	sim, url := e2e.StartVendorSim(t, products)
 	ep := sim.NewEndpoint()
 	srv, err := ep.Start("127.0.0.1:0")
@@ -51,7 +59,7 @@ func startPushGateway(t *testing.T, products int, push string) *pushEnv {
 	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, resource: push,
 		caddyfile: func(o vendorOptions) string {
 			c := e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Resource: o.resource, Public: true,
-				Global: indexVendor(srv.URL()), Site: "craftedge_records {\n\t\tallow_anonymous_writes\n\t}"}
+				Global: global + "\n\t\t" + indexVendor(srv.URL()), Site: "craftedge_records {\n\t\tallow_anonymous_writes\n\t}"}
 			return e2e.VendorCaddyfile(c)
 		}})
 	return &pushEnv{vendorEnv: e, index: ep}
@@ -263,4 +271,25 @@ func TestPushConfigErrors(t *testing.T) {
 	// A target that is not a configured vendor is named at provisioning.
 	caddytest.AssertLoadError(t, base("push search meilisearch products", ""), "caddyfile",
 		`resource \"product\": push \"search\": no vendor \"search\" is configured`)
+}
+
+// TestPushNeverSendsSensitiveFields: a sensitive field stays out of the
+// index unless the push names it.
+func TestPushNeverSendsSensitiveFields(t *testing.T) {
+	t.Setenv("CRAFTEDGE_KEY_1", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	e := startPushGatewayGlobal(t, 3, "field sku sku\n\t\t\t\tsensitive sku\n\t\t\t\tpush search meilisearch products",
+		"encryption_key k1 {env.CRAFTEDGE_KEY_1}")
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+	rec, err := currentApp.Load().records.Get("shop", "product", "2")
+	if err != nil || rec.Fields["sku"] == nil {
+		t.Fatalf("stored record %+v, %v: want its sku", rec, err)
+	}
+	doc, ok := e.Sim.IndexDocument("products", "2")
+	if !ok || doc["title"] == nil {
+		t.Fatalf("document %v", doc)
+	}
+	if _, leaked := doc["sku"]; leaked {
+		t.Fatalf("the sensitive sku reached the index: %v", doc)
+	}
 }
