@@ -1,9 +1,7 @@
 package commands
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -92,17 +89,9 @@ func cmdReindex(fl caddycmd.Flags) (int, error) {
 // rebuild.
 func startRemoteReindex(addr string, req caddymodule.ReindexRequest) (caddymodule.ReindexStatus, error) {
 	var status caddymodule.ReindexStatus
-	body, _ := json.Marshal(req)
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/craftedge/reindex",
-		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
-	if err != nil {
-		// AdminAPIRequest turns an error answer (404: no such target)
-		// into an error quoting it.
+	if err := adminJSON(addr, http.MethodPost, "/craftedge/reindex", req, &status); err != nil {
+		// An error answer (404: no such target) is quoted.
 		return status, fmt.Errorf("asking the running instance at %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&status); err != nil {
-		return status, fmt.Errorf("decoding the instance's answer: %w", err)
 	}
 	return status, nil
 }
@@ -111,31 +100,17 @@ func startRemoteReindex(addr string, req caddymodule.ReindexRequest) (caddymodul
 // cancelled (the job then goes on in the instance).
 func watchRemoteReindex(ctx context.Context, addr string, status caddymodule.ReindexStatus, out io.Writer) (int, error) {
 	bar := newReindexBar(out)
-	updateReindexBar(bar, status)
-	tick := time.NewTicker(backfillPollInterval)
-	defer tick.Stop()
-	for status.State == caddymodule.BackfillRunning {
-		select {
-		case <-ctx.Done():
-			_ = bar.Exit()
-			fmt.Fprintf(out, "\nstopped watching: rebuild job %s goes on in the instance; rerun to watch it\n", status.JobID)
-			return 0, nil
-		case <-tick.C:
-		}
-		resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/craftedge/reindex/"+status.JobID, nil, nil)
-		if err != nil {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("reading rebuild progress: %w", err)
-		}
-		var next caddymodule.ReindexStatus
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&next)
-		resp.Body.Close()
-		if err != nil {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("decoding rebuild progress: %w", err)
-		}
-		status = next
-		updateReindexBar(bar, status)
+	status, stopped, err := watchJob(ctx, addr, "/craftedge/reindex/"+status.JobID, status,
+		func(s caddymodule.ReindexStatus) bool { return s.State == caddymodule.BackfillRunning },
+		func(s caddymodule.ReindexStatus) { updateReindexBar(bar, s) })
+	if stopped {
+		_ = bar.Exit()
+		fmt.Fprintf(out, "\nstopped watching: rebuild job %s goes on in the instance; rerun to watch it\n", status.JobID)
+		return 0, nil
 	}
-	var err error
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("rebuild: %w", err)
+	}
 	if status.State == caddymodule.BackfillFailed {
 		err = errors.New(status.Error)
 	}
