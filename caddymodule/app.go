@@ -135,6 +135,7 @@ type App struct {
 	// media is the provisioned media store; nil when no resource has
 	// media fields.
 	media *mediaState
+	push  *pushState // the resources' push targets (vendor_push.go)
 
 	// cdn is the provisioned CDN (its provider module, the client); nil
 	// when none.

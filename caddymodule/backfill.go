@@ -135,26 +135,11 @@ func Backfill(ctx context.Context, opts BackfillOptions) (BackfillStatus, error)
 		return out, fmt.Errorf("vendor %q is disabled (enabled off): a backfill would make no call", opts.Vendor)
 	}
 
-	path := app.Storage
-	if path == "" {
-		path = filepath.Join(caddy.AppDataDir(), defaultStorageFilename)
-	}
-	lockTimeout := opts.LockTimeout
-	if lockTimeout <= 0 {
-		lockTimeout = time.Second
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return out, fmt.Errorf("storage %s: %w", path, ErrStorageLocked)
-	}
-	if err != nil {
-		return out, fmt.Errorf("storage %s: %w", path, err)
-	}
-	defer db.Close()
-	recs, err := app.openRecords(db)
+	db, recs, err := app.openStorageForCommand(opts.LockTimeout)
 	if err != nil {
 		return out, err
 	}
+	defer db.Close()
 
 	state, err := recs.LoadSyncState(opts.Vendor, opts.Resource)
 	if err != nil {
@@ -202,6 +187,33 @@ func Backfill(ctx context.Context, opts BackfillOptions) (BackfillStatus, error)
 		out.Error = err.Error()
 		return out, err
 	}
+}
+
+// openStorageForCommand opens the app's bbolt file and its records for a
+// command run without an instance (backfill, reindex), waiting at most
+// lockTimeout (default 1s) for the file lock: ErrStorageLocked when an
+// instance holds it.
+func (a *App) openStorageForCommand(lockTimeout time.Duration) (*bolt.DB, *vendors.Records, error) {
+	path := a.Storage
+	if path == "" {
+		path = filepath.Join(caddy.AppDataDir(), defaultStorageFilename)
+	}
+	if lockTimeout <= 0 {
+		lockTimeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, nil, fmt.Errorf("storage %s: %w", path, ErrStorageLocked)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage %s: %w", path, err)
+	}
+	recs, err := a.openRecords(db)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, recs, nil
 }
 
 // appFromConfig decodes the craftedge app of a Caddy JSON config.

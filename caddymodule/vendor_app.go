@@ -71,7 +71,7 @@ func (a *App) provisionVendors() error {
 		a.poolKeys = append(a.poolKeys, key)
 		a.vendorClients[name] = val.(vendorClientResource).Client
 	}
-	return nil
+	return a.provisionPush()
 }
 
 // vendorClient returns the client of a configured vendor.

@@ -129,6 +129,11 @@ type VendorResource struct {
 	// answers by its edge URL (see MediaConfig). A media field cannot be
 	// sensitive.
 	Media []string `json:"media,omitempty"`
+
+	// Push sends the resource's records to other configured vendors (a
+	// search index, an analytics endpoint) on every change; see
+	// VendorPush.
+	Push []*VendorPush `json:"push,omitempty"`
 }
 
 // VendorList says how to list a resource's items changed since a time.
@@ -225,6 +230,7 @@ func (c *VendorConfig) vendorsConfig(name string, headers map[string]string) ven
 //	        sync    every <duration>
 //	        sensitive <field...>
 //	        media     <field...>
+//	        push      <vendor> [<preset> <index>] { ... }  (see unmarshalPush)
 //	    }
 //	}
 func (a *App) unmarshalVendor(d *caddyfile.Dispenser) error {
@@ -489,6 +495,10 @@ func (v *VendorConfig) unmarshalResource(d *caddyfile.Dispenser) error {
 				return d.Errf("media needs at least one field name")
 			}
 			r.Media = append(r.Media, args...)
+		case "push":
+			if err := r.unmarshalPush(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unknown resource subdirective %q", dir)
 		}

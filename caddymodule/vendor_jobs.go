@@ -111,7 +111,7 @@ func (a *App) runVendorSync(ctx context.Context, t *jobs.Task) error {
 			_, err := a.purgeFor(ctx, &PurgeRequest{Tags: tags}, "vendor_sync")
 			return err
 		},
-		Stored: func(recs []vendors.Record) error { return a.mediaChanged(ctx, recs) },
+		Stored: func(recs []vendors.Record) error { return a.recordsChanged(ctx, recs) },
 		// A retry's first page purges all its records: the failed attempt
 		// may have stored them without purging.
 		RepurgeFirstPage: retried(t),
@@ -150,7 +150,7 @@ func (a *App) runOutbox(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	if err := a.mediaChanged(ctx, []vendors.Record{rec}); err != nil {
+	if err := a.recordsChanged(ctx, []vendors.Record{rec}); err != nil {
 		return err
 	}
 	if changed || retried(t) {

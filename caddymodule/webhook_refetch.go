@@ -118,6 +118,9 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 			if err := a.purgeRecordTags(ctx, p, stored.Tags, nil); err != nil {
 				return err
 			}
+			if err := a.pushChanged(ctx, []vendors.Record{stored}); err != nil {
+				return err
+			}
 		}
 		log.Info("webhook refetch: gone at the vendor", zap.Bool("marked_deleted", changed))
 		return nil
@@ -130,7 +133,7 @@ func (a *App) runRefetch(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	if err := a.mediaChanged(ctx, []vendors.Record{rec}); err != nil {
+	if err := a.recordsChanged(ctx, []vendors.Record{rec}); err != nil {
 		return err
 	}
 	if changed || retried(t) {

@@ -50,6 +50,16 @@
 // an Accept-Version header other than the API's version ("v2", "v1") is
 // refused with 400; responses carry API-Version.
 //
+// # Search index
+//
+// Every endpoint also serves a search index API in Meilisearch's document
+// shapes (index.go: PUT/POST/DELETE/GET under /indexes/{index}/documents,
+// GET /indexes/{index}/search), with its own bearer token
+// (Options.IndexToken), idempotency keys and an effect log
+// (Sim.IndexWrites), under the same chaos knobs: craftedge's tests push
+// normalized records to it, since no search engine with an HTTP document
+// API installs from the package registries the project uses.
+//
 // # Writes and idempotency
 //
 // PUT replaces a record's fields (id, version and the updated timestamp are

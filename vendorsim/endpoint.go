@@ -43,6 +43,7 @@ func newEndpoint(s *Sim, apis []API, rng *lockedRand) *Endpoint {
 		e.mux.HandleFunc("POST "+spec.collection, e.writeRecord(spec))
 	}
 	e.mux.HandleFunc(RouteMedia, e.serveMedia)
+	e.registerIndex()
 	e.registerControl()
 	return e
 }

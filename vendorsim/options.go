@@ -66,6 +66,9 @@ type Options struct {
 	// Empty means DefaultCommerceToken and DefaultCRMToken.
 	CommerceToken string
 	CRMToken      string
+	// IndexToken is the bearer token of the search index API (index.go).
+	// Empty means DefaultIndexToken.
+	IndexToken string
 	// HTTPClient sends webhooks. Nil means a client without a timeout of its
 	// own (WebhookTimeout bounds each delivery).
 	HTTPClient *http.Client
@@ -90,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CRMToken == "" {
 		o.CRMToken = DefaultCRMToken
+	}
+	if o.IndexToken == "" {
+		o.IndexToken = DefaultIndexToken
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{}

@@ -32,6 +32,7 @@ type Sim struct {
 	closed      bool
 
 	hooks    *webhooks
+	index    *searchIndex // the search index API (index.go)
 	def      *Endpoint
 	ctx      context.Context // cancelled by Close; bounds background work
 	cancel   context.CancelFunc
@@ -53,6 +54,7 @@ func New(opts Options) *Sim {
 		done:    make(chan struct{}),
 	}
 	s.hooks = newWebhooks(s)
+	s.index = newSearchIndex()
 	s.seed(commerceSpec, opts.Products, streamProducts, seedProduct)
 	s.seed(crmSpec, opts.Contacts, streamContacts, seedContact)
 	s.def = s.NewEndpoint()

@@ -1,9 +1,7 @@
 package commands
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,10 +19,6 @@ import (
 
 	"github.com/craftedge/craftedge/caddymodule"
 )
-
-// backfillPollInterval is how often the command asks a running instance
-// for a backfill's progress.
-const backfillPollInterval = 200 * time.Millisecond
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
@@ -104,15 +98,9 @@ func startRemoteBackfill(addr, vendor, resource string) (caddymodule.BackfillSta
 	if !adminListening(addr) {
 		return status, false, nil
 	}
-	body, _ := json.Marshal(map[string]string{"vendor": vendor, "resource": resource})
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/craftedge/backfill",
-		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+	err := adminJSON(addr, http.MethodPost, "/craftedge/backfill", map[string]string{"vendor": vendor, "resource": resource}, &status)
 	if err != nil {
 		return status, false, fmt.Errorf("asking the running instance at %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&status); err != nil {
-		return status, false, fmt.Errorf("decoding the instance's answer: %w", err)
 	}
 	return status, true, nil
 }
@@ -136,31 +124,17 @@ func adminListening(addr string) bool {
 // cancelled (the job then goes on in the instance).
 func watchRemoteBackfill(ctx context.Context, addr string, status caddymodule.BackfillStatus, out io.Writer) (int, error) {
 	bar := newBackfillBar(out)
-	updateBackfillBar(bar, status)
-	tick := time.NewTicker(backfillPollInterval)
-	defer tick.Stop()
-	for status.State == caddymodule.BackfillRunning {
-		select {
-		case <-ctx.Done():
-			_ = bar.Exit()
-			fmt.Fprintf(out, "\nstopped watching: backfill job %s goes on in the instance; rerun to watch it\n", status.JobID)
-			return 0, nil
-		case <-tick.C:
-		}
-		resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/craftedge/backfill/"+status.JobID, nil, nil)
-		if err != nil {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("reading backfill progress: %w", err)
-		}
-		var next caddymodule.BackfillStatus
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&next)
-		resp.Body.Close()
-		if err != nil {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("decoding backfill progress: %w", err)
-		}
-		status = next
-		updateBackfillBar(bar, status)
+	status, stopped, err := watchJob(ctx, addr, "/craftedge/backfill/"+status.JobID, status,
+		func(s caddymodule.BackfillStatus) bool { return s.State == caddymodule.BackfillRunning },
+		func(s caddymodule.BackfillStatus) { updateBackfillBar(bar, s) })
+	if stopped {
+		_ = bar.Exit()
+		fmt.Fprintf(out, "\nstopped watching: backfill job %s goes on in the instance; rerun to watch it\n", status.JobID)
+		return 0, nil
 	}
-	var err error
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("backfill: %w", err)
+	}
 	if status.State == caddymodule.BackfillFailed {
 		err = errors.New(status.Error)
 	}

@@ -39,12 +39,13 @@ var (
 )
 
 type webhookOptions struct {
-	scheme  string // the webhook block's scheme lines; default "scheme standard"
-	webhook string // extra lines in the vendor's webhook block
-	purge   string // extra lines in the craftedge_purge block
-	global  string // extra lines in the global craftedge option (a cdn block)
-	site    string // extra lines at the top of the site block (a log directive)
-	storage string
+	scheme   string // the webhook block's scheme lines; default "scheme standard"
+	webhook  string // extra lines in the vendor's webhook block
+	purge    string // extra lines in the craftedge_purge block
+	global   string // extra lines in the global craftedge option (a cdn block)
+	resource string // extra lines in the product resource (media fields)
+	site     string // extra lines at the top of the site block (a log directive)
+	storage  string
 }
 
 func webhookCaddyfile(simURL string, o webhookOptions) string {
@@ -85,6 +86,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 				field price price.amount required
 				tags shop:product:{id}
 				public
+				%s
 			}
 			webhook {
 				%s
@@ -109,7 +111,7 @@ func webhookCaddyfile(simURL string, o webhookOptions) string {
 	}
 	craftedge_records
 }
-`, e2e.GlobalPorts(), o.storage, o.global, refetchBackoff, simURL, o.scheme, o.webhook, e2e.SiteAddr, o.site, o.purge)
+`, e2e.GlobalPorts(), o.storage, o.global, refetchBackoff, simURL, o.resource, o.scheme, o.webhook, e2e.SiteAddr, o.site, o.purge)
 }
 
 type webhookEnv struct {

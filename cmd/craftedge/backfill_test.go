@@ -139,11 +139,17 @@ type backfillRun struct {
 
 func startBackfill(t *testing.T, caddyfile string, args ...string) *backfillRun {
 	t.Helper()
+	return startCommand(t, caddyfile, "backfill", args...)
+}
+
+// startCommand runs a craftedge subcommand with --config caddyfile.
+func startCommand(t *testing.T, caddyfile, name string, args ...string) *backfillRun {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], append([]string{"backfill", "--config", cfgPath, "--adapter", "caddyfile"}, args...)...)
+	cmd := exec.Command(os.Args[0], append([]string{name, "--config", cfgPath, "--adapter", "caddyfile"}, args...)...)
 	cmd.Env = append(os.Environ(), "CRAFTEDGE_TEST_MAIN=1", "SHOP_TOKEN="+vendorsim.DefaultCommerceToken,
 		"XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
 	out := &syncBuffer{}

@@ -304,6 +304,7 @@ func (d *demo) caddyfileEnv() (map[string]string, error) {
 	return map[string]string{
 		"CRAFTEDGE_DEMO_ADMIN":          d.admin,
 		"CRAFTEDGE_DEMO_STORAGE":        storage,
+		"CRAFTEDGE_DEMO_MEDIA":          filepath.Join(filepath.Dir(d.storage), "media"),
 		"CRAFTEDGE_DEMO_PORT":           port,
 		"CRAFTEDGE_DEMO_BIND_DIRECTIVE": bind,
 		"CRAFTEDGE_DEMO_ORIGIN":         d.origin,

@@ -179,6 +179,7 @@ var demoSteps = []demoStep{
 			{Curl: "curl -s {site}/vendors/v1/shop/product/6", Out: []string{`{…"title":"Written"…}`}, Later: true},
 		},
 	},
+	mediaStep, searchStep, // demo_steps_push.go
 }
 
 // purgedOut is what a purge answers.

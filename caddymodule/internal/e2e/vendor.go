@@ -53,6 +53,10 @@ func VendorCaddyfile(c VendorConfig) string {
 				backoff 10ms 50ms
 				max_attempts 1000
 			}
+			kind vendor.push {
+				backoff 10ms 50ms
+				max_attempts 1000
+			}
 		}
 		%s
 		vendor shop {
