@@ -87,11 +87,17 @@ func (s *Store) guard(fn func() error) error {
 // Options.OnDamaged. From then on the store serves no snapshots. Only the
 // first call has an effect; every call returns the *DamagedError.
 func (s *Store) MarkDamaged(cause error) error {
-	d := &DamagedError{Path: s.path, At: time.Now(), Cause: cause}
-	if !s.damaged.CompareAndSwap(nil, d) {
-		return s.damaged.Load()
+	// The error is published only once complete (other goroutines format
+	// it as soon as they see it); marking serializes the first callers.
+	s.damageMu.Lock()
+	if d := s.damaged.Load(); d != nil {
+		s.damageMu.Unlock()
+		return d
 	}
+	d := &DamagedError{Path: s.path, At: time.Now(), Cause: cause}
 	d.MovedTo, d.MoveErr = moveAside(s.path, d.At)
+	s.damaged.Store(d)
+	s.damageMu.Unlock()
 	s.logDamaged(d)
 	// Closing waits for transactions in flight; a panicked one may never
 	// finish, so never wait for it here.

@@ -133,7 +133,9 @@ type Store struct {
 	// damaged is set once the file is found damaged; scratch is true when
 	// db is a scratch database standing in for a file damaged at Open.
 	damaged atomic.Pointer[DamagedError]
-	scratch bool
+	// damageMu serializes MarkDamaged, so damaged is stored once, complete.
+	damageMu sync.Mutex
+	scratch  bool
 
 	opts Options
 	log  *zap.Logger
