@@ -186,8 +186,10 @@ func TestVendorLiveRateLimitHonouredUnderBurst(t *testing.T) {
 			ok++
 		}
 	}
-	if ok < burst || ok != sent {
-		t.Fatalf("%d answered 200, %d reached the vendor; want ≥ %d, and every sent request answered", ok, sent, burst)
+	// A request whose token came late may reach the vendor and still run
+	// out of its 1s timeout on a loaded machine: sent bounds ok, not equals.
+	if ok < burst || ok > sent {
+		t.Fatalf("%d answered 200, %d reached the vendor; want ≥ %d, and no 200 without a vendor request", ok, sent, burst)
 	}
 	if sent == requests {
 		t.Fatalf("all %d requests reached the vendor: the rate limit did not hold", requests)
