@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// sessions runs fn once per connection to NATS, for the data-sharing parts
+// (outbox workers, read model, shared snapshots) that keep their own state
+// in JetStream beside the node's purge session. fn sets up its stream or
+// bucket and runs until ctx ends, the connection drops, or it fails; the
+// next session starts once NATS is reachable again, at most every
+// ReconnectWait. sessions returns when ctx or the node ends.
+func (n *Node) sessions(ctx context.Context, what string, fn func(ctx context.Context) error) {
+	for {
+		for !n.nc.IsConnected() {
+			if !n.pause(ctx, n.cfg.ReconnectWait) {
+				return
+			}
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(n.ctx, cancel) // Close ends the session
+		err := n.watchConn(sctx, cancel, fn)
+		stop()
+		cancel()
+		if ctx.Err() != nil || n.ctx.Err() != nil {
+			return
+		}
+		if err != nil && n.nc.IsConnected() {
+			n.log.Warn("cluster "+what+" session ended; retrying", zap.Error(err))
+		}
+		if !n.pause(ctx, n.cfg.ReconnectWait) {
+			return
+		}
+	}
+}
+
+// watchConn runs fn, cancelling its context when the connection drops.
+func (n *Node) watchConn(ctx context.Context, cancel context.CancelFunc, fn func(context.Context) error) error {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(n.cfg.ReconnectWait)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if !n.nc.IsConnected() {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return fn(ctx)
+}
+
+// pause waits d; false if ctx or the node ended first.
+func (n *Node) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-n.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// connected reports whether the node can reach NATS now.
+func (n *Node) connected() bool { return n.nc.IsConnected() && n.ctx.Err() == nil }
