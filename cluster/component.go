@@ -77,3 +77,14 @@ func (n *Node) pause(ctx context.Context, d time.Duration) bool {
 
 // connected reports whether the node can reach NATS now.
 func (n *Node) connected() bool { return n.nc.IsConnected() && n.ctx.Err() == nil }
+
+// payloadLimit is the largest message body the node publishes: the
+// server's limit (1 MiB, NATS's default, before the first connection)
+// less room for headers.
+func (n *Node) payloadLimit() int {
+	p := n.nc.MaxPayload()
+	if p <= 0 {
+		p = 1 << 20
+	}
+	return int(p) - 1024
+}

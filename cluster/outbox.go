@@ -389,7 +389,7 @@ func (o *Outbox) Accept(ctx context.Context, req OutboxRequest) (job OutboxJob, 
 	if err != nil {
 		return OutboxJob{}, false, fmt.Errorf("cluster: outbox: encoding job: %w", err)
 	}
-	if limit := int(o.n.nc.MaxPayload()) - 1024; len(body) > limit {
+	if limit := o.n.payloadLimit(); len(body) > limit {
 		return OutboxJob{}, false, fmt.Errorf("%w: job of %d bytes exceeds the NATS payload limit (%d)", ErrOutboxInvalid, len(body), limit)
 	}
 	msg := nats.NewMsg(o.subject(req.Kind, req.Entity))
