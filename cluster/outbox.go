@@ -291,9 +291,10 @@ func (o *Outbox) setup(ctx context.Context) error {
 	}
 	status, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      n.name("outbox_jobs"),
-		Description: "craftedge outbox: status of each job, by id",
+		Description: "craftedge outbox: status of each job (j.<id>), and the job id of each idempotency key (k.<hash>)",
 		History:     1,
-		TTL:         o.cfg.Retention,
+		// Key index entries outlive the duplicate window they mirror.
+		TTL: o.cfg.Retention + 5*time.Minute,
 	})
 	if err != nil {
 		return err
@@ -351,17 +352,19 @@ func checkOutboxRequest(r OutboxRequest) error {
 	return nil
 }
 
-// outboxID is a job's id: derived from kind and key when there is a key
-// (so a duplicate names the first job), random otherwise; 32 hex digits
-// like package jobs' ids.
-func outboxID(kind, key string) string {
-	if key != "" {
-		sum := sha256.Sum256([]byte("craftedge-outbox\x00" + kind + "\x00" + key))
-		return hex.EncodeToString(sum[:16])
-	}
+// newOutboxID is a random job id: 128 bits in 32 hex digits, like package
+// jobs' ids, so one job's id says nothing of another's.
+func newOutboxID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// keyHash names an idempotency key (of a kind) in the stream's duplicate
+// window and in the key index.
+func keyHash(kind, key string) string {
+	sum := sha256.Sum256([]byte("craftedge-outbox\x00" + kind + "\x00" + key))
+	return hex.EncodeToString(sum[:16])
 }
 
 // Accept stores a job in the outbox stream and returns once JetStream has
@@ -371,6 +374,13 @@ func outboxID(kind, key string) string {
 // job is returned). Without NATS it fails at once (ErrNotConnected is
 // true) and nothing is stored: the caller refuses the write (503) rather
 // than acknowledging what only its own disk holds.
+//
+// A job with a key takes its id from the key index (k.<hash> in the
+// status bucket, created before the publication, so every node retrying
+// the key finds the same id) and is published with the key's hash as its
+// message id (JetStream's duplicate window deduplicates it). An index
+// entry whose publication never happened (the accepting node died in
+// between) is reused by the next attempt, which then publishes.
 func (o *Outbox) Accept(ctx context.Context, req OutboxRequest) (job OutboxJob, created bool, err error) {
 	if err := checkOutboxRequest(req); err != nil {
 		return OutboxJob{}, false, err
@@ -379,9 +389,24 @@ func (o *Outbox) Accept(ctx context.Context, req OutboxRequest) (job OutboxJob, 
 	if err != nil {
 		return OutboxJob{}, false, err
 	}
+	fail := func(doing string, err error) (OutboxJob, bool, error) {
+		if !o.n.nc.IsConnected() {
+			err = errors.Join(errNotConnected, err)
+		}
+		return OutboxJob{}, false, fmt.Errorf("cluster: outbox: %s %s: %w", doing, req.Kind, err)
+	}
+	id, msgID := newOutboxID(), ""
+	if req.Key != "" {
+		msgID = "k-" + keyHash(req.Kind, req.Key)
+		if id, err = o.indexKey(ctx, status, keyHash(req.Kind, req.Key), id); err != nil {
+			return fail("indexing the key of", err)
+		}
+	} else {
+		msgID = id
+	}
 	now := time.Now().UTC()
 	job = OutboxJob{
-		ID: outboxID(req.Kind, req.Key), Kind: req.Kind, Key: req.Key, Entity: req.Entity,
+		ID: id, Kind: req.Kind, Key: req.Key, Entity: req.Entity,
 		Correlation: req.Correlation, Payload: req.Payload, State: OutboxReady,
 		CreatedAt: now, UpdatedAt: now, Node: o.n.cfg.NodeName,
 	}
@@ -396,13 +421,10 @@ func (o *Outbox) Accept(ctx context.Context, req OutboxRequest) (job OutboxJob, 
 	msg.Header.Set(headerNode, o.n.cfg.NodeName)
 	msg.Data = body
 	pctx, cancel := o.n.opCtx(ctx)
-	ack, err := o.n.js.PublishMsg(pctx, msg, jetstream.WithMsgID(job.ID))
+	ack, err := o.n.js.PublishMsg(pctx, msg, jetstream.WithMsgID(msgID))
 	cancel()
 	if err != nil {
-		if !o.n.nc.IsConnected() {
-			return OutboxJob{}, false, fmt.Errorf("cluster: outbox: accepting %s: %w", req.Kind, errors.Join(errNotConnected, err))
-		}
-		return OutboxJob{}, false, fmt.Errorf("cluster: outbox: accepting %s: %w", req.Kind, err)
+		return fail("accepting", err)
 	}
 	job.Seq = ack.Sequence
 	if ack.Duplicate {
@@ -418,6 +440,35 @@ func (o *Outbox) Accept(ctx context.Context, req OutboxRequest) (job OutboxJob, 
 		o.n.log.Warn("outbox: recording an accepted job's status", zap.String("job", job.ID), zap.Error(err))
 	}
 	return job, true, nil
+}
+
+// indexKey returns the job id of a key: the one indexed, or id, indexed
+// now.
+func (o *Outbox) indexKey(ctx context.Context, status jetstream.KeyValue, hash, id string) (string, error) {
+	ctx, cancel := o.n.opCtx(ctx)
+	defer cancel()
+	k := "k." + hash
+	for range 4 {
+		_, err := status.Create(ctx, k, []byte(id))
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", err
+		}
+		e, err := status.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired in between
+		}
+		if err != nil {
+			return "", err
+		}
+		if v := string(e.Value()); len(v) == 32 {
+			return v, nil
+		}
+		return id, nil // unreadable: the message id still deduplicates
+	}
+	return "", errors.New("the key index keeps changing")
 }
 
 // Get returns a job's last recorded status (payload included).

@@ -192,11 +192,18 @@ func TestOutboxIdempotencyKeyAcceptsOnce(t *testing.T) {
 	if _, created, _ := oa.Accept(ctx, req); created {
 		t.Fatal("a key accepted again after delivery, within retention")
 	}
+	if first.ID == keyHash(req.Kind, req.Key) {
+		t.Fatal("the job id is derived from the key (guessable)")
+	}
 	if d.keys[first.ID] != "shop:order:9:v1" {
 		t.Fatalf("idempotency key %q", d.keys[first.ID])
 	}
 	if st := ob.Stats(); st.Delivered != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+	other, _, err := oa.Accept(ctx, OutboxRequest{Kind: "outbox", Key: "shop:order:9:v2"})
+	if err != nil || other.ID == first.ID || len(other.ID) != 32 {
+		t.Fatalf("another key: %+v %v", other, err)
 	}
 }
 
