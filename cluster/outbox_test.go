@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -276,5 +277,70 @@ func TestOutboxConfigErrors(t *testing.T) {
 		if _, err := c.withDefaults(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+}
+
+// TestOutboxOrderPerEntityUnderConcurrency: two nodes with four workers
+// each deliver 3 entities × 15 jobs, with transient failures, each job
+// exactly once and every entity in acceptance order; a message that is
+// not a job is dead-lettered.
+func TestOutboxOrderPerEntityUnderConcurrency(t *testing.T) {
+	s := startServer(t, "solo", "", nil)
+	a := startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, &recorder{})
+	b := startNode(t, Config{NodeName: "b", URLs: []string{s.url()}}, &recorder{})
+	cfg := OutboxConfig{Concurrency: 4, BaseBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+		BlockedRetry: 5 * time.Millisecond}
+	oa, ob := startOutbox(t, a, cfg), startOutbox(t, b, cfg)
+	ctx := context.Background()
+	want := map[string][]string{}
+	total := 0
+	for i := range 15 {
+		for _, e := range []string{"e1", "e2", "e3"} {
+			p := fmt.Sprintf("%s#%02d", e, i)
+			o := oa
+			if i%2 == 1 {
+				o = ob // accepted on either node: one order per entity
+			}
+			if _, _, err := o.Accept(ctx, OutboxRequest{Kind: "outbox", Entity: e, Payload: []byte(p)}); err != nil {
+				t.Fatal(err)
+			}
+			want[e] = append(want[e], p)
+			total++
+		}
+	}
+	// Someone publishes garbage on an outbox subject.
+	if _, err := a.js.Publish(ctx, oa.subject("outbox", "e9"), []byte("not a job")); err != nil {
+		t.Fatal(err)
+	}
+	d := newDeliveries()
+	var mu sync.Mutex
+	tries := map[string]int{}
+	flaky := func(j OutboxJob) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[j.ID]++
+		if tries[j.ID] == 1 && len(j.Payload)%2 == 0 || tries[j.ID] == 1 && strings.HasSuffix(string(j.Payload), "3") {
+			return errors.New("transient")
+		}
+		return nil
+	}
+	runOutbox(t, oa, d.handler("a", flaky))
+	runOutbox(t, ob, d.handler("b", flaky))
+	waitFor(t, "every job delivered", func() bool { return d.count() >= total })
+	waitFor(t, "the garbage dead-lettered", func() bool { return oa.Stats().Malformed+ob.Stats().Malformed == 1 })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for e, w := range want {
+		if !slices.Equal(d.byEntity[e], w) {
+			t.Errorf("entity %s:\n got %v\nwant %v", e, d.byEntity[e], w)
+		}
+	}
+	for id, n := range d.done {
+		if n != 1 {
+			t.Errorf("job %s completed %d times", id, n)
+		}
+	}
+	if len(d.done) != total {
+		t.Errorf("%d jobs completed, want %d", len(d.done), total)
 	}
 }

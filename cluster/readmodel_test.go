@@ -149,3 +149,38 @@ func TestReadModelCatchesUpAfterNATSReturns(t *testing.T) {
 	rb.write("1", "v3", t0.Add(time.Hour))
 	waitFor(t, "a applies b's write", func() bool { return ra.store.version("1") == "v3" })
 }
+
+// TestReadModelResumesAfterDisconnection: b's server goes away while a
+// stores versions; when it returns, b applies what it missed, from where
+// it stopped (not the whole bucket again).
+func TestReadModelResumesAfterDisconnection(t *testing.T) {
+	servers := startCluster(t)
+	cfg := func(name string, s *testServer) Config {
+		return Config{NodeName: name, URLs: []string{s.url()}, Replicas: 3}
+	}
+	a := startNode(t, cfg("a", servers[0]), &recorder{})
+	b := startNode(t, cfg("b", servers[1]), &recorder{})
+	ra, rb := startReplica(t, a), startReplica(t, b)
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		ra.write(fmt.Sprint(i), "v1", t0)
+	}
+	waitFor(t, "b has the first versions", func() bool { return rb.store.version("4") == "v1" })
+	before := rb.rm.Stats().Applied
+
+	servers[1].stop()
+	waitState(t, b, StateDisconnected)
+	ra.write("1", "v2", t0.Add(time.Minute))
+	ra.write("5", "v1", t0)
+	if err := ra.rm.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rb.store.version("1") != "v1" {
+		t.Fatal("b applied a version while disconnected")
+	}
+	servers[1].restartIn(servers)
+	waitFor(t, "b catches up", func() bool { return rb.store.version("1") == "v2" && rb.store.version("5") == "v1" })
+	if got := rb.rm.Stats().Applied - before; got != 2 {
+		t.Fatalf("b applied %d versions after reconnecting, want the 2 it missed", got)
+	}
+}
