@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -87,4 +90,37 @@ func (n *Node) payloadLimit() int {
 		p = 1 << 20
 	}
 	return int(p) - 1024
+}
+
+// ensureStream returns the stream of cfg, creating it, or updating it
+// when its limits differ from cfg. A stream that already matches is left
+// alone: every node sets its streams up on every connection, and an
+// update while other nodes create consumers on the stream is churn (and
+// trips a data race inside nats-server v2.15 under -race).
+func (n *Node) ensureStreamConfig(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	if s, err := n.js.Stream(ctx, cfg.Name); err == nil && sameStreamLimits(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	s, err := n.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// sameStreamLimits reports whether have already has what want sets.
+func sameStreamLimits(have, want jetstream.StreamConfig) bool {
+	unlimited := func(v int64) int64 { // the server stores "none" as -1
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+		have.Discard == want.Discard && have.MaxBytes == unlimited(want.MaxBytes) && have.MaxAge == want.MaxAge &&
+		have.MaxMsgs == unlimited(want.MaxMsgs) && have.MaxMsgsPerSubject == unlimited(want.MaxMsgsPerSubject) &&
+		have.Storage == want.Storage && have.Replicas == max(want.Replicas, 1) &&
+		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.Description == want.Description
 }

@@ -207,9 +207,7 @@ type Outbox struct {
 	n   *Node
 	cfg OutboxConfig
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg *background
 
 	mu     sync.Mutex
 	stream jetstream.Stream
@@ -228,20 +226,13 @@ func NewOutbox(n *Node, cfg OutboxConfig) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &Outbox{n: n, cfg: c, done: make(chan struct{})}
-	o.ctx, o.cancel = context.WithCancel(context.Background())
-	go func() {
-		defer close(o.done)
-		n.sessions(o.ctx, "outbox", o.setup)
-	}()
+	o := &Outbox{n: n, cfg: c}
+	o.bg = n.background("outbox", o.setup)
 	return o, nil
 }
 
 // Close stops the set-up goroutine; Runs end with their own contexts.
-func (o *Outbox) Close() {
-	o.cancel()
-	<-o.done
-}
+func (o *Outbox) Close() { o.bg.stop() }
 
 func (o *Outbox) subjectRoot() string { return o.n.cfg.Namespace + ".outbox" }
 
@@ -255,13 +246,9 @@ func (o *Outbox) subject(kind, entity string) string {
 	return o.subjectRoot() + ".e." + hex.EncodeToString(sum[:16])
 }
 
-// setup creates the streams and bucket, then holds them until the session
-// ends.
-func (o *Outbox) setup(ctx context.Context) error {
+func (o *Outbox) streamConfig() jetstream.StreamConfig {
 	n := o.n
-	octx, cancel := n.opCtx(ctx)
-	defer cancel()
-	stream, err := n.js.CreateOrUpdateStream(octx, jetstream.StreamConfig{
+	return jetstream.StreamConfig{
 		Name:        n.name("outbox"),
 		Description: "craftedge outbox: accepted writes waiting for delivery, one subject per entity",
 		Subjects:    []string{o.subjectRoot() + ".>"},
@@ -271,11 +258,12 @@ func (o *Outbox) setup(ctx context.Context) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    n.cfg.Replicas,
 		Duplicates:  o.cfg.Retention,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: outbox stream: %w", err)
 	}
-	dead, err := n.js.CreateOrUpdateStream(octx, jetstream.StreamConfig{
+}
+
+func (o *Outbox) deadStreamConfig() jetstream.StreamConfig {
+	n := o.n
+	return jetstream.StreamConfig{
 		Name:        n.name("outbox_dead"),
 		Description: "craftedge outbox dead letters: jobs that failed permanently or ran out of attempts",
 		Subjects:    []string{n.cfg.Namespace + ".outbox_dead.>"},
@@ -285,9 +273,22 @@ func (o *Outbox) setup(ctx context.Context) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    n.cfg.Replicas,
 		Duplicates:  2 * time.Minute,
-	})
+	}
+}
+
+// setup creates the streams and bucket, then holds them until the session
+// ends.
+func (o *Outbox) setup(ctx context.Context) error {
+	n := o.n
+	octx, cancel := n.opCtx(ctx)
+	defer cancel()
+	stream, err := n.ensureStreamConfig(octx, o.streamConfig())
 	if err != nil {
-		return fmt.Errorf("cluster: outbox dead-letter stream: %w", err)
+		return err
+	}
+	dead, err := n.ensureStreamConfig(octx, o.deadStreamConfig())
+	if err != nil {
+		return err
 	}
 	status, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      n.name("outbox_jobs"),

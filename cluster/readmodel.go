@@ -98,25 +98,12 @@ type ReadModel struct {
 	cfg   ReadModelConfig
 	apply func(RecordVersion) error
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-
-	mu      sync.Mutex
-	pending map[string]pendingVersion
-	order   []string // keys in publication order (may hold stale entries)
-	next    uint64
-	sig     chan struct{}
-	flushed chan struct{}
+	bg *background
+	q  *latestQueue[RecordVersion]
 
 	ready                                                           atomic.Bool
 	rev                                                             atomic.Uint64
 	published, superseded, applied, applyErrors, malformed, dropped atomic.Uint64
-}
-
-type pendingVersion struct {
-	v  RecordVersion
-	id uint64
 }
 
 // NewReadModel starts replicating on n: apply is called, one version at a
@@ -134,21 +121,13 @@ func NewReadModel(n *Node, apply func(RecordVersion) error, cfg ReadModelConfig)
 	case cfg.MaxPending == 0:
 		cfg.MaxPending = DefaultReadModelMaxPending
 	}
-	m := &ReadModel{n: n, cfg: cfg, apply: apply, done: make(chan struct{}),
-		pending: map[string]pendingVersion{}, sig: make(chan struct{}, 1), flushed: make(chan struct{}, 1)}
-	m.ctx, m.cancel = context.WithCancel(context.Background())
-	go func() {
-		defer close(m.done)
-		n.sessions(m.ctx, "read model", m.session)
-	}()
+	m := &ReadModel{n: n, cfg: cfg, apply: apply, q: newLatestQueue[RecordVersion]()}
+	m.bg = n.background("read model", m.session)
 	return m, nil
 }
 
 // Close stops replicating; versions still pending are dropped.
-func (m *ReadModel) Close() {
-	m.cancel()
-	<-m.done
-}
+func (m *ReadModel) Close() { m.bg.stop() }
 
 // Publish hands a version this node stored to the other nodes. It never
 // blocks: the version waits in memory (see MaxPending) and is stored in
@@ -157,45 +136,15 @@ func (m *ReadModel) Close() {
 func (m *ReadModel) Publish(v RecordVersion) {
 	v.Node, v.Boot, v.Revision = m.n.cfg.NodeName, m.n.boot, 0
 	k := v.key()
-	m.mu.Lock()
-	m.next++
-	if _, ok := m.pending[k]; !ok {
-		m.order = append(m.order, k)
-	}
-	m.pending[k] = pendingVersion{v: v, id: m.next}
-	for len(m.pending) > m.cfg.MaxPending && len(m.order) > 0 {
-		old := m.order[0]
-		m.order = m.order[1:]
-		if _, ok := m.pending[old]; ok && old != k {
-			delete(m.pending, old)
-			m.dropped.Add(1)
-		}
-	}
-	m.mu.Unlock()
-	select {
-	case m.sig <- struct{}{}:
-	default:
+	m.q.putIf(k, v, 0, nil)
+	if d := m.q.trim(m.cfg.MaxPending, k); d > 0 {
+		m.dropped.Add(uint64(d))
 	}
 }
 
 // Flush waits until every version published so far is stored, or ctx
 // ends.
-func (m *ReadModel) Flush(ctx context.Context) error {
-	for {
-		m.mu.Lock()
-		n := len(m.pending)
-		m.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.flushed:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+func (m *ReadModel) Flush(ctx context.Context) error { return m.q.flush(ctx) }
 
 // Ready reports whether this node applied every version the bucket held
 // when it last (re)connected.
@@ -203,9 +152,7 @@ func (m *ReadModel) Ready() bool { return m.ready.Load() }
 
 // Stats returns this node's counters.
 func (m *ReadModel) Stats() ReadModelStats {
-	m.mu.Lock()
-	p := len(m.pending)
-	m.mu.Unlock()
+	p := m.q.len()
 	return ReadModelStats{Ready: m.ready.Load(), Published: m.published.Load(), Superseded: m.superseded.Load(),
 		Applied: m.applied.Load(), ApplyErrors: m.applyErrors.Load(), Malformed: m.malformed.Load(),
 		Pending: p, Dropped: m.dropped.Load(), Revision: m.rev.Load()}
@@ -287,17 +234,11 @@ func (m *ReadModel) applyEntry(e jetstream.KeyValueEntry) {
 // publishLoop stores pending versions in order until ctx ends.
 func (m *ReadModel) publishLoop(ctx context.Context, kv jetstream.KeyValue) {
 	for {
-		k, p, ok := m.head()
+		k, it, ok := m.q.wait(ctx)
 		if !ok {
-			select {
-			case <-ctx.Done():
-				return
-			case <-m.sig:
-			}
-			continue
+			return
 		}
-		err := m.store(ctx, kv, p.v)
-		if err != nil {
+		if err := m.store(ctx, kv, it.v); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -307,33 +248,8 @@ func (m *ReadModel) publishLoop(ctx context.Context, kv jetstream.KeyValue) {
 			}
 			continue
 		}
-		m.mu.Lock()
-		if cur, ok := m.pending[k]; ok && cur.id == p.id {
-			delete(m.pending, k)
-		}
-		if len(m.order) > 0 && m.order[0] == k {
-			m.order = m.order[1:]
-		}
-		m.mu.Unlock()
-		select {
-		case m.flushed <- struct{}{}:
-		default:
-		}
+		m.q.done(k, it)
 	}
-}
-
-// head returns the oldest pending version.
-func (m *ReadModel) head() (string, pendingVersion, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for len(m.order) > 0 {
-		k := m.order[0]
-		if p, ok := m.pending[k]; ok {
-			return k, p, true
-		}
-		m.order = m.order[1:] // dropped or stored meanwhile
-	}
-	return "", pendingVersion{}, false
 }
 
 // store writes v unless the bucket has a version v does not supersede,

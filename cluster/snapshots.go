@@ -97,25 +97,13 @@ type SharedSnapshots struct {
 	n   *Node
 	cfg SharedSnapshotsConfig
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg *background
+	q  *latestQueue[[]byte]
 
-	mu      sync.Mutex
-	stream  jetstream.Stream
-	queue   map[string]queuedSnapshot
-	order   []string
-	qbytes  int64
-	next    uint64
-	sig     chan struct{}
-	flushed chan struct{}
+	mu     sync.Mutex
+	stream jetstream.Stream
 
 	published, dropped, tooLarge, malformed atomic.Uint64
-}
-
-type queuedSnapshot struct {
-	data []byte
-	id   uint64
 }
 
 // NewSharedSnapshots sets the store up on n (whenever it connects).
@@ -125,30 +113,21 @@ func NewSharedSnapshots(n *Node, cfg SharedSnapshotsConfig) (*SharedSnapshots, e
 	if err != nil {
 		return nil, err
 	}
-	s := &SharedSnapshots{n: n, cfg: c, done: make(chan struct{}), queue: map[string]queuedSnapshot{},
-		sig: make(chan struct{}, 1), flushed: make(chan struct{}, 1)}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	go func() {
-		defer close(s.done)
-		n.sessions(s.ctx, "shared snapshots", s.session)
-	}()
+	s := &SharedSnapshots{n: n, cfg: c, q: newLatestQueue[[]byte]()}
+	s.bg = n.background("shared snapshots", s.session)
 	return s, nil
 }
 
 // Close stops publishing; queued copies are dropped.
-func (s *SharedSnapshots) Close() {
-	s.cancel()
-	<-s.done
-}
+func (s *SharedSnapshots) Close() { s.bg.stop() }
 
 func (s *SharedSnapshots) subject(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return s.n.cfg.Namespace + ".snapshots." + hex.EncodeToString(sum[:16])
 }
 
-func (s *SharedSnapshots) session(ctx context.Context) error {
-	octx, cancel := s.n.opCtx(ctx)
-	stream, err := s.n.js.CreateOrUpdateStream(octx, jetstream.StreamConfig{
+func (s *SharedSnapshots) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:              s.n.name("snapshots"),
 		Description:       "craftedge shared snapshots: the last good copy of each page, by key",
 		Subjects:          []string{s.n.cfg.Namespace + ".snapshots.*"},
@@ -160,10 +139,15 @@ func (s *SharedSnapshots) session(ctx context.Context) error {
 		MaxAge:            s.cfg.MaxAge,
 		Storage:           jetstream.FileStorage,
 		Replicas:          s.n.cfg.Replicas,
-	})
+	}
+}
+
+func (s *SharedSnapshots) session(ctx context.Context) error {
+	octx, cancel := s.n.opCtx(ctx)
+	stream, err := s.n.ensureStreamConfig(octx, s.streamConfig())
 	cancel()
 	if err != nil {
-		return fmt.Errorf("cluster: shared snapshot stream: %w", err)
+		return err
 	}
 	s.mu.Lock()
 	s.stream = stream
@@ -174,18 +158,13 @@ func (s *SharedSnapshots) session(ctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	for {
-		key, q, ok := s.head()
+		key, it, ok := s.q.wait(ctx)
 		if !ok {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-s.sig:
-			}
-			continue
+			return nil
 		}
 		msg := nats.NewMsg(s.subject(key))
 		msg.Header.Set(headerNode, s.n.cfg.NodeName)
-		msg.Data = q.data
+		msg.Data = it.v
 		pctx, cancel := s.n.opCtx(ctx)
 		_, err := s.n.js.PublishMsg(pctx, msg)
 		cancel()
@@ -196,33 +175,8 @@ func (s *SharedSnapshots) session(ctx context.Context) error {
 			return fmt.Errorf("cluster: publishing a shared snapshot: %w", err)
 		}
 		s.published.Add(1)
-		s.mu.Lock()
-		if cur, ok := s.queue[key]; ok && cur.id == q.id {
-			delete(s.queue, key)
-			s.qbytes -= int64(len(q.data))
-		}
-		if len(s.order) > 0 && s.order[0] == key {
-			s.order = s.order[1:]
-		}
-		s.mu.Unlock()
-		select {
-		case s.flushed <- struct{}{}:
-		default:
-		}
+		s.q.done(key, it)
 	}
-}
-
-func (s *SharedSnapshots) head() (string, queuedSnapshot, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for len(s.order) > 0 {
-		k := s.order[0]
-		if q, ok := s.queue[k]; ok {
-			return k, q, true
-		}
-		s.order = s.order[1:]
-	}
-	return "", queuedSnapshot{}, false
 }
 
 // Put queues a copy for the other nodes and never blocks; false when it
@@ -238,44 +192,19 @@ func (s *SharedSnapshots) Put(snap SharedSnapshot) bool {
 		s.tooLarge.Add(1)
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, had := s.queue[snap.Key]
-	size := s.qbytes - int64(len(old.data)) + int64(len(data))
-	if (!had && len(s.queue) >= s.cfg.QueueSize) || (size > s.cfg.QueueBytes && len(s.queue) > 0) {
+	// One per key; beyond QueueSize keys or QueueBytes (unless it is the
+	// only copy queued) the new copy is dropped.
+	ok := s.q.putIf(snap.Key, data, int64(len(data)), func(n int, bytes int64, had bool) bool {
+		return (had || n <= s.cfg.QueueSize) && (bytes <= s.cfg.QueueBytes || n == 1)
+	})
+	if !ok {
 		s.dropped.Add(1)
-		return false
 	}
-	s.next++
-	if !had {
-		s.order = append(s.order, snap.Key)
-	}
-	s.queue[snap.Key] = queuedSnapshot{data: data, id: s.next}
-	s.qbytes = size
-	select {
-	case s.sig <- struct{}{}:
-	default:
-	}
-	return true
+	return ok
 }
 
 // Flush waits until every queued copy is published, or ctx ends.
-func (s *SharedSnapshots) Flush(ctx context.Context) error {
-	for {
-		s.mu.Lock()
-		n := len(s.queue)
-		s.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.flushed:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+func (s *SharedSnapshots) Flush(ctx context.Context) error { return s.q.flush(ctx) }
 
 func (s *SharedSnapshots) handle() (jetstream.Stream, error) {
 	s.mu.Lock()
@@ -380,9 +309,7 @@ func (s *SharedSnapshots) Each(ctx context.Context, fn func(SharedSnapshot) bool
 
 // Stats returns this node's counters.
 func (s *SharedSnapshots) Stats() SharedSnapshotsStats {
-	s.mu.Lock()
-	q := len(s.queue)
-	s.mu.Unlock()
+	q := s.q.len()
 	return SharedSnapshotsStats{Published: s.published.Load(), Dropped: s.dropped.Load(),
 		TooLarge: s.tooLarge.Load(), Malformed: s.malformed.Load(), Queued: q}
 }

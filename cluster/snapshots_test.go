@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/craftedge/craftedge/snapshot"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func startShared(t *testing.T, n *Node, cfg SharedSnapshotsConfig) *SharedSnapshots {
@@ -187,5 +188,35 @@ func TestSharedSnapshotEncoding(t *testing.T) {
 		if _, err := decodeShared(bad); err == nil {
 			t.Errorf("%v decoded", bad)
 		}
+	}
+}
+
+// TestEnsureStreamLeavesAMatchingStreamAlone: the limits the server
+// stores compare equal to the ones asked for, so a node connecting again
+// does not update the stream; other limits do update it.
+func TestEnsureStreamLeavesAMatchingStreamAlone(t *testing.T) {
+	srv := startServer(t, "solo", "", nil)
+	n := startNode(t, Config{NodeName: "a", URLs: []string{srv.url()}}, &recorder{})
+	waitState(t, n, StateReady)
+	s := startShared(t, n, SharedSnapshotsConfig{})
+	o := startOutbox(t, n, OutboxConfig{})
+	ctx := context.Background()
+	for _, want := range []jetstream.StreamConfig{s.streamConfig(), o.streamConfig(), o.deadStreamConfig()} {
+		st, err := n.js.Stream(ctx, want.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameStreamLimits(st.CachedInfo().Config, want) {
+			t.Errorf("%s: stored %+v does not match %+v", want.Name, st.CachedInfo().Config, want)
+		}
+	}
+	want := s.streamConfig()
+	want.MaxMsgs = 7
+	if _, err := n.ensureStreamConfig(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	st, err := n.js.Stream(ctx, want.Name)
+	if err != nil || st.CachedInfo().Config.MaxMsgs != 7 {
+		t.Fatalf("changed limit not applied: %v", err)
 	}
 }
