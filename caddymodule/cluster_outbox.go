@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -140,6 +141,9 @@ func (co *clusterOutbox) Enqueue(ctx context.Context, req jobs.EnqueueRequest) (
 
 // Get returns a cluster outbox job's last recorded state.
 func (co *clusterOutbox) Get(id string) (jobs.Job, error) {
+	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return jobs.Job{}, fmt.Errorf("%w: %q", jobs.ErrInvalidID, id)
+	}
 	ctx, cancel := context.WithTimeout(co.app.ctx, 5*time.Second)
 	defer cancel()
 	j, err := co.o.Get(ctx, id)

@@ -87,6 +87,8 @@ func TestClusterOutboxThroughTheRecordsAPI(t *testing.T) {
 	}
 	st := e.Get("/vendors/v1/outbox/" + acc.Job)
 	e2e.WantStatus(t, st, http.StatusOK)
+	e2e.WantStatus(t, e.Get("/vendors/v1/outbox/"+strings.Repeat("0", 32)), http.StatusNotFound)
+	e2e.WantStatus(t, e.Get("/vendors/v1/outbox/not-an-id"), http.StatusNotFound) // as in the local queue, to an anonymous caller
 
 	// Accepted by node a, which never comes back: delivered here, once.
 	oa, err := cluster.NewOutbox(a, cluster.OutboxConfig{})
