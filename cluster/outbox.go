@@ -71,7 +71,8 @@ type OutboxConfig struct {
 	// renews it every AckWait/3. Default 30s, at least 100ms.
 	AckWait time.Duration
 	// BlockedRetry is how long a job waiting for an earlier job of its
-	// entity is put back before it is offered again; default 250ms.
+	// entity is put back before it is offered again, the first time; it
+	// waits n × BlockedRetry the n-th time, at most 8 ×. Default 250ms.
 	BlockedRetry time.Duration
 	// Retention is how long a job's status is kept after its last change
 	// and how long an idempotency key deduplicates (JetStream's duplicate
@@ -616,9 +617,11 @@ func (o *Outbox) handle(sctx, runCtx context.Context, msg jetstream.Msg, h Outbo
 		cancel()
 		if err != nil || head.Sequence != job.Seq {
 			// An earlier job of the entity is still in the stream (ready,
-			// retrying, or running on another node): wait for it.
+			// retrying, or running on another node): wait for it, longer
+			// each time (up to 8 × BlockedRetry), so a long entity queue
+			// behind a retrying job does not spin.
 			o.blocked.Add(1)
-			_ = msg.NakWithDelay(o.cfg.BlockedRetry)
+			_ = msg.NakWithDelay(o.cfg.BlockedRetry * time.Duration(min(max(md.NumDelivered, 1), 8)))
 			return
 		}
 	}
