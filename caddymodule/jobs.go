@@ -98,33 +98,37 @@ func (a *App) provisionJobs() error {
 		}
 	}
 	for name, kind := range jobKinds {
-		kc := kind.defaults
-		if o, ok := cfg.Kinds[name]; ok {
-			if o.Concurrency > 0 {
-				kc.Concurrency = o.Concurrency
-			}
-			if o.BatchSize > 0 {
-				kc.BatchSize = o.BatchSize
-			}
-			if o.BaseBackoff > 0 {
-				kc.BaseBackoff = time.Duration(o.BaseBackoff)
-			}
-			if o.MaxBackoff > 0 {
-				kc.MaxBackoff = time.Duration(o.MaxBackoff)
-			}
-			if o.MaxAttempts > 0 {
-				kc.MaxAttempts = o.MaxAttempts
-			}
-			if o.Timeout > 0 {
-				kc.Timeout = time.Duration(o.Timeout)
-			}
-		}
+		kc := kindConfig(kind.defaults, cfg.Kinds[name])
 		if err := q.Register(name, kc, kind.handler(a)); err != nil {
 			return fmt.Errorf("craftedge: registering job kind %q: %w", name, err)
 		}
 	}
 	a.jobs = q
 	return nil
+}
+
+// kindConfig is a kind's defaults with the configured overrides applied
+// (zero fields keep the default).
+func kindConfig(kc jobs.KindConfig, o JobKindConfig) jobs.KindConfig {
+	if o.Concurrency > 0 {
+		kc.Concurrency = o.Concurrency
+	}
+	if o.BatchSize > 0 {
+		kc.BatchSize = o.BatchSize
+	}
+	if o.BaseBackoff > 0 {
+		kc.BaseBackoff = time.Duration(o.BaseBackoff)
+	}
+	if o.MaxBackoff > 0 {
+		kc.MaxBackoff = time.Duration(o.MaxBackoff)
+	}
+	if o.MaxAttempts > 0 {
+		kc.MaxAttempts = o.MaxAttempts
+	}
+	if o.Timeout > 0 {
+		kc.Timeout = time.Duration(o.Timeout)
+	}
+	return kc
 }
 
 func knownJobKindsLocked() []string {

@@ -49,7 +49,7 @@ func WriteRecordsReadError(w http.ResponseWriter, logger *zap.Logger, err error)
 // (JSON) to a vendor's resource, to the record id ("" when the resource's
 // upsert needs none): its kind, entity and payload, the body sealed at rest
 // when the resource has a sensitive field. The caller sets Key and
-// Correlation, and enqueues it on JobQueue.
+// Correlation, and enqueues it on OutboxBackend.
 func (a *App) OutboxWrite(vendor, resource, id string, body []byte) (jobs.EnqueueRequest, error) {
 	payload, err := a.encodeOutboxPayload(vendor, resource, id, body)
 	if err != nil {
@@ -62,11 +62,17 @@ func (a *App) OutboxWrite(vendor, resource, id string, body []byte) (jobs.Enqueu
 	return req, nil
 }
 
+// OutboxBackend is where outbox writes are enqueued: the local job queue,
+// or the cluster's outbox in cluster mode (writes are then refused with
+// jobs.ErrUnavailable while NATS is unreachable; RefuseDurableWrite
+// answers both).
+func (a *App) OutboxBackend() jobs.OutboxBackend { return a.outboxBackend() }
+
 // OutboxJob returns the outbox job id without its persisted context (which
 // is the job handler's). A job of another kind is jobs.ErrNotFound, so the
 // records API shows outbox jobs only; jobs.ErrInvalidID for a malformed id.
 func (a *App) OutboxJob(id string) (jobs.Job, error) {
-	job, err := a.jobs.Get(id)
+	job, err := a.outboxBackend().Get(id)
 	if err != nil {
 		return jobs.Job{}, err
 	}

@@ -116,6 +116,9 @@ func (a *App) storageHealth() StorageHealth {
 // because the storage file is damaged: 503 with a body that says so (the
 // file's path stays in the log, not in the answer), and an error log line.
 func (a *App) refuseDurableWrite(w http.ResponseWriter, what string, err error) error {
+	if errors.Is(err, errClusterOutboxUnreachable) {
+		return a.refuseClusterWrite(w, what, err)
+	}
 	a.logger.Error(what+" refused: the storage file is damaged", zap.Error(err))
 	w.Header().Set("Retry-After", "60")
 	return writeAPIError(w, http.StatusServiceUnavailable,

@@ -120,6 +120,7 @@ type Node struct {
 	leases      jetstream.KeyValue
 	kill        jetstream.KeyValue
 	overrides   map[string]bool
+	quotas      jetstream.KeyValue // see Quota; set up on first use
 
 	out outbox
 

@@ -63,6 +63,15 @@
 // sent after newer writes to the same entity — handlers of last-write-wins
 // vendors should carry a version in the payload.
 //
+// # Outbox backends
+//
+// OutboxBackend is the part of a Queue the outbox's writers use (Enqueue,
+// Get). In cluster mode the app gives its writers the cluster's outbox
+// (package cluster, a JetStream work queue) instead, with the same
+// guarantees: durable before acknowledged, one job per kind and key,
+// acceptance order per entity, the same Idempotency-Key on every attempt.
+// Its jobs run the same Handler through ExternalTask.
+//
 // # Observability
 //
 // A job may carry a Correlation (the request id of the HTTP request that

@@ -34,6 +34,9 @@ func (t *Task) IdempotencyKey() string {
 // no longer the job's (the task should stop). Each call is one (possibly
 // shared) commit; save every page, not every record.
 func (t *Task) SaveContext(b []byte) error {
+	if t.q == nil {
+		return fmt.Errorf("jobs: saving context of job %s: %w", t.Job.ID, ErrNoQueue)
+	}
 	b = append([]byte(nil), b...)
 	err := t.q.commit.do(func(tx *bolt.Tx) error {
 		bk, err := buckets(tx)

@@ -48,6 +48,14 @@
 // cursor exists) page by page, saving its progress after every page so an
 // interrupted run resumes where it stopped.
 //
+// # Cluster mode
+//
+// Records.OnChange reports every committed record change, so cluster mode
+// can publish it (MarshalReplica keeps sensitive fields sealed) and the
+// other nodes apply it (ApplyReplica, with Put's rule and SourceCluster in
+// the lineage). Client.SetQuota adds a budget shared with the other nodes
+// (a cluster-wide rate limit), taken after the local token bucket's token.
+//
 // # Sensitive fields
 //
 // A resource's Sensitive fields are sealed at rest (Records.UseSealing, with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -22,6 +23,10 @@ type limiter struct {
 
 	mu           sync.Mutex
 	blockedUntil time.Time
+
+	// quota is the cluster-wide budget taken after the local token; see
+	// SetQuota.
+	quota atomic.Pointer[quotaBox]
 }
 
 func newLimiter(vendor string, cfg RateLimit, now func() time.Time, sleep func(context.Context, time.Duration) error, st *stats) *limiter {
@@ -54,7 +59,7 @@ func (l *limiter) wait(ctx context.Context) (time.Duration, error) {
 	}
 	d := r.DelayFrom(now)
 	if d <= 0 {
-		return 0, nil
+		return l.waitQuota(ctx, 0)
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		r.CancelAt(now)
@@ -66,7 +71,7 @@ func (l *limiter) wait(ctx context.Context) (time.Duration, error) {
 		r.CancelAt(l.now())
 		return d, err
 	}
-	return d, nil
+	return l.waitQuota(ctx, d)
 }
 
 // block forbids requests until now+d (extending, never shortening, the

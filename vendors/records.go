@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -46,6 +47,9 @@ type Records struct {
 	// keyring and sensitive seal sensitive fields; see UseSealing.
 	keyring   *sealed.Keyring
 	sensitive SensitiveFields
+
+	// onChange is told of committed changes; see OnChange.
+	onChange atomic.Pointer[ChangeFunc]
 }
 
 // NewRecords creates (if needed) the records buckets in db and returns the
@@ -190,6 +194,13 @@ func (s *Records) putTx(tx *bolt.Tx, rec Record, cause *Cause) (bool, *Record, e
 	}
 	if err := appendLineage(tx, rec, prev, cause); err != nil {
 		return false, nil, fmt.Errorf("vendors: records: lineage of %s/%s id %q: %w", rec.Vendor, rec.Resource, rec.ID, err)
+	}
+	if fn := s.onChange.Load(); fn != nil {
+		c := Cause{}
+		if cause != nil {
+			c = *cause
+		}
+		tx.OnCommit(func() { (*fn)(rec, c) })
 	}
 	return true, prev, nil
 }

@@ -453,8 +453,9 @@ func (h *RecordsHandler) acceptWrite(w http.ResponseWriter, r *http.Request, ven
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
 		req.Key = idempotencyKey(r, vendor, resource, id, body, k)
 	}
-	// Enqueue returns once the job is committed and fsynced.
-	job, created, err := h.app.JobQueue().Enqueue(r.Context(), req)
+	// Enqueue returns once the job is durable: committed and fsynced, or
+	// in cluster mode stored by the cluster's replicas.
+	job, created, err := h.app.OutboxBackend().Enqueue(r.Context(), req)
 	if errors.Is(err, jobs.ErrInvalid) {
 		return writeAPIError(w, http.StatusBadRequest, "%v", err)
 	}
@@ -479,6 +480,9 @@ func (h *RecordsHandler) serveOutboxJob(w http.ResponseWriter, id string) error 
 		return writeAPIError(w, http.StatusBadRequest, "invalid job id %q", id)
 	case errors.Is(err, jobs.ErrNotFound):
 		return writeAPIError(w, http.StatusNotFound, "no job %q", id)
+	case errors.Is(err, jobs.ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		return writeAPIError(w, http.StatusServiceUnavailable, "job %q cannot be read now: %v", id, err)
 	case err != nil:
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
