@@ -42,50 +42,64 @@ func nextOf(r *http.Request) caddyhttp.Handler {
 
 // esiSources are the fragment sources of one page request r. next is nil
 // when the upstream must not be used (fallback without a next handler).
-func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler, track *memoTrack) esi.Sources {
-	kill := h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly)
+func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler, track *memoTrack) esi.Source {
+	s := &fragmentSources{h: h, r: r, next: next, track: track, kill: h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly)}
 	if next == nil {
-		kill = true
+		s.kill = true
 	}
 	// The route's variables (root, set by the root directive, which
 	// php_fastcgi reads) as they are now, in this goroutine: fragment
 	// requests get a copy, never the page's map.
-	var vars map[string]any
-	if !kill {
+	if !s.kill {
 		if m, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
-			vars = make(map[string]any, len(m))
+			s.vars = make(map[string]any, len(m))
 			for k, v := range m {
-				vars[k] = v
+				s.vars[k] = v
 			}
 		}
 	}
-	keys := h.newFragmentKeys(r)
-	lookup := func(path string, _ int) (esi.Fragment, bool) {
-		return h.fragmentCached(r, &keys, track, path, false, kill)
+	s.keys = h.newFragmentKeys(r)
+	return s
+}
+
+// fragmentSources implements esi.Source for one page request (one value,
+// one allocation per assembled response).
+type fragmentSources struct {
+	h     *Handler
+	r     *http.Request
+	next  caddyhttp.Handler
+	track *memoTrack
+	vars  map[string]any
+	kill  bool
+	keys  fragmentKeys
+}
+
+// LookupFragment is a fresh memory copy; under the kill switch, where
+// nothing reaches the upstream, every include is resolved at once from
+// what is stored (or the placeholder), without goroutines.
+func (s *fragmentSources) LookupFragment(path string, _ int) (esi.Fragment, bool) {
+	if !s.kill {
+		return s.h.fragmentCached(s.r, &s.keys, s.track, path, false, false)
 	}
-	if kill {
-		// Nothing will reach the upstream: resolve every include at once
-		// from what is stored (or the placeholder), without goroutines.
-		lookup = func(path string, _ int) (esi.Fragment, bool) {
-			if h.knownPrivate(path) {
-				return h.placeholder(), true
-			}
-			if f, ok := h.fragmentCached(r, &keys, nil, path, false, kill); ok {
-				return f, true
-			}
-			return h.fragmentCached(r, &keys, nil, path, true, kill)
-		}
+	if s.h.knownPrivate(path) {
+		return s.h.placeholder(), true
 	}
-	return esi.Sources{
-		Lookup: lookup,
-		Fetch: func(ctx context.Context, path string, _ int) (esi.Fragment, error) {
-			return h.fragmentFetch(ctx, r, &keys, next, vars, kill, path)
-		},
-		Stale: func(path string, _ int) (esi.Fragment, bool) {
-			return h.fragmentCached(r, &keys, nil, path, true, kill)
-		},
-		MaybePrivate: h.fragmentMaybePrivate,
+	if f, ok := s.h.fragmentCached(s.r, &s.keys, nil, path, false, true); ok {
+		return f, true
 	}
+	return s.h.fragmentCached(s.r, &s.keys, nil, path, true, true)
+}
+
+func (s *fragmentSources) FetchFragment(ctx context.Context, path string, _ int) (esi.Fragment, error) {
+	return s.h.fragmentFetch(ctx, s.r, &s.keys, s.next, s.vars, s.kill, path)
+}
+
+func (s *fragmentSources) StaleFragment(path string, _ int) (esi.Fragment, bool) {
+	return s.h.fragmentCached(s.r, &s.keys, nil, path, true, s.kill)
+}
+
+func (s *fragmentSources) FragmentMaybePrivate(path string) bool {
+	return s.h.fragmentMaybePrivate(path)
 }
 
 // fragmentRequest is r turned into a GET of the fragment at path (path and
@@ -119,11 +133,16 @@ func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
 	if reason != "" {
 		return fragmentKeys{err: fmt.Errorf("includes of a request that is not cacheable (%s)", reason)}
 	}
-	base := h.keys.Key(spec.scheme, r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
-	if !strings.HasPrefix(key, base) {
+	// The key is the URL's normalized form (which escapes every control
+	// byte), then "\x00" and the keyed extras, if any: the suffix.
+	suffix := ""
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		suffix = key[i:]
+	}
+	if !strings.HasPrefix(key, spec.scheme+"://") {
 		return fragmentKeys{err: errors.New("includes: unexpected page key")}
 	}
-	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: key[len(base):]}
+	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: suffix}
 }
 
 // key is the cache key of the fragment at path (path and query, as the
@@ -133,8 +152,14 @@ func (k *fragmentKeys) key(h *Handler, path string) (string, error) {
 	if k.err != nil {
 		return "", k.err
 	}
+	id := fragmentKeyID{scheme: k.scheme, host: k.host, suffix: k.suffix, path: path}
+	if key, ok := h.esi.fragKeys.get(id); ok {
+		return key, nil
+	}
 	p, q, _ := strings.Cut(path, "?")
-	return h.keys.Key(k.scheme, k.host, p, q) + k.suffix, nil
+	key := h.keys.Key(k.scheme, k.host, p, q) + k.suffix
+	h.esi.fragKeys.put(id, key)
+	return key, nil
 }
 
 // fragmentCached returns the fragment at path from the memory tier: a
@@ -196,7 +221,7 @@ func (h *Handler) fragmentOf(e *pagecache.Entry, o esi.Outcome) (esi.Fragment, b
 	}
 	f := esi.Fragment{Body: e.Body, Outcome: o}
 	if e.ESI != nil {
-		t, err := esi.UnmarshalTemplate(e.ESI)
+		t, err := h.esi.templates.Get(e.ESI)
 		if err != nil {
 			h.logger.Error("stored fragment template damaged", zap.Error(err))
 			return esi.Fragment{}, false

@@ -141,13 +141,7 @@ func (h *Handler) memoize(key string, e *pagecache.Entry, epoch uint64, reports 
 			m.gzip, m.zstd = v.Gzip, v.Zstd
 		}
 	}
-	members := esi.CacheStatus(esiCacheStatusName, reports)
-	for i, s := range members {
-		if i > 0 {
-			m.cacheStatus += ", "
-		}
-		m.cacheStatus += s
-	}
+	m.cacheStatus = string(esi.AppendCacheStatus(nil, esiCacheStatusName, reports))
 	m.hitStatus = []string{statusHit + ", " + m.cacheStatus}
 	m.logFields = make([]string, len(reports))
 	for i, r := range reports {
