@@ -286,7 +286,7 @@ func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, keys *frag
 		if kill {
 			return h.placeholder(), nil
 		}
-		return h.fetchPrivate(ctx, r, next, vars, path)
+		return h.fetchPrivate(ctx, r, keys, next, vars, path)
 	}
 	if kill {
 		return esi.Fragment{}, errESIKillSwitch
@@ -310,7 +310,7 @@ func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, keys *frag
 		return esi.Fragment{}, res.err
 	case res.private:
 		h.esi.learn(path, true)
-		return h.fetchPrivate(ctx, r, next, vars, path)
+		return h.fetchPrivate(ctx, r, keys, next, vars, path)
 	}
 	h.esi.learn(path, false)
 	var e pagecache.Entry
@@ -464,14 +464,30 @@ func (h *Handler) fetchShared(r *http.Request, next caddyhttp.Handler, vars map[
 }
 
 // fetchPrivate fetches a private fragment for this visitor, with their
-// cookies; it is never stored. Its Set-Cookie reaches the visitor.
-func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, next caddyhttp.Handler, vars map[string]any, path string) (esi.Fragment, error) {
+// cookies; it is never stored. Its Set-Cookie reaches the visitor. One
+// that opts into ESI itself is parsed (for this request only, under the
+// page's include policy): its includes are resolved as the page's are,
+// one level deeper, within max_depth and max_fetches.
+func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, keys *fragmentKeys, next caddyhttp.Handler, vars map[string]any, path string) (esi.Fragment, error) {
 	cookie := strings.Join(r.Header.Values("Cookie"), "; ")
 	call, err := h.callFragment(ctx, r, next, vars, path, "", cookie)
 	if err != nil {
 		return esi.Fragment{}, err
 	}
 	f := esi.Fragment{Body: call.body, Private: true, Header: http.Header{}}
+	if h.esiOptedIn(call.header) {
+		if keys.err != nil {
+			return esi.Fragment{}, keys.err
+		}
+		t, err := esi.Parse(call.body, h.esiPolicy(keys.scheme+"://"+keys.host+"/"), h.esi.limits)
+		if err != nil {
+			return esi.Fragment{}, fmt.Errorf("private fragment %s: %w", path, err)
+		}
+		for _, ref := range t.Refused {
+			h.logger.Warn("ESI include refused", zap.String("include", path), zap.String("refused", ref.String()))
+		}
+		f.Template = t
+	}
 	if sc := call.header.Values("Set-Cookie"); len(sc) > 0 {
 		f.Header["Set-Cookie"] = sc
 	}
