@@ -2,6 +2,7 @@ package cachehandler
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
@@ -56,5 +57,62 @@ func TestESIPrivateNested(t *testing.T) {
 	}
 	if n := o.Count("/frag/cart"); n != 3 {
 		t.Errorf("the private fragment inside the private one was fetched %d times, want once per view (3)", n)
+	}
+}
+
+// TestESIMemoSeesFragmentPurges: a page served from its memoized assembly
+// shows a fragment's new version after any purge that covers only the
+// fragment (URL, prefix, tag), never the memo's old copy.
+func TestESIMemoSeesFragmentPurges(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	nav := newFragment("<nav>v0</nav>", "max-age=600", "nav")
+	o.Handle("/frag/nav", nav.ServeHTTP)
+	o.Handle("/page", esiPage(`A<esi:include src="/frag/nav"/>B`, "page"))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	g.Get("/page")
+	for i, purge := range []string{
+		`{"prefixes":["http://` + e2e.SiteHost + `/frag/"]}`,
+		`{"urls":["http://` + e2e.SiteHost + `/frag/nav"]}`,
+		`{"tags":["nav"]}`,
+	} {
+		// Memoized: two hits with nothing fetched.
+		for range 2 {
+			r := g.Get("/page")
+			e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+		}
+		v := "v" + string(rune('1'+i))
+		nav.set("<nav>"+v+"</nav>", "max-age=600", 0)
+		e2e.Purge(g, purge)
+		r := g.Get("/page")
+		if want := "A<nav>" + v + "</nav>B"; r.Body != want {
+			t.Fatalf("after purge %s: %q, want %q (%s)", purge, r.Body, want, r.Header.Get("Cache-Status"))
+		}
+		if !strings.HasPrefix(r.Header.Get("Cache-Status"), "craftedge; hit,") {
+			t.Errorf("purge %s purged the page: %s", purge, r.Header.Get("Cache-Status"))
+		}
+	}
+}
+
+// TestESIForwardedHostNotAnIncludeHost: behind a trusted proxy, an
+// absolute include naming the X-Forwarded-Host host (which a visitor may
+// choose where the proxy passes it on) is refused like any other host, and
+// never fetched; path-absolute includes still work, keyed with the page's
+// forwarded host.
+func TestESIForwardedHostNotAnIncludeHost(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/p", esiPage(`A<esi:include src="http://www.example.org/frag/x"/>B<esi:include src="https://www.example.org/frag/x"/>C<esi:include src="/frag/y"/>D`, ""))
+	o.Handle("/frag/x", newFragment("LEAK", "", "").ServeHTTP)
+	o.Handle("/frag/y", newFragment("y", "", "").ServeHTTP)
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi", ServerExtra: "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"})
+	for _, proto := range []string{"http", "https"} {
+		for range 2 {
+			r := g.Get("/p", "X-Forwarded-Host", "www.example.org", "X-Forwarded-Proto", proto)
+			if r.Status != 200 || r.Body != "ABCyD" {
+				t.Fatalf("X-Forwarded-Proto %s: %d %q (%s)", proto, r.Status, r.Body, r.Header.Get("Cache-Status"))
+			}
+		}
+	}
+	if n := o.Count("/frag/x"); n != 0 {
+		t.Fatalf("an include naming the forwarded host was fetched %d times", n)
 	}
 }
