@@ -125,7 +125,13 @@ func fragmentRequest(r *http.Request, path string) (*http.Request, error) {
 // computed once per assembled response.
 type fragmentKeys struct {
 	scheme, host, suffix string
-	err                  error
+	// prefix is the path prefix a handle_path (or uri strip_prefix) in
+	// front of the handler stripped from the page's URL: the page's
+	// upstream sees its includes' paths as they are written, visitors
+	// reach them under prefix, so that is their cache key (with the
+	// rewrite keyed, as a visitor's request for prefix+src has it).
+	prefix string
+	err    error
 }
 
 func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
@@ -142,7 +148,16 @@ func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
 	if !strings.HasPrefix(key, spec.scheme+"://") {
 		return fragmentKeys{err: errors.New("includes: unexpected page key")}
 	}
-	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: suffix}
+	// A path stripped in front of the handler: its includes live under
+	// the same prefix. Any other rewrite leaves them at the site's root.
+	prefix := ""
+	if lr := lookupRequest(r); lr != r {
+		cur, orig := r.URL.EscapedPath(), lr.URL.EscapedPath()
+		if len(orig) > len(cur) && strings.HasSuffix(orig, cur) && strings.HasPrefix(cur, "/") {
+			prefix = orig[:len(orig)-len(cur)]
+		}
+	}
+	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: suffix, prefix: prefix}
 }
 
 // key is the cache key of the fragment at path (path and query, as the
@@ -152,14 +167,40 @@ func (k *fragmentKeys) key(h *Handler, path string) (string, error) {
 	if k.err != nil {
 		return "", k.err
 	}
-	id := fragmentKeyID{scheme: k.scheme, host: k.host, suffix: k.suffix, path: path}
+	id := fragmentKeyID{scheme: k.scheme, host: k.host, suffix: k.suffix, prefix: k.prefix, path: path}
 	if key, ok := h.esi.fragKeys.get(id); ok {
 		return key, nil
 	}
 	p, q, _ := strings.Cut(path, "?")
-	key := h.keys.Key(k.scheme, k.host, p, q) + k.suffix
+	var key string
+	if k.prefix == "" {
+		key = h.keys.Key(k.scheme, k.host, p, q) + k.suffix
+	} else {
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return "", fmt.Errorf("include %q: %w", path, err)
+		}
+		key = h.keys.Key(k.scheme, k.host, k.prefix+u.EscapedPath(), q) +
+			withRewrite(k.suffix, "rw="+u.EscapedPath()+"?"+h.keys.Query(q))
+	}
 	h.esi.fragKeys.put(id, key)
 	return key, nil
+}
+
+// withRewrite puts a rewrite's extra ("rw=…") into a key suffix where
+// requestKey puts it: after the forwarded scheme's and host's extras,
+// before the others.
+func withRewrite(suffix, rw string) string {
+	extras := strings.Split(strings.TrimPrefix(suffix, "\x00"), "\x00")
+	if suffix == "" {
+		extras = nil
+	}
+	i := 0
+	for i < len(extras) && (strings.HasPrefix(extras[i], "conn-tls=") || strings.HasPrefix(extras[i], "xfh=")) {
+		i++
+	}
+	extras = append(extras[:i], append([]string{rw}, extras[i:]...)...)
+	return "\x00" + strings.Join(extras, "\x00")
 }
 
 // fragmentCached returns the fragment at path from the memory tier: a

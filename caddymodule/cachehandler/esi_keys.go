@@ -15,7 +15,7 @@ type fragmentKeyCache struct {
 
 // fragmentKeyID is what a fragment's key is a function of.
 type fragmentKeyID struct {
-	scheme, host, suffix, path string
+	scheme, host, suffix, prefix, path string
 }
 
 const maxFragmentKeys = 4096

@@ -2,6 +2,7 @@ package cachehandler
 
 import (
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,5 +115,67 @@ func TestESIForwardedHostNotAnIncludeHost(t *testing.T) {
 	}
 	if n := o.Count("/frag/x"); n != 0 {
 		t.Fatalf("an include naming the forwarded host was fetched %d times", n)
+	}
+}
+
+// TestESIUnderHandlePath: a page served through handle_path has its
+// includes fetched through the same upstream with the paths as written,
+// and cached under the URL visitors reach them at (the prefix kept), so
+// they are shared with direct requests for that URL, purged by it, and
+// never mixed up with the site root's own path of the same name.
+func TestESIUnderHandlePath(t *testing.T) {
+	shop := e2e.NewOrigin(t)
+	shop.Handle("/p", esiPage(`A<esi:include src="/frag/x?b=2&a=1"/>B`, ""))
+	x := newFragment("shop-x", "max-age=600", "")
+	shop.Handle("/frag/x", x.ServeHTTP)
+	root := e2e.NewOrigin(t)
+	root.Handle("/frag/x", newFragment("root-x", "max-age=600", "").ServeHTTP)
+	storage := filepath.Join(t.TempDir(), "craftedge.db")
+	g := e2e.StartConfig(t, nil, `{
+`+e2e.GlobalPorts()+`	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage `+storage+`
+		memory 16MiB
+	}
+}
+`+e2e.SiteAddr+` {
+	handle_path /shop/* {
+		craftedge {
+			ttl 1m
+			esi
+		}
+		reverse_proxy `+shop.Addr()+`
+	}
+	handle {
+		craftedge {
+			ttl 1m
+		}
+		reverse_proxy `+root.Addr()+`
+	}
+}
+`, storage)
+	for range 2 {
+		if r := g.Get("/shop/p"); r.Status != 200 || r.Body != "Ashop-xB" {
+			t.Fatalf("/shop/p: %d %q (%s)", r.Status, r.Body, r.Header.Get("Cache-Status"))
+		}
+	}
+	if n := shop.Count("/frag/x"); n != 1 {
+		t.Fatalf("the shop's fragment was fetched %d times, want 1", n)
+	}
+	// The site root's /frag/x is its own.
+	if r := g.Get("/frag/x"); r.Body != "root-x" {
+		t.Fatalf("/frag/x at the root: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	// The fragment is the entry of its public URL: a hit for a visitor.
+	r := g.Get("/shop/frag/x?a=1&b=2")
+	if r.Body != "shop-x" || r.Header.Get("Cache-Status") != "craftedge; hit" {
+		t.Fatalf("/shop/frag/x: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	// A purge of that URL refreshes the page's fragment.
+	x.set("shop-x2", "max-age=600", 0)
+	e2e.Purge(g, `{"urls":["http://`+e2e.SiteHost+`/shop/frag/x?a=1&b=2"]}`)
+	if r := g.Get("/shop/p"); r.Body != "Ashop-x2B" {
+		t.Fatalf("after purging /shop/frag/x: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
 	}
 }
