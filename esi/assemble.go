@@ -306,13 +306,23 @@ func (a *Assembly) runCtx() context.Context {
 }
 
 // Close cancels fetches still running. Fetch is expected to return once
-// its ctx is done; Close does not wait for it.
+// its ctx is done; Close does not wait for it. A fetch starting after
+// Close (an alt, or a nested include settling late) gets a cancelled
+// context.
 func (a *Assembly) Close() {
-	a.ctxOnce.Do(func() {}) // no context made after Close
+	a.ctxOnce.Do(func() { a.ctx = cancelledCtx })
 	if a.cancel != nil {
 		a.cancel()
 	}
 }
+
+// cancelledCtx is the context of fetches starting after Close, when no
+// context was made before.
+var cancelledCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // spawnKids creates n's include nodes and starts resolving them.
 func (a *Assembly) spawnKids(n *node) {

@@ -100,13 +100,16 @@ type esiState struct {
 	flights singleflight.Group
 	metrics *esiMetrics
 	// memos are assembled pages kept for their next hits (esi_memo.go);
-	// memoOff turns them off (benchmarks measure assembly without them).
+	// memoOff turns them off (benchmarks measure assembly without them;
+	// fragment memos stay).
 	memos   memos
 	memoOff bool
 	// templates are decoded stored templates (pages' and fragments'),
 	// shared by hits; fragKeys the cache keys of fragments (esi_keys.go).
 	templates esi.TemplateCache
 	fragKeys  fragmentKeyCache
+	// fragMemos are fresh fragments kept decoded (esi_memo.go).
+	fragMemos fragmentMemos
 }
 
 // provisionESI validates and resolves the ESI block.

@@ -212,13 +212,26 @@ func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, track *mem
 		return esi.Fragment{}, false
 	}
 	now := nowFunc()
+	// Read before the lookup: a purge while it runs makes the memo it
+	// leaves unusable.
+	epoch := h.app.MemoryTier().Epoch()
+	if !stale {
+		if m := h.esi.fragMemos.get(key, epoch, now); m != nil {
+			track.noteUntil(m.until)
+			return m.frag, true
+		}
+	}
 	var e pagecache.Entry
 	_, variantKey, found := h.lookup(r, key, &e)
 	if found && e.Status == http.StatusOK {
 		switch {
 		case !stale && e.Fresh(now):
 			track.note(&e, variantKey != "")
-			return h.fragmentOf(&e, esi.OutcomeHit)
+			f, ok := h.fragmentOf(&e, esi.OutcomeHit)
+			if ok && variantKey == "" {
+				h.esi.fragMemos.put(key, &e, f, epoch)
+			}
+			return f, ok
 		case stale && (e.ServableOnError(now) || (kill && !e.StaleProhibited()) ||
 			(e.StaleProhibited() && h.ServeStaleDespiteOrigin)):
 			return h.fragmentOf(&e, esi.OutcomeStale)
