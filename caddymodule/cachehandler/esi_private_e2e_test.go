@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
@@ -31,7 +32,8 @@ func TestESIPrivateNested(t *testing.T) {
 	o.Handle("/p", esiPage(`<esi:include src="/frag/me"/>|<esi:include src="/frag/raw"/>`, ""))
 	o.Handle("/frag/me", private(`:<esi:include src="/frag/shared"/>:<esi:include src="/frag/cart"/>:<esi:include src="/d/1" onerror="continue"/>`, true))
 	o.Handle("/frag/cart", private(" cart", false))
-	o.Handle("/frag/shared", newFragment("shared", "public, max-age=60", "").ServeHTTP)
+	shared := newFragment("shared", "public, max-age=60", "")
+	o.Handle("/frag/shared", shared.ServeHTTP)
 	o.Handle("/d/1", esiPage(`d1<esi:include src="/d/2" onerror="continue"/>`, ""))
 	o.Handle("/d/2", esiPage(`d2`, ""))
 	o.Handle("/frag/raw", private(`<esi:include src="/frag/shared"/>`, false))
@@ -58,6 +60,14 @@ func TestESIPrivateNested(t *testing.T) {
 	}
 	if n := o.Count("/frag/cart"); n != 3 {
 		t.Errorf("the private fragment inside the private one was fetched %d times, want once per view (3)", n)
+	}
+
+	// Past its max-age, the cached fragment (kept decoded for these
+	// assemblies, which are never memoized whole) is fetched again.
+	e2e.Advance(61 * time.Second)
+	shared.set("shared2", "public, max-age=60", 0)
+	if r := g.Get("/p", "Cookie", "name=ann"); r.Body != "[ann:shared2:[ann cart]:d1]|[ann"+`<esi:include src="/frag/shared"/>]` {
+		t.Fatalf("after the cached fragment expired: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
 	}
 }
 
