@@ -98,6 +98,7 @@ var templates = func() map[string]*template.Template {
 		"product": productHTML,
 		"cp":      cpHTML,
 		"message": messageHTML,
+		"contact": contactHTML,
 	}
 	m := make(map[string]*template.Template, len(contents))
 	for name, content := range contents {
@@ -146,6 +147,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid var(--li
 <a href="/"{{if eq .Section "home"}} class="active"{{end}}>Home</a>
 <a href="/blog"{{if eq .Section "blog"}} class="active"{{end}}>Blog</a>
 <a href="/products/1"{{if eq .Section "products"}} class="active"{{end}}>Shop</a>
+<a href="/contact"{{if eq .Section "contact"}} class="active"{{end}}>Contact</a>
 <a href="/login">Log in</a>
 <a href="/admin"{{if eq .Section "admin"}} class="active"{{end}}>Control Panel</a>
 </nav>

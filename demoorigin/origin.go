@@ -11,6 +11,9 @@
 //
 // Around the pages:
 //
+//	/contact                  a cached page with a working form: its CSRF
+//	                          token and a "hello, visitor" line are private
+//	                          edge-side includes (contact.go)
 //	/login                    sets a CraftSessionId cookie ("logged in")
 //	/logout                   clears it
 //	/admin, /admin/*          a tiny control panel
@@ -220,6 +223,9 @@ func (o *Origin) route(w http.ResponseWriter, r *http.Request) {
 	case path == "/admin" || strings.HasPrefix(path, "/admin/"):
 		o.serveCP(w, r)
 		return
+	case path == ContactPath:
+		o.serveContact(w, r)
+		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -236,6 +242,8 @@ func (o *Origin) route(w http.ResponseWriter, r *http.Request) {
 		o.serveEntry(w, strings.TrimPrefix(path, "/blog/"))
 	case strings.HasPrefix(path, "/products/"):
 		o.serveProduct(w, strings.TrimPrefix(path, "/products/"))
+	case strings.HasPrefix(path, "/_fragments/"):
+		o.serveFragment(w, r)
 	case path == "/login":
 		o.serveLogin(w)
 	case path == "/logout":
@@ -261,6 +269,7 @@ type pageData struct {
 	Message     string
 	Detail      string
 	Session     string
+	Contact     *contactView
 }
 
 type entryView struct {

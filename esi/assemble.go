@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Outcome is how a fragment was obtained, for Cache-Status and logs.
@@ -100,6 +101,47 @@ type Sources struct {
 	MaybePrivate func(path string) bool
 }
 
+// Source is where an Assembly gets its fragments, with Sources's
+// contract (see there). Sources implements it with functions; a caller on
+// a hot path implements it on one value of its own, which costs one
+// allocation where four functions cost four.
+type Source interface {
+	// LookupFragment is Sources.Lookup (false when there is none).
+	LookupFragment(path string, depth int) (Fragment, bool)
+	// FetchFragment is Sources.Fetch.
+	FetchFragment(ctx context.Context, path string, depth int) (Fragment, error)
+	// StaleFragment is Sources.Stale (false when there is none).
+	StaleFragment(path string, depth int) (Fragment, bool)
+	// FragmentMaybePrivate is Sources.MaybePrivate (true when it is nil).
+	FragmentMaybePrivate(path string) bool
+}
+
+// LookupFragment implements Source.
+func (s Sources) LookupFragment(path string, depth int) (Fragment, bool) {
+	if s.Lookup == nil {
+		return Fragment{}, false
+	}
+	return s.Lookup(path, depth)
+}
+
+// FetchFragment implements Source.
+func (s Sources) FetchFragment(ctx context.Context, path string, depth int) (Fragment, error) {
+	return s.Fetch(ctx, path, depth)
+}
+
+// StaleFragment implements Source.
+func (s Sources) StaleFragment(path string, depth int) (Fragment, bool) {
+	if s.Stale == nil {
+		return Fragment{}, false
+	}
+	return s.Stale(path, depth)
+}
+
+// FragmentMaybePrivate implements Source.
+func (s Sources) FragmentMaybePrivate(path string) bool {
+	return s.MaybePrivate == nil || s.MaybePrivate(path)
+}
+
 // Errors of an assembly.
 var (
 	// ErrFragment wraps the failure of an include without
@@ -178,11 +220,23 @@ type Head struct {
 // fragments. It is used by one request: NewAssembly, Prepare, Write,
 // Reports, Close.
 type Assembly struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	src    Sources
-	lim    Limits
-	root   *node
+	// parent is NewAssembly's ctx; deadline the time budget's end (zero:
+	// none). The context fetches run under is made from them only when a
+	// fragment is fetched (runCtx): a page whose fragments are all in
+	// memory is assembled without one.
+	parent   context.Context
+	deadline time.Time
+	ctxOnce  sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	src  Source
+	lim  Limits
+	root *node
+	// rootNode is root's storage, enc Write's encoder (one allocation
+	// for all).
+	rootNode node
+	enc      encoder
 
 	mu       sync.Mutex
 	fetches  int
@@ -194,8 +248,11 @@ type Assembly struct {
 type node struct {
 	part  *Part
 	depth int
-	done  chan struct{}
-	once  sync.Once
+	// done is closed once the node is settled. A node resolved in
+	// spawnKids (a memory copy, a limit) never gets a channel of its own:
+	// settle sets closedChan.
+	done chan struct{}
+	once sync.Once
 
 	// Set before done is closed:
 	ok     bool
@@ -205,42 +262,89 @@ type node struct {
 	report Report
 }
 
+// closedChan is the done channel of every node settled where it was made.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // NewAssembly checks t against body and starts fetching every include of t
-// in parallel, each under ctx (the page's time budget: give ctx a
-// deadline). Close releases it.
-func NewAssembly(ctx context.Context, t *Template, body []byte, src Sources, lim Limits) (*Assembly, error) {
+// in parallel, each under ctx and the time budget lim.Budget (counted from
+// now; zero: ctx's deadline only). Close releases it.
+func NewAssembly(ctx context.Context, t *Template, body []byte, src Source, lim Limits) (*Assembly, error) {
 	if err := lim.Validate(); err != nil {
 		return nil, err
 	}
 	if err := t.checkRanges(len(body)); err != nil {
 		return nil, err
 	}
-	if src.Fetch == nil {
-		return nil, errors.New("esi: Sources.Fetch is nil")
+	if s, ok := src.(Sources); src == nil || ok && s.Fetch == nil {
+		return nil, errors.New("esi: no Source, or Sources.Fetch is nil")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	a := &Assembly{ctx: ctx, cancel: cancel, src: src, lim: lim}
-	a.root = &node{depth: 0, ok: true, frag: Fragment{Body: body}, tmpl: t, done: make(chan struct{})}
-	close(a.root.done)
+	a := &Assembly{parent: ctx, src: src, lim: lim}
+	if lim.Budget > 0 {
+		a.deadline = time.Now().Add(lim.Budget)
+	}
+	a.rootNode = node{depth: 0, ok: true, frag: Fragment{Body: body}, tmpl: t, done: closedChan}
+	a.root = &a.rootNode
 	a.spawnKids(a.root)
 	return a, nil
 }
 
+// runCtx is the context fetches run under: the parent's, with the time
+// budget, cancelled by Close. Made on first use.
+func (a *Assembly) runCtx() context.Context {
+	a.ctxOnce.Do(func() {
+		if a.deadline.IsZero() {
+			a.ctx, a.cancel = context.WithCancel(a.parent)
+		} else {
+			a.ctx, a.cancel = context.WithDeadline(a.parent, a.deadline)
+		}
+	})
+	return a.ctx
+}
+
 // Close cancels fetches still running. Fetch is expected to return once
-// its ctx is done; Close does not wait for it.
-func (a *Assembly) Close() { a.cancel() }
+// its ctx is done; Close does not wait for it. A fetch starting after
+// Close (an alt, or a nested include settling late) gets a cancelled
+// context.
+func (a *Assembly) Close() {
+	a.ctxOnce.Do(func() { a.ctx = cancelledCtx })
+	if a.cancel != nil {
+		a.cancel()
+	}
+}
+
+// cancelledCtx is the context of fetches starting after Close, when no
+// context was made before.
+var cancelledCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // spawnKids creates n's include nodes and starts resolving them.
 func (a *Assembly) spawnKids(n *node) {
+	count := 0
+	for i := range n.tmpl.Parts {
+		if n.tmpl.Parts[i].Kind == KindInclude {
+			count++
+		}
+	}
+	if count == 0 {
+		return
+	}
+	n.kids = make([]*node, len(n.tmpl.Parts))
+	slab := make([]node, count)
 	for i := range n.tmpl.Parts {
 		p := &n.tmpl.Parts[i]
 		if p.Kind != KindInclude {
 			continue
 		}
-		if n.kids == nil {
-			n.kids = make([]*node, len(n.tmpl.Parts))
-		}
-		k := &node{part: p, depth: n.depth + 1, done: make(chan struct{})}
+		k := &slab[0]
+		slab = slab[1:]
+		k.part, k.depth = p, n.depth+1
 		k.report = Report{Src: p.Src, Depth: k.depth, Outcome: OutcomePending}
 		n.kids[i] = k
 		if k.depth > a.lim.MaxDepth {
@@ -251,15 +355,14 @@ func (a *Assembly) spawnKids(n *node) {
 			a.settle(k, Fragment{}, OutcomeFailed, fmt.Errorf("%w: limit %d", ErrTooManyFetches, a.lim.MaxFetches))
 			continue
 		}
-		if a.src.Lookup != nil {
-			if f, ok := a.src.Lookup(p.Src, k.depth); ok && !f.Private {
-				if f.Outcome == OutcomeMiss {
-					f.Outcome = OutcomeHit // a memory copy, whatever Lookup said
-				}
-				a.settle(k, f, f.Outcome, nil)
-				continue
+		if f, ok := a.src.LookupFragment(p.Src, k.depth); ok && !f.Private {
+			if f.Outcome == OutcomeMiss {
+				f.Outcome = OutcomeHit // a memory copy, whatever Lookup said
 			}
+			a.settle(k, f, f.Outcome, nil)
+			continue
 		}
+		k.done = make(chan struct{})
 		go a.resolve(k)
 	}
 }
@@ -279,10 +382,11 @@ func (a *Assembly) fetch(path string, depth int, counted bool) (Fragment, error)
 	if !counted && !a.count() {
 		return Fragment{}, fmt.Errorf("%w: limit %d", ErrTooManyFetches, a.lim.MaxFetches)
 	}
-	if err := a.ctx.Err(); err != nil {
+	ctx := a.runCtx()
+	if err := ctx.Err(); err != nil {
 		return Fragment{}, fmt.Errorf("fetching %s: %w", path, err)
 	}
-	return a.src.Fetch(a.ctx, path, depth)
+	return a.src.FetchFragment(ctx, path, depth)
 }
 
 // resolve runs the failure order for one include.
@@ -305,15 +409,13 @@ func (a *Assembly) resolve(n *node) {
 
 // fallback settles n from Sources.Stale (src, then alt), or as failed.
 func (a *Assembly) fallback(n *node, first error) {
-	if a.src.Stale != nil {
-		for _, path := range []string{n.part.Src, n.part.Alt} {
-			if path == "" {
-				continue
-			}
-			if f, ok := a.src.Stale(path, n.depth); ok && !f.Private {
-				a.settle(n, f, OutcomeStale, first)
-				return
-			}
+	for _, path := range [2]string{n.part.Src, n.part.Alt} {
+		if path == "" {
+			continue
+		}
+		if f, ok := a.src.StaleFragment(path, n.depth); ok && !f.Private {
+			a.settle(n, f, OutcomeStale, first)
+			return
 		}
 	}
 	a.settle(n, Fragment{}, OutcomeFailed, first)
@@ -350,7 +452,11 @@ func (a *Assembly) settle(n *node, f Fragment, o Outcome, err error) {
 			n.ok, n.frag = true, f
 			a.spawnKids(n)
 		}
-		close(n.done)
+		if n.done == nil {
+			n.done = closedChan // settled where it was made
+		} else {
+			close(n.done)
+		}
 	})
 }
 
@@ -361,15 +467,16 @@ func (a *Assembly) wait(n *node) {
 	if settled(n) {
 		return
 	}
+	ctx := a.runCtx()
 	select {
 	case <-n.done:
 		return
-	case <-a.ctx.Done():
+	case <-ctx.Done():
 	}
 	select {
 	case <-n.done:
 	default:
-		a.fallback(n, fmt.Errorf("fetching %s: %w", n.part.Src, a.ctx.Err()))
+		a.fallback(n, fmt.Errorf("fetching %s: %w", n.part.Src, ctx.Err()))
 	}
 	<-n.done
 }
@@ -431,7 +538,7 @@ func settled(n *node) bool {
 // the page's error instead of the page).
 func (a *Assembly) Prepare(w Wait) (Head, error) {
 	walk(a.root, func(k *node) bool {
-		if w == WaitAll || a.src.MaybePrivate == nil || a.src.MaybePrivate(k.part.Src) {
+		if w == WaitAll || a.src.FragmentMaybePrivate(k.part.Src) {
 			a.wait(k)
 		}
 		return settled(k)
@@ -499,14 +606,14 @@ func (a *Assembly) Write(w io.Writer, coding string) (int64, error) {
 	if !prepared {
 		return 0, ErrNotPrepared
 	}
-	enc, err := newEncoder(w, coding)
-	if err != nil {
+	enc := &a.enc
+	if err := enc.init(w, coding); err != nil {
 		return 0, err
 	}
 	if err := a.writeNode(enc, a.root); err != nil {
 		return enc.n, err
 	}
-	err = enc.close()
+	err := enc.close()
 	return enc.n, err
 }
 
@@ -548,15 +655,21 @@ func flush(w io.Writer) {
 // Reports returns the outcome of every include met, in document order
 // (depth first). Take it after Write.
 func (a *Assembly) Reports() []Report {
-	var out []Report
-	walk(a.root, func(k *node) bool {
+	return appendReports(make([]Report, 0, 4), a.root)
+}
+
+func appendReports(out []Report, n *node) []Report {
+	for _, k := range n.kids {
+		if k == nil {
+			continue
+		}
 		if !settled(k) {
 			out = append(out, Report{Src: k.part.Src, Depth: k.depth, Outcome: OutcomePending})
-			return false
+			continue
 		}
 		out = append(out, k.report)
-		return true
-	})
+		out = appendReports(out, k)
+	}
 	return out
 }
 
@@ -570,56 +683,68 @@ func (a *Assembly) Reports() []Report {
 func CacheStatus(cacheName string, rs []Report) []string {
 	out := make([]string, 0, len(rs))
 	for _, r := range rs {
-		var b strings.Builder
-		b.WriteString(cacheName)
-		detail := ""
-		switch r.Outcome {
-		case OutcomeHit:
-			b.WriteString("; hit")
-		case OutcomeStale:
-			b.WriteString("; hit")
-			detail = "stale"
-		case OutcomeMiss:
-			b.WriteString("; fwd=miss")
-		case OutcomeAlt:
-			b.WriteString("; fwd=miss")
-			detail = "alt-" + r.AltOutcome.String()
-		default:
-			detail = r.Outcome.String()
-		}
-		if r.Private {
-			if detail == "" {
-				detail = "private"
-			} else {
-				detail += "-private"
-			}
-		}
-		b.WriteString("; key=")
-		b.WriteString(sfString(r.Src))
-		if detail != "" {
-			b.WriteString("; detail=")
-			b.WriteString(detail)
-		}
-		out = append(out, b.String())
+		out = append(out, string(AppendCacheStatus(nil, cacheName, []Report{r})))
 	}
 	return out
 }
 
-// sfString quotes s as an RFC 8941 String (printable ASCII, with " and \
-// escaped; include paths hold nothing else).
-func sfString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
+// AppendCacheStatus appends CacheStatus's members to dst, each preceded
+// by ", " (so dst may hold the page's own member already), without
+// allocating beyond dst's growth.
+func AppendCacheStatus(dst []byte, cacheName string, rs []Report) []byte {
+	for i := range rs {
+		r := &rs[i]
+		if len(dst) > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, cacheName...)
+		var detail, detail2 string
+		switch r.Outcome {
+		case OutcomeHit:
+			dst = append(dst, "; hit"...)
+		case OutcomeStale:
+			dst = append(dst, "; hit"...)
+			detail = "stale"
+		case OutcomeMiss:
+			dst = append(dst, "; fwd=miss"...)
+		case OutcomeAlt:
+			dst = append(dst, "; fwd=miss"...)
+			detail, detail2 = "alt-", r.AltOutcome.String()
+		default:
+			detail = r.Outcome.String()
+		}
+		dst = append(dst, "; key="...)
+		dst = appendSFString(dst, r.Src)
+		switch {
+		case detail != "" && r.Private:
+			dst = append(dst, "; detail="...)
+			dst = append(dst, detail...)
+			dst = append(dst, detail2...)
+			dst = append(dst, "-private"...)
+		case detail != "":
+			dst = append(dst, "; detail="...)
+			dst = append(dst, detail...)
+			dst = append(dst, detail2...)
+		case r.Private:
+			dst = append(dst, "; detail=private"...)
+		}
+	}
+	return dst
+}
+
+// appendSFString appends s quoted as an RFC 8941 String (printable ASCII,
+// with " and \ escaped; include paths hold nothing else).
+func appendSFString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c > 0x7e {
 			continue
 		}
 		if c == '"' || c == '\\' {
-			b.WriteByte('\\')
+			dst = append(dst, '\\')
 		}
-		b.WriteByte(c)
+		dst = append(dst, c)
 	}
-	b.WriteByte('"')
-	return b.String()
+	return append(dst, '"')
 }

@@ -497,3 +497,37 @@ func TestCacheStatus(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestFetchAfterClose: a fetch that starts after Close (here the alt of
+// an include whose src failed once the page was done) gets a cancelled
+// context, never a nil one, and the include falls back as usual.
+func TestFetchAfterClose(t *testing.T) {
+	release := make(chan struct{})
+	stale := make(chan string, 2)
+	src := Sources{
+		Fetch: func(ctx context.Context, path string, _ int) (Fragment, error) {
+			if path == "/a" {
+				<-release
+				return Fragment{}, errors.New("src failed")
+			}
+			return Fragment{}, ctx.Err()
+		},
+		Stale: func(path string, _ int) (Fragment, bool) {
+			stale <- path
+			return Fragment{}, false
+		},
+	}
+	page := `<esi:include src="/a" alt="/b" onerror="continue"/>`
+	a, err := NewAssembly(context.Background(), parsePage(t, page), []byte(page), src, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	close(release)
+	if p := <-stale; p != "/a" {
+		t.Fatalf("fell back to %q first, want /a", p)
+	}
+	if a.runCtx().Err() == nil {
+		t.Fatal("the context after Close is not cancelled")
+	}
+}

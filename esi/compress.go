@@ -113,17 +113,18 @@ type encoder struct {
 	buf    []byte // scratch for segments compressed per request
 }
 
-func newEncoder(w io.Writer, coding string) (*encoder, error) {
+// init readies e to write to w in coding.
+func (e *encoder) init(w io.Writer, coding string) error {
 	switch coding {
 	case CodingIdentity, CodingGzip, CodingZstd:
 	default:
-		return nil, fmt.Errorf("esi: content coding %q not supported", coding)
+		return fmt.Errorf("esi: content coding %q not supported", coding)
 	}
-	e := &encoder{w: w, coding: coding}
+	*e = encoder{w: w, coding: coding}
 	if coding == CodingGzip {
 		e.write(gzipHeader)
 	}
-	return e, nil
+	return nil
 }
 
 func (e *encoder) write(b []byte) {

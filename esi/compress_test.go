@@ -210,3 +210,12 @@ func TestCompressionRatio(t *testing.T) {
 		t.Error(fmt.Sprintf("segments much larger than whole: gzip %d/%d zstd %d/%d", len(gz), whole.Len(), len(zs), len(wholeZ)))
 	}
 }
+
+// newEncoder is an encoder of its own for the tests.
+func newEncoder(w io.Writer, coding string) (*encoder, error) {
+	e := new(encoder)
+	if err := e.init(w, coding); err != nil {
+		return nil, err
+	}
+	return e, nil
+}

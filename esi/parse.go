@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Limits bound what Parse accepts and what an Assembly fetches. Zero is a
@@ -25,6 +26,11 @@ type Limits struct {
 	// MaxFetches is the most fragments one assembled response fetches,
 	// over every depth (an alt counts as a fetch).
 	MaxFetches int
+	// Budget bounds the time one assembly waits for its fragments,
+	// counted from NewAssembly; a fragment not had by then gets its stale
+	// copy or fails. Zero: no budget of the assembly's own (the deadline
+	// of the context given to NewAssembly, if any, still holds).
+	Budget time.Duration
 }
 
 // DefaultLimits are the limits the handler uses unless configured.
@@ -49,6 +55,9 @@ func (l Limits) Validate() error {
 		if f.v < 0 {
 			return fmt.Errorf("esi: %s is %d, must be 0 or more", f.name, f.v)
 		}
+	}
+	if l.Budget < 0 {
+		return fmt.Errorf("esi: budget is %s, must be 0 or more", l.Budget)
 	}
 	return nil
 }

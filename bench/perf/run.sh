@@ -15,7 +15,7 @@
 # directory: configs, logs, raw wrk output), ONLY="respond ce-identity ..."
 # (measure only these rows, skip the purge, memory and Go steps: for A/B
 # re-checks with more rounds), STEPS="purge memory go" (run only these of
-# the steps hits, purge, memory and go; naming purge runs it in --quick too).
+# the steps hits, purge, memory, go and esi (bench/perf/esi.sh); naming purge runs it in --quick too).
 #
 # Every server runs on 127.0.0.1, pinned to SERVER_CPU; wrk and the origin
 # run on CLIENT_CPU. Output: markdown tables on stdout and in
@@ -49,7 +49,7 @@ else
 	ROUNDS=${ROUNDS:-5} SECS=${SECS:-3} WS_SECS=20 BENCHTIME=3x HTTP_PURGE=1 BUDGET=900
 fi
 STEPS_GIVEN=${STEPS:+1}
-STEPS=${STEPS:-hits purge memory go}
+STEPS=${STEPS:-hits purge memory go esi}
 step() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 [ -n "$STEPS_GIVEN" ] && step purge && HTTP_PURGE=1
 THREADS=${THREADS:-2}
@@ -656,6 +656,11 @@ if step go && [ -z "${ONLY:-}" ]; then
 	go test -run '^$' -bench WebhookAck -benchtime 1000x -timeout 5m ./caddymodule/webhookhandler >"$WORK/webhook-bench.out" 2>&1 ||
 		{ tail -20 "$WORK/webhook-bench.out" >&2; die "go test -bench WebhookAck failed"; }
 	grep -E 'ns/op.*p50-µs' "$WORK/webhook-bench.out" | tail -1 | sed 's/^[[:space:]]*/BenchmarkWebhookAck-2 /' >>"$WORK/gobench.out"
+fi
+
+# --- edge-side includes: bench/perf/esi.sh (its own servers; results/esi.md) ---
+if step esi && [ -z "${ONLY:-}" ]; then
+	CE=$CE SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$PERF/esi.sh" $([ "$QUICK" = 1 ] && echo --quick) >/dev/null || die "esi.sh failed"
 fi
 
 # --- report ----------------------------------------------------------------------

@@ -2,7 +2,6 @@ package cachehandler
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,6 +69,8 @@ const (
 	defaultESIBudget = 2 * time.Second
 	// maxKnownFragments bounds the paths whose privacy is remembered.
 	maxKnownFragments = 10000
+	// maxTemplateCacheBytes bounds the decoded templates kept per handler.
+	maxTemplateCacheBytes = 8 << 20
 	// esiCacheStatusName names the fragments' Cache-Status members.
 	esiCacheStatusName = "craftedge-esi"
 	// surrogateCapability is sent upstream on cacheable requests.
@@ -99,9 +100,16 @@ type esiState struct {
 	flights singleflight.Group
 	metrics *esiMetrics
 	// memos are assembled pages kept for their next hits (esi_memo.go);
-	// memoOff turns them off (benchmarks measure assembly without them).
+	// memoOff turns them off (benchmarks measure assembly without them;
+	// fragment memos stay).
 	memos   memos
 	memoOff bool
+	// templates are decoded stored templates (pages' and fragments'),
+	// shared by hits; fragKeys the cache keys of fragments (esi_keys.go).
+	templates esi.TemplateCache
+	fragKeys  fragmentKeyCache
+	// fragMemos are fresh fragments kept decoded (esi_memo.go).
+	fragMemos fragmentMemos
 }
 
 // provisionESI validates and resolves the ESI block.
@@ -139,6 +147,8 @@ func (h *Handler) provisionESI() error {
 		s.private = append(s.private, strings.TrimSuffix(p, "*"))
 		s.prefix = append(s.prefix, pre)
 	}
+	s.limits.Budget = s.budget
+	s.templates.MaxBytes = maxTemplateCacheBytes
 	s.metrics = newESIMetrics(h.Upstream)
 	h.esi = s
 	return nil
@@ -245,7 +255,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 			_, _ = w.Write([]byte("A part of this page could not be loaded.\n"))
 		}
 	}
-	t, err := esi.UnmarshalTemplate(e.ESI)
+	t, err := h.esi.templates.Get(e.ESI)
 	if err != nil {
 		fail(err, "esi-damaged")
 		return
@@ -285,10 +295,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	if memoKey != "" {
 		track = new(memoTrack)
 	}
-	lim := h.esi.limits
-	ctx, cancel := context.WithTimeout(r.Context(), h.esi.budget)
-	defer cancel()
-	a, err := esi.NewAssembly(ctx, t, e.Body, h.esiSources(r, next, track), lim)
+	a, err := esi.NewAssembly(r.Context(), t, e.Body, h.esiSources(r, next, track), h.esi.limits)
 	if err != nil {
 		fail(err, "esi-damaged")
 		return
@@ -325,7 +332,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	if head.Pending || r.Method == http.MethodHead {
 		// Fragments still on their way: the length is unknown, the parts
 		// before them are flushed as they are written (chunked).
-		hdr["Cache-Status"] = h.esiCacheStatus(cacheStatus, a.Reports())
+		hdr["Cache-Status"] = esiCacheStatus(cacheStatus, a.Reports())
 		w.WriteHeader(status)
 		if r.Method == http.MethodHead {
 			h.esiObserve(r, a.Reports())
@@ -358,7 +365,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 		return
 	}
 	reports := a.Reports()
-	hdr["Cache-Status"] = h.esiCacheStatus(cacheStatus, reports)
+	hdr["Cache-Status"] = esiCacheStatus(cacheStatus, reports)
 	hdr["Content-Length"] = []string{strconv.Itoa(buf.Len())}
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
@@ -422,12 +429,11 @@ func (h *Handler) writeMemo(w http.ResponseWriter, r *http.Request, e *pagecache
 var assembleBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // esiCacheStatus is the page's Cache-Status member followed by one per
-// fragment (RFC 9211 list).
-func (h *Handler) esiCacheStatus(page string, reports []esi.Report) []string {
-	if len(reports) == 0 {
-		return []string{page}
-	}
-	return []string{page + ", " + strings.Join(esi.CacheStatus(esiCacheStatusName, reports), ", ")}
+// fragment (RFC 9211 list), as the one value of the header.
+func esiCacheStatus(page string, reports []esi.Report) []string {
+	var buf [512]byte
+	b := esi.AppendCacheStatus(append(buf[:0], page...), esiCacheStatusName, reports)
+	return []string{string(b)}
 }
 
 // esiObserve records the fragments' outcomes in the access log (field

@@ -42,50 +42,64 @@ func nextOf(r *http.Request) caddyhttp.Handler {
 
 // esiSources are the fragment sources of one page request r. next is nil
 // when the upstream must not be used (fallback without a next handler).
-func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler, track *memoTrack) esi.Sources {
-	kill := h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly)
+func (h *Handler) esiSources(r *http.Request, next caddyhttp.Handler, track *memoTrack) esi.Source {
+	s := &fragmentSources{h: h, r: r, next: next, track: track, kill: h.app.KillSwitchOn(h.Upstream, h.SnapshotOnly)}
 	if next == nil {
-		kill = true
+		s.kill = true
 	}
 	// The route's variables (root, set by the root directive, which
 	// php_fastcgi reads) as they are now, in this goroutine: fragment
 	// requests get a copy, never the page's map.
-	var vars map[string]any
-	if !kill {
+	if !s.kill {
 		if m, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
-			vars = make(map[string]any, len(m))
+			s.vars = make(map[string]any, len(m))
 			for k, v := range m {
-				vars[k] = v
+				s.vars[k] = v
 			}
 		}
 	}
-	keys := h.newFragmentKeys(r)
-	lookup := func(path string, _ int) (esi.Fragment, bool) {
-		return h.fragmentCached(r, &keys, track, path, false, kill)
+	s.keys = h.newFragmentKeys(r)
+	return s
+}
+
+// fragmentSources implements esi.Source for one page request (one value,
+// one allocation per assembled response).
+type fragmentSources struct {
+	h     *Handler
+	r     *http.Request
+	next  caddyhttp.Handler
+	track *memoTrack
+	vars  map[string]any
+	kill  bool
+	keys  fragmentKeys
+}
+
+// LookupFragment is a fresh memory copy; under the kill switch, where
+// nothing reaches the upstream, every include is resolved at once from
+// what is stored (or the placeholder), without goroutines.
+func (s *fragmentSources) LookupFragment(path string, _ int) (esi.Fragment, bool) {
+	if !s.kill {
+		return s.h.fragmentCached(s.r, &s.keys, s.track, path, false, false)
 	}
-	if kill {
-		// Nothing will reach the upstream: resolve every include at once
-		// from what is stored (or the placeholder), without goroutines.
-		lookup = func(path string, _ int) (esi.Fragment, bool) {
-			if h.knownPrivate(path) {
-				return h.placeholder(), true
-			}
-			if f, ok := h.fragmentCached(r, &keys, nil, path, false, kill); ok {
-				return f, true
-			}
-			return h.fragmentCached(r, &keys, nil, path, true, kill)
-		}
+	if s.h.knownPrivate(path) {
+		return s.h.placeholder(), true
 	}
-	return esi.Sources{
-		Lookup: lookup,
-		Fetch: func(ctx context.Context, path string, _ int) (esi.Fragment, error) {
-			return h.fragmentFetch(ctx, r, &keys, next, vars, kill, path)
-		},
-		Stale: func(path string, _ int) (esi.Fragment, bool) {
-			return h.fragmentCached(r, &keys, nil, path, true, kill)
-		},
-		MaybePrivate: h.fragmentMaybePrivate,
+	if f, ok := s.h.fragmentCached(s.r, &s.keys, nil, path, false, true); ok {
+		return f, true
 	}
+	return s.h.fragmentCached(s.r, &s.keys, nil, path, true, true)
+}
+
+func (s *fragmentSources) FetchFragment(ctx context.Context, path string, _ int) (esi.Fragment, error) {
+	return s.h.fragmentFetch(ctx, s.r, &s.keys, s.next, s.vars, s.kill, path)
+}
+
+func (s *fragmentSources) StaleFragment(path string, _ int) (esi.Fragment, bool) {
+	return s.h.fragmentCached(s.r, &s.keys, nil, path, true, s.kill)
+}
+
+func (s *fragmentSources) FragmentMaybePrivate(path string) bool {
+	return s.h.fragmentMaybePrivate(path)
 }
 
 // fragmentRequest is r turned into a GET of the fragment at path (path and
@@ -111,7 +125,13 @@ func fragmentRequest(r *http.Request, path string) (*http.Request, error) {
 // computed once per assembled response.
 type fragmentKeys struct {
 	scheme, host, suffix string
-	err                  error
+	// prefix is the path prefix a handle_path (or uri strip_prefix) in
+	// front of the handler stripped from the page's URL: the page's
+	// upstream sees its includes' paths as they are written, visitors
+	// reach them under prefix, so that is their cache key (with the
+	// rewrite keyed, as a visitor's request for prefix+src has it).
+	prefix string
+	err    error
 }
 
 func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
@@ -119,11 +139,25 @@ func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
 	if reason != "" {
 		return fragmentKeys{err: fmt.Errorf("includes of a request that is not cacheable (%s)", reason)}
 	}
-	base := h.keys.Key(spec.scheme, r.Host, r.URL.EscapedPath(), r.URL.RawQuery)
-	if !strings.HasPrefix(key, base) {
+	// The key is the URL's normalized form (which escapes every control
+	// byte), then "\x00" and the keyed extras, if any: the suffix.
+	suffix := ""
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		suffix = key[i:]
+	}
+	if !strings.HasPrefix(key, spec.scheme+"://") {
 		return fragmentKeys{err: errors.New("includes: unexpected page key")}
 	}
-	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: key[len(base):]}
+	// A path stripped in front of the handler: its includes live under
+	// the same prefix. Any other rewrite leaves them at the site's root.
+	prefix := ""
+	if lr := lookupRequest(r); lr != r {
+		cur, orig := r.URL.EscapedPath(), lr.URL.EscapedPath()
+		if len(orig) > len(cur) && strings.HasSuffix(orig, cur) && strings.HasPrefix(cur, "/") {
+			prefix = orig[:len(orig)-len(cur)]
+		}
+	}
+	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: suffix, prefix: prefix}
 }
 
 // key is the cache key of the fragment at path (path and query, as the
@@ -133,8 +167,40 @@ func (k *fragmentKeys) key(h *Handler, path string) (string, error) {
 	if k.err != nil {
 		return "", k.err
 	}
+	id := fragmentKeyID{scheme: k.scheme, host: k.host, suffix: k.suffix, prefix: k.prefix, path: path}
+	if key, ok := h.esi.fragKeys.get(id); ok {
+		return key, nil
+	}
 	p, q, _ := strings.Cut(path, "?")
-	return h.keys.Key(k.scheme, k.host, p, q) + k.suffix, nil
+	var key string
+	if k.prefix == "" {
+		key = h.keys.Key(k.scheme, k.host, p, q) + k.suffix
+	} else {
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return "", fmt.Errorf("include %q: %w", path, err)
+		}
+		key = h.keys.Key(k.scheme, k.host, k.prefix+u.EscapedPath(), q) +
+			withRewrite(k.suffix, "rw="+u.EscapedPath()+"?"+h.keys.Query(q))
+	}
+	h.esi.fragKeys.put(id, key)
+	return key, nil
+}
+
+// withRewrite puts a rewrite's extra ("rw=…") into a key suffix where
+// requestKey puts it: after the forwarded scheme's and host's extras,
+// before the others.
+func withRewrite(suffix, rw string) string {
+	extras := strings.Split(strings.TrimPrefix(suffix, "\x00"), "\x00")
+	if suffix == "" {
+		extras = nil
+	}
+	i := 0
+	for i < len(extras) && (strings.HasPrefix(extras[i], "conn-tls=") || strings.HasPrefix(extras[i], "xfh=")) {
+		i++
+	}
+	extras = append(extras[:i], append([]string{rw}, extras[i:]...)...)
+	return "\x00" + strings.Join(extras, "\x00")
 }
 
 // fragmentCached returns the fragment at path from the memory tier: a
@@ -146,13 +212,26 @@ func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, track *mem
 		return esi.Fragment{}, false
 	}
 	now := nowFunc()
+	// Read before the lookup: a purge while it runs makes the memo it
+	// leaves unusable.
+	epoch := h.app.MemoryTier().Epoch()
+	if !stale {
+		if m := h.esi.fragMemos.get(key, epoch, now); m != nil {
+			track.noteUntil(m.until)
+			return m.frag, true
+		}
+	}
 	var e pagecache.Entry
 	_, variantKey, found := h.lookup(r, key, &e)
 	if found && e.Status == http.StatusOK {
 		switch {
 		case !stale && e.Fresh(now):
 			track.note(&e, variantKey != "")
-			return h.fragmentOf(&e, esi.OutcomeHit)
+			f, ok := h.fragmentOf(&e, esi.OutcomeHit)
+			if ok && variantKey == "" {
+				h.esi.fragMemos.put(key, &e, f, epoch)
+			}
+			return f, ok
 		case stale && (e.ServableOnError(now) || (kill && !e.StaleProhibited()) ||
 			(e.StaleProhibited() && h.ServeStaleDespiteOrigin)):
 			return h.fragmentOf(&e, esi.OutcomeStale)
@@ -196,7 +275,7 @@ func (h *Handler) fragmentOf(e *pagecache.Entry, o esi.Outcome) (esi.Fragment, b
 	}
 	f := esi.Fragment{Body: e.Body, Outcome: o}
 	if e.ESI != nil {
-		t, err := esi.UnmarshalTemplate(e.ESI)
+		t, err := h.esi.templates.Get(e.ESI)
 		if err != nil {
 			h.logger.Error("stored fragment template damaged", zap.Error(err))
 			return esi.Fragment{}, false
@@ -261,7 +340,7 @@ func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, keys *frag
 		if kill {
 			return h.placeholder(), nil
 		}
-		return h.fetchPrivate(ctx, r, next, vars, path)
+		return h.fetchPrivate(ctx, r, keys, next, vars, path)
 	}
 	if kill {
 		return esi.Fragment{}, errESIKillSwitch
@@ -285,7 +364,7 @@ func (h *Handler) fragmentFetch(ctx context.Context, r *http.Request, keys *frag
 		return esi.Fragment{}, res.err
 	case res.private:
 		h.esi.learn(path, true)
-		return h.fetchPrivate(ctx, r, next, vars, path)
+		return h.fetchPrivate(ctx, r, keys, next, vars, path)
 	}
 	h.esi.learn(path, false)
 	var e pagecache.Entry
@@ -439,14 +518,30 @@ func (h *Handler) fetchShared(r *http.Request, next caddyhttp.Handler, vars map[
 }
 
 // fetchPrivate fetches a private fragment for this visitor, with their
-// cookies; it is never stored. Its Set-Cookie reaches the visitor.
-func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, next caddyhttp.Handler, vars map[string]any, path string) (esi.Fragment, error) {
+// cookies; it is never stored. Its Set-Cookie reaches the visitor. One
+// that opts into ESI itself is parsed (for this request only, under the
+// page's include policy): its includes are resolved as the page's are,
+// one level deeper, within max_depth and max_fetches.
+func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, keys *fragmentKeys, next caddyhttp.Handler, vars map[string]any, path string) (esi.Fragment, error) {
 	cookie := strings.Join(r.Header.Values("Cookie"), "; ")
 	call, err := h.callFragment(ctx, r, next, vars, path, "", cookie)
 	if err != nil {
 		return esi.Fragment{}, err
 	}
 	f := esi.Fragment{Body: call.body, Private: true, Header: http.Header{}}
+	if h.esiOptedIn(call.header) {
+		if keys.err != nil {
+			return esi.Fragment{}, keys.err
+		}
+		t, err := esi.Parse(call.body, h.esiPolicy(keys.scheme+"://"+keys.host+"/"), h.esi.limits)
+		if err != nil {
+			return esi.Fragment{}, fmt.Errorf("private fragment %s: %w", path, err)
+		}
+		for _, ref := range t.Refused {
+			h.logger.Warn("ESI include refused", zap.String("include", path), zap.String("refused", ref.String()))
+		}
+		f.Template = t
+	}
 	if sc := call.header.Values("Set-Cookie"); len(sc) > 0 {
 		f.Header["Set-Cookie"] = sc
 	}

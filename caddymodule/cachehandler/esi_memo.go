@@ -42,7 +42,7 @@ func (t *memoTrack) note(e *pagecache.Entry, variant bool) {
 	if t == nil {
 		return
 	}
-	end := e.StoredAt.Add(e.FreshFor - e.InitialAge)
+	end := freshUntil(e)
 	t.mu.Lock()
 	if t.until.IsZero() || end.Before(t.until) {
 		t.until = end
@@ -141,17 +141,87 @@ func (h *Handler) memoize(key string, e *pagecache.Entry, epoch uint64, reports 
 			m.gzip, m.zstd = v.Gzip, v.Zstd
 		}
 	}
-	members := esi.CacheStatus(esiCacheStatusName, reports)
-	for i, s := range members {
-		if i > 0 {
-			m.cacheStatus += ", "
-		}
-		m.cacheStatus += s
-	}
+	m.cacheStatus = string(esi.AppendCacheStatus(nil, esiCacheStatusName, reports))
 	m.hitStatus = []string{statusHit + ", " + m.cacheStatus}
 	m.logFields = make([]string, len(reports))
 	for i, r := range reports {
 		m.logFields[i] = r.String()
 	}
 	h.esi.memos.put(key, m)
+}
+
+// Fragments read from the memory tier are kept decoded too (fragmentMemos),
+// under the same rule as assembled pages: a fragment memo is used while no
+// purge has run since it was made (the purge epoch) and the fragment is
+// still fresh. An assembly whose page cannot be memoized (a private
+// fragment beside cached ones, the first hit after a change) then reads
+// only its page from the memory tier. Vary variants are not kept (the
+// variant depends on the request). Bounded in bytes per handler
+// (maxFragmentMemoBytes); past it, it starts over.
+
+// maxFragmentMemoBytes bounds the fragment memos of one handler.
+const maxFragmentMemoBytes = 8 << 20
+
+type fragmentMemo struct {
+	frag  esi.Fragment // Outcome hit, shared read-only by assemblies
+	until time.Time
+	epoch uint64
+	size  int
+}
+
+type fragmentMemos struct {
+	mu    sync.RWMutex
+	byKey map[string]*fragmentMemo
+	bytes int
+}
+
+// get returns the memo of the fragment stored under key, if still valid.
+func (fm *fragmentMemos) get(key string, epoch uint64, now time.Time) *fragmentMemo {
+	fm.mu.RLock()
+	m := fm.byKey[key]
+	fm.mu.RUnlock()
+	if m == nil || m.epoch != epoch || !now.Before(m.until) {
+		return nil
+	}
+	return m
+}
+
+// put keeps f, the fresh fragment of entry e stored under key, read at
+// purge epoch epoch.
+func (fm *fragmentMemos) put(key string, e *pagecache.Entry, f esi.Fragment, epoch uint64) {
+	m := &fragmentMemo{frag: f, until: freshUntil(e), epoch: epoch, size: len(f.Body) + len(key) + 256}
+	if f.Template != nil {
+		m.size += len(e.ESI)
+	}
+	if m.size > maxFragmentMemoBytes/16 {
+		return
+	}
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	if fm.byKey == nil || fm.bytes+m.size > maxFragmentMemoBytes {
+		fm.byKey = make(map[string]*fragmentMemo)
+		fm.bytes = 0
+	}
+	if old := fm.byKey[key]; old != nil {
+		fm.bytes -= old.size
+	}
+	fm.byKey[key] = m
+	fm.bytes += m.size
+}
+
+// freshUntil is when a stored entry stops being fresh.
+func freshUntil(e *pagecache.Entry) time.Time {
+	return e.StoredAt.Add(e.FreshFor - e.InitialAge)
+}
+
+// noteUntil is note for a fragment memo.
+func (t *memoTrack) noteUntil(end time.Time) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.until.IsZero() || end.Before(t.until) {
+		t.until = end
+	}
+	t.mu.Unlock()
 }

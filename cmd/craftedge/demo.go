@@ -381,6 +381,7 @@ func (d *demo) printInstructions(w io.Writer) {
 	p("craftedge demo is running. Press Ctrl+C to stop.")
 	p("")
 	p("  Site, through the gateway   %s/", a.Site)
+	p("  A form on a cached page     %s/contact   (edge-side includes: each visitor's own CSRF token)", a.Site)
 	p("  Origin, the Craft stand-in  %s/   (mode switch: %s%s)", a.Origin, a.Origin, demoorigin.ControlPath)
 	p("  Shop API (vendor simulator) %s/   (chaos knobs: %s%s)", a.Shop, a.Shop, vendorsim.ControlChaosPath)
 	p("  Admin API                   %s/craftedge/health", a.Admin)

@@ -17,7 +17,8 @@ import (
 // {origin} (the demo origin), {shop} (the vendor simulator) and {token}
 // (the records API's write token). Commands are the subset of shell that
 // TestDemoSteps runs: curl with -s, -i, -X, -H, -d and -b, piped into grep
-// with -i, -o and -e. In Out, a line "…" stands for any number of lines,
+// with -i, -o and -e; NAME=$(such a pipeline), which prints nothing, and
+// $NAME outside single quotes. In Out, a line "…" stands for any number of lines,
 // "…" inside a line for any text, and <n>, <id> and <time> for a number, an
 // id and a timestamp.
 
@@ -123,6 +124,32 @@ var demoSteps = []demoStep{
 		Title: "Logged-in visitors (a Craft session cookie) bypass the cache",
 		Cmds: []demoCmd{
 			{Curl: "curl -si -b CraftSessionId=x {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; fwd=bypass; detail=session"}},
+		},
+	},
+	{
+		Title: "A form on a cached page: every visitor's own CSRF token (edge-side includes)",
+		Text: []string{
+			"/contact is cached once; its form's CSRF token and its hello line are private fragments,",
+			"fetched per visitor with their cookies and never stored (docs/guides/esi.md).",
+		},
+		Cmds: []demoCmd{
+			{Note: "visitors A and B, new: each gets a CSRF cookie of their own (kept in $A and $B)",
+				Curl: "A=$(curl -si {site}/contact | grep -o 'CRAFT_CSRF_TOKEN=[^;]*')"},
+			{Curl: "B=$(curl -si {site}/contact | grep -o 'CRAFT_CSRF_TOKEN=[^;]*')"},
+			{Note: "the same cached page for both, each with their own hello line and token",
+				Curl: "curl -si -b $A {site}/contact | grep -i -e cache-status -e 'class=.hello'", Out: []string{
+					`Cache-Status: craftedge; hit, craftedge-esi; fwd=miss; key="/_fragments/hello"; detail=private, craftedge-esi; fwd=miss; key="/_fragments/csrf"; detail=private, craftedge-esi; hit; key="/_fragments/latest"`,
+					`<p class="hello">Hello, visitor <id>! This line is yours alone (rendered for you at <time>).</p>`,
+				}},
+			{Curl: "curl -s -b $B {site}/contact | grep 'class=.hello'", Out: []string{
+				`<p class="hello">Hello, visitor <id>! This line is yours alone (rendered for you at <time>).</p>`,
+			}},
+			{Curl: "TA=$(curl -s -b $A {site}/contact | grep -o 'CRAFT_CSRF_TOKEN\" value=\"[^\"]*' | grep -o '[^\"]*$')"},
+			{Curl: "TB=$(curl -s -b $B {site}/contact | grep -o 'CRAFT_CSRF_TOKEN\" value=\"[^\"]*' | grep -o '[^\"]*$')"},
+			{Note: "both posts are accepted; A's token with B's cookie is refused, as Craft would",
+				Curl: "curl -s -b $A -d CRAFT_CSRF_TOKEN=$TA -d message=hi {site}/contact", Out: []string{"Thanks, your message was received."}},
+			{Curl: "curl -s -b $B -d CRAFT_CSRF_TOKEN=$TB -d message=hi {site}/contact", Out: []string{"Thanks, your message was received."}},
+			{Curl: "curl -s -b $B -d CRAFT_CSRF_TOKEN=$TA -d message=hi {site}/contact", Out: []string{"Unable to verify your data submission."}},
 		},
 	},
 	{

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/craftedge/craftedge/demoorigin"
 	"github.com/craftedge/craftedge/vendorsim"
@@ -119,6 +120,7 @@ func TestDemoSteps(t *testing.T) {
 	// first. (A sync purges product tags while step 1 runs otherwise.)
 	waitDemoSynced(t, c, d)
 
+	sh := &demoShell{client: curl, vars: map[string]string{}}
 	for i, s := range demoSteps {
 		for j, cmd := range s.Cmds {
 			name := fmt.Sprintf("step %d.%d", i+1, j+1)
@@ -129,7 +131,7 @@ func TestDemoSteps(t *testing.T) {
 			}
 			re := outputPattern(want)
 			settle(t, c, d)
-			out, err := runDemoCommand(curl, line)
+			out, err := sh.run(line)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", name, line, err)
 			}
@@ -137,7 +139,7 @@ func TestDemoSteps(t *testing.T) {
 				deadline := time.Now().Add(30 * time.Second)
 				for !re.MatchString(out) && time.Now().Before(deadline) {
 					time.Sleep(20 * time.Millisecond)
-					if out, err = runDemoCommand(curl, line); err != nil {
+					if out, err = sh.run(line); err != nil {
 						t.Fatalf("%s: %s: %v", name, line, err)
 					}
 				}
@@ -205,10 +207,32 @@ func outputPattern(lines []string) *regexp.Regexp {
 	return regexp.MustCompile(b.String())
 }
 
-// runDemoCommand runs a step's command line: curl, optionally piped into
-// grep, made in Go. It returns what the shell would print.
-func runDemoCommand(client *http.Client, line string) (string, error) {
-	words, err := shellWords(line)
+// demoShell runs the steps' command lines as sh would, for the subset
+// they use: curl, optionally piped into grep, made in Go; NAME=$(pipeline)
+// keeps the pipeline's output (trailing newlines dropped, printing
+// nothing) and $NAME outside single quotes expands to it.
+type demoShell struct {
+	client *http.Client
+	vars   map[string]string
+}
+
+var assignment = regexp.MustCompile(`\A([A-Za-z_][A-Za-z0-9_]*)=\$\((.*)\)\z`)
+
+// run runs one command line and returns what the shell would print.
+func (sh *demoShell) run(line string) (string, error) {
+	if m := assignment.FindStringSubmatch(line); m != nil {
+		out, err := sh.pipeline(m[2])
+		if err != nil {
+			return "", err
+		}
+		sh.vars[m[1]] = strings.TrimRight(out, "\n")
+		return "", nil
+	}
+	return sh.pipeline(line)
+}
+
+func (sh *demoShell) pipeline(line string) (string, error) {
+	words, err := shellWords(line, sh.vars)
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +247,7 @@ func runDemoCommand(client *http.Client, line string) (string, error) {
 		cur = append(cur, w)
 	}
 	stages = append(stages, cur)
-	out, err := runCurl(client, stages[0])
+	out, err := runCurl(sh.client, stages[0])
 	if err != nil {
 		return "", err
 	}
@@ -236,8 +260,10 @@ func runDemoCommand(client *http.Client, line string) (string, error) {
 }
 
 // shellWords splits a command line as sh does for the quoting the steps
-// use: single quotes, backslash-newline, and | as its own word.
-func shellWords(line string) ([]string, error) {
+// use: single quotes, backslash-newline, | as its own word, and $NAME
+// (outside quotes) replaced by vars[NAME], which must be set; the steps'
+// values hold no blank or glob character, so no field splitting happens.
+func shellWords(line string, vars map[string]string) ([]string, error) {
 	var words []string
 	var w strings.Builder
 	inWord := false
@@ -261,6 +287,21 @@ func shellWords(line string) ([]string, error) {
 			i += j + 1
 		case ch == '\\' && i+1 < len(line) && line[i+1] == '\n':
 			i++
+		case ch == '$' && i+1 < len(line) && (line[i+1] == '_' || unicode.IsLetter(rune(line[i+1]))):
+			j := i + 1
+			for j < len(line) && (line[j] == '_' || unicode.IsLetter(rune(line[j])) || unicode.IsDigit(rune(line[j]))) {
+				j++
+			}
+			v, ok := vars[line[i+1:j]]
+			if !ok {
+				return nil, fmt.Errorf("$%s is not set in %q", line[i+1:j], line)
+			}
+			if strings.ContainsAny(v, " \t\n*?[") {
+				return nil, fmt.Errorf("$%s holds %q: a blank or glob character would be split or expanded", line[i+1:j], v)
+			}
+			w.WriteString(v)
+			inWord = true
+			i = j - 1
 		case ch == '"' || ch == '\\' || ch == '$' || ch == '`' || ch == ';' || ch == '&':
 			return nil, fmt.Errorf("unsupported shell syntax %q in %q", ch, line)
 		case ch == ' ' || ch == '\t' || ch == '\n':
@@ -311,8 +352,14 @@ func runCurl(client *http.Client, args []string) (string, error) {
 				hdr.Add(k, strings.TrimSpace(v))
 			}
 		case "-d":
-			body, err = next()
-			hasBody = true
+			var d string
+			if d, err = next(); err == nil {
+				if hasBody {
+					body += "&" // curl joins several -d with &
+				}
+				body += d
+				hasBody = true
+			}
 		case "-b":
 			var ck string
 			if ck, err = next(); err == nil {
@@ -437,7 +484,7 @@ func runGrep(args []string, in string) (string, error) {
 }
 
 func TestShellWordsAndGrep(t *testing.T) {
-	w, err := shellWords("curl -si -X PUT 'http://a/b' -H 'A: b c' \\\n  -d '{\"x\":1}' | grep -i -e '^HTTP' -e loc")
+	w, err := shellWords("curl -si -X PUT 'http://a/b' -H 'A: b c' \\\n  -d '{\"x\":1}' | grep -i -e '^HTTP' -e loc", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,8 +492,21 @@ func TestShellWordsAndGrep(t *testing.T) {
 	if strings.Join(w, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("shellWords: %q, want %q", w, want)
 	}
-	if _, err := shellWords(`curl "x"`); err == nil {
+	if _, err := shellWords(`curl "x"`, nil); err == nil {
 		t.Error("double quotes accepted")
+	}
+	vars := map[string]string{"A": "CRAFT_CSRF_TOKEN=abc", "SP": "a b"}
+	w, err = shellWords(`curl -b $A -d 'x=$A' -d y=$A`, vars)
+	if err != nil || strings.Join(w, "\x00") != strings.Join([]string{"curl", "-b", "CRAFT_CSRF_TOKEN=abc", "-d", "x=$A", "-d", "y=CRAFT_CSRF_TOKEN=abc"}, "\x00") {
+		t.Errorf("shellWords with $A: %q, %v", w, err)
+	}
+	for _, bad := range []string{`curl $B`, `curl $SP`, `curl $(x)`} {
+		if _, err := shellWords(bad, vars); err == nil {
+			t.Errorf("shellWords(%q) accepted", bad)
+		}
+	}
+	if m := assignment.FindStringSubmatch(`TA=$(curl -s x | grep -o 'a"[^"]*')`); m == nil || m[1] != "TA" || m[2] != `curl -s x | grep -o 'a"[^"]*'` {
+		t.Errorf("assignment: %q", m)
 	}
 	out, err := runGrep([]string{"grep", "-i", "-e", "^http", "-e", "cache-status"}, "HTTP/1.1 200 OK\nA: b\nCache-Status: hit\n\nbody\n")
 	if err != nil || out != "HTTP/1.1 200 OK\nCache-Status: hit\n" {
