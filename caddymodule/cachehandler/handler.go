@@ -427,7 +427,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := nowFunc()
 	mem := h.app.MemoryTier()
 	var entry pagecache.Entry
-	raw, variantKey, found := h.lookup(r, key, &entry)
+	raw, variantKey, found := h.lookupHit(r, key, &entry)
 	if found && entry.Fresh(now) {
 		mem.CountHit()
 		h.metrics.hit.Inc()
@@ -443,6 +443,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	mem.CountMiss()
+	if found && entry.Apart != 0 {
+		// Not a hit: the paths below (refresh, fallback) need the whole
+		// entry, not the record of one body.
+		storeKey := key
+		if variantKey != "" {
+			storeKey = variantKey
+		}
+		if raw, found = mem.Get(storeKey); !found || entry.Decode(raw) != nil {
+			raw, found = nil, false
+		}
+	}
 	miss := spec // only a miss's copy escapes to the heap, not every hit's
 	r = withSpec(r, &miss)
 	r = withNext(r, next)
@@ -480,6 +491,73 @@ func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw [
 		return nil, variantKey, false
 	}
 	return raw, variantKey, true
+}
+
+// lookupHit is lookup for a hit: the entry it decodes into e may hold
+// only the body the client is sent (see pagecache.Cache.GetBody; the other
+// bodies are apart), so a hit copies that body alone out of the memory
+// tier. raw is that record.
+func (h *Handler) lookupHit(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
+	mem := h.app.MemoryTier()
+	ae := r.Header.Get("Accept-Encoding")
+	raw, ok := h.recordFor(mem, key, ae, e)
+	if !ok {
+		return nil, "", false
+	}
+	if e.Flags&pagecache.FlagVaryMarker == 0 {
+		return raw, "", true
+	}
+	variantKey = h.varyKey(key, e.Vary, r)
+	raw, ok = h.recordFor(mem, variantKey, ae, e)
+	if !ok {
+		return nil, variantKey, false
+	}
+	return raw, variantKey, true
+}
+
+// recordFor reads the record of key holding the body writeEntry will send
+// a client accepting ae, and decodes it into e: first the record of the
+// compressed variant the client prefers (found when the entry is stored
+// in parts and has it), else the entry's first record (the whole entry,
+// or its identity body) and, when the client is better served by a
+// variant apart from it, that variant's record.
+func (h *Handler) recordFor(mem *pagecache.Cache, key, ae string, e *pagecache.Entry) ([]byte, bool) {
+	if ae != "" {
+		if want := bodyVariant(httpcache.PreferredEncoding(ae, true, true)); want != pagecache.BodyIdentity {
+			if raw, ok := mem.GetBody(key, want); ok && e.Decode(raw) == nil {
+				return raw, true
+			}
+		}
+	}
+	raw, ok := mem.GetBody(key, pagecache.BodyIdentity)
+	if !ok || e.Decode(raw) != nil {
+		return nil, false
+	}
+	if ae == "" || e.Apart&(pagecache.BodyGzip|pagecache.BodyZstd) == 0 {
+		return raw, true
+	}
+	got := bodyVariant(httpcache.PreferredEncoding(ae, e.Has(pagecache.BodyGzip), e.Has(pagecache.BodyZstd)))
+	if got != pagecache.BodyIdentity && e.Apart&got != 0 {
+		if vraw, ok := mem.GetBody(key, got); ok && e.Decode(vraw) == nil {
+			return vraw, true
+		}
+		// Stored again meanwhile: serve the identity body read first.
+		if e.Decode(raw) != nil {
+			return nil, false
+		}
+	}
+	return raw, true
+}
+
+// bodyVariant maps a content coding to the pagecache body holding it.
+func bodyVariant(coding string) uint8 {
+	switch coding {
+	case httpcache.EncodingZstd:
+		return pagecache.BodyZstd
+	case httpcache.EncodingGzip:
+		return pagecache.BodyGzip
+	}
+	return pagecache.BodyIdentity
 }
 
 // varyKey is the key of the variant of key selected by the request's
