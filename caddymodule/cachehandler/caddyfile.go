@@ -3,6 +3,7 @@ package cachehandler
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -33,6 +34,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    ttl            <duration>|off
 //	    stale          <duration>|off
 //	    timeout        <duration>
+//	    stale_after    <duration>|off
 //	    serve_stale_despite_origin [on|off]
 //	    breaker off | {
 //	        failures  <n>
@@ -107,6 +109,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.Stale = &dur
 			}
+		case "stale_after":
+			// 0 and off are meaningful: never answer before the upstream.
+			if !d.NextArg() {
+				return d.Errf("stale_after needs a duration or off")
+			}
+			var dur caddy.Duration
+			if d.Val() != "off" {
+				d.Prev()
+				var err error
+				if dur, err = caddymodule.ParseDuration(d); err != nil {
+					return err
+				}
+				if dur < 0 {
+					return d.Errf("stale_after must not be negative, got %q", d.Val())
+				}
+			}
+			h.StaleAfter = &dur
 		case "timeout":
 			dur, err := caddymodule.ParseDuration(d)
 			if err != nil {
@@ -224,6 +243,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		if d.NextArg() {
 			return d.Errf("too many arguments to %q: %q", sub, d.Val())
+		}
+	}
+	if h.StaleAfter != nil && *h.StaleAfter > 0 {
+		timeout := time.Duration(h.Timeout)
+		if timeout == 0 {
+			timeout = defaultTimeout
+		}
+		if time.Duration(*h.StaleAfter) >= timeout {
+			return d.Errf("stale_after (%s) must be shorter than timeout (%s): the timeout would always answer first",
+				time.Duration(*h.StaleAfter), timeout)
 		}
 	}
 	return nil

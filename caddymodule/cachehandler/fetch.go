@@ -172,6 +172,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return upstreamOutcome(path, res, status)
 	})
 	h.observeCall(err, res, status, start)
+	if !errors.Is(err, circuit.ErrOpen) {
+		h.noteCallTime(time.Since(start), res)
+	}
 	return res
 }
 

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,6 +44,7 @@ const (
 	defaultTTL          = 5 * time.Minute
 	defaultStale        = 24 * time.Hour
 	defaultTimeout      = 10 * time.Second
+	defaultStaleAfter   = 300 * time.Millisecond
 	defaultMaxEntrySize = 4 << 20
 	maxGraphQLBody      = 64 << 10
 )
@@ -98,6 +100,24 @@ type Handler struct {
 	// timeout, so 0 (or absent) in JSON is the default and "timeout 0" in
 	// a Caddyfile is an error.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// StaleAfter is how long a request waits for the upstream when the
+	// memory copy of its page is past freshness but may still be served
+	// stale (within Stale, or the response's own stale-if-error): then it
+	// is answered with that copy, "Cache-Status: craftedge; fwd=stale;
+	// detail=stale-after", while the upstream call goes on in the
+	// background (one call per key, bounded by Timeout) and its response
+	// refreshes the copy; the circuit breaker records the call's outcome
+	// as usual. While the upstream is known slow (a call has not answered
+	// within StaleAfter, and none has answered within it since), such
+	// requests get the copy at once. Absent: 300ms (off when Timeout is
+	// not longer). Zero
+	// ("stale_after 0" or "stale_after off") never answers before the
+	// upstream does. It never serves a copy whose origin forbade stale
+	// serving, a snapshot promoted into memory, or a purged copy; private
+	// responses are never stored, so never served this way. It must be
+	// shorter than Timeout.
+	StaleAfter *caddy.Duration `json:"stale_after,omitempty"`
 
 	// Breaker sets the thresholds of the upstream's circuit breaker (see
 	// package circuit: consecutive failures spread over distinct paths
@@ -190,8 +210,13 @@ type Handler struct {
 	// Surrogate-Capability is not sent).
 	ESI *ESIConfig `json:"esi,omitempty"`
 
-	// ttl and stale are TTL and Stale resolved (defaults applied).
-	ttl, stale time.Duration
+	// ttl and stale are TTL and Stale resolved (defaults applied);
+	// staleAfter is StaleAfter resolved (0: off).
+	ttl, stale, staleAfter time.Duration
+	// upstreamSlow is set while the upstream is known slow: a call has
+	// not answered within staleAfter and none has answered within it
+	// since (see fetchOrStaleAfter).
+	upstreamSlow *atomic.Bool
 
 	app    *caddymodule.App
 	logger *zap.Logger
@@ -257,6 +282,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.MaxEntrySize == 0 {
 		h.MaxEntrySize = defaultMaxEntrySize
+	}
+	h.upstreamSlow = new(atomic.Bool)
+	h.staleAfter = defaultStaleAfter
+	if h.StaleAfter != nil {
+		h.staleAfter = time.Duration(*h.StaleAfter)
+		if h.staleAfter > 0 && h.staleAfter >= time.Duration(h.Timeout) {
+			return fmt.Errorf("craftedge: stale_after (%s) must be shorter than timeout (%s): the timeout would always answer first", h.staleAfter, time.Duration(h.Timeout))
+		}
+	} else if h.staleAfter >= time.Duration(h.Timeout) {
+		h.staleAfter = 0
 	}
 	if err := h.Breaker.Validate(); err != nil {
 		return fmt.Errorf("craftedge: %w", err)
@@ -357,6 +392,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.Timeout < 0 {
 		return fmt.Errorf("craftedge: timeout must not be negative, got %s", time.Duration(h.Timeout))
+	}
+	if h.StaleAfter != nil && *h.StaleAfter < 0 {
+		return fmt.Errorf("craftedge: stale_after must not be negative, got %s", time.Duration(*h.StaleAfter))
 	}
 	if h.MaxEntrySize < 0 {
 		return fmt.Errorf("craftedge: max_entry_size must not be negative")
@@ -469,6 +507,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.metrics.count(outcomeStale)
 		h.writeEntry(w, r, &entry, now, statusStaleWhileRevalidate)
 		return nil
+	}
+	if found && h.staleAfterApplies(&entry, now) {
+		return h.fetchOrStaleAfter(w, r, next, key, variantKey, raw, &entry)
 	}
 	return h.fetchAndServe(w, r, next, key, variantKey, raw)
 }
