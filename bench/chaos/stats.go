@@ -30,7 +30,7 @@ type Serve string
 const (
 	ServeHit      Serve = "hit"      // fresh memory copy
 	ServeMiss     Serve = "miss"     // fetched (and usually stored)
-	ServeStale    Serve = "stale"    // stale memory copy (upstream failing, breaker open, revalidating)
+	ServeStale    Serve = "stale"    // stale memory copy (upstream failing or slow, breaker open, revalidating)
 	ServeSnapshot Serve = "snapshot" // bbolt snapshot
 	ServeFallback Serve = "fallback" // configured fallback page
 	ServeBypass   Serve = "bypass"   // passed through untouched
@@ -60,7 +60,7 @@ func classifyCacheStatus(v string) (Serve, bool) {
 		return ServeBypass, false
 	case has("detail=snapshot"):
 		return ServeSnapshot, true
-	case has("detail=stale"):
+	case has("detail=stale") || has("detail=stale-after"):
 		return ServeStale, true
 	case has("detail=fallback"):
 		return ServeFallback, false

@@ -15,7 +15,10 @@
 # directory: configs, logs, raw wrk output), ONLY="respond ce-identity ..."
 # (measure only these rows, skip the purge, memory and Go steps: for A/B
 # re-checks with more rounds), STEPS="purge memory go" (run only these of
-# the steps hits, purge, memory and go; naming purge runs it in --quick too).
+# the steps hits, purge, memory and go; naming purge runs it in --quick too),
+# BASELINE=<git ref> (also build craftedge at that commit, from git archive
+# into the temp directory, and measure its hits in the same rounds: rows
+# "base-identity", "base-gzip", "base-browser", for a before/after of one run).
 #
 # Every server runs on 127.0.0.1, pinned to SERVER_CPU; wrk and the origin
 # run on CLIENT_CPU. Output: markdown tables on stdout and in
@@ -157,6 +160,15 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 log "building craftedge"
 go build -o "$WORK/craftedge" ./cmd/craftedge
 CE=$WORK/craftedge
+BASE_REF=
+if [ -n "${BASELINE:-}" ] && step hits; then
+	BASE_REF=$(git rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a git ref"
+	log "building the baseline craftedge at $BASE_REF (git archive)"
+	mkdir -p "$WORK/base-src"
+	git archive "$BASE_REF" | tar -x -C "$WORK/base-src"
+	(cd "$WORK/base-src" && go build -o "$WORK/craftedge-base" ./cmd/craftedge) >"$WORK/base-build.log" 2>&1 ||
+		die "building the baseline failed (log: $WORK/base-build.log)"
+fi
 CH=$CACHE_DIR/caddy-$CADDY_VERSION-cache-handler-$CACHE_HANDLER_VERSION
 if step hits && [ ! -x "$CH" ]; then
 	log "building Caddy $CADDY_VERSION + cache-handler $CACHE_HANDLER_VERSION with xcaddy (once; cached as $CH)"
@@ -256,6 +268,7 @@ craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18090 >"$WORK/ce-snap-warm.Ca
 # 18099), process restarted so the memory tier is empty.
 craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18099 >"$WORK/ce-snap.Caddyfile"
 craftedge_conf 2097 18087 purge.db 256MiB 127.0.0.1:18090 >"$WORK/ce-purge.Caddyfile"
+craftedge_conf 2099 18089 base.db 256MiB 127.0.0.1:18090 >"$WORK/ce-base.Caddyfile"
 craftedge_conf 2098 18088 mem.db "${MEM_BOUND_MIB}MiB" 127.0.0.1:18090 >"$WORK/ce-mem.Caddyfile"
 
 {
@@ -348,6 +361,10 @@ wait_up ce-hit http://127.0.0.1:18082/p10k.html
 wait_up ce-snap http://127.0.0.1:18083/p10k.html
 wait_up cache-handler http://127.0.0.1:18084/p10k.html
 wait_up nginx http://127.0.0.1:18085/p10k.html
+if [ -n "$BASE_REF" ]; then
+	start ce-base "$SERVER_CPU" "${caddy_env[@]}" "$WORK/craftedge-base" run --config "$WORK/ce-base.Caddyfile" --adapter caddyfile
+	wait_up ce-base http://127.0.0.1:18089/p10k.html
+fi
 
 # Snapshots: store both pages, wait for the write-behind queue to drain,
 # then restart with the origin unreachable.
@@ -376,6 +393,9 @@ ROWS=(
 	"snap-identity ce-snap 18083 identity"
 	"snap-browser ce-snap 18083 browser"
 )
+if [ -n "$BASE_REF" ]; then
+	ROWS+=("base-identity ce-base 18089 identity" "base-gzip ce-base 18089 gzip" "base-browser ce-base 18089 browser")
+fi
 if [ -n "${ONLY:-}" ]; then
 	kept=()
 	for row in "${ROWS[@]}"; do
@@ -395,9 +415,9 @@ client_header() {
 expect() { # id -> "header-regex|content-encoding"
 	case $1 in
 	respond) echo "^http/1.1 200|" ;;
-	ce-identity) echo "^cache-status: craftedge; hit\$|" ;;
-	ce-gzip) echo "^cache-status: craftedge; hit\$|gzip" ;;
-	ce-browser) echo "^cache-status: craftedge; hit\$|zstd" ;;
+	ce-identity | base-identity) echo "^cache-status: craftedge; hit\$|" ;;
+	ce-gzip | base-gzip) echo "^cache-status: craftedge; hit\$|gzip" ;;
+	ce-browser | base-browser) echo "^cache-status: craftedge; hit\$|zstd" ;;
 	ch-*) echo "^cache-status: souin; hit;|" ;;
 	nx-*) echo "^x-cache-status: hit\$|" ;;
 	nxgz-browser) echo "^x-cache-status: hit\$|gzip" ;;
@@ -439,14 +459,27 @@ done
 [ "$(jget memory.entries <<<"$(health 2093)")" = 0 ] || die "snapshot server has memory entries: not a snapshot serve"
 
 # --- rounds --------------------------------------------------------------------
-run_wrk() { # id port client page round
-	local hdr out args
+# cpu_ticks NAME: user + system CPU time (clock ticks) of a server process
+# and its children (nginx's worker) so far.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+	local pid=${PID[$1]} t=0 p
+	for p in "$pid" $(pgrep -P "$pid" || true); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+run_wrk() { # id port client page round server
+	local hdr out args t0 t1
 	hdr=$(client_header "$3")
 	out=$WORK/wrk-$1-$4-$5.out
 	args=(-t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency --timeout 5s)
 	[ -n "$hdr" ] && args+=(-H "$hdr")
+	t0=$(cpu_ticks "$6")
 	timeout $((SECS + 30)) taskset -c "$CLIENT_CPU" wrk "${args[@]}" "http://127.0.0.1:$2/$4.html" >"$out" 2>&1 || true
-	python3 -B "$PERF/report.py" parse-wrk "$1" "$4" "$5" "$out" >>"$WORK/results.tsv"
+	t1=$(cpu_ticks "$6")
+	# The server's CPU seconds over the run, for CPU per request.
+	python3 -B "$PERF/report.py" parse-wrk "$1" "$4" "$5" "$out" "$(((t1 - t0) * 1000 / CLK_TCK))" >>"$WORK/results.tsv"
 }
 n=${#ROWS[@]}
 log "measuring: $ROUNDS round(s) x 2 pages x $n targets x ${SECS}s (wrk -t$THREADS -c$CONNS)"
@@ -456,7 +489,7 @@ for r in $(seq "$ROUNDS"); do
 		for i in $(seq 0 $((n - 1))); do
 			# Rotate the order every round so no target always runs first.
 			read -r id server port client <<<"${ROWS[$(((i + r - 1) % n))]}"
-			run_wrk "$id" "$port" "$client" "$page" "$r"
+			run_wrk "$id" "$port" "$client" "$page" "$r" "$server"
 		done
 	done
 	log "round $r done ($((SECONDS - START)) s)"
@@ -474,7 +507,7 @@ echo "snap_served $(jget served.snapshot <<<"$h" 2>/dev/null || echo '?')" >"$WO
 
 # Peak RSS of each server process (nginx: master + worker).
 : >"$WORK/rss.tsv"
-for name in respond ce-hit ce-snap cache-handler; do
+for name in respond ce-hit ce-snap cache-handler ${BASE_REF:+ce-base}; do
 	echo "$name $(vm "${PID[$name]}" VmHWM)" >>"$WORK/rss.tsv"
 done
 nx=$(vm "${PID[nginx]}" VmHWM)
@@ -498,7 +531,7 @@ if [ "$PROFILE" = 1 ]; then
 	cp "$CE" "$CACHE_DIR/profiles/craftedge"
 	log "profiles in $CACHE_DIR/profiles (go tool pprof $CACHE_DIR/profiles/craftedge FILE)"
 fi
-for name in respond ce-hit ce-snap cache-handler nginx; do stop "$name"; done
+for name in respond ce-hit ce-snap cache-handler nginx ce-base; do stop "$name"; done
 fi # step hits
 
 # --- purge of one tag covering 100,000 entries, over HTTP ------------------------
@@ -670,11 +703,12 @@ python3 -B "$PERF/report.py" report \
 	--load "$LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg)" \
 	--machine "$(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -r)" \
 	--setup "wrk -t$THREADS -c$CONNS, $ROUNDS round(s) x ${SECS}s per target, servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; caddy $CADDY_VERSION; cache-handler $CACHE_HANDLER_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
-	--command "${STEPS_GIVEN:+STEPS=\"$STEPS\" }bench/perf/run.sh $*" \
+	--command "${STEPS_GIVEN:+STEPS=\"$STEPS\" }${BASELINE:+BASELINE=$BASELINE }${ONLY:+ONLY=\"$ONLY\" }bench/perf/run.sh $*" \
 	--benchtime "$BENCHTIME" \
 	--server-cpu "$SERVER_CPU" \
 	--mem-overhead "$MEM_OVERHEAD_MIB" \
 	--steps "$STEPS" \
+	--baseline "$BASE_REF" \
 	>"$PERF/results/$OUT"
 cat "$PERF/results/$OUT"
 log "done in $((SECONDS - START)) s; written to bench/perf/results/$OUT"
