@@ -195,11 +195,12 @@ def report(a):
     extra = read_kv(os.path.join(w, "extra.tsv"))
     if extra.get("snap_served"):
         P("Snapshot rows: the craftedge process was restarted with its origin unreachable (nothing "
-          "listens on the upstream port), so its memory tier is empty (checked: 0 entries before "
-          "and after the rounds) and every response is read from bbolt and decoded; %s snapshot serves. "
-          "The circuit breaker opens after the first 5 failures, so the origin is not dialled per "
-          "request (a probe every 30 s). Snapshots keep only the zstd body: identity clients get it "
-          "decompressed per request, zstd-capable clients get the stored bytes." % extra["snap_served"][0])
+          "listens on the upstream port), so its memory tier started empty; the first snapshot serve of "
+          "each page reads it from bbolt and promotes it into memory (marked as a snapshot, never fresh: "
+          "%s memory entries after the rounds), later serves read the promoted copy; %s snapshot serves, "
+          "each labelled `detail=snapshot`. The circuit breaker opens after the first 5 failures, so the "
+          "origin is not dialled per request (a probe every 30 s)." % (
+              extra.get("snap_memory_entries", ["?"])[0], extra["snap_served"][0]))
         P()
 
     # Targets.

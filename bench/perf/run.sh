@@ -140,6 +140,43 @@ vm() { # pid field -> kB
 	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# Rows: id server port client.
+ROWS=(
+	"respond respond 18081 identity"
+	"ce-identity ce-hit 18082 identity"
+	"ce-gzip ce-hit 18082 gzip"
+	"ce-browser ce-hit 18082 browser"
+	"ch-identity cache-handler 18084 identity"
+	"ch-browser cache-handler 18084 browser"
+	"nx-identity nginx 18085 identity"
+	"nx-browser nginx 18085 browser"
+	"nxgz-browser nginx 18086 browser"
+	"snap-identity ce-snap 18083 identity"
+	"snap-browser ce-snap 18083 browser"
+)
+if [ -n "${BASELINE:-}" ]; then
+	ROWS+=("base-identity ce-base 18089 identity" "base-gzip ce-base 18089 gzip" "base-browser ce-base 18089 browser")
+fi
+if [ -n "${ONLY:-}" ]; then
+	kept=()
+	for row in "${ROWS[@]}"; do
+		case " $ONLY " in *" ${row%% *} "*) kept+=("$row") ;; esac
+	done
+	ROWS=("${kept[@]}")
+	[ ${#ROWS[@]} -gt 0 ] || die "ONLY=$ONLY matches no row"
+fi
+# uses SERVER: a selected row is served by SERVER (respond always is: the
+# ratios' ceiling). Servers no row uses are neither built, installed nor started.
+uses() {
+	[ "$1" = respond ] && return 0
+	local row
+	for row in "${ROWS[@]}"; do
+		set -- "$1" $row
+		[ "$3" = "$1" ] && return 0
+	done
+	return 1
+}
+
 # --- tools -----------------------------------------------------------------
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi
@@ -152,7 +189,7 @@ need() { # command package
 }
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 CPUs: server and load generator share a CPU"
 need wrk wrk
-step hits && need nginx nginx
+step hits && uses nginx && need nginx nginx
 need taskset util-linux
 need python3 python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -161,7 +198,7 @@ log "building craftedge"
 go build -o "$WORK/craftedge" ./cmd/craftedge
 CE=$WORK/craftedge
 BASE_REF=
-if [ -n "${BASELINE:-}" ] && step hits; then
+if [ -n "${BASELINE:-}" ] && step hits && uses ce-base; then
 	BASE_REF=$(git rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a git ref"
 	log "building the baseline craftedge at $BASE_REF (git archive)"
 	mkdir -p "$WORK/base-src"
@@ -170,7 +207,7 @@ if [ -n "${BASELINE:-}" ] && step hits; then
 		die "building the baseline failed (log: $WORK/base-build.log)"
 fi
 CH=$CACHE_DIR/caddy-$CADDY_VERSION-cache-handler-$CACHE_HANDLER_VERSION
-if step hits && [ ! -x "$CH" ]; then
+if step hits && uses cache-handler && [ ! -x "$CH" ]; then
 	log "building Caddy $CADDY_VERSION + cache-handler $CACHE_HANDLER_VERSION with xcaddy (once; cached as $CH)"
 	mkdir -p "$CACHE_DIR"
 	(cd "$CACHE_DIR" && timeout 900 go run "github.com/caddyserver/xcaddy/cmd/xcaddy@$XCADDY_VERSION" build "$CADDY_VERSION" \
@@ -351,59 +388,36 @@ print(d)' "$1"; }
 
 # --- hits: every target, alternating (step "hits") --------------------------------
 if step hits; then
-start respond "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/respond.Caddyfile" --adapter caddyfile
-start ce-hit "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-hit.Caddyfile" --adapter caddyfile
-start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap-warm.Caddyfile" --adapter caddyfile
-start cache-handler "$SERVER_CPU" "${caddy_env[@]}" "$CH" run --config "$WORK/cache-handler.Caddyfile" --adapter caddyfile
-start nginx "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
-wait_up respond http://127.0.0.1:18081/p10k.html
-wait_up ce-hit http://127.0.0.1:18082/p10k.html
-wait_up ce-snap http://127.0.0.1:18083/p10k.html
-wait_up cache-handler http://127.0.0.1:18084/p10k.html
-wait_up nginx http://127.0.0.1:18085/p10k.html
-if [ -n "$BASE_REF" ]; then
-	start ce-base "$SERVER_CPU" "${caddy_env[@]}" "$WORK/craftedge-base" run --config "$WORK/ce-base.Caddyfile" --adapter caddyfile
-	wait_up ce-base http://127.0.0.1:18089/p10k.html
-fi
+# start_row_server NAME PORT CMD...: starts a server the selected rows use.
+start_row_server() {
+	local name=$1 port=$2
+	shift 2
+	uses "$name" || return 0
+	start "$name" "$SERVER_CPU" "$@"
+	wait_up "$name" "http://127.0.0.1:$port/p10k.html"
+}
+start_row_server respond 18081 "${caddy_env[@]}" "$CE" run --config "$WORK/respond.Caddyfile" --adapter caddyfile
+start_row_server ce-hit 18082 "${caddy_env[@]}" "$CE" run --config "$WORK/ce-hit.Caddyfile" --adapter caddyfile
+start_row_server ce-snap 18083 "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap-warm.Caddyfile" --adapter caddyfile
+start_row_server cache-handler 18084 "${caddy_env[@]}" "$CH" run --config "$WORK/cache-handler.Caddyfile" --adapter caddyfile
+start_row_server nginx 18085 "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
+start_row_server ce-base 18089 "${caddy_env[@]}" "$WORK/craftedge-base" run --config "$WORK/ce-base.Caddyfile" --adapter caddyfile
 
-# Snapshots: store both pages, wait for the write-behind queue to drain,
-# then restart with the origin unreachable.
-for p in p10k p100k; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:18083/$p.html"; done
-for _ in $(seq 100); do
-	h=$(health 2093)
-	[ "$(jget snapshots.count <<<"$h")" -ge 2 ] && [ "$(jget snapshots.pending <<<"$h")" = 0 ] && break
-	sleep 0.1
-done
-[ "$(jget snapshots.count <<<"$h")" -ge 2 ] || die "snapshots were not written: $h"
-stop ce-snap
-start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap.Caddyfile" --adapter caddyfile
-wait_up ce-snap http://localhost:2093/craftedge/health
-
-# Rows: id server port client.
-ROWS=(
-	"respond respond 18081 identity"
-	"ce-identity ce-hit 18082 identity"
-	"ce-gzip ce-hit 18082 gzip"
-	"ce-browser ce-hit 18082 browser"
-	"ch-identity cache-handler 18084 identity"
-	"ch-browser cache-handler 18084 browser"
-	"nx-identity nginx 18085 identity"
-	"nx-browser nginx 18085 browser"
-	"nxgz-browser nginx 18086 browser"
-	"snap-identity ce-snap 18083 identity"
-	"snap-browser ce-snap 18083 browser"
-)
-if [ -n "$BASE_REF" ]; then
-	ROWS+=("base-identity ce-base 18089 identity" "base-gzip ce-base 18089 gzip" "base-browser ce-base 18089 browser")
-fi
-if [ -n "${ONLY:-}" ]; then
-	kept=()
-	for row in "${ROWS[@]}"; do
-		case " $ONLY " in *" ${row%% *} "*) kept+=("$row") ;; esac
+if uses ce-snap; then
+	# Snapshots: store both pages, wait for the write-behind queue to drain,
+	# then restart with the origin unreachable.
+	for p in p10k p100k; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:18083/$p.html"; done
+	for _ in $(seq 100); do
+		h=$(health 2093)
+		[ "$(jget snapshots.count <<<"$h")" -ge 2 ] && [ "$(jget snapshots.pending <<<"$h")" = 0 ] && break
+		sleep 0.1
 	done
-	ROWS=("${kept[@]}")
-	[ ${#ROWS[@]} -gt 0 ] || die "ONLY=$ONLY matches no row"
+	[ "$(jget snapshots.count <<<"$h")" -ge 2 ] || die "snapshots were not written: $h"
+	stop ce-snap
+	start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap.Caddyfile" --adapter caddyfile
+	wait_up ce-snap http://localhost:2093/craftedge/health
 fi
+
 client_header() {
 	case $1 in
 	identity) echo "" ;;
@@ -456,7 +470,9 @@ for row in "${ROWS[@]}"; do
 	read -r id server port client <<<"$row"
 	for page in p10k p100k; do check "$id" "$port" "$client" "$page"; done
 done
-[ "$(jget memory.entries <<<"$(health 2093)")" = 0 ] || die "snapshot server has memory entries: not a snapshot serve"
+# Snapshot serves are promoted into memory (marked as snapshots, never
+# fresh: issue 16): at most the two pages, each still labelled a snapshot.
+! uses ce-snap || [ "$(jget memory.entries <<<"$(health 2093)")" -le 2 ] || die "snapshot server has more memory entries than its two promoted pages"
 
 # --- rounds --------------------------------------------------------------------
 # cpu_ticks NAME: user + system CPU time (clock ticks) of a server process
@@ -501,18 +517,24 @@ for row in "${ROWS[@]}"; do
 	read -r id server port client <<<"$row"
 	for page in p10k p100k; do check "$id" "$port" "$client" "$page"; done
 done
-h=$(health 2093)
-[ "$(jget memory.entries <<<"$h")" = 0 ] || die "snapshot server stored memory entries during the run"
-echo "snap_served $(jget served.snapshot <<<"$h" 2>/dev/null || echo '?')" >"$WORK/extra.tsv"
+: >"$WORK/extra.tsv"
+if uses ce-snap; then
+	h=$(health 2093)
+	[ "$(jget memory.entries <<<"$h")" -le 2 ] || die "snapshot server stored more than its two promoted pages during the run"
+	echo "snap_served $(jget served.snapshot <<<"$h" 2>/dev/null || echo '?')" >"$WORK/extra.tsv"
+	echo "snap_memory_entries $(jget memory.entries <<<"$h")" >>"$WORK/extra.tsv"
+fi
 
 # Peak RSS of each server process (nginx: master + worker).
 : >"$WORK/rss.tsv"
-for name in respond ce-hit ce-snap cache-handler ${BASE_REF:+ce-base}; do
-	echo "$name $(vm "${PID[$name]}" VmHWM)" >>"$WORK/rss.tsv"
+for name in respond ce-hit ce-snap cache-handler ce-base; do
+	if [ -n "${PID[$name]:-}" ]; then echo "$name $(vm "${PID[$name]}" VmHWM)" >>"$WORK/rss.tsv"; fi
 done
-nx=$(vm "${PID[nginx]}" VmHWM)
-for w in $(pgrep -P "${PID[nginx]}"); do nx=$((nx + $(vm "$w" VmHWM))); done
-echo "nginx $nx" >>"$WORK/rss.tsv"
+if [ -n "${PID[nginx]:-}" ]; then
+	nx=$(vm "${PID[nginx]}" VmHWM)
+	for w in $(pgrep -P "${PID[nginx]}"); do nx=$((nx + $(vm "$w" VmHWM))); done
+	echo "nginx $nx" >>"$WORK/rss.tsv"
+fi
 
 if [ "$PROFILE" = 1 ]; then
 	mkdir -p "$CACHE_DIR/profiles"

@@ -481,17 +481,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	mem.CountMiss()
-	if found && entry.Apart != 0 {
-		// Not a hit: the paths below (refresh, fallback) need the whole
-		// entry, not the record of one body.
-		storeKey := key
-		if variantKey != "" {
-			storeKey = variantKey
-		}
-		if raw, found = mem.Get(storeKey); !found || entry.Decode(raw) != nil {
-			raw, found = nil, false
-		}
-	}
 	miss := spec // only a miss's copy escapes to the heap, not every hit's
 	r = withSpec(r, &miss)
 	r = withNext(r, next)
@@ -501,6 +490,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if !h.breaker.Allow() {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
+	}
+	if found && entry.Apart != 0 {
+		// The upstream is called: revalidating the copy, and storing it
+		// again, needs the whole entry, not the record of one body (which
+		// is all the kill switch and an open breaker serve from).
+		storeKey := key
+		if variantKey != "" {
+			storeKey = variantKey
+		}
+		if raw, found = mem.Get(storeKey); !found || entry.Decode(raw) != nil {
+			raw, found = nil, false
+		}
 	}
 	if found && entry.ServableWhileRevalidating(now) {
 		h.refreshInBackground(r, next, key, raw)

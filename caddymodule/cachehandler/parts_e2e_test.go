@@ -123,4 +123,23 @@ func TestHitsFromPartsRecords(t *testing.T) {
 			t.Fatalf("stale copy for %q: %v", accept, r.Header)
 		}
 	}
+
+	// Under the kill switch the copy is served from the record of the
+	// client's encoding, without reading the entry whole.
+	g.Reload(e2e.Options{HandlerExtra: "snapshot_only"})
+	want := variedPage(1, 40<<10)
+	for _, accept := range []string{"", "gzip", "zstd"} {
+		r := g.Get("/big", "Accept-Encoding", accept)
+		e2e.WantCacheStatus(t, r, "craftedge; hit; detail=stale")
+		body := r.Body
+		switch accept {
+		case "gzip":
+			body = e2e.Gunzip(t, body)
+		case "zstd":
+			body = e2e.Unzstd(t, body)
+		}
+		if r.Header.Get("Content-Encoding") != accept || body != want {
+			t.Fatalf("kill switch, Accept-Encoding %q: %v", accept, r.Header)
+		}
+	}
 }
