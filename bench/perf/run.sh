@@ -14,7 +14,7 @@
 # CACHE_HANDLER_VERSION (v0.16.0), XDG_CACHE_HOME, KEEP_WORK=1 (keep the temp
 # directory: configs, logs, raw wrk output), ONLY="respond ce-identity ..."
 # (measure only these rows, skip the purge, memory and Go steps: for A/B
-# re-checks with more rounds), STEPS="purge memory go" (run only these of
+# re-checks with more rounds; report in results/latest-only.md), STEPS="purge memory go" (run only these of
 # the steps hits, purge, memory and go; naming purge runs it in --quick too),
 # BASELINE=<git ref> (also build craftedge at that commit, from git archive
 # into the temp directory, and measure its hits in the same rounds: rows
@@ -717,6 +717,7 @@ fi
 # A run of some steps only (STEPS=...) does not replace the full report.
 OUT=latest.md
 [ -n "$STEPS_GIVEN" ] && OUT="latest-${STEPS// /-}.md"
+[ -n "${ONLY:-}" ] && OUT="latest-only.md" # some rows only: latest.md stays the full run
 mkdir -p "$PERF/results"
 python3 -B "$PERF/report.py" report \
 	--work "$WORK" \
