@@ -114,7 +114,7 @@ http://{{.Site}} {
 	handle {
 		craftedge {
 			upstream craft
-			ttl 5m
+			ttl 20s
 			stale 24h
 			timeout 2s
 			breaker {

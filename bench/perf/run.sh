@@ -725,7 +725,7 @@ python3 -B "$PERF/report.py" report \
 	--commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
 	--load "$LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg)" \
 	--machine "$(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -r)" \
-	--setup "wrk -t$THREADS -c$CONNS, $ROUNDS round(s) x ${SECS}s per target, servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; caddy $CADDY_VERSION; cache-handler $CACHE_HANDLER_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
+	--setup "wrk -t$THREADS -c$CONNS, $ROUNDS round(s) x ${SECS}s per target, servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; caddy $CADDY_VERSION; cache-handler $CACHE_HANDLER_VERSION; $( (uses nginx && "$NGINX" -v 2>&1 | sed 's/^nginx version: //') || echo "nginx not run"); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
 	--command "${STEPS_GIVEN:+STEPS=\"$STEPS\" }${BASELINE:+BASELINE=$BASELINE }${ONLY:+ONLY=\"$ONLY\" }bench/perf/run.sh $*" \
 	--benchtime "$BENCHTIME" \
 	--server-cpu "$SERVER_CPU" \
