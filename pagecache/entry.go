@@ -32,6 +32,10 @@ const (
 	// FlagBodyInZstd: the identity body was dropped to save space (in
 	// snapshots); it is the decompressed Zstd variant.
 	FlagBodyInZstd
+	// FlagPurgedSnapshot: with FlagFromSnapshot, a snapshot a purge or an
+	// invalidation had marked stale when it was restored: served only in
+	// place of a failed upstream, never in place of a slow one.
+	FlagPurgedSnapshot
 )
 
 // Entry is one stored response: status, headers to replay, validators,

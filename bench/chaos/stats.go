@@ -58,7 +58,7 @@ func classifyCacheStatus(v string) (Serve, bool) {
 	switch {
 	case has("fwd=bypass"):
 		return ServeBypass, false
-	case has("detail=snapshot"):
+	case has("detail=snapshot") || has("detail=stale-after-snapshot"):
 		return ServeSnapshot, true
 	case has("detail=stale") || has("detail=stale-after"):
 		return ServeStale, true

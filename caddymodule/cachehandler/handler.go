@@ -114,9 +114,10 @@ type Handler struct {
 	// not longer). Zero
 	// ("stale_after 0" or "stale_after off") never answers before the
 	// upstream does. It never serves a copy whose origin forbade stale
-	// serving, a snapshot promoted into memory, or a purged copy; private
-	// responses are never stored, so never served this way. It must be
-	// shorter than Timeout.
+	// serving, a purged copy, or a snapshot promoted into memory whose
+	// snapshot a purge had marked stale (other promoted snapshots answer,
+	// "detail=stale-after-snapshot"); private responses are never stored,
+	// so never served this way. It must be shorter than Timeout.
 	StaleAfter *caddy.Duration `json:"stale_after,omitempty"`
 
 	// Breaker sets the thresholds of the upstream's circuit breaker (see

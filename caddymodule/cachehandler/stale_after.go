@@ -12,19 +12,24 @@ import (
 	"github.com/craftedge/craftedge/pagecache"
 )
 
-// statusStaleAfter is the Cache-Status of a stale copy served because the
-// upstream had not answered within stale_after (the call goes on).
-const statusStaleAfter = "craftedge; fwd=stale; detail=stale-after"
+// statusStaleAfter and statusStaleAfterSnapshot are the Cache-Status of a
+// stale memory copy, and of a snapshot promoted into memory, served
+// because the upstream had not answered within stale_after (the call goes
+// on).
+const (
+	statusStaleAfter         = "craftedge; fwd=stale; detail=stale-after"
+	statusStaleAfterSnapshot = "craftedge; fwd=stale; detail=stale-after-snapshot"
+)
 
 // staleAfterApplies reports whether a request whose memory copy e is not
 // fresh may be answered with it when the upstream is slow (StaleAfter): the
 // copy may be served stale at now (its stale window: Stale or the
 // response's stale-if-error), its origin did not forbid stale serving, and
-// it is a response, not a Vary marker or a snapshot promoted into memory
-// (served only when the upstream fails).
+// it is a response, not a Vary marker, nor a snapshot promoted into memory
+// that a purge had marked stale (served only when the upstream fails).
 func (h *Handler) staleAfterApplies(e *pagecache.Entry, now time.Time) bool {
 	return h.staleAfter > 0 &&
-		e.Flags&(pagecache.FlagVaryMarker|pagecache.FlagFromSnapshot) == 0 &&
+		e.Flags&(pagecache.FlagVaryMarker|pagecache.FlagPurgedSnapshot) == 0 &&
 		!e.StaleProhibited() && e.ServableOnError(now)
 }
 
@@ -83,8 +88,13 @@ func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next
 			return r.Context().Err()
 		}
 	}
-	h.app.CountStaleServed()
 	h.metrics.count(outcomeStaleAfter)
+	if e.Flags&pagecache.FlagFromSnapshot != 0 {
+		h.app.CountSnapshotServed()
+		h.writeEntry(w, r, e, nowFunc(), statusStaleAfterSnapshot)
+		return nil
+	}
+	h.app.CountStaleServed()
 	h.writeEntry(w, r, e, nowFunc(), statusStaleAfter)
 	return nil
 }

@@ -232,3 +232,55 @@ func TestStaleAfterOption(t *testing.T) {
 		e2e.AssertLoadError(t, cfg, tc.want)
 	}
 }
+
+// A snapshot promoted into memory answers a slow upstream like a stale
+// copy, labelled as the snapshot it is; one whose snapshot a purge had
+// marked stale never does (it serves only when the upstream fails).
+func TestStaleAfterPromotedSnapshots(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	var failing atomic.Bool
+	for _, p := range []string{"/kept", "/purged"} {
+		page := s.page("")
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			if failing.Load() {
+				http.Error(w, "down", http.StatusInternalServerError)
+				return
+			}
+			page(w, r)
+		})
+	}
+	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
+	g := e2e.StartGateway(t, o, cold)
+	for _, p := range []string{"/kept", "/purged"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	g.FlushSnapshots()
+	g.Restart(cold) // memory empty, snapshots kept
+	e2e.Purge(g, `{"tags":["purged"]}`)
+	failing.Store(true)
+	for _, p := range []string{"/kept", "/purged"} {
+		// Served from the snapshot, and promoted into memory.
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; fwd-status=500; detail=snapshot")
+	}
+	failing.Store(false)
+	s.version.Store(1)
+	s.held.Store(true)
+
+	purged := goGet(g, "/purged")
+	s.waitArrived(t, "/purged")
+	r := g.Get("/kept")
+	e2e.WantCacheStatus(t, r, statusStaleAfterSnapshot)
+	if r.Body != "/kept v0" {
+		t.Fatalf("promoted snapshot served stale-after: body %q", r.Body)
+	}
+	select {
+	case r := <-purged:
+		t.Fatalf("the purged snapshot answered before the origin did: %q", r.Header.Get("Cache-Status"))
+	default:
+	}
+	s.releaseAll()
+	if r := <-purged; r.Body != "/purged v1" || !strings.HasPrefix(r.Header.Get("Cache-Status"), "craftedge; fwd=stale; stored") {
+		t.Fatalf("purged page after the origin answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	}
+}
