@@ -90,9 +90,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.VendorPaths = append(h.VendorPaths, args[1:]...)
-		case "ttl", "stale":
+		case "ttl", "stale", "stale_after":
 			// 0 and off are meaningful: no heuristic freshness, no stale
-			// memory copies on errors.
+			// memory copies on errors, never answering before the upstream.
 			if !d.NextArg() {
 				return d.Errf("%s needs a duration or off", sub)
 			}
@@ -101,31 +101,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				d.Prev()
 				var err error
 				if dur, err = caddymodule.ParseDuration(d); err != nil {
-					return err
+					return err // negative durations included
 				}
 			}
-			if sub == "ttl" {
+			switch sub {
+			case "ttl":
 				h.TTL = &dur
-			} else {
+			case "stale":
 				h.Stale = &dur
+			default:
+				h.StaleAfter = &dur
 			}
-		case "stale_after":
-			// 0 and off are meaningful: never answer before the upstream.
-			if !d.NextArg() {
-				return d.Errf("stale_after needs a duration or off")
-			}
-			var dur caddy.Duration
-			if d.Val() != "off" {
-				d.Prev()
-				var err error
-				if dur, err = caddymodule.ParseDuration(d); err != nil {
-					return err
-				}
-				if dur < 0 {
-					return d.Errf("stale_after must not be negative, got %q", d.Val())
-				}
-			}
-			h.StaleAfter = &dur
 		case "timeout":
 			dur, err := caddymodule.ParseDuration(d)
 			if err != nil {

@@ -137,15 +137,5 @@ func (h *Handler) serveSharedResult(w http.ResponseWriter, r *http.Request, next
 	if res.raw == nil || res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || !h.sameVariant(r, key, res) {
 		return h.fetchAndServe(w, r, next, key, variantKey, stale)
 	}
-	var e pagecache.Entry
-	if err := e.Decode(res.raw); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("craftedge: decoding fresh entry: %w", err))
-	}
-	if res.revalidated {
-		h.metrics.count(outcomeRevalidated)
-	} else {
-		h.metrics.count(outcomeMiss)
-	}
-	h.writeEntry(w, r, &e, now, statusMiss(res))
-	return nil
+	return h.writeFetched(w, r, res, now, statusMiss(res))
 }
