@@ -114,7 +114,7 @@ http://{{.Site}} {
 	handle {
 		craftedge {
 			upstream craft
-			ttl 20s
+			ttl 5m
 			stale 24h
 			timeout 2s
 			breaker {
