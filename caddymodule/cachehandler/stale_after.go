@@ -78,9 +78,10 @@ func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next
 	if variantKey != "" {
 		storeKey = variantKey
 	}
-	if !h.stillStored(storeKey, e) {
-		// Purged (or stored anew) while we waited: never serve it. The
-		// call's answer is what the client gets.
+	if !h.stillStored(storeKey, e) || !e.ServableOnError(nowFunc()) {
+		// Purged (or stored anew) while we waited, or past its stale
+		// window by now: never serve it. The call's answer is what the
+		// client gets.
 		select {
 		case out := <-ch:
 			return h.serveSharedResult(w, r, next, key, variantKey, nil, out.Val.(*fetchResult))
