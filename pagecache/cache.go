@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/allegro/bigcache/v3"
 )
@@ -105,7 +106,7 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("pagecache: creating memory tier: %w", err)
 	}
 	c.big = big
-	c.index.onTrim = func(key string) { _ = big.Delete(key) }
+	c.index.onTrim = c.deleteRecords
 	c.releaseMemoryLimit = func() {}
 	if opts.SetMemoryLimit {
 		c.releaseMemoryLimit = holdMemoryLimit(int64(mib)<<20 + indexBudget)
@@ -141,26 +142,144 @@ func (c *Cache) Close() error {
 func (c *Cache) MaxEntryBytes() int { return c.opts.MaxEntryBytes }
 
 // slotHeaderSize is the tag index slot (key id and generation, 4 bytes
-// each) stored in front of every entry in bigcache, so an eviction names
-// exactly the store it removes (see tagIndex).
-const slotHeaderSize = 8
+// each) and the record's part (see partMain) stored in front of every
+// record in bigcache, so an eviction names exactly the store it removes
+// (see tagIndex) and a record is never taken for another part.
+const slotHeaderSize = 9
 
-// setBuffers hold header + entry while bigcache copies them in; buffers of
-// larger entries than maxPooledSetBuffer are left to the GC.
+// Parts of a stored entry. A large entry with compressed variants is
+// stored as records under their own bigcache keys, so a hit copies out of
+// bigcache only the body it sends (bigcache's Get copies the whole record):
+// partMain under the entry's key holds the metadata and the identity body,
+// partGzip and partZstd under partKey hold the metadata and one compressed
+// body each. Every record of one store carries the same key id and
+// generation, checked against the index on every read, so a reader never
+// combines records of two stores: a record of an older store, or of a
+// purged or evicted one, is not current. Evicting any record evicts the
+// entry.
+const (
+	partMain uint8 = iota
+	partGzip
+	partZstd
+)
+
+// partSuffix separates an entry's key from its parts' keys. No cache key
+// holds a NUL followed by 0xff (request header values cannot hold a NUL,
+// header names not 0xff), and a part record names its part, so a record of
+// another key is never read as a part.
+const partSuffix = "\x00\xffpart="
+
+// splitMinBytes: an entry is stored in parts when its compressed variants
+// together reach this size; below it, copying them on every hit costs less
+// than repeating the metadata in each record.
+const splitMinBytes = 2 << 10
+
+// partKey returns the bigcache key of part p of key (partGzip, partZstd).
+func partKey(key string, p uint8) string {
+	return key + partSuffix + string(rune('0'+p))
+}
+
+// appendPartKey appends the bigcache key of part p of key to b.
+func appendPartKey(b []byte, key string, p uint8) []byte {
+	return append(append(append(b, key...), partSuffix...), '0'+p)
+}
+
+// setBuffers hold header + record while bigcache copies them in; buffers
+// of larger entries than maxPooledSetBuffer are left to the GC.
 const maxPooledSetBuffer = 256 << 10
 
 var setBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
-// Get returns a private copy of the encoded entry stored under key. An
-// entry purged but not yet deleted from bigcache (see tagIndex) is not
-// returned.
+// keyBuffers hold a part's bigcache key while a hit looks it up.
+var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// readRecord returns the record stored under bigKey if it is part p of a
+// current store, with its id and generation.
+func (c *Cache) readRecord(bigKey string, p uint8) (rec []byte, id, gen uint32, ok bool) {
+	b, err := c.big.Get(bigKey)
+	if err != nil || len(b) < slotHeaderSize || b[8] != p {
+		return nil, 0, 0, false
+	}
+	id, gen = binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+	if !c.index.current(id, gen) {
+		return nil, 0, 0, false
+	}
+	return b[slotHeaderSize:], id, gen, true
+}
+
+// Get returns a private copy of the encoded entry stored under key, with
+// all its bodies (an entry stored in parts is read whole and encoded
+// again: hits use GetBody). An entry purged but not yet deleted from
+// bigcache (see tagIndex) is not returned.
 func (c *Cache) Get(key string) ([]byte, bool) {
-	b, err := c.big.Get(key)
-	if err != nil || len(b) < slotHeaderSize ||
-		!c.index.current(binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])) {
+	b, id, gen, ok := c.readRecord(key, partMain)
+	if !ok {
 		return nil, false
 	}
-	return b[slotHeaderSize:], true
+	apart := encodedApart(b)
+	if apart == 0 {
+		return b, true
+	}
+	var e Entry
+	if e.Decode(b) != nil {
+		return nil, false
+	}
+	for _, p := range [...]struct {
+		bit  uint8
+		part uint8
+	}{{BodyGzip, partGzip}, {BodyZstd, partZstd}} {
+		if apart&p.bit == 0 {
+			continue
+		}
+		rb, pid, pgen, ok := c.readRecord(partKey(key, p.part), p.part)
+		var pe Entry
+		if !ok || pid != id || pgen != gen || pe.Decode(rb) != nil {
+			return nil, false
+		}
+		if p.part == partGzip {
+			e.Gzip = pe.Gzip
+		} else {
+			e.Zstd = pe.Zstd
+		}
+	}
+	if (apart&BodyGzip != 0 && e.Gzip == nil) || (apart&BodyZstd != 0 && e.Zstd == nil) {
+		return nil, false
+	}
+	e.Apart = 0
+	return e.Encode(), true
+}
+
+// GetBody returns a private copy of the record of the entry stored under
+// key that holds its body variant (BodyIdentity, BodyGzip or BodyZstd):
+// the entry's metadata and that body; the entry's other bodies may be
+// apart (Entry.Apart, after Decode). For BodyIdentity it is the entry's
+// first record, found whenever the entry is: the whole entry when it is
+// not stored in parts (small, not compressed, a Vary marker, an ESI
+// template), else its identity body. For BodyGzip and BodyZstd it is
+// found only when the entry is stored in parts and has that variant. A
+// hit copies that record alone out of bigcache, and allocates nothing
+// else here.
+func (c *Cache) GetBody(key string, variant uint8) ([]byte, bool) {
+	var p uint8
+	switch variant {
+	case BodyIdentity:
+		b, _, _, ok := c.readRecord(key, partMain)
+		return b, ok
+	case BodyGzip:
+		p = partGzip
+	case BodyZstd:
+		p = partZstd
+	default:
+		return nil, false
+	}
+	kb := keyBuffers.Get().(*[]byte)
+	*kb = appendPartKey((*kb)[:0], key, p)
+	// bigcache hashes and compares the key and keeps no reference to it.
+	b, _, _, ok := c.readRecord(unsafe.String(unsafe.SliceData(*kb), len(*kb)), p)
+	if cap(*kb) <= 4<<10 {
+		keyBuffers.Put(kb)
+	}
+	return b, ok
 }
 
 // CountHit and CountMiss record the outcome of a lookup for Stats.
@@ -187,30 +306,53 @@ func (c *Cache) SetIfAbsent(key string, encoded []byte, tags []string, epoch uin
 	return c.set(key, encoded, tags, epoch, true)
 }
 
+// errPartial is Set's answer for an entry missing bodies (Entry.Apart).
+var errPartial = errors.New("entry without all its bodies (read with GetBody, not Get)")
+
+// record is one bigcache record of a store: its key and its bytes,
+// slot header first.
+type record struct {
+	key string
+	buf *[]byte
+}
+
 func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifAbsent bool) (bool, error) {
 	if len(encoded) > c.opts.MaxEntryBytes {
 		return false, ErrTooLarge
 	}
-	bp := setBuffers.Get().(*[]byte)
-	buf := append((*bp)[:0], make([]byte, slotHeaderSize)...)
-	buf = append(buf, encoded...)
+	if encodedApart(encoded) != 0 {
+		return false, fmt.Errorf("pagecache: storing %q: %w", key, errPartial)
+	}
+	recs := c.records(key, encoded)
+	size := int64(0)
+	for _, r := range recs {
+		size += int64(len(r.key) + len(*r.buf))
+	}
 	set := c.index.set
 	if ifAbsent {
 		set = c.index.setIfAbsent
 	}
-	err := set(key, tags, int64(len(key)+len(buf)), func(id, gen uint32) error {
+	err := set(key, tags, size, len(recs), func(id, gen uint32) error {
 		// Under the index lock. If a purge began since epoch was read, the
 		// entry is stored stale: either that purge already detached its
 		// members (this key is indexed anew) or it will remove this key.
-		if c.epoch.Load() != epoch {
-			MarkEncodedStale(buf[slotHeaderSize:])
+		stale := c.epoch.Load() != epoch
+		for _, r := range recs {
+			b := *r.buf
+			if stale {
+				MarkEncodedStale(b[slotHeaderSize:])
+			}
+			putSlotHeader(b, id, gen)
+			if err := c.big.Set(r.key, b); err != nil {
+				return err
+			}
 		}
-		putSlotHeader(buf, id, gen)
-		return c.big.Set(key, buf)
+		return nil
 	})
-	if cap(buf) <= maxPooledSetBuffer {
-		*bp = buf
-		setBuffers.Put(bp)
+	for _, r := range recs {
+		if cap(*r.buf) <= maxPooledSetBuffer {
+			setBuffers.Put(r.buf)
+		}
 	}
 	if errors.Is(err, errPresent) {
 		return false, nil
@@ -221,6 +363,50 @@ func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifA
 	}
 	c.stores.Add(1)
 	return true, nil
+}
+
+// records lays out the bigcache records of an entry (see partMain): the
+// entry whole, or its parts when its compressed variants are worth
+// reading apart. Each buffer has room for the slot header, part set.
+func (c *Cache) records(key string, encoded []byte) []record {
+	var e Entry
+	if e.Decode(encoded) == nil && e.ESI == nil && e.Flags&(FlagVaryMarker|FlagBodyInZstd) == 0 &&
+		e.Body != nil && len(e.Gzip)+len(e.Zstd) >= splitMinBytes {
+		recs := make([]record, 0, 3)
+		var apart uint8
+		if e.Gzip != nil {
+			apart |= BodyGzip
+		}
+		if e.Zstd != nil {
+			apart |= BodyZstd
+		}
+		add := func(k string, p uint8, r Entry) {
+			bp := setBuffers.Get().(*[]byte)
+			b := append((*bp)[:0], make([]byte, slotHeaderSize)...)
+			b[8] = p
+			*bp = r.AppendEncode(b)
+			recs = append(recs, record{key: k, buf: bp})
+		}
+		main := e
+		main.Gzip, main.Zstd, main.Apart = nil, nil, apart
+		add(key, partMain, main)
+		if e.Gzip != nil {
+			g := e
+			g.Body, g.Zstd, g.Apart = nil, nil, apart&^BodyGzip|BodyIdentity
+			add(partKey(key, partGzip), partGzip, g)
+		}
+		if e.Zstd != nil {
+			z := e
+			z.Body, z.Gzip, z.Apart = nil, nil, apart&^BodyZstd|BodyIdentity
+			add(partKey(key, partZstd), partZstd, z)
+		}
+		return recs
+	}
+	bp := setBuffers.Get().(*[]byte)
+	b := append((*bp)[:0], make([]byte, slotHeaderSize)...)
+	b[8] = partMain
+	*bp = append(b, encoded...)
+	return []record{{key: key, buf: bp}}
 }
 
 func putSlotHeader(b []byte, id, gen uint32) {
@@ -248,7 +434,15 @@ func (c *Cache) onRemove(_ string, entry []byte, _ bigcache.RemoveReason) {
 
 // Delete removes one key.
 func (c *Cache) Delete(key string) {
-	c.index.remove(key, func(k string) { _ = c.big.Delete(k) })
+	c.index.remove(key, c.deleteRecords)
+}
+
+// deleteRecords deletes a key's records from bigcache (its parts, if any:
+// deleting an absent key is harmless).
+func (c *Cache) deleteRecords(key string) {
+	_ = c.big.Delete(key)
+	_ = c.big.Delete(partKey(key, partGzip))
+	_ = c.big.Delete(partKey(key, partZstd))
 }
 
 // PurgeTags removes every entry carrying any of tags and returns how many

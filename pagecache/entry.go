@@ -32,6 +32,10 @@ const (
 	// FlagBodyInZstd: the identity body was dropped to save space (in
 	// snapshots); it is the decompressed Zstd variant.
 	FlagBodyInZstd
+	// FlagPurgedSnapshot: with FlagFromSnapshot, a snapshot a purge or an
+	// invalidation had marked stale when it was restored: served only in
+	// place of a failed upstream, never in place of a slow one.
+	FlagPurgedSnapshot
 )
 
 // Entry is one stored response: status, headers to replay, validators,
@@ -74,6 +78,37 @@ type Entry struct {
 	// with a template has no whole-body Gzip or Zstd variant: the template
 	// holds the static parts compressed as segments.
 	ESI []byte
+	// Apart lists the bodies (BodyIdentity, BodyGzip, BodyZstd) the entry
+	// has but this record of it does not hold: the memory tier stores a
+	// large entry's bodies in separate records, so a hit reads only the
+	// body it sends (Cache.GetBody). Zero in every entry Cache.Get returns
+	// and in snapshots; Cache.Set refuses an entry with bodies apart.
+	Apart uint8
+}
+
+// Bodies of an entry, as bits of Entry.Apart and the variant argument of
+// Cache.GetBody.
+const (
+	BodyIdentity uint8 = 1 << iota
+	BodyGzip
+	BodyZstd
+)
+
+// Has reports whether the entry has the body variant (one of Body*), held
+// in this record or apart.
+func (e *Entry) Has(variant uint8) bool {
+	if e.Apart&variant != 0 {
+		return true
+	}
+	switch variant {
+	case BodyIdentity:
+		return e.Body != nil
+	case BodyGzip:
+		return e.Gzip != nil
+	case BodyZstd:
+		return e.Zstd != nil
+	}
+	return false
 }
 
 // HeaderField is one response header line.
@@ -138,6 +173,11 @@ var ErrBadEntry = errors.New("pagecache: malformed or foreign entry")
 // length-prefixed strings and bodies, so decoding slices the buffer without
 // copying.
 func (e *Entry) Encode() []byte {
+	return e.AppendEncode(make([]byte, 0, e.EncodedSize()))
+}
+
+// EncodedSize is the length of e's encoding.
+func (e *Entry) EncodedSize() int {
 	size := 1 + 1 + 2 + 8*7 + 1
 	size += 2 + len(e.ETag)
 	size += 2
@@ -153,8 +193,11 @@ func (e *Entry) Encode() []byte {
 		size += 2 + len(h.Name) + 4 + len(h.Value)
 	}
 	size += 16 + len(e.Body) + len(e.Gzip) + len(e.Zstd) + len(e.ESI)
+	return size
+}
 
-	b := make([]byte, 0, size)
+// AppendEncode appends e's encoding (see Encode) to b.
+func (e *Entry) AppendEncode(b []byte) []byte {
 	b = append(b, entryVersion, e.Flags)
 	b = binary.BigEndian.AppendUint16(b, uint16(e.Status))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.StoredAt.UnixNano()))
@@ -167,7 +210,7 @@ func (e *Entry) Encode() []byte {
 		lm = e.LastModified.Unix()
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(lm))
-	b = binary.BigEndian.AppendUint64(b, 0) // reserved
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Apart)) // the rest reserved
 	if e.OriginETag {
 		b = append(b, 1)
 	} else {
@@ -199,6 +242,17 @@ func (e *Entry) Encode() []byte {
 // mark an encoded entry stale in place.
 const freshForOffset = 1 + 1 + 2 + 8 + 8
 
+// apartOffset is the byte offset of the 8-byte field holding Apart.
+const apartOffset = freshForOffset + 8*4
+
+// encodedApart returns the Apart bits of an encoded entry.
+func encodedApart(b []byte) uint8 {
+	if len(b) < apartOffset+8 || b[0] != entryVersion {
+		return 0
+	}
+	return uint8(binary.BigEndian.Uint64(b[apartOffset:]))
+}
+
 // MarkEncodedStale sets FreshFor to zero in an encoded entry, so it is only
 // served as a stale copy.
 func MarkEncodedStale(b []byte) {
@@ -228,7 +282,7 @@ func (e *Entry) Decode(b []byte) error {
 	} else {
 		e.LastModified = time.Time{}
 	}
-	d.u64() // reserved
+	e.Apart = uint8(d.u64()) // the rest reserved
 	e.OriginETag = d.u8() == 1
 	e.ETag = d.str16()
 	n := int(d.u16())

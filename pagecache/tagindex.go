@@ -122,6 +122,11 @@ func indexCharge(key string, tags []string) int64 {
 	return n
 }
 
+// recordCharge is what each record of an entry stored in parts (see
+// partMain) beyond the first costs outside bigcache's queues: its entry in
+// a shard's hash map. Its key and bytes are in the queues (keySlot.size).
+const recordCharge = 48
+
 // tagSlot is an interned tag. live counts the keys carrying it (including
 // purged keys the cleanup has not reached yet); it is freed when that drops
 // to zero. postings holds live and stale members.
@@ -148,7 +153,7 @@ func newTagIndex() *tagIndex {
 // add records key under tags plus its implicit URL and host tags, replacing
 // whatever it was indexed under before.
 func (ix *tagIndex) add(key string, tags []string) {
-	_ = ix.set(key, tags, 0, nil)
+	_ = ix.set(key, tags, 0, 1, nil)
 }
 
 // set indexes key as add does and, under the same hold of the index lock,
@@ -158,11 +163,11 @@ func (ix *tagIndex) add(key string, tags []string) {
 // key is forgotten.
 // size is the bytes the entry holds, counted in liveBytes while the key
 // may be served.
-func (ix *tagIndex) set(key string, tags []string, size int64, write func(id, gen uint32) error) error {
+func (ix *tagIndex) set(key string, tags []string, size int64, records int, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
-	return ix.setLocked(key, tags, size, write)
+	return ix.setLocked(key, tags, size, records, write)
 }
 
 // errPresent is setIfAbsent's answer for a key already indexed.
@@ -170,17 +175,17 @@ var errPresent = errors.New("pagecache: key already stored")
 
 // setIfAbsent is set, unless key is indexed already (stored, or purged and
 // not cleaned up yet): then it returns errPresent and changes nothing.
-func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, write func(id, gen uint32) error) error {
+func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, records int, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
 	if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired && ix.gens.load(id) != 0 {
 		return errPresent
 	}
-	return ix.setLocked(key, tags, size, write)
+	return ix.setLocked(key, tags, size, records, write)
 }
 
-func (ix *tagIndex) setLocked(key string, tags []string, size int64, write func(id, gen uint32) error) error {
+func (ix *tagIndex) setLocked(key string, tags []string, size int64, records int, write func(id, gen uint32) error) error {
 	id, gen := ix.addLocked(key, tags)
 	if write != nil {
 		if err := write(id, gen); err != nil {
@@ -190,7 +195,7 @@ func (ix *tagIndex) setLocked(key string, tags []string, size int64, write func(
 	}
 	ix.keys[id].size = size
 	ix.liveBytes += size
-	ix.keys[id].charge = indexCharge(key, tags)
+	ix.keys[id].charge = indexCharge(key, tags) + int64(max(records-1, 0))*recordCharge
 	ix.indexBytes += ix.keys[id].charge
 	ix.order = append(ix.order, posting{id, gen})
 	ix.trimLocked(id)

@@ -101,6 +101,12 @@ func (r *Result) targets() []Target {
 			cur := summarize(everCached(ofClass(w, ClassPage)))
 			out = append(out, Target{"p95 of cached pages within 2x healthy", p.Name, cur.P95 <= 2*base.P95,
 				fmt.Sprintf("p95 %s ms vs healthy %s ms (%.1fx)", fmtMS(cur.P95), fmtMS(base.P95), ratio(cur.P95, base.P95))})
+			if p.Fault == 2 {
+				// Craft slow: copies answer after stale_after, not
+				// after the timeout (issue 16).
+				out = append(out, Target{"p99 of cached pages within 2x healthy", p.Name, cur.P99 <= 2*base.P99,
+					fmt.Sprintf("p99 %s ms vs healthy %s ms (%.1fx)", fmtMS(cur.P99), fmtMS(base.P99), ratio(cur.P99, base.P99))})
+			}
 			if p.Fault >= 4 && p.Fault <= 6 {
 				bl := summarize(everCached(ofClass(windowSamples(r.Samples, *healthy), ClassLive)))
 				cl := summarize(everCached(ofClass(w, ClassLive)))
@@ -206,17 +212,17 @@ func renderReport(r *Result) string {
 	p("")
 	p("Latency in ms over responses (transport errors counted apart). \"Ever cached\": URLs craftedge had served from or stored in its cache before the request.")
 	p("")
-	p("| window | requests | p50 | p95 | p99 | 4xx | 5xx | transport | hit | miss | stale | snapshot | fallback | ever cached: 5xx | ever cached: p95 |")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| window | requests | p50 | p95 | p99 | 4xx | 5xx | transport | hit | miss | stale | snapshot | fallback | ever cached: 5xx | ever cached: p95 | ever cached: p99 |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, ph := range r.Phases {
 		w := ofClass(windowSamples(r.Samples, ph), ClassPage)
 		s := summarize(w)
 		ec := summarize(everCached(w))
-		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |", ph.Name, s.N,
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |", ph.Name, s.N,
 			fmtMS(s.P50), fmtMS(s.P95), fmtMS(s.P99),
 			pct(s.Rate(s.ByClass["4xx"])), pct(s.Rate(s.ByClass["5xx"])), pct(s.Rate(s.ByClass["transport"])),
 			pct(s.ServeShare(ServeHit)), pct(s.ServeShare(ServeMiss)), pct(s.ServeShare(ServeStale)),
-			pct(s.ServeShare(ServeSnapshot)), pct(s.ServeShare(ServeFallback)), ec.ByClass["5xx"], fmtMS(ec.P95))
+			pct(s.ServeShare(ServeSnapshot)), pct(s.ServeShare(ServeFallback)), ec.ByClass["5xx"], fmtMS(ec.P95), fmtMS(ec.P99))
 	}
 	p("")
 	p("## Editors, read model, live vendor reads, outbox")

@@ -30,7 +30,7 @@ type Serve string
 const (
 	ServeHit      Serve = "hit"      // fresh memory copy
 	ServeMiss     Serve = "miss"     // fetched (and usually stored)
-	ServeStale    Serve = "stale"    // stale memory copy (upstream failing, breaker open, revalidating)
+	ServeStale    Serve = "stale"    // stale memory copy (upstream failing or slow, breaker open, revalidating)
 	ServeSnapshot Serve = "snapshot" // bbolt snapshot
 	ServeFallback Serve = "fallback" // configured fallback page
 	ServeBypass   Serve = "bypass"   // passed through untouched
@@ -58,9 +58,9 @@ func classifyCacheStatus(v string) (Serve, bool) {
 	switch {
 	case has("fwd=bypass"):
 		return ServeBypass, false
-	case has("detail=snapshot"):
+	case has("detail=snapshot") || has("detail=stale-after-snapshot"):
 		return ServeSnapshot, true
-	case has("detail=stale"):
+	case has("detail=stale") || has("detail=stale-after"):
 		return ServeStale, true
 	case has("detail=fallback"):
 		return ServeFallback, false

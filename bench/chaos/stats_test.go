@@ -73,6 +73,8 @@ func TestClassifyCacheStatus(t *testing.T) {
 		{"craftedge; fwd=miss; detail=private", ServeMiss, false},
 		{"craftedge; fwd=bypass; detail=session", ServeBypass, false},
 		{"craftedge; hit; detail=stale", ServeStale, true},
+		{"craftedge; fwd=stale; detail=stale-after", ServeStale, true},
+		{"craftedge; fwd=stale; detail=stale-after-snapshot", ServeSnapshot, true},
 		{"craftedge; hit; detail=snapshot", ServeSnapshot, true},
 		{"craftedge; fwd=stale; fwd-status=502; detail=stale", ServeStale, true},
 		{"craftedge; fwd=miss; fwd-status=504; detail=snapshot", ServeSnapshot, true},

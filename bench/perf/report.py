@@ -2,7 +2,9 @@
 """Parses wrk and go test output for bench/perf/run.sh and writes the
 markdown report.
 
-    report.py parse-wrk ID PAGE ROUND FILE   -> "ID PAGE ROUND rps p50ms p99ms maxms bad"
+    report.py parse-wrk ID PAGE ROUND FILE [CPU_MS]
+        -> "ID PAGE ROUND rps p50ms p99ms maxms bad cpu_ms requests"
+       (CPU_MS: the server process's CPU time over the run, "nan" if not given)
     report.py report --work DIR --date D --commit C --machine M --setup S --command CMD
 """
 import argparse
@@ -19,8 +21,9 @@ def to_ms(v):
     return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
 
 
-def parse_wrk(ident, page, rnd, path):
+def parse_wrk(ident, page, rnd, path, cpu_ms="nan"):
     text = open(path).read()
+    n = re.search(r"^\s*(\d+) requests in", text, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
@@ -37,7 +40,7 @@ def parse_wrk(ident, page, rnd, path):
           "%.3f" % to_ms(p50.group(1)) if p50 else "nan",
           "%.3f" % to_ms(p99.group(1)) if p99 else "nan",
           "%.3f" % to_ms(mx.group(1)) if mx else "nan",
-          bad)
+          bad, cpu_ms, n.group(1) if n else "nan")
 
 
 # Row id -> (target, client label, server process for RSS).
@@ -53,6 +56,9 @@ ROWS = [
     ("nxgz-browser", "nginx proxy_cache hit, `gzip on`", "browser (gets gzip)", "nginx"),
     ("snap-identity", "craftedge snapshot (memory empty)", "identity", "ce-snap"),
     ("snap-browser", "craftedge snapshot (memory empty)", "browser (gets zstd)", "ce-snap"),
+    ("base-identity", "craftedge hit, baseline", "identity", "ce-base"),
+    ("base-gzip", "craftedge hit, baseline", "gzip", "ce-base"),
+    ("base-browser", "craftedge hit, baseline", "browser (gets zstd)", "ce-base"),
 ]
 PAGES = [("p10k", "10 KiB"), ("p100k", "100 KiB")]
 
@@ -109,9 +115,13 @@ def report(a):
     res = {}
     by_round = {}
     for line in lines(os.path.join(w, "results.tsv")):
-        ident, page, rnd, rps, p50, p99, mx, bad = line.split()
+        f = line.split()
+        ident, page, rnd, rps, p50, p99, mx, bad = f[:8]
+        cpu_us = float("nan")
+        if len(f) >= 10 and f[8] != "nan" and f[9] != "nan" and float(f[9]) > 0:
+            cpu_us = float(f[8]) * 1000 / float(f[9])
         res.setdefault((ident, page), []).append(
-            (float(rps), float(p50), float(p99), float(mx), int(bad)))
+            (float(rps), float(p50), float(p99), float(mx), int(bad), cpu_us))
         by_round[(ident, page, rnd)] = float(rps)
 
     def ratio(ident, page):
@@ -135,6 +145,7 @@ def report(a):
             p50=statistics.median(r[1] for r in rs),
             p99=statistics.median(r[2] for r in rs),
             bad=sum(r[4] for r in rs),
+            cpu=statistics.median(r[5] for r in rs),
             n=len(rs),
             spread=(min(r[0] for r in rs), max(r[0] for r in rs)))
 
@@ -145,6 +156,8 @@ def report(a):
     P("- machine: %s (noisy, loopback only; load average at start -> end: %s)" % (a.machine, a.load))
     P("- setup: %s" % a.setup)
     P("- command: `%s`" % a.command.strip())
+    if a.baseline:
+        P("- baseline: the \"baseline\" rows are craftedge built at `%s` (BASELINE), measured in the same rounds" % a.baseline)
     P()
     if not res:
         P("(Hit rows not measured in this run: STEPS=\"%s\".)" % a.steps)
@@ -153,7 +166,9 @@ def report(a):
         P("## Cache hits versus Caddy's `respond`")
         P()
         P("req/s: median of the rounds (min-max in brackets); p50/p99: wrk latency, median of the rounds; "
-          "ratio: req/s over Caddy `respond` of the same page in the same round, median of the rounds; peak RSS: VmHWM of the server process "
+          "ratio: req/s over Caddy `respond` of the same page in the same round, median of the rounds; "
+          "CPU/req: the server process's user + system CPU time over the round divided by wrk's requests, median of the rounds "
+          "(clock ticks of 10 ms: about 1% resolution at these rates); peak RSS: VmHWM of the server process "
           "over the whole run, both pages (nginx: master + worker). `browser` sends "
           "`Accept-Encoding: gzip, deflate, br, zstd`.")
         P()
@@ -161,8 +176,8 @@ def report(a):
             ceil = med("respond", page)
             P("### %s page" % label)
             P()
-            P("| target | client | bytes sent | req/s | p50 ms | p99 ms | ratio to respond | peak RSS |")
-            P("|---|---|---:|---:|---:|---:|---:|---:|")
+            P("| target | client | bytes sent | req/s | p50 ms | p99 ms | ratio to respond | CPU/req | peak RSS |")
+            P("|---|---|---:|---:|---:|---:|---:|---:|---:|")
             for ident, target, client, server in ROWS:
                 m = med(ident, page)
                 if m is None:
@@ -170,20 +185,22 @@ def report(a):
                 size, coding = bodies.get((ident, page), (0, "?"))
                 r = ratio(ident, page)
                 flag = " (%d errors/non-2xx)" % m["bad"] if m["bad"] else ""
-                P("| %s | %s | %s%s | %s [%s-%s]%s | %s | %s | %.2fx | %s |" % (
+                P("| %s | %s | %s%s | %s [%s-%s]%s | %s | %s | %.2fx | %s | %s |" % (
                     target, client, "{:,}".format(size), "" if coding == "identity" else " " + coding,
                     fmt_rps(m["rps"]), fmt_rps(m["spread"][0]), fmt_rps(m["spread"][1]), flag,
                     fmt_ms(m["p50"]), fmt_ms(m["p99"]), r,
+                    "n/a" if m["cpu"] != m["cpu"] else "%.0f µs" % m["cpu"],
                     "%.0f MiB" % (rss[server] / 1024) if server in rss else "n/a"))
             P()
     extra = read_kv(os.path.join(w, "extra.tsv"))
     if extra.get("snap_served"):
         P("Snapshot rows: the craftedge process was restarted with its origin unreachable (nothing "
-          "listens on the upstream port), so its memory tier is empty (checked: 0 entries before "
-          "and after the rounds) and every response is read from bbolt and decoded; %s snapshot serves. "
-          "The circuit breaker opens after the first 5 failures, so the origin is not dialled per "
-          "request (a probe every 30 s). Snapshots keep only the zstd body: identity clients get it "
-          "decompressed per request, zstd-capable clients get the stored bytes." % extra["snap_served"][0])
+          "listens on the upstream port), so its memory tier started empty; the first snapshot serve of "
+          "each page reads it from bbolt and promotes it into memory (marked as a snapshot, never fresh: "
+          "%s memory entries after the rounds), later serves read the promoted copy; %s snapshot serves, "
+          "each labelled `detail=snapshot`. The circuit breaker opens after the first 5 failures, so the "
+          "origin is not dialled per request (a probe every 30 s)." % (
+              extra.get("snap_memory_entries", ["?"])[0], extra["snap_served"][0]))
         P()
 
     # Targets.
@@ -205,6 +222,18 @@ def report(a):
             if m:
                 r = ratio(ident, page)
                 row("craftedge hit, %s, %s" % (ident.split("-")[1], label), goal, "%.2fx" % r, r >= need)
+        # Issue 16: a hit copies only the variant it sends.
+        for ident, need in (("ce-identity", 1.1),) + ((("ce-gzip", 1.5), ("ce-browser", 1.5)) if page == "p100k" else ()):
+            m = med(ident, page)
+            if m:
+                r = ratio(ident, page)
+                base = ""
+                bm = med("base-" + ident.split("-")[1], page)
+                if bm:
+                    base = "; baseline %.2fx (CPU %s/req)" % (ratio("base-" + ident.split("-")[1], page),
+                                                             "n/a" if bm["cpu"] != bm["cpu"] else "%.0f µs" % bm["cpu"])
+                row("craftedge hit, %s, %s (issue 16)" % (ident.split("-")[1], label), ">= %.1fx respond" % need,
+                    "%.2fx (CPU %s/req)%s" % (r, "n/a" if m["cpu"] != m["cpu"] else "%.0f µs" % m["cpu"], base), r >= need)
         for ce, other, what in (("ce-identity", "ch-identity", "cache-handler, identity"),
                                 ("ce-browser", "ch-browser", "cache-handler, browser"),
                                 ("ce-browser", "nxgz-browser", "nginx `gzip on`, browser")):
@@ -413,7 +442,7 @@ def report(a):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "parse-wrk":
-        parse_wrk(*sys.argv[2:6])
+        parse_wrk(*sys.argv[2:7])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("cmd")
@@ -423,6 +452,7 @@ def main():
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--mem-overhead", default="48")
     ap.add_argument("--steps", default="hits purge memory go")
+    ap.add_argument("--baseline", default="")
     report(ap.parse_args())
 
 

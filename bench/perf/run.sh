@@ -14,8 +14,11 @@
 # CACHE_HANDLER_VERSION (v0.16.0), XDG_CACHE_HOME, KEEP_WORK=1 (keep the temp
 # directory: configs, logs, raw wrk output), ONLY="respond ce-identity ..."
 # (measure only these rows, skip the purge, memory and Go steps: for A/B
-# re-checks with more rounds), STEPS="purge memory go" (run only these of
-# the steps hits, purge, memory, go and esi (bench/perf/esi.sh); naming purge runs it in --quick too).
+# re-checks with more rounds; report in results/latest-only.md), STEPS="purge memory go" (run only these of
+# the steps hits, purge, memory, go and esi (bench/perf/esi.sh); naming purge runs it in --quick too),
+# BASELINE=<git ref> (also build craftedge at that commit, from git archive
+# into the temp directory, and measure its hits in the same rounds: rows
+# "base-identity", "base-gzip", "base-browser", for a before/after of one run).
 #
 # Every server runs on 127.0.0.1, pinned to SERVER_CPU; wrk and the origin
 # run on CLIENT_CPU. Output: markdown tables on stdout and in
@@ -137,6 +140,43 @@ vm() { # pid field -> kB
 	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# Rows: id server port client.
+ROWS=(
+	"respond respond 18081 identity"
+	"ce-identity ce-hit 18082 identity"
+	"ce-gzip ce-hit 18082 gzip"
+	"ce-browser ce-hit 18082 browser"
+	"ch-identity cache-handler 18084 identity"
+	"ch-browser cache-handler 18084 browser"
+	"nx-identity nginx 18085 identity"
+	"nx-browser nginx 18085 browser"
+	"nxgz-browser nginx 18086 browser"
+	"snap-identity ce-snap 18083 identity"
+	"snap-browser ce-snap 18083 browser"
+)
+if [ -n "${BASELINE:-}" ]; then
+	ROWS+=("base-identity ce-base 18089 identity" "base-gzip ce-base 18089 gzip" "base-browser ce-base 18089 browser")
+fi
+if [ -n "${ONLY:-}" ]; then
+	kept=()
+	for row in "${ROWS[@]}"; do
+		case " $ONLY " in *" ${row%% *} "*) kept+=("$row") ;; esac
+	done
+	ROWS=("${kept[@]}")
+	[ ${#ROWS[@]} -gt 0 ] || die "ONLY=$ONLY matches no row"
+fi
+# uses SERVER: a selected row is served by SERVER (respond always is: the
+# ratios' ceiling). Servers no row uses are neither built, installed nor started.
+uses() {
+	[ "$1" = respond ] && return 0
+	local row
+	for row in "${ROWS[@]}"; do
+		set -- "$1" $row
+		[ "$3" = "$1" ] && return 0
+	done
+	return 1
+}
+
 # --- tools -----------------------------------------------------------------
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi
@@ -149,7 +189,7 @@ need() { # command package
 }
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 CPUs: server and load generator share a CPU"
 need wrk wrk
-step hits && need nginx nginx
+step hits && uses nginx && need nginx nginx
 need taskset util-linux
 need python3 python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -157,8 +197,17 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 log "building craftedge"
 go build -o "$WORK/craftedge" ./cmd/craftedge
 CE=$WORK/craftedge
+BASE_REF=
+if [ -n "${BASELINE:-}" ] && step hits && uses ce-base; then
+	BASE_REF=$(git rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a git ref"
+	log "building the baseline craftedge at $BASE_REF (git archive)"
+	mkdir -p "$WORK/base-src"
+	git archive "$BASE_REF" | tar -x -C "$WORK/base-src"
+	(cd "$WORK/base-src" && go build -o "$WORK/craftedge-base" ./cmd/craftedge) >"$WORK/base-build.log" 2>&1 ||
+		die "building the baseline failed (log: $WORK/base-build.log)"
+fi
 CH=$CACHE_DIR/caddy-$CADDY_VERSION-cache-handler-$CACHE_HANDLER_VERSION
-if step hits && [ ! -x "$CH" ]; then
+if step hits && uses cache-handler && [ ! -x "$CH" ]; then
 	log "building Caddy $CADDY_VERSION + cache-handler $CACHE_HANDLER_VERSION with xcaddy (once; cached as $CH)"
 	mkdir -p "$CACHE_DIR"
 	(cd "$CACHE_DIR" && timeout 900 go run "github.com/caddyserver/xcaddy/cmd/xcaddy@$XCADDY_VERSION" build "$CADDY_VERSION" \
@@ -256,6 +305,7 @@ craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18090 >"$WORK/ce-snap-warm.Ca
 # 18099), process restarted so the memory tier is empty.
 craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18099 >"$WORK/ce-snap.Caddyfile"
 craftedge_conf 2097 18087 purge.db 256MiB 127.0.0.1:18090 >"$WORK/ce-purge.Caddyfile"
+craftedge_conf 2099 18089 base.db 256MiB 127.0.0.1:18090 >"$WORK/ce-base.Caddyfile"
 craftedge_conf 2098 18088 mem.db "${MEM_BOUND_MIB}MiB" 127.0.0.1:18090 >"$WORK/ce-mem.Caddyfile"
 
 {
@@ -338,52 +388,36 @@ print(d)' "$1"; }
 
 # --- hits: every target, alternating (step "hits") --------------------------------
 if step hits; then
-start respond "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/respond.Caddyfile" --adapter caddyfile
-start ce-hit "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-hit.Caddyfile" --adapter caddyfile
-start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap-warm.Caddyfile" --adapter caddyfile
-start cache-handler "$SERVER_CPU" "${caddy_env[@]}" "$CH" run --config "$WORK/cache-handler.Caddyfile" --adapter caddyfile
-start nginx "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
-wait_up respond http://127.0.0.1:18081/p10k.html
-wait_up ce-hit http://127.0.0.1:18082/p10k.html
-wait_up ce-snap http://127.0.0.1:18083/p10k.html
-wait_up cache-handler http://127.0.0.1:18084/p10k.html
-wait_up nginx http://127.0.0.1:18085/p10k.html
+# start_row_server NAME PORT CMD...: starts a server the selected rows use.
+start_row_server() {
+	local name=$1 port=$2
+	shift 2
+	uses "$name" || return 0
+	start "$name" "$SERVER_CPU" "$@"
+	wait_up "$name" "http://127.0.0.1:$port/p10k.html"
+}
+start_row_server respond 18081 "${caddy_env[@]}" "$CE" run --config "$WORK/respond.Caddyfile" --adapter caddyfile
+start_row_server ce-hit 18082 "${caddy_env[@]}" "$CE" run --config "$WORK/ce-hit.Caddyfile" --adapter caddyfile
+start_row_server ce-snap 18083 "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap-warm.Caddyfile" --adapter caddyfile
+start_row_server cache-handler 18084 "${caddy_env[@]}" "$CH" run --config "$WORK/cache-handler.Caddyfile" --adapter caddyfile
+start_row_server nginx 18085 "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf"
+start_row_server ce-base 18089 "${caddy_env[@]}" "$WORK/craftedge-base" run --config "$WORK/ce-base.Caddyfile" --adapter caddyfile
 
-# Snapshots: store both pages, wait for the write-behind queue to drain,
-# then restart with the origin unreachable.
-for p in p10k p100k; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:18083/$p.html"; done
-for _ in $(seq 100); do
-	h=$(health 2093)
-	[ "$(jget snapshots.count <<<"$h")" -ge 2 ] && [ "$(jget snapshots.pending <<<"$h")" = 0 ] && break
-	sleep 0.1
-done
-[ "$(jget snapshots.count <<<"$h")" -ge 2 ] || die "snapshots were not written: $h"
-stop ce-snap
-start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap.Caddyfile" --adapter caddyfile
-wait_up ce-snap http://localhost:2093/craftedge/health
-
-# Rows: id server port client.
-ROWS=(
-	"respond respond 18081 identity"
-	"ce-identity ce-hit 18082 identity"
-	"ce-gzip ce-hit 18082 gzip"
-	"ce-browser ce-hit 18082 browser"
-	"ch-identity cache-handler 18084 identity"
-	"ch-browser cache-handler 18084 browser"
-	"nx-identity nginx 18085 identity"
-	"nx-browser nginx 18085 browser"
-	"nxgz-browser nginx 18086 browser"
-	"snap-identity ce-snap 18083 identity"
-	"snap-browser ce-snap 18083 browser"
-)
-if [ -n "${ONLY:-}" ]; then
-	kept=()
-	for row in "${ROWS[@]}"; do
-		case " $ONLY " in *" ${row%% *} "*) kept+=("$row") ;; esac
+if uses ce-snap; then
+	# Snapshots: store both pages, wait for the write-behind queue to drain,
+	# then restart with the origin unreachable.
+	for p in p10k p100k; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:18083/$p.html"; done
+	for _ in $(seq 100); do
+		h=$(health 2093)
+		[ "$(jget snapshots.count <<<"$h")" -ge 2 ] && [ "$(jget snapshots.pending <<<"$h")" = 0 ] && break
+		sleep 0.1
 	done
-	ROWS=("${kept[@]}")
-	[ ${#ROWS[@]} -gt 0 ] || die "ONLY=$ONLY matches no row"
+	[ "$(jget snapshots.count <<<"$h")" -ge 2 ] || die "snapshots were not written: $h"
+	stop ce-snap
+	start ce-snap "$SERVER_CPU" "${caddy_env[@]}" "$CE" run --config "$WORK/ce-snap.Caddyfile" --adapter caddyfile
+	wait_up ce-snap http://localhost:2093/craftedge/health
 fi
+
 client_header() {
 	case $1 in
 	identity) echo "" ;;
@@ -395,9 +429,9 @@ client_header() {
 expect() { # id -> "header-regex|content-encoding"
 	case $1 in
 	respond) echo "^http/1.1 200|" ;;
-	ce-identity) echo "^cache-status: craftedge; hit\$|" ;;
-	ce-gzip) echo "^cache-status: craftedge; hit\$|gzip" ;;
-	ce-browser) echo "^cache-status: craftedge; hit\$|zstd" ;;
+	ce-identity | base-identity) echo "^cache-status: craftedge; hit\$|" ;;
+	ce-gzip | base-gzip) echo "^cache-status: craftedge; hit\$|gzip" ;;
+	ce-browser | base-browser) echo "^cache-status: craftedge; hit\$|zstd" ;;
 	ch-*) echo "^cache-status: souin; hit;|" ;;
 	nx-*) echo "^x-cache-status: hit\$|" ;;
 	nxgz-browser) echo "^x-cache-status: hit\$|gzip" ;;
@@ -436,17 +470,32 @@ for row in "${ROWS[@]}"; do
 	read -r id server port client <<<"$row"
 	for page in p10k p100k; do check "$id" "$port" "$client" "$page"; done
 done
-[ "$(jget memory.entries <<<"$(health 2093)")" = 0 ] || die "snapshot server has memory entries: not a snapshot serve"
+# Snapshot serves are promoted into memory (marked as snapshots, never
+# fresh: issue 16): at most the two pages, each still labelled a snapshot.
+! uses ce-snap || [ "$(jget memory.entries <<<"$(health 2093)")" -le 2 ] || die "snapshot server has more memory entries than its two promoted pages"
 
 # --- rounds --------------------------------------------------------------------
-run_wrk() { # id port client page round
-	local hdr out args
+# cpu_ticks NAME: user + system CPU time (clock ticks) of a server process
+# and its children (nginx's worker) so far.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+	local pid=${PID[$1]} t=0 p
+	for p in "$pid" $(pgrep -P "$pid" || true); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+run_wrk() { # id port client page round server
+	local hdr out args t0 t1
 	hdr=$(client_header "$3")
 	out=$WORK/wrk-$1-$4-$5.out
 	args=(-t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency --timeout 5s)
 	[ -n "$hdr" ] && args+=(-H "$hdr")
+	t0=$(cpu_ticks "$6")
 	timeout $((SECS + 30)) taskset -c "$CLIENT_CPU" wrk "${args[@]}" "http://127.0.0.1:$2/$4.html" >"$out" 2>&1 || true
-	python3 -B "$PERF/report.py" parse-wrk "$1" "$4" "$5" "$out" >>"$WORK/results.tsv"
+	t1=$(cpu_ticks "$6")
+	# The server's CPU seconds over the run, for CPU per request.
+	python3 -B "$PERF/report.py" parse-wrk "$1" "$4" "$5" "$out" "$(((t1 - t0) * 1000 / CLK_TCK))" >>"$WORK/results.tsv"
 }
 n=${#ROWS[@]}
 log "measuring: $ROUNDS round(s) x 2 pages x $n targets x ${SECS}s (wrk -t$THREADS -c$CONNS)"
@@ -456,7 +505,7 @@ for r in $(seq "$ROUNDS"); do
 		for i in $(seq 0 $((n - 1))); do
 			# Rotate the order every round so no target always runs first.
 			read -r id server port client <<<"${ROWS[$(((i + r - 1) % n))]}"
-			run_wrk "$id" "$port" "$client" "$page" "$r"
+			run_wrk "$id" "$port" "$client" "$page" "$r" "$server"
 		done
 	done
 	log "round $r done ($((SECONDS - START)) s)"
@@ -468,18 +517,24 @@ for row in "${ROWS[@]}"; do
 	read -r id server port client <<<"$row"
 	for page in p10k p100k; do check "$id" "$port" "$client" "$page"; done
 done
-h=$(health 2093)
-[ "$(jget memory.entries <<<"$h")" = 0 ] || die "snapshot server stored memory entries during the run"
-echo "snap_served $(jget served.snapshot <<<"$h" 2>/dev/null || echo '?')" >"$WORK/extra.tsv"
+: >"$WORK/extra.tsv"
+if uses ce-snap; then
+	h=$(health 2093)
+	[ "$(jget memory.entries <<<"$h")" -le 2 ] || die "snapshot server stored more than its two promoted pages during the run"
+	echo "snap_served $(jget served.snapshot <<<"$h" 2>/dev/null || echo '?')" >"$WORK/extra.tsv"
+	echo "snap_memory_entries $(jget memory.entries <<<"$h")" >>"$WORK/extra.tsv"
+fi
 
 # Peak RSS of each server process (nginx: master + worker).
 : >"$WORK/rss.tsv"
-for name in respond ce-hit ce-snap cache-handler; do
-	echo "$name $(vm "${PID[$name]}" VmHWM)" >>"$WORK/rss.tsv"
+for name in respond ce-hit ce-snap cache-handler ce-base; do
+	if [ -n "${PID[$name]:-}" ]; then echo "$name $(vm "${PID[$name]}" VmHWM)" >>"$WORK/rss.tsv"; fi
 done
-nx=$(vm "${PID[nginx]}" VmHWM)
-for w in $(pgrep -P "${PID[nginx]}"); do nx=$((nx + $(vm "$w" VmHWM))); done
-echo "nginx $nx" >>"$WORK/rss.tsv"
+if [ -n "${PID[nginx]:-}" ]; then
+	nx=$(vm "${PID[nginx]}" VmHWM)
+	for w in $(pgrep -P "${PID[nginx]}"); do nx=$((nx + $(vm "$w" VmHWM))); done
+	echo "nginx $nx" >>"$WORK/rss.tsv"
+fi
 
 if [ "$PROFILE" = 1 ]; then
 	mkdir -p "$CACHE_DIR/profiles"
@@ -498,7 +553,7 @@ if [ "$PROFILE" = 1 ]; then
 	cp "$CE" "$CACHE_DIR/profiles/craftedge"
 	log "profiles in $CACHE_DIR/profiles (go tool pprof $CACHE_DIR/profiles/craftedge FILE)"
 fi
-for name in respond ce-hit ce-snap cache-handler nginx; do stop "$name"; done
+for name in respond ce-hit ce-snap cache-handler nginx ce-base; do stop "$name"; done
 fi # step hits
 
 # --- purge of one tag covering 100,000 entries, over HTTP ------------------------
@@ -667,6 +722,7 @@ fi
 # A run of some steps only (STEPS=...) does not replace the full report.
 OUT=latest.md
 [ -n "$STEPS_GIVEN" ] && OUT="latest-${STEPS// /-}.md"
+[ -n "${ONLY:-}" ] && OUT="latest-only.md" # some rows only: latest.md stays the full run
 mkdir -p "$PERF/results"
 python3 -B "$PERF/report.py" report \
 	--work "$WORK" \
@@ -674,12 +730,13 @@ python3 -B "$PERF/report.py" report \
 	--commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
 	--load "$LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg)" \
 	--machine "$(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -r)" \
-	--setup "wrk -t$THREADS -c$CONNS, $ROUNDS round(s) x ${SECS}s per target, servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; caddy $CADDY_VERSION; cache-handler $CACHE_HANDLER_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
-	--command "${STEPS_GIVEN:+STEPS=\"$STEPS\" }bench/perf/run.sh $*" \
+	--setup "wrk -t$THREADS -c$CONNS, $ROUNDS round(s) x ${SECS}s per target, servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; caddy $CADDY_VERSION; cache-handler $CACHE_HANDLER_VERSION; $( (uses nginx && "$NGINX" -v 2>&1 | sed 's/^nginx version: //') || echo "nginx not run"); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" \
+	--command "${STEPS_GIVEN:+STEPS=\"$STEPS\" }${BASELINE:+BASELINE=$BASELINE }${ONLY:+ONLY=\"$ONLY\" }bench/perf/run.sh $*" \
 	--benchtime "$BENCHTIME" \
 	--server-cpu "$SERVER_CPU" \
 	--mem-overhead "$MEM_OVERHEAD_MIB" \
 	--steps "$STEPS" \
+	--baseline "$BASE_REF" \
 	>"$PERF/results/$OUT"
 cat "$PERF/results/$OUT"
 log "done in $((SECONDS - START)) s; written to bench/perf/results/$OUT"

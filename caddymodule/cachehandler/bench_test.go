@@ -74,11 +74,17 @@ func newBenchHandler(b *testing.B) *Handler {
 
 var benchPage = strings.Repeat("<p>Craft renders this page. Lorem ipsum dolor sit amet, consectetur.</p>\n", 140) // ~10 KiB
 
-func benchOrigin() caddyhttp.Handler {
+// benchVaried100k is a 100 KiB page whose text varies like a real page
+// (it compresses about 4x): stored in parts, one record per body.
+var benchVaried100k = variedPage(1, 100<<10)
+
+func benchOrigin() caddyhttp.Handler { return benchOriginOf(benchPage) }
+
+func benchOriginOf(page string) caddyhttp.Handler {
 	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Tag", "entry:1 section:blog")
-		_, err := w.Write([]byte(benchPage))
+		_, err := w.Write([]byte(page))
 		return err
 	})
 }
@@ -94,18 +100,23 @@ func benchRequest(accept string) *http.Request {
 }
 
 // BenchmarkCacheHit measures the hit path (lookup, decode, header replay,
-// stored variant write) for identity, gzip and zstd clients. Compare with
-// BenchmarkStaticRespond, Caddy's static_response handler on the same
-// body, run in the same process.
+// stored variant write) for identity, gzip and zstd clients, on a 10 KiB
+// page that compresses 50x (stored as one record) and, "100k-", a 100 KiB
+// page that compresses 4x (stored in parts: a hit copies only the body it
+// sends). Compare with BenchmarkStaticRespond, Caddy's static_response
+// handler on the same 10 KiB body, run in the same process.
 func BenchmarkCacheHit(b *testing.B) {
-	for _, tc := range []struct{ name, accept string }{
-		{"identity", ""},
-		{"gzip", "gzip"},
-		{"browser", "gzip, deflate, br, zstd"},
+	for _, tc := range []struct{ name, accept, page string }{
+		{"identity", "", benchPage},
+		{"gzip", "gzip", benchPage},
+		{"browser", "gzip, deflate, br, zstd", benchPage},
+		{"100k-identity", "", benchVaried100k},
+		{"100k-gzip", "gzip", benchVaried100k},
+		{"100k-browser", "gzip, deflate, br, zstd", benchVaried100k},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			h := newBenchHandler(b)
-			next := benchOrigin()
+			next := benchOriginOf(tc.page)
 			w := &benchWriter{h: make(http.Header)}
 			r := benchRequest(tc.accept)
 			if err := h.ServeHTTP(w, r, next); err != nil || w.status != 200 {
@@ -116,7 +127,7 @@ func BenchmarkCacheHit(b *testing.B) {
 				b.Fatalf("not a hit: %q", w.h.Get("Cache-Status"))
 			}
 			b.ReportAllocs()
-			b.SetBytes(int64(len(benchPage)))
+			b.SetBytes(int64(len(tc.page)))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				w.reset()

@@ -3,6 +3,7 @@ package cachehandler
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -33,6 +34,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    ttl            <duration>|off
 //	    stale          <duration>|off
 //	    timeout        <duration>
+//	    stale_after    <duration>|off
 //	    serve_stale_despite_origin [on|off]
 //	    breaker off | {
 //	        failures  <n>
@@ -88,9 +90,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.VendorPaths = append(h.VendorPaths, args[1:]...)
-		case "ttl", "stale":
+		case "ttl", "stale", "stale_after":
 			// 0 and off are meaningful: no heuristic freshness, no stale
-			// memory copies on errors.
+			// memory copies on errors, never answering before the upstream.
 			if !d.NextArg() {
 				return d.Errf("%s needs a duration or off", sub)
 			}
@@ -99,13 +101,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				d.Prev()
 				var err error
 				if dur, err = caddymodule.ParseDuration(d); err != nil {
-					return err
+					return err // negative durations included
 				}
 			}
-			if sub == "ttl" {
+			switch sub {
+			case "ttl":
 				h.TTL = &dur
-			} else {
+			case "stale":
 				h.Stale = &dur
+			default:
+				h.StaleAfter = &dur
 			}
 		case "timeout":
 			dur, err := caddymodule.ParseDuration(d)
@@ -224,6 +229,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		if d.NextArg() {
 			return d.Errf("too many arguments to %q: %q", sub, d.Val())
+		}
+	}
+	if h.StaleAfter != nil && *h.StaleAfter > 0 {
+		timeout := time.Duration(h.Timeout)
+		if timeout == 0 {
+			timeout = defaultTimeout
+		}
+		if time.Duration(*h.StaleAfter) >= timeout {
+			return d.Errf("stale_after (%s) must be shorter than timeout (%s): the timeout would always answer first",
+				time.Duration(*h.StaleAfter), timeout)
 		}
 	}
 	return nil

@@ -84,7 +84,7 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 		if err := e.Decode(rec.Value); err != nil {
 			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
 		} else if h.serveSnapshotEntry(w, r, &e, now, hitPrefix) {
-			h.promoteSnapshot(snapKey, &e, epoch)
+			h.promoteSnapshot(snapKey, &e, epoch, h.app.SnapshotStale(rec))
 			return nil
 		}
 	}
@@ -169,13 +169,18 @@ func (h *Handler) serveSnapshotEntry(w http.ResponseWriter, r *http.Request, e *
 // request while the upstream is healthy fetches the page again. It is
 // stored under the epoch read before the snapshot was: a purge meanwhile
 // leaves it stale as well. It replaces the memory copy that could not be
-// served (past its stale window).
-func (h *Handler) promoteSnapshot(key string, e *pagecache.Entry, epoch uint64) {
+// served (past its stale window). A snapshot a purge had marked stale is
+// marked FlagPurgedSnapshot: never served in place of a slow upstream
+// (stale_after).
+func (h *Handler) promoteSnapshot(key string, e *pagecache.Entry, epoch uint64, purged bool) {
 	p := *e
 	if err := p.RestoreBody(); err != nil {
 		return
 	}
-	p.Flags = (p.Flags | pagecache.FlagFromSnapshot) &^ pagecache.FlagBodyInZstd
+	p.Flags = (p.Flags | pagecache.FlagFromSnapshot) &^ (pagecache.FlagBodyInZstd | pagecache.FlagPurgedSnapshot)
+	if purged {
+		p.Flags |= pagecache.FlagPurgedSnapshot
+	}
 	p.FreshFor, p.StaleWhileRevalidate = 0, 0
 	if err := h.app.MemoryTier().Set(key, p.Encode(), p.Tags, epoch); err != nil {
 		h.logger.Debug("snapshot not promoted into memory", zap.String("key", key), zap.Error(err))

@@ -104,6 +104,17 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 	if res.failed {
 		return h.serveFallback(w, r, key, variantKey, stale, now, fallbackCause{upstream: res})
 	}
+	status := statusMiss(res)
+	if collapsed {
+		// RFC 9211: this request waited on another's upstream call.
+		status += "; collapsed"
+	}
+	return h.writeFetched(w, r, res, now, status)
+}
+
+// writeFetched answers the client with the copy an upstream call stored
+// or revalidated (res.raw), counted as a miss or a revalidation.
+func (h *Handler) writeFetched(w http.ResponseWriter, r *http.Request, res *fetchResult, now time.Time, status string) error {
 	var e pagecache.Entry
 	if err := e.Decode(res.raw); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("craftedge: decoding fresh entry: %w", err))
@@ -112,11 +123,6 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 		h.metrics.count(outcomeRevalidated)
 	} else {
 		h.metrics.count(outcomeMiss)
-	}
-	status := statusMiss(res)
-	if collapsed {
-		// RFC 9211: this request waited on another's upstream call.
-		status += "; collapsed"
 	}
 	h.writeEntry(w, r, &e, now, status)
 	return nil
@@ -172,6 +178,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return upstreamOutcome(path, res, status)
 	})
 	h.observeCall(err, res, status, start)
+	if !errors.Is(err, circuit.ErrOpen) {
+		h.noteCallTime(time.Since(start), res)
+	}
 	return res
 }
 

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,6 +44,7 @@ const (
 	defaultTTL          = 5 * time.Minute
 	defaultStale        = 24 * time.Hour
 	defaultTimeout      = 10 * time.Second
+	defaultStaleAfter   = 300 * time.Millisecond
 	defaultMaxEntrySize = 4 << 20
 	maxGraphQLBody      = 64 << 10
 )
@@ -98,6 +100,25 @@ type Handler struct {
 	// timeout, so 0 (or absent) in JSON is the default and "timeout 0" in
 	// a Caddyfile is an error.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// StaleAfter is how long a request waits for the upstream when the
+	// memory copy of its page is past freshness but may still be served
+	// stale (within Stale, or the response's own stale-if-error): then it
+	// is answered with that copy, "Cache-Status: craftedge; fwd=stale;
+	// detail=stale-after", while the upstream call goes on in the
+	// background (one call per key, bounded by Timeout) and its response
+	// refreshes the copy; the circuit breaker records the call's outcome
+	// as usual. While the upstream is known slow (a call has not answered
+	// within StaleAfter, and none has answered within it since), such
+	// requests get the copy at once. Absent: 300ms (off when Timeout is
+	// not longer). Zero
+	// ("stale_after 0" or "stale_after off") never answers before the
+	// upstream does. It never serves a copy whose origin forbade stale
+	// serving, a purged copy, or a snapshot promoted into memory whose
+	// snapshot a purge had marked stale (other promoted snapshots answer,
+	// "detail=stale-after-snapshot"); private responses are never stored,
+	// so never served this way. It must be shorter than Timeout.
+	StaleAfter *caddy.Duration `json:"stale_after,omitempty"`
 
 	// Breaker sets the thresholds of the upstream's circuit breaker (see
 	// package circuit: consecutive failures spread over distinct paths
@@ -190,8 +211,13 @@ type Handler struct {
 	// Surrogate-Capability is not sent).
 	ESI *ESIConfig `json:"esi,omitempty"`
 
-	// ttl and stale are TTL and Stale resolved (defaults applied).
-	ttl, stale time.Duration
+	// ttl and stale are TTL and Stale resolved (defaults applied);
+	// staleAfter is StaleAfter resolved (0: off).
+	ttl, stale, staleAfter time.Duration
+	// upstreamSlow is set while the upstream is known slow: a call has
+	// not answered within staleAfter and none has answered within it
+	// since (see fetchOrStaleAfter).
+	upstreamSlow *atomic.Bool
 
 	app    *caddymodule.App
 	logger *zap.Logger
@@ -257,6 +283,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.MaxEntrySize == 0 {
 		h.MaxEntrySize = defaultMaxEntrySize
+	}
+	h.upstreamSlow = new(atomic.Bool)
+	h.staleAfter = defaultStaleAfter
+	if h.StaleAfter != nil {
+		h.staleAfter = time.Duration(*h.StaleAfter)
+		if h.staleAfter > 0 && h.staleAfter >= time.Duration(h.Timeout) {
+			return fmt.Errorf("craftedge: stale_after (%s) must be shorter than timeout (%s): the timeout would always answer first", h.staleAfter, time.Duration(h.Timeout))
+		}
+	} else if h.staleAfter >= time.Duration(h.Timeout) {
+		h.staleAfter = 0
 	}
 	if err := h.Breaker.Validate(); err != nil {
 		return fmt.Errorf("craftedge: %w", err)
@@ -358,6 +394,9 @@ func (h *Handler) Validate() error {
 	if h.Timeout < 0 {
 		return fmt.Errorf("craftedge: timeout must not be negative, got %s", time.Duration(h.Timeout))
 	}
+	if h.StaleAfter != nil && *h.StaleAfter < 0 {
+		return fmt.Errorf("craftedge: stale_after must not be negative, got %s", time.Duration(*h.StaleAfter))
+	}
 	if h.MaxEntrySize < 0 {
 		return fmt.Errorf("craftedge: max_entry_size must not be negative")
 	}
@@ -427,7 +466,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := nowFunc()
 	mem := h.app.MemoryTier()
 	var entry pagecache.Entry
-	raw, variantKey, found := h.lookup(r, key, &entry)
+	raw, variantKey, found := h.lookupHit(r, key, &entry)
 	if found && entry.Fresh(now) {
 		mem.CountHit()
 		h.metrics.hit.Inc()
@@ -453,11 +492,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.breaker.Allow() {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
 	}
+	if found && entry.Apart != 0 {
+		// The upstream is called: revalidating the copy, and storing it
+		// again, needs the whole entry, not the record of one body (which
+		// is all the kill switch and an open breaker serve from).
+		storeKey := key
+		if variantKey != "" {
+			storeKey = variantKey
+		}
+		if raw, found = mem.Get(storeKey); !found || entry.Decode(raw) != nil {
+			raw, found = nil, false
+		}
+	}
 	if found && entry.ServableWhileRevalidating(now) {
 		h.refreshInBackground(r, next, key, raw)
 		h.metrics.count(outcomeStale)
 		h.writeEntry(w, r, &entry, now, statusStaleWhileRevalidate)
 		return nil
+	}
+	if found && h.staleAfterApplies(&entry, now) {
+		return h.fetchOrStaleAfter(w, r, next, key, variantKey, raw, &entry)
 	}
 	return h.fetchAndServe(w, r, next, key, variantKey, raw)
 }
@@ -480,6 +534,73 @@ func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw [
 		return nil, variantKey, false
 	}
 	return raw, variantKey, true
+}
+
+// lookupHit is lookup for a hit: the entry it decodes into e may hold
+// only the body the client is sent (see pagecache.Cache.GetBody; the other
+// bodies are apart), so a hit copies that body alone out of the memory
+// tier. raw is that record.
+func (h *Handler) lookupHit(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
+	mem := h.app.MemoryTier()
+	ae := r.Header.Get("Accept-Encoding")
+	raw, ok := h.recordFor(mem, key, ae, e)
+	if !ok {
+		return nil, "", false
+	}
+	if e.Flags&pagecache.FlagVaryMarker == 0 {
+		return raw, "", true
+	}
+	variantKey = h.varyKey(key, e.Vary, r)
+	raw, ok = h.recordFor(mem, variantKey, ae, e)
+	if !ok {
+		return nil, variantKey, false
+	}
+	return raw, variantKey, true
+}
+
+// recordFor reads the record of key holding the body writeEntry will send
+// a client accepting ae, and decodes it into e: first the record of the
+// compressed variant the client prefers (found when the entry is stored
+// in parts and has it), else the entry's first record (the whole entry,
+// or its identity body) and, when the client is better served by a
+// variant apart from it, that variant's record.
+func (h *Handler) recordFor(mem *pagecache.Cache, key, ae string, e *pagecache.Entry) ([]byte, bool) {
+	if ae != "" {
+		if want := bodyVariant(httpcache.PreferredEncoding(ae, true, true)); want != pagecache.BodyIdentity {
+			if raw, ok := mem.GetBody(key, want); ok && e.Decode(raw) == nil {
+				return raw, true
+			}
+		}
+	}
+	raw, ok := mem.GetBody(key, pagecache.BodyIdentity)
+	if !ok || e.Decode(raw) != nil {
+		return nil, false
+	}
+	if ae == "" || e.Apart&(pagecache.BodyGzip|pagecache.BodyZstd) == 0 {
+		return raw, true
+	}
+	got := bodyVariant(httpcache.PreferredEncoding(ae, e.Has(pagecache.BodyGzip), e.Has(pagecache.BodyZstd)))
+	if got != pagecache.BodyIdentity && e.Apart&got != 0 {
+		if vraw, ok := mem.GetBody(key, got); ok && e.Decode(vraw) == nil {
+			return vraw, true
+		}
+		// Stored again meanwhile: serve the identity body read first.
+		if e.Decode(raw) != nil {
+			return nil, false
+		}
+	}
+	return raw, true
+}
+
+// bodyVariant maps a content coding to the pagecache body holding it.
+func bodyVariant(coding string) uint8 {
+	switch coding {
+	case httpcache.EncodingZstd:
+		return pagecache.BodyZstd
+	case httpcache.EncodingGzip:
+		return pagecache.BodyGzip
+	}
+	return pagecache.BodyIdentity
 }
 
 // varyKey is the key of the variant of key selected by the request's

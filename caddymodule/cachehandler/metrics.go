@@ -13,6 +13,7 @@ const (
 	outcomeRevalidated  = "revalidated"
 	outcomeStale        = "stale"
 	outcomeStaleOnError = "stale_on_error"
+	outcomeStaleAfter   = "stale_after"
 	outcomeSnapshot     = "snapshot"
 	outcomeFallback     = "fallback"
 	outcomeError        = "error"
@@ -21,7 +22,7 @@ const (
 )
 
 var cacheOutcomes = []string{outcomeHit, outcomeMiss, outcomeRevalidated, outcomeStale, outcomeStaleOnError,
-	outcomeSnapshot, outcomeFallback, outcomeError, outcomeBypass, outcomePassThrough}
+	outcomeStaleAfter, outcomeSnapshot, outcomeFallback, outcomeError, outcomeBypass, outcomePassThrough}
 
 // handlerMetrics are a handler's counters, resolved once at provision so
 // the hot path only does an atomic add.
