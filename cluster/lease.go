@@ -219,6 +219,35 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 	}
 }
 
+// TryLead runs fn under the lease name if this node can acquire it now,
+// for a piece of work that must not run on two nodes at once (one job):
+// it does not campaign. It returns the AcquireLease error when the lease
+// is held elsewhere (errors.Is ErrLeaseHeld) or NATS is unreachable
+// (ErrNotConnected), without running fn. Once acquired it renews the
+// lease as Lead does and cancels fn's context when the lease is lost;
+// after fn returns it releases the lease and returns nil, or an error
+// wrapping ErrLeaseLost if the lease was lost while fn ran, or ctx.Err().
+func (n *Node) TryLead(ctx context.Context, name string, fn func(ctx context.Context)) error {
+	l, err := n.AcquireLease(ctx, name)
+	if err != nil {
+		return err
+	}
+	finished := n.hold(ctx, l, fn)
+	release, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+	err = l.Release(release)
+	cancel()
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		n.log.Warn("releasing a lease (it expires after its TTL)", zap.String("lease", name), zap.Error(err))
+	}
+	switch {
+	case finished:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: %q (its work was stopped)", ErrLeaseLost, name)
+}
+
 // hold runs fn under l until fn returns (true) or the lease is lost or
 // ctx ends (false, after fn returned).
 func (n *Node) hold(ctx context.Context, l *Lease, fn func(context.Context)) (finished bool) {
