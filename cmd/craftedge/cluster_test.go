@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -432,4 +433,78 @@ func TestClusterThreeNodes(t *testing.T) {
 		return len(h.Cluster.Leases) == 1 && h.Cluster.Leases[0].Holder != "" && h.Cluster.Leases[0].Holder != holder
 	})
 	t.Logf("sync:shop went from %s to %s", holder, h.Cluster.Leases[0].Holder)
+}
+
+// `demo --cluster 2`: the printed steps show a purge fanning out.
+func TestDemoCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two craftedge processes")
+	}
+	out := &syncBuffer{}
+	d, err := startClusterDemo(t.Context(), clusterDemoOptions{
+		Nodes: 2, Listen: freeAddrPair(t), Admin: freeAddrPair(t), Dir: t.TempDir(),
+		Exe: os.Args[0], Env: []string{"CRAFTEDGE_TEST_MAIN=1"}, Out: out,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	d.printInstructions()
+	if !strings.Contains(out.String(), `-d '{"tags":["el:entry:section:1"]}'`) {
+		t.Fatalf("instructions:\n%s", out.String())
+	}
+	first, second := d.nodes[0], d.nodes[1]
+	status := func() string {
+		resp, err := http.Get("http://" + second.site + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Cache-Status")
+	}
+	for i, want := range []string{"craftedge; fwd=miss; stored", "craftedge; hit"} {
+		if got := status(); got != want {
+			t.Fatalf("request %d: Cache-Status %q, want %q", i+1, got, want)
+		}
+	}
+	resp, err := http.Post("http://"+first.admin+"/craftedge/purge", "application/json", strings.NewReader(`{"tags":["el:entry:section:1"]}`))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("purge: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the purge on "+second.name, func() bool {
+		r, err := http.Get("http://" + second.admin + "/craftedge/health")
+		if err != nil {
+			return false
+		}
+		defer r.Body.Close()
+		var h nodeHealth
+		_ = json.NewDecoder(r.Body).Decode(&h)
+		return h.Cluster != nil && h.Cluster.Applied == 1
+	})
+	if got := status(); got != "craftedge; fwd=miss; stored" {
+		t.Fatalf("after the purge: Cache-Status %q, want a miss", got)
+	}
+}
+
+// freeAddrPair returns a loopback address whose port and the next one
+// were free a moment ago.
+func freeAddrPair(t *testing.T) string {
+	t.Helper()
+	for range 50 {
+		a := freeAddr(t)
+		host, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p+1)))
+		if err == nil {
+			_ = ln.Close()
+			return a
+		}
+	}
+	t.Fatal("no two consecutive free ports")
+	return ""
 }
