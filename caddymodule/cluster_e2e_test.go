@@ -1,8 +1,6 @@
 package caddymodule_test
 
 import (
-	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
@@ -21,50 +18,6 @@ import (
 // The cluster wiring, end to end: a real NATS server with JetStream in the
 // test process, the gateway under test as one node, and a peer node (the
 // cluster tier, as another craftedge would use it) in the test.
-
-// startNATS runs a NATS server with JetStream on 127.0.0.1 (a fixed port
-// once started, so a restart keeps it) until the test ends.
-type natsServer struct {
-	t    *testing.T
-	dir  string
-	port int
-	s    *server.Server
-}
-
-func startNATS(t *testing.T) *natsServer {
-	t.Helper()
-	n := &natsServer{t: t, dir: t.TempDir(), port: server.RANDOM_PORT}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir,
-		NoLog: true, NoSigs: true, DisableJetStreamBanner: true,
-	})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		n.t.Fatal("NATS server not ready")
-	}
-	n.s = s
-	n.port = s.Addr().(*net.TCPAddr).Port
-}
-
-func (n *natsServer) stop() {
-	if n.s != nil {
-		n.s.Shutdown()
-		n.s.WaitForShutdown()
-		n.s = nil
-	}
-}
-
-func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // peer is another node of the cluster, run by the test.
 type peer struct {
@@ -97,15 +50,6 @@ func (p *peer) received() []cluster.Purge {
 	return slices.Clone(p.purges)
 }
 
-func clusterBlock(url string) string {
-	return fmt.Sprintf(`cluster {
-			node_name gw
-			urls %s
-			lease_ttl 1s
-			reconnect_wait 20ms
-		}`, url)
-}
-
 func clusterHealth(g *e2e.Gateway) *caddymodule.ClusterHealth {
 	g.T.Helper()
 	return e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health").Cluster
@@ -123,13 +67,13 @@ func waitClusterReady(t *testing.T, g *e2e.Gateway) {
 // purge empties the gateway's memory copy (the next request is a miss)
 // and the gateway reports what it applied.
 func TestClusterPurgesBothWays(t *testing.T) {
-	nats := startNATS(t)
+	nats := e2e.StartNATS(t)
 	o := e2e.NewOrigin(t)
 	o.Handle("/a", e2e.PageHandler("a", "post-1"))
 	o.Handle("/b", e2e.PageHandler("b", "post-2"))
-	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: clusterBlock(nats.url())})
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: nats.ClusterBlock("gw")})
 	waitClusterReady(t, g)
-	p := startPeer(t, nats.url())
+	p := startPeer(t, nats.URL())
 
 	// Through the gateway's admin API: the peer gets it, with its source.
 	e2e.Purge(g, `{"tags":["post-9"],"hosts":["example.com"]}`)
@@ -176,15 +120,15 @@ func TestClusterPurgesBothWays(t *testing.T) {
 // peer's purges wait in its own queue. NATS back: each receives the
 // other's, and the gateway serves no copy the peer's purge covers.
 func TestClusterPurgesReplayedAfterNATSReturns(t *testing.T) {
-	nats := startNATS(t)
+	nats := e2e.StartNATS(t)
 	o := e2e.NewOrigin(t)
 	o.Handle("/a", e2e.PageHandler("a", "post-1"))
-	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: clusterBlock(nats.url())})
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: nats.ClusterBlock("gw")})
 	waitClusterReady(t, g)
-	p := startPeer(t, nats.url())
+	p := startPeer(t, nats.URL())
 	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
 
-	nats.stop()
+	nats.Stop()
 	e2e.WaitFor(t, "the gateway disconnected", func() bool {
 		h := clusterHealth(g)
 		return !h.Connected && h.State == "disconnected" && h.Error != ""
@@ -197,7 +141,7 @@ func TestClusterPurgesReplayedAfterNATSReturns(t *testing.T) {
 	// Still served from memory: the node cannot know of the peer's purge.
 	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; hit")
 
-	nats.start()
+	nats.Start()
 	e2e.WaitFor(t, "the peer's purge published", func() bool { return p.node.Stats().Queued == 0 })
 	e2e.WaitFor(t, "the gateway caught up", func() bool {
 		h := clusterHealth(g)
@@ -213,14 +157,14 @@ func TestClusterPurgesReplayedAfterNATSReturns(t *testing.T) {
 // file); the gateway's change reaches the cluster; a change made while
 // NATS is unreachable applies at once and is shared when it returns.
 func TestClusterKillSwitch(t *testing.T) {
-	nats := startNATS(t)
+	nats := e2e.StartNATS(t)
 	o := e2e.NewOrigin(t)
 	o.Handle("/a", e2e.PageHandler("a", "post-1"))
 	storage := filepath.Join(t.TempDir(), "craftedge.db")
-	opts := e2e.Options{Storage: storage, GlobalExtra: clusterBlock(nats.url())}
+	opts := e2e.Options{Storage: storage, GlobalExtra: nats.ClusterBlock("gw")}
 	g := e2e.StartGateway(t, o, opts)
 	waitClusterReady(t, g)
-	p := startPeer(t, nats.url())
+	p := startPeer(t, nats.URL())
 	overrides := func() map[string]bool {
 		return e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health").KillSwitch.Overrides
 	}
@@ -235,7 +179,7 @@ func TestClusterKillSwitch(t *testing.T) {
 	e2e.WaitFor(t, "the gateway's change in the cluster", func() bool { return !p.node.SnapshotOnlyOverrides()[""] })
 
 	// NATS down: the change applies here, pending; NATS back: shared.
-	nats.stop()
+	nats.Stop()
 	e2e.WaitFor(t, "the gateway disconnected", func() bool { return !clusterHealth(g).Connected })
 	r = g.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"craft"}`)
 	e2e.WantStatus(t, r, http.StatusOK)
@@ -254,7 +198,7 @@ func TestClusterKillSwitch(t *testing.T) {
 	if ks := e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health").KillSwitch; !ks.Overrides["craft"] || !ks.ClusterPending["craft"] {
 		t.Fatalf("after a restart: kill switch %+v, want craft on and pending", ks)
 	}
-	nats.start()
+	nats.Start()
 	e2e.WaitFor(t, "the pending change in the cluster", func() bool { return p.node.SnapshotOnlyOverrides()["craft"] })
 	e2e.WaitFor(t, "nothing pending", func() bool {
 		return len(e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health").KillSwitch.ClusterPending) == 0
@@ -268,16 +212,16 @@ func TestClusterKillSwitch(t *testing.T) {
 // counters go on); one without the block closes it, and the peer sees the
 // gateway's consumer stop following.
 func TestClusterNodeSurvivesReload(t *testing.T) {
-	nats := startNATS(t)
+	nats := e2e.StartNATS(t)
 	o := e2e.NewOrigin(t)
 	storage := filepath.Join(t.TempDir(), "craftedge.db")
-	g := e2e.StartGateway(t, o, e2e.Options{Storage: storage, GlobalExtra: clusterBlock(nats.url())})
+	g := e2e.StartGateway(t, o, e2e.Options{Storage: storage, GlobalExtra: nats.ClusterBlock("gw")})
 	waitClusterReady(t, g)
 	e2e.Purge(g, `{"tags":["x"]}`)
 	e2e.WaitFor(t, "published", func() bool { return clusterHealth(g).Published == 1 })
 	gaps := clusterHealth(g).Gaps
 
-	g.Reload(e2e.Options{Storage: storage, GlobalExtra: clusterBlock(nats.url()) + "\n\t\tsnapshot_max_age 48h"})
+	g.Reload(e2e.Options{Storage: storage, GlobalExtra: nats.ClusterBlock("gw") + "\n\t\tsnapshot_max_age 48h"})
 	h := clusterHealth(g)
 	if h.Published != 1 || h.Gaps != gaps || h.State != "ready" {
 		t.Fatalf("after a reload: %+v, want the same node (published 1, gaps %d, ready)", h, gaps)
@@ -287,7 +231,7 @@ func TestClusterNodeSurvivesReload(t *testing.T) {
 	if h := e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health"); h.Cluster != nil {
 		t.Fatalf("without the block: cluster %+v", h.Cluster)
 	}
-	p := startPeer(t, nats.url())
+	p := startPeer(t, nats.URL())
 	m, err := p.node.Members(t.Context())
 	if err != nil {
 		t.Fatal(err)
