@@ -320,91 +320,58 @@ func (c *ClusterConfig) unmarshalEmbedded(d *caddyfile.Dispenser) error {
 	if c.Embedded != nil {
 		return d.Errf("cluster: embedded is configured twice")
 	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	e := &ClusterEmbedded{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "listen":
-			e.Listen, err = clusterOneArg(d)
-		case "store_dir":
-			e.StoreDir, err = clusterOneArg(d)
-		case "cluster_name":
-			e.ClusterName, err = clusterOneArg(d)
-		case "cluster_listen":
-			e.ClusterListen, err = clusterOneArg(d)
-		case "routes":
-			e.Routes, err = clusterArgs(d, e.Routes)
-		default:
-			return d.Errf("cluster: embedded: unrecognized subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
+	err := clusterSubBlock(d, "embedded", map[string]*string{
+		"listen": &e.Listen, "store_dir": &e.StoreDir, "cluster_name": &e.ClusterName, "cluster_listen": &e.ClusterListen,
+	}, map[string]*[]string{"routes": &e.Routes})
 	c.Embedded = e
-	return nil
+	return err
 }
 
 func (c *ClusterConfig) unmarshalAuth(d *caddyfile.Dispenser) error {
 	if c.Auth != nil {
 		return d.Errf("cluster: auth is configured twice")
 	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	a := &ClusterAuth{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "user":
-			a.User, err = clusterOneArg(d)
-		case "password":
-			a.Password, err = clusterOneArg(d)
-		case "token":
-			a.Token, err = clusterOneArg(d)
-		case "creds_file":
-			a.CredsFile, err = clusterOneArg(d)
-		default:
-			return d.Errf("cluster: auth: unrecognized subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
+	err := clusterSubBlock(d, "auth", map[string]*string{
+		"user": &a.User, "password": &a.Password, "token": &a.Token, "creds_file": &a.CredsFile,
+	}, nil)
 	c.Auth = a
-	return nil
+	return err
 }
 
 func (c *ClusterConfig) unmarshalTLS(d *caddyfile.Dispenser) error {
 	if c.TLS != nil {
 		return d.Errf("cluster: tls is configured twice")
 	}
+	t := &ClusterTLS{}
+	err := clusterSubBlock(d, "tls", map[string]*string{
+		"ca_file": &t.CAFile, "cert_file": &t.CertFile, "key_file": &t.KeyFile, "server_name": &t.ServerName,
+	}, nil)
+	c.TLS = t
+	return err
+}
+
+// clusterSubBlock parses a sub-block (the dispenser is on its name) of
+// settings taking one value (one) or one or more (many).
+func clusterSubBlock(d *caddyfile.Dispenser, block string, one map[string]*string, many map[string]*[]string) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	t := &ClusterTLS{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
 		var err error
-		switch d.Val() {
-		case "ca_file":
-			t.CAFile, err = clusterOneArg(d)
-		case "cert_file":
-			t.CertFile, err = clusterOneArg(d)
-		case "key_file":
-			t.KeyFile, err = clusterOneArg(d)
-		case "server_name":
-			t.ServerName, err = clusterOneArg(d)
-		default:
-			return d.Errf("cluster: tls: unrecognized subdirective %q", d.Val())
+		if p, ok := one[name]; ok {
+			*p, err = clusterOneArg(d)
+		} else if p, ok := many[name]; ok {
+			*p, err = clusterArgs(d, *p)
+		} else {
+			return d.Errf("cluster: %s: unrecognized subdirective %q", block, name)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	c.TLS = t
 	return nil
 }
 

@@ -204,12 +204,7 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 		}
 		n.log.Info("lease acquired", zap.String("lease", name))
 		finished := n.hold(ctx, l, fn)
-		release, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
-		err = l.Release(release)
-		cancel()
-		if err != nil && !errors.Is(err, ErrLeaseLost) {
-			n.log.Warn("releasing a lease (it expires after its TTL)", zap.String("lease", name), zap.Error(err))
-		}
+		n.release(l)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -233,12 +228,7 @@ func (n *Node) TryLead(ctx context.Context, name string, fn func(ctx context.Con
 		return err
 	}
 	finished := n.hold(ctx, l, fn)
-	release, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
-	err = l.Release(release)
-	cancel()
-	if err != nil && !errors.Is(err, ErrLeaseLost) {
-		n.log.Warn("releasing a lease (it expires after its TTL)", zap.String("lease", name), zap.Error(err))
-	}
+	n.release(l)
 	switch {
 	case finished:
 		return nil
@@ -246,6 +236,16 @@ func (n *Node) TryLead(ctx context.Context, name string, fn func(ctx context.Con
 		return ctx.Err()
 	}
 	return fmt.Errorf("%w: %q (its work was stopped)", ErrLeaseLost, name)
+}
+
+// release gives l up after its work, within Config.Timeout (a lease not
+// released expires after LeaseTTL).
+func (n *Node) release(l *Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+	defer cancel()
+	if err := l.Release(ctx); err != nil && !errors.Is(err, ErrLeaseLost) {
+		n.log.Warn("releasing a lease (it expires after its TTL)", zap.String("lease", l.name), zap.Error(err))
+	}
 }
 
 // hold runs fn under l until fn returns (true) or the lease is lost or

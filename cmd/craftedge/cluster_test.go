@@ -16,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/craftedge/craftedge/internal/natstest"
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
@@ -26,45 +25,6 @@ import (
 // craftedge, TestMain) on loopback, each with its own bbolt file, in front
 // of one origin and one vendor simulator. Every wait is a readiness poll
 // of a node's /craftedge/health.
-
-type testNATS struct {
-	t    *testing.T
-	dir  string
-	port int
-	s    *server.Server
-}
-
-func startTestNATS(t *testing.T) *testNATS {
-	t.Helper()
-	n := &testNATS{t: t, dir: t.TempDir(), port: server.RANDOM_PORT}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *testNATS) start() {
-	n.t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir,
-		NoLog: true, NoSigs: true, DisableJetStreamBanner: true,
-	})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		n.t.Fatal("NATS server not ready")
-	}
-	n.s, n.port = s, s.Addr().(*net.TCPAddr).Port
-}
-
-func (n *testNATS) stop() {
-	if n.s != nil {
-		n.s.Shutdown()
-		n.s.WaitForShutdown()
-		n.s = nil
-	}
-}
 
 // testNode is one craftedge process.
 type testNode struct {
@@ -90,24 +50,7 @@ func clusterTestCaddyfile(name, admin, site, storage, natsURL, origin, vendor st
 			lease_ttl 2s
 			reconnect_wait 50ms
 		}
-		vendor shop {
-			base_url %s
-			version path v2
-			header Authorization "Bearer {env.SHOP_TOKEN}"
-			timeout 10s
-			rate 1000/s burst 1000
-			resource product {
-				get /products/{id}
-				list "/products?updated_since={since}&page={page}&per_page={per_page}" items data has_more has_more per_page 10 total total
-				id id
-				version version
-				updated updated_at
-				field title title.en required
-				tags shop:product:{id}
-				public
-				sync every 24h
-			}
-		}
+		%s
 	}
 }
 http://%s {
@@ -117,7 +60,7 @@ http://%s {
 	}
 	reverse_proxy %s
 }
-`, admin, storage, name, natsURL, vendor, site, origin)
+`, admin, storage, name, natsURL, shopVendorBlock(vendor, "sync every 24h"), site, origin)
 }
 
 func startTestNode(t *testing.T, name, natsURL, origin, vendor string) *testNode {
@@ -301,8 +244,8 @@ func TestClusterThreeNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three craftedge processes")
 	}
-	nats := startTestNATS(t)
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", nats.port)
+	nats := natstest.Start(t)
+	natsURL := nats.URL()
 
 	var originCalls atomic.Int64
 	origin := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -398,7 +341,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		n.get("/news")
 		wantHit(t, n, "/news")
 	}
-	nats.stop()
+	nats.Stop()
 	for _, n := range nodes {
 		n.waitHealth("disconnected", func(h nodeHealth) bool { return !h.Cluster.Connected })
 	}
@@ -407,7 +350,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	wantHit(t, b, "/news") // cannot know yet
 	appliedB, _ = b.health()
 	appliedC, _ = c.health()
-	nats.start()
+	nats.Start()
 	a.waitHealth("its purge published", func(h nodeHealth) bool { return h.Cluster.Connected && h.Cluster.Queued == 0 })
 	b.waitHealth("a's purge replayed", func(h nodeHealth) bool { return h.Cluster.Applied == appliedB.Cluster.Applied+1 })
 	c.waitHealth("a's purge replayed", func(h nodeHealth) bool { return h.Cluster.Applied == appliedC.Cluster.Applied+1 })
