@@ -68,8 +68,10 @@ type clusterMembersSample struct {
 }
 
 // Destruct publishes what is still queued (if NATS is there, within the
-// node's timeout) and closes the node.
+// node's timeout) and closes the node. Its metrics go with it: a node
+// that left the cluster is not a disconnected one.
 func (c *clusterNode) Destruct() error {
+	clusterMetricsNode.CompareAndSwap(c, nil)
 	if c.node.Stats().Connected {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 		if err := c.node.Flush(ctx); err != nil {

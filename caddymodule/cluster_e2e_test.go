@@ -231,6 +231,10 @@ func TestClusterNodeSurvivesReload(t *testing.T) {
 	if h := e2e.AdminJSON[caddymodule.Health](g, "/craftedge/health"); h.Cluster != nil {
 		t.Fatalf("without the block: cluster %+v", h.Cluster)
 	}
+	// Its metrics went with it (a node that left is not disconnected).
+	if v := e2e.Scrape(g, "craftedge_cluster_connected"); v != -1 {
+		t.Fatalf("craftedge_cluster_connected = %v without a cluster, want no series", v)
+	}
 	p := startPeer(t, nats.URL())
 	m, err := p.node.Members(t.Context())
 	if err != nil {
