@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -291,4 +292,40 @@ func TestClusterUnsetVariable(t *testing.T) {
 			}
 		}`})
 	caddytest.AssertLoadError(t, cfg, "caddyfile", "cluster: auth token")
+}
+
+// An embedded NATS server on a fixed port: a reload changing the block
+// cannot start a second server on that port, so it fails and the running
+// config (and its node) stays; the process is not taken down.
+func TestClusterEmbeddedReloadChangingTheBlockFails(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/a", e2e.PageHandler("a", "post-1"))
+	ports, err := e2e.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storage := filepath.Join(t.TempDir(), "craftedge.db")
+	block := func(extra string) string {
+		return fmt.Sprintf(`cluster {
+			node_name gw
+			embedded {
+				listen 127.0.0.1:%d
+				store_dir %s
+			}
+			timeout 1s
+			%s
+		}`, ports[0], filepath.Join(t.TempDir(), "nats"), extra)
+	}
+	first := block("")
+	g := e2e.StartGateway(t, o, e2e.Options{Storage: storage, GlobalExtra: first})
+	waitClusterReady(t, g)
+	if h := clusterHealth(g); h.Embedded != fmt.Sprintf("nats://127.0.0.1:%d", ports[0]) {
+		t.Fatalf("embedded %q", h.Embedded)
+	}
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+
+	caddytest.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: storage, GlobalExtra: block("lease_ttl 2s")}),
+		"caddyfile", "cluster: embedded")
+	waitClusterReady(t, g)
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; hit")
 }
