@@ -94,9 +94,11 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 		return 0, err
 	}
 	now := nowFunc()
-	n, err := a.applyPurge(p, now)
-	// Every node of a cluster purges too (nothing without a cluster).
+	// Every node of a cluster purges too (nothing without a cluster):
+	// queued first, so the fan-out does not wait for this node's bbolt
+	// commit (publishing never blocks, and goes ahead if that fails).
 	a.publishPurge(p, source, now)
+	n, err := a.applyPurge(p, now)
 	if err != nil {
 		return n, err
 	}

@@ -28,7 +28,7 @@ import (
 
 // testNode is one craftedge process.
 type testNode struct {
-	t           *testing.T
+	t           testing.TB
 	name        string
 	admin, site string
 	cfgPath     string
@@ -63,7 +63,7 @@ http://%s {
 `, admin, storage, name, natsURL, shopVendorBlock(vendor, "sync every 24h"), site, origin)
 }
 
-func startTestNode(t *testing.T, name, natsURL, origin, vendor string) *testNode {
+func startTestNode(t testing.TB, name, natsURL, origin, vendor string) *testNode {
 	t.Helper()
 	dir := t.TempDir()
 	n := &testNode{t: t, name: name, admin: freeAddr(t), site: freeAddr(t), dataDir: dir, cfgPath: filepath.Join(dir, "Caddyfile")}
