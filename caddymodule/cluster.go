@@ -39,8 +39,13 @@ import (
 // clusterNode is this process's membership of the cluster.
 type clusterNode struct {
 	node *cluster.Node
-	cfg  cluster.Config
+	cfg  cluster.Config // with the defaults applied
 	log  *zap.Logger
+
+	// started is closed once node and cfg are set: the node's calls
+	// (handlers, cursor store) wait for it, as they may come before
+	// cluster.Start has returned.
+	started chan struct{}
 
 	// app is the app the handlers act on: the running one, or the one
 	// that created the node until it starts.
@@ -123,7 +128,7 @@ func (a *App) provisionCluster() error {
 
 // startClusterNode starts a node acting on a (until another app starts).
 func (a *App) startClusterNode(cfg cluster.Config) (*clusterNode, error) {
-	c := &clusterNode{cfg: cfg, log: a.logger.Named("cluster")}
+	c := &clusterNode{cfg: cfg, log: a.logger.Named("cluster"), started: make(chan struct{})}
 	c.app.Store(a)
 	c.serving.Store(true)
 	c.pending = loadKillPending(a.store, cfg)
@@ -138,6 +143,7 @@ func (a *App) startClusterNode(cfg cluster.Config) (*clusterNode, error) {
 	}
 	c.node = node
 	c.cfg = node.Config()
+	close(c.started)
 	a.logger.Info("cluster node started",
 		zap.String("node", cfg.NodeName), zap.String("namespace", c.cfg.Namespace),
 		zap.Strings("urls", cfg.URLs), zap.String("embedded", node.ClientURL()))
@@ -201,6 +207,7 @@ func (a *App) publishPurge(p *PurgeRequest, source string, at time.Time) {
 
 // onPurge applies another node's purge with its own time.
 func (c *clusterNode) onPurge(p cluster.Purge) {
+	<-c.started
 	a := c.app.Load()
 	req := &PurgeRequest{Tags: p.Tags, URLs: p.URLs, Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All}
 	if err := req.validate(); err != nil {
@@ -225,6 +232,7 @@ func (c *clusterNode) onPurge(p cluster.Purge) {
 // onGap drops the memory tier and marks every snapshot stale: purges
 // were missed and nobody can say which.
 func (c *clusterNode) onGap(g cluster.Gap) {
+	<-c.started
 	a := c.app.Load()
 	observeClusterGap(g.Reason)
 	purgeRefillMu.RLock()
@@ -241,6 +249,7 @@ func (c *clusterNode) onGap(g cluster.Gap) {
 // onState records the node's state; the memory tier does not serve while
 // the node catches up.
 func (c *clusterNode) onState(s cluster.State) {
+	<-c.started
 	c.state.Store(int32(s))
 	c.serving.Store(s != cluster.StateCatchingUp)
 }

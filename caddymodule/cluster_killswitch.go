@@ -73,6 +73,7 @@ func (c *clusterNode) pushPending(ctx context.Context) {
 // node's pending changes on top, to the local store, and writes the
 // pending changes to the cluster.
 func (c *clusterNode) onKillSwitch(set map[string]bool) {
+	<-c.started
 	a := c.app.Load()
 	c.pendingMu.Lock()
 	want := maps.Clone(set)

@@ -36,6 +36,7 @@ type boltCursors struct{ c *clusterNode }
 // no cursor (the node then reports a gap and starts afresh), never an
 // error that would keep the node from following purges.
 func (b *boltCursors) LoadCursor(context.Context) (cluster.Cursor, bool, error) {
+	<-b.c.started
 	a := b.c.app.Load()
 	var cur cluster.Cursor
 	var raw []byte
@@ -60,6 +61,7 @@ func (b *boltCursors) LoadCursor(context.Context) (cluster.Cursor, bool, error) 
 
 // StoreCursor stores the cursor.
 func (b *boltCursors) StoreCursor(_ context.Context, cur cluster.Cursor) error {
+	<-b.c.started
 	raw, err := json.Marshal(cur)
 	if err != nil {
 		return err
