@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,7 +137,12 @@ func refetchJobLease(t *jobs.Task) string {
 	if json.Unmarshal(t.Job.Payload, &p) != nil || p.Vendor == "" {
 		return ""
 	}
-	return jobKindVendorRefetch + ":" + p.Vendor + ":" + p.Resource + ":" + p.ID
+	id := p.ID
+	if len(id) > 64 { // a key-value key has a bounded length: a long id is hashed
+		sum := sha256.Sum256([]byte(id))
+		id = "sha256-" + hex.EncodeToString(sum[:])
+	}
+	return jobKindVendorRefetch + ":" + p.Vendor + ":" + p.Resource + ":" + id
 }
 
 // scheduleLeases are the leases of this config's sync schedules (for
