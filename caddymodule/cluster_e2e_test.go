@@ -90,7 +90,12 @@ func TestClusterPurgesBothWays(t *testing.T) {
 	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; hit")
 	applied := e2e.Scrape(g, `craftedge_cluster_purges_applied_total{outcome="ok"}`) // process-wide
 	p.node.Publish(cluster.Purge{Tags: []string{"post-1"}, Source: "admin"})
-	e2e.WaitFor(t, "the gateway to apply the peer's purge", func() bool { return clusterHealth(g).Applied == 1 })
+	// Applied counts a purge as it is handed over; its cursor moves once
+	// it is applied: both, for the purge to be done.
+	e2e.WaitFor(t, "the gateway to apply the peer's purge", func() bool {
+		h := clusterHealth(g)
+		return h.Applied == 1 && h.Lag != nil && *h.Lag == 0
+	})
 	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
 	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; hit")
 	if n := o.Count("/a"); n != 2 {
