@@ -544,6 +544,9 @@ func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw [
 // bodies are apart), so a hit copies that body alone out of the memory
 // tier. raw is that record.
 func (h *Handler) lookupHit(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
+	if !h.app.MemoryServes() { // a cluster node catching up on missed purges
+		return nil, "", false
+	}
 	mem := h.app.MemoryTier()
 	ae := r.Header.Get("Accept-Encoding")
 	raw, ok := h.recordFor(mem, key, ae, e)
