@@ -8,7 +8,8 @@ import (
 
 // The demo's steps are one script: demoSteps is printed by the demo (with
 // its actual addresses) and, with the default addresses, is the step block
-// of README.md (TestDemoStepsInREADME keeps the two equal); TestDemoSteps
+// of docs/guides/demo.md, whose titles README.md lists (TestDemoStepsInDocs
+// keeps them equal); TestDemoSteps
 // runs every command against a real demo and checks its output against
 // Out.
 //

@@ -20,21 +20,25 @@ import (
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
-var updateREADME = flag.Bool("update-readme", false, "rewrite README.md's demo block from demoSteps")
+var updateDemoDocs = flag.Bool("update-demo-docs", false, "rewrite the demo blocks of README.md and docs/guides/demo.md from demoSteps")
 
+// The demo's steps are shown twice, both generated from demoSteps: README.md
+// lists their titles, docs/guides/demo.md has every command with what it
+// prints.
 const (
-	readmePath       = "../../README.md"
-	readmeStepsBegin = "<!-- demo-steps: generated from cmd/craftedge/demo_steps.go by `go test ./cmd/craftedge -run TestDemoStepsInREADME -update-readme`; do not edit -->\n"
-	readmeStepsEnd   = "<!-- end of demo-steps -->\n"
+	readmePath     = "../../README.md"
+	demoDocPath    = "../../docs/guides/demo.md"
+	demoStepsBegin = "<!-- demo-steps: generated from cmd/craftedge/demo_steps.go by `go test ./cmd/craftedge -run TestDemoStepsInDocs -update-demo-docs`; do not edit -->\n"
+	demoStepsEnd   = "<!-- end of demo-steps -->\n"
 )
 
-// readmeStepBlock is the README's demo block: the steps with the default
+// demoDocStepBlock is the guide's demo block: the steps with the default
 // addresses, indented as a code block.
-func readmeStepBlock() string {
+func demoDocStepBlock() string {
 	var buf bytes.Buffer
 	writeDemoSteps(&buf, defaultDemoAddrs())
 	var b strings.Builder
-	b.WriteString(readmeStepsBegin + "\n")
+	b.WriteString(demoStepsBegin + "\n")
 	for _, l := range strings.SplitAfter(buf.String(), "\n") {
 		if strings.TrimSpace(l) == "" {
 			b.WriteString(l)
@@ -42,23 +46,26 @@ func readmeStepBlock() string {
 		}
 		b.WriteString("    " + l)
 	}
-	b.WriteString("\n" + readmeStepsEnd)
+	b.WriteString("\n" + demoStepsEnd)
 	return b.String()
 }
 
-// TestDemoStepsInREADME checks that README.md shows exactly the demo's
-// steps (demoSteps with the default addresses).
-func TestDemoStepsInREADME(t *testing.T) {
-	raw, err := os.ReadFile(readmePath)
-	if err != nil {
-		t.Fatal(err)
+// readmeStepBlock is README.md's demo block: the steps' titles, each
+// linking to its place in the guide.
+func readmeStepBlock() string {
+	var b strings.Builder
+	b.WriteString(demoStepsBegin + "\n")
+	for i, s := range demoSteps {
+		fmt.Fprintf(&b, "%d. %s\n", i+1, s.Title)
 	}
-	readme := string(raw)
-	i := strings.Index(readme, readmeStepsBegin)
-	j := strings.Index(readme, readmeStepsEnd)
-	if i < 0 || j < i {
-		t.Fatalf("README.md has no demo-steps block (%q ... %q)", readmeStepsBegin, readmeStepsEnd)
-	}
+	b.WriteString("\n" + demoStepsEnd)
+	return b.String()
+}
+
+// TestDemoStepsInDocs checks that README.md lists exactly the demo's steps
+// and docs/guides/demo.md shows them (demoSteps with the default
+// addresses), and that the pages the steps point to exist.
+func TestDemoStepsInDocs(t *testing.T) {
 	// Pages the steps point to exist, with the heading they name.
 	docRef := regexp.MustCompile(`docs/[a-z/_-]+\.md(?:#[a-z0-9-]+)?`)
 	for _, s := range demoSteps {
@@ -80,19 +87,34 @@ func TestDemoStepsInREADME(t *testing.T) {
 			}
 		}
 	}
+	checkDemoBlock(t, readmePath, readmeStepBlock())
+	checkDemoBlock(t, demoDocPath, demoDocStepBlock())
+}
 
-	want := readmeStepBlock()
-	got := readme[i : j+len(readmeStepsEnd)]
-	if got == want {
+// checkDemoBlock compares the demo block of the file at path with want,
+// rewriting it with -update-demo-docs.
+func checkDemoBlock(t *testing.T, path, want string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	i := strings.Index(doc, demoStepsBegin)
+	j := strings.Index(doc, demoStepsEnd)
+	if i < 0 || j < i {
+		t.Fatalf("%s has no demo-steps block (%q ... %q)", path, demoStepsBegin, demoStepsEnd)
+	}
+	if doc[i:j+len(demoStepsEnd)] == want {
 		return
 	}
-	if *updateREADME {
-		if err := os.WriteFile(readmePath, []byte(readme[:i]+want+readme[j+len(readmeStepsEnd):]), 0o644); err != nil {
+	if *updateDemoDocs {
+		if err := os.WriteFile(path, []byte(doc[:i]+want+doc[j+len(demoStepsEnd):]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Errorf("README.md's demo steps differ from demoSteps (run go test ./cmd/craftedge -run TestDemoStepsInREADME -update-readme); want:\n%s", want)
+	t.Errorf("%s's demo steps differ from demoSteps (run go test ./cmd/craftedge -run TestDemoStepsInDocs -update-demo-docs); want:\n%s", path, want)
 }
 
 // TestDemoSteps runs every step's commands, as printed, against a real demo
