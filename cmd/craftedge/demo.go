@@ -377,7 +377,7 @@ func (d *demo) stop() error {
 }
 
 // printInstructions prints the URLs and the commands to try: demoSteps
-// with the demo's addresses (the same steps README.md shows).
+// with the demo's addresses (the same steps docs/guides/demo.md shows).
 func (d *demo) printInstructions(w io.Writer) {
 	a := demoAddrs{
 		Site:   "http://" + displayAddr(d.listen),

@@ -219,7 +219,7 @@ type demoAddrs struct {
 }
 
 // defaultDemoAddrs are the addresses of a demo started with no flags and
-// the default write token: README.md shows the steps with them.
+// the default write token: docs/guides/demo.md shows the steps with them.
 func defaultDemoAddrs() demoAddrs {
 	return demoAddrs{
 		Site:   "http://" + defaultDemoListen,
