@@ -66,6 +66,10 @@ func Main(m *testing.M, s Seams) {
 	SiteHost = fmt.Sprintf("localhost:%d", httpPort)
 	SiteAddr = "http://" + SiteHost
 	caddytest.Default.AdminPort = adminPort
+	// A config load stops the previous one (its servers, bbolt files,
+	// background work): on a loaded 2-core machine that has taken more
+	// than caddytest's 5s. It bounds a wait, not a measurement.
+	caddytest.Default.LoadRequestTimeout = 30 * time.Second
 	os.Exit(m.Run())
 }
 
