@@ -293,3 +293,48 @@ func TestPushNeverSendsSensitiveFields(t *testing.T) {
 		t.Fatalf("the sensitive sku reached the index: %v", doc)
 	}
 }
+
+// TestPushRevivedRecordReachesIndex: a record deleted (a refetch answered
+// 404) and then seen again unchanged (same version and updated time: the
+// vendor undid the deletion, or a lagging replica answered 404 for a
+// while) is pushed again. Its push key must not join the done job of its
+// first upsert, which would leave the index without a live record.
+func TestPushRevivedRecordReachesIndex(t *testing.T) {
+	e2e.ResetClock()
+	e := startPushGateway(t, 3, "push search meilisearch products")
+	app := currentApp.Load()
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+	refetch := func(delivery string) {
+		t.Helper()
+		ref, _, err := app.enqueueRefetch(context.Background(), refetchPayload{Vendor: "shop", Resource: "product", ID: "1", Delivery: delivery}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2e.WaitJobState(e.Gateway, ref.ID, jobs.StateDone)
+		e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+	}
+	if err := e.Sim.Delete(vendorsim.KindProduct, "1"); err != nil {
+		t.Fatal(err)
+	}
+	e2e.Advance(time.Second)
+	refetch("d-gone")
+	if _, ok := e.Sim.IndexDocument("products", "1"); ok {
+		t.Fatal("the deleted product is still indexed")
+	}
+	if err := e.Sim.Restore(vendorsim.KindProduct, "1"); err != nil {
+		t.Fatal(err)
+	}
+	e2e.Advance(time.Second)
+	refetch("d-back")
+	rec, err := app.records.Get("shop", "product", "1")
+	if err != nil || rec.Deleted {
+		t.Fatalf("stored record %+v, %v: want it live again", rec, err)
+	}
+	if _, ok := e.Sim.IndexDocument("products", "1"); !ok {
+		t.Errorf("the live product is missing from the index; effects %v", effects(e.Sim, "1"))
+	}
+	if got := effects(e.Sim, "1"); len(got) != 3 || !strings.HasPrefix(got[2], "upsert:") {
+		t.Errorf("effects on product 1: %v, want upsert, delete, upsert", got)
+	}
+}
