@@ -265,15 +265,22 @@ func pushRequest(rec vendors.Record, target string, deleted uint64) jobs.Enqueue
 	p := pushPayload{Vendor: rec.Vendor, Resource: rec.Resource, ID: rec.ID, Target: target,
 		Version: rec.Version, UpdatedAt: rec.UpdatedAt.UTC(), Deleted: rec.Deleted}
 	payload, _ := json.Marshal(p)
-	state := p.Version + ":" + strconv.FormatInt(p.UpdatedAt.UnixNano(), 10)
-	switch {
-	case p.Deleted:
-		state += ":deleted"
-	case deleted > 0:
+	state := recordState(rec)
+	if !rec.Deleted && deleted > 0 {
 		state += ":after-delete-" + strconv.FormatUint(deleted, 10)
 	}
 	entity := pushEntity(target, rec.Vendor, rec.Resource, rec.ID)
 	return jobs.EnqueueRequest{Kind: jobKindPush, Key: "push:" + boundedKey(entity+":"+state), Entity: entity, Payload: payload}
+}
+
+// recordState names a record's state in push keys: its version, updated
+// time and deletion.
+func recordState(rec vendors.Record) string {
+	state := rec.Version + ":" + strconv.FormatInt(rec.UpdatedAt.UTC().UnixNano(), 10)
+	if rec.Deleted {
+		state += ":deleted"
+	}
+	return state
 }
 
 // pushChanged enqueues a vendor.push job per record and target.

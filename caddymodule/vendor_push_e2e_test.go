@@ -338,3 +338,49 @@ func TestPushRevivedRecordReachesIndex(t *testing.T) {
 		t.Errorf("effects on product 1: %v, want upsert, delete, upsert", got)
 	}
 }
+
+// TestPushRebuildRetryAfterRecordChanged: a rebuild whose page failed is
+// retried from that page; a record of it pushed by the failed attempt and
+// changed since is pushed again in its new state, under a key of its own:
+// an index honouring Idempotency-Key refuses a key reused for another body
+// (422), which dead-lettered the rebuild.
+func TestPushRebuildRetryAfterRecordChanged(t *testing.T) {
+	e2e.ResetClock()
+	e := startPushGateway(t, 3, `push search {
+					upsert PUT /indexes/catalog/documents/{id}
+					delete /indexes/catalog/documents/{id}
+					fields title
+				}`)
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+
+	// Document 3 fails: the rebuild's first page fails after pushing 1 and 2.
+	e.index.Chaos().Set(vendorsim.ChaosConfig{ErrorRate: 1, Only: []string{"/indexes/catalog/documents/3"}})
+	r := e.Admin(http.MethodPost, "/craftedge/reindex", `{"vendor":"shop","resource":"product","target":"search"}`)
+	e2e.WantStatus(t, r, http.StatusAccepted)
+	var st ReindexStatus
+	_ = json.Unmarshal([]byte(r.Body), &st)
+	e2e.WaitFor(t, "the rebuild's first attempt to fail", func() bool {
+		st = e2e.AdminJSON[ReindexStatus](e.Gateway, "/craftedge/reindex/"+st.JobID)
+		return st.Error != ""
+	})
+	// Product 1 changes meanwhile (and is pushed by its own job).
+	setTitle(t, e.Sim, "1", "Title changed")
+	e2e.Advance(time.Second)
+	e.sync("s2", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+
+	e.index.Chaos().Clear()
+	e2e.WaitFor(t, "the rebuild", func() bool {
+		e2e.Advance(time.Second) // its backoff
+		st = e2e.AdminJSON[ReindexStatus](e.Gateway, "/craftedge/reindex/"+st.JobID)
+		return st.State != BackfillRunning
+	})
+	if st.State != BackfillDone || st.Records != 3 {
+		t.Fatalf("rebuild %+v, want done with 3 records", st)
+	}
+	doc, _ := e.Sim.IndexDocument("catalog", "1")
+	if doc["title"] == nil || !strings.Contains(fmt.Sprint(doc["title"]), "Title changed") {
+		t.Errorf("document 1 %v, want its new title", doc)
+	}
+}
