@@ -384,3 +384,56 @@ func TestPushRebuildRetryAfterRecordChanged(t *testing.T) {
 		t.Errorf("document 1 %v, want its new title", doc)
 	}
 }
+
+// TestPushRetryAfterReloadChangedDocument: a push whose answer was lost is
+// retried; if a reload changed what the target is sent (its fields) in
+// between, the retry's body differs from the first attempt's, and an index
+// honouring Idempotency-Key refuses the reused key (422): the push was
+// dead-lettered and the index kept the old document. The key sent names
+// the body too, so the same body is replayed and another one is a new
+// write.
+func TestPushRetryAfterReloadChangedDocument(t *testing.T) {
+	e2e.ResetClock()
+	sim, url := e2e.StartVendorSim(t, 2)
+	ep := sim.NewEndpoint()
+	srv, err := ep.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(o vendorOptions) string {
+		return e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Resource: o.resource, Public: true,
+			Global: "\n\t\t" + indexVendor(srv.URL()), Site: "craftedge_records"})
+	}
+	push := func(fields string) string {
+		return "push search {\n\t\t\t\t\tupsert PUT /indexes/catalog/documents/{id}\n\t\t\t\t\tfields " + fields + "\n\t\t\t\t}"
+	}
+	o := vendorOptions{baseURL: url, resource: push("title"), caddyfile: config, storage: filepath.Join(t.TempDir(), "craftedge.db")}
+	e := startVendorGatewayWith(t, sim, o)
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+
+	// Product 1 changes; its push is applied but the answer is lost.
+	ep.Chaos().Set(vendorsim.ChaosConfig{FailAfterWrite: 1})
+	setTitle(t, sim, "1", "Title two")
+	e2e.Advance(time.Second)
+	n := len(sim.IndexWrites())
+	e.sync("s2", jobs.StateDone)
+	e2e.WaitFor(t, "the write whose answer is lost", func() bool { return len(sim.IndexWrites()) > n })
+	// The target now also gets the price (retries until now replayed the
+	// first write, their answers lost too).
+	o.resource = push("title price")
+	e.Tester.InitServer(config(o), "caddyfile")
+	ep.Chaos().Clear()
+	e2e.WaitFor(t, "the push's retry", func() bool {
+		e2e.Advance(time.Second) // its backoff
+		return pushesSettled(t)
+	})
+	dead, err := currentApp.Load().jobs.List(jobs.ListFilter{Kind: jobKindPush, State: jobs.StateDead})
+	if err != nil || len(dead) != 0 {
+		t.Errorf("dead push jobs: %+v %v", dead, err)
+	}
+	doc, _ := sim.IndexDocument("catalog", "1")
+	if doc["price"] == nil || !strings.Contains(fmt.Sprint(doc["title"]), "Title two") {
+		t.Errorf("document 1 %v, want the new title and the price", doc)
+	}
+}
