@@ -189,3 +189,56 @@ func TestESIUnderHandlePath(t *testing.T) {
 		t.Fatalf("after purging /shop/frag/x: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
 	}
 }
+
+// TestESIUnderHandlePathEncodedSlash: a visitor requesting a page under
+// handle_path with the prefix's slash encoded ("/shop%2Fp": handle_path
+// matches the decoded path and strips "/shop") must not make the shop's
+// fragment the site root's entry of the same path. The prefix was looked
+// for in the escaped paths only, so none was found and the includes were
+// keyed at the root, as a direct request for /frag/x is: one request
+// poisoned /frag/x for every visitor of the root.
+func TestESIUnderHandlePathEncodedSlash(t *testing.T) {
+	shop := e2e.NewOrigin(t)
+	shop.Handle("/p", esiPage(`A<esi:include src="/frag/x"/>B`, ""))
+	shop.Handle("/frag/x", newFragment("shop-x", "max-age=600", "").ServeHTTP)
+	root := e2e.NewOrigin(t)
+	root.Handle("/frag/x", newFragment("root-x", "max-age=600", "").ServeHTTP)
+	storage := filepath.Join(t.TempDir(), "craftedge.db")
+	g := e2e.StartConfig(t, nil, `{
+`+e2e.GlobalPorts()+`	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage `+storage+`
+		memory 16MiB
+	}
+}
+`+e2e.SiteAddr+` {
+	handle_path /shop/* {
+		craftedge {
+			ttl 1m
+			esi
+		}
+		reverse_proxy `+shop.Addr()+`
+	}
+	handle {
+		craftedge {
+			ttl 1m
+		}
+		reverse_proxy `+root.Addr()+`
+	}
+}
+`, storage)
+	if r := g.Get("/shop%2Fp"); r.Status != 200 || r.Body != "Ashop-xB" {
+		t.Fatalf("/shop%%2Fp: %d %q (%s)", r.Status, r.Body, r.Header.Get("Cache-Status"))
+	}
+	if r := g.Get("/frag/x"); r.Body != "root-x" {
+		t.Fatalf("/frag/x at the root after a visitor asked for /shop%%2Fp: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	// The include is the shop's public /shop/frag/x, as for /shop/p.
+	if r := g.Get("/shop/p"); r.Body != "Ashop-xB" {
+		t.Fatalf("/shop/p: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	if n := shop.Count("/frag/x"); n != 1 {
+		t.Errorf("the shop's fragment was fetched %d times, want 1 (one entry, /shop/frag/x)", n)
+	}
+}
