@@ -153,6 +153,17 @@ func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
 	prefix := ""
 	if lr := lookupRequest(r); lr != r {
 		prefix = strippedPrefix(lr.URL, r.URL)
+		if prefix == "" {
+			// Another rewrite (or a strip not found: handle_path /shop*
+			// turns /shopx/p into /x/p) may have chosen another upstream
+			// than the root's paths have: the includes are fetched as
+			// written, through this route, and keyed with the rewrite that
+			// led here, an extra no direct request has. Never shared with
+			// the root's entries of the same paths, whatever a visitor
+			// asked for.
+			suffix += "\x00esi-under=" + lr.URL.EscapedPath() + "?" + h.keys.Query(lr.URL.RawQuery) +
+				" " + r.URL.EscapedPath() + "?" + h.keys.Query(r.URL.RawQuery)
+		}
 	}
 	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: suffix, prefix: prefix}
 }
