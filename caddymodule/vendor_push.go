@@ -254,17 +254,33 @@ func boundedKey(s string) string {
 
 // pushRequest is the enqueue request pushing rec's current state to
 // target. Its key names the state (version, updated time, deletion), so
-// the same state listed again joins the job already enqueued.
-func pushRequest(rec vendors.Record, target string) jobs.EnqueueRequest {
+// the same state listed again joins the job already enqueued. A live
+// record seen again after a deletion may be in the very state it had
+// before it (same version and updated time: the vendor undid the
+// deletion, or a lagging replica answered 404 for a while), so a live
+// state's key also names the latest deletion in its lineage (deleted, the
+// Seq of that change; 0 if none): it must not join the done job of its
+// first upsert, which would leave the index without the record.
+func pushRequest(rec vendors.Record, target string, deleted uint64) jobs.EnqueueRequest {
 	p := pushPayload{Vendor: rec.Vendor, Resource: rec.Resource, ID: rec.ID, Target: target,
 		Version: rec.Version, UpdatedAt: rec.UpdatedAt.UTC(), Deleted: rec.Deleted}
 	payload, _ := json.Marshal(p)
-	state := p.Version + ":" + strconv.FormatInt(p.UpdatedAt.UnixNano(), 10)
-	if p.Deleted {
-		state += ":deleted"
+	state := recordState(rec)
+	if !rec.Deleted && deleted > 0 {
+		state += ":after-delete-" + strconv.FormatUint(deleted, 10)
 	}
 	entity := pushEntity(target, rec.Vendor, rec.Resource, rec.ID)
 	return jobs.EnqueueRequest{Kind: jobKindPush, Key: "push:" + boundedKey(entity+":"+state), Entity: entity, Payload: payload}
+}
+
+// recordState names a record's state in push keys: its version, updated
+// time and deletion.
+func recordState(rec vendors.Record) string {
+	state := rec.Version + ":" + strconv.FormatInt(rec.UpdatedAt.UTC().UnixNano(), 10)
+	if rec.Deleted {
+		state += ":deleted"
+	}
+	return state
 }
 
 // pushChanged enqueues a vendor.push job per record and target.
@@ -272,14 +288,24 @@ func (a *App) pushChanged(ctx context.Context, recs []vendors.Record) error {
 	if a.push == nil {
 		return nil
 	}
-	var reqs []jobs.EnqueueRequest
+	var pushed []vendors.Record
 	for _, rec := range recs {
-		for _, tn := range sortedKeys(a.push.targets[rec.Vendor][rec.Resource]) {
-			reqs = append(reqs, pushRequest(rec, tn))
+		if len(a.push.targets[rec.Vendor][rec.Resource]) > 0 {
+			pushed = append(pushed, rec)
 		}
 	}
-	if len(reqs) == 0 {
+	if len(pushed) == 0 {
 		return nil
+	}
+	deletions, err := a.records.LastDeletions(pushed)
+	if err != nil {
+		return fmt.Errorf("push: reading the records' lineage: %w", err)
+	}
+	var reqs []jobs.EnqueueRequest
+	for i, rec := range pushed {
+		for _, tn := range sortedKeys(a.push.targets[rec.Vendor][rec.Resource]) {
+			reqs = append(reqs, pushRequest(rec, tn, deletions[i]))
+		}
 	}
 	if _, err := a.jobs.EnqueueBatch(ctx, reqs); err != nil {
 		return fmt.Errorf("push: enqueueing: %w", err)

@@ -293,3 +293,147 @@ func TestPushNeverSendsSensitiveFields(t *testing.T) {
 		t.Fatalf("the sensitive sku reached the index: %v", doc)
 	}
 }
+
+// TestPushRevivedRecordReachesIndex: a record deleted (a refetch answered
+// 404) and then seen again unchanged (same version and updated time: the
+// vendor undid the deletion, or a lagging replica answered 404 for a
+// while) is pushed again. Its push key must not join the done job of its
+// first upsert, which would leave the index without a live record.
+func TestPushRevivedRecordReachesIndex(t *testing.T) {
+	e2e.ResetClock()
+	e := startPushGateway(t, 3, "push search meilisearch products")
+	app := currentApp.Load()
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+	refetch := func(delivery string) {
+		t.Helper()
+		ref, _, err := app.enqueueRefetch(context.Background(), refetchPayload{Vendor: "shop", Resource: "product", ID: "1", Delivery: delivery}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2e.WaitJobState(e.Gateway, ref.ID, jobs.StateDone)
+		e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+	}
+	if err := e.Sim.Delete(vendorsim.KindProduct, "1"); err != nil {
+		t.Fatal(err)
+	}
+	e2e.Advance(time.Second)
+	refetch("d-gone")
+	if _, ok := e.Sim.IndexDocument("products", "1"); ok {
+		t.Fatal("the deleted product is still indexed")
+	}
+	if err := e.Sim.Restore(vendorsim.KindProduct, "1"); err != nil {
+		t.Fatal(err)
+	}
+	e2e.Advance(time.Second)
+	refetch("d-back")
+	rec, err := app.records.Get("shop", "product", "1")
+	if err != nil || rec.Deleted {
+		t.Fatalf("stored record %+v, %v: want it live again", rec, err)
+	}
+	if _, ok := e.Sim.IndexDocument("products", "1"); !ok {
+		t.Errorf("the live product is missing from the index; effects %v", effects(e.Sim, "1"))
+	}
+	if got := effects(e.Sim, "1"); len(got) != 3 || !strings.HasPrefix(got[2], "upsert:") {
+		t.Errorf("effects on product 1: %v, want upsert, delete, upsert", got)
+	}
+}
+
+// TestPushRebuildRetryAfterRecordChanged: a rebuild whose page failed is
+// retried from that page; a record of it pushed by the failed attempt and
+// changed since is pushed again in its new state, under a key of its own:
+// an index honouring Idempotency-Key refuses a key reused for another body
+// (422), which dead-lettered the rebuild.
+func TestPushRebuildRetryAfterRecordChanged(t *testing.T) {
+	e2e.ResetClock()
+	e := startPushGateway(t, 3, `push search {
+					upsert PUT /indexes/catalog/documents/{id}
+					delete /indexes/catalog/documents/{id}
+					fields title
+				}`)
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+
+	// Document 3 fails: the rebuild's first page fails after pushing 1 and 2.
+	e.index.Chaos().Set(vendorsim.ChaosConfig{ErrorRate: 1, Only: []string{"/indexes/catalog/documents/3"}})
+	r := e.Admin(http.MethodPost, "/craftedge/reindex", `{"vendor":"shop","resource":"product","target":"search"}`)
+	e2e.WantStatus(t, r, http.StatusAccepted)
+	var st ReindexStatus
+	_ = json.Unmarshal([]byte(r.Body), &st)
+	e2e.WaitFor(t, "the rebuild's first attempt to fail", func() bool {
+		st = e2e.AdminJSON[ReindexStatus](e.Gateway, "/craftedge/reindex/"+st.JobID)
+		return st.Error != ""
+	})
+	// Product 1 changes meanwhile (and is pushed by its own job).
+	setTitle(t, e.Sim, "1", "Title changed")
+	e2e.Advance(time.Second)
+	e.sync("s2", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+
+	e.index.Chaos().Clear()
+	e2e.WaitFor(t, "the rebuild", func() bool {
+		e2e.Advance(time.Second) // its backoff
+		st = e2e.AdminJSON[ReindexStatus](e.Gateway, "/craftedge/reindex/"+st.JobID)
+		return st.State != BackfillRunning
+	})
+	if st.State != BackfillDone || st.Records != 3 {
+		t.Fatalf("rebuild %+v, want done with 3 records", st)
+	}
+	doc, _ := e.Sim.IndexDocument("catalog", "1")
+	if doc["title"] == nil || !strings.Contains(fmt.Sprint(doc["title"]), "Title changed") {
+		t.Errorf("document 1 %v, want its new title", doc)
+	}
+}
+
+// TestPushRetryAfterReloadChangedDocument: a push whose answer was lost is
+// retried; if a reload changed what the target is sent (its fields) in
+// between, the retry's body differs from the first attempt's, and an index
+// honouring Idempotency-Key refuses the reused key (422): the push was
+// dead-lettered and the index kept the old document. The key sent names
+// the body too, so the same body is replayed and another one is a new
+// write.
+func TestPushRetryAfterReloadChangedDocument(t *testing.T) {
+	e2e.ResetClock()
+	sim, url := e2e.StartVendorSim(t, 2)
+	ep := sim.NewEndpoint()
+	srv, err := ep.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(o vendorOptions) string {
+		return e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Resource: o.resource, Public: true,
+			Global: "\n\t\t" + indexVendor(srv.URL()), Site: "craftedge_records"})
+	}
+	push := func(fields string) string {
+		return "push search {\n\t\t\t\t\tupsert PUT /indexes/catalog/documents/{id}\n\t\t\t\t\tfields " + fields + "\n\t\t\t\t}"
+	}
+	o := vendorOptions{baseURL: url, resource: push("title"), caddyfile: config, storage: filepath.Join(t.TempDir(), "craftedge.db")}
+	e := startVendorGatewayWith(t, sim, o)
+	e.sync("s1", jobs.StateDone)
+	e2e.WaitFor(t, "pushes", func() bool { return pushesSettled(t) })
+
+	// Product 1 changes; its push is applied but the answer is lost.
+	ep.Chaos().Set(vendorsim.ChaosConfig{FailAfterWrite: 1})
+	setTitle(t, sim, "1", "Title two")
+	e2e.Advance(time.Second)
+	n := len(sim.IndexWrites())
+	e.sync("s2", jobs.StateDone)
+	e2e.WaitFor(t, "the write whose answer is lost", func() bool { return len(sim.IndexWrites()) > n })
+	// The target now also gets the price (retries until now replayed the
+	// first write, their answers lost too).
+	o.resource = push("title price")
+	e.Tester.InitServer(config(o), "caddyfile")
+	ep.Chaos().Clear()
+	e2e.WaitFor(t, "the push's retry", func() bool {
+		e2e.Advance(time.Second) // its backoff
+		return pushesSettled(t)
+	})
+	dead, err := currentApp.Load().jobs.List(jobs.ListFilter{Kind: jobKindPush, State: jobs.StateDead})
+	if err != nil || len(dead) != 0 {
+		t.Errorf("dead push jobs: %+v %v", dead, err)
+	}
+	doc, _ := sim.IndexDocument("catalog", "1")
+	if doc["price"] == nil || !strings.Contains(fmt.Sprint(doc["title"]), "Title two") {
+		t.Errorf("document 1 %v, want the new title and the price", doc)
+	}
+}

@@ -139,8 +139,7 @@ func (a *App) runReindex(ctx context.Context, t *jobs.Task) error {
 			return fmt.Errorf("vendor.reindex: listing page %d: %w", st.Page, err)
 		}
 		for _, rec := range pg.Records {
-			entity := pushEntity(p.Target, p.Vendor, p.Resource, rec.ID)
-			err := a.reindexOne(ctx, target, rec, "reindex:"+t.Job.ID+":"+entity)
+			err := a.reindexOne(ctx, target, rec, "reindex:"+t.Job.ID+":")
 			if err != nil {
 				log.Info("rebuild: push failed; the page is pushed again on retry", zap.Int("page", st.Page), zap.Error(err))
 				return vendorJobError(err)
@@ -164,15 +163,19 @@ func (a *App) runReindex(ctx context.Context, t *jobs.Task) error {
 
 // reindexOne pushes the stored record under its push lock, read again
 // there (a push job may have sent a newer version while the page was
-// read).
-func (a *App) reindexOne(ctx context.Context, target *pushTarget, listed vendors.Record, key string) error {
-	unlock := a.push.lock(pushEntity(target.vendor, listed.Vendor, listed.Resource, listed.ID))
+// read). Its Idempotency-Key is keyPrefix, the record and the state it
+// pushes: a retried page replays what the failed attempt sent, and a record
+// that changed since is sent under a key of its own (an index refuses a
+// key reused for another body).
+func (a *App) reindexOne(ctx context.Context, target *pushTarget, listed vendors.Record, keyPrefix string) error {
+	entity := pushEntity(target.vendor, listed.Vendor, listed.Resource, listed.ID)
+	unlock := a.push.lock(entity)
 	defer unlock()
 	rec, err := a.records.Get(listed.Vendor, listed.Resource, listed.ID)
 	if err != nil {
 		return fmt.Errorf("vendor.reindex: reading %s: %w", listed.ID, err)
 	}
-	return a.pushRecord(ctx, target, rec, key)
+	return a.pushRecord(ctx, target, rec, keyPrefix+boundedKey(entity+":"+recordState(rec)))
 }
 
 func (a *App) saveReindex(t *jobs.Task, st reindexContext) error {

@@ -149,3 +149,44 @@ func (s *Records) PutCaused(rec Record, cause Cause) (changed bool, prev *Record
 func (s *Records) MarkDeletedCaused(vendor, resource, id string, at time.Time, cause Cause) (bool, Record, error) {
 	return s.markDeleted(vendor, resource, id, at, &cause)
 }
+
+// LastDeletions returns, for each record of recs, the Seq of the latest
+// change in its kept lineage that marked it deleted (0 if none): what tells
+// a record seen again after a deletion, in the same version as before it,
+// from that earlier state. One read transaction for all of recs.
+func (s *Records) LastDeletions(recs []Record) ([]uint64, error) {
+	out := make([]uint64, len(recs))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecordsLineage)
+		if b == nil {
+			return fmt.Errorf("vendors: records: lineage bucket missing")
+		}
+		cur := b.Cursor()
+		for i, rec := range recs {
+			if err := checkScope(rec.Vendor, rec.Resource); err != nil {
+				return err
+			}
+			prefix := lineagePrefix(rec.Vendor, rec.Resource, rec.ID)
+			for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+				if len(k) != len(prefix)+8 {
+					continue
+				}
+				var c struct {
+					Seq     uint64 `json:"seq"`
+					Deleted bool   `json:"deleted"`
+				}
+				if err := json.Unmarshal(v, &c); err != nil {
+					return fmt.Errorf("vendors: records: corrupt lineage of %s/%s id %q: %w", rec.Vendor, rec.Resource, rec.ID, err)
+				}
+				if c.Deleted {
+					out[i] = c.Seq
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -3,6 +3,8 @@ package vendors
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -214,10 +216,14 @@ func (s PushSpec) PushDocument(rec Record) (body []byte, del bool, err error) {
 // caller): an upsert of its document, or a delete request when rec is
 // deleted and spec has a delete path. resource names the pushed records in
 // stats and errors. Like Upsert it is sent once, to the first base URL,
-// under the breaker and the token bucket, with idempotencyKey (if not
-// empty) as Idempotency-Key, and never retried here: the durable job
-// retries with the same key. A delete answered 404 is done (the document
-// is not there).
+// under the breaker and the token bucket, and never retried here: the
+// durable job retries with the same idempotencyKey. The Idempotency-Key
+// sent (if idempotencyKey is not empty) is idempotencyKey and a hash of the
+// request (method, path, body): a retry of the same push replays it, while
+// a retry that sends another document (the target's fields changed by a
+// reload in between) is a write of its own, which an index honouring the
+// header would otherwise refuse (a key reused for another request). A
+// delete answered 404 is done (the document is not there).
 func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec Record, idempotencyKey string) error {
 	spec = spec.WithDefaults()
 	body, del, err := spec.PushDocument(rec)
@@ -243,11 +249,11 @@ func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec R
 	if body != nil {
 		h.Set("Content-Type", "application/json")
 	}
-	if idempotencyKey != "" {
-		h.Set("Idempotency-Key", idempotencyKey)
-	}
 	out := outbound{resource: resource, method: method, path: expandURL(tmpl, map[string]string{"id": rec.ID}),
 		header: h, body: body, v: c.stable}
+	if idempotencyKey != "" {
+		h.Set("Idempotency-Key", pushKey(idempotencyKey, method, out.path, body))
+	}
 	// The breaker tells one record's failure from the index's: an index
 	// API often has a single upsert path, so the record names the "path".
 	bpath := out.path
@@ -269,6 +275,18 @@ func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec R
 		return nil
 	}
 	return c.statusErr(method, c.stable, out.path, raw)
+}
+
+// pushKey is the Idempotency-Key of a push: the caller's key and a hash
+// of the request it names.
+func pushKey(key, method, path string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write(body)
+	return key + ":" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Count returns how many records (deleted ones included) a vendor's

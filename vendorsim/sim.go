@@ -163,10 +163,37 @@ func (s *Sim) Delete(kind Kind, id string) error {
 		return fmt.Errorf("vendorsim: delete %s %q: %w", kind, id, ErrNotFound)
 	}
 	delete(c.records, id)
+	if c.deleted == nil {
+		c.deleted = make(map[string]*record)
+	}
+	c.deleted[id] = rec
 	version := rec.version
 	s.mu.Unlock()
 
 	s.hooks.notify(s.ctx, Event{Type: string(kind) + ".deleted", ID: id, Version: version})
+	return nil
+}
+
+// Restore brings back record id of kind that Delete removed, exactly as it
+// was (same fields, version and updated timestamp), as a vendor's undo of
+// a deletion or a replica that answered 404 for a while would: GETs and
+// lists see it again. No event is delivered.
+func (s *Sim) Restore(kind Kind, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.collectionOf(kind)
+	if err != nil {
+		return fmt.Errorf("vendorsim: restore %s %q: %w", kind, id, err)
+	}
+	rec, ok := c.deleted[id]
+	if !ok {
+		return fmt.Errorf("vendorsim: restore %s %q: %w", kind, id, ErrNotFound)
+	}
+	if _, taken := c.records[id]; taken {
+		return fmt.Errorf("vendorsim: restore %s %q: the id is taken again", kind, id)
+	}
+	delete(c.deleted, id)
+	c.records[id] = rec
 	return nil
 }
 

@@ -19,6 +19,8 @@ type collection struct {
 	spec    *apiSpec
 	records map[string]*record
 	next    int // numeric suffix of the next id POST assigns
+	// deleted keeps the records Delete removed, for Restore.
+	deleted map[string]*record
 }
 
 func newCollection(spec *apiSpec) *collection {

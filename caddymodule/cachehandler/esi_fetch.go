@@ -152,12 +152,39 @@ func (h *Handler) newFragmentKeys(r *http.Request) fragmentKeys {
 	// the same prefix. Any other rewrite leaves them at the site's root.
 	prefix := ""
 	if lr := lookupRequest(r); lr != r {
-		cur, orig := r.URL.EscapedPath(), lr.URL.EscapedPath()
-		if len(orig) > len(cur) && strings.HasSuffix(orig, cur) && strings.HasPrefix(cur, "/") {
-			prefix = orig[:len(orig)-len(cur)]
+		prefix = strippedPrefix(lr.URL, r.URL)
+		if prefix == "" {
+			// Another rewrite (or a strip not found: handle_path /shop*
+			// turns /shopx/p into /x/p) may have chosen another upstream
+			// than the root's paths have: the includes are fetched as
+			// written, through this route, and keyed with the rewrite that
+			// led here, an extra no direct request has. Never shared with
+			// the root's entries of the same paths, whatever a visitor
+			// asked for.
+			suffix += "\x00esi-under=" + lr.URL.EscapedPath() + "?" + h.keys.Query(lr.URL.RawQuery) +
+				" " + r.URL.EscapedPath() + "?" + h.keys.Query(r.URL.RawQuery)
 		}
 	}
 	return fragmentKeys{scheme: spec.scheme, host: r.Host, suffix: suffix, prefix: prefix}
+}
+
+// strippedPrefix is the path prefix stripped from orig to give cur, in
+// escaped form ("" if cur is not orig with a prefix removed). The escaped
+// paths are compared first; then the decoded ones, as handle_path matches
+// and strips them: "/shop%2Fp" is "/shop/p" stripped of "/shop", and its
+// includes live under "/shop" like those of "/shop/p". Found in neither,
+// a visitor's encoding would key a stripped page's includes at the site's
+// root, shared with the root's own paths of the same name.
+func strippedPrefix(orig, cur *url.URL) string {
+	o, c := orig.EscapedPath(), cur.EscapedPath()
+	if len(o) > len(c) && strings.HasSuffix(o, c) && strings.HasPrefix(c, "/") {
+		return o[:len(o)-len(c)]
+	}
+	o, c = orig.Path, cur.Path
+	if len(o) > len(c) && strings.HasSuffix(o, c) && strings.HasPrefix(c, "/") {
+		return (&url.URL{Path: o[:len(o)-len(c)]}).EscapedPath()
+	}
+	return ""
 }
 
 // key is the cache key of the fragment at path (path and query, as the
