@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -274,14 +275,20 @@ func pushRequest(rec vendors.Record, target string, deleted uint64) jobs.Enqueue
 }
 
 // recordState names a record's state in push keys: its version, updated
-// time and deletion.
+// time and deletion. The version is the vendor's string: its ":" and "%"
+// are escaped, so a key read from the right (fixed suffixes, the time, the
+// version) names one record and one state (id "a:1" with version "2" and id
+// "a" with version "1:2" do not share a key); other keys are unchanged.
 func recordState(rec vendors.Record) string {
-	state := rec.Version + ":" + strconv.FormatInt(rec.UpdatedAt.UTC().UnixNano(), 10)
+	state := pushKeyVersion.Replace(rec.Version) + ":" + strconv.FormatInt(rec.UpdatedAt.UTC().UnixNano(), 10)
 	if rec.Deleted {
 		state += ":deleted"
 	}
 	return state
 }
+
+// pushKeyVersion escapes a version for recordState.
+var pushKeyVersion = strings.NewReplacer("%", "%25", ":", "%3A")
 
 // pushChanged enqueues a vendor.push job per record and target.
 func (a *App) pushChanged(ctx context.Context, recs []vendors.Record) error {
