@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,7 +57,17 @@ type PushSpec struct {
 	// Fields, if set, is the allow-list of the record's fields a document
 	// carries; empty sends every field.
 	Fields []string `json:"fields,omitempty"`
+	// ReservedIDs are record ids that, put in place of {id}, would name
+	// another endpoint of the engine (Algolia's PUT /1/indexes/<index>/settings
+	// changes the index's settings): a record with one is refused, never
+	// sent. The algolia preset sets them.
+	ReservedIDs []string `json:"reserved_ids,omitempty"`
 }
+
+// algoliaReservedIDs are the names Algolia's API uses right after an
+// index name; an objectID equal to one would reach that endpoint.
+var algoliaReservedIDs = []string{"batch", "browse", "clear", "deleteByQuery", "facets", "keys",
+	"objects", "operation", "partial", "queries", "query", "rules", "settings", "synonyms", "task"}
 
 // Push presets (PushPreset's names).
 const (
@@ -97,7 +108,7 @@ func PushPreset(name, index string) (PushSpec, error) {
 			DeletePath: "/collections/" + index + "/documents/{id}"}, nil
 	case PresetAlgolia:
 		return PushSpec{Method: http.MethodPut, Path: "/1/indexes/" + index + "/{id}", IDField: "objectID",
-			DeletePath: "/1/indexes/" + index + "/{id}"}, nil
+			DeletePath: "/1/indexes/" + index + "/{id}", ReservedIDs: algoliaReservedIDs}, nil
 	case PresetElasticsearch:
 		return PushSpec{Method: http.MethodPut, Path: "/" + index + "/_doc/{id}",
 			DeletePath: "/" + index + "/_doc/{id}"}, nil
@@ -237,6 +248,10 @@ func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec R
 	if strings.Contains(tmpl, "{id}") {
 		if err := checkID(rec.ID); err != nil {
 			return fmt.Errorf("vendor %q: push %s: %w", c.cfg.Name, resource, err)
+		}
+		if slices.Contains(spec.ReservedIDs, rec.ID) {
+			return fmt.Errorf("vendor %q: push %s id %q: the id names another endpoint of the index in %s: %w",
+				c.cfg.Name, resource, rec.ID, tmpl, ErrInvalidRequest)
 		}
 	}
 	if strings.ContainsAny(idempotencyKey, "\r\n\x00") {

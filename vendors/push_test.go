@@ -148,6 +148,17 @@ func TestPushToIndex(t *testing.T) {
 	}
 	// A 4xx is permanent.
 	ep.Chaos().Clear()
+	// An id naming another endpoint of the engine is refused, never sent.
+	algolia, _ := PushPreset(PresetAlgolia, "products")
+	before := len(sim.IndexWrites())
+	settings := rec
+	settings.ID = "settings"
+	if err := c.Push(ctx, algolia, "products", settings, ""); !IsPermanent(err) || !strings.Contains(err.Error(), "names another endpoint") {
+		t.Errorf("algolia push of id settings: %v (want a permanent refusal)", err)
+	}
+	if n := len(sim.IndexWrites()); n != before {
+		t.Errorf("the refused push reached the index")
+	}
 	c2, _ := newTestClient(t, Config{Name: "search2", BaseURLs: cfg.BaseURLs, Enabled: true, Rate: cfg.Rate,
 		Headers: Headers{"Authorization": "Bearer wrong"}}, nil)
 	if err := c2.Push(ctx, meili, "products", rec, ""); !IsPermanent(err) {
