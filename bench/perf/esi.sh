@@ -212,7 +212,7 @@ path, conns, conns_lat, rounds, secs, load, commit = sys.argv[1:8]
 rows = {}
 bad = 0
 for line in open(path):
-    ident, page, rnd, rps, p50, p99, mx, b = line.split()
+    ident, page, rnd, rps, p50, p99, mx, b = line.split()[:8]  # then cpu_ms, requests
     rows.setdefault(ident, []).append((float(rps), float(p50), float(p99)))
     bad += int(b)
 def med(ident, i):
