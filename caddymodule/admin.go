@@ -232,6 +232,7 @@ type Health struct {
 	Served     map[string]uint64 `json:"served"`
 	Jobs       *JobsHealth       `json:"jobs,omitempty"`
 	Vendors    []VendorHealth    `json:"vendors,omitempty"`
+	Cluster    *ClusterHealth    `json:"cluster,omitempty"`
 	Time       time.Time         `json:"time"`
 }
 
@@ -292,6 +293,10 @@ type KillSwitchStatus struct {
 	Configured bool `json:"configured"`
 	// Overrides are the admin overrides in force ("" = all upstreams).
 	Overrides map[string]bool `json:"overrides"`
+	// ClusterPending are changes made on this node that the cluster has
+	// not stored yet (NATS unreachable); they apply here and are shared
+	// when NATS is back. Absent without a cluster.
+	ClusterPending map[string]bool `json:"cluster_pending,omitempty"`
 }
 
 func (a *App) killSwitchStatus() KillSwitchStatus {
@@ -301,7 +306,7 @@ func (a *App) killSwitchStatus() KillSwitchStatus {
 			o[k] = v
 		}
 	}
-	return KillSwitchStatus{Configured: a.SnapshotOnly, Overrides: o}
+	return KillSwitchStatus{Configured: a.SnapshotOnly, Overrides: o, ClusterPending: a.pendingOverrides()}
 }
 
 func (a *App) health() Health {
@@ -332,6 +337,7 @@ func (a *App) health() Health {
 		}
 	}
 	h.Vendors = a.vendorsHealth()
+	h.Cluster = a.clusterHealth()
 	for _, u := range a.upstreamList() {
 		state, since, opens := u.breaker.status()
 		h.Upstreams = append(h.Upstreams, UpstreamHealth{

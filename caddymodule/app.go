@@ -106,6 +106,10 @@ type App struct {
 	// media fields and Media is nil.
 	Media *MediaConfig `json:"media,omitempty"`
 
+	// Cluster joins this node to a craftedge cluster on NATS JetStream
+	// (see ClusterConfig); nil runs a single node and connects nothing.
+	Cluster *ClusterConfig `json:"cluster,omitempty"`
+
 	ctx    caddy.Context
 	logger *zap.Logger
 
@@ -150,6 +154,12 @@ type App struct {
 	// overrides is the kill-switch override state (upstream "" = all),
 	// mirrored from the store so the request path reads it without I/O.
 	overrides *atomic.Pointer[map[string]bool]
+
+	// cluster is this node's membership (cluster.go), nil without a
+	// cluster block; clusterKey its statePool key.
+	cluster            *clusterNode
+	clusterKey         string
+	stopClusterSampler func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -274,6 +284,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionJobs(); err != nil {
 		return err
 	}
+	if err := a.provisionCluster(); err != nil {
+		return err
+	}
 	a.initSeries()
 	return nil
 }
@@ -314,11 +327,13 @@ func (a *App) setOverride(upstream string, enabled bool) error {
 		return err
 	}
 	a.loadOverrides()
+	a.shareOverride(upstream, enabled) // with every node of a cluster
 	return nil
 }
 
 // Start makes this app the one the admin routes see.
 func (a *App) Start() error {
+	a.startCluster()
 	a.startJobs()
 	a.startVendorScheduler()
 	a.startReplaySweeper()
@@ -347,6 +362,7 @@ func (a *App) Stop() error {
 	if a.stopJobs != nil {
 		a.stopJobs()
 	}
+	a.stopCluster()
 	if a.store != nil {
 		if err := a.store.Flush(); err != nil {
 			a.logger.Error("flushing snapshots", zap.Error(err))
@@ -357,6 +373,7 @@ func (a *App) Stop() error {
 
 // Cleanup releases this config's hold on the shared state.
 func (a *App) Cleanup() error {
+	a.cleanupCluster()
 	for _, k := range a.poolKeys {
 		if _, err := statePool.Delete(k); err != nil {
 			a.logger.Error("releasing craftedge state", zap.String("key", k), zap.Error(err))

@@ -48,6 +48,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    vendor <name> { … }   (vendor_caddyfile.go)
 //	    cdn { … }             (cdn_caddyfile.go)
 //	    media { … }           (media_config.go)
+//	    cluster { … }         (cluster_config.go)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -131,6 +132,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		case "media":
 			if err := a.unmarshalMedia(d); err != nil {
+				return err
+			}
+			continue
+		case "cluster":
+			if err := a.unmarshalCluster(d); err != nil {
 				return err
 			}
 			continue

@@ -23,6 +23,14 @@ import (
 // MemoryTier is the memory tier shared by every cache handler of the config.
 func (a *App) MemoryTier() *pagecache.Cache { return a.memory }
 
+// MemoryServes reports whether lookups may use the memory tier now:
+// always without a cluster; with one, not while the node catches up on
+// purges it missed (cluster.go). One atomic load: the hit path never
+// touches NATS.
+func (a *App) MemoryServes() bool {
+	return a.cluster == nil || a.cluster.serving.Load()
+}
+
 // Snapshot reads the last good copy stored under key (a cache key, or a
 // Vary variant's key) from the snapshot store.
 func (a *App) Snapshot(key string) (rec snapshot.Record, found bool, err error) {

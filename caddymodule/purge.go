@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -93,6 +94,43 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 		return 0, err
 	}
 	now := nowFunc()
+	// Every node of a cluster purges too (nothing without a cluster):
+	// queued first, so the fan-out does not wait for this node's bbolt
+	// commit (publishing never blocks, and goes ahead if that fails).
+	a.publishPurge(p, source, now)
+	n, err := a.applyPurge(p, now)
+	if err != nil {
+		return n, err
+	}
+	a.counters.purges.Add(1)
+	initMetrics()
+	metrics.purges.WithLabelValues(source).Inc()
+	metrics.purgedEntries.Add(float64(n))
+	fields := purgeLogFields(p, source, n)
+	if job != nil {
+		fields = append(fields, job.LogFields()...)
+	}
+	// Forwarded to the CDN by a durable job: the caller waits for the
+	// enqueue's commit, never for the CDN.
+	cdnJob, err := a.enqueueCDNPurge(p, source, job)
+	if cdnJob != "" {
+		fields = append(fields, zap.String("cdn_job", cdnJob))
+	}
+	a.logger.Info("purged", fields...)
+	if err != nil {
+		observeCDNEnqueueFailure(source)
+		a.logger.Error("purge not forwarded to the CDN: the CDN keeps its copies until purged again",
+			append(fields, zap.Error(err))...)
+		return n, &cdnForwardError{err: err}
+	}
+	return n, nil
+}
+
+// applyPurge removes a validated purge's memory copies and marks its
+// snapshots stale as of now (a purge from another node passes its own
+// time, so applying it twice marks the same time). It returns how many
+// memory entries were removed.
+func (a *App) applyPurge(p *PurgeRequest, now time.Time) (int, error) {
 	n := 0
 	purgeRefillMu.RLock() // see purgeRefillMu
 	defer purgeRefillMu.RUnlock()
@@ -132,34 +170,18 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 			return n, fmt.Errorf("marking snapshots stale: %w", err)
 		}
 	}
-	a.counters.purges.Add(1)
-	initMetrics()
-	metrics.purges.WithLabelValues(source).Inc()
-	metrics.purgedEntries.Add(float64(n))
-	fields := make([]zap.Field, 0, 16)
+	return n, nil
+}
+
+// purgeLogFields are the fields of a "purged" log line.
+func purgeLogFields(p *PurgeRequest, source string, n int) []zap.Field {
+	fields := make([]zap.Field, 0, 20)
 	fields = append(fields, zap.String("source", source))
 	fields = appendSample(fields, "tags", p.Tags)
 	fields = appendSample(fields, "urls", p.URLs)
 	fields = appendSample(fields, "prefixes", p.Prefixes)
 	fields = appendSample(fields, "hosts", p.Hosts)
-	fields = append(fields, zap.Bool("all", p.All), zap.Int("entries", n))
-	if job != nil {
-		fields = append(fields, job.LogFields()...)
-	}
-	// Forwarded to the CDN by a durable job: the caller waits for the
-	// enqueue's commit, never for the CDN.
-	cdnJob, err := a.enqueueCDNPurge(p, source, job)
-	if cdnJob != "" {
-		fields = append(fields, zap.String("cdn_job", cdnJob))
-	}
-	a.logger.Info("purged", fields...)
-	if err != nil {
-		observeCDNEnqueueFailure(source)
-		a.logger.Error("purge not forwarded to the CDN: the CDN keeps its copies until purged again",
-			append(fields, zap.Error(err))...)
-		return n, &cdnForwardError{err: err}
-	}
-	return n, nil
+	return append(fields, zap.Bool("all", p.All), zap.Int("entries", n))
 }
 
 // cdnForwardError is purgeLogged's error when the local purge succeeded

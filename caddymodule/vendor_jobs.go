@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,7 +25,7 @@ func init() {
 	registerJobKind(jobKindVendorSync, jobs.KindConfig{
 		Concurrency: 2, BaseBackoff: 5 * time.Second, MaxBackoff: 10 * time.Minute,
 		MaxAttempts: 8, Timeout: 10 * time.Minute,
-	}, func(a *App) jobs.Handler { return jobs.Single(a.runVendorSync) })
+	}, func(a *App) jobs.Handler { return jobs.Single(a.leasedJob(syncJobLease, a.runVendorSync)) })
 	registerJobKind(jobKindOutbox, jobs.KindConfig{
 		Concurrency: 4, BaseBackoff: time.Second, MaxBackoff: 15 * time.Minute,
 		MaxAttempts: 12, Timeout: time.Minute,
@@ -173,7 +174,9 @@ type syncSchedule struct {
 
 // startVendorScheduler enqueues a vendor.sync job per scheduled resource
 // and window (idempotency key sync:<vendor>:<resource>:<window start>), so
-// each window gets one pass however many configs or reloads run.
+// each window gets one pass however many configs or reloads run. In a
+// cluster each vendor's schedule runs on the node holding the lease
+// sync:<vendor> (cluster_work.go), so a window gets one pass cluster-wide.
 func (a *App) startVendorScheduler() {
 	var scheds []syncSchedule
 	for _, vn := range sortedKeys(a.Vendors) {
@@ -187,40 +190,45 @@ func (a *App) startVendorScheduler() {
 		return
 	}
 	ctx, cancel := context.WithCancel(a.ctx)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	a.stopVendorScheduler = func() {
 		cancel()
-		<-done
+		wg.Wait()
 	}
-	go func() {
-		defer close(done)
-		last := make([]int64, len(scheds))
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			now := nowFunc()
-			for i, s := range scheds {
-				window := now.Truncate(s.every).Unix()
-				if window == last[i] {
-					continue
-				}
-				if err := a.enqueueSync(ctx, s.vendor, s.resource, "sync:"+s.vendor+":"+s.resource+":"+strconv.FormatInt(window, 10)); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					a.logger.Error("scheduling vendor sync", zap.String("vendor", s.vendor),
-						zap.String("resource", s.resource), zap.Error(err))
-					continue
-				}
-				last[i] = window
+	for _, g := range a.syncScheduleGroups(scheds) {
+		wg.Go(func() { a.underLease(ctx, g.lease, func(ctx context.Context) { a.runSyncSchedule(ctx, g.scheds) }) })
+	}
+}
+
+// runSyncSchedule enqueues the schedules' passes, each window once, until
+// ctx ends.
+func (a *App) runSyncSchedule(ctx context.Context, scheds []syncSchedule) {
+	last := make([]int64, len(scheds))
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		now := nowFunc()
+		for i, s := range scheds {
+			window := now.Truncate(s.every).Unix()
+			if window == last[i] {
+				continue
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
+			if err := a.enqueueSync(ctx, s.vendor, s.resource, "sync:"+s.vendor+":"+s.resource+":"+strconv.FormatInt(window, 10)); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				a.logger.Error("scheduling vendor sync", zap.String("vendor", s.vendor),
+					zap.String("resource", s.resource), zap.Error(err))
+				continue
 			}
+			last[i] = window
 		}
-	}()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // enqueueSync enqueues a vendor.sync job with an idempotency key.

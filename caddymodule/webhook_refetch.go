@@ -21,7 +21,7 @@ func init() {
 	registerJobKind(jobKindVendorRefetch, jobs.KindConfig{
 		Concurrency: 4, BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute,
 		MaxAttempts: 10, Timeout: time.Minute,
-	}, func(a *App) jobs.Handler { return jobs.Single(a.runRefetch) })
+	}, func(a *App) jobs.Handler { return jobs.Single(a.leasedJob(refetchJobLease, a.runRefetch)) })
 }
 
 // refetchPayload is the payload of a vendor.refetch job: what a verified

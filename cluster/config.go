@@ -151,6 +151,13 @@ type TLS struct {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// Validate reports the first problem of c as Start would (the error
+// names the field), without starting anything.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns a copy of c with the defaults applied, or the
 // first problem found. Errors name the field.
 func (c Config) withDefaults() (Config, error) {

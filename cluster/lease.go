@@ -204,18 +204,47 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 		}
 		n.log.Info("lease acquired", zap.String("lease", name))
 		finished := n.hold(ctx, l, fn)
-		release, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
-		err = l.Release(release)
-		cancel()
-		if err != nil && !errors.Is(err, ErrLeaseLost) {
-			n.log.Warn("releasing a lease (it expires after its TTL)", zap.String("lease", name), zap.Error(err))
-		}
+		n.release(l)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if finished {
 			return nil
 		}
+	}
+}
+
+// TryLead runs fn under the lease name if this node can acquire it now,
+// for a piece of work that must not run on two nodes at once (one job):
+// it does not campaign. It returns the AcquireLease error when the lease
+// is held elsewhere (errors.Is ErrLeaseHeld) or NATS is unreachable
+// (ErrNotConnected), without running fn. Once acquired it renews the
+// lease as Lead does and cancels fn's context when the lease is lost;
+// after fn returns it releases the lease and returns nil, or an error
+// wrapping ErrLeaseLost if the lease was lost while fn ran, or ctx.Err().
+func (n *Node) TryLead(ctx context.Context, name string, fn func(ctx context.Context)) error {
+	l, err := n.AcquireLease(ctx, name)
+	if err != nil {
+		return err
+	}
+	finished := n.hold(ctx, l, fn)
+	n.release(l)
+	switch {
+	case finished:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: %q (its work was stopped)", ErrLeaseLost, name)
+}
+
+// release gives l up after its work, within Config.Timeout (a lease not
+// released expires after LeaseTTL).
+func (n *Node) release(l *Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+	defer cancel()
+	if err := l.Release(ctx); err != nil && !errors.Is(err, ErrLeaseLost) {
+		n.log.Warn("releasing a lease (it expires after its TTL)", zap.String("lease", l.name), zap.Error(err))
 	}
 }
 

@@ -466,6 +466,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // variant selected by the request's headers. variantKey is the key the
 // response is (or would be) stored under when the base entry is a marker.
 func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
+	if !h.app.MemoryServes() { // a cluster node catching up on missed purges
+		return nil, "", false
+	}
 	mem := h.app.MemoryTier()
 	raw, ok := mem.Get(key)
 	if !ok || e.Decode(raw) != nil {

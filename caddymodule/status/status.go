@@ -554,6 +554,21 @@ type StatusReport struct {
 	DeadLettersMore bool               `json:"dead_letters_more"`
 	// WebhookRejections are recent rejected webhooks, newest first.
 	WebhookRejections []caddymodule.StatusWebhookRejection `json:"webhook_rejections"`
+	// Cluster is this node's cluster (absent without a cluster block).
+	Cluster *StatusCluster `json:"cluster,omitempty"`
+}
+
+// StatusCluster is this node's view of the cluster: red while it cannot
+// reach NATS (other nodes' purges do not reach it), amber while it is
+// connecting or catching up, behind on purges, or holds kill-switch
+// changes the cluster has not stored.
+type StatusCluster struct {
+	Status StatusColor `json:"status"`
+	Why    []string    `json:"why"`
+	caddymodule.ClusterHealth
+	// KillSwitchPending are this node's kill-switch changes not yet
+	// stored by the cluster.
+	KillSwitchPending map[string]bool `json:"kill_switch_pending,omitempty"`
 }
 
 // StatusUpstream is one upstream (Craft) behind a craftedge handler.
@@ -789,7 +804,40 @@ func (s *StatusHandler) status() StatusReport {
 	for _, v := range rep.Vendors {
 		add(v.Status, v.Why)
 	}
+	if h.Cluster != nil {
+		rep.Cluster = statusCluster(h.Cluster, ks.ClusterPending)
+		add(rep.Cluster.Status, rep.Cluster.Why)
+	}
 	return rep
+}
+
+// statusCluster colours the cluster's health.
+func statusCluster(h *caddymodule.ClusterHealth, pending map[string]bool) *StatusCluster {
+	c := &StatusCluster{Status: StatusGreen, Why: []string{}, ClusterHealth: *h, KillSwitchPending: pending}
+	switch {
+	case !h.Connected:
+		c.Status = StatusRed
+		why := fmt.Sprintf("cluster: node %s cannot reach NATS (%s): other nodes' purges do not reach it", h.Node, h.State)
+		if h.LastError != "" {
+			why += "; " + h.LastError
+		}
+		c.Why = append(c.Why, why)
+	case h.State != "ready":
+		c.Status = StatusAmber
+		c.Why = append(c.Why, fmt.Sprintf("cluster: node %s is %s: the memory tier serves again once it has applied the purges it missed", h.Node, strings.ReplaceAll(h.State, "_", " ")))
+	case h.Lag != nil && *h.Lag > 0:
+		c.Status = StatusAmber
+		c.Why = append(c.Why, fmt.Sprintf("cluster: node %s has %d purge(s) of other nodes still to apply", h.Node, *h.Lag))
+	}
+	if h.Queued > 0 {
+		c.Status = c.Status.worse(StatusAmber)
+		c.Why = append(c.Why, fmt.Sprintf("cluster: %d purge(s) made here wait to be published", h.Queued))
+	}
+	if len(pending) > 0 {
+		c.Status = c.Status.worse(StatusAmber)
+		c.Why = append(c.Why, "cluster: kill-switch changes made here are not shared yet (NATS unreachable)")
+	}
+	return c
 }
 
 // parseStatusDirective parses the craftedge_status directive. When the

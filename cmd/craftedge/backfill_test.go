@@ -106,7 +106,19 @@ func backfillCaddyfile(admin, storage, vendorURL, site string) string {
 	admin %s
 	craftedge {
 		storage %s
-		vendor shop {
+		%s
+	}
+}
+http://%s {
+	craftedge_records
+}
+`, admin, storage, shopVendorBlock(vendorURL, ""), site)
+}
+
+// shopVendorBlock is the global option's vendor block of the simulator's
+// shop (its products), with resourceExtra added to the resource.
+func shopVendorBlock(vendorURL, resourceExtra string) string {
+	return fmt.Sprintf(`vendor shop {
 			base_url %s
 			version path v2
 			header Authorization "Bearer {env.SHOP_TOKEN}"
@@ -121,14 +133,9 @@ func backfillCaddyfile(admin, storage, vendorURL, site string) string {
 				field title title.en required
 				tags shop:product:{id}
 				public
+				%s
 			}
-		}
-	}
-}
-http://%s {
-	craftedge_records
-}
-`, admin, storage, vendorURL, site)
+		}`, vendorURL, resourceExtra)
 }
 
 // backfillRun is one run of the command in a subprocess.

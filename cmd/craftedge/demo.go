@@ -31,7 +31,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "demo",
-		Usage: "[--listen <addr>] [--origin <addr>] [--vendor <addr>] [--admin <addr>] [--storage <path>]",
+		Usage: "[--listen <addr>] [--origin <addr>] [--vendor <addr>] [--admin <addr>] [--storage <path>] [--cluster <n>]",
 		Short: "Runs a demo Craft-like site behind the craftedge gateway",
 		Long: `
 Starts, with no setup, a demo origin (a small Craft-like site: pages with
@@ -59,6 +59,7 @@ Stop it with Ctrl+C.`,
 			cmd.Flags().String("vendor", defaultDemoVendor, "Address of the simulated shop API (vendorsim)")
 			cmd.Flags().StringP("admin", "a", defaultDemoAdmin, "Address of Caddy's admin API")
 			cmd.Flags().StringP("storage", "s", defaultDemoStorage(), "Path of the snapshot file (bbolt)")
+			cmd.Flags().Int("cluster", 0, "Run this many gateway nodes (2 to 5) clustered through embedded NATS servers, on --listen's and --admin's ports upwards (demo_cluster.go)")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDemo)
 		},
 	})
@@ -137,6 +138,16 @@ type demoOptions struct {
 func cmdDemo(fl caddycmd.Flags) (int, error) {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	if n := fl.Int("cluster"); n != 0 {
+		err := cmdDemoCluster(ctx, clusterDemoOptions{
+			Nodes: n, Listen: fl.String("listen"), Admin: fl.String("admin"),
+			Dir: filepath.Join(filepath.Dir(fl.String("storage")), "cluster"),
+		}, stopSignals)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		return caddy.ExitCodeSuccess, nil
+	}
 	opts := demoOptions{
 		Listen:  fl.String("listen"),
 		Origin:  fl.String("origin"),

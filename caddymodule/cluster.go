@@ -1,0 +1,260 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/cluster"
+)
+
+// The wiring of the cluster tier (package cluster) into the app. A node
+// (its NATS connection, maybe an embedded NATS server and its ports) is
+// kept in statePool keyed by its resolved configuration, so a reload that
+// keeps the cluster block keeps the node, as Caddy keeps listeners; the
+// running app installs itself as the node's app at Start, and the node is
+// closed when the last config using it is cleaned up.
+//
+// What the node does to this app (clusterNode's handlers):
+//   - another node's purge: applyPurge with the purge's own time (memory
+//     copies dropped, snapshots marked stale; applying it twice marks the
+//     same time);
+//   - a gap (purges missed that cannot be known): the memory tier is
+//     dropped and every snapshot marked stale;
+//   - catching up after a (re)connection: the memory tier does not serve
+//     (MemoryServes is false: hits become misses, fetched from the
+//     upstream, with the snapshots behind it) until the missed purges are
+//     applied; the state is one atomic load on the hit path;
+//   - the cluster's kill-switch overrides: written to the local store, so
+//     they hold across restarts even without NATS (cluster_killswitch.go).
+
+// clusterNode is this process's membership of the cluster.
+type clusterNode struct {
+	node *cluster.Node
+	cfg  cluster.Config // with the defaults applied
+	log  *zap.Logger
+
+	// started is closed once node and cfg are set: the node's calls
+	// (handlers, cursor store) wait for it, as they may come before
+	// cluster.Start has returned.
+	started chan struct{}
+
+	// app is the app the handlers act on: the running one, or the one
+	// that created the node until it starts.
+	app atomic.Pointer[App]
+
+	// state is the node's cluster.State; serving is false while it
+	// catches up (the memory tier must not serve).
+	state   atomic.Int32
+	serving atomic.Bool
+
+	// kill-switch changes made here that the cluster has not stored yet
+	// (NATS unreachable): upstream → on.
+	pendingMu sync.Mutex
+	pending   map[string]bool
+	pushMu    sync.Mutex // one pushPending at a time
+
+	// members is the last answer of Node.Members (for metrics), with
+	// when it was read; nil before the first.
+	members atomic.Pointer[clusterMembersSample]
+}
+
+type clusterMembersSample struct {
+	m  cluster.Members
+	at time.Time
+}
+
+// Destruct publishes what is still queued (if NATS is there, within the
+// node's timeout) and closes the node. Its metrics go with it: a node
+// that left the cluster is not a disconnected one.
+func (c *clusterNode) Destruct() error {
+	clusterMetricsNode.CompareAndSwap(c, nil)
+	if c.node.Stats().Connected {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+		if err := c.node.Flush(ctx); err != nil {
+			q := c.node.Stats().Queued
+			c.log.Warn("closing the cluster node: purges not published (other nodes keep their copies until purged again)",
+				zap.Int("queued", q), zap.Error(err))
+		}
+		cancel()
+	}
+	return c.node.Close()
+}
+
+// provisionCluster resolves the cluster block and joins (or keeps) the
+// node. A config without the block has no node and connects nothing; a
+// config only being validated checks the block and starts nothing.
+func (a *App) provisionCluster() error {
+	if a.Cluster == nil {
+		return nil
+	}
+	cfg, err := a.Cluster.resolve(caddy.NewReplacer())
+	if err != nil {
+		return fmt.Errorf("craftedge: %w", err)
+	}
+	if validatingOnly {
+		return nil
+	}
+	if err := registerClusterMetrics(a.ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("craftedge: registering cluster metrics: %w", err)
+	}
+	// The key hashes the resolved config (secrets included, never kept
+	// in clear): a changed block makes a new node.
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("craftedge: cluster: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	key := "cluster:" + hex.EncodeToString(sum[:])
+	val, _, err := statePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return a.startClusterNode(cfg)
+	})
+	if err != nil {
+		return fmt.Errorf("craftedge: %w", err)
+	}
+	a.clusterKey = key
+	a.cluster = val.(*clusterNode)
+	a.cluster.app.CompareAndSwap(nil, a)
+	return nil
+}
+
+// startClusterNode starts a node acting on a (until another app starts).
+func (a *App) startClusterNode(cfg cluster.Config) (*clusterNode, error) {
+	c := &clusterNode{cfg: cfg, log: a.logger.Named("cluster"), started: make(chan struct{})}
+	c.app.Store(a)
+	c.serving.Store(true)
+	c.pending = loadKillPending(a.store, cfg)
+	node, err := cluster.Start(cfg, cluster.Handlers{
+		Purge:      c.onPurge,
+		Gap:        c.onGap,
+		State:      c.onState,
+		KillSwitch: c.onKillSwitch,
+	}, cluster.Options{Logger: c.log, Cursors: &boltCursors{c: c}})
+	if err != nil {
+		return nil, err
+	}
+	c.node = node
+	c.cfg = node.Config()
+	close(c.started)
+	a.logger.Info("cluster node started",
+		zap.String("node", cfg.NodeName), zap.String("namespace", c.cfg.Namespace),
+		zap.Strings("urls", cfg.URLs), zap.String("embedded", node.ClientURL()))
+	return c, nil
+}
+
+// startCluster makes this app the one the node acts on and starts its
+// metrics sampler (bound to the app's context).
+func (a *App) startCluster() {
+	c := a.cluster
+	if c == nil {
+		return
+	}
+	c.app.Store(a)
+	initClusterMetrics()
+	clusterMetricsNode.Store(c)
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	a.stopClusterSampler = func() {
+		cancel()
+		<-done
+	}
+	go func() {
+		defer close(done)
+		c.sample(ctx)
+	}()
+}
+
+// stopCluster stops this app's sampler. The node stays (the next config
+// may keep it); it keeps acting on this app until another one starts.
+func (a *App) stopCluster() {
+	if a.stopClusterSampler != nil {
+		a.stopClusterSampler()
+	}
+}
+
+// cleanupCluster releases this config's hold on the node first, so the
+// node is closed (no more handler calls) before the store and memory
+// tier it acts on may be.
+func (a *App) cleanupCluster() {
+	if a.clusterKey == "" {
+		return
+	}
+	if _, err := statePool.Delete(a.clusterKey); err != nil {
+		a.logger.Error("closing the cluster node", zap.Error(err))
+	}
+	a.clusterKey = ""
+}
+
+// publishPurge hands a purge made on this node (already applied here) to
+// the cluster, which never makes the caller wait.
+func (a *App) publishPurge(p *PurgeRequest, source string, at time.Time) {
+	if a.cluster == nil {
+		return
+	}
+	a.cluster.node.Publish(cluster.Purge{
+		Tags: p.Tags, URLs: p.URLs, Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All,
+		At: at, Source: source,
+	})
+}
+
+// onPurge applies another node's purge with its own time.
+func (c *clusterNode) onPurge(p cluster.Purge) {
+	<-c.started
+	a := c.app.Load()
+	req := &PurgeRequest{Tags: p.Tags, URLs: p.URLs, Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All}
+	if err := req.validate(); err != nil {
+		observeClusterApplied("refused")
+		c.log.Error("refusing another node's purge", zap.String("from", p.Node), zap.Uint64("seq", p.Seq), zap.Error(err))
+		return
+	}
+	n, err := a.applyPurge(req, p.At)
+	observeClusterFanout(time.Since(p.At))
+	fields := purgeLogFields(req, "cluster", n)
+	fields = append(fields, zap.String("from", p.Node), zap.String("origin_source", p.Source), zap.Uint64("seq", p.Seq))
+	if err != nil {
+		observeClusterApplied("error")
+		a.logger.Error("applying another node's purge", append(fields, zap.Error(err))...)
+		return
+	}
+	observeClusterApplied("ok")
+	metrics.purgedEntries.Add(float64(n))
+	a.logger.Info("purged", fields...)
+}
+
+// onGap drops the memory tier and marks every snapshot stale: purges
+// were missed and nobody can say which.
+func (c *clusterNode) onGap(g cluster.Gap) {
+	<-c.started
+	a := c.app.Load()
+	observeClusterGap(g.Reason)
+	purgeRefillMu.RLock()
+	n := a.memory.PurgeAll()
+	err := a.store.MarkPurgedAll(nowFunc())
+	purgeRefillMu.RUnlock()
+	if err != nil {
+		a.logger.Error("cluster gap: marking snapshots stale", zap.Error(err))
+	}
+	a.logger.Warn("cluster gap: memory tier dropped, snapshots marked stale",
+		zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First), zap.Int("entries", n))
+}
+
+// onState records the node's state; the memory tier does not serve while
+// the node catches up.
+func (c *clusterNode) onState(s cluster.State) {
+	<-c.started
+	c.state.Store(int32(s))
+	c.serving.Store(s != cluster.StateCatchingUp)
+}
+
+// State is the node's current state as this app saw it.
+func (c *clusterNode) currentState() cluster.State {
+	return cluster.State(c.state.Load())
+}
