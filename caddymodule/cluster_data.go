@@ -38,14 +38,50 @@ type clusterData struct {
 // node's counters (no NATS involved).
 type ClusterDataHealth struct {
 	// Outbox counts the cluster outbox's jobs handled by this node.
-	Outbox *cluster.OutboxStats `json:"outbox,omitempty"`
-	// Records is the replicated read model: Ready once every version the
-	// bucket held at (re)connection is applied here.
-	Records *cluster.ReadModelStats `json:"records,omitempty"`
+	Outbox *ClusterOutboxHealth `json:"outbox,omitempty"`
+	// Records is the replicated read model.
+	Records *ClusterRecordsHealth `json:"records,omitempty"`
 	// Snapshots are the shared snapshots this node published and imported.
 	Snapshots *ClusterSnapshotsHealth `json:"snapshots,omitempty"`
 	// Quotas are the vendors' cluster-wide rate limits, by vendor.
 	Quotas map[string]ClusterQuotaHealth `json:"quotas,omitempty"`
+}
+
+// ClusterOutboxHealth counts this node's part of the cluster outbox
+// (cluster.OutboxStats).
+type ClusterOutboxHealth struct {
+	// Accepted writes (Duplicates: the same key again); Delivered,
+	// Retried and Dead attempts' outcomes; Blocked times a job waited for
+	// an earlier job of its entity; Malformed messages; Running attempts
+	// now.
+	Accepted   uint64 `json:"accepted"`
+	Duplicates uint64 `json:"duplicates"`
+	Delivered  uint64 `json:"delivered"`
+	Retried    uint64 `json:"retried"`
+	Dead       uint64 `json:"dead"`
+	Blocked    uint64 `json:"blocked"`
+	Malformed  uint64 `json:"malformed"`
+	Running    int64  `json:"running"`
+}
+
+// ClusterRecordsHealth is the replicated read model on this node
+// (cluster.ReadModelStats).
+type ClusterRecordsHealth struct {
+	// Ready once every version the bucket held at (re)connection is
+	// applied here.
+	Ready bool `json:"ready"`
+	// Published versions stored in the bucket (Superseded: it had a newer
+	// one); Applied other nodes' versions (ApplyErrors refused; Malformed
+	// bucket values); Pending versions wait for NATS (Dropped overflowed);
+	// Revision is the bucket revision last applied.
+	Published   uint64 `json:"published"`
+	Superseded  uint64 `json:"superseded"`
+	Applied     uint64 `json:"applied"`
+	ApplyErrors uint64 `json:"apply_errors"`
+	Malformed   uint64 `json:"malformed"`
+	Pending     int    `json:"pending"`
+	Dropped     uint64 `json:"dropped"`
+	Revision    uint64 `json:"revision"`
 }
 
 // startClusterData starts the data-sharing parts on this app's node.
@@ -106,11 +142,14 @@ func (a *App) clusterDataHealth() *ClusterDataHealth {
 	h := &ClusterDataHealth{}
 	if co := a.clusterLive.outbox.Load(); co != nil {
 		st := co.o.Stats()
-		h.Outbox = &st
+		h.Outbox = &ClusterOutboxHealth{Accepted: st.Accepted, Duplicates: st.Duplicates, Delivered: st.Delivered,
+			Retried: st.Retried, Dead: st.Dead, Blocked: st.Blocked, Malformed: st.Malformed, Running: st.Running}
 	}
 	if d.rm != nil {
 		st := d.rm.Stats()
-		h.Records = &st
+		h.Records = &ClusterRecordsHealth{Ready: st.Ready, Published: st.Published, Superseded: st.Superseded,
+			Applied: st.Applied, ApplyErrors: st.ApplyErrors, Malformed: st.Malformed, Pending: st.Pending,
+			Dropped: st.Dropped, Revision: st.Revision}
 	}
 	if d.shared != nil {
 		st := d.shared.health()

@@ -17,18 +17,20 @@ import (
 // one per second, one request's interval (rate 0.2/s: 1 request per 5s).
 // Every node must configure the same rate for a vendor.
 
-// ClusterQuotaHealth is one vendor's cluster quota.
+// ClusterQuotaHealth is one vendor's cluster quota on this node.
 type ClusterQuotaHealth struct {
-	// Limit requests per Window, for the cluster as a whole.
-	Limit  int64              `json:"limit"`
-	Window caddyDuration      `json:"window"`
-	Stats  cluster.QuotaStats `json:"stats"`
+	// Limit requests per Window (a Go duration), for the cluster.
+	Limit  int64  `json:"limit"`
+	Window string `json:"window"`
+	// Granted requests, Refused calls (told to wait), Reservations of
+	// blocks, Fallback grants while NATS was unreachable, and Nodes seen
+	// reserving (cluster.QuotaStats).
+	Granted      uint64 `json:"granted"`
+	Refused      uint64 `json:"refused"`
+	Reservations uint64 `json:"reservations"`
+	Fallback     uint64 `json:"fallback"`
+	Nodes        int    `json:"nodes"`
 }
-
-// caddyDuration prints as a Go duration string in the health JSON.
-type caddyDuration time.Duration
-
-func (d caddyDuration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // clusterQuota is a vendor client's cluster quota.
 type clusterQuota struct {
@@ -39,7 +41,9 @@ type clusterQuota struct {
 }
 
 func (q *clusterQuota) health() ClusterQuotaHealth {
-	return ClusterQuotaHealth{Limit: q.cfg.Limit, Window: caddyDuration(q.cfg.Window), Stats: q.q.Stats()}
+	st := q.q.Stats()
+	return ClusterQuotaHealth{Limit: q.cfg.Limit, Window: q.cfg.Window.String(), Granted: st.Granted, Refused: st.Refused,
+		Reservations: st.Reservations, Fallback: st.Fallback, Nodes: st.Nodes}
 }
 
 // vendorQuotaConfig is the cluster quota of a vendor's rate (requests per

@@ -25,7 +25,14 @@ import (
 
 // ClusterSnapshotsHealth counts this node's shared snapshots.
 type ClusterSnapshotsHealth struct {
-	cluster.SharedSnapshotsStats
+	// Published copies; Dropped (queue full), TooLarge (over one NATS
+	// message) not shared; Malformed stream messages skipped; Queued
+	// copies wait to be published.
+	Published uint64 `json:"published"`
+	Dropped   uint64 `json:"dropped"`
+	TooLarge  uint64 `json:"too_large"`
+	Malformed uint64 `json:"malformed"`
+	Queued    int    `json:"queued"`
 	// Imported copies were put in this node's store; Kept were skipped
 	// because its own copy was as new or newer. ImportDone is true once
 	// the import has read the whole stream.
@@ -44,8 +51,9 @@ type clusterSnapshots struct {
 }
 
 func (s *clusterSnapshots) health() ClusterSnapshotsHealth {
-	return ClusterSnapshotsHealth{SharedSnapshotsStats: s.ss.Stats(), Imported: s.imported.Load(), Kept: s.kept.Load(),
-		ImportDone: s.importDone.Load()}
+	st := s.ss.Stats()
+	return ClusterSnapshotsHealth{Published: st.Published, Dropped: st.Dropped, TooLarge: st.TooLarge, Malformed: st.Malformed,
+		Queued: st.Queued, Imported: s.imported.Load(), Kept: s.kept.Load(), ImportDone: s.importDone.Load()}
 }
 
 // sharedSnapshotsConfig bounds the stream like the local store: its byte

@@ -113,10 +113,9 @@ type dataHealth struct {
 				ImportDone bool   `json:"import_done"`
 			} `json:"snapshots"`
 			Quotas map[string]struct {
-				Limit int64 `json:"limit"`
-				Stats struct {
-					Granted uint64
-				} `json:"stats"`
+				Limit   int64  `json:"limit"`
+				Window  string `json:"window"`
+				Granted uint64 `json:"granted"`
 			} `json:"quotas"`
 		} `json:"data"`
 	} `json:"cluster"`
@@ -279,6 +278,10 @@ func TestClusterDataSharing(t *testing.T) {
 		}
 	}
 	for _, n := range others {
+		n.waitData("the synced versions applied", func(h dataHealth) bool {
+			r := h.Cluster.Data.Records
+			return r != nil && r.Ready && r.Applied >= 25
+		})
 		hh, _ := n.health()
 		if k := hh.Jobs.Kinds["vendor.sync"]; k.Done+k.Running+k.Ready != 0 {
 			t.Fatalf("node %s, not the holder, ran vendor.sync jobs: %+v", n.name, k)
@@ -391,7 +394,7 @@ func TestClusterVendorRateLimit(t *testing.T) {
 		n.waitCaughtUp()
 		n.waitData("the vendor's quota", func(h dataHealth) bool {
 			q, ok := h.Cluster.Data.Quotas["shop"]
-			return ok && q.Limit == 1
+			return ok && q.Limit == 1 && q.Window == "20s"
 		})
 	}
 	start := time.Now()
