@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -92,6 +93,28 @@ func startDataNode(t *testing.T, name, natsURL, origin, vendor, rate, resourceEx
 	n.start()
 	t.Cleanup(n.kill)
 	return n
+}
+
+// reload rewrites the node's Caddyfile with edit and reloads it (caddy
+// reload returns once the new config runs).
+func (n *testNode) reload(edit func(string) string) {
+	n.t.Helper()
+	b, err := os.ReadFile(n.cfgPath)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cfg := edit(string(b))
+	if cfg == string(b) {
+		n.t.Fatal("reload: the config is unchanged")
+	}
+	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
+		n.t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "reload", "--config", n.cfgPath, "--adapter", "caddyfile", "--address", n.admin)
+	cmd.Env = append(os.Environ(), "CRAFTEDGE_TEST_MAIN=1", "SHOP_TOKEN="+vendorsim.DefaultCommerceToken)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		n.t.Fatalf("node %s: reload: %v\n%s", n.name, err, out)
+	}
 }
 
 // dataHealth is what the tests read of the cluster's data part of
@@ -397,6 +420,13 @@ func TestClusterVendorRateLimit(t *testing.T) {
 			return ok && q.Limit == 1 && q.Window == "20s"
 		})
 	}
+	// A reload of a (the node and the vendor client kept) leaves the quota
+	// in place: the new config sets its own before the old one stops.
+	nodes[0].reload(func(cfg string) string { return strings.Replace(cfg, "memory 16MiB", "memory 17MiB", 1) })
+	nodes[0].waitData("the reloaded config's quota", func(h dataHealth) bool {
+		q, ok := h.Cluster.Data.Quotas["shop"]
+		return ok && q.Limit == 1
+	})
 	start := time.Now()
 	var wg sync.WaitGroup
 	var ok atomic.Int64
