@@ -21,7 +21,8 @@ import (
 // whether a copy is stale, as for its own copies (a purged page is never
 // served as fresh; stale copies serve only when the live path fails).
 // The import runs once per node (a reload keeping the node does not
-// import again).
+// import again; one stopped by a reload before it finished is run by the
+// next app started on the node after that).
 
 // ClusterSnapshotsHealth counts this node's shared snapshots.
 type ClusterSnapshotsHealth struct {
@@ -92,7 +93,13 @@ func (a *App) startSharedSnapshots(c *clusterNode) (*clusterSnapshots, error) {
 	}
 	go func() {
 		defer close(done)
-		if err := a.importSharedSnapshots(ctx, c, s); err != nil && ctx.Err() == nil {
+		err := a.importSharedSnapshots(ctx, c, s)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// Stopped before it finished (a reload's new app skipped it
+			// already): the next app started on this node imports.
+			c.snapshotsImported.Store(false)
+		case err != nil:
 			a.logger.Error("cluster: importing shared snapshots", zap.Error(err))
 		}
 	}()
