@@ -160,6 +160,10 @@ type App struct {
 	cluster            *clusterNode
 	clusterKey         string
 	stopClusterSampler func()
+	// clusterData is the data-sharing parts this app runs on its node
+	// (cluster_data.go); clusterLive what the request paths read of them.
+	clusterData *clusterData
+	clusterLive *clusterLive
 }
 
 // CaddyModule returns the Caddy module information.
@@ -194,6 +198,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.upstreams = make(map[string]*upstreamState)
 	a.upstreamsMu = new(sync.Mutex)
 	a.overrides = new(atomic.Pointer[map[string]bool])
+	a.clusterLive = new(clusterLive)
 	a.counters = &processCounters
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("craftedge: registering metrics: %w", err)
@@ -334,6 +339,10 @@ func (a *App) setOverride(upstream string, enabled bool) error {
 // Start makes this app the one the admin routes see.
 func (a *App) Start() error {
 	a.startCluster()
+	if err := a.startClusterData(); err != nil {
+		a.stopCluster()
+		return err
+	}
 	a.startJobs()
 	a.startVendorScheduler()
 	a.startReplaySweeper()
@@ -359,6 +368,7 @@ func (a *App) Stop() error {
 	if a.media != nil && a.media.stopMaintenance != nil {
 		a.media.stopMaintenance()
 	}
+	a.stopClusterData() // before the local queue and the node
 	if a.stopJobs != nil {
 		a.stopJobs()
 	}

@@ -65,6 +65,10 @@ type clusterNode struct {
 	// members is the last answer of Node.Members (for metrics), with
 	// when it was read; nil before the first.
 	members atomic.Pointer[clusterMembersSample]
+
+	// snapshotsImported is set by the first app to import the cluster's
+	// shared snapshots through this node (cluster_snapshots.go).
+	snapshotsImported atomic.Bool
 }
 
 type clusterMembersSample struct {

@@ -46,6 +46,9 @@ type ClusterHealth struct {
 	Leases []LeaseHealth `json:"leases,omitempty"`
 	// Error is why Members and Leases are missing, if they are.
 	Error string `json:"error,omitempty"`
+	// Data is the data-sharing parts (outbox, records, snapshots, vendor
+	// quotas) this node runs.
+	Data *ClusterDataHealth `json:"data,omitempty"`
 }
 
 // LeaseHealth is the holder of one lease.
@@ -69,7 +72,7 @@ func (a *App) clusterHealth() *ClusterHealth {
 		State: st.State.String(), Connected: st.Connected, LastError: st.LastError,
 		MemoryServes: c.serving.Load(), Embedded: c.node.ClientURL(),
 		Queued: st.Queued, Published: st.Published, Applied: st.Applied, Gaps: st.Gaps, Overflows: st.Overflows,
-		Cursor: st.Cursor,
+		Cursor: st.Cursor, Data: a.clusterDataHealth(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(c.cfg.Timeout, 2*time.Second))
 	defer cancel()

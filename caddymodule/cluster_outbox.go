@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,12 +21,6 @@ import (
 // node is delivered even if that node never comes back. Without NATS a
 // write is refused with 503 (see docs/guides/cluster.md for why it is not
 // kept in the local queue). Other kinds of jobs stay in the local queue.
-
-// activeClusterOutbox is the running app's cluster outbox; nil while the
-// outbox is the local queue. The app is one per process (currentApp);
-// clusterOutbox.app tells a reloading config's app from the one that
-// started it.
-var activeClusterOutbox atomic.Pointer[clusterOutbox]
 
 // errClusterOutboxUnreachable wraps an outbox write refused because this
 // node cannot reach the cluster's JetStream: jobs.ErrUnavailable (503).
@@ -47,8 +40,10 @@ var _ jobs.OutboxBackend = (*clusterOutbox)(nil)
 // their state: the cluster's outbox when cluster mode shares it, the
 // local queue otherwise.
 func (a *App) outboxBackend() jobs.OutboxBackend {
-	if co := activeClusterOutbox.Load(); co != nil && co.app == a {
-		return co
+	if a.clusterLive != nil {
+		if co := a.clusterLive.outbox.Load(); co != nil {
+			return co
+		}
 	}
 	return a.jobs
 }
@@ -89,18 +84,18 @@ func (a *App) startClusterOutbox(node *cluster.Node) (*clusterOutbox, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := o.Run(ctx, a.runClusterOutbox); err != nil {
+		if err := o.Run(ctx, a.observedClusterOutbox); err != nil {
 			a.logger.Error("cluster outbox workers stopped", zap.Error(err))
 		}
 	}()
 	co := &clusterOutbox{app: a, o: o}
 	co.stop = func() {
-		activeClusterOutbox.CompareAndSwap(co, nil)
+		a.clusterLive.outbox.CompareAndSwap(co, nil)
 		cancel()
 		<-done
 		o.Close()
 	}
-	activeClusterOutbox.Store(co)
+	a.clusterLive.outbox.Store(co)
 	return co, nil
 }
 
@@ -108,6 +103,30 @@ func (a *App) startClusterOutbox(node *cluster.Node) (*clusterOutbox, error) {
 // workers (an attempt they were running is given back and runs again, on
 // any node). Call it before the node's Close.
 func (co *clusterOutbox) Stop() { co.stop() }
+
+// observedClusterOutbox runs one attempt and counts it in the job
+// metrics (craftedge_jobs_attempts_total and the duration histogram),
+// kind "outbox" as for the local queue. Its outcome is the handler's: a
+// permanent error is "dead"; another error is "retry" even on the last
+// attempt (the cluster, not the handler, dead-letters it then: see the
+// cluster's dead count in /craftedge/health).
+func (a *App) observedClusterOutbox(ctx context.Context, j cluster.OutboxJob) error {
+	start := time.Now()
+	err := a.runClusterOutbox(ctx, j)
+	info := jobs.AttemptInfo{Ref: jobs.Ref{ID: j.ID, Kind: j.Kind, Correlation: j.Correlation, Attempt: j.Attempts},
+		Outcome: jobs.AttemptDone, Duration: time.Since(start), Err: err}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		info.Outcome = jobs.AttemptInterrupted
+	case jobs.IsPermanent(err):
+		info.Outcome = jobs.AttemptDead
+	default:
+		info.Outcome = jobs.AttemptRetry
+	}
+	observeJobAttempt(info)
+	return err
+}
 
 // runClusterOutbox runs one attempt of a cluster outbox job with the
 // local outbox's handler.

@@ -24,7 +24,10 @@ func (a *App) saveSnapshot(key string, e *pagecache.Entry, now time.Time) {
 	tags := make([]string, 0, len(e.Tags)+2)
 	tags = append(tags, pagecache.URLTag(pagecache.PathKeyOf(key)), pagecache.HostTag(pagecache.HostOf(key)))
 	tags = append(tags, e.Tags...)
-	if !a.store.Put(snapshot.Record{Key: key, StoredAt: now, Tags: tags, Value: snap.Encode()}) {
+	rec := snapshot.Record{Key: key, StoredAt: now, Tags: tags, Value: snap.Encode()}
+	if !a.store.Put(rec) {
 		a.logger.Warn("snapshot queue full; snapshot dropped", zap.String("key", key))
+		return
 	}
+	a.shareSnapshot(rec) // with the other nodes of a cluster (never blocks)
 }

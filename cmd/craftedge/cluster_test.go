@@ -308,6 +308,16 @@ func TestClusterThreeNodes(t *testing.T) {
 	if first != 1 {
 		t.Fatalf("the vendor's first page was listed %d times (pages %v), want once", first, gate.requested())
 	}
+	// The other nodes apply the synced records (each application purges
+	// their pages locally) before the page checks below.
+	for _, n := range nodes {
+		if n.name != holder {
+			n.waitData("the synced records applied", func(h dataHealth) bool {
+				r := h.Cluster.Data.Records
+				return r != nil && r.Ready && r.Applied == 25
+			})
+		}
+	}
 
 	// A purge through a: a miss on b and c.
 	for _, n := range nodes {

@@ -1,0 +1,164 @@
+package caddymodule
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/snapshot"
+)
+
+// Cluster mode's shared snapshots: every copy this node stores in its
+// snapshot store (saveSnapshot, on the miss path, never on a hit) is
+// also queued for the cluster's snapshot stream (never blocking; the
+// queue is bounded and drops what overflows). Once the node is ready
+// (connected, purges caught up) the app imports the stream's copies into
+// its own store, each with its original stored-at time and tags, unless
+// its own copy is as new or newer: its own purge marks then decide
+// whether a copy is stale, as for its own copies (a purged page is never
+// served as fresh; stale copies serve only when the live path fails).
+// The import runs once per node (a reload keeping the node does not
+// import again; one stopped by a reload before it finished is run by the
+// next app started on the node after that).
+
+// ClusterSnapshotsHealth counts this node's shared snapshots.
+type ClusterSnapshotsHealth struct {
+	// Published copies; Dropped (queue full), TooLarge (over one NATS
+	// message) not shared; Malformed stream messages skipped; Queued
+	// copies wait to be published.
+	Published uint64 `json:"published"`
+	Dropped   uint64 `json:"dropped"`
+	TooLarge  uint64 `json:"too_large"`
+	Malformed uint64 `json:"malformed"`
+	Queued    int    `json:"queued"`
+	// Imported copies were put in this node's store; Kept were skipped
+	// because its own copy was as new or newer. ImportDone is true once
+	// the import has read the whole stream.
+	Imported   uint64 `json:"imported"`
+	Kept       uint64 `json:"kept"`
+	ImportDone bool   `json:"import_done"`
+}
+
+// clusterSnapshots is this app's use of the shared snapshots.
+type clusterSnapshots struct {
+	ss   *cluster.SharedSnapshots
+	stop func()
+
+	imported, kept atomic.Uint64
+	importDone     atomic.Bool
+}
+
+func (s *clusterSnapshots) health() ClusterSnapshotsHealth {
+	st := s.ss.Stats()
+	return ClusterSnapshotsHealth{Published: st.Published, Dropped: st.Dropped, TooLarge: st.TooLarge, Malformed: st.Malformed,
+		Queued: st.Queued, Imported: s.imported.Load(), Kept: s.kept.Load(), ImportDone: s.importDone.Load()}
+}
+
+// sharedSnapshotsConfig bounds the stream like the local store: its byte
+// bound (at least the tier's minimum, 4 KiB) and age; the defaults of the
+// cluster tier where the local store is unbounded.
+func (a *App) sharedSnapshotsConfig() cluster.SharedSnapshotsConfig {
+	var cfg cluster.SharedSnapshotsConfig
+	if a.SnapshotMaxSize > 0 {
+		cfg.MaxBytes = max(a.SnapshotMaxSize, 4<<10)
+	}
+	cfg.MaxAge = time.Duration(a.SnapshotMaxAge)
+	return cfg
+}
+
+// startSharedSnapshots starts sharing this app's snapshots on c and, the
+// first time for this node, the import.
+func (a *App) startSharedSnapshots(c *clusterNode) (*clusterSnapshots, error) {
+	ss, err := cluster.NewSharedSnapshots(c.node, a.sharedSnapshotsConfig())
+	if err != nil {
+		return nil, err
+	}
+	s := &clusterSnapshots{ss: ss}
+	ctx, cancel := context.WithCancel(a.ctx)
+	done := make(chan struct{})
+	s.stop = func() {
+		a.clusterLive.snapshots.CompareAndSwap(s, nil)
+		cancel()
+		<-done
+		ss.Close()
+	}
+	a.clusterLive.snapshots.Store(s)
+	if !c.snapshotsImported.CompareAndSwap(false, true) {
+		s.importDone.Store(true)
+		close(done)
+		return s, nil
+	}
+	go func() {
+		defer close(done)
+		err := a.importSharedSnapshots(ctx, c, s)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// Stopped before it finished (a reload's new app skipped it
+			// already): the next app started on this node imports.
+			c.snapshotsImported.Store(false)
+		case err != nil:
+			a.logger.Error("cluster: importing shared snapshots", zap.Error(err))
+		}
+	}()
+	return s, nil
+}
+
+// shareSnapshot queues a copy just stored locally for the other nodes.
+func (a *App) shareSnapshot(rec snapshot.Record) {
+	if a.clusterLive == nil {
+		return
+	}
+	if s := a.clusterLive.snapshots.Load(); s != nil {
+		s.ss.Put(cluster.SharedSnapshot{Key: rec.Key, StoredAt: rec.StoredAt, Tags: rec.Tags, Value: rec.Value})
+	}
+}
+
+// importSharedSnapshots waits until the node is ready and the stream
+// readable, then puts every shared copy newer than this node's own in
+// its store.
+func (a *App) importSharedSnapshots(ctx context.Context, c *clusterNode, s *clusterSnapshots) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for c.currentState() != cluster.StateReady || !s.ss.Ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	var firstErr error
+	err := s.ss.Each(ctx, func(sh cluster.SharedSnapshot) bool {
+		if a.store.Damaged() != nil {
+			return false
+		}
+		own, ok, err := a.store.Get(sh.Key)
+		if err == nil && ok && !own.StoredAt.Before(sh.StoredAt) {
+			s.kept.Add(1)
+			return true
+		}
+		rec := snapshot.Record{Key: sh.Key, StoredAt: sh.StoredAt, Tags: sh.Tags, Value: sh.Value}
+		if !a.store.Put(rec) {
+			// The write-behind queue is full: commit it and try once more.
+			if err := a.store.Flush(); err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if !a.store.Put(rec) {
+				return true
+			}
+		}
+		s.imported.Add(1)
+		return true
+	})
+	if err == nil {
+		err = a.store.Flush()
+	}
+	if err == nil {
+		err = firstErr
+	}
+	s.importDone.Store(err == nil)
+	a.logger.Info("cluster: shared snapshots imported", zap.Uint64("imported", s.imported.Load()), zap.Uint64("kept", s.kept.Load()), zap.Error(err))
+	return err
+}
