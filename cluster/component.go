@@ -92,7 +92,7 @@ func (n *Node) payloadLimit() int {
 	return int(p) - 1024
 }
 
-// ensureStream returns the stream of cfg, creating it, or updating it
+// ensureStreamConfig returns the stream of cfg, creating it, or updating it
 // when its limits differ from cfg. A stream that already matches is left
 // alone: every node sets its streams up on every connection, and an
 // update while other nodes create consumers on the stream is churn (and

@@ -72,12 +72,11 @@ const headerNode = "Craftedge-Node"
 
 func (n *Node) subject() string { return n.cfg.Namespace + ".purges" }
 
-// ensureStream creates or updates the purge stream: limits retention,
-// bounded by age and bytes, oldest dropped first.
+// ensureStream creates the purge stream, or updates it when its limits
+// differ (ensureStreamConfig): limits retention, bounded by age and bytes,
+// oldest dropped first.
 func (n *Node) ensureStream(ctx context.Context) (jetstream.Stream, error) {
-	ctx, cancel := n.opCtx(ctx)
-	defer cancel()
-	s, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	return n.ensureStreamConfig(ctx, jetstream.StreamConfig{
 		Name:        n.name("purges"),
 		Description: "craftedge purges, applied by every node",
 		Subjects:    []string{n.subject()},
@@ -89,10 +88,6 @@ func (n *Node) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 		Replicas:    n.cfg.Replicas,
 		Duplicates:  min(2*time.Minute, n.cfg.PurgeMaxAge),
 	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: purge stream %s: %w", n.name("purges"), err)
-	}
-	return s, nil
 }
 
 // Publish sends p to the other nodes. It never blocks: p is queued in
