@@ -23,7 +23,8 @@ import (
 // kept in the local queue). Other kinds of jobs stay in the local queue.
 
 // errClusterOutboxUnreachable wraps an outbox write refused because this
-// node cannot reach the cluster's JetStream: jobs.ErrUnavailable (503).
+// node cannot reach the cluster's JetStream, or JetStream does not answer
+// (cluster.ErrUnavailable): jobs.ErrUnavailable (503).
 var errClusterOutboxUnreachable = fmt.Errorf("%w: the cluster outbox (NATS JetStream) is unreachable", jobs.ErrUnavailable)
 
 // clusterOutbox is the cluster's outbox as the app's jobs.OutboxBackend,
@@ -150,7 +151,7 @@ func (co *clusterOutbox) Enqueue(ctx context.Context, req jobs.EnqueueRequest) (
 	switch {
 	case errors.Is(err, cluster.ErrOutboxInvalid):
 		return jobs.Job{}, false, fmt.Errorf("%w (%w)", jobs.ErrInvalid, err)
-	case cluster.ErrNotConnected(err):
+	case cluster.ErrUnavailable(err):
 		return jobs.Job{}, false, fmt.Errorf("%w (%w)", errClusterOutboxUnreachable, err)
 	case err != nil:
 		return jobs.Job{}, false, fmt.Errorf("craftedge: cluster outbox: %w", err)
@@ -169,7 +170,7 @@ func (co *clusterOutbox) Get(id string) (jobs.Job, error) {
 	switch {
 	case errors.Is(err, cluster.ErrOutboxNotFound):
 		return jobs.Job{}, fmt.Errorf("%w (%w)", jobs.ErrNotFound, err)
-	case cluster.ErrNotConnected(err):
+	case cluster.ErrUnavailable(err):
 		return jobs.Job{}, fmt.Errorf("%w (%w)", errClusterOutboxUnreachable, err)
 	case err != nil:
 		return jobs.Job{}, err

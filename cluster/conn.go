@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startEmbedded starts the node's own NATS server with JetStream and
@@ -148,4 +150,22 @@ func ErrNotConnected(err error) bool {
 	return errors.Is(err, errNotConnected) || errors.Is(err, nats.ErrNoServers) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)
+}
+
+// ErrUnavailable reports whether err means the cluster could not answer
+// now (a retry later may succeed): NATS unreachable (ErrNotConnected), or
+// connected while JetStream does not answer: a timeout, no responders, a
+// stream without a leader (quorum lost), JetStream disabled, or an API
+// error with code 503.
+func ErrUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if ErrNotConnected(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
 }

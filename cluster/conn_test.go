@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -16,6 +19,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testPKI writes a CA, a server certificate for "nats.test" and
@@ -132,4 +137,27 @@ func TestTokenAuth(t *testing.T) {
 		t.Fatalf("node with a wrong token: %+v", st)
 	}
 	t.Logf("b: %s", bad.Stats().LastError)
+}
+
+// A JetStream that does not answer while NATS is connected is as
+// unavailable as NATS itself: the caller answers 503 and retries later.
+func TestErrUnavailable(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("publish: %w", errNotConnected),
+		fmt.Errorf("get: %w", context.DeadlineExceeded),
+		fmt.Errorf("get: %w", nats.ErrTimeout),
+		fmt.Errorf("get: %w", nats.ErrNoResponders),
+		fmt.Errorf("get: %w", jetstream.ErrNoStreamResponse),
+		fmt.Errorf("get: %w", jetstream.ErrJetStreamNotEnabled),
+		fmt.Errorf("get: %w", &jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}),
+	} {
+		if !ErrUnavailable(err) {
+			t.Errorf("ErrUnavailable(%v) = false, want true", err)
+		}
+	}
+	for _, err := range []error{nil, errors.New("bad request"), &jetstream.APIError{Code: 400, Description: "invalid"}} {
+		if ErrUnavailable(err) {
+			t.Errorf("ErrUnavailable(%v) = true, want false", err)
+		}
+	}
 }
