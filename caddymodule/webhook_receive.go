@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"github.com/craftedge/craftedge/cluster"
 	"io"
 	"mime"
 	"net/http"
@@ -191,11 +192,25 @@ func (rc *signedReceiver) signedURL(r *http.Request) string {
 // delivery without a replay key (hmac without a timestamp header, static:
 // a repeat of the same body cannot be told from a replay) is never a
 // replay: a purge or a refetch done twice is harmless, one dropped is not.
+//
+// In a cluster a delivery another node accepted is a replay too (its
+// refetch runs once cluster-wide); when the cluster cannot answer, the
+// node's own store decides (a vendor's retry on another node is then
+// processed again: idempotent work, not lost work).
 func (rc *signedReceiver) seen(a *App, d webhook.Delivery, now time.Time) (bool, error) {
 	if d.ID == "" {
 		return false, nil
 	}
-	return a.replay.Seen(rc.source, d.ID, now)
+	dup, err := a.replay.Seen(rc.source, d.ID, now)
+	if dup || err != nil || a.cluster == nil {
+		return dup, err
+	}
+	dup, cerr := a.cluster.node.DeliverySeen(a.ctx, rc.source, d.ID, now)
+	if cerr != nil && !cluster.ErrNotConnected(cerr) {
+		a.logger.Warn("asking the cluster whether a webhook delivery was accepted elsewhere; deciding locally",
+			zap.String("source", rc.source), zap.Error(cerr))
+	}
+	return dup, nil
 }
 
 // remember records an accepted delivery, after its work is durable (a
@@ -208,6 +223,12 @@ func (rc *signedReceiver) remember(a *App, d webhook.Delivery, now time.Time, lo
 	}
 	if _, err := a.replay.Claim(rc.source, d.ID, now, rc.replayTTL); err != nil {
 		logger.Error("remembering a webhook delivery (a replay of it will be processed again)", zap.String("source", rc.source), zap.Error(err))
+	}
+	if a.cluster != nil {
+		if err := a.cluster.node.RememberDelivery(a.ctx, rc.source, d.ID, now, rc.replayTTL); err != nil && !cluster.ErrNotConnected(err) {
+			logger.Warn("remembering a webhook delivery in the cluster (a replay on another node will be processed again)",
+				zap.String("source", rc.source), zap.Error(err))
+		}
 	}
 }
 

@@ -19,6 +19,10 @@
 //     watched by every node.
 //   - Bucket <namespace>_leases: one key per lease, expiring LeaseTTL
 //     after its last write.
+//   - Bucket <namespace>_webhooks: one key per webhook delivery a node
+//     accepted (RememberDelivery), so that the sender's retry delivered
+//     to another node is a replay there (DeliverySeen); TTL
+//     DeliveriesMaxAge.
 //   - Stream <namespace>_outbox (subjects <namespace>.outbox.u and
 //     <namespace>.outbox.e.<hash of kind and entity>): accepted outbox
 //     writes, work-queue retention (a job leaves when it is done or

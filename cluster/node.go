@@ -121,6 +121,7 @@ type Node struct {
 	kill        jetstream.KeyValue
 	overrides   map[string]bool
 	quotas      jetstream.KeyValue // see Quota; set up on first use
+	deliveries  jetstream.KeyValue // see DeliverySeen; set up on first use
 
 	out outbox
 
