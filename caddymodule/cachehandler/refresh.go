@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -12,7 +13,7 @@ import (
 // stale copy has been served. At most one refresh per key runs at a time
 // (it joins the same flight as misses).
 func (h *Handler) refreshInBackground(r *http.Request, next caddyhttp.Handler, key string, stale []byte) {
-	bg := r.Clone(context.WithoutCancel(r.Context()))
+	bg := detachedRequest(r)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -23,6 +24,30 @@ func (h *Handler) refreshInBackground(r *http.Request, next caddyhttp.Handler, k
 			return h.fetch(discardWriter{header: make(http.Header)}, bg, next, key, stale), nil
 		})
 	}()
+}
+
+// detachedRequest is r for an upstream call that outlives r's handling (a
+// background refresh, a stale_after call): its context is not cancelled
+// with r's, and it has a replacer and variables of its own (a copy of r's
+// variables, read here in r's goroutine), so the call's handlers
+// (reverse_proxy setting its placeholders, php_fastcgi) never write into
+// the maps r's goroutine still reads, for its access log among others.
+func detachedRequest(r *http.Request) *http.Request {
+	bg := r.Clone(context.WithoutCancel(r.Context()))
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		return bg
+	}
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	bg = caddyhttp.PrepareRequest(bg, caddy.NewReplacer(), discardWriter{header: make(http.Header)}, srv)
+	if m, ok := bg.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		for k, v := range vars {
+			if _, set := m[k]; !set {
+				m[k] = v
+			}
+		}
+	}
+	return bg
 }
 
 // discardWriter swallows a background refresh's response (a stored copy

@@ -1,7 +1,6 @@
 package cachehandler
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -45,7 +44,7 @@ func (h *Handler) staleAfterApplies(e *pagecache.Entry, now time.Time) bool {
 // purged or replaced meanwhile, and the call's response refreshes the
 // memory tier when it comes.
 func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key, variantKey string, stale []byte, e *pagecache.Entry) error {
-	bg := r.Clone(context.WithoutCancel(r.Context()))
+	bg := detachedRequest(r)
 	ch := h.flights.DoChan(key, func() (v any, err error) {
 		defer func() {
 			if p := recover(); p != nil {
