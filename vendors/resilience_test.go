@@ -350,13 +350,21 @@ func getErr(c *Client) error {
 }
 
 func TestHedgingPicksFastRegion(t *testing.T) {
-	slowCancelled := make(chan struct{})
+	slowStarted, slowCancelled := make(chan struct{}), make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(slowStarted)
 		<-r.Context().Done() // blocks until the client cancels
 		close(slowCancelled)
 	}))
 	t.Cleanup(slow.Close)
 	fast := newCatalog(t, 1)
+	// The fast region answers once the slow one has the request: a
+	// request cancelled before it reached the slow handler (a loaded
+	// machine) would never show the cancellation this test looks for.
+	fast.hook = func(http.ResponseWriter, *http.Request) bool {
+		<-slowStarted
+		return false
+	}
 	cfg := testConfig(slow.URL, fast.URL())
 	cfg.HedgeDelay = 10 * time.Millisecond
 	var infos []RequestInfo
