@@ -151,6 +151,11 @@ func newBackfillBar(out io.Writer) *progressbar.ProgressBar {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionFullWidth(),
+		// No spinner goroutine: with an unknown length the library
+		// renders from a ticker of its own, concurrently with our updates
+		// and with what we print after Exit (a race seen under -race).
+		// The bar moves on every update instead.
+		progressbar.OptionSetSpinnerChangeInterval(0),
 	)
 }
 
