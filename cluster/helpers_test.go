@@ -97,12 +97,18 @@ func startCluster(t *testing.T) []*testServer {
 		servers = append(servers, ts)
 		t.Cleanup(ts.stop)
 	}
+	// Routes first (cluster ports are fixed): start writes the ports of
+	// its server, which the others' goroutines must not read meanwhile.
+	routes := make([][]string, len(servers))
+	for i, ts := range servers {
+		routes[i] = ts.routesIn(servers)
+	}
 	var wg sync.WaitGroup
-	for _, ts := range servers {
+	for i, ts := range servers {
 		wg.Add(1)
 		go func() { // each waits for the others before it is ready
 			defer wg.Done()
-			ts.restartIn(servers)
+			ts.start(routes[i])
 		}()
 	}
 	wg.Wait()
@@ -135,13 +141,18 @@ func freePort(t testing.TB) int {
 // restartIn restarts ts on its ports and storage, routing to the others.
 func (ts *testServer) restartIn(servers []*testServer) {
 	ts.t.Helper()
+	ts.start(ts.routesIn(servers))
+}
+
+// routesIn returns the route URLs of the other servers.
+func (ts *testServer) routesIn(servers []*testServer) []string {
 	var routes []string
 	for _, o := range servers {
 		if o != ts {
 			routes = append(routes, o.routeURL())
 		}
 	}
-	ts.start(routes)
+	return routes
 }
 
 // waitFor polls cond until it holds; the bound only catches a hang.
