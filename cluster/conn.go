@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 
@@ -62,6 +63,18 @@ func startEmbedded(c Config) (*server.Server, error) {
 	s.Start()
 	if !s.ReadyForConnections(c.Timeout) {
 		s.Shutdown()
+		s.WaitForShutdown()
+		// The server logs nothing (NoLog): say why when we can tell.
+		for _, addr := range []struct{ what, hostPort string }{{"listen", e.Listen}, {"cluster_listen", e.ClusterListen}} {
+			if addr.hostPort == "" {
+				continue
+			}
+			l, err := net.Listen("tcp", addr.hostPort)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: embedded: %s %s: %w", addr.what, addr.hostPort, err)
+			}
+			_ = l.Close()
+		}
 		return nil, fmt.Errorf("cluster: embedded: NATS server on %s not ready within %s", e.Listen, c.Timeout)
 	}
 	return s, nil

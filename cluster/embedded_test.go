@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,5 +83,21 @@ func TestEmbeddedServersClusterThroughRoutes(t *testing.T) {
 	}
 	for _, r := range []*recorder{recs[0], recs[2]} {
 		waitFor(t, "kill switch on every node", func() bool { return maps.Equal(r.killSet(), map[string]bool{"craft": true}) })
+	}
+}
+
+// An embedded server whose port is taken fails to start with an error
+// naming the address and why, not only "not ready".
+func TestEmbeddedPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	_, err = Start(Config{NodeName: "e1", Embedded: &Embedded{Listen: addr, StoreDir: t.TempDir()}, Timeout: time.Second},
+		Handlers{}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "listen "+addr) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("start on a taken port: %v", err)
 	}
 }
