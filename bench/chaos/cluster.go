@@ -377,10 +377,11 @@ func runCluster(ctx context.Context, c config, bin, dir string, org *origin, vs 
 	return res, cr, ctx.Err()
 }
 
-// natsDown is the NATS fault: every node caches each blog entry, NATS is
-// shut down, and once every node saw it go, an editor saves each entry
-// through node 1 (Craft answers with the purge tags; node 1 purges its
-// copies and queues the purge for the others).
+// natsDown is the NATS fault: NATS is shut down and, once every node saw
+// it go, for each blog entry every peer fetches it (so holds a copy) and an
+// editor saves it through node 1 (Craft answers with the purge tags; node 1
+// purges its copies and queues the purge for the others); the peers still
+// serving an older revision right after are recorded.
 func (r *runner) natsDown(ctx context.Context, ns *natsServer, nodes []*gateway, cr *ClusterResult) {
 	cr.NATSDownAt = time.Now()
 	ns.stop()
