@@ -10,6 +10,10 @@
 //	go run ./bench/chaos -short     # about 3 minutes
 //
 // It writes bench/chaos/results/latest.md and latency.png (-out).
+//
+//	go run ./bench/chaos -short -cluster 3   # cluster mode (cluster.go)
+//
+// writes cluster.md and cluster-latency.png instead.
 package main
 
 import (
@@ -35,6 +39,7 @@ type config struct {
 	rates                  Rates
 	out                    string
 	keep                   bool
+	cluster                int // nodes in cluster mode, 0: one node (cluster.go)
 	date, commit           string
 }
 
@@ -49,6 +54,7 @@ func parseFlags() config {
 	flag.IntVar(&c.products, "products", 200, "products in the vendor simulator")
 	scale := flag.Float64("scale", 1, "multiplies every request rate")
 	flag.StringVar(&c.out, "out", "", "directory for latest.md and latency.png (default bench/chaos/results of the module)")
+	flag.IntVar(&c.cluster, "cluster", 0, "cluster mode: this many craftedge nodes (at least 2) on one NATS server, NATS down then a node SIGKILLed for good (cluster.go)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binary, Caddyfile, bbolt file, craftedge.log)")
 	flag.StringVar(&c.date, "date", "", "date printed in the report (default today)")
 	flag.StringVar(&c.commit, "commit", "", "commit printed in the report (default git rev-parse --short HEAD)")
@@ -122,6 +128,9 @@ func run(ctx context.Context, c config) error {
 	if c.commit == "" {
 		c.commit = gitCommit(root)
 	}
+	if c.cluster != 0 && (c.cluster < 2 || c.cluster > 5) {
+		return fmt.Errorf("-cluster %d: want 2 to 5 nodes", c.cluster)
+	}
 	if c.date == "" {
 		c.date = time.Now().Format("2006-01-02")
 	}
@@ -150,6 +159,13 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	defer vs.sim.Close()
+	if c.cluster != 0 {
+		res, cr, err := runCluster(ctx, c, bin, dir, org, vs)
+		if err != nil {
+			return err
+		}
+		return writeReport(c, res, renderCluster(cr), "cluster")
+	}
 	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery, c.healthy)
 	if err != nil {
 		return err
@@ -171,18 +187,28 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	return writeReport(c, res, "", "latest")
+}
+
+// writeReport writes <name>.md (the report, then extra) and latency.png
+// (<name>-latency.png unless name is latest).
+func writeReport(c config, res *Result, extra, name string) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
-	md := renderReport(res)
-	if err := os.WriteFile(filepath.Join(c.out, "latest.md"), []byte(md), 0o644); err != nil {
+	md := renderReport(res) + extra
+	mdPath, png := filepath.Join(c.out, name+".md"), filepath.Join(c.out, "latency.png")
+	if name != "latest" {
+		png = filepath.Join(c.out, name+"-latency.png")
+	}
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
 		return err
 	}
-	if err := renderPlot(res, filepath.Join(c.out, "latency.png")); err != nil {
+	if err := renderPlot(res, png); err != nil {
 		return err
 	}
 	fmt.Print(md)
-	log.Printf("wrote %s and %s", filepath.Join(c.out, "latest.md"), filepath.Join(c.out, "latency.png"))
+	log.Printf("wrote %s and %s", mdPath, png)
 	return nil
 }
 
