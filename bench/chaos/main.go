@@ -36,6 +36,7 @@ type config struct {
 	out                    string
 	keep                   bool
 	date, commit           string
+	warmStart              string // craftedge's `warm_start`: on or off
 }
 
 func parseFlags() config {
@@ -51,8 +52,12 @@ func parseFlags() config {
 	flag.StringVar(&c.out, "out", "", "directory for latest.md and latency.png (default bench/chaos/results of the module)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binary, Caddyfile, bbolt file, craftedge.log)")
 	flag.StringVar(&c.date, "date", "", "date printed in the report (default today)")
+	flag.StringVar(&c.warmStart, "warm-start", "on", "craftedge's `warm_start` global option: on or off (for contrast)")
 	flag.StringVar(&c.commit, "commit", "", "commit printed in the report (default git rev-parse --short HEAD)")
 	flag.Parse()
+	if c.warmStart != "on" && c.warmStart != "off" {
+		log.Fatalf("-warm-start %q: want on or off", c.warmStart)
+	}
 	def := func(d *time.Duration, full, short time.Duration) {
 		if *d == 0 {
 			*d = full
@@ -150,7 +155,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	defer vs.sim.Close()
-	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery, c.healthy)
+	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery, c.healthy, c.warmStart)
 	if err != nil {
 		return err
 	}
