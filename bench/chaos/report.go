@@ -197,9 +197,10 @@ type warmView struct {
 	healthyP95     time.Duration // page p95 of the healthy window
 	afterP95       time.Duration // page p95 from the restart to the window's end
 	afterN         int
-	healthySeries  []HitPoint // per second from the healthy window's start
-	killSeries     []HitPoint // per second from the SIGKILL window's start
-	restartSeries  []HitPoint // per second from the restart, 10 s (into the next window if shorter)
+	laterP95       time.Duration // page p95 from 1 s after the restart to the window's end
+	healthySeries  []HitPoint    // per second from the healthy window's start
+	killSeries     []HitPoint    // per second from the SIGKILL window's start
+	restartSeries  []HitPoint    // per second from the restart, 10 s (into the next window if shorter)
 	recoveredAfter time.Duration
 	recoveredOK    bool // some second within 10 s reached 90% of healthyHit
 }
@@ -231,6 +232,7 @@ func (r *Result) warmRestart() *warmView {
 		v.healthyP95 = summarize(h).P95
 		after := summarize(windowSamples(pages, Phase{Start: rs.ReadyAt, End: p.End}))
 		v.afterP95, v.afterN = after.P95, after.N
+		v.laterP95 = summarize(windowSamples(pages, Phase{Start: rs.ReadyAt.Add(time.Second), End: p.End})).P95
 		v.healthySeries = hitSeries(pages, v.healthy.Start, v.healthy.End, time.Second)
 		v.killSeries = hitSeries(pages, p.Start, p.End, time.Second)
 		v.restartSeries = hitSeries(pages, rs.ReadyAt, rs.ReadyAt.Add(warmRecoveryLimit), time.Second)
@@ -257,9 +259,9 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 	rs := r.Restart
 	p("## Warm restart (fault 8, `warm_start %s`)", r.Cfg.warmStart)
 	p("")
-	p("Page views, memory hits (`Cache-Status` hit) among responses per second. craftedge was SIGKILLed %.1f s into the SIGKILL window and answered again %s later. Healthy window before it: hit ratio %s, p95 %s ms; from the restart to the window's end (%d page views): p95 %s ms (%.2fx).",
+	p("Page views, memory hits (`Cache-Status` hit) among responses per second. craftedge was SIGKILLed %.1f s into the SIGKILL window and answered again %s later. Healthy window before it: hit ratio %s, p95 %s ms; from the restart to the window's end (%d page views): p95 %s ms (%.2fx); from 1 s after the restart: p95 %s ms (%.2fx).",
 		rs.KilledAt.Sub(v.kill.Start).Seconds(), rs.ReadyAt.Sub(rs.KilledAt).Round(time.Millisecond),
-		pct(v.healthyHit), fmtMS(v.healthyP95), v.afterN, fmtMS(v.afterP95), ratio(v.afterP95, v.healthyP95))
+		pct(v.healthyHit), fmtMS(v.healthyP95), v.afterN, fmtMS(v.afterP95), ratio(v.afterP95, v.healthyP95), fmtMS(v.laterP95), ratio(v.laterP95, v.healthyP95))
 	p("")
 	n := max(len(v.healthySeries), len(v.killSeries), len(v.restartSeries))
 	head := []string{"second"}
