@@ -67,7 +67,7 @@ func TestWarmRestartTargets(t *testing.T) {
 	if !hit.Met || !strings.Contains(hit.Detail, "ending 4s after the restart") {
 		t.Errorf("hit target %+v: want PASS, back in the 4th second", hit)
 	}
-	if rep := renderReport(r); !strings.Contains(rep, "## Warm restart") {
+	if rep := renderReport(r); !strings.Contains(rep, "## Warm restart") || !strings.Contains(rep, "| after the restart: p95 ms | 5.0 | 5.0 | 5.0 | 1.0 |") {
 		t.Error("report without the warm restart section")
 	}
 }

@@ -214,6 +214,7 @@ type HitPoint struct {
 	At   time.Duration // slot start, from the series' origin
 	Hits int           // responses served from a fresh memory copy (ServeHit)
 	N    int           // responses (transport errors not counted)
+	P95  time.Duration // of the responses
 }
 
 // Ratio is Hits/N, 0 for an empty slot.
@@ -235,15 +236,21 @@ func hitSeries(samples []Sample, from, to time.Time, width time.Duration) []HitP
 	for i := range out {
 		out[i].At = time.Duration(i) * width
 	}
+	lat := make([][]time.Duration, n)
 	for _, s := range samples {
 		if s.Status == 0 || s.Start.Before(from) || !s.Start.Before(to) {
 			continue
 		}
 		i := int(s.Start.Sub(from) / width)
 		out[i].N++
+		lat[i] = append(lat[i], s.Latency)
 		if s.Serve == ServeHit {
 			out[i].Hits++
 		}
+	}
+	for i := range out {
+		slices.Sort(lat[i])
+		out[i].P95 = percentile(lat[i], 95)
 	}
 	return out
 }

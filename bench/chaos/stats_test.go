@@ -126,7 +126,7 @@ func TestHitSeriesAndRecovery(t *testing.T) {
 	if len(s) != 3 {
 		t.Fatalf("%d slots, want 3 (empty ones included): %+v", len(s), s)
 	}
-	want := []HitPoint{{0, 1, 3}, {time.Second, 0, 0}, {2 * time.Second, 2, 2}}
+	want := []HitPoint{{0, 1, 3, 0}, {time.Second, 0, 0, 0}, {2 * time.Second, 2, 2, 0}}
 	for i := range want {
 		if s[i] != want[i] {
 			t.Errorf("slot %d = %+v, want %+v", i, s[i], want[i])
