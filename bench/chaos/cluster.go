@@ -89,7 +89,7 @@ func newClusterNode(bin, dir string, i int, originAddr, vendorURL, natsURL strin
 	if err := os.MkdirAll(nd, 0o700); err != nil {
 		return nil, err
 	}
-	g, err := newGateway(bin, nd, originAddr, vendorURL, c.syncEvery, c.healthy)
+	g, err := newGateway(bin, nd, originAddr, vendorURL, c.syncEvery, c.healthy, c.warmStart)
 	if err != nil {
 		return nil, err
 	}

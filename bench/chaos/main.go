@@ -41,6 +41,7 @@ type config struct {
 	keep                   bool
 	cluster                int // nodes in cluster mode, 0: one node (cluster.go)
 	date, commit           string
+	warmStart              string // craftedge's `warm_start`: on or off
 }
 
 func parseFlags() config {
@@ -57,8 +58,12 @@ func parseFlags() config {
 	flag.IntVar(&c.cluster, "cluster", 0, "cluster mode: this many craftedge nodes (at least 2) on one NATS server, NATS down then a node SIGKILLed for good (cluster.go)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binary, Caddyfile, bbolt file, craftedge.log)")
 	flag.StringVar(&c.date, "date", "", "date printed in the report (default today)")
+	flag.StringVar(&c.warmStart, "warm-start", "on", "craftedge's `warm_start` global option: on or off (for contrast)")
 	flag.StringVar(&c.commit, "commit", "", "commit printed in the report (default git rev-parse --short HEAD)")
 	flag.Parse()
+	if c.warmStart != "on" && c.warmStart != "off" {
+		log.Fatalf("-warm-start %q: want on or off", c.warmStart)
+	}
 	def := func(d *time.Duration, full, short time.Duration) {
 		if *d == 0 {
 			*d = full
@@ -166,7 +171,7 @@ func run(ctx context.Context, c config) error {
 		}
 		return writeReport(c, res, renderCluster(cr), "cluster")
 	}
-	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery, c.healthy)
+	g, err := newGateway(bin, dir, org.addr, vs.srv.URL(), c.syncEvery, c.healthy, c.warmStart)
 	if err != nil {
 		return err
 	}

@@ -167,6 +167,17 @@ func (r *Result) targets() []Target {
 	out = append(out, Target{"snapshots survive the restart", "8. craftedge SIGKILL + restart",
 		rs.SnapshotsAfter >= rs.SnapshotsBefore && rs.SnapshotsBefore > 0,
 		fmt.Sprintf("%d snapshots before the kill, %d after", rs.SnapshotsBefore, rs.SnapshotsAfter)})
+	if v := r.warmRestart(); v != nil {
+		out = append(out, Target{"after the SIGKILL restart, page p95 within 1.1x of the healthy window", v.kill.Name,
+			v.healthyP95 > 0 && float64(v.afterP95) <= warmP95Limit*float64(v.healthyP95),
+			fmt.Sprintf("p95 %s ms after the restart vs %s ms (%.2fx)", fmtMS(v.afterP95), fmtMS(v.healthyP95), ratio(v.afterP95, v.healthyP95))})
+		got := fmt.Sprintf("no second within %s reached %s", warmRecoveryLimit, pct(warmHitShare*v.healthyHit))
+		if v.recoveredOK {
+			got = fmt.Sprintf("%s reached in the second ending %s after the restart", pct(warmHitShare*v.healthyHit), v.recoveredAfter)
+		}
+		out = append(out, Target{"hit ratio back to 90% of the healthy window's within 10 s of the restart", v.kill.Name, v.recoveredOK,
+			fmt.Sprintf("healthy %s: %s", pct(v.healthyHit), got)})
+	}
 	if c := r.Records8; c != nil {
 		out = append(out, Target{"every record matches the vendor after the restart", "after fault 8",
 			len(c.Mismatched) == 0, fmt.Sprintf("%d compared, %d differed at first, %d lost", c.Compared, c.FirstMismatched, len(c.Mismatched))})
@@ -176,6 +187,104 @@ func (r *Result) targets() []Target {
 			len(c.Mismatched) == 0, fmt.Sprintf("%d compared, %d stale at first, %d lost, healed after %s", c.Compared, c.FirstMismatched, len(c.Mismatched), c.HealedAfter.Round(100*time.Millisecond))})
 	}
 	return out
+}
+
+// warmView is fault 8 against the healthy window before it: how fast the
+// memory tier is warm again after the restart (issue 16, warm start).
+type warmView struct {
+	healthy, kill  Phase
+	healthyHit     float64       // memory hit ratio of the healthy window's page views
+	healthyP95     time.Duration // page p95 of the healthy window
+	afterP95       time.Duration // page p95 from the restart to the window's end
+	afterN         int
+	laterP95       time.Duration // page p95 from 1 s after the restart to the window's end
+	healthySeries  []HitPoint    // per second from the healthy window's start
+	killSeries     []HitPoint    // per second from the SIGKILL window's start
+	restartSeries  []HitPoint    // per second from the restart, 10 s (into the next window if shorter)
+	recoveredAfter time.Duration
+	recoveredOK    bool // some second within 10 s reached 90% of healthyHit
+}
+
+// warmRecoveryLimit is how soon after the restart the page hit ratio must be
+// back to warmHitShare of the healthy window's, and warmP95Limit how close
+// the page p95 after the restart must be to the healthy window's (issue 16).
+const (
+	warmRecoveryLimit = 10 * time.Second
+	warmHitShare      = 0.9
+	warmP95Limit      = 1.1
+)
+
+// warmRestart returns the view, nil when fault 8 did not run, has no
+// healthy window before it, or craftedge never came back.
+func (r *Result) warmRestart() *warmView {
+	rs := r.Restart
+	if rs.KilledAt.IsZero() || rs.ReadyAt.IsZero() {
+		return nil
+	}
+	for i, p := range r.Phases {
+		if p.Fault != 8 || i == 0 || r.Phases[i-1].Fault != 0 {
+			continue
+		}
+		pages := ofClass(r.Samples, ClassPage)
+		v := &warmView{healthy: r.Phases[i-1], kill: p}
+		h := windowSamples(pages, v.healthy)
+		v.healthyHit = hitRatio(h)
+		v.healthyP95 = summarize(h).P95
+		after := summarize(windowSamples(pages, Phase{Start: rs.ReadyAt, End: p.End}))
+		v.afterP95, v.afterN = after.P95, after.N
+		v.laterP95 = summarize(windowSamples(pages, Phase{Start: rs.ReadyAt.Add(time.Second), End: p.End})).P95
+		v.healthySeries = hitSeries(pages, v.healthy.Start, v.healthy.End, time.Second)
+		v.killSeries = hitSeries(pages, p.Start, p.End, time.Second)
+		v.restartSeries = hitSeries(pages, rs.ReadyAt, rs.ReadyAt.Add(warmRecoveryLimit), time.Second)
+		v.recoveredAfter, v.recoveredOK = recovered(v.restartSeries, warmHitShare*v.healthyHit, time.Second)
+		return v
+	}
+	return nil
+}
+
+func hitCells(series []HitPoint) []string {
+	out := make([]string, len(series))
+	for i, h := range series {
+		if h.N == 0 {
+			out[i] = "–"
+			continue
+		}
+		out[i] = fmt.Sprintf("%.0f%%", 100*h.Ratio())
+	}
+	return out
+}
+
+// renderWarm renders the warm restart section.
+func renderWarm(p func(string, ...any), r *Result, v *warmView) {
+	rs := r.Restart
+	p("## Warm restart (fault 8, `warm_start %s`)", r.Cfg.warmStart)
+	p("")
+	p("Page views, memory hits (`Cache-Status` hit) among responses per second (the last row: page p95 per second after the restart). craftedge was SIGKILLed %.1f s into the SIGKILL window and answered again %s later. Healthy window before it: hit ratio %s, p95 %s ms; from the restart to the window's end (%d page views): p95 %s ms (%.2fx); from 1 s after the restart: p95 %s ms (%.2fx).",
+		rs.KilledAt.Sub(v.kill.Start).Seconds(), rs.ReadyAt.Sub(rs.KilledAt).Round(time.Millisecond),
+		pct(v.healthyHit), fmtMS(v.healthyP95), v.afterN, fmtMS(v.afterP95), ratio(v.afterP95, v.healthyP95), fmtMS(v.laterP95), ratio(v.laterP95, v.healthyP95))
+	p("")
+	n := max(len(v.healthySeries), len(v.killSeries), len(v.restartSeries))
+	head := []string{"second"}
+	for i := range n {
+		head = append(head, fmt.Sprint(i+1))
+	}
+	p("| %s |", strings.Join(head, " | "))
+	p("|---%s|", strings.Repeat("|---:", n))
+	row := func(name string, cells []string) {
+		for len(cells) < n {
+			cells = append(cells, "")
+		}
+		p("| %s | %s |", name, strings.Join(cells, " | "))
+	}
+	row(v.healthy.Name+" (before)", hitCells(v.healthySeries))
+	row(v.kill.Name, hitCells(v.killSeries))
+	row("after the restart", hitCells(v.restartSeries))
+	var p95s []string
+	for _, h := range v.restartSeries {
+		p95s = append(p95s, fmtMS(h.P95))
+	}
+	row("after the restart: p95 ms", p95s)
+	p("")
 }
 
 func ratio(a, b time.Duration) float64 {
@@ -225,6 +334,9 @@ func renderReport(r *Result) string {
 			pct(s.ServeShare(ServeSnapshot)), pct(s.ServeShare(ServeFallback)), ec.ByClass["5xx"], fmtMS(ec.P95), fmtMS(ec.P99))
 	}
 	p("")
+	if v := r.warmRestart(); v != nil {
+		renderWarm(p, r, v)
+	}
 	p("## Editors, read model, live vendor reads, outbox")
 	p("")
 	p("| window | CP GETs 2xx (bypass) | saves 2xx | save p95 | read model p95 | read model 5xx | live p95 | live 5xx | live stale+snapshot | outbox 202 |")

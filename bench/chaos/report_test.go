@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,5 +21,53 @@ func TestStraddlesCraftDown(t *testing.T) {
 	// The last window, and a window followed by Craft up, never straddle.
 	if r.straddlesCraftDown(2, Sample{Start: t0.Add(29 * time.Second), Latency: 5 * time.Second}) {
 		t.Fatal("last window")
+	}
+}
+
+// The warm restart targets are measured from the restart: p95 after it
+// against the healthy window before fault 8, and the first second whose hit
+// ratio is back to 90% of the healthy window's.
+func TestWarmRestartTargets(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := &Result{Phases: []Phase{
+		{Name: "healthy", CraftUp: true, Start: t0, End: t0.Add(10 * time.Second)},
+		{Name: "8. craftedge SIGKILL + restart", Fault: 8, CraftUp: true, Start: t0.Add(10 * time.Second), End: t0.Add(22 * time.Second)},
+		{Name: "healthy", CraftUp: true, Start: t0.Add(22 * time.Second), End: t0.Add(30 * time.Second)},
+	}}
+	r.Restart.KilledAt = t0.Add(14 * time.Second)
+	r.Restart.ReadyAt = t0.Add(14*time.Second + 200*time.Millisecond)
+	page := func(at time.Duration, s Serve, lat time.Duration) {
+		r.Samples = append(r.Samples, Sample{Class: ClassPage, Start: t0.Add(at), Status: 200, Serve: s, Latency: lat})
+	}
+	// Healthy: 9 hits in 10 each second, 1 ms; after the restart, misses
+	// (5 ms) for the first 3 s, then as healthy.
+	for sec := range 30 {
+		for i := range 10 {
+			at := time.Duration(sec)*time.Second + time.Duration(i)*50*time.Millisecond
+			cold := at >= 14*time.Second && at < 17*time.Second+200*time.Millisecond
+			switch {
+			case cold:
+				page(at, ServeMiss, 5*time.Millisecond)
+			case i == 0:
+				page(at, ServeMiss, time.Millisecond)
+			default:
+				page(at, ServeHit, time.Millisecond)
+			}
+		}
+	}
+	got := map[string]Target{}
+	for _, tg := range r.targets() {
+		got[tg.Name] = tg
+	}
+	p95 := got["after the SIGKILL restart, page p95 within 1.1x of the healthy window"]
+	hit := got["hit ratio back to 90% of the healthy window's within 10 s of the restart"]
+	if p95.Met || p95.Window != "8. craftedge SIGKILL + restart" {
+		t.Errorf("p95 target %+v: want MISS (3 cold seconds of 8)", p95)
+	}
+	if !hit.Met || !strings.Contains(hit.Detail, "ending 4s after the restart") {
+		t.Errorf("hit target %+v: want PASS, back in the 4th second", hit)
+	}
+	if rep := renderReport(r); !strings.Contains(rep, "## Warm restart") || !strings.Contains(rep, "| after the restart: p95 ms | 5.0 | 5.0 | 5.0 | 1.0 |") {
+		t.Error("report without the warm restart section")
 	}
 }

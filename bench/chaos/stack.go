@@ -40,6 +40,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	craftedge {
 		storage {{.Storage}}
 		memory 64MiB
+		warm_start {{.WarmStart}}
 		jobs {
 			lease 10s
 			kind vendor.sync {
@@ -221,7 +222,7 @@ func freeAddr() (string, error) {
 // newGateway writes the config. The breakers' cooldowns are at most half a
 // healthy window (10s for Craft, 5s for the vendor by default), so every
 // healthy window sees the breakers closed again after a fault.
-func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.Duration) (*gateway, error) {
+func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.Duration, warmStart string) (*gateway, error) {
 	site, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -244,7 +245,7 @@ func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.
 	err = caddyfileTemplate.Execute(&b, map[string]string{
 		"Admin": admin, "Site": site, "Origin": originAddr, "Vendor": vendorURL,
 		"Storage": filepath.Join(dir, "craftedge.db"), "SyncEvery": syncEvery.String(),
-		"CraftCooldown": min(10*time.Second, healthy/2).String(), "VendorCooldown": min(5*time.Second, healthy/2).String(),
+		"CraftCooldown": min(10*time.Second, healthy/2).String(), "VendorCooldown": min(5*time.Second, healthy/2).String(), "WarmStart": warmStart,
 	})
 	if err != nil {
 		return nil, err

@@ -207,3 +207,68 @@ func buckets(samples []Sample, start time.Time, width time.Duration) []Bucket {
 	}
 	return out
 }
+
+// HitPoint is the memory hits among the page responses started in one
+// time slot.
+type HitPoint struct {
+	At   time.Duration // slot start, from the series' origin
+	Hits int           // responses served from a fresh memory copy (ServeHit)
+	N    int           // responses (transport errors not counted)
+	P95  time.Duration // of the responses
+}
+
+// Ratio is Hits/N, 0 for an empty slot.
+func (h HitPoint) Ratio() float64 {
+	if h.N == 0 {
+		return 0
+	}
+	return float64(h.Hits) / float64(h.N)
+}
+
+// hitSeries groups the samples started in [from, to) into slots of width
+// from `from` and returns every slot, empty ones included, in time order.
+func hitSeries(samples []Sample, from, to time.Time, width time.Duration) []HitPoint {
+	if !to.After(from) || width <= 0 {
+		return nil
+	}
+	n := int((to.Sub(from) + width - 1) / width)
+	out := make([]HitPoint, n)
+	for i := range out {
+		out[i].At = time.Duration(i) * width
+	}
+	lat := make([][]time.Duration, n)
+	for _, s := range samples {
+		if s.Status == 0 || s.Start.Before(from) || !s.Start.Before(to) {
+			continue
+		}
+		i := int(s.Start.Sub(from) / width)
+		out[i].N++
+		lat[i] = append(lat[i], s.Latency)
+		if s.Serve == ServeHit {
+			out[i].Hits++
+		}
+	}
+	for i := range out {
+		slices.Sort(lat[i])
+		out[i].P95 = percentile(lat[i], 95)
+	}
+	return out
+}
+
+// hitRatio is the share of memory hits among the samples' responses.
+func hitRatio(samples []Sample) float64 {
+	s := summarize(samples)
+	return s.ServeShare(ServeHit)
+}
+
+// recovered returns the end of the first non-empty slot whose ratio is at
+// least want (the time from the series' origin by which the ratio was
+// back), and false when no slot reaches it.
+func recovered(series []HitPoint, want float64, width time.Duration) (time.Duration, bool) {
+	for _, h := range series {
+		if h.N > 0 && h.Ratio() >= want {
+			return h.At + width, true
+		}
+	}
+	return 0, false
+}

@@ -106,3 +106,45 @@ func TestBuckets(t *testing.T) {
 		t.Fatalf("buckets = %+v", b)
 	}
 }
+
+func TestHitSeriesAndRecovery(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration, serve Serve, status int) Sample {
+		return Sample{Class: ClassPage, Start: t0.Add(d), Status: status, Serve: serve}
+	}
+	samples := []Sample{
+		at(-ms(1), ServeHit, 200),       // before the origin: not counted
+		at(0, ServeMiss, 200),           // second 1: 1 of 3 hits
+		at(ms(400), ServeHit, 200),      //
+		at(ms(999), ServeSnapshot, 200), //
+		at(ms(500), ServeOther, 0),      // transport error: not a response
+		at(ms(2100), ServeHit, 200),     // second 3: 2 of 2 (second 2 empty)
+		at(ms(2200), ServeHit, 200),     //
+		at(ms(3000), ServeHit, 200),     // at the end: not counted
+	}
+	s := hitSeries(samples, t0, t0.Add(3*time.Second), time.Second)
+	if len(s) != 3 {
+		t.Fatalf("%d slots, want 3 (empty ones included): %+v", len(s), s)
+	}
+	want := []HitPoint{{0, 1, 3, 0}, {time.Second, 0, 0, 0}, {2 * time.Second, 2, 2, 0}}
+	for i := range want {
+		if s[i] != want[i] {
+			t.Errorf("slot %d = %+v, want %+v", i, s[i], want[i])
+		}
+	}
+	if got, ok := recovered(s, 0.5, time.Second); !ok || got != 3*time.Second {
+		t.Errorf("recovered(0.5) = %v, %v; want 3s (the empty second does not count)", got, ok)
+	}
+	if got, ok := recovered(s, 1.0/3, time.Second); !ok || got != time.Second {
+		t.Errorf("recovered(1/3) = %v, %v; want 1s", got, ok)
+	}
+	if _, ok := recovered(s, 1.01, time.Second); ok {
+		t.Error("recovered above 100%")
+	}
+	if s := hitSeries(samples, t0, t0, time.Second); s != nil {
+		t.Errorf("empty span: %+v", s)
+	}
+	if got := hitRatio(samples[1:5]); got != 1.0/3 {
+		t.Errorf("hitRatio = %v, want 1/3 (transport errors not counted)", got)
+	}
+}
