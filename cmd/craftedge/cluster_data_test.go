@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,15 +83,9 @@ func port(addr string) string {
 // startDataNode starts a craftedge process with clusterDataCaddyfile.
 func startDataNode(t *testing.T, name, natsURL, origin, vendor, rate, resourceExtra string) *testNode {
 	t.Helper()
-	dir := t.TempDir()
-	n := &testNode{t: t, name: name, admin: freeAddr(t), site: freeAddr(t), dataDir: dir, cfgPath: filepath.Join(dir, "Caddyfile")}
-	cfg := clusterDataCaddyfile(name, n.admin, n.site, filepath.Join(dir, "craftedge.db"), natsURL, origin, vendor, rate, resourceExtra)
-	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	n.start()
-	t.Cleanup(n.kill)
-	return n
+	return startNodeWith(t, name, func(admin, site, storage string) string {
+		return clusterDataCaddyfile(name, admin, site, storage, natsURL, origin, vendor, rate, resourceExtra)
+	})
 }
 
 // reload rewrites the node's Caddyfile with edit and reloads it (caddy

@@ -65,10 +65,18 @@ http://%s {
 
 func startTestNode(t testing.TB, name, natsURL, origin, vendor string) *testNode {
 	t.Helper()
+	return startNodeWith(t, name, func(admin, site, storage string) string {
+		return clusterTestCaddyfile(name, admin, site, storage, natsURL, origin, vendor)
+	})
+}
+
+// startNodeWith starts a node process on free ports and a directory of its
+// own, with the Caddyfile config returns for them; it is killed at cleanup.
+func startNodeWith(t testing.TB, name string, config func(admin, site, storage string) string) *testNode {
+	t.Helper()
 	dir := t.TempDir()
 	n := &testNode{t: t, name: name, admin: freeAddr(t), site: freeAddr(t), dataDir: dir, cfgPath: filepath.Join(dir, "Caddyfile")}
-	cfg := clusterTestCaddyfile(name, n.admin, n.site, filepath.Join(dir, "craftedge.db"), natsURL, origin, vendor)
-	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(n.cfgPath, []byte(config(n.admin, n.site, filepath.Join(dir, "craftedge.db"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n.start()
