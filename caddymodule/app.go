@@ -64,7 +64,7 @@ type App struct {
 	// (Caddyfile: off) never checks page by page.
 	StorageCheckMaxSize int64 `json:"storage_check_max_size,omitempty"`
 
-	// Memory bounds the bytes of the memory tier (bigcache). Default 256 MiB.
+	// Memory bounds the bytes of the memory tier (entries and tag index). Default 256 MiB.
 	Memory int64 `json:"memory,omitempty"`
 
 	// WarmStart refills a newly created memory tier from the snapshots in

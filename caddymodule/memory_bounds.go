@@ -49,8 +49,8 @@ var machineMemory = sync.OnceValues(func() (int64, string) {
 
 // checkMemoryBound refuses a memory tier bound the machine cannot hold:
 // more than its memory (or container limit), or more than 1 TiB where that
-// cannot be read. bigcache allocates its queues as the tier fills, so an
-// impossible bound is not caught at load but as an out-of-memory kill.
+// cannot be read. The memory tier allocates as it fills, so an impossible
+// bound is not caught at load but as an out-of-memory kill.
 func checkMemoryBound(n int64) error {
 	limit, from := machineMemory()
 	if limit == 0 {

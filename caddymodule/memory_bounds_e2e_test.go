@@ -10,7 +10,7 @@ import (
 )
 
 // `memory 1PiB` is refused at load with the Caddyfile line, instead of
-// letting bigcache allocate until the process is killed.
+// letting the memory tier allocate until the process is killed.
 func TestMemoryBoundBeyondMachineRefused(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	g := e2e.StartGateway(t, o, e2e.Options{})

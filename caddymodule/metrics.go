@@ -123,7 +123,7 @@ type stateCollector struct{}
 var (
 	descMemoryEntries = prometheus.NewDesc("craftedge_memory_entries", "Entries in the memory tier.", nil, nil)
 	descMemoryBytes   = prometheus.NewDesc("craftedge_memory_bytes", "Bytes in use under the memory bound: the entries the memory tier may serve (keys and encoded entries) and the tag index.", nil, nil)
-	descMemoryAlloc   = prometheus.NewDesc("craftedge_memory_allocated_bytes", "Capacity the memory tier has allocated up front for its entries (at most the bound).", nil, nil)
+	descMemoryAlloc   = prometheus.NewDesc("craftedge_memory_allocated_bytes", "Bytes the memory tier's store holds for its entries, as it weighs them (kept within the entries' share of the bound).", nil, nil)
 	descMemoryMax     = prometheus.NewDesc("craftedge_memory_max_bytes", "Configured bound of the memory tier.", nil, nil)
 	descMemoryEvicted = prometheus.NewDesc("craftedge_memory_evictions_total", "Entries evicted from the memory tier for space or age.", nil, nil)
 	descMemoryHits    = prometheus.NewDesc("craftedge_memory_hits_total", "Memory tier lookups that found a fresh entry.", nil, nil)

@@ -38,19 +38,20 @@ func heapAfterGC() int64 {
 // BenchmarkMemoryPerEntry fills a 256 MiB memory tier to about half with
 // entries of each body size and reports, per entry: the encoded bytes
 // (identity + gzip + zstd bodies, headers, tags), the live heap it adds
-// outside bigcache's queues (its shard maps, our tag index), the framing
-// each entry costs inside the queues (bigcache's header, the key, our slot
-// header), the overhead beyond the encoded bytes (those two) and the tag
-// index alone. The queues themselves are allocated whole at New, the size
-// of the bound (alloc-MiB; pages become resident only as entries are
-// written), so the per-entry figures are the steady cost.
+// (heap-B/entry), the overhead beyond the encoded bytes (the allocation's
+// rounding to Go's size class, the slot header, the store's node and hash
+// table, the tag index), what the entry weighs in the store's bound
+// (weight-B/entry, see entryWeight) and the tag index alone (index-B/entry,
+// counted in the index's share of the bound, see indexCharge).
+// store-overhead-B/entry is the overhead outside the tag index and the
+// encoded bytes: entryWeight's entryOverhead must cover it.
 func BenchmarkMemoryPerEntry(b *testing.B) {
 	const bound = 256 << 20
 	for _, bs := range memoryBodySizes {
 		b.Run("body="+bs.name, func(b *testing.B) {
 			enc := benchEncoded(b, benchPage(bs.size), entryTags(0), true)
 			n := min(50_000, bound/2/len(enc))
-			var heapPer, indexPer, newMiB float64
+			var heapPer, indexPer, weightPer, newMiB float64
 			for it := 0; it < b.N; it++ {
 				h0 := heapAfterGC()
 				c, err := New(Options{MaxBytes: bound, MaxEntryBytes: 4 << 20})
@@ -78,16 +79,15 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 				newMiB = float64(h1-h0) / (1 << 20)
 				heapPer = float64(h2-h1) / float64(n)
 				indexPer = float64(h3-h2) / float64(n)
+				weightPer = float64(c.Stats().EntryBytes) / float64(n)
 				_ = c.Close()
 			}
-			// bigcache: 8-byte timestamp, 8-byte hash, 2-byte key length,
-			// the key, then a varint length prefix in the queue.
-			framing := float64(18 + len(benchKey("blog", n/2)) + slotHeaderSize + 3)
 			b.ReportMetric(float64(len(enc)), "enc-B/entry")
-			b.ReportMetric(heapPer, "outside-queue-B/entry")
-			b.ReportMetric(framing, "in-queue-framing-B/entry")
-			b.ReportMetric(heapPer+framing, "overhead-B/entry")
+			b.ReportMetric(heapPer, "heap-B/entry")
+			b.ReportMetric(heapPer-float64(len(enc)), "overhead-B/entry")
+			b.ReportMetric(weightPer, "weight-B/entry")
 			b.ReportMetric(indexPer, "index-B/entry")
+			b.ReportMetric(heapPer-indexPer-float64(len(enc)+len(benchKey("blog", n/2))), "store-overhead-B/entry")
 			b.ReportMetric(newMiB, "alloc-MiB")
 			b.ReportMetric(float64(n), "entries")
 		})
@@ -96,10 +96,10 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 
 // BenchmarkMemoryBound4x stores a working set four times the 32 MiB bound,
 // twice over (so the second pass runs in steady eviction), and checks that
-// the bytes bigcache holds never exceed MaxBytes, that the tag index
-// follows evictions (no dangling keys), and how far memory goes past the
-// bound: live heap after GC (the stated overhead is the shard maps plus the
-// tag index of the entries that fit), and the peak of the memory the Go
+// what the tier holds (Stats.Bytes: the entries as the store weighs them
+// plus the tag index) never exceeds MaxBytes, that the tag index follows
+// evictions (no dangling keys), and how far memory goes past the bound:
+// live heap after GC, and the peak of the memory the Go
 // runtime holds from the OS (Sys - HeapReleased, sampled: what becomes
 // anonymous RSS), once without a memory limit (GOGC alone) and once with
 // the tier's SetMemoryLimit (skipped when GOMEMLIMIT is set).
@@ -155,11 +155,12 @@ func benchBound4x(b *testing.B, bound int64, bodySize int, limit bool) {
 		live = heapAfterGC() - h0
 		st = c.Stats()
 		maxBytes = max(maxBytes, int64(st.Bytes))
-		if indexed, stored := c.index.keyCount(), c.big.Len(); indexed != stored || st.Entries != stored {
-			b.Errorf("tag index holds %d keys (%d live), bigcache %d entries: eviction left the index inconsistent", indexed, st.Entries, stored)
+		c.store.CleanUp()
+		if indexed, stored := c.index.keyCount(), c.store.EstimatedSize(); indexed != stored || st.Entries != stored {
+			b.Errorf("tag index holds %d keys (%d live), the store %d entries: eviction left the index inconsistent", indexed, st.Entries, stored)
 		}
 		if maxBytes > bound {
-			b.Errorf("bigcache held %d bytes, over the %d bound", maxBytes, bound)
+			b.Errorf("the tier held %d bytes, over the %d bound", maxBytes, bound)
 		}
 		if st.Evicted == 0 {
 			b.Errorf("a working set 4x the bound evicted nothing")

@@ -106,7 +106,7 @@ func fillBulk(tb testing.TB, c *Cache, n int) {
 // entries (512-byte bodies; a 256 MiB bound so nothing is evicted):
 // purge-ms until it returns (from then on no purged entry is served),
 // cleanup-ms until the background cleanup has also unlinked them from
-// their other tags and deleted them from bigcache.
+// their other tags and deleted them from the store.
 func BenchmarkPurgeTag100k(b *testing.B) {
 	c := newBenchCache(b, 256<<20)
 	var total, worst, cleanTotal time.Duration
@@ -142,7 +142,7 @@ func BenchmarkPurgeTag100k(b *testing.B) {
 // BenchmarkPurgeTagConcurrentHits measures the latency of hits (Get and
 // Decode of 10 KiB pages with their compressed variants, what the handler
 // does before writing) while idle, then while PurgeTags removes 100,000
-// other entries and the background cleanup deletes them from bigcache
+// other entries and the background cleanup deletes them from the store
 // (the window covers both). Hitters run on GOMAXPROCS-1 goroutines (at least one) so
 // the purge has a CPU of its own, as on a server whose admin request is
 // one goroutine among many: the figure isolates lock and GC interference,
@@ -157,9 +157,8 @@ func BenchmarkPurgeTagConcurrentHits(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		fillBulk(b, c, purgeEntries)
-		// Store the hot pages after the bulk ones: bigcache reclaims the
-		// space of purged entries only as its queues wrap, so after a few
-		// refills the oldest entries are evicted for space.
+		// Store the hot pages after the bulk ones (they are stored again
+		// each round, as the bulk ones are).
 		for h := 0; h < hot; h++ {
 			if err := c.Set(benchKey("hot", h), page, []string{"section:hot", "entry:h" + fmt.Sprint(h)}, c.Epoch()); err != nil {
 				b.Fatal(err)

@@ -1,5 +1,5 @@
 // Package pagecache is craftedge's memory tier: encoded responses held in
-// bigcache, bounded in bytes, with a tag index beside it so purges by tag,
+// an otter cache bounded in bytes, read in place by hits, with a tag index beside it so purges by tag,
 // URL, host or prefix find their entries without scanning.
 package pagecache
 
@@ -78,37 +78,6 @@ type Entry struct {
 	// with a template has no whole-body Gzip or Zstd variant: the template
 	// holds the static parts compressed as segments.
 	ESI []byte
-	// Apart lists the bodies (BodyIdentity, BodyGzip, BodyZstd) the entry
-	// has but this record of it does not hold: the memory tier stores a
-	// large entry's bodies in separate records, so a hit reads only the
-	// body it sends (Cache.GetBody). Zero in every entry Cache.Get returns
-	// and in snapshots; Cache.Set refuses an entry with bodies apart.
-	Apart uint8
-}
-
-// Bodies of an entry, as bits of Entry.Apart and the variant argument of
-// Cache.GetBody.
-const (
-	BodyIdentity uint8 = 1 << iota
-	BodyGzip
-	BodyZstd
-)
-
-// Has reports whether the entry has the body variant (one of Body*), held
-// in this record or apart.
-func (e *Entry) Has(variant uint8) bool {
-	if e.Apart&variant != 0 {
-		return true
-	}
-	switch variant {
-	case BodyIdentity:
-		return e.Body != nil
-	case BodyGzip:
-		return e.Gzip != nil
-	case BodyZstd:
-		return e.Zstd != nil
-	}
-	return false
 }
 
 // HeaderField is one response header line.
@@ -210,7 +179,7 @@ func (e *Entry) AppendEncode(b []byte) []byte {
 		lm = e.LastModified.Unix()
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(lm))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.Apart)) // the rest reserved
+	b = binary.BigEndian.AppendUint64(b, 0) // reserved
 	if e.OriginETag {
 		b = append(b, 1)
 	} else {
@@ -242,17 +211,6 @@ func (e *Entry) AppendEncode(b []byte) []byte {
 // mark an encoded entry stale in place.
 const freshForOffset = 1 + 1 + 2 + 8 + 8
 
-// apartOffset is the byte offset of the 8-byte field holding Apart.
-const apartOffset = freshForOffset + 8*4
-
-// encodedApart returns the Apart bits of an encoded entry.
-func encodedApart(b []byte) uint8 {
-	if len(b) < apartOffset+8 || b[0] != entryVersion {
-		return 0
-	}
-	return uint8(binary.BigEndian.Uint64(b[apartOffset:]))
-}
-
 // MarkEncodedStale sets FreshFor to zero in an encoded entry, so it is only
 // served as a stale copy.
 func MarkEncodedStale(b []byte) {
@@ -282,7 +240,7 @@ func (e *Entry) Decode(b []byte) error {
 	} else {
 		e.LastModified = time.Time{}
 	}
-	e.Apart = uint8(d.u64()) // the rest reserved
+	d.u64() // reserved
 	e.OriginETag = d.u8() == 1
 	e.ETag = d.str16()
 	n := int(d.u16())

@@ -10,7 +10,7 @@ import (
 
 // tagIndex maps tags to the keys carrying them, and keys back to their
 // tags, so a purge finds its entries directly and an eviction or overwrite
-// leaves no dangling members. It lives beside bigcache, never inside it,
+// leaves no dangling members. It lives beside the store, never inside it,
 // under its own lock, which cache hits never take.
 //
 // Keys and tags are interned to numeric ids (slots in two slices), so a
@@ -18,23 +18,19 @@ import (
 // than a map of strings. Every store of a key gets a new generation from
 // one counter that never restarts; the current generation of every key id
 // is in gens, readable without the lock. A posting, or an eviction
-// reported by bigcache, whose generation is not the key's current one is
+// reported by the store, whose generation is not the key's current one is
 // stale and ignored; stale postings are compacted away once they outnumber
 // the live ones.
 //
-// The generation is also stored in front of the entry in bigcache (see
+// The generation is also stored in front of the entry in the store (see
 // Cache.Set), which makes purges cheap: a purge detaches the tag's list
 // and gives each member a dead generation (one atomic store per key), and
 // from that instant Cache.Get rejects those entries. Unlinking them from
-// their other tags and forgetting their names is left to a cleanup
-// goroutine, in chunks. Their bytes stay in bigcache until its queue
-// wraps over them (evicted as oldest, reported with their dead generation
-// and ignored) or the key is stored again: bigcache's Delete would not
-// free them sooner (it never compacts a queue), and skipping it keeps the
-// cleanup off the shard locks that hits take. Bigcache's eviction callback,
-// which runs under a shard lock that hits need, only queues (id,
-// generation) under a small mutex of its own; the queue is applied at the
-// next index operation.
+// their other tags, forgetting their names and deleting them from the
+// store is left to a cleanup goroutine, in chunks (hits take no lock a
+// delete takes). The store's eviction callback, which runs under a lock
+// of the store, only queues (id, generation) under a small mutex of its
+// own; the queue is applied at the next index operation.
 type tagIndex struct {
 	mu       sync.Mutex
 	keyIDs   map[string]uint32
@@ -55,8 +51,7 @@ type tagIndex struct {
 	// liveBytes is the sum of the sizes of the keys that may be served
 	// (see keySlot.size).
 	liveBytes int64
-	// indexBytes is what the index and bigcache's own per-entry
-	// structures outside its queues hold for the stored keys (see
+	// indexBytes is what the index holds for the stored keys (see
 	// indexCharge); when it passes indexBudget (if not 0) the oldest
 	// stored keys are evicted (see trimLocked). order lists the stores,
 	// oldest first from orderHead; entries whose generation is no longer
@@ -65,8 +60,8 @@ type tagIndex struct {
 	indexBudget int64
 	order       []posting
 	orderHead   int
-	// onTrim removes a key evicted by trimLocked from bigcache, under the
-	// index lock.
+	// onTrim deletes a key evicted by trimLocked, or purged and reached
+	// by the cleanup, from the store, under the index lock.
 	onTrim  func(key string)
 	trimmed uint64
 	scratch []byte   // tag name being looked up
@@ -83,7 +78,7 @@ type tagIndex struct {
 	idle       *sync.Cond // signalled when cleanup finishes
 
 	evMu    sync.Mutex
-	evicted []posting // reported by bigcache, not applied yet
+	evicted []posting // reported by the store, not applied yet
 	spare   []posting // the previous evicted slice, reused
 }
 
@@ -96,8 +91,8 @@ type posting struct{ id, gen uint32 }
 type keySlot struct {
 	key  string
 	tags []uint32
-	// size is the bytes the key's entry holds (key, slot header and
-	// encoded entry) while the key may be served, counted in liveBytes;
+	// size is what the key's entry weighs in the store (entryWeight)
+	// while the key may be served, counted in liveBytes;
 	// 0 once it is purged, evicted or removed.
 	size int64
 	// charge is what the key counts in indexBytes while it is indexed.
@@ -106,14 +101,14 @@ type keySlot struct {
 	retired bool
 }
 
-// indexCharge is what one stored key costs outside bigcache's queues: its
-// slot, its name in the key map, its postings (with room for the stale
-// ones compaction allows), its place in the store order, its generation,
-// bigcache's shard map entry and a share of its tags' slots (a tag carried
-// by one key only, like "entry:42", costs the key its whole name). It
-// errs on the high side of BenchmarkMemoryPerEntry's index-B/entry and
-// outside-queue-B/entry (about 500-620 bytes for handler-shaped keys with
-// five tags).
+// indexCharge is what one stored key costs the tag index: its slot, its
+// name in the key map, its postings (with room for the stale ones
+// compaction allows), its place in the store order, its generation and a
+// share of its tags' slots (a tag carried by one key only, like
+// "entry:42", costs the key its whole name). It errs on the high side of
+// BenchmarkMemoryPerEntry's index-B/entry (about 400-500 bytes for
+// handler-shaped keys with five tags). The store's own per-entry
+// structures are in the entry's weight (entryWeight).
 func indexCharge(key string, tags []string) int64 {
 	n := int64(384 + 2*len(key) + 32*(len(tags)+2))
 	for _, t := range tags {
@@ -121,11 +116,6 @@ func indexCharge(key string, tags []string) int64 {
 	}
 	return n
 }
-
-// recordCharge is what each record of an entry stored in parts (see
-// partMain) beyond the first costs outside bigcache's queues: its entry in
-// a shard's hash map. Its key and bytes are in the queues (keySlot.size).
-const recordCharge = 48
 
 // tagSlot is an interned tag. live counts the keys carrying it (including
 // purged keys the cleanup has not reached yet); it is freed when that drops
@@ -153,7 +143,7 @@ func newTagIndex() *tagIndex {
 // add records key under tags plus its implicit URL and host tags, replacing
 // whatever it was indexed under before.
 func (ix *tagIndex) add(key string, tags []string) {
-	_ = ix.set(key, tags, 0, 1, nil)
+	_ = ix.set(key, tags, 0, nil)
 }
 
 // set indexes key as add does and, under the same hold of the index lock,
@@ -163,11 +153,11 @@ func (ix *tagIndex) add(key string, tags []string) {
 // key is forgotten.
 // size is the bytes the entry holds, counted in liveBytes while the key
 // may be served.
-func (ix *tagIndex) set(key string, tags []string, size int64, records int, write func(id, gen uint32) error) error {
+func (ix *tagIndex) set(key string, tags []string, size int64, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
-	return ix.setLocked(key, tags, size, records, write)
+	return ix.setLocked(key, tags, size, write)
 }
 
 // errPresent is setIfAbsent's answer for a key already indexed.
@@ -175,17 +165,17 @@ var errPresent = errors.New("pagecache: key already stored")
 
 // setIfAbsent is set, unless key is indexed already (stored, or purged and
 // not cleaned up yet): then it returns errPresent and changes nothing.
-func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, records int, write func(id, gen uint32) error) error {
+func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
 	if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired && ix.gens.load(id) != 0 {
 		return errPresent
 	}
-	return ix.setLocked(key, tags, size, records, write)
+	return ix.setLocked(key, tags, size, write)
 }
 
-func (ix *tagIndex) setLocked(key string, tags []string, size int64, records int, write func(id, gen uint32) error) error {
+func (ix *tagIndex) setLocked(key string, tags []string, size int64, write func(id, gen uint32) error) error {
 	id, gen := ix.addLocked(key, tags)
 	if write != nil {
 		if err := write(id, gen); err != nil {
@@ -195,7 +185,7 @@ func (ix *tagIndex) setLocked(key string, tags []string, size int64, records int
 	}
 	ix.keys[id].size = size
 	ix.liveBytes += size
-	ix.keys[id].charge = indexCharge(key, tags) + int64(max(records-1, 0))*recordCharge
+	ix.keys[id].charge = indexCharge(key, tags)
 	ix.indexBytes += ix.keys[id].charge
 	ix.order = append(ix.order, posting{id, gen})
 	ix.trimLocked(id)
@@ -400,7 +390,7 @@ func (ix *tagIndex) unlinkKeyLocked(id uint32, retire bool) {
 // maybeRebuildLocked drops retired names from the maps, by building them
 // anew from the live slots, once retired slots outnumber live ones: the
 // cost is proportional to what stays, paid once per as many retirements.
-// Slot ids do not change (entries in bigcache carry them).
+// Slot ids do not change (stored entries carry them).
 func (ix *tagIndex) maybeRebuildLocked() {
 	if ix.retiredKeys > len(ix.keyIDs)-ix.retiredKeys+1024 {
 		m := make(map[string]uint32, len(ix.keyIDs)-ix.retiredKeys)
@@ -439,7 +429,7 @@ func (ix *tagIndex) current(id, gen uint32) bool {
 }
 
 // evict queues the removal of key id at generation gen, reported by
-// bigcache under a shard lock: it never waits for the index lock.
+// the store under a lock of its own: it never waits for the index lock.
 func (ix *tagIndex) evict(id, gen uint32) {
 	ix.evMu.Lock()
 	ix.evicted = append(ix.evicted, posting{id, gen})
@@ -479,8 +469,8 @@ func (ix *tagIndex) remove(key string, del func(string)) {
 
 // purgeTag purges every key carrying tag (and accepted by filter, when
 // given) and returns how many. When it returns, none of them is served
-// (Cache.Get checks generations); the cleanup goroutine unlinks and
-// deletes them afterwards. Stores that add the tag from now on start a new
+// (Cache.Get checks generations); the cleanup goroutine unlinks them and
+// deletes them from the store afterwards. Stores that add the tag from now on start a new
 // member list.
 func (ix *tagIndex) purgeTag(tag string, filter func(string) bool) int {
 	ix.mu.Lock()
@@ -584,6 +574,9 @@ func (ix *tagIndex) cleanup() {
 		for _, p := range chunk {
 			if !ix.validLocked(p) {
 				continue // stored again (or evicted) since the purge
+			}
+			if ix.onTrim != nil {
+				ix.onTrim(ix.keys[p.id].key)
 			}
 			ix.unlinkKeyLocked(p.id, true)
 		}

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Correctness of the tag index beside bigcache: purges remove exactly the
+// Correctness of the tag index beside the store: purges remove exactly the
 // entries carrying a tag, evictions and overwrites leave no dangling
 // members, and concurrent hits, stores and purges keep both in step (run
 // with -race). No timing is asserted here; see bench_purge_test.go.
@@ -48,7 +48,7 @@ func present(c *Cache, key string) bool {
 	return e.Decode(raw) == nil
 }
 
-// checkConsistent asserts that the index holds exactly the keys bigcache
+// checkConsistent asserts that the index holds exactly the keys the store
 // holds, and that every held key is still reachable through its URL tag.
 func checkConsistent(t *testing.T, c *Cache, keys []string) {
 	t.Helper()
@@ -65,11 +65,12 @@ func checkConsistent(t *testing.T, c *Cache, keys []string) {
 	if got := c.Stats().Entries; got != held {
 		t.Fatalf("Stats reports %d entries, %d of the keys are present", got, held)
 	}
-	if stored := c.big.Len(); stored < held {
-		t.Fatalf("bigcache holds %d entries, %d of the keys are served", stored, held)
+	c.store.CleanUp()
+	if stored := c.store.EstimatedSize(); stored != held {
+		t.Fatalf("the store holds %d entries, %d of the keys are served", stored, held)
 	}
 	if got := c.index.keyCount(); got != held {
-		t.Fatalf("tag index holds %d keys, bigcache %d entries", got, held)
+		t.Fatalf("tag index holds %d keys, the store %d entries", got, held)
 	}
 }
 
@@ -278,7 +279,7 @@ func TestPurgedKeyStoredAgainBeforeCleanup(t *testing.T) {
 }
 
 // TestConcurrentHitsStoresPurges runs hits, stores (evicting) and purges
-// at once; afterwards the index and bigcache agree, and an entry stored
+// at once; afterwards the index and the store agree, and an entry stored
 // after a purge returned is never missing from the next purge.
 func TestConcurrentHitsStoresPurges(t *testing.T) {
 	c := newTestCache(t, 1<<20)
@@ -407,7 +408,7 @@ func TestStatsBytesInUse(t *testing.T) {
 	c := newTestCache(t, 1<<20)
 	key := "https://a.test/x"
 	entry := testEntry(t, "t:1")
-	size := len(key) + slotHeaderSize + len(entry)
+	size := int(entryWeight(key, storedValue(entry)))
 	charge := int(indexCharge(key, []string{"t:1"}))
 	mustSet(t, c, key, "t:1")
 	mustSet(t, c, key, "t:1")
@@ -439,7 +440,7 @@ func TestStatsBytesInUse(t *testing.T) {
 	}
 }
 
-// Small entries fill the tag index's share before bigcache's: the oldest
+// Small entries fill the tag index's share before the store's: the oldest
 // are evicted from both, the index stays consistent, and an evicted key is
 // not served.
 func TestIndexBudgetEvictsOldest(t *testing.T) {

@@ -466,7 +466,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := nowFunc()
 	mem := h.app.MemoryTier()
 	var entry pagecache.Entry
-	raw, variantKey, found := h.lookupHit(r, key, &entry)
+	raw, variantKey, found := h.lookup(r, key, &entry)
 	if found && entry.Fresh(now) {
 		mem.CountHit()
 		h.metrics.hit.Inc()
@@ -492,18 +492,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.breaker.Allow() {
 		return h.serveFallback(w, r, key, variantKey, raw, now, fallbackCause{breakerOpen: true})
 	}
-	if found && entry.Apart != 0 {
-		// The upstream is called: revalidating the copy, and storing it
-		// again, needs the whole entry, not the record of one body (which
-		// is all the kill switch and an open breaker serve from).
-		storeKey := key
-		if variantKey != "" {
-			storeKey = variantKey
-		}
-		if raw, found = mem.Get(storeKey); !found || entry.Decode(raw) != nil {
-			raw, found = nil, false
-		}
-	}
 	if found && entry.ServableWhileRevalidating(now) {
 		h.refreshInBackground(r, next, key, raw)
 		h.metrics.count(outcomeStale)
@@ -519,6 +507,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // lookup finds the entry for the request, following a Vary marker to the
 // variant selected by the request's headers. variantKey is the key the
 // response is (or would be) stored under when the base entry is a marker.
+// raw is the memory tier's own bytes, read in place (no copy, no
+// allocation): e aliases them, and neither may be modified.
 func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
 	if !h.app.MemoryServes() { // a cluster node catching up on missed purges
 		return nil, "", false
@@ -537,76 +527,6 @@ func (h *Handler) lookup(r *http.Request, key string, e *pagecache.Entry) (raw [
 		return nil, variantKey, false
 	}
 	return raw, variantKey, true
-}
-
-// lookupHit is lookup for a hit: the entry it decodes into e may hold
-// only the body the client is sent (see pagecache.Cache.GetBody; the other
-// bodies are apart), so a hit copies that body alone out of the memory
-// tier. raw is that record.
-func (h *Handler) lookupHit(r *http.Request, key string, e *pagecache.Entry) (raw []byte, variantKey string, found bool) {
-	if !h.app.MemoryServes() { // a cluster node catching up on missed purges
-		return nil, "", false
-	}
-	mem := h.app.MemoryTier()
-	ae := r.Header.Get("Accept-Encoding")
-	raw, ok := h.recordFor(mem, key, ae, e)
-	if !ok {
-		return nil, "", false
-	}
-	if e.Flags&pagecache.FlagVaryMarker == 0 {
-		return raw, "", true
-	}
-	variantKey = h.varyKey(key, e.Vary, r)
-	raw, ok = h.recordFor(mem, variantKey, ae, e)
-	if !ok {
-		return nil, variantKey, false
-	}
-	return raw, variantKey, true
-}
-
-// recordFor reads the record of key holding the body writeEntry will send
-// a client accepting ae, and decodes it into e: first the record of the
-// compressed variant the client prefers (found when the entry is stored
-// in parts and has it), else the entry's first record (the whole entry,
-// or its identity body) and, when the client is better served by a
-// variant apart from it, that variant's record.
-func (h *Handler) recordFor(mem *pagecache.Cache, key, ae string, e *pagecache.Entry) ([]byte, bool) {
-	if ae != "" {
-		if want := bodyVariant(httpcache.PreferredEncoding(ae, true, true)); want != pagecache.BodyIdentity {
-			if raw, ok := mem.GetBody(key, want); ok && e.Decode(raw) == nil {
-				return raw, true
-			}
-		}
-	}
-	raw, ok := mem.GetBody(key, pagecache.BodyIdentity)
-	if !ok || e.Decode(raw) != nil {
-		return nil, false
-	}
-	if ae == "" || e.Apart&(pagecache.BodyGzip|pagecache.BodyZstd) == 0 {
-		return raw, true
-	}
-	got := bodyVariant(httpcache.PreferredEncoding(ae, e.Has(pagecache.BodyGzip), e.Has(pagecache.BodyZstd)))
-	if got != pagecache.BodyIdentity && e.Apart&got != 0 {
-		if vraw, ok := mem.GetBody(key, got); ok && e.Decode(vraw) == nil {
-			return vraw, true
-		}
-		// Stored again meanwhile: serve the identity body read first.
-		if e.Decode(raw) != nil {
-			return nil, false
-		}
-	}
-	return raw, true
-}
-
-// bodyVariant maps a content coding to the pagecache body holding it.
-func bodyVariant(coding string) uint8 {
-	switch coding {
-	case httpcache.EncodingZstd:
-		return pagecache.BodyZstd
-	case httpcache.EncodingGzip:
-		return pagecache.BodyGzip
-	}
-	return pagecache.BodyIdentity
 }
 
 // varyKey is the key of the variant of key selected by the request's

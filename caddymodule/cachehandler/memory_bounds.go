@@ -8,7 +8,7 @@ import (
 
 // effectiveMaxEntrySize is the largest response body a handler buffers to
 // store: its max_entry_size, but never more than the memory tier can store
-// (bigcache's max entry size, from the tier's bound), so a response that
+// (its max entry size, from the tier's bound), so a response that
 // could never be stored streams through instead of being buffered whole.
 // A clamp is logged once per handler at provision.
 func effectiveMaxEntrySize(a *caddymodule.App, configured int64, logger *zap.Logger) int64 {

@@ -55,10 +55,7 @@ func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecach
 	body := e.Body
 	etag := e.ETag
 	encoding := ""
-	if e.Gzip != nil || e.Zstd != nil || e.Apart&(pagecache.BodyGzip|pagecache.BodyZstd) != 0 {
-		// Only the bodies this record holds are candidates: the caller
-		// read the record holding the one the client prefers
-		// (lookupHit), or the entry whole.
+	if e.Gzip != nil || e.Zstd != nil {
 		encoding = httpcache.PreferredEncoding(r.Header.Get("Accept-Encoding"), e.Gzip != nil, e.Zstd != nil)
 		addVaryAcceptEncoding(hdr)
 	}

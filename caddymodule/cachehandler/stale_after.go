@@ -116,7 +116,7 @@ func (h *Handler) noteCallTime(d time.Duration, res *fetchResult) {
 // stillStored reports whether the memory tier still holds, under key, the
 // store e was read from (not purged, evicted or replaced).
 func (h *Handler) stillStored(key string, e *pagecache.Entry) bool {
-	raw, ok := h.app.MemoryTier().GetBody(key, pagecache.BodyIdentity)
+	raw, ok := h.app.MemoryTier().Get(key)
 	if !ok {
 		return false
 	}
