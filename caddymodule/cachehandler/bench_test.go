@@ -75,7 +75,7 @@ func newBenchHandler(b *testing.B) *Handler {
 var benchPage = strings.Repeat("<p>Craft renders this page. Lorem ipsum dolor sit amet, consectetur.</p>\n", 140) // ~10 KiB
 
 // benchVaried100k is a 100 KiB page whose text varies like a real page
-// (it compresses about 4x): stored in parts, one record per body.
+// (it compresses about 4x).
 var benchVaried100k = variedPage(1, 100<<10)
 
 func benchOrigin() caddyhttp.Handler { return benchOriginOf(benchPage) }
@@ -101,10 +101,11 @@ func benchRequest(accept string) *http.Request {
 
 // BenchmarkCacheHit measures the hit path (lookup, decode, header replay,
 // stored variant write) for identity, gzip and zstd clients, on a 10 KiB
-// page that compresses 50x (stored as one record) and, "100k-", a 100 KiB
-// page that compresses 4x (stored in parts: a hit copies only the body it
-// sends). Compare with BenchmarkStaticRespond, Caddy's static_response
-// handler on the same 10 KiB body, run in the same process.
+// page that compresses 50x and, "100k-", a 100 KiB page that compresses
+// 4x. A hit reads the stored entry in place (pagecache.Cache.Get), so
+// B/op does not grow with the page. Compare with BenchmarkStaticRespond,
+// Caddy's static_response handler on the same 10 KiB body, run in the
+// same process.
 func BenchmarkCacheHit(b *testing.B) {
 	for _, tc := range []struct{ name, accept, page string }{
 		{"identity", "", benchPage},
