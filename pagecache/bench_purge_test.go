@@ -103,12 +103,12 @@ func fillBulk(tb testing.TB, c *Cache, n int) {
 }
 
 // BenchmarkPurgeTag100k times PurgeTags of one tag covering 100,000
-// entries (512-byte bodies; a 256 MiB bound so nothing is evicted):
+// entries (512-byte bodies; a 512 MiB bound, whose index share holds them all, so nothing is evicted):
 // purge-ms until it returns (from then on no purged entry is served),
 // cleanup-ms until the background cleanup has also unlinked them from
 // their other tags and deleted them from the store.
 func BenchmarkPurgeTag100k(b *testing.B) {
-	c := newBenchCache(b, 256<<20)
+	c := newBenchCache(b, 512<<20)
 	var total, worst, cleanTotal time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -149,7 +149,7 @@ func BenchmarkPurgeTag100k(b *testing.B) {
 // not CPU sharing.
 func BenchmarkPurgeTagConcurrentHits(b *testing.B) {
 	const hot = 1000
-	c := newBenchCache(b, 256<<20)
+	c := newBenchCache(b, 512<<20)
 	page := benchEncoded(b, benchPage(10<<10), []string{"section:hot"}, true)
 	hitters := max(1, runtime.GOMAXPROCS(0)-1)
 	var idleAll, duringAll []time.Duration
