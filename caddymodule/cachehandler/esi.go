@@ -286,7 +286,11 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 		memoKey = ""
 	}
 	if memoKey != "" {
-		if m := h.esi.memos.get(memoKey, e, epoch, now); m != nil {
+		m, current := h.esi.memos.get(memoKey, e, epoch, now)
+		if m != nil && !current {
+			m = h.recheckMemo(r, memoKey, m, epoch, now)
+		}
+		if m != nil {
 			h.writeMemo(w, r, e, now, cacheStatus, m)
 			return
 		}
@@ -371,15 +375,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	_, _ = w.Write(buf.Bytes())
 	h.esiObserve(r, reports)
 	if track != nil && status == http.StatusOK && memoizable(head, reports, track) {
-		identity := buf.Bytes()
-		if coding != esi.CodingIdentity {
-			idBuf := new(bytes.Buffer)
-			if _, err := a.Write(idBuf, esi.CodingIdentity); err != nil {
-				return
-			}
-			identity = idBuf.Bytes()
-		}
-		h.memoize(memoKey, e, epoch, reports, track, identity, hdr.Get("Content-Type"))
+		h.memoize(memoKey, e, t, epoch, a, reports, track, coding, buf.Bytes())
 	}
 }
 

@@ -104,6 +104,62 @@ func TestESIMemoSeesFragmentPurges(t *testing.T) {
 	}
 }
 
+// TestESIMemoAcrossPurges: a purge that leaves a memoized page's fragments
+// standing (another tag) keeps its memo (checked against the fragments'
+// generations, nothing fetched); a fragment purged and stored again before
+// the page's next hit (a direct request for it) is another generation, and
+// the page shows it.
+func TestESIMemoAcrossPurges(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	nav := newFragment("<nav>v0</nav>", "max-age=600", "nav")
+	o.Handle("/frag/nav", nav.ServeHTTP)
+	o.Handle("/page", esiPage(`A<esi:include src="/frag/nav"/>B`, "page"))
+	o.Handle("/other", newFragment("other", "max-age=600", "other").ServeHTTP)
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	g.Get("/page")
+	g.Get("/other")
+	for _, enc := range []string{"", "gzip", "zstd"} {
+		r := g.Get("/page", "Accept-Encoding", enc)
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+	}
+	fetched := o.Count("/frag/nav")
+	e2e.Purge(g, `{"tags":["other"]}`)
+	for _, enc := range []string{"", "gzip", "zstd", ""} {
+		r := g.Get("/page", "Accept-Encoding", enc)
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+		if body := decoded(t, r); body != "A<nav>v0</nav>B" {
+			t.Fatalf("after another tag's purge (%q): %q", enc, body)
+		}
+	}
+	if n := o.Count("/frag/nav"); n != fetched {
+		t.Fatalf("another tag's purge fetched the fragment %d times", n-fetched)
+	}
+	nav.set("<nav>v1</nav>", "max-age=600", 0)
+	e2e.Purge(g, `{"tags":["nav"]}`)
+	if r := g.Get("/frag/nav"); r.Body != "<nav>v1</nav>" {
+		t.Fatalf("fragment after its purge: %q", r.Body)
+	}
+	for _, enc := range []string{"", "gzip", "zstd"} {
+		r := g.Get("/page", "Accept-Encoding", enc)
+		if body := decoded(t, r); body != "A<nav>v1</nav>B" {
+			t.Fatalf("page after its fragment was stored again (%q): %q (%s)", enc, body, r.Header.Get("Cache-Status"))
+		}
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+	}
+}
+
+// decoded is r's body in identity, whatever its Content-Encoding.
+func decoded(t *testing.T, r e2e.Response) string {
+	t.Helper()
+	switch r.Header.Get("Content-Encoding") {
+	case "gzip":
+		return e2e.Gunzip(t, r.Body)
+	case "zstd":
+		return e2e.Unzstd(t, r.Body)
+	}
+	return r.Body
+}
+
 // TestESIForwardedHostNotAnIncludeHost: behind a trusted proxy, an
 // absolute include naming the X-Forwarded-Host host (which a visitor may
 // choose where the proxy passes it on) is refused like any other host, and
