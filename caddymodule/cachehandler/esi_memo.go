@@ -3,6 +3,7 @@ package cachehandler
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,8 +102,11 @@ type assembledMemo struct {
 	bodyLen int
 	tmplLen int
 	epoch   uint64
-	until   time.Time
+	until   time.Time // the page's and every fragment's freshness end
 	frags   []fragmentGen
+	// page is what a memo hit replays of the page entry: its status,
+	// header fields, StoredAt and InitialAge (for Age).
+	page pagecache.Entry
 
 	identity, gzip, zstd []byte
 	cacheStatus          string   // the fragments' Cache-Status members, ", "-joined
@@ -133,6 +137,30 @@ func (ms *memos) get(key string, e *pagecache.Entry, epoch uint64, now time.Time
 		return nil, false
 	}
 	return m, m.epoch == epoch
+}
+
+// direct returns the memo stored under key when it can answer a hit
+// without the page's entry being read (Handler.serveMemo): current (no
+// purge since it was made or checked) and within its freshness, the
+// page's own included.
+func (ms *memos) direct(key string, epoch uint64, now time.Time) *assembledMemo {
+	ms.mu.RLock()
+	m := ms.byKey[key]
+	ms.mu.RUnlock()
+	if m == nil || m.epoch != epoch || !now.Before(m.until) {
+		return nil
+	}
+	return m
+}
+
+// drop forgets the memo stored under key, if any.
+func (ms *memos) drop(key string) {
+	ms.mu.Lock()
+	if m := ms.byKey[key]; m != nil {
+		ms.bytes -= m.size()
+		delete(ms.byKey, key)
+	}
+	ms.mu.Unlock()
 }
 
 // restamp replaces old, if it is still the memo under key, by a copy made
@@ -198,6 +226,14 @@ func (h *Handler) memoize(key string, e *pagecache.Entry, t *esi.Template, epoch
 		stored: e.StoredAt, etag: e.ETag, bodyLen: len(e.Body), tmplLen: len(e.ESI),
 		epoch: epoch, until: track.until, frags: track.frags,
 		reports: reports,
+		page: pagecache.Entry{Status: e.Status, StoredAt: e.StoredAt, InitialAge: e.InitialAge,
+			Header: make([]pagecache.HeaderField, len(e.Header))},
+	}
+	if end := freshUntil(e); end.Before(m.until) {
+		m.until = end
+	}
+	for i, f := range e.Header { // not aliasing the record e was read from
+		m.page.Header[i] = pagecache.HeaderField{Name: strings.Clone(f.Name), Value: strings.Clone(f.Value)}
 	}
 	codings := []string{esi.CodingIdentity}
 	if t.Compressed {

@@ -1,9 +1,11 @@
 package cachehandler
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,6 +147,38 @@ func TestESIMemoAcrossPurges(t *testing.T) {
 			t.Fatalf("page after its fragment was stored again (%q): %q (%s)", enc, body, r.Header.Get("Cache-Status"))
 		}
 		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+	}
+}
+
+// TestESIMemoEndsWithThePage: a memo is served no longer than the page
+// entry it was made from is fresh; the page stored again (its origin
+// changed meanwhile, no purge) is assembled anew.
+func TestESIMemoEndsWithThePage(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/frag/nav", newFragment("<nav>N</nav>", "max-age=3600", "nav").ServeHTTP)
+	var version atomic.Int32
+	o.Handle("/page", func(w http.ResponseWriter, r *http.Request) {
+		esiPage(fmt.Sprintf(`v%d<esi:include src="/frag/nav"/>`, version.Load()), "page")(w, r)
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	g.Get("/page")
+	for range 2 {
+		r := g.Get("/page")
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+		if r.Body != "v0<nav>N</nav>" {
+			t.Fatalf("memoized: %q", r.Body)
+		}
+	}
+	version.Store(1)
+	e2e.Advance(301 * time.Second) // the page's max-age=300 is over, the fragment's is not
+	r := g.Get("/page")
+	if r.Body != "v1<nav>N</nav>" {
+		t.Fatalf("after the page expired: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	for range 2 {
+		if r := g.Get("/page"); r.Body != "v1<nav>N</nav>" {
+			t.Fatalf("the page stored again: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+		}
 	}
 }
 
