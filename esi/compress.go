@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -194,6 +195,7 @@ const maxStoredSegment = 4 << 10
 // (RFC 1951 §3.2.4), byte-aligned like a sync-flushed segment: each block
 // is a header byte (BFINAL=0, BTYPE=00), LEN, NLEN, then LEN bytes.
 func appendStoredDeflate(dst, b []byte) []byte {
+	dst = slices.Grow(dst, len(b)+5*(len(b)/0xffff+1))
 	for len(b) > 0 {
 		n := min(len(b), 0xffff)
 		dst = append(dst, 0, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
@@ -208,6 +210,7 @@ func appendStoredDeflate(dst, b []byte) []byte {
 // single segment, a 2-byte content size (b's length minus 256, or 1 byte
 // under 256 bytes), no checksum.
 func appendRawZstdFrame(dst, b []byte) []byte {
+	dst = slices.Grow(dst, len(b)+10)
 	dst = append(dst, 0x28, 0xb5, 0x2f, 0xfd) // magic, little-endian
 	if n := len(b); n < 256 {
 		// Single_Segment_Flag, Frame_Content_Size_Flag 0: a 1-byte size.
