@@ -115,7 +115,16 @@ type assembledMemo struct {
 	logFields            []string
 }
 
-func (m *assembledMemo) size() int { return len(m.identity) + len(m.gzip) + len(m.zstd) + 256 }
+func (m *assembledMemo) size() int {
+	n := len(m.identity) + len(m.gzip) + len(m.zstd) + 256
+	for _, f := range m.page.Header {
+		n += len(f.Name) + len(f.Value) + 32
+	}
+	for _, f := range m.frags {
+		n += len(f.key) + len(f.gen.etag) + 64
+	}
+	return n
+}
 
 // memos is a handler's memo table.
 type memos struct {
