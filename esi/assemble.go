@@ -50,8 +50,9 @@ type Fragment struct {
 	// Body is the fragment's identity body.
 	Body []byte
 	// Template is the fragment's own template (it opted into ESI, or was
-	// stored with Static and Compress); nil means Static(Body), its parts
-	// compressed per request.
+	// stored with Static and Compress); nil means Static(Body), written
+	// in a compressed response as stored deflate blocks or a raw zstd
+	// block (compressed only past 4 KiB; see encoder.part).
 	Template *Template
 	// Private reports a fragment answered private or no-store: fetched for
 	// this visitor, never stored, and written only into a response whose

@@ -111,6 +111,47 @@ func BenchmarkAssemble(b *testing.B) {
 	}
 }
 
+// BenchmarkAssembleUnstored: the same page with its two fragments given
+// without a template (as private fragments are: fetched for one request,
+// never stored, so without precompressed segments), written in each coding:
+// their bytes go out as stored deflate blocks and raw zstd blocks, not
+// compressed per request.
+func BenchmarkAssembleUnstored(b *testing.B) {
+	bp := newBenchPage(b)
+	t, err := UnmarshalTemplate(bp.tmpl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := Sources{Fetch: func(ctx context.Context, path string, depth int) (Fragment, error) {
+		return Fragment{Body: bp.frags[path][0]}, nil
+	}}
+	src.Lookup = func(path string, depth int) (Fragment, bool) {
+		f, err := src.Fetch(context.Background(), path, depth)
+		return f, err == nil
+	}
+	for _, coding := range []string{CodingIdentity, CodingGzip, CodingZstd} {
+		b.Run("coding="+name(coding), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bp.assembled)))
+			var sink bytes.Buffer
+			for b.Loop() {
+				sink.Reset()
+				a, err := NewAssembly(context.Background(), t, bp.body, src, DefaultLimits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.Prepare(WaitAll); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.Write(&sink, coding); err != nil {
+					b.Fatal(err)
+				}
+				a.Close()
+			}
+		})
+	}
+}
+
 // BenchmarkAssembleViaFetch: the same with the fragments returned by
 // Fetch (a goroutine per include), as for fragments not in memory.
 func BenchmarkAssembleViaFetch(b *testing.B) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -95,6 +96,7 @@ func (t *Template) Compress(body []byte) error {
 			return err
 		}
 		p.CRC = crc32.ChecksumIEEE(b)
+		p.crcOp = crcShift(len(b))
 		p.Zstd = zstdFrame(b, make([]byte, 0, len(b)/3+16))
 	}
 	t.Compressed = true
@@ -110,7 +112,7 @@ type encoder struct {
 	n      int64  // identity bytes written
 	frames int    // zstd frames written
 	err    error
-	buf    []byte // scratch for segments compressed per request
+	buf    []byte // scratch for the segments of parts without precompressed forms
 }
 
 // init readies e to write to w in coding.
@@ -134,7 +136,10 @@ func (e *encoder) write(b []byte) {
 }
 
 // part writes body[p.Start:p.End], from its precompressed forms when the
-// part has them, else compressing it now.
+// part has them. A part without them (a private fragment, fetched for this
+// request only) is never compressed per request when it is small
+// (maxStoredSegment): it goes out as stored deflate blocks or one raw zstd
+// block, a copy with a few bytes of framing; a larger one is compressed.
 func (e *encoder) part(body []byte, p *Part) {
 	if p.Len() == 0 || e.err != nil {
 		return
@@ -144,28 +149,81 @@ func (e *encoder) part(body []byte, p *Part) {
 	case CodingIdentity:
 		e.write(raw)
 	case CodingGzip:
-		seg, crc := p.Deflate, p.CRC
+		seg, crc, op := p.Deflate, p.CRC, p.crcOp
 		if len(seg) == 0 {
-			var err error
-			if e.buf, err = deflateSegment(raw, e.buf[:0]); err != nil {
-				e.err = err
-				return
+			if len(raw) <= maxStoredSegment {
+				e.buf = appendStoredDeflate(e.buf[:0], raw)
+			} else {
+				var err error
+				if e.buf, err = deflateSegment(raw, e.buf[:0]); err != nil {
+					e.err = err
+					return
+				}
 			}
 			seg, crc = e.buf, crc32.ChecksumIEEE(raw)
 		}
+		if op == 0 {
+			op = crcShift(len(raw))
+		}
 		e.write(seg)
-		e.crc = crc32Combine(e.crc, crc, int64(len(raw)))
+		e.crc = multModP(op, e.crc) ^ crc
 		e.size += uint32(len(raw))
 	case CodingZstd:
 		frame := p.Zstd
 		if len(frame) == 0 {
-			e.buf = zstdFrame(raw, e.buf[:0])
+			if len(raw) <= maxStoredSegment {
+				e.buf = appendRawZstdFrame(e.buf[:0], raw)
+			} else {
+				e.buf = zstdFrame(raw, e.buf[:0])
+			}
 			frame = e.buf
 		}
 		e.write(frame)
 		e.frames++
 	}
 	e.n += int64(len(raw))
+}
+
+// maxStoredSegment is the largest part without precompressed forms that is
+// written uncompressed inside a compressed response (stored deflate
+// blocks, a raw zstd block): private fragments (a CSRF input, "signed in
+// as") are this small, and compressing them per request would cost more
+// than the bytes it saves. Larger ones are compressed.
+const maxStoredSegment = 4 << 10
+
+// appendStoredDeflate appends b to dst as non-final stored deflate blocks
+// (RFC 1951 §3.2.4), byte-aligned like a sync-flushed segment: each block
+// is a header byte (BFINAL=0, BTYPE=00), LEN, NLEN, then LEN bytes.
+func appendStoredDeflate(dst, b []byte) []byte {
+	dst = slices.Grow(dst, len(b)+5*(len(b)/0xffff+1))
+	for len(b) > 0 {
+		n := min(len(b), 0xffff)
+		dst = append(dst, 0, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
+		dst = append(dst, b[:n]...)
+		b = b[n:]
+	}
+	return dst
+}
+
+// appendRawZstdFrame appends b (at most maxStoredSegment bytes, more than
+// zero) to dst as one zstd frame holding one raw block (RFC 8878 §3.1.1):
+// single segment, a 2-byte content size (b's length minus 256, or 1 byte
+// under 256 bytes), no checksum.
+func appendRawZstdFrame(dst, b []byte) []byte {
+	dst = slices.Grow(dst, len(b)+10)
+	dst = append(dst, 0x28, 0xb5, 0x2f, 0xfd) // magic, little-endian
+	if n := len(b); n < 256 {
+		// Single_Segment_Flag, Frame_Content_Size_Flag 0: a 1-byte size.
+		dst = append(dst, 0x20, byte(n))
+	} else {
+		// Single_Segment_Flag, Frame_Content_Size_Flag 1: size - 256 in
+		// 2 bytes.
+		dst = append(dst, 0x60, byte(n-256), byte((n-256)>>8))
+	}
+	// Block header: Last_Block, Block_Type 0 (raw), Block_Size.
+	h := uint32(len(b))<<3 | 1
+	dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
+	return append(dst, b...)
 }
 
 // close ends the stream (gzip: final block and trailer; zstd: one empty
@@ -192,6 +250,14 @@ func crc32Combine(crc1, crc2 uint32, len2 int64) uint32 {
 		return crc1
 	}
 	return multModP(x2nModP(len2, 3), crc1) ^ crc2
+}
+
+// crcShift is the operator crc32Combine multiplies by for a part of n
+// bytes (x^(8n) modulo the polynomial, never zero), kept with a
+// precompressed part (Part.crcOp) so a hit combines each part's CRC in one
+// multiplication. n == 0 gives x^0, the identity.
+func crcShift(n int) uint32 {
+	return x2nModP(int64(n), 3)
 }
 
 const crcPoly = 0xedb88320 // reflected IEEE polynomial

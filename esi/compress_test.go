@@ -219,3 +219,75 @@ func newEncoder(w io.Writer, coding string) (*encoder, error) {
 	}
 	return e, nil
 }
+
+// TestUncompressedSegments: parts without precompressed forms up to
+// maxStoredSegment go out as stored deflate blocks and raw zstd blocks (no
+// compression per request), larger ones compressed; every size around the
+// framing's boundaries decodes with Go's and klauspost's readers and the
+// gzip and zstd tools, between precompressed parts.
+func TestUncompressedSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 2, 255, 256, 257, 1000, maxStoredSegment - 1, maxStoredSegment, maxStoredSegment + 1} {
+		// Compressible (a repeated word), with a random byte here and
+		// there so the framing's every length is tried.
+		piece := []byte(strings.Repeat("token ", n/6+1)[:n])
+		for i := 0; i < n; i += 97 {
+			piece[i] = byte('a' + rng.IntN(26))
+		}
+		pieces := []string{"<p>before</p>", string(piece), "<p>after</p>"}
+		gz, want := segmented(t, CodingGzip, pieces...)
+		zr, err := stdgzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		if got, err := io.ReadAll(zr); err != nil || string(got) != want {
+			t.Fatalf("%d bytes, gzip: %v (equal %v)", n, err, string(got) == want)
+		}
+		zs, _ := segmented(t, CodingZstd, pieces...)
+		if got, err := zstdDecoderForTest.DecodeAll(zs, nil); err != nil || string(got) != want {
+			t.Fatalf("%d bytes, zstd: %v (equal %v)", n, err, string(got) == want)
+		}
+		for _, tc := range []struct {
+			tool string
+			in   []byte
+		}{{"gzip", gz}, {"zstd", zs}} {
+			path, err := exec.LookPath(tc.tool)
+			if err != nil {
+				continue
+			}
+			cmd := exec.Command(path, "-dc")
+			cmd.Stdin = bytes.NewReader(tc.in)
+			if out, err := cmd.Output(); err != nil || string(out) != want {
+				t.Fatalf("%d bytes, %s -dc: %v (equal %v)", n, tc.tool, err, string(out) == want)
+			}
+		}
+		// Stored, not compressed, up to the limit: the piece's bytes are
+		// in the stream as they are.
+		if stored := n <= maxStoredSegment; stored != bytes.Contains(gz, piece) || stored != bytes.Contains(zs, piece) {
+			t.Fatalf("%d bytes: stored as is in gzip %v, zstd %v; want %v", n, bytes.Contains(gz, piece), bytes.Contains(zs, piece), stored)
+		}
+	}
+}
+
+// TestCRCShiftKept: a decoded template's parts carry the CRC operator of
+// their length, as Compress set it.
+func TestCRCShiftKept(t *testing.T) {
+	body := []byte(strings.Repeat("<p>static</p>", 100))
+	tmpl := Static(body)
+	if err := tmpl.Compress(body); err != nil {
+		t.Fatal(err)
+	}
+	b, err := tmpl.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalTemplate(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := crcShift(len(body))
+	if tmpl.Parts[0].crcOp != want || got.Parts[0].crcOp != want {
+		t.Fatalf("crcOp %08x (compressed), %08x (decoded), want %08x", tmpl.Parts[0].crcOp, got.Parts[0].crcOp, want)
+	}
+}

@@ -120,6 +120,9 @@ func UnmarshalTemplate(b []byte) (*Template, error) {
 			if t.Compressed && p.End > p.Start && (len(p.Deflate) == 0 || len(p.Zstd) == 0) {
 				d.fail("static part %d without its compressed segments", i)
 			}
+			if len(p.Deflate) > 0 && p.End > p.Start {
+				p.crcOp = crcShift(p.End - p.Start)
+			}
 		case KindInclude:
 			p.Continue = d.u8()&includeContinue != 0
 			p.Src = string(d.bytes(int(d.u16())))

@@ -35,6 +35,9 @@ type Part struct {
 	Deflate []byte
 	CRC     uint32
 	Zstd    []byte
+	// crcOp is crcShift(Len()), set with Deflate (Compress,
+	// UnmarshalTemplate); zero when not.
+	crcOp uint32
 }
 
 // Len is the number of identity bytes of a static part.

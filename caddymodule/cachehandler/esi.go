@@ -286,8 +286,12 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 		memoKey = ""
 	}
 	if memoKey != "" {
-		if m := h.esi.memos.get(memoKey, e, epoch, now); m != nil {
-			h.writeMemo(w, r, e, now, cacheStatus, m)
+		m, current := h.esi.memos.get(memoKey, e, epoch, now)
+		if m != nil && !current {
+			m = h.recheckMemo(r, memoKey, m, epoch, now)
+		}
+		if m != nil {
+			h.writeMemo(w, r, now, cacheStatus, m)
 			return
 		}
 	}
@@ -371,15 +375,7 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 	_, _ = w.Write(buf.Bytes())
 	h.esiObserve(r, reports)
 	if track != nil && status == http.StatusOK && memoizable(head, reports, track) {
-		identity := buf.Bytes()
-		if coding != esi.CodingIdentity {
-			idBuf := new(bytes.Buffer)
-			if _, err := a.Write(idBuf, esi.CodingIdentity); err != nil {
-				return
-			}
-			identity = idBuf.Bytes()
-		}
-		h.memoize(memoKey, e, epoch, reports, track, identity, hdr.Get("Content-Type"))
+		h.memoize(memoKey, e, t, epoch, a, reports, track, coding, buf.Bytes())
 	}
 }
 
@@ -392,10 +388,40 @@ func assembledHeader(hdr http.Header, e *pagecache.Entry, now time.Time) {
 	hdr["Age"] = []string{strconv.FormatInt(int64(e.Age(now)/time.Second), 10)}
 }
 
+// serveMemo answers a hit on the page stored under key from its memo
+// when one is current (no purge since it was made or checked, see
+// esi_memo.go) and fresh (the page's and its fragments' freshness), without
+// reading the page's entry from the memory tier: a memo is made from one
+// generation of the page entry, within that entry's freshness, and this
+// handler forgets it when it stores the key again. Memos of pages stored
+// with Vary live under their variant's key and are found after the lookup
+// (writeAssembled). It reports whether it answered.
+func (h *Handler) serveMemo(w http.ResponseWriter, r *http.Request, key string, now time.Time) bool {
+	if h.esi.memoOff {
+		return false
+	}
+	mem := h.app.MemoryTier()
+	m := h.esi.memos.direct(key, mem.Epoch(), now)
+	if m == nil || !h.app.MemoryServes() {
+		return false
+	}
+	mem.CountHit()
+	h.metrics.hit.Inc()
+	h.writeMemo(w, r, now, statusHit, m)
+	return true
+}
+
+// forgetMemo drops the memo of a page stored again under key.
+func (h *Handler) forgetMemo(key string) {
+	if h.esiOn {
+		h.esi.memos.drop(key)
+	}
+}
+
 // writeMemo answers a hit from a memoized assembly.
-func (h *Handler) writeMemo(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string, m *assembledMemo) {
+func (h *Handler) writeMemo(w http.ResponseWriter, r *http.Request, now time.Time, cacheStatus string, m *assembledMemo) {
 	hdr := w.Header()
-	assembledHeader(hdr, e, now)
+	assembledHeader(hdr, &m.page, now)
 	body := m.identity
 	if m.gzip != nil || m.zstd != nil {
 		switch httpcache.PreferredEncoding(r.Header.Get("Accept-Encoding"), m.gzip != nil, m.zstd != nil) {
@@ -414,7 +440,7 @@ func (h *Handler) writeMemo(w http.ResponseWriter, r *http.Request, e *pagecache
 		hdr["Cache-Status"] = []string{cacheStatus + ", " + m.cacheStatus}
 	}
 	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(e.Status)
+	w.WriteHeader(m.page.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}

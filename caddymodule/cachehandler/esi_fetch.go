@@ -103,20 +103,20 @@ func (s *fragmentSources) FragmentMaybePrivate(path string) bool {
 }
 
 // fragmentRequest is r turned into a GET of the fragment at path (path and
-// query as the policy resolved it), with r's headers (only the keyed ones
-// are ever sent upstream) and connection.
-func fragmentRequest(r *http.Request, path string) (*http.Request, error) {
+// query as the policy resolved it) under ctx, with r's headers (only the
+// keyed ones are ever sent upstream) and connection.
+func fragmentRequest(ctx context.Context, r *http.Request, path string) (*http.Request, error) {
 	u, err := url.ParseRequestURI(path)
 	if err != nil {
 		return nil, fmt.Errorf("include %q: %w", path, err)
 	}
-	fr := *r
+	fr := r.WithContext(ctx) // the one shallow copy
 	fr.Method = http.MethodGet
 	fr.URL = u
 	fr.RequestURI = path
 	fr.Body = http.NoBody
 	fr.ContentLength = 0
-	return &fr, nil
+	return fr, nil
 }
 
 // fragmentKeys computes the cache keys of a page request's fragments: the
@@ -244,7 +244,7 @@ func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, track *mem
 	epoch := h.app.MemoryTier().Epoch()
 	if !stale {
 		if m := h.esi.fragMemos.get(key, epoch, now); m != nil {
-			track.noteUntil(m.until)
+			track.noteMemo(key, m)
 			return m.frag, true
 		}
 	}
@@ -253,7 +253,7 @@ func (h *Handler) fragmentCached(r *http.Request, keys *fragmentKeys, track *mem
 	if found && e.Status == http.StatusOK {
 		switch {
 		case !stale && e.Fresh(now):
-			track.note(&e, variantKey != "")
+			track.note(key, &e, variantKey != "")
 			f, ok := h.fragmentOf(&e, esi.OutcomeHit)
 			if ok && variantKey == "" {
 				h.esi.fragMemos.put(key, &e, f, epoch)
@@ -422,7 +422,8 @@ type fragmentCall struct {
 	status int
 	header http.Header
 	body   []byte
-	// notStored is why the response may not be stored ("" when it may).
+	// notStored is why the response may not be stored ("" when it may;
+	// not asked for a private fetch, never stored).
 	notStored string
 	up        *http.Request
 }
@@ -440,19 +441,20 @@ func (h *Handler) callFragment(ctx context.Context, r *http.Request, next caddyh
 	if srv == nil {
 		return nil, errors.New("no Caddy server in the request context")
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timer := time.AfterFunc(time.Duration(h.Timeout), func() { cancel(errUpstreamTimeout) })
-	defer timer.Stop()
+	// One context for the handler's timeout (no timer of its own when the
+	// page's time budget ends first).
+	ctx, cancel := context.WithTimeoutCause(ctx, time.Duration(h.Timeout), errUpstreamTimeout)
+	defer cancel()
 
-	fr, err := fragmentRequest(r, path)
+	fr, err := fragmentRequest(ctx, r, path)
 	if err != nil {
 		return nil, err
 	}
-	fr = fr.WithContext(ctx)
 	call := &fragmentCall{}
 	decide := func(status int, hdr http.Header) bool {
-		call.notStored = h.storableReason(call.up, status, hdr)
+		if cookie == "" { // a private fetch's answer is never stored
+			call.notStored = h.storableReason(call.up, status, hdr)
+		}
 		return true
 	}
 	rec := newUpstreamRecorder(discardWriter{header: make(http.Header)}, h.MaxEntrySize, decide, nil)
@@ -555,7 +557,7 @@ func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, keys *fragm
 	if err != nil {
 		return esi.Fragment{}, err
 	}
-	f := esi.Fragment{Body: call.body, Private: true, Header: http.Header{}}
+	f := esi.Fragment{Body: call.body, Private: true}
 	if h.esiOptedIn(call.header) {
 		if keys.err != nil {
 			return esi.Fragment{}, keys.err
@@ -570,7 +572,7 @@ func (h *Handler) fetchPrivate(ctx context.Context, r *http.Request, keys *fragm
 		f.Template = t
 	}
 	if sc := call.header.Values("Set-Cookie"); len(sc) > 0 {
-		f.Header["Set-Cookie"] = sc
+		f.Header = http.Header{"Set-Cookie": sc}
 	}
 	return f, nil
 }

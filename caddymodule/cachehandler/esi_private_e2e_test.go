@@ -1,9 +1,11 @@
 package cachehandler
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +104,94 @@ func TestESIMemoSeesFragmentPurges(t *testing.T) {
 			t.Errorf("purge %s purged the page: %s", purge, r.Header.Get("Cache-Status"))
 		}
 	}
+}
+
+// TestESIMemoAcrossPurges: a purge that leaves a memoized page's fragments
+// standing (another tag) keeps its memo (checked against the fragments'
+// generations, nothing fetched); a fragment purged and stored again before
+// the page's next hit (a direct request for it) is another generation, and
+// the page shows it.
+func TestESIMemoAcrossPurges(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	nav := newFragment("<nav>v0</nav>", "max-age=600", "nav")
+	o.Handle("/frag/nav", nav.ServeHTTP)
+	o.Handle("/page", esiPage(`A<esi:include src="/frag/nav"/>B`, "page"))
+	o.Handle("/other", newFragment("other", "max-age=600", "other").ServeHTTP)
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	g.Get("/page")
+	g.Get("/other")
+	for _, enc := range []string{"", "gzip", "zstd"} {
+		r := g.Get("/page", "Accept-Encoding", enc)
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+	}
+	fetched := o.Count("/frag/nav")
+	e2e.Purge(g, `{"tags":["other"]}`)
+	for _, enc := range []string{"", "gzip", "zstd", ""} {
+		r := g.Get("/page", "Accept-Encoding", enc)
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+		if body := decoded(t, r); body != "A<nav>v0</nav>B" {
+			t.Fatalf("after another tag's purge (%q): %q", enc, body)
+		}
+	}
+	if n := o.Count("/frag/nav"); n != fetched {
+		t.Fatalf("another tag's purge fetched the fragment %d times", n-fetched)
+	}
+	nav.set("<nav>v1</nav>", "max-age=600", 0)
+	e2e.Purge(g, `{"tags":["nav"]}`)
+	if r := g.Get("/frag/nav"); r.Body != "<nav>v1</nav>" {
+		t.Fatalf("fragment after its purge: %q", r.Body)
+	}
+	for _, enc := range []string{"", "gzip", "zstd"} {
+		r := g.Get("/page", "Accept-Encoding", enc)
+		if body := decoded(t, r); body != "A<nav>v1</nav>B" {
+			t.Fatalf("page after its fragment was stored again (%q): %q (%s)", enc, body, r.Header.Get("Cache-Status"))
+		}
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+	}
+}
+
+// TestESIMemoEndsWithThePage: a memo is served no longer than the page
+// entry it was made from is fresh; the page stored again (its origin
+// changed meanwhile, no purge) is assembled anew.
+func TestESIMemoEndsWithThePage(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/frag/nav", newFragment("<nav>N</nav>", "max-age=3600", "nav").ServeHTTP)
+	var version atomic.Int32
+	o.Handle("/page", func(w http.ResponseWriter, r *http.Request) {
+		esiPage(fmt.Sprintf(`v%d<esi:include src="/frag/nav"/>`, version.Load()), "page")(w, r)
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "esi"})
+	g.Get("/page")
+	for range 2 {
+		r := g.Get("/page")
+		e2e.WantCacheStatus(t, r, `craftedge; hit, craftedge-esi; hit; key="/frag/nav"`)
+		if r.Body != "v0<nav>N</nav>" {
+			t.Fatalf("memoized: %q", r.Body)
+		}
+	}
+	version.Store(1)
+	e2e.Advance(301 * time.Second) // the page's max-age=300 is over, the fragment's is not
+	r := g.Get("/page")
+	if r.Body != "v1<nav>N</nav>" {
+		t.Fatalf("after the page expired: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+	}
+	for range 2 {
+		if r := g.Get("/page"); r.Body != "v1<nav>N</nav>" {
+			t.Fatalf("the page stored again: %q (%s)", r.Body, r.Header.Get("Cache-Status"))
+		}
+	}
+}
+
+// decoded is r's body in identity, whatever its Content-Encoding.
+func decoded(t *testing.T, r e2e.Response) string {
+	t.Helper()
+	switch r.Header.Get("Content-Encoding") {
+	case "gzip":
+		return e2e.Gunzip(t, r.Body)
+	case "zstd":
+		return e2e.Unzstd(t, r.Body)
+	}
+	return r.Body
 }
 
 // TestESIForwardedHostNotAnIncludeHost: behind a trusted proxy, an

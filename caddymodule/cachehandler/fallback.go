@@ -182,7 +182,9 @@ func (h *Handler) promoteSnapshot(key string, e *pagecache.Entry, epoch uint64, 
 		p.Flags |= pagecache.FlagPurgedSnapshot
 	}
 	p.FreshFor, p.StaleWhileRevalidate = 0, 0
-	if err := h.app.MemoryTier().Set(key, p.Encode(), p.Tags, epoch); err != nil {
+	err := h.app.MemoryTier().Set(key, p.Encode(), p.Tags, epoch)
+	h.forgetMemo(key) // an ESI page's memo is of the entry stored before
+	if err != nil {
 		h.logger.Debug("snapshot not promoted into memory", zap.String("key", key), zap.Error(err))
 	}
 }

@@ -464,6 +464,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	now := nowFunc()
+	if h.esiOn && h.serveMemo(w, r, key, now) { // an ESI page's memo (esi.go)
+		return nil
+	}
 	mem := h.app.MemoryTier()
 	var entry pagecache.Entry
 	raw, variantKey, found := h.lookup(r, key, &entry)

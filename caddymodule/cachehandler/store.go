@@ -206,8 +206,11 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 			return
 		}
 	}
-	if err := h.app.MemoryTier().Set(storeKey, raw, tags, epoch); err != nil {
-		h.logger.Warn("memory tier refused entry", zap.String("key", storeKey), zap.Error(err))
+	setErr := h.app.MemoryTier().Set(storeKey, raw, tags, epoch)
+	h.forgetMemo(key) // an ESI page's memo is of the entry stored before
+	h.forgetMemo(storeKey)
+	if setErr != nil {
+		h.logger.Warn("memory tier refused entry", zap.String("key", storeKey), zap.Error(setErr))
 		res.notStoredReason = "memory"
 	} else {
 		res.stored = true
@@ -264,7 +267,10 @@ func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entr
 	}
 	raw := e.Encode()
 	res.raw, res.storeKey, res.revalidated = raw, storeKey, true
-	if err := h.app.MemoryTier().Set(storeKey, raw, e.Tags, epoch); err == nil {
+	err := h.app.MemoryTier().Set(storeKey, raw, e.Tags, epoch)
+	h.forgetMemo(key) // an ESI page's memo is of the entry stored before
+	h.forgetMemo(storeKey)
+	if err == nil {
 		res.stored = true
 	}
 	if h.snapshotAllowed(e.Body) {
