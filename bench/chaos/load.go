@@ -175,7 +175,7 @@ func (g *loadGen) do(c Class, req *http.Request, key string, burst bool) Sample 
 		defer g.writing.Add(-1)
 	}
 	_, ever := g.everCached.Load(key)
-	s := Sample{Class: c, Start: time.Now(), EverCached: key != "" && ever}
+	s := Sample{Class: c, Start: time.Now(), EverCached: key != "" && ever, Key: key}
 	res, err := g.client.Do(req)
 	var job string
 	if err == nil {
@@ -193,7 +193,8 @@ func (g *loadGen) do(c Class, req *http.Request, key string, burst bool) Sample 
 	if err == nil {
 		s.Status = res.StatusCode
 		var stored bool
-		s.Serve, stored = classifyCacheStatus(res.Header.Get("Cache-Status"))
+		s.CacheStatus = res.Header.Get("Cache-Status")
+		s.Serve, stored = classifyCacheStatus(s.CacheStatus)
 		if stored && key != "" {
 			g.everCached.Store(key, true)
 		}

@@ -355,6 +355,9 @@ func renderReport(r *Result) string {
 			pct(lv.ServeShare(ServeStale)+lv.ServeShare(ServeSnapshot)), acc, len(ob))
 	}
 	p("")
+	if sc := r.slowCraft(); sc != nil {
+		renderSlowCraft(p, sc)
+	}
 	p("## Breakers and queues (health scraped every second)")
 	p("")
 	p("| window | Craft breaker | vendor breaker | outbox depth (max) | refetch depth (max) | queue age max (s) | dead letters | scrapes failed |")
