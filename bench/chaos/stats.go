@@ -60,7 +60,7 @@ func classifyCacheStatus(v string) (Serve, bool) {
 		return ServeBypass, false
 	case has("detail=snapshot") || has("detail=stale-after-snapshot"):
 		return ServeSnapshot, true
-	case has("detail=stale") || has("detail=stale-after"):
+	case has("detail=stale") || has("detail=stale-after") || has("detail=stale-after-purged"):
 		return ServeStale, true
 	case has("detail=fallback"):
 		return ServeFallback, false

@@ -160,8 +160,17 @@ func TestPurgeByTagURLPrefixAndAll(t *testing.T) {
 	if strings.TrimSpace(r.Body) != "{\n  \"purged\": 1\n}" {
 		t.Fatalf("purge answered %q", r.Body)
 	}
-	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+	// Soft (the default purge_mode): the copy is kept, stale, and the
+	// next request revalidates it.
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=stale; stored")
 	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; hit")
+	// Hard: the copy is gone.
+	r = g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"],"mode":"hard"}`)
+	e2e.WantStatus(t, r, 200)
+	if strings.TrimSpace(r.Body) != "{\n  \"purged\": 1\n}" {
+		t.Fatalf("hard purge answered %q", r.Body)
+	}
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
 
 	// A URL without query purges every query variant of the path.
 	r = g.Admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+e2e.SiteAddr+`/blog/c"]}`)
@@ -195,6 +204,7 @@ func TestPurgeRejectsMalformedRequests(t *testing.T) {
 	for _, body := range []string{
 		``, `{`, `[]`, `{}`, `{"tags":[]}`, `{"tags":"x"}`, `{"tag":["x"]}`,
 		`{"urls":["/relative"]}`, `{"urls":["ftp://x/y"]}`, `{"tags":[""]}`, `{"tags":["a"]} {"tags":["b"]}`,
+		`{"tags":["a"],"mode":"gentle"}`, `{"tags":["a"],"mode":"SOFT"}`, `{"all":true,"mode":"soft"}`, `{"mode":"hard"}`,
 		// Longer than a bbolt key: refused whole, never half-applied.
 		`{"tags":["` + strings.Repeat("t", 60000) + `"]}`,
 		`{"urls":["http://example.com/` + strings.Repeat("u", 40000) + `"]}`,
@@ -230,7 +240,8 @@ func TestCachePurgeTagFromUpstreamPurgesAndIsHidden(t *testing.T) {
 	if save.Header.Get("Cache-Purge-Tag") != "" {
 		t.Fatal("Cache-Purge-Tag reached the client")
 	}
-	e2e.WantCacheStatus(t, g.Get("/entry"), "craftedge; fwd=miss; stored")
+	// Purged softly (purge_mode's default): revalidated, not a miss.
+	e2e.WantCacheStatus(t, g.Get("/entry"), "craftedge; fwd=stale; stored")
 }
 
 func TestCraftRequestsBypass(t *testing.T) {
