@@ -136,18 +136,19 @@ func (g *loadGen) outboxRequest(ctx context.Context, id int) *http.Request {
 
 // generate sends requests of one class at rate per second (open loop),
 // at most maxInFlight at once; a tick finding every slot taken is counted
-// as skipped rather than queued.
+// as skipped rather than queued. Requests are evenly spaced, except the
+// editors' saves (see arrivals).
 func (g *loadGen) generate(ctx context.Context, c Class, rate float64, maxInFlight int, next func() (*http.Request, string)) {
 	sem := make(chan struct{}, maxInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer t.Stop()
+	tick, stop := arrivals(c, rate)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick():
 		}
 		req, key := next()
 		if req == nil {
@@ -166,6 +167,24 @@ func (g *loadGen) generate(ctx context.Context, c Class, rate float64, maxInFlig
 			g.do(c, req, key, false)
 		})
 	}
+}
+
+// arrivals is the clock of a class's generator at rate per second: a
+// ticker, except for the editors' saves, which arrive as a Poisson process
+// (exponential gaps of mean 1/rate, seeded, so every run sends the same
+// sequence). On a 1 s ticker the saves were phase-locked to the windows,
+// which are whole seconds long and counted from the same start: in every
+// run a save answered within milliseconds before each fault began, so its
+// purge always landed as Craft turned slow (bench/chaos/README.md, "Craft
+// slow"). An editor's save is not synchronised with Craft's troubles.
+func arrivals(c Class, rate float64) (tick func() <-chan time.Time, stop func()) {
+	mean := float64(time.Second) / rate
+	if c == ClassSave {
+		r := rand.New(rand.NewPCG(8, 9))
+		return func() <-chan time.Time { return time.After(time.Duration(r.ExpFloat64() * mean)) }, func() {}
+	}
+	t := time.NewTicker(time.Duration(mean))
+	return func() <-chan time.Time { return t.C }, t.Stop
 }
 
 // do sends one request and records its sample.
