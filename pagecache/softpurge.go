@@ -102,6 +102,9 @@ func (c *Cache) softPurge(ms []member) int {
 			n++ // marked by an earlier soft purge: nothing to rewrite
 			continue
 		}
+		// Rewritten in a copy of its own: a read may alias the tier's
+		// memory, which other readers are reading.
+		raw = append(make([]byte, 0, len(raw)), raw...)
 		raw[flagsOffset] = flags | FlagSoftPurged
 		binary.BigEndian.PutUint64(raw[freshForOffset:], 0)
 		binary.BigEndian.PutUint64(raw[swrOffset:], 0)
