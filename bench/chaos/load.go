@@ -169,10 +169,14 @@ func (g *loadGen) generate(ctx context.Context, c Class, rate float64, maxInFlig
 	}
 }
 
+// saveSeed seeds the editors' save arrivals (-seed; drawn per run
+// unless given, and printed in the report so a run can be replayed).
+var saveSeed uint64
+
 // arrivals is the clock of a class's generator at rate per second: a
 // ticker, except for the editors' saves, which arrive as a Poisson process
-// (exponential gaps of mean 1/rate, seeded, so every run sends the same
-// sequence). On a 1 s ticker the saves were phase-locked to the windows,
+// (exponential gaps of mean 1/rate, from saveSeed, so each run samples
+// another sequence). On a 1 s ticker the saves were phase-locked to the windows,
 // which are whole seconds long and counted from the same start: in every
 // run a save answered within milliseconds before each fault began, so its
 // purge always landed as Craft turned slow (bench/chaos/README.md, "Craft
@@ -180,7 +184,7 @@ func (g *loadGen) generate(ctx context.Context, c Class, rate float64, maxInFlig
 func arrivals(c Class, rate float64) (tick func() <-chan time.Time, stop func()) {
 	mean := float64(time.Second) / rate
 	if c == ClassSave {
-		r := rand.New(rand.NewPCG(8, 9))
+		r := rand.New(rand.NewPCG(saveSeed, 9))
 		return func() <-chan time.Time { return time.After(time.Duration(r.ExpFloat64() * mean)) }, func() {}
 	}
 	t := time.NewTicker(time.Duration(mean))

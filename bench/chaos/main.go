@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -43,6 +44,7 @@ type config struct {
 	date, commit           string
 	warmStart              string // craftedge's `warm_start`: on or off
 	purgeMode              string // craftedge's `purge_mode`: soft or hard
+	seed                   uint64 // of the editors' save arrivals (load.go: arrivals)
 }
 
 func parseFlags() config {
@@ -62,7 +64,12 @@ func parseFlags() config {
 	flag.StringVar(&c.warmStart, "warm-start", "on", "craftedge's `warm_start` global option: on or off (for contrast)")
 	flag.StringVar(&c.commit, "commit", "", "commit printed in the report (default git rev-parse --short HEAD)")
 	flag.StringVar(&c.purgeMode, "purge-mode", "soft", "craftedge's `purge_mode` global option: soft or hard (for contrast)")
+	flag.Uint64Var(&c.seed, "seed", 0, "seed of the editors' random save arrivals (default: drawn for the run, printed in the report)")
 	flag.Parse()
+	if c.seed == 0 {
+		c.seed = rand.Uint64()
+	}
+	saveSeed = c.seed
 	if c.purgeMode != "soft" && c.purgeMode != "hard" {
 		log.Fatalf("-purge-mode %q: want soft or hard", c.purgeMode)
 	}
