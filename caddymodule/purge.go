@@ -34,10 +34,9 @@ type PurgeRequest struct {
 	// call refreshes it; a copy past its stale window, or whose origin
 	// forbade stale serving, is not served that way. A hard purge removes
 	// them: such a request waits for the upstream (up to its timeout).
-	// Use hard for content that must not be served again from memory
-	// (an entry disabled or deleted for legal reasons). Snapshots are
-	// marked stale either way (kept for when the upstream fails). "soft"
-	// with all is refused.
+	// Use hard for content that must not be served from memory again,
+	// even while the upstream is slow. Snapshots are marked stale either
+	// way (kept for when the upstream fails). "soft" with all is refused.
 	Mode string `json:"mode,omitempty"`
 }
 
