@@ -73,7 +73,8 @@ func TestClusterPurgesBothWays(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	o.Handle("/a", e2e.PageHandler("a", "post-1"))
 	o.Handle("/b", e2e.PageHandler("b", "post-2"))
-	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: nats.ClusterBlock("gw")})
+	// stale_after off: a soft-purged copy never answers before the origin.
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: nats.ClusterBlock("gw"), HandlerExtra: "stale_after off"})
 	waitClusterReady(t, g)
 	p := startPeer(t, nats.URL())
 

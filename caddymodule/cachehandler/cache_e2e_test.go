@@ -149,7 +149,9 @@ func TestPurgeByTagURLPrefixAndAll(t *testing.T) {
 	o.Handle("/a", e2e.PageHandler("a", "entry:1"))
 	o.Handle("/b", e2e.PageHandler("b", "entry:2"))
 	o.Handle("/blog/c", e2e.PageHandler("c", "entry:3"))
-	g := e2e.StartGateway(t, o, e2e.Options{})
+	// stale_after off: a soft-purged copy never answers before the origin
+	// (which one answers first would be timing).
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
 	for _, p := range []string{"/a", "/b", "/blog/c", "/blog/c?page=2"} {
 		g.Get(p)
 		e2e.WantCacheStatus(t, g.Get(p), "craftedge; hit")
@@ -230,7 +232,9 @@ func TestCachePurgeTagFromUpstreamPurgesAndIsHidden(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"saved":true}`))
 	})
-	g := e2e.StartGateway(t, o, e2e.Options{})
+	// stale_after off: the soft-purged copy never answers before the
+	// origin (which one answers first would be timing).
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
 	g.Get("/entry")
 	e2e.WantCacheStatus(t, g.Get("/entry"), "craftedge; hit")
 

@@ -154,7 +154,9 @@ func TestPurgeModeHard(t *testing.T) {
 func TestSoftPurgedCopyOnFailureAndKillSwitch(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	o.Handle("/p", e2e.PageHandler("last good", "entry:9"))
-	g := e2e.StartGateway(t, o, e2e.Options{})
+	// stale_after off: the failure, not a timer, decides (it is fast, but
+	// which comes first would be timing).
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
 	e2e.WantCacheStatus(t, g.Get("/p"), "craftedge; fwd=miss; stored")
 	e2e.Purge(g, `{"tags":["entry:9"]}`)
 	e2e.WantStatus(t, g.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true}`), 200)
