@@ -74,6 +74,19 @@ type App struct {
 	// keeping the memory tier does not refill it.
 	WarmStart *bool `json:"warm_start,omitempty"`
 
+	// PurgeMode is how a purge that does not name its mode treats the
+	// memory copies it selects (tags, urls, prefixes, hosts): "soft" (the
+	// default) marks them stale, never fresh again, and keeps them, so a
+	// request for such a page waits for the upstream at most the handler's
+	// stale_after and then gets the pre-purge copy, labelled
+	// "detail=stale-after-purged", while the upstream call refreshes it;
+	// "hard" removes them, so such a request waits for the upstream (up to
+	// its timeout). Either way snapshots are marked stale, never deleted,
+	// and purging all is always hard. Craft's saves (Cache-Purge-Tag,
+	// craftedge_purge), vendor syncs and webhooks use it; a purge request
+	// may name its own mode. See PurgeRequest.Mode.
+	PurgeMode string `json:"purge_mode,omitempty"`
+
 	// SnapshotOnly is the global kill switch: when true, no handler calls
 	// its upstream for cacheable requests; responses come from the memory
 	// tier, snapshots or the fallback.
@@ -217,6 +230,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.SnapshotMaxAge == 0 {
 		a.SnapshotMaxAge = caddy.Duration(defaultSnapshotMaxAge)
+	}
+	switch a.PurgeMode {
+	case "":
+		a.PurgeMode = purgeModeSoft
+	case purgeModeSoft, purgeModeHard:
+	default:
+		return fmt.Errorf("craftedge: purge_mode must be soft or hard, got %q", a.PurgeMode)
 	}
 	if a.Storage == "" {
 		a.Storage = filepath.Join(caddy.AppDataDir(), defaultStorageFilename)

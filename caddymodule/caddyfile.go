@@ -31,6 +31,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 //	    storage           <path>
 //	    storage_check_max_size <size>|off
 //	    memory            <size>
+//	    purge_mode        soft|hard
 //	    snapshot_only     [on|off]
 //	    snapshot_max_size <size>
 //	    snapshot_max_age  <duration>
@@ -91,6 +92,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.WarmStart = &on
+		case "purge_mode":
+			if !d.NextArg() {
+				return d.Errf("purge_mode needs soft or hard")
+			}
+			if v := d.Val(); v != purgeModeSoft && v != purgeModeHard {
+				return d.Errf("purge_mode must be soft or hard, got %q", v)
+			}
+			a.PurgeMode = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "snapshot_only":
 			on, err := parseOnOff(d)
 			if err != nil {

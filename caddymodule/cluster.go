@@ -205,7 +205,7 @@ func (a *App) publishPurge(p *PurgeRequest, source string, at time.Time) {
 	}
 	a.cluster.node.Publish(cluster.Purge{
 		Tags: p.Tags, URLs: p.URLs, Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All,
-		At: at, Source: source,
+		Soft: p.Mode == purgeModeSoft, At: at, Source: source,
 	})
 }
 
@@ -213,7 +213,13 @@ func (a *App) publishPurge(p *PurgeRequest, source string, at time.Time) {
 func (c *clusterNode) onPurge(p cluster.Purge) {
 	<-c.started
 	a := c.app.Load()
-	req := &PurgeRequest{Tags: p.Tags, URLs: p.URLs, Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All}
+	// The publishing node settled the mode: apply it, not this node's
+	// purge_mode.
+	mode := purgeModeHard
+	if p.Soft && !p.All {
+		mode = purgeModeSoft
+	}
+	req := &PurgeRequest{Tags: p.Tags, URLs: p.URLs, Prefixes: p.Prefixes, Hosts: p.Hosts, All: p.All, Mode: mode}
 	if err := req.validate(); err != nil {
 		observeClusterApplied("refused")
 		c.log.Error("refusing another node's purge", zap.String("from", p.Node), zap.Uint64("seq", p.Seq), zap.Error(err))

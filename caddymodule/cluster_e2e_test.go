@@ -64,15 +64,17 @@ func waitClusterReady(t *testing.T, g *e2e.Gateway) {
 	})
 }
 
-// A purge through the gateway reaches the other nodes; another node's
-// purge empties the gateway's memory copy (the next request is a miss)
-// and the gateway reports what it applied.
+// A purge through the gateway reaches the other nodes, with its mode;
+// another node's hard purge empties the gateway's memory copy (the next
+// request is a miss), its soft purge leaves it stale, and the gateway
+// reports what it applied.
 func TestClusterPurgesBothWays(t *testing.T) {
 	nats := e2e.StartNATS(t)
 	o := e2e.NewOrigin(t)
 	o.Handle("/a", e2e.PageHandler("a", "post-1"))
 	o.Handle("/b", e2e.PageHandler("b", "post-2"))
-	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: nats.ClusterBlock("gw")})
+	// stale_after off: a soft-purged copy never answers before the origin.
+	g := e2e.StartGateway(t, o, e2e.Options{GlobalExtra: nats.ClusterBlock("gw"), HandlerExtra: "stale_after off"})
 	waitClusterReady(t, g)
 	p := startPeer(t, nats.URL())
 
@@ -82,6 +84,9 @@ func TestClusterPurgesBothWays(t *testing.T) {
 	got := p.received()[0]
 	if got.Node != "gw" || got.Source != "admin" || !slices.Equal(got.Tags, []string{"post-9"}) || !slices.Equal(got.Hosts, []string{"example.com"}) {
 		t.Fatalf("peer received %+v", got)
+	}
+	if !got.Soft { // purge_mode's default, settled on the gateway
+		t.Fatalf("peer received %+v, want a soft purge", got)
 	}
 
 	// From the peer: the gateway drops its copy of /a, keeps /b.
@@ -120,6 +125,20 @@ func TestClusterPurgesBothWays(t *testing.T) {
 	if v := e2e.Scrape(g, `craftedge_cluster_state{state="ready"}`); v != 1 {
 		t.Fatalf("state ready = %v, want 1", v)
 	}
+
+	// The mode travels: a hard purge reaches the peer hard; the peer's
+	// soft purge keeps the gateway's copy of /b, stale (revalidated next).
+	e2e.Purge(g, `{"tags":["post-8"],"mode":"hard"}`)
+	e2e.WaitFor(t, "the peer to receive the hard purge", func() bool { return len(p.received()) == 2 })
+	if got := p.received()[1]; got.Soft || !slices.Equal(got.Tags, []string{"post-8"}) {
+		t.Fatalf("peer received %+v, want a hard purge of post-8", got)
+	}
+	p.node.Publish(cluster.Purge{Tags: []string{"post-2"}, Source: "admin", Soft: true})
+	e2e.WaitFor(t, "the gateway to apply the peer's soft purge", func() bool {
+		h := clusterHealth(g)
+		return h.Applied == 2 && h.Lag != nil && *h.Lag == 0
+	})
+	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=stale; stored")
 }
 
 // NATS stopped: purges made on the gateway apply at once and wait; the

@@ -62,7 +62,7 @@ func TestMemoryBytesAreBytesInUse(t *testing.T) {
 	}
 
 	// Storing the same key again replaces its bytes; another key adds.
-	g.Admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+e2e.SiteAddr+`/small"]}`)
+	g.Admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+e2e.SiteAddr+`/small"],"mode":"hard"}`)
 	if b, _, _, n := memoryHealth(t, g); b != 0 || n != 0 {
 		t.Fatalf("after purging the only entry: bytes %d, entries %d; want 0, 0", b, n)
 	}
@@ -72,7 +72,13 @@ func TestMemoryBytesAreBytesInUse(t *testing.T) {
 	if n != 2 || two <= one || two > 2*one+64 {
 		t.Fatalf("two entries: bytes %d, entries %d (one entry was %d bytes)", two, n, one)
 	}
+	// A soft purge (the default) keeps the entry, stale, with its bytes:
+	// the stored bytes and entries do not change.
 	g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:2"]}`)
+	if b, _, _, n := memoryHealth(t, g); b != two || n != 2 {
+		t.Fatalf("after purging entry:2 softly: bytes %d, entries %d; want %d, 2", b, n, two)
+	}
+	g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:2"],"mode":"hard"}`)
 	if b, _, _, n := memoryHealth(t, g); b != one || n != 1 {
 		t.Fatalf("after purging entry:2: bytes %d, entries %d; want %d, 1", b, n, one)
 	}

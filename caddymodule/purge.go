@@ -24,8 +24,38 @@ type PurgeRequest struct {
 	Prefixes []string `json:"prefixes,omitempty"`
 	// Hosts purges every entry of these hosts.
 	Hosts []string `json:"hosts,omitempty"`
-	// All empties the memory tier.
+	// All empties the memory tier. It is always a hard purge.
 	All bool `json:"all,omitempty"`
+	// Mode is "soft" or "hard"; absent, the app's PurgeMode (soft by
+	// default). A soft purge marks the memory copies it selects stale,
+	// never fresh again, and keeps them: a request for such a page waits
+	// for the upstream at most the handler's stale_after and then gets
+	// the pre-purge copy ("detail=stale-after-purged") while the upstream
+	// call refreshes it; a copy past its stale window, or whose origin
+	// forbade stale serving, is not served that way. A hard purge removes
+	// them: such a request waits for the upstream (up to its timeout).
+	// Use hard for content that must not be served from memory again,
+	// even while the upstream is slow. Snapshots are marked stale either
+	// way (kept for when the upstream fails). "soft" with all is refused.
+	Mode string `json:"mode,omitempty"`
+}
+
+// The purge modes (PurgeRequest.Mode, App.PurgeMode).
+const (
+	purgeModeSoft = "soft"
+	purgeModeHard = "hard"
+)
+
+// soft reports whether p is a soft purge when the app's default is def.
+func (p *PurgeRequest) soft(def string) bool {
+	if p.All {
+		return false
+	}
+	mode := p.Mode
+	if mode == "" {
+		mode = def
+	}
+	return mode != purgeModeHard
 }
 
 // parsePurgeRequest decodes and validates a purge body, as the admin
@@ -57,6 +87,15 @@ func (p *PurgeRequest) validate() error {
 	if p.empty() {
 		return fmt.Errorf("nothing to purge: give tags, urls, prefixes, hosts or all:true")
 	}
+	switch p.Mode {
+	case "", purgeModeHard:
+	case purgeModeSoft:
+		if p.All {
+			return fmt.Errorf(`mode "soft" with all:true: purging all is always hard (give tags, urls, prefixes or hosts to purge softly)`)
+		}
+	default:
+		return fmt.Errorf(`mode %q: want "soft" or "hard"`, p.Mode)
+	}
 	for _, list := range []struct {
 		name    string
 		entries []string
@@ -79,9 +118,10 @@ func (p *PurgeRequest) validate() error {
 	return nil
 }
 
-// purge removes memory copies at once and marks snapshots stale (they are
-// kept, to serve only when the live path fails). It returns how many
-// memory entries were removed.
+// purge removes memory copies at once (hard) or marks them stale (soft,
+// see PurgeRequest.Mode), and marks snapshots stale (they are kept, to
+// serve only when the live path fails). It returns how many memory
+// entries were removed or marked.
 func (a *App) purge(p *PurgeRequest, source string) (int, error) {
 	return a.purgeLogged(p, source, nil)
 }
@@ -92,6 +132,13 @@ func (a *App) purge(p *PurgeRequest, source string) (int, error) {
 func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, error) {
 	if err := p.validate(); err != nil {
 		return 0, err
+	}
+	// The mode is settled here, before the fan-out: every node applies
+	// this node's choice, whatever its own purge_mode.
+	if p.soft(a.PurgeMode) {
+		p.Mode = purgeModeSoft
+	} else {
+		p.Mode = purgeModeHard
 	}
 	now := nowFunc()
 	// Every node of a cluster purges too (nothing without a cluster):
@@ -126,10 +173,11 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 	return n, nil
 }
 
-// applyPurge removes a validated purge's memory copies and marks its
+// applyPurge removes a validated purge's memory copies, or marks them
+// stale when it is soft (its Mode, else the app's PurgeMode), and marks its
 // snapshots stale as of now (a purge from another node passes its own
 // time, so applying it twice marks the same time). It returns how many
-// memory entries were removed.
+// memory entries were removed or marked.
 func (a *App) applyPurge(p *PurgeRequest, now time.Time) (int, error) {
 	n := 0
 	purgeRefillMu.RLock() // see purgeRefillMu
@@ -140,18 +188,19 @@ func (a *App) applyPurge(p *PurgeRequest, now time.Time) (int, error) {
 			return n, fmt.Errorf("marking snapshots stale: %w", err)
 		}
 	}
+	mem := memoryPurger(a.memory, p.soft(a.PurgeMode))
 	var marks []string
 	if len(p.Tags) > 0 {
-		n += a.memory.PurgeTags(p.Tags)
+		n += mem.tags(p.Tags)
 		marks = append(marks, p.Tags...)
 	}
 	for _, u := range p.URLs {
 		pathKey, fullKey, _ := httpcache.KeyForURL(u)
-		n += a.memory.PurgeURL(pathKey, fullKey)
+		n += mem.url(pathKey, fullKey)
 		marks = append(marks, pagecache.URLTag(pathKey))
 	}
 	for _, host := range p.Hosts {
-		n += a.memory.PurgeHost(host)
+		n += mem.host(host)
 		marks = append(marks, pagecache.HostTag(host))
 	}
 	if len(marks) > 0 {
@@ -164,13 +213,29 @@ func (a *App) applyPurge(p *PurgeRequest, now time.Time) (int, error) {
 		for _, pre := range p.Prefixes {
 			pathKey, _, _ := httpcache.KeyForURL(pre)
 			prefixes = append(prefixes, pathKey)
-			n += a.memory.PurgePrefix(pathKey)
+			n += mem.prefix(pathKey)
 		}
 		if err := a.store.MarkPurgedPrefixes(prefixes, now); err != nil {
 			return n, fmt.Errorf("marking snapshots stale: %w", err)
 		}
 	}
 	return n, nil
+}
+
+// memPurge is the memory tier's purge of one mode.
+type memPurge struct {
+	tags   func([]string) int
+	url    func(pathKey, fullKey string) int
+	host   func(string) int
+	prefix func(string) int
+}
+
+// memoryPurger returns the soft or the hard purges of mem.
+func memoryPurger(mem *pagecache.Cache, soft bool) memPurge {
+	if soft {
+		return memPurge{mem.SoftPurgeTags, mem.SoftPurgeURL, mem.SoftPurgeHost, mem.SoftPurgePrefix}
+	}
+	return memPurge{mem.PurgeTags, mem.PurgeURL, mem.PurgeHost, mem.PurgePrefix}
 }
 
 // purgeLogFields are the fields of a "purged" log line.
@@ -181,7 +246,11 @@ func purgeLogFields(p *PurgeRequest, source string, n int) []zap.Field {
 	fields = appendSample(fields, "urls", p.URLs)
 	fields = appendSample(fields, "prefixes", p.Prefixes)
 	fields = appendSample(fields, "hosts", p.Hosts)
-	return append(fields, zap.Bool("all", p.All), zap.Int("entries", n))
+	mode := p.Mode
+	if p.All {
+		mode = purgeModeHard
+	}
+	return append(fields, zap.Bool("all", p.All), zap.String("mode", mode), zap.Int("entries", n))
 }
 
 // cdnForwardError is purgeLogged's error when the local purge succeeded

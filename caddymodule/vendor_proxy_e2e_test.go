@@ -64,9 +64,9 @@ func TestVendorLiveReadThrough(t *testing.T) {
 	e2e.WantStatus(t, r, 200)
 	e2e.WantCacheStatusPrefix(t, r, "craftedge; fwd=stale")
 
-	// Purging the vendor's tag drops its live reads from memory; with the
-	// vendor still down the snapshot answers.
-	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	// Purging the vendor's tag (hard) drops its live reads from memory;
+	// with the vendor still down the snapshot answers.
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"],"mode":"hard"}`), 200)
 	e.FlushSnapshots()
 	r = e.Get("/shop-api/products/3")
 	e2e.WantStatus(t, r, 200)

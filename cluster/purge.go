@@ -23,6 +23,10 @@ type Purge struct {
 	Prefixes []string `json:"prefixes,omitempty"`
 	Hosts    []string `json:"hosts,omitempty"`
 	All      bool     `json:"all,omitempty"`
+	// Soft is a soft purge (POST /craftedge/purge's mode "soft"), settled
+	// on the publishing node; absent (false, as from a node that predates
+	// it) is hard.
+	Soft bool `json:"soft,omitempty"`
 
 	// At is when the purge was made on its node (Publish sets it when
 	// zero): snapshot marks should use it, so a purge applied twice marks

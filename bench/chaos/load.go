@@ -136,18 +136,19 @@ func (g *loadGen) outboxRequest(ctx context.Context, id int) *http.Request {
 
 // generate sends requests of one class at rate per second (open loop),
 // at most maxInFlight at once; a tick finding every slot taken is counted
-// as skipped rather than queued.
+// as skipped rather than queued. Requests are evenly spaced, except the
+// editors' saves (see arrivals).
 func (g *loadGen) generate(ctx context.Context, c Class, rate float64, maxInFlight int, next func() (*http.Request, string)) {
 	sem := make(chan struct{}, maxInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer t.Stop()
+	tick, stop := arrivals(c, rate)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick():
 		}
 		req, key := next()
 		if req == nil {
@@ -168,6 +169,28 @@ func (g *loadGen) generate(ctx context.Context, c Class, rate float64, maxInFlig
 	}
 }
 
+// saveSeed seeds the editors' save arrivals (-seed; drawn per run
+// unless given, and printed in the report so a run can be replayed).
+var saveSeed uint64
+
+// arrivals is the clock of a class's generator at rate per second: a
+// ticker, except for the editors' saves, which arrive as a Poisson process
+// (exponential gaps of mean 1/rate, from saveSeed, so each run samples
+// another sequence). On a 1 s ticker the saves were phase-locked to the windows,
+// which are whole seconds long and counted from the same start: in every
+// run a save answered within milliseconds before each fault began, so its
+// purge always landed as Craft turned slow (bench/chaos/README.md, "Craft
+// slow"). An editor's save is not synchronised with Craft's troubles.
+func arrivals(c Class, rate float64) (tick func() <-chan time.Time, stop func()) {
+	mean := float64(time.Second) / rate
+	if c == ClassSave {
+		r := rand.New(rand.NewPCG(saveSeed, 9))
+		return func() <-chan time.Time { return time.After(time.Duration(r.ExpFloat64() * mean)) }, func() {}
+	}
+	t := time.NewTicker(time.Duration(mean))
+	return func() <-chan time.Time { return t.C }, t.Stop
+}
+
 // do sends one request and records its sample.
 func (g *loadGen) do(c Class, req *http.Request, key string, burst bool) Sample {
 	if c == ClassOutbox {
@@ -175,7 +198,7 @@ func (g *loadGen) do(c Class, req *http.Request, key string, burst bool) Sample 
 		defer g.writing.Add(-1)
 	}
 	_, ever := g.everCached.Load(key)
-	s := Sample{Class: c, Start: time.Now(), EverCached: key != "" && ever}
+	s := Sample{Class: c, Start: time.Now(), EverCached: key != "" && ever, Key: key}
 	res, err := g.client.Do(req)
 	var job string
 	if err == nil {
@@ -193,7 +216,8 @@ func (g *loadGen) do(c Class, req *http.Request, key string, burst bool) Sample 
 	if err == nil {
 		s.Status = res.StatusCode
 		var stored bool
-		s.Serve, stored = classifyCacheStatus(res.Header.Get("Cache-Status"))
+		s.CacheStatus = res.Header.Get("Cache-Status")
+		s.Serve, stored = classifyCacheStatus(s.CacheStatus)
 		if stored && key != "" {
 			g.everCached.Store(key, true)
 		}

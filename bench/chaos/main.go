@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -42,6 +43,8 @@ type config struct {
 	cluster                int // nodes in cluster mode, 0: one node (cluster.go)
 	date, commit           string
 	warmStart              string // craftedge's `warm_start`: on or off
+	purgeMode              string // craftedge's `purge_mode`: soft or hard
+	seed                   uint64 // of the editors' save arrivals (load.go: arrivals)
 }
 
 func parseFlags() config {
@@ -60,7 +63,20 @@ func parseFlags() config {
 	flag.StringVar(&c.date, "date", "", "date printed in the report (default today)")
 	flag.StringVar(&c.warmStart, "warm-start", "on", "craftedge's `warm_start` global option: on or off (for contrast)")
 	flag.StringVar(&c.commit, "commit", "", "commit printed in the report (default git rev-parse --short HEAD)")
+	flag.StringVar(&c.purgeMode, "purge-mode", "soft", "craftedge's `purge_mode` global option: soft or hard (for contrast)")
+	flag.Uint64Var(&c.seed, "seed", 0, "seed of the editors' random save arrivals (default: drawn for the run, printed in the report)")
 	flag.Parse()
+	if c.seed == 0 {
+		c.seed = rand.Uint64()
+	}
+	saveSeed = c.seed
+	if c.purgeMode != "soft" && c.purgeMode != "hard" {
+		log.Fatalf("-purge-mode %q: want soft or hard", c.purgeMode)
+	}
+	// Read by the Caddyfile ({$CHAOS_PURGE_MODE}) of every node started.
+	if err := os.Setenv("CHAOS_PURGE_MODE", c.purgeMode); err != nil {
+		log.Fatal(err)
+	}
 	if c.warmStart != "on" && c.warmStart != "off" {
 		log.Fatalf("-warm-start %q: want on or off", c.warmStart)
 	}

@@ -312,9 +312,9 @@ func renderReport(r *Result) string {
 	}
 	p("# craftedge chaos suite: results")
 	p("")
-	p("Run of %s, commit %s, %s mode (`go run ./bench/chaos%s`): warm-up %s, healthy windows %s, fault windows %s, `sync every %s`; %d page URLs (Zipf s=1.1), %d vendor products.",
-		c.date, c.commit, mode, map[bool]string{true: " -short"}[c.short], c.warmup, c.healthy, c.fault, c.syncEvery, c.pages, c.products)
-	p("Load per second: %.0f page views, %.0f CP GETs and %.0f saves (editor session), %.0f read-model GETs, %.0f live vendor reads, %.0f outbox writes, %.0f vendor-side changes (each a signed webhook). Loopback, 2 CPUs shared by the load generator, craftedge, origin and simulator.",
+	p("Run of %s, commit %s, %s mode (`go run ./bench/chaos%s`): warm-up %s, healthy windows %s, fault windows %s, `sync every %s`, `purge_mode %s`, `-seed %d`; %d page URLs (Zipf s=1.1), %d vendor products.",
+		c.date, c.commit, mode, map[bool]string{true: " -short"}[c.short], c.warmup, c.healthy, c.fault, c.syncEvery, c.purgeMode, c.seed, c.pages, c.products)
+	p("Load per second: %.0f page views, %.0f CP GETs and %.0f saves (editor session; saves at random, Poisson), %.0f read-model GETs, %.0f live vendor reads, %.0f outbox writes, %.0f vendor-side changes (each a signed webhook). Loopback, 2 CPUs shared by the load generator, craftedge, origin and simulator.",
 		c.rates.Page, c.rates.CP, c.rates.Save, c.rates.ReadModel, c.rates.Live, c.rates.Outbox, c.rates.VendorChange)
 	p("")
 	p("## Visitors: anonymous page views")
@@ -355,6 +355,9 @@ func renderReport(r *Result) string {
 			pct(lv.ServeShare(ServeStale)+lv.ServeShare(ServeSnapshot)), acc, len(ob))
 	}
 	p("")
+	if sc := r.slowCraft(); sc != nil {
+		renderSlowCraft(p, sc)
+	}
 	p("## Breakers and queues (health scraped every second)")
 	p("")
 	p("| window | Craft breaker | vendor breaker | outbox depth (max) | refetch depth (max) | queue age max (s) | dead letters | scrapes failed |")

@@ -41,6 +41,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 		storage {{.Storage}}
 		memory 64MiB
 		warm_start {{.WarmStart}}
+		purge_mode {$CHAOS_PURGE_MODE:soft}
 		jobs {
 			lease 10s
 			kind vendor.sync {

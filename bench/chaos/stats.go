@@ -60,7 +60,7 @@ func classifyCacheStatus(v string) (Serve, bool) {
 		return ServeBypass, false
 	case has("detail=snapshot") || has("detail=stale-after-snapshot"):
 		return ServeSnapshot, true
-	case has("detail=stale") || has("detail=stale-after"):
+	case has("detail=stale") || has("detail=stale-after") || has("detail=stale-after-purged"):
 		return ServeStale, true
 	case has("detail=fallback"):
 		return ServeFallback, false
@@ -88,6 +88,10 @@ type Sample struct {
 	// EverCached reports that this URL had been served from, or stored in,
 	// craftedge's cache before this request started.
 	EverCached bool
+	// Key is the cached resource ("p:/blog", "l:3", "r:3"; empty for
+	// editors' requests and writes), CacheStatus the response's
+	// Cache-Status (for the Craft-slow breakdown, slowcraft.go).
+	Key, CacheStatus string
 }
 
 // statusClass is "2xx".."5xx" or "transport".

@@ -149,7 +149,9 @@ func TestPurgeByTagURLPrefixAndAll(t *testing.T) {
 	o.Handle("/a", e2e.PageHandler("a", "entry:1"))
 	o.Handle("/b", e2e.PageHandler("b", "entry:2"))
 	o.Handle("/blog/c", e2e.PageHandler("c", "entry:3"))
-	g := e2e.StartGateway(t, o, e2e.Options{})
+	// stale_after off: a soft-purged copy never answers before the origin
+	// (which one answers first would be timing).
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
 	for _, p := range []string{"/a", "/b", "/blog/c", "/blog/c?page=2"} {
 		g.Get(p)
 		e2e.WantCacheStatus(t, g.Get(p), "craftedge; hit")
@@ -160,8 +162,17 @@ func TestPurgeByTagURLPrefixAndAll(t *testing.T) {
 	if strings.TrimSpace(r.Body) != "{\n  \"purged\": 1\n}" {
 		t.Fatalf("purge answered %q", r.Body)
 	}
-	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+	// Soft (the default purge_mode): the copy is kept, stale, and the
+	// next request revalidates it.
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=stale; stored")
 	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; hit")
+	// Hard: the copy is gone.
+	r = g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:1"],"mode":"hard"}`)
+	e2e.WantStatus(t, r, 200)
+	if strings.TrimSpace(r.Body) != "{\n  \"purged\": 1\n}" {
+		t.Fatalf("hard purge answered %q", r.Body)
+	}
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
 
 	// A URL without query purges every query variant of the path.
 	r = g.Admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+e2e.SiteAddr+`/blog/c"]}`)
@@ -195,6 +206,7 @@ func TestPurgeRejectsMalformedRequests(t *testing.T) {
 	for _, body := range []string{
 		``, `{`, `[]`, `{}`, `{"tags":[]}`, `{"tags":"x"}`, `{"tag":["x"]}`,
 		`{"urls":["/relative"]}`, `{"urls":["ftp://x/y"]}`, `{"tags":[""]}`, `{"tags":["a"]} {"tags":["b"]}`,
+		`{"tags":["a"],"mode":"gentle"}`, `{"tags":["a"],"mode":"SOFT"}`, `{"all":true,"mode":"soft"}`, `{"mode":"hard"}`,
 		// Longer than a bbolt key: refused whole, never half-applied.
 		`{"tags":["` + strings.Repeat("t", 60000) + `"]}`,
 		`{"urls":["http://example.com/` + strings.Repeat("u", 40000) + `"]}`,
@@ -220,7 +232,9 @@ func TestCachePurgeTagFromUpstreamPurgesAndIsHidden(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"saved":true}`))
 	})
-	g := e2e.StartGateway(t, o, e2e.Options{})
+	// stale_after off: the soft-purged copy never answers before the
+	// origin (which one answers first would be timing).
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
 	g.Get("/entry")
 	e2e.WantCacheStatus(t, g.Get("/entry"), "craftedge; hit")
 
@@ -230,7 +244,8 @@ func TestCachePurgeTagFromUpstreamPurgesAndIsHidden(t *testing.T) {
 	if save.Header.Get("Cache-Purge-Tag") != "" {
 		t.Fatal("Cache-Purge-Tag reached the client")
 	}
-	e2e.WantCacheStatus(t, g.Get("/entry"), "craftedge; fwd=miss; stored")
+	// Purged softly (purge_mode's default): revalidated, not a miss.
+	e2e.WantCacheStatus(t, g.Get("/entry"), "craftedge; fwd=stale; stored")
 }
 
 func TestCraftRequestsBypass(t *testing.T) {

@@ -359,7 +359,7 @@ func TestPurgedSnapshotStillServesWhenOriginFails(t *testing.T) {
 	g := e2e.StartGateway(t, o, e2e.Options{})
 	g.Get("/p")
 	g.FlushSnapshots()
-	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:9"]}`), 200)
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:9"],"mode":"hard"}`), 200)
 	o.Stop()
 	r := g.Get("/p")
 	e2e.WantStatus(t, r, 200)

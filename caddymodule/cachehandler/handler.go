@@ -114,9 +114,11 @@ type Handler struct {
 	// not longer). Zero
 	// ("stale_after 0" or "stale_after off") never answers before the
 	// upstream does. It never serves a copy whose origin forbade stale
-	// serving, a purged copy, or a snapshot promoted into memory whose
-	// snapshot a purge had marked stale (other promoted snapshots answer,
-	// "detail=stale-after-snapshot"); private responses are never stored,
+	// serving, a copy a hard purge removed, or a snapshot promoted into
+	// memory whose snapshot a purge had marked stale (other promoted
+	// snapshots answer, "detail=stale-after-snapshot"); a copy a soft purge
+	// marked stale (purge_mode, the default) answers,
+	// "detail=stale-after-purged". Private responses are never stored,
 	// so never served this way. It must be shorter than Timeout.
 	StaleAfter *caddy.Duration `json:"stale_after,omitempty"`
 

@@ -15,9 +15,12 @@ import (
 // stale memory copy, and of a snapshot promoted into memory, served
 // because the upstream had not answered within stale_after (the call goes
 // on).
+// statusStaleAfterPurged is the Cache-Status of a copy a soft purge had
+// marked stale, served the same way.
 const (
 	statusStaleAfter         = "craftedge; fwd=stale; detail=stale-after"
 	statusStaleAfterSnapshot = "craftedge; fwd=stale; detail=stale-after-snapshot"
+	statusStaleAfterPurged   = "craftedge; fwd=stale; detail=stale-after-purged"
 )
 
 // staleAfterApplies reports whether a request whose memory copy e is not
@@ -25,7 +28,11 @@ const (
 // copy may be served stale at now (its stale window: Stale or the
 // response's stale-if-error), its origin did not forbid stale serving, and
 // it is a response, not a Vary marker, nor a snapshot promoted into memory
-// that a purge had marked stale (served only when the upstream fails).
+// that a purge had marked stale (served only when the upstream fails). A
+// copy a soft purge marked stale (pagecache.FlagSoftPurged) qualifies
+// under the same rules; a hard purge removed its copy, so there is none.
+// The stale window counts from when the copy was stored, as for any copy:
+// a soft purge never lengthens it.
 func (h *Handler) staleAfterApplies(e *pagecache.Entry, now time.Time) bool {
 	return h.staleAfter > 0 &&
 		e.Flags&(pagecache.FlagVaryMarker|pagecache.FlagPurgedSnapshot) == 0 &&
@@ -95,7 +102,11 @@ func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next
 		return nil
 	}
 	h.app.CountStaleServed()
-	h.writeEntry(w, r, e, nowFunc(), statusStaleAfter)
+	status := statusStaleAfter
+	if e.Flags&pagecache.FlagSoftPurged != 0 {
+		status = statusStaleAfterPurged
+	}
+	h.writeEntry(w, r, e, nowFunc(), status)
 	return nil
 }
 

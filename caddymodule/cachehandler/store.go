@@ -231,7 +231,7 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entry, hdr http.Header, epoch uint64, res *fetchResult) {
 	now := nowFunc()
 	e := *stale
-	e.Flags &^= pagecache.FlagFromSnapshot | pagecache.FlagPurgedSnapshot
+	e.Flags &^= pagecache.FlagFromSnapshot | pagecache.FlagPurgedSnapshot | pagecache.FlagSoftPurged
 	e.StoredAt = now
 	if tags := httpcache.ParseTags(hdr, h.TagHeaders); len(tags) > 0 {
 		e.Tags = tags

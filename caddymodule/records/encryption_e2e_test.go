@@ -135,7 +135,7 @@ func TestSensitiveFieldsEncryptedAtRest(t *testing.T) {
 	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"],"mode":"hard"}`), 200)
 	r = e.Get("/shop-api/products/3")
 	if r.Status == 200 || strings.Contains(r.Body, synced) {
 		t.Fatalf("a live answer with a sensitive field came back from a snapshot: %d %q %.200s", r.Status, r.Header.Get("Cache-Status"), r.Body)
@@ -366,7 +366,7 @@ func TestReencryptDeletesLiveSnapshotsTakenBeforeSensitive(t *testing.T) {
 	if err := e.Sim.Chaos().Set(vendorsim.ChaosConfig{Outage: vendorsim.OutageClose}); err != nil {
 		t.Fatal(err)
 	}
-	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"]}`), 200)
+	e2e.WantStatus(t, e.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["vendor:shop"],"mode":"hard"}`), 200)
 	if r := e.Get("/shop-api/products/3"); r.Status == 200 {
 		t.Fatalf("served after reencrypt: %q", r.Header.Get("Cache-Status"))
 	}

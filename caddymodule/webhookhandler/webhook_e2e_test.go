@@ -536,6 +536,7 @@ func TestRemotePurge(t *testing.T) {
 	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_stale", nowFunc().Add(-10*time.Minute), "application/json", purge), http.StatusUnauthorized)
 	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_bad", nowFunc(), "application/json", `{"tags":[""]}`), http.StatusBadRequest)
 	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_unknown", nowFunc(), "application/json", `{"tagz":["x"]}`), http.StatusBadRequest)
+	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_mode", nowFunc(), "application/json", `{"tags":["x"],"mode":"gentle"}`), http.StatusBadRequest)
 	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_big", nowFunc(), "application/json", `{"tags":["`+strings.Repeat("x", 70<<10)+`"]}`), http.StatusRequestEntityTooLarge)
 	e2e.WantStatus(t, e.post(purgeURLPath, purgeCfg, "p_type", nowFunc(), "text/plain", purge), http.StatusUnsupportedMediaType)
 	if got := purgeRejected(rejectBadSignature); got != bad+1 {
@@ -548,7 +549,16 @@ func TestRemotePurge(t *testing.T) {
 	if !strings.Contains(r.Body, `"purged": 1`) {
 		t.Fatalf("purge answer %s", r.Body)
 	}
-	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=")
+	// Soft (purge_mode's default): the copy was kept, stale, and is
+	// fetched again (answering after stale_after if the upstream is slower).
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=stale")
+	e2e.WaitFor(t, "the soft-purged page fetched again", func() bool {
+		return strings.HasPrefix(e.Get(productPage).Header.Get("Cache-Status"), "craftedge; hit")
+	})
+	// Hard, as the purge asks: the copy is gone.
+	r = e.post(purgeURLPath, purgeCfg, "p_hard", nowFunc(), "application/json", `{"tags":["shop:product:3"],"mode":"hard"}`)
+	e2e.WantStatus(t, r, http.StatusOK)
+	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; fwd=miss")
 	e2e.WantCacheStatusPrefix(t, e.Get(productPage), "craftedge; hit")
 	// Replayed: acknowledged, nothing purged.
 	r = e.post(purgeURLPath, purgeCfg, "p_ok", nowFunc(), "application/json", purge)

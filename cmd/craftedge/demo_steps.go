@@ -56,11 +56,15 @@ var demoSteps = []demoStep{
 	},
 	{
 		Title: "Purge by tag through Caddy's admin API",
-		Text:  []string{"It answers how many memory entries it removed; the page is rendered again."},
+		Text: []string{
+			"It answers how many memory entries it purged; the page is rendered again. Purges are soft",
+			"by default (purge_mode): the copy is kept, stale, never fresh again (fwd=stale); had the",
+			"origin been slower than stale_after (300ms), the visitor would have got it meanwhile.",
+		},
 		Cmds: []demoCmd{
 			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"]}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i -e cache-status -e 'rendered at'", Out: []string{
-				"Cache-Status: craftedge; fwd=miss; stored",
+				"Cache-Status: craftedge; fwd=stale; stored",
 				`<p class="render" id="render-info">rendered at <time>, revision 1 (render #2)<br>Cache-Tag: …</p>`,
 			}},
 		},
@@ -78,7 +82,7 @@ var demoSteps = []demoStep{
 				"Cache-Status: craftedge; fwd=bypass; detail=method",
 			}},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i -e cache-status -e 'rendered at'", Out: []string{
-				"Cache-Status: craftedge; fwd=miss; stored",
+				"Cache-Status: craftedge; fwd=stale; stored",
 				`<p class="render" id="render-info">rendered at <time>, revision 2 (render #3)<br>Cache-Tag: …</p>`,
 			}},
 		},
@@ -86,13 +90,14 @@ var demoSteps = []demoStep{
 	{
 		Title: "Take the origin down: cached pages come from snapshots, the rest get the fallback page",
 		Text: []string{
-			"The origin closes connections; the purge makes the gateway ask it. 3 failed connections",
+			"The origin closes connections; the purge (hard: the memory copy goes, so the snapshot",
+			"answers) makes the gateway ask it. 3 failed connections",
 			"open the breaker for 15s (set=error and set=slow open it only once 3 failures in a row",
 			"span 3 pages: one broken page never takes the site down).",
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -s -X POST '{origin}/__origin/mode?set=down'", Out: []string{`{"mode":"down"}`}},
-			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"]}'`, Out: purgedOut},
+			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"],"mode":"hard"}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; fwd=miss; fwd-status=502; detail=snapshot"}},
 			{Curl: "curl -si {site}/products/9 | grep -i -e '^HTTP' -e cache-status -e '<h1>'", Out: []string{
 				"HTTP/1.1 503 Service Unavailable",
@@ -106,7 +111,7 @@ var demoSteps = []demoStep{
 		Title: "Kill switch: memory and snapshots only, never the origin",
 		Cmds: []demoCmd{
 			{Curl: `curl -s -X PUT {admin}/craftedge/snapshot-only -d '{"enabled":true}'`, Out: []string{"{", `  "configured": false,`, `  "overrides": {`, `    "": true`, "  }", "}"}},
-			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"]}'`, Out: purgedOut},
+			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["el:1"],"mode":"hard"}'`, Out: purgedOut},
 			{Curl: "curl -si {site}/blog/hello-world | grep -i cache-status", Out: []string{"Cache-Status: craftedge; hit; detail=snapshot"}},
 			{Note: "switch it off again", Curl: `curl -s -X PUT {admin}/craftedge/snapshot-only -d '{"enabled":false}'`, Out: []string{"{", `  "configured": false,`, `  "overrides": {}`, "}"}},
 		},
@@ -157,13 +162,13 @@ var demoSteps = []demoStep{
 		Title: "Vendors: a simulated shop API synced into records every minute",
 		Text: []string{
 			"Served from the records (never calling the shop) or live through the cache. With the",
-			"shop down both keep answering (the live read from its snapshot once purged).",
+			"shop down both keep answering (the live read from its snapshot once purged hard).",
 		},
 		Cmds: []demoCmd{
 			{Curl: "curl -s {site}/vendors/v1/shop/product/3", Out: []string{`{"vendor":"shop","resource":"product","id":"3",…}`}},
 			{Curl: "curl -si {site}/shop-api/products/3 | grep -i cache-status", Out: []string{"Cache-Status: craftedge; fwd=miss; stored"}},
 			{Curl: `curl -s -X POST {shop}/__sim/chaos -d '{"outage":"close"}'`, Out: []string{`{…"outage":"close"…}`}},
-			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["vendor:shop"]}'`, Out: purgedOut},
+			{Curl: `curl -s -X POST {admin}/craftedge/purge -H 'Content-Type: application/json' -d '{"tags":["vendor:shop"],"mode":"hard"}'`, Out: purgedOut},
 			{Curl: "curl -s {site}/vendors/v1/shop/product/3", Out: []string{`{"vendor":"shop","resource":"product","id":"3",…}`}},
 			{Curl: "curl -si {site}/shop-api/products/3 | grep -i cache-status", Out: []string{"Cache-Status: craftedge; fwd=miss; fwd-status=502; detail=snapshot"}},
 			{Note: "bring the shop back", Curl: "curl -s -X DELETE {shop}/__sim/chaos", Out: []string{`{…}`}},

@@ -1,0 +1,243 @@
+package pagecache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Soft purges: the purged entries stay in the memory tier, marked stale
+// (never fresh again), instead of being removed. What may still serve them
+// (a slow or failing upstream, within their stale window) is the caller's
+// rule; the memory tier only guarantees that after a soft purge returns no
+// entry it marked is fresh, and that an entry stored anew meanwhile is not
+// overwritten.
+
+// FlagSoftPurged marks an entry a soft purge made stale: its freshness and
+// stale-while-revalidate window were cleared (FreshFor and
+// StaleWhileRevalidate zero), so it is never served as fresh; its stale
+// window (StaleIfError) is unchanged and still counts from when it was
+// stored, so a soft purge never lengthens how long it may be served.
+const FlagSoftPurged uint8 = 1 << 6
+
+// Offsets of the fields a soft purge rewrites in an encoded entry (see
+// AppendEncode).
+const (
+	flagsOffset    = 1
+	swrOffset      = freshForOffset + 8
+	softMinEncoded = apartOffset + 8
+)
+
+// errNotCurrent is replaceIfCurrent's answer when the key was stored
+// anew, purged or evicted since it was read.
+var errNotCurrent = errors.New("pagecache: entry changed since it was read")
+
+// SoftPurgeTags marks every entry carrying any of tags stale (see
+// FlagSoftPurged) and returns how many it marked. Vary markers are left as
+// they are (they hold no response; the variants they lead to carry the
+// tags). Like a purge it starts a new epoch, so a response being fetched
+// meanwhile is stored stale.
+func (c *Cache) SoftPurgeTags(tags []string) int {
+	c.epoch.Add(1)
+	n := 0
+	for _, t := range tags {
+		n += c.softPurge(c.index.members(t, nil))
+	}
+	return n
+}
+
+// SoftPurgeURL is SoftPurgeTags for the entries of one URL (see PurgeURL).
+func (c *Cache) SoftPurgeURL(pathKey, fullKey string) int {
+	c.epoch.Add(1)
+	var filter func(string) bool
+	if fullKey != pathKey {
+		filter = func(k string) bool { return BaseKey(k) == fullKey }
+	}
+	return c.softPurge(c.index.members(URLTag(pathKey), filter))
+}
+
+// SoftPurgeHost is SoftPurgeTags for every entry of a host.
+func (c *Cache) SoftPurgeHost(host string) int {
+	return c.SoftPurgeTags([]string{HostTag(host)})
+}
+
+// SoftPurgePrefix is SoftPurgeTags for every entry whose URL starts with
+// prefix (see PurgePrefix).
+func (c *Cache) SoftPurgePrefix(prefix string) int {
+	c.epoch.Add(1)
+	return c.softPurge(c.index.prefixMembers(prefix))
+}
+
+// member is a stored key and the generation it was read at.
+type member struct {
+	key     string
+	id, gen uint32
+}
+
+// softPurge marks each member stale, unless it was stored anew, purged
+// or evicted since the index listed it (then whatever replaced it was
+// stored under the new epoch, stale already, or is gone). Each entry is
+// read whole, rewritten and stored again under the index lock, checked
+// against the generation it was read at. An entry that cannot be
+// rewritten (not an entry of this version, too large now, a failed store)
+// is purged as a hard purge would: a purged entry is never left fresh.
+func (c *Cache) softPurge(ms []member) int {
+	n := 0
+	var hard []member
+	for _, m := range ms {
+		raw, ok := c.Get(m.key)
+		if !ok {
+			continue // purged, evicted or stored anew meanwhile
+		}
+		if len(raw) < softMinEncoded || raw[0] != entryVersion {
+			hard = append(hard, m)
+			continue
+		}
+		flags := raw[flagsOffset]
+		if flags&FlagVaryMarker != 0 {
+			continue
+		}
+		if flags&FlagSoftPurged != 0 && binary.BigEndian.Uint64(raw[freshForOffset:]) == 0 && binary.BigEndian.Uint64(raw[swrOffset:]) == 0 {
+			n++ // marked by an earlier soft purge: nothing to rewrite
+			continue
+		}
+		// Rewritten in a copy of its own: a read may alias the tier's
+		// memory, which other readers are reading.
+		raw = append(make([]byte, 0, len(raw)), raw...)
+		raw[flagsOffset] = flags | FlagSoftPurged
+		binary.BigEndian.PutUint64(raw[freshForOffset:], 0)
+		binary.BigEndian.PutUint64(raw[swrOffset:], 0)
+		tags, err := DecodeTags(raw)
+		if err != nil {
+			hard = append(hard, m)
+			continue
+		}
+		switch err := c.replaceIfCurrent(m, raw, tags); {
+		case err == nil:
+			n++
+		case !errors.Is(err, errNotCurrent):
+			hard = append(hard, m)
+		}
+	}
+	n += c.index.doomMembers(hard)
+	c.purged.Add(uint64(n))
+	return n
+}
+
+// doomMembers purges the members still at the generation they were listed
+// at, as purgeTag does, and returns how many.
+func (ix *tagIndex) doomMembers(ms []member) int {
+	if len(ms) == 0 {
+		return 0
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	dead := ix.nextGenLocked()
+	n := 0
+	for _, m := range ms {
+		if !ix.validLocked(posting{m.id, m.gen}) || ix.keys[m.id].doomed {
+			continue
+		}
+		ix.doomLocked(m.id, dead)
+		n++
+	}
+	ix.startCleanupLocked()
+	return n
+}
+
+// replaceIfCurrent stores encoded under m.key, as Set does, if the key
+// still has the generation m was listed at.
+func (c *Cache) replaceIfCurrent(m member, encoded []byte, tags []string) error {
+	if len(encoded) > c.opts.MaxEntryBytes {
+		return ErrTooLarge
+	}
+	recs := c.records(m.key, encoded)
+	size := int64(0)
+	for _, r := range recs {
+		size += int64(len(r.key) + len(*r.buf))
+	}
+	ix := c.index
+	ix.mu.Lock()
+	ix.drainLocked()
+	var err error
+	if !ix.validLocked(posting{m.id, m.gen}) || ix.keys[m.id].doomed || ix.keys[m.id].key != m.key {
+		err = errNotCurrent
+	} else {
+		err = ix.setLocked(m.key, tags, size, len(recs), func(id, gen uint32) error {
+			for _, r := range recs {
+				b := *r.buf
+				putSlotHeader(b, id, gen)
+				if err := c.big.Set(r.key, b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	ix.mu.Unlock()
+	for _, r := range recs {
+		if cap(*r.buf) <= maxPooledSetBuffer {
+			setBuffers.Put(r.buf)
+		}
+	}
+	if err != nil && !errors.Is(err, errNotCurrent) {
+		c.storeErrors.Add(1)
+		return fmt.Errorf("pagecache: soft purge of %q: %w", m.key, err)
+	}
+	return err
+}
+
+// members lists the keys carrying tag (accepted by filter, when given)
+// with their current generations.
+func (ix *tagIndex) members(tag string, filter func(string) bool) []member {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.drainLocked()
+	tid, ok := ix.tagIDs[tag]
+	if !ok {
+		return nil
+	}
+	var out []member
+	seen := map[uint32]bool{}
+	for _, p := range ix.tags[tid].postings {
+		if !ix.validLocked(p) || ix.keys[p.id].doomed || seen[p.id] {
+			continue
+		}
+		key := ix.keys[p.id].key
+		if filter != nil && !filter(key) {
+			continue
+		}
+		seen[p.id] = true
+		out = append(out, member{key: key, id: p.id, gen: p.gen})
+	}
+	return out
+}
+
+// prefixMembers lists the keys whose URL starts with prefix, scanning the
+// key slots in chunks as purgePrefix does.
+func (ix *tagIndex) prefixMembers(prefix string) []member {
+	var out []member
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for from := 0; ; from += cleanupChunk {
+		if from > 0 {
+			ix.mu.Unlock()
+			ix.mu.Lock()
+		}
+		ix.drainLocked()
+		if from >= len(ix.keys) {
+			break
+		}
+		for id := from; id < min(from+cleanupChunk, len(ix.keys)); id++ {
+			s := &ix.keys[id]
+			gen := ix.gens.load(uint32(id))
+			if gen == 0 || s.doomed || !strings.HasPrefix(BaseKey(s.key), prefix) {
+				continue
+			}
+			out = append(out, member{key: s.key, id: uint32(id), gen: gen})
+		}
+	}
+	return out
+}
