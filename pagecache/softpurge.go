@@ -26,7 +26,7 @@ const FlagSoftPurged uint8 = 1 << 6
 const (
 	flagsOffset    = 1
 	swrOffset      = freshForOffset + 8
-	softMinEncoded = apartOffset + 8
+	softMinEncoded = freshForOffset + 8*5 // through the reserved field
 )
 
 // errNotCurrent is replaceIfCurrent's answer when the key was stored
@@ -153,11 +153,8 @@ func (c *Cache) replaceIfCurrent(m member, encoded []byte, tags []string) error 
 	if len(encoded) > c.opts.MaxEntryBytes {
 		return ErrTooLarge
 	}
-	recs := c.records(m.key, encoded)
-	size := int64(0)
-	for _, r := range recs {
-		size += int64(len(r.key) + len(*r.buf))
-	}
+	b := storedValue(encoded)
+	size := int64(entryWeight(m.key, b))
 	ix := c.index
 	ix.mu.Lock()
 	ix.drainLocked()
@@ -165,23 +162,14 @@ func (c *Cache) replaceIfCurrent(m member, encoded []byte, tags []string) error 
 	if !ix.validLocked(posting{m.id, m.gen}) || ix.keys[m.id].doomed || ix.keys[m.id].key != m.key {
 		err = errNotCurrent
 	} else {
-		err = ix.setLocked(m.key, tags, size, len(recs), func(id, gen uint32) error {
-			for _, r := range recs {
-				b := *r.buf
-				putSlotHeader(b, id, gen)
-				if err := c.big.Set(r.key, b); err != nil {
-					return err
-				}
-			}
+		err = ix.setLocked(m.key, tags, size, func(id, gen uint32) error {
+			binary.LittleEndian.PutUint32(b, id)
+			binary.LittleEndian.PutUint32(b[4:], gen)
+			c.store.Set(m.key, b)
 			return nil
 		})
 	}
 	ix.mu.Unlock()
-	for _, r := range recs {
-		if cap(*r.buf) <= maxPooledSetBuffer {
-			setBuffers.Put(r.buf)
-		}
-	}
 	if err != nil && !errors.Is(err, errNotCurrent) {
 		c.storeErrors.Add(1)
 		return fmt.Errorf("pagecache: soft purge of %q: %w", m.key, err)
