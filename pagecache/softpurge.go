@@ -102,18 +102,12 @@ func (c *Cache) softPurge(ms []member) int {
 			n++ // marked by an earlier soft purge: nothing to rewrite
 			continue
 		}
-		// Rewritten in a copy of its own: a read may alias the tier's
-		// memory, which other readers are reading.
-		raw = append(make([]byte, 0, len(raw)), raw...)
-		raw[flagsOffset] = flags | FlagSoftPurged
-		binary.BigEndian.PutUint64(raw[freshForOffset:], 0)
-		binary.BigEndian.PutUint64(raw[swrOffset:], 0)
 		tags, err := DecodeTags(raw)
 		if err != nil {
 			hard = append(hard, m)
 			continue
 		}
-		switch err := c.replaceIfCurrent(m, raw, tags); {
+		switch err := c.replaceIfCurrent(m, raw, flags, tags); {
 		case err == nil:
 			n++
 		case !errors.Is(err, errNotCurrent):
@@ -147,13 +141,18 @@ func (ix *tagIndex) doomMembers(ms []member) int {
 	return n
 }
 
-// replaceIfCurrent stores encoded under m.key, as Set does, if the key
-// still has the generation m was listed at.
-func (c *Cache) replaceIfCurrent(m member, encoded []byte, tags []string) error {
+// replaceIfCurrent stores a soft-purged copy of encoded (the store's
+// bytes, read-only: the copy is a new value, see storedValue) under m.key,
+// as Set does, if the key still has the generation m was listed at.
+func (c *Cache) replaceIfCurrent(m member, encoded []byte, flags uint8, tags []string) error {
 	if len(encoded) > c.opts.MaxEntryBytes {
 		return ErrTooLarge
 	}
 	b := storedValue(encoded)
+	e := b[slotHeaderSize:]
+	e[flagsOffset] = flags | FlagSoftPurged
+	binary.BigEndian.PutUint64(e[freshForOffset:], 0)
+	binary.BigEndian.PutUint64(e[swrOffset:], 0)
 	size := int64(entryWeight(m.key, b))
 	ix := c.index
 	ix.mu.Lock()
