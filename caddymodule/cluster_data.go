@@ -71,14 +71,18 @@ type ClusterRecordsHealth struct {
 	// applied here.
 	Ready bool `json:"ready"`
 	// Published versions stored in the bucket (Superseded: it had a newer
-	// one); Applied other nodes' versions (ApplyErrors refused; Malformed
-	// bucket values); Pending versions wait for NATS (Dropped overflowed);
-	// Revision is the bucket revision last applied.
+	// one); Applied other nodes' versions (ApplyErrors refused: invalid,
+	// of another record than their key, not configured here, updated far
+	// in the future; Malformed bucket values; Retries could not be stored
+	// then, a full disk or a damaged file, and are applied again); Pending
+	// versions wait for NATS (Dropped overflowed); Revision is the bucket
+	// revision last applied.
 	Published   uint64 `json:"published"`
 	Superseded  uint64 `json:"superseded"`
 	Applied     uint64 `json:"applied"`
 	ApplyErrors uint64 `json:"apply_errors"`
 	Malformed   uint64 `json:"malformed"`
+	Retries     uint64 `json:"retries"`
 	Pending     int    `json:"pending"`
 	Dropped     uint64 `json:"dropped"`
 	Revision    uint64 `json:"revision"`
@@ -148,7 +152,7 @@ func (a *App) clusterDataHealth() *ClusterDataHealth {
 	if d.rm != nil {
 		st := d.rm.Stats()
 		h.Records = &ClusterRecordsHealth{Ready: st.Ready, Published: st.Published, Superseded: st.Superseded,
-			Applied: st.Applied, ApplyErrors: st.ApplyErrors, Malformed: st.Malformed, Pending: st.Pending,
+			Applied: st.Applied, ApplyErrors: st.ApplyErrors, Malformed: st.Malformed, Retries: st.Retries, Pending: st.Pending,
 			Dropped: st.Dropped, Revision: st.Revision}
 	}
 	if d.shared != nil {
