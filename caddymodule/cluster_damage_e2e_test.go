@@ -1,0 +1,145 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/jobs"
+	"github.com/craftedge/craftedge/pagecache"
+	"github.com/craftedge/craftedge/vendors"
+)
+
+// A cluster node whose bbolt file fails: damaged pages found while it
+// applies another node's data, a full disk. It keeps serving, says what
+// happened (a log line naming the file, health, metrics), loses nothing
+// it can apply later, and once it runs on a fresh file that file gets the
+// cluster's records, snapshots (stale: it missed purges) and kill switch.
+
+// clusterVendorCaddyfile is a vendor gateway's Caddyfile on NATS, its
+// logs in logPath, with extra global lines.
+func clusterVendorCaddyfile(o vendorOptions, natsBlock, logPath, extra string) string {
+	return withLogFile(e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Public: true,
+		Site: "craftedge_records {\n\t\tallow_anonymous_writes\n\t}", Global: natsBlock + "\n\t\t" + extra}), logPath)
+}
+
+// peerVersion is a newer version of rec, as another node publishes it.
+func peerVersion(t *testing.T, rec vendors.Record, version string) cluster.RecordVersion {
+	t.Helper()
+	rec.Version, rec.UpdatedAt = version, rec.UpdatedAt.Add(time.Hour)
+	rec.Fields = map[string]any{"title": "From the peer", "price": rec.Fields["price"]}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster.RecordVersion{Vendor: rec.Vendor, Resource: rec.Resource, ID: rec.ID, Version: rec.Version,
+		UpdatedAt: rec.UpdatedAt, Data: data}
+}
+
+// The records bucket's pages are damaged (the check on open is off, so
+// the damage is found in use): applying another node's version of a
+// record walks into them. The node does not crash: the file is moved
+// aside and named in an error log line, health says damaged, the read
+// model retries the version (it is not lost). After a reload the node
+// runs on a fresh file: the version is applied there, the cluster's kill
+// switch and shared snapshots too, the snapshots stale (a gap:
+// storage_replaced).
+func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "craftedge.db")
+	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
+	e.sync("s1", jobs.StateDone)
+	r1, err := currentApp.Load().records.Get("shop", "product", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e.StopGateway(t)
+	damageBucketLeaves(t, path, "records")
+
+	// The cluster holds a newer version of product 1, a kill-switch
+	// override and another node's snapshot.
+	nats := e2e.StartNATS(t)
+	peer := startHostilePeer(t, nats.URL())
+	ra, err := cluster.NewReadModel(peer, func(cluster.RecordVersion) error { return nil }, cluster.ReadModelConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	e2e.WaitFor(t, "the peer's read model", ra.Ready)
+	ra.Publish(peerVersion(t, r1, "from-peer"))
+	if err := ra.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.SetSnapshotOnly(context.Background(), "other-upstream", true); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := cluster.NewSharedSnapshots(peer, cluster.SharedSnapshotsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	e2e.WaitFor(t, "the peer's shared snapshots", ss.Ready)
+	page := pagecache.Entry{Status: http.StatusOK, StoredAt: time.Now().Add(-time.Minute), FreshFor: time.Hour,
+		Header: []pagecache.HeaderField{{Name: "Content-Type", Value: "text/html"}}, Body: []byte("<p>from the peer</p>"), Tags: []string{"post-9"}}
+	if !ss.Put(cluster.SharedSnapshot{Key: "https://peer.example/page", StoredAt: page.StoredAt, Value: page.Encode()}) {
+		t.Fatal("shared snapshot refused")
+	}
+	if err := ss.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	damagedConfig := func(o vendorOptions) string {
+		return clusterVendorCaddyfile(o, nats.ClusterBlock("gw"), logPath, "storage_check_max_size off\n\t\twarm_start off")
+	}
+	g := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path, caddyfile: damagedConfig})
+	e2e.WaitFor(t, "the damage found", func() bool { return storageHealth(t, g.Gateway).Damaged })
+	wantDamagedLogged(t, logPath, path)
+	e2e.WaitFor(t, "the version retried", func() bool {
+		h := clusterHealth(g.Gateway)
+		return h != nil && h.Data != nil && h.Data.Records != nil && h.Data.Records.Retries > 0
+	})
+	if h := clusterHealth(g.Gateway).Data.Records; h.Ready || h.ApplyErrors != 0 {
+		t.Fatalf("records health on the damaged file %+v: want not ready, nothing refused", h)
+	}
+	if v := e2e.Scrape(g.Gateway, `craftedge_cluster_data_applied_total{outcome="retry",part="records"}`); v < 1 {
+		t.Fatalf("records retried metric = %v", v)
+	}
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/health", ""), http.StatusOK)
+	gaps := e2e.Scrape(g.Gateway, `craftedge_cluster_gaps_total{reason="storage_replaced"}`)
+
+	// A reload opens a fresh file at the path; the node (same cluster
+	// block) is kept.
+	r := loadCaddyfile(t, clusterVendorCaddyfile(vendorOptions{baseURL: url, storage: path}, nats.ClusterBlock("gw"), logPath,
+		"storage_check_max_size off\n\t\twarm_start off\n\t\tsnapshot_max_age 24h"))
+	e2e.WantStatus(t, r, http.StatusOK)
+	app := currentApp.Load()
+	if sh := storageHealth(t, g.Gateway); sh.Damaged {
+		t.Fatalf("after the reload: storage health %+v", sh)
+	}
+	e2e.WaitFor(t, "the peer's version applied to the fresh file", func() bool {
+		rec, err := app.records.Get("shop", "product", "1")
+		return err == nil && rec.Version == "from-peer"
+	})
+	e2e.WaitFor(t, "the cluster's kill switch in the fresh file", func() bool {
+		return app.store.SnapshotOnlyOverrides()["other-upstream"]
+	})
+	e2e.WaitFor(t, "the shared snapshot imported", func() bool {
+		_, ok := storedSnapshot(t, app, "/page")
+		return ok
+	})
+	if rec, _ := storedSnapshot(t, app, "/page"); !app.store.Stale(rec) {
+		t.Fatal("a snapshot imported into the fresh file (which missed purges) is not stale")
+	}
+	if v := e2e.Scrape(g.Gateway, `craftedge_cluster_gaps_total{reason="storage_replaced"}`); v != gaps+1 {
+		t.Fatalf("storage_replaced gaps = %v, want %v", v, gaps+1)
+	}
+	if h := clusterHealth(g.Gateway); h.State != "ready" {
+		t.Fatalf("cluster health after the reload %+v", h)
+	}
+}
