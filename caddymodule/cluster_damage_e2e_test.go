@@ -3,8 +3,13 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,8 +36,14 @@ func clusterVendorCaddyfile(o vendorOptions, natsBlock, logPath, extra string) s
 // peerVersion is a newer version of rec, as another node publishes it.
 func peerVersion(t *testing.T, rec vendors.Record, version string) cluster.RecordVersion {
 	t.Helper()
+	return peerVersionTitled(t, rec, version, "From the peer")
+}
+
+// peerVersionTitled is peerVersion with the given title.
+func peerVersionTitled(t *testing.T, rec vendors.Record, version, title string) cluster.RecordVersion {
+	t.Helper()
 	rec.Version, rec.UpdatedAt = version, rec.UpdatedAt.Add(time.Hour)
-	rec.Fields = map[string]any{"title": "From the peer", "price": rec.Fields["price"]}
+	rec.Fields = map[string]any{"title": title, "price": rec.Fields["price"]}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -142,4 +153,123 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	if h := clusterHealth(g.Gateway); h.State != "ready" {
 		t.Fatalf("cluster health after the reload %+v", h)
 	}
+}
+
+// mountTinyFS mounts a tmpfs of size at a new directory and unmounts it at
+// cleanup (after the gateway using it stopped). It needs root: the test
+// is skipped elsewhere.
+func mountTinyFS(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("a full disk is a small tmpfs, which needs root to mount: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// fillFS writes a file in dir until the file system is full; the returned
+// func removes it.
+func fillFS(t *testing.T, dir string) func() {
+	t.Helper()
+	name := filepath.Join(dir, "filler")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	_ = f.Close()
+	return func() {
+		if err := os.Remove(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The disk is full when other nodes' record versions arrive: bbolt's
+// commit fails. The node keeps serving (the file is not damaged), logs the
+// failure naming the file, counts it, stores nothing of the versions (one
+// transaction each), and applies them all, in order, once space is back.
+func TestClusterFullDiskRetriesRecordVersions(t *testing.T) {
+	dir := mountTinyFS(t, "8m")
+	path := filepath.Join(dir, "craftedge.db")
+	nats := e2e.StartNATS(t)
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	sim, url := e2e.StartVendorSim(t, 3)
+	g := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path, caddyfile: func(o vendorOptions) string {
+		return clusterVendorCaddyfile(o, nats.ClusterBlock("gw"), logPath, "")
+	}})
+	g.sync("s1", jobs.StateDone)
+	app := currentApp.Load()
+	e2e.WaitFor(t, "the records replicated", func() bool {
+		h := clusterHealth(g.Gateway)
+		return h != nil && h.State == "ready" && h.Data != nil && h.Data.Records != nil && h.Data.Records.Ready
+	})
+	var before []vendors.Record
+	for i := 1; i <= 3; i++ {
+		rec, err := app.records.Get("shop", "product", fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, rec)
+	}
+
+	peer := startHostilePeer(t, nats.URL())
+	ra, err := cluster.NewReadModel(peer, func(cluster.RecordVersion) error { return nil }, cluster.ReadModelConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	e2e.WaitFor(t, "the peer's read model", ra.Ready)
+
+	free := fillFS(t, dir)
+	big := strings.Repeat("a long description ", 16<<10) // ~300 KiB: new pages
+	for _, rec := range before {
+		ra.Publish(peerVersionTitled(t, rec, "from-peer", big))
+	}
+	if err := ra.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, "a version retried", func() bool { return clusterHealth(g.Gateway).Data.Records.Retries > 0 })
+	e2e.WaitFor(t, "an error log line naming the file and the cause", func() bool {
+		for _, l := range e2e.LogLines(t, logPath) {
+			msg, _ := l["msg"].(string)
+			cause, _ := l["error"].(string)
+			if l["level"] == "error" && strings.Contains(msg, "could not be stored here") &&
+				strings.Contains(cause, path) && strings.Contains(cause, "no space left on device") {
+				return true
+			}
+		}
+		return false
+	})
+	if sh := storageHealth(t, g.Gateway); sh.Damaged {
+		t.Fatalf("a full disk is not damage: %+v", sh)
+	}
+	if h := clusterHealth(g.Gateway).Data.Records; h.Ready || h.ApplyErrors != 0 {
+		t.Fatalf("records health while the disk is full %+v: want not ready, nothing refused", h)
+	}
+	if rec, err := app.records.Get("shop", "product", "1"); err != nil || rec.Version != before[0].Version {
+		t.Fatalf("product 1 while the disk is full: %q (%v), want %q", rec.Version, err, before[0].Version)
+	}
+	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/health", ""), http.StatusOK)
+
+	free()
+	e2e.WaitFor(t, "every version applied once space is back", func() bool {
+		for _, rec := range before {
+			r, err := app.records.Get(rec.Vendor, rec.Resource, rec.ID)
+			if err != nil || r.Version != "from-peer" || r.Fields["title"] != big {
+				return false
+			}
+		}
+		return true
+	})
+	e2e.WaitFor(t, "the read model ready again", func() bool { return clusterHealth(g.Gateway).Data.Records.Ready })
 }
