@@ -18,6 +18,7 @@ import (
 	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/vendors"
+	"github.com/craftedge/craftedge/vendorsim"
 )
 
 // A cluster node whose bbolt file fails: damaged pages found while it
@@ -124,6 +125,26 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/health", ""), http.StatusOK)
 	gaps := e2e.Scrape(g.Gateway, `craftedge_cluster_gaps_total{reason="storage_replaced"}`)
 
+	// An outbox write another node accepted: this node cannot record the
+	// vendor's answer, so it gives the job back (no attempt used up)
+	// rather than run it.
+	po, err := cluster.NewOutbox(peer, cluster.OutboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer po.Close()
+	e2e.WaitFor(t, "the peer's outbox", po.Ready)
+	payload := `{"vendor":"shop","resource":"product","id":"5","body":{"sku":"SKU-5","title":{"en":"Written while damaged"},"price":{"amount":5,"currency":"EUR"},"stock":5}}`
+	job, _, err := po.Accept(context.Background(), cluster.OutboxRequest{Kind: jobKindOutbox, Key: "damaged-1",
+		Entity: "shop/product/5", Payload: []byte(payload)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, "the job given back", func() bool { return clusterHealth(g.Gateway).Data.Outbox.GivenBack > 0 })
+	if n := len(sim.WritesFor(vendorsim.KindProduct, "5")); n != 0 {
+		t.Fatalf("the damaged node sent %d writes", n)
+	}
+
 	// A reload opens a fresh file at the path; the node (same cluster
 	// block) is kept.
 	r := loadCaddyfile(t, clusterVendorCaddyfile(vendorOptions{baseURL: url, storage: path}, nats.ClusterBlock("gw"), logPath,
@@ -152,6 +173,17 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	}
 	if h := clusterHealth(g.Gateway); h.State != "ready" {
 		t.Fatalf("cluster health after the reload %+v", h)
+	}
+	// The job, delivered once on its first counted attempt.
+	e2e.WaitFor(t, "the outbox job done on the fresh file", func() bool {
+		st, err := po.Get(context.Background(), job.ID)
+		return err == nil && st.State == cluster.OutboxDone
+	})
+	if st, _ := po.Get(context.Background(), job.ID); st.Attempts != 1 {
+		t.Fatalf("job %+v: want 1 attempt counted", st)
+	}
+	if n := len(sim.WritesFor(vendorsim.KindProduct, "5")); n != 1 {
+		t.Fatalf("vendor saw %d writes, want 1", n)
 	}
 }
 

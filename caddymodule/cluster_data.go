@@ -52,8 +52,9 @@ type ClusterDataHealth struct {
 type ClusterOutboxHealth struct {
 	// Accepted writes (Duplicates: the same key again); Delivered,
 	// Retried and Dead attempts' outcomes; Blocked times a job waited for
-	// an earlier job of its entity; Malformed messages; Running attempts
-	// now.
+	// an earlier job of its entity; Malformed messages; GivenBack jobs
+	// this node could not run (its storage file damaged or full: the
+	// attempt not counted, any node runs it); Running attempts now.
 	Accepted   uint64 `json:"accepted"`
 	Duplicates uint64 `json:"duplicates"`
 	Delivered  uint64 `json:"delivered"`
@@ -61,6 +62,7 @@ type ClusterOutboxHealth struct {
 	Dead       uint64 `json:"dead"`
 	Blocked    uint64 `json:"blocked"`
 	Malformed  uint64 `json:"malformed"`
+	GivenBack  uint64 `json:"given_back"`
 	Running    int64  `json:"running"`
 }
 
@@ -147,7 +149,7 @@ func (a *App) clusterDataHealth() *ClusterDataHealth {
 	if co := a.clusterLive.outbox.Load(); co != nil {
 		st := co.o.Stats()
 		h.Outbox = &ClusterOutboxHealth{Accepted: st.Accepted, Duplicates: st.Duplicates, Delivered: st.Delivered,
-			Retried: st.Retried, Dead: st.Dead, Blocked: st.Blocked, Malformed: st.Malformed, Running: st.Running}
+			Retried: st.Retried, Dead: st.Dead, Blocked: st.Blocked, Malformed: st.Malformed, GivenBack: st.GivenBack, Running: st.Running}
 	}
 	if d.rm != nil {
 		st := d.rm.Stats()

@@ -71,7 +71,7 @@ func (a *App) applyRecordReplica(v cluster.RecordVersion) error {
 		return err
 	})
 	if err != nil {
-		if storageFailure(err) {
+		if a.storageFailure(err) {
 			observeClusterData("records", "retry")
 			return cluster.RetryLater(fmt.Errorf("storing %s/%s %q in %s: %w", v.Vendor, v.Resource, v.ID, a.store.Path(), err))
 		}

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -71,13 +71,14 @@ func (a *App) checkReplica(v cluster.RecordVersion, now time.Time) error {
 	return nil
 }
 
-// storageFailure reports whether err is the local storage failing (a
-// damaged file, a full disk, an I/O error), as opposed to data refused:
-// what failed so may succeed later, on this file or a fresh one.
-func storageFailure(err error) bool {
-	var errno syscall.Errno
+// storageFailure reports whether err is this app's storage file failing
+// (damaged, closed after damage, or an I/O error on the file itself: a
+// full disk), as opposed to data refused or a network error: what failed
+// so may succeed later, on this file or a fresh one.
+func (a *App) storageFailure(err error) bool {
+	var pe *fs.PathError
 	return errors.Is(err, snapshot.ErrDamaged) || errors.Is(err, bolt.ErrDatabaseNotOpen) ||
-		errors.Is(err, bolt.ErrTimeout) || errors.As(err, &errno)
+		errors.As(err, &pe) && pe.Path == a.store.Path()
 }
 
 // sharedSnapshotRecord returns the record to store for another node's

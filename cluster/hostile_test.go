@@ -307,3 +307,41 @@ func TestReadModelVersionFromTheFarFutureHoldsNothingBack(t *testing.T) {
 		t.Fatalf("bucket holds %q (%v), want v2", got.Version, err)
 	}
 }
+
+// A node that cannot run jobs now (its storage file damaged or full)
+// gives them back: with MaxAttempts 2, five give-backs dead-letter
+// nothing, and the job is done on its first counted attempt, by whichever
+// node can.
+func TestOutboxGiveBackCountsNoAttempt(t *testing.T) {
+	s := startServer(t, "solo", "", nil)
+	a := startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, &recorder{})
+	o := startOutbox(t, a, OutboxConfig{MaxAttempts: 2, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		BlockedRetry: time.Millisecond})
+	ctx := context.Background()
+	j, _, err := o.Accept(ctx, OutboxRequest{Kind: "outbox", Entity: "e", Payload: []byte("write")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := 0
+	runOutbox(t, o, func(_ context.Context, job OutboxJob) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls <= 5 {
+			return OutboxGiveBack(&syscallError{syscall.ENOSPC})
+		}
+		return nil
+	})
+	waitFor(t, "the job done", func() bool {
+		st, err := o.Get(ctx, j.ID)
+		return err == nil && st.State == OutboxDone
+	})
+	st, _ := o.Get(ctx, j.ID)
+	if st.Attempts != 1 {
+		t.Fatalf("job status %+v: want 1 attempt counted", st)
+	}
+	if s := o.Stats(); s.GivenBack != 5 || s.Dead != 0 || s.Delivered != 1 {
+		t.Fatalf("outbox stats %+v", s)
+	}
+}
