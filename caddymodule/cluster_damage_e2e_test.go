@@ -305,3 +305,39 @@ func TestClusterFullDiskRetriesRecordVersions(t *testing.T) {
 	})
 	e2e.WaitFor(t, "the read model ready again", func() bool { return clusterHealth(g.Gateway).Data.Records.Ready })
 }
+
+// The storage file is damaged (found on open) and NATS is away: a
+// kill-switch change made here is in force at once and pending (in memory
+// only: the file cannot keep it), and it reaches the cluster when NATS
+// returns. Nothing crashes on the cursor or the pending changes the node
+// keeps in that file.
+func TestClusterKillSwitchPendingOnADamagedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "craftedge.db")
+	populateStorage(t, path, 300)
+	truncateStorage(t, path)
+	nats := e2e.StartNATS(t)
+	peer := startHostilePeer(t, nats.URL())
+	nats.Stop()
+
+	o := e2e.NewOrigin(t)
+	g := e2e.StartGateway(t, o, e2e.Options{Storage: path, GlobalExtra: nats.ClusterBlock("gw"), HandlerExtra: damageFallback})
+	if sh := storageHealth(t, g); !sh.Damaged {
+		t.Fatalf("storage health %+v: want damaged", sh)
+	}
+	r := g.Admin(http.MethodPut, "/craftedge/snapshot-only", `{"enabled":true,"upstream":"craft"}`)
+	e2e.WantStatus(t, r, http.StatusOK)
+	ks := e2e.DecodeJSON[KillSwitchStatus](t, r)
+	if !ks.Overrides["craft"] || !ks.ClusterPending["craft"] {
+		t.Fatalf("kill switch %+v, want craft on and pending", ks)
+	}
+
+	nats.Start()
+	e2e.WaitFor(t, "the pending change in the cluster", func() bool { return peer.SnapshotOnlyOverrides()["craft"] })
+	e2e.WaitFor(t, "nothing pending", func() bool {
+		return len(e2e.AdminJSON[Health](g, "/craftedge/health").KillSwitch.ClusterPending) == 0
+	})
+	if !e2e.AdminJSON[Health](g, "/craftedge/health").KillSwitch.Overrides["craft"] {
+		t.Fatal("the override was lost when the cluster's set arrived")
+	}
+	waitClusterReadyHere(t, g)
+}

@@ -53,14 +53,22 @@ func (b *boltCursors) LoadCursor(context.Context) (cluster.Cursor, bool, error) 
 	return cur, true, nil
 }
 
-// StoreCursor stores the cursor.
+// StoreCursor stores the cursor. On a damaged file it stores nothing and
+// succeeds: the file's marks are gone with it, a node restarted on a
+// fresh file has no cursor (a gap, as it should), and failing would keep
+// the node catching up (its memory tier off) for as long as the file is
+// damaged.
 func (b *boltCursors) StoreCursor(_ context.Context, cur cluster.Cursor) error {
 	<-b.c.started
 	raw, err := json.Marshal(cur)
 	if err != nil {
 		return err
 	}
-	return b.c.app.Load().putClusterValue(clusterStoreKey(b.c.cfg, "cursor"), raw)
+	err = b.c.app.Load().putClusterValue(clusterStoreKey(b.c.cfg, "cursor"), raw)
+	if errors.Is(err, snapshot.ErrDamaged) || errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return nil
+	}
+	return err
 }
 
 // getClusterValue reads key of the bucket "cluster" (nil if absent). A
