@@ -144,6 +144,11 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	if n := len(sim.WritesFor(vendorsim.KindProduct, "5")); n != 0 {
 		t.Fatalf("the damaged node sent %d writes", n)
 	}
+	// A write to this node's records API: accepted into the cluster's
+	// outbox (JetStream holds it, not the damaged file).
+	w := g.Do(http.MethodPut, "/vendors/v1/shop/product/6", map[string]string{"Content-Type": "application/json"},
+		`{"sku":"SKU-6","title":{"en":"Accepted while damaged"},"price":{"amount":6,"currency":"EUR"},"stock":6}`)
+	e2e.WantStatus(t, w, http.StatusAccepted)
 
 	// A reload opens a fresh file at the path; the node (same cluster
 	// block) is kept.
@@ -185,6 +190,9 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	if n := len(sim.WritesFor(vendorsim.KindProduct, "5")); n != 1 {
 		t.Fatalf("vendor saw %d writes, want 1", n)
 	}
+	e2e.WaitFor(t, "the write accepted while damaged delivered", func() bool {
+		return len(sim.WritesFor(vendorsim.KindProduct, "6")) == 1
+	})
 }
 
 // mountTinyFS mounts a tmpfs of size at a new directory and unmounts it at
