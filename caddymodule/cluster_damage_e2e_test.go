@@ -234,10 +234,12 @@ func fillFS(t *testing.T, dir string) func() {
 	}
 }
 
-// The disk is full when other nodes' record versions arrive: bbolt's
-// commit fails. The node keeps serving (the file is not damaged), logs the
-// failure naming the file, counts it, stores nothing of the versions (one
-// transaction each), and applies them all, in order, once space is back.
+// The disk is full when other nodes' record versions and a purge arrive:
+// bbolt's commits fail. The node keeps serving (the file is not damaged),
+// logs the failure naming the file, counts it, stores nothing of the
+// versions (one transaction each), catches up again (memory tier off)
+// rather than pass the purge, and applies it all, in order, once space is
+// back.
 func TestClusterFullDiskRetriesRecordVersions(t *testing.T) {
 	dir := mountTinyFS(t, "8m")
 	path := filepath.Join(dir, "craftedge.db")
@@ -278,7 +280,20 @@ func TestClusterFullDiskRetriesRecordVersions(t *testing.T) {
 	if err := ra.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// And a purge whose marks (~600 KiB of tags) cannot be written.
+	var tags []string
+	for i := range 200 {
+		tags = append(tags, fmt.Sprintf("big-%03d-%s", i, strings.Repeat("t", 3000)))
+	}
+	peer.Publish(cluster.Purge{Tags: tags, Source: "test"})
 	e2e.WaitFor(t, "a version retried", func() bool { return clusterHealth(g.Gateway).Data.Records.Retries > 0 })
+	e2e.WaitFor(t, "the purge not recorded: catching up", func() bool {
+		h := clusterHealth(g.Gateway)
+		return h.ApplyFailures > 0 && h.State == "catching_up" && !h.MemoryServes
+	})
+	if v := e2e.Scrape(g.Gateway, `craftedge_cluster_purges_applied_total{outcome="error"}`); v < 1 {
+		t.Fatalf("purges applied with errors = %v", v)
+	}
 	e2e.WaitFor(t, "an error log line naming the file and the cause", func() bool {
 		for _, l := range e2e.LogLines(t, logPath) {
 			msg, _ := l["msg"].(string)
@@ -312,6 +327,10 @@ func TestClusterFullDiskRetriesRecordVersions(t *testing.T) {
 		return true
 	})
 	e2e.WaitFor(t, "the read model ready again", func() bool { return clusterHealth(g.Gateway).Data.Records.Ready })
+	e2e.WaitFor(t, "the purge applied, the node ready", func() bool {
+		h := clusterHealth(g.Gateway)
+		return h.State == "ready" && h.MemoryServes && h.Lag != nil && *h.Lag == 0
+	})
 }
 
 // The storage file is damaged (found on open) and NATS is away: a
