@@ -77,12 +77,7 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	// override and another node's snapshot.
 	nats := e2e.StartNATS(t)
 	peer := startHostilePeer(t, nats.URL())
-	ra, err := cluster.NewReadModel(peer, func(cluster.RecordVersion) error { return nil }, cluster.ReadModelConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
-	e2e.WaitFor(t, "the peer's read model", ra.Ready)
+	ra := startPublisherReadModel(t, peer)
 	ra.Publish(peerVersion(t, r1, "from-peer"))
 	if err := ra.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -265,12 +260,7 @@ func TestClusterFullDiskRetriesRecordVersions(t *testing.T) {
 	}
 
 	peer := startHostilePeer(t, nats.URL())
-	ra, err := cluster.NewReadModel(peer, func(cluster.RecordVersion) error { return nil }, cluster.ReadModelConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
-	e2e.WaitFor(t, "the peer's read model", ra.Ready)
+	ra := startPublisherReadModel(t, peer)
 
 	free := fillFS(t, dir)
 	big := strings.Repeat("a long description ", 16<<10) // ~300 KiB: new pages

@@ -37,6 +37,34 @@ func startHostilePeer(t *testing.T, url string) *cluster.Node {
 	return n
 }
 
+// startPublisherReadModel starts a read model on n that only publishes
+// (it applies nothing), ready, closed at cleanup.
+func startPublisherReadModel(t *testing.T, n *cluster.Node) *cluster.ReadModel {
+	t.Helper()
+	rm, err := cluster.NewReadModel(n, func(cluster.RecordVersion) error { return nil }, cluster.ReadModelConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rm.Close)
+	e2e.WaitFor(t, n.Name()+"'s read model ready", rm.Ready)
+	return rm
+}
+
+// startAppReadModel starts app's read model on n (as cluster mode does),
+// stopped at cleanup.
+func startAppReadModel(t *testing.T, app *App, n *cluster.Node) *cluster.ReadModel {
+	t.Helper()
+	rm, err := app.startReadModel(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		app.records.OnChange(nil)
+		rm.Close()
+	})
+	return rm
+}
+
 // storedSnapshot returns the copy app's store holds for the page at path.
 func storedSnapshot(t *testing.T, app *App, path string) (snapshot.Record, bool) {
 	t.Helper()
@@ -260,22 +288,10 @@ func TestClusterHostileRecordVersions(t *testing.T) {
 	e.sync("s1", "done")
 	app := currentApp.Load()
 	a, b := startClusterNodes(t)
-	defer a.Close()
-	defer b.Close()
-	rm, err := app.startReadModel(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		app.records.OnChange(nil)
-		rm.Close()
-	}()
-	ra, err := cluster.NewReadModel(a, func(cluster.RecordVersion) error { return nil }, cluster.ReadModelConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
-	e2e.WaitFor(t, "both read models ready", func() bool { return rm.Ready() && ra.Ready() })
+	t.Cleanup(func() { _ = b.Close(); _ = a.Close() }) // after the read models (cleanups run last first)
+	rm := startAppReadModel(t, app, b)
+	ra := startPublisherReadModel(t, a)
+	e2e.WaitFor(t, "this node's read model ready", rm.Ready)
 	r1, err := app.records.Get("shop", "product", "1")
 	if err != nil {
 		t.Fatal(err)
