@@ -93,6 +93,12 @@ func TestClusterHostileSharedSnapshotsRefused(t *testing.T) {
 	opts := e2e.Options{GlobalExtra: nats.ClusterBlock("gw"), HandlerExtra: damageFallback}
 	g := e2e.StartGateway(t, o, opts)
 	waitClusterReadyHere(t, g)
+	// Its own import (of an empty stream) done before the hostile copies
+	// are there: the node that joins later is the one importing them.
+	e2e.WaitFor(t, "the first import done", func() bool {
+		h := clusterHealth(g)
+		return h.Data != nil && h.Data.Snapshots != nil && h.Data.Snapshots.ImportDone
+	})
 	e2e.WantCacheStatus(t, g.Get("/probe"), "craftedge; fwd=miss; stored")
 
 	peer := startHostilePeer(t, nats.URL())

@@ -104,6 +104,10 @@ func (a *App) startSharedSnapshots(c *clusterNode) (*clusterSnapshots, error) {
 			// already): the next app started on this node imports.
 			c.snapshotsImported.Store(false)
 		case err != nil:
+			// Not all imported (NATS lost, the file damaged or full):
+			// import_done stays false, and the next app started on this
+			// node (a reload) imports again.
+			c.snapshotsImported.Store(false)
 			a.logger.Error("cluster: importing shared snapshots", zap.String("storage", a.store.Path()), zap.Error(err))
 		}
 	}()
