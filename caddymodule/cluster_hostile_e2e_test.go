@@ -254,6 +254,7 @@ func TestClusterHostilePurges(t *testing.T) {
 	peer.Publish(cluster.Purge{Tags: []string{"*"}})
 	peer.Publish(cluster.Purge{Tags: []string{""}})
 	e2e.WaitFor(t, "two purges handed over", func() bool { return applied() == 2 })
+	e2e.WaitFor(t, "the cursor past them", func() bool { h := clusterHealth(g); return h.Lag != nil && *h.Lag == 0 })
 	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; hit")
 	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; hit")
 	if v := e2e.Scrape(g, `craftedge_cluster_purges_applied_total{outcome="refused"}`); v != refused+1 {

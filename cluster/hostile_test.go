@@ -65,6 +65,7 @@ func TestPurgeNotRecordedIsRedelivered(t *testing.T) {
 		defer mu.Unlock()
 		return len(applied) == 2
 	})
+	waitState(t, b, StateReady) // reported once the handler returned
 	mu.Lock()
 	defer mu.Unlock()
 	if applied[0] != "t1" || applied[1] != "t2" {
