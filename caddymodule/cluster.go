@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/snapshot"
 )
 
 // The wiring of the cluster tier (package cluster) into the app. A node
@@ -69,6 +70,10 @@ type clusterNode struct {
 	// snapshotsImported is set by the first app to import the cluster's
 	// shared snapshots through this node (cluster_snapshots.go).
 	snapshotsImported atomic.Bool
+
+	// store is the storage file of the last app started on the node:
+	// where its purge marks and cursor are (see adoptStore).
+	store atomic.Pointer[snapshot.Store]
 }
 
 type clusterMembersSample struct {
@@ -134,8 +139,9 @@ func (a *App) provisionCluster() error {
 func (a *App) startClusterNode(cfg cluster.Config) (*clusterNode, error) {
 	c := &clusterNode{cfg: cfg, log: a.logger.Named("cluster"), started: make(chan struct{})}
 	c.app.Store(a)
+	c.store.Store(a.store)
 	c.serving.Store(true)
-	c.pending = loadKillPending(a.store, cfg)
+	c.pending = loadKillPending(a, cfg)
 	node, err := cluster.Start(cfg, cluster.Handlers{
 		Purge:      c.onPurge,
 		Gap:        c.onGap,
@@ -162,6 +168,9 @@ func (a *App) startCluster() {
 		return
 	}
 	c.app.Store(a)
+	if prev := c.store.Swap(a.store); prev != nil && prev != a.store {
+		a.adoptStore(c, prev)
+	}
 	initClusterMetrics()
 	clusterMetricsNode.Store(c)
 	ctx, cancel := context.WithCancel(a.ctx)
@@ -209,8 +218,13 @@ func (a *App) publishPurge(p *PurgeRequest, source string, at time.Time) {
 	})
 }
 
-// onPurge applies another node's purge with its own time.
-func (c *clusterNode) onPurge(p cluster.Purge) {
+// onPurge applies another node's purge with its own time, or this
+// node's time when the purge has none or one in the future (a purge from
+// the future would mark stale every copy stored until then; one without
+// a time, none). An error (the marks could not be written: a full disk)
+// makes the node apply it again (it catches up meanwhile: the memory
+// tier does not serve).
+func (c *clusterNode) onPurge(p cluster.Purge) error {
 	<-c.started
 	a := c.app.Load()
 	// The publishing node settled the mode: apply it, not this node's
@@ -223,20 +237,29 @@ func (c *clusterNode) onPurge(p cluster.Purge) {
 	if err := req.validate(); err != nil {
 		observeClusterApplied("refused")
 		c.log.Error("refusing another node's purge", zap.String("from", p.Node), zap.Uint64("seq", p.Seq), zap.Error(err))
-		return
+		return nil
 	}
-	n, err := a.applyPurge(req, p.At)
+	at := p.At
+	if now := nowFunc(); at.IsZero() || at.After(now) {
+		at = now
+	}
+	n, err := a.applyPurge(req, at)
 	observeClusterFanout(time.Since(p.At))
 	fields := purgeLogFields(req, "cluster", n)
 	fields = append(fields, zap.String("from", p.Node), zap.String("origin_source", p.Source), zap.Uint64("seq", p.Seq))
+	if !at.Equal(p.At) {
+		fields = append(fields, zap.Time("purge_at", p.At), zap.Time("applied_at", at))
+	}
 	if err != nil {
 		observeClusterApplied("error")
-		a.logger.Error("applying another node's purge", append(fields, zap.Error(err))...)
-		return
+		a.logger.Error("applying another node's purge: not recorded in the storage file, applying it again",
+			append(fields, zap.String("storage", a.store.Path()), zap.Error(err))...)
+		return err
 	}
 	observeClusterApplied("ok")
 	metrics.purgedEntries.Add(float64(n))
 	a.logger.Info("purged", fields...)
+	return nil
 }
 
 // onGap drops the memory tier and marks every snapshot stale: purges
@@ -254,6 +277,40 @@ func (c *clusterNode) onGap(g cluster.Gap) {
 	}
 	a.logger.Warn("cluster gap: memory tier dropped, snapshots marked stale",
 		zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First), zap.Int("entries", n))
+}
+
+// adoptStore is startCluster's when the node kept by a reload recorded
+// its purges in another storage file than this app's: the file was found
+// damaged and moved aside (this one is fresh), or the reload changed
+// storage. This file missed purges, and nobody can say which: as on a
+// gap, every snapshot in it is marked stale (the memory tier saw every
+// purge and stays). The cluster's shared snapshots are imported into it
+// again (stale), and the cluster's kill switch and this node's pending
+// changes written to it; this app's read model applies every record
+// version again (a new read model starts from the bucket's first one).
+func (a *App) adoptStore(c *clusterNode, prev *snapshot.Store) {
+	why := "the storage changed"
+	if d := prev.Damaged(); d != nil {
+		why = "the storage file was damaged and moved aside"
+	}
+	observeClusterGap(gapStorageReplaced)
+	if err := a.store.MarkPurgedAll(nowFunc()); err != nil {
+		a.logger.Error("cluster: marking the snapshots of the new storage file stale", zap.String("storage", a.store.Path()), zap.Error(err))
+	}
+	c.snapshotsImported.Store(false)
+	c.pendingMu.Lock()
+	if len(c.pending) > 0 {
+		if err := c.saveKillPendingLocked(); err != nil {
+			a.logger.Error("storing the pending kill-switch changes", zap.Error(err))
+		}
+	}
+	c.pendingMu.Unlock()
+	if c.node.Stats().Connected {
+		// Otherwise the set comes with the next connection.
+		c.onKillSwitch(c.node.SnapshotOnlyOverrides())
+	}
+	a.logger.Warn("cluster gap: "+why+"; snapshots in the new file marked stale, the cluster's snapshots, records and kill switch applied to it",
+		zap.String("reason", gapStorageReplaced), zap.String("storage", a.store.Path()), zap.String("previous", prev.Path()))
 }
 
 // onState records the node's state; the memory tier does not serve while

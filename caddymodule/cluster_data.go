@@ -52,8 +52,9 @@ type ClusterDataHealth struct {
 type ClusterOutboxHealth struct {
 	// Accepted writes (Duplicates: the same key again); Delivered,
 	// Retried and Dead attempts' outcomes; Blocked times a job waited for
-	// an earlier job of its entity; Malformed messages; Running attempts
-	// now.
+	// an earlier job of its entity; Malformed messages; GivenBack jobs
+	// this node could not run (its storage file damaged or full: the
+	// attempt not counted, any node runs it); Running attempts now.
 	Accepted   uint64 `json:"accepted"`
 	Duplicates uint64 `json:"duplicates"`
 	Delivered  uint64 `json:"delivered"`
@@ -61,6 +62,7 @@ type ClusterOutboxHealth struct {
 	Dead       uint64 `json:"dead"`
 	Blocked    uint64 `json:"blocked"`
 	Malformed  uint64 `json:"malformed"`
+	GivenBack  uint64 `json:"given_back"`
 	Running    int64  `json:"running"`
 }
 
@@ -71,14 +73,18 @@ type ClusterRecordsHealth struct {
 	// applied here.
 	Ready bool `json:"ready"`
 	// Published versions stored in the bucket (Superseded: it had a newer
-	// one); Applied other nodes' versions (ApplyErrors refused; Malformed
-	// bucket values); Pending versions wait for NATS (Dropped overflowed);
-	// Revision is the bucket revision last applied.
+	// one); Applied other nodes' versions (ApplyErrors refused: invalid,
+	// of another record than their key, not configured here, updated far
+	// in the future; Malformed bucket values; Retries could not be stored
+	// then, a full disk or a damaged file, and are applied again); Pending
+	// versions wait for NATS (Dropped overflowed); Revision is the bucket
+	// revision last applied.
 	Published   uint64 `json:"published"`
 	Superseded  uint64 `json:"superseded"`
 	Applied     uint64 `json:"applied"`
 	ApplyErrors uint64 `json:"apply_errors"`
 	Malformed   uint64 `json:"malformed"`
+	Retries     uint64 `json:"retries"`
 	Pending     int    `json:"pending"`
 	Dropped     uint64 `json:"dropped"`
 	Revision    uint64 `json:"revision"`
@@ -143,12 +149,12 @@ func (a *App) clusterDataHealth() *ClusterDataHealth {
 	if co := a.clusterLive.outbox.Load(); co != nil {
 		st := co.o.Stats()
 		h.Outbox = &ClusterOutboxHealth{Accepted: st.Accepted, Duplicates: st.Duplicates, Delivered: st.Delivered,
-			Retried: st.Retried, Dead: st.Dead, Blocked: st.Blocked, Malformed: st.Malformed, Running: st.Running}
+			Retried: st.Retried, Dead: st.Dead, Blocked: st.Blocked, Malformed: st.Malformed, GivenBack: st.GivenBack, Running: st.Running}
 	}
 	if d.rm != nil {
 		st := d.rm.Stats()
 		h.Records = &ClusterRecordsHealth{Ready: st.Ready, Published: st.Published, Superseded: st.Superseded,
-			Applied: st.Applied, ApplyErrors: st.ApplyErrors, Malformed: st.Malformed, Pending: st.Pending,
+			Applied: st.Applied, ApplyErrors: st.ApplyErrors, Malformed: st.Malformed, Retries: st.Retries, Pending: st.Pending,
 			Dropped: st.Dropped, Revision: st.Revision}
 	}
 	if d.shared != nil {

@@ -31,10 +31,11 @@ func startPeer(t *testing.T, url string) *peer {
 	t.Helper()
 	p := &peer{}
 	node, err := cluster.Start(cluster.Config{NodeName: "peer", URLs: []string{url}, LeaseTTL: time.Second, ReconnectWait: 20 * time.Millisecond},
-		cluster.Handlers{Purge: func(pu cluster.Purge) {
+		cluster.Handlers{Purge: func(pu cluster.Purge) error {
 			p.mu.Lock()
 			p.purges = append(p.purges, pu)
 			p.mu.Unlock()
+			return nil
 		}}, cluster.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -26,14 +26,17 @@ type ClusterHealth struct {
 	// Embedded is the embedded NATS server's client URL, if any.
 	Embedded string `json:"embedded,omitempty"`
 	// Queued purges wait to be published; Published were stored by
-	// JetStream; Applied are other nodes' purges applied here; Gaps
+	// JetStream; Applied are other nodes' purges applied here
+	// (ApplyFailures could not be recorded in the storage file, a full
+	// disk: each applied again, the node catching up meanwhile); Gaps
 	// counts the times purges may have been missed; Overflows the times
 	// the queue collapsed into a purge-all.
-	Queued    int    `json:"queued"`
-	Published uint64 `json:"published"`
-	Applied   uint64 `json:"applied"`
-	Gaps      uint64 `json:"gaps"`
-	Overflows uint64 `json:"overflows"`
+	Queued        int    `json:"queued"`
+	Published     uint64 `json:"published"`
+	Applied       uint64 `json:"applied"`
+	ApplyFailures uint64 `json:"apply_failures"`
+	Gaps          uint64 `json:"gaps"`
+	Overflows     uint64 `json:"overflows"`
 	// Cursor is the stream sequence of the last purge applied here;
 	// StreamLastSeq the stream's last and Lag the difference (known only
 	// when NATS answered: Members set).
@@ -71,7 +74,7 @@ func (a *App) clusterHealth() *ClusterHealth {
 		Node: c.cfg.NodeName, Namespace: c.cfg.Namespace,
 		State: st.State.String(), Connected: st.Connected, LastError: st.LastError,
 		MemoryServes: c.serving.Load(), Embedded: c.node.ClientURL(),
-		Queued: st.Queued, Published: st.Published, Applied: st.Applied, Gaps: st.Gaps, Overflows: st.Overflows,
+		Queued: st.Queued, Published: st.Published, Applied: st.Applied, ApplyFailures: st.ApplyFailures, Gaps: st.Gaps, Overflows: st.Overflows,
 		Cursor: st.Cursor, Data: a.clusterDataHealth(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(c.cfg.Timeout, 2*time.Second))

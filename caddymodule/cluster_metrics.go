@@ -21,6 +21,7 @@ var clusterMetrics = struct {
 	fanout  prometheus.Histogram
 	applied *prometheus.CounterVec
 	gaps    *prometheus.CounterVec
+	data    *prometheus.CounterVec
 	leases  *prometheus.GaugeVec
 	node    prometheus.Collector
 }{}
@@ -49,6 +50,10 @@ func initClusterMetrics() {
 			Namespace: metricsNamespace, Subsystem: "cluster", Name: "gaps_total",
 			Help: "Times this node could not know which purges it missed (memory tier dropped, snapshots marked stale), by reason.",
 		}, []string{"reason"})
+		clusterMetrics.data = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "cluster", Name: "data_applied_total",
+			Help: "Other nodes' record versions and shared snapshots applied here, by part (records, snapshots) and outcome (ok, retry: not stored now, applied again later; refused: invalid or hostile, skipped).",
+		}, []string{"part", "outcome"})
 		clusterMetrics.leases = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Subsystem: "cluster", Name: "lease_held",
 			Help: "1 while this node holds a lease of scheduled work (sync:<vendor>), else 0.",
@@ -56,8 +61,13 @@ func initClusterMetrics() {
 		for _, o := range []string{"ok", "error", "refused"} {
 			clusterMetrics.applied.WithLabelValues(o)
 		}
-		for _, r := range []string{cluster.GapNoCursor, cluster.GapStreamRecreated, cluster.GapRetention} {
+		for _, r := range []string{cluster.GapNoCursor, cluster.GapStreamRecreated, cluster.GapRetention, gapStorageReplaced} {
 			clusterMetrics.gaps.WithLabelValues(r)
+		}
+		for _, part := range []string{"records", "snapshots"} {
+			for _, o := range []string{"ok", "retry", "refused"} {
+				clusterMetrics.data.WithLabelValues(part, o)
+			}
 		}
 		clusterMetrics.node = clusterCollector{}
 	})
@@ -70,7 +80,7 @@ func registerClusterMetrics(reg *prometheus.Registry) error {
 		return nil
 	}
 	return registerCollectors(reg, clusterMetrics.fanout, clusterMetrics.applied, clusterMetrics.gaps,
-		clusterMetrics.leases, clusterMetrics.node)
+		clusterMetrics.data, clusterMetrics.leases, clusterMetrics.node)
 }
 
 func observeClusterFanout(d time.Duration) {
@@ -81,6 +91,13 @@ func observeClusterFanout(d time.Duration) {
 func observeClusterApplied(outcome string) {
 	initClusterMetrics()
 	clusterMetrics.applied.WithLabelValues(outcome).Inc()
+}
+
+// observeClusterData counts another node's record version (part
+// "records") or shared snapshot ("snapshots") by outcome.
+func observeClusterData(part, outcome string) {
+	initClusterMetrics()
+	clusterMetrics.data.WithLabelValues(part, outcome).Inc()
 }
 
 func observeClusterGap(reason string) {

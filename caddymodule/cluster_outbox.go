@@ -130,12 +130,22 @@ func (a *App) observedClusterOutbox(ctx context.Context, j cluster.OutboxJob) er
 }
 
 // runClusterOutbox runs one attempt of a cluster outbox job with the
-// local outbox's handler.
+// local outbox's handler. A node whose storage file is damaged, or fails
+// to record the vendor's answer (a full disk), gives the job back
+// (cluster.OutboxGiveBack) instead of using up one of its attempts: any
+// node may run it, with the same Idempotency-Key.
 func (a *App) runClusterOutbox(ctx context.Context, j cluster.OutboxJob) error {
 	if j.Kind != jobKindOutbox {
 		return jobs.Permanent(fmt.Errorf("cluster outbox: job of kind %q (this node runs %q)", j.Kind, jobKindOutbox))
 	}
-	return a.runOutbox(ctx, jobs.ExternalTask(jobFromCluster(j)))
+	if d := a.store.Damaged(); d != nil {
+		return cluster.OutboxGiveBack(fmt.Errorf("cluster outbox: this node cannot record the answer: %w", d))
+	}
+	err := a.runOutbox(ctx, jobs.ExternalTask(jobFromCluster(j)))
+	if err != nil && a.storageFailure(err) {
+		return cluster.OutboxGiveBack(fmt.Errorf("cluster outbox: recording the answer in %s: %w", a.store.Path(), err))
+	}
+	return err
 }
 
 // Enqueue accepts an outbox write into the cluster; see jobs.OutboxBackend.

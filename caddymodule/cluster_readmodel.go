@@ -49,12 +49,36 @@ func (a *App) startReadModel(node *cluster.Node) (*cluster.ReadModel, error) {
 
 // applyRecordReplica stores another node's record version (unless this
 // node has it or a newer one) and, when it changed, purges its pages
-// here and fetches its media files.
+// here and fetches its media files. A version this node would not store
+// is refused (checkReplica); one the storage file cannot take now (a
+// full disk, a damaged file) is applied again later
+// (cluster.RetryLater): nothing is half-applied, since the record and its
+// lineage are one bbolt transaction.
 func (a *App) applyRecordReplica(v cluster.RecordVersion) error {
-	rec, changed, prev, err := a.records.ApplyReplica(v.Data)
+	if err := a.checkReplica(v, nowFunc()); err != nil {
+		observeClusterData("records", "refused")
+		return fmt.Errorf("refused: %w", err)
+	}
+	var rec vendors.Record
+	var changed bool
+	var prev *vendors.Record
+	err := a.guardStorage(func() error {
+		if d := a.store.Damaged(); d != nil {
+			return d
+		}
+		var err error
+		rec, changed, prev, err = a.records.ApplyReplica(v.Data)
+		return err
+	})
 	if err != nil {
+		if a.storageFailure(err) {
+			observeClusterData("records", "retry")
+			return cluster.RetryLater(fmt.Errorf("storing %s/%s %q in %s: %w", v.Vendor, v.Resource, v.ID, a.store.Path(), err))
+		}
+		observeClusterData("records", "refused")
 		return err
 	}
+	observeClusterData("records", "ok")
 	if !changed {
 		return nil
 	}

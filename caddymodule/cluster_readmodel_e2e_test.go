@@ -33,16 +33,8 @@ func TestClusterReadModelReplicas(t *testing.T) {
 	pushes0 := pushJobs()
 
 	a, b := startClusterNodes(t)
-	defer a.Close()
-	defer b.Close()
-	rm, err := app.startReadModel(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		app.records.OnChange(nil)
-		rm.Close()
-	}()
+	t.Cleanup(func() { _ = b.Close(); _ = a.Close() }) // after the read models
+	rm := startAppReadModel(t, app, b)
 	var mu sync.Mutex
 	seenByA := map[string]string{} // id → version
 	ra, err := cluster.NewReadModel(a, func(v cluster.RecordVersion) error {
@@ -54,7 +46,7 @@ func TestClusterReadModelReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ra.Close()
+	t.Cleanup(ra.Close)
 	e2e.WaitFor(t, "both read models ready", func() bool { return rm.Ready() && ra.Ready() })
 
 	// A page showing product 1, in the memory tier.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -35,10 +36,13 @@ type ClusterSnapshotsHealth struct {
 	Malformed uint64 `json:"malformed"`
 	Queued    int    `json:"queued"`
 	// Imported copies were put in this node's store; Kept were skipped
-	// because its own copy was as new or newer. ImportDone is true once
-	// the import has read the whole stream.
+	// because its own copy was as new or newer; Refused were copies this
+	// node would not have stored (Set-Cookie, private, stored in the
+	// future, not a response: see the log). ImportDone is true once the
+	// import has read the whole stream.
 	Imported   uint64 `json:"imported"`
 	Kept       uint64 `json:"kept"`
+	Refused    uint64 `json:"refused"`
 	ImportDone bool   `json:"import_done"`
 }
 
@@ -47,14 +51,14 @@ type clusterSnapshots struct {
 	ss   *cluster.SharedSnapshots
 	stop func()
 
-	imported, kept atomic.Uint64
-	importDone     atomic.Bool
+	imported, kept, refused atomic.Uint64
+	importDone              atomic.Bool
 }
 
 func (s *clusterSnapshots) health() ClusterSnapshotsHealth {
 	st := s.ss.Stats()
 	return ClusterSnapshotsHealth{Published: st.Published, Dropped: st.Dropped, TooLarge: st.TooLarge, Malformed: st.Malformed,
-		Queued: st.Queued, Imported: s.imported.Load(), Kept: s.kept.Load(), ImportDone: s.importDone.Load()}
+		Queued: st.Queued, Imported: s.imported.Load(), Kept: s.kept.Load(), Refused: s.refused.Load(), ImportDone: s.importDone.Load()}
 }
 
 // sharedSnapshotsConfig bounds the stream like the local store: its byte
@@ -100,7 +104,11 @@ func (a *App) startSharedSnapshots(c *clusterNode) (*clusterSnapshots, error) {
 			// already): the next app started on this node imports.
 			c.snapshotsImported.Store(false)
 		case err != nil:
-			a.logger.Error("cluster: importing shared snapshots", zap.Error(err))
+			// Not all imported (NATS lost, the file damaged or full):
+			// import_done stays false, and the next app started on this
+			// node (a reload) imports again.
+			c.snapshotsImported.Store(false)
+			a.logger.Error("cluster: importing shared snapshots", zap.String("storage", a.store.Path()), zap.Error(err))
 		}
 	}()
 	return s, nil
@@ -131,15 +139,24 @@ func (a *App) importSharedSnapshots(ctx context.Context, c *clusterNode, s *clus
 	}
 	var firstErr error
 	err := s.ss.Each(ctx, func(sh cluster.SharedSnapshot) bool {
-		if a.store.Damaged() != nil {
+		if d := a.store.Damaged(); d != nil {
+			// The next app (on a fresh file) imports again.
+			firstErr = d
 			return false
+		}
+		rec, err := sharedSnapshotRecord(sh, nowFunc())
+		if err != nil {
+			s.refused.Add(1)
+			observeClusterData("snapshots", "refused")
+			a.logger.Warn("cluster: refusing another node's shared snapshot", zap.String("key", fmt.Sprintf("%.200q", sh.Key)),
+				zap.String("from", sh.Node), zap.Error(err))
+			return true
 		}
 		own, ok, err := a.store.Get(sh.Key)
 		if err == nil && ok && !own.StoredAt.Before(sh.StoredAt) {
 			s.kept.Add(1)
 			return true
 		}
-		rec := snapshot.Record{Key: sh.Key, StoredAt: sh.StoredAt, Tags: sh.Tags, Value: sh.Value}
 		if !a.store.Put(rec) {
 			// The write-behind queue is full: commit it and try once more.
 			if err := a.store.Flush(); err != nil && firstErr == nil {
@@ -150,6 +167,7 @@ func (a *App) importSharedSnapshots(ctx context.Context, c *clusterNode, s *clus
 			}
 		}
 		s.imported.Add(1)
+		observeClusterData("snapshots", "ok")
 		return true
 	})
 	if err == nil {
@@ -159,6 +177,9 @@ func (a *App) importSharedSnapshots(ctx context.Context, c *clusterNode, s *clus
 		err = firstErr
 	}
 	s.importDone.Store(err == nil)
-	a.logger.Info("cluster: shared snapshots imported", zap.Uint64("imported", s.imported.Load()), zap.Uint64("kept", s.kept.Load()), zap.Error(err))
+	if err == nil {
+		a.logger.Info("cluster: shared snapshots imported", zap.Uint64("imported", s.imported.Load()),
+			zap.Uint64("kept", s.kept.Load()), zap.Uint64("refused", s.refused.Load()))
+	}
 	return err
 }

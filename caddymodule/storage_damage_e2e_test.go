@@ -44,6 +44,13 @@ func populateStorage(t *testing.T, path string, pages int) {
 // snapshot read or write walks into garbage.
 func damageSnapshotLeaves(t *testing.T, path string) int {
 	t.Helper()
+	return damageBucketLeaves(t, path, "snapshots")
+}
+
+// damageBucketLeaves is damageSnapshotLeaves for the top-level bucket
+// named bucket.
+func damageBucketLeaves(t *testing.T, path, bucket string) int {
+	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -51,9 +58,9 @@ func damageSnapshotLeaves(t *testing.T, path string) int {
 	pageSize := db.Info().PageSize
 	var root uint64
 	if err := db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("snapshots"))
+		b := tx.Bucket([]byte(bucket))
 		if b == nil {
-			return fmt.Errorf("no snapshots bucket")
+			return fmt.Errorf("no %s bucket", bucket)
 		}
 		root = uint64(b.Root())
 		return nil
@@ -75,7 +82,7 @@ func damageSnapshotLeaves(t *testing.T, path string) int {
 	// Page header: id u64, flags u16, count u16, overflow u32; a branch
 	// page (flag 0x01) lists count elements of pos u32, ksize u32, pgid u64.
 	if flags := binary.LittleEndian.Uint16(page[8:10]); flags&0x01 == 0 {
-		t.Fatalf("snapshots root page %d is not a branch page (flags %#x): store more pages", root, flags)
+		t.Fatalf("%s root page %d is not a branch page (flags %#x): store more pages", bucket, root, flags)
 	}
 	count := int(binary.LittleEndian.Uint16(page[10:12]))
 	rng := rand.New(rand.NewPCG(11, 11))

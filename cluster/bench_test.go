@@ -15,7 +15,7 @@ import (
 //	go test -run '^$' -bench PurgeFanout -benchtime 1000x ./cluster/
 func BenchmarkPurgeFanout(b *testing.B) {
 	got := []chan Purge{make(chan Purge, 16), make(chan Purge, 16)}
-	hs := []Handlers{{}, {Purge: func(p Purge) { got[0] <- p }}, {Purge: func(p Purge) { got[1] <- p }}}
+	hs := []Handlers{{}, {Purge: func(p Purge) error { got[0] <- p; return nil }}, {Purge: func(p Purge) error { got[1] <- p; return nil }}}
 	nodes := startEmbeddedNodes(b, hs)
 	// Steady state: a freshly formed NATS cluster may still move the
 	// consumers' leaders for a few seconds; one untimed purge first.

@@ -71,8 +71,11 @@ func (n *Node) DeliverySeen(ctx context.Context, source, id string, now time.Tim
 		return false, err
 	}
 	until, err := strconv.ParseInt(string(e.Value()), 10, 64)
-	if err != nil {
-		return false, nil // not ours: not a replay
+	if err != nil || until > now.Add(DeliveriesMaxAge+time.Hour).UnixNano() {
+		// Not ours (no node remembers a delivery for longer than the
+		// bucket keeps it): not a replay, never a delivery dropped for
+		// good.
+		return false, nil
 	}
 	return now.UnixNano() < until, nil
 }

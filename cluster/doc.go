@@ -45,7 +45,17 @@
 // node queues them in memory (bounded by MaxQueued, collapsing into one
 // purge-all on overflow) and publishes them in order whenever NATS is
 // reachable, so Publish never blocks. Other nodes' purges reach
-// Handlers.Purge in stream order; a node skips its own.
+// Handlers.Purge in stream order; a node skips its own. A purge the
+// handler cannot record (an error: a full disk) is not acknowledged: the
+// node reports StateCatchingUp and applies it again from its next session.
+//
+// What other writers may put in the streams and buckets is validated where
+// the tier can: read-model values must be versions of their key (and one
+// dated more than MaxUpdatedAhead ahead holds no record back), shared
+// snapshots must sit on their key's subject, kill-switch keys must name a
+// possible upstream, webhook deliveries are remembered no longer than the
+// bucket keeps them. A read model's apply may return RetryLater, an outbox
+// handler OutboxGiveBack, for what this node cannot store now.
 //
 // On every (re)connection a node reports StateCatchingUp, compares its
 // cursor with the stream, replays what it missed and reports StateReady

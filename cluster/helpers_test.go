@@ -185,11 +185,12 @@ type recorder struct {
 
 func (r *recorder) handlers() Handlers {
 	return Handlers{
-		Purge: func(p Purge) {
+		Purge: func(p Purge) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.purges = append(r.purges, p)
 			r.events = append(r.events, fmt.Sprintf("purge:%s", firstTag(p)))
+			return nil
 		},
 		Gap: func(g Gap) {
 			r.mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"maps"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -27,6 +29,13 @@ func killKey(upstream string) string {
 	return killPrefix + base64.RawURLEncoding.EncodeToString([]byte(upstream))
 }
 
+// maxUpstreamName bounds the upstream names of kill-switch keys: no
+// upstream a node configures has a longer one.
+const maxUpstreamName = 256
+
+// killUpstream returns the upstream of a key, false for a key no node
+// writes (a name that is empty, not UTF-8, holds control characters or is
+// longer than maxUpstreamName).
 func killUpstream(key string) (string, bool) {
 	if key == killAll {
 		return "", true
@@ -36,7 +45,8 @@ func killUpstream(key string) (string, bool) {
 		return "", false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil {
+	if err != nil || len(b) == 0 || len(b) > maxUpstreamName || !utf8.Valid(b) ||
+		strings.ContainsFunc(string(b), unicode.IsControl) {
 		return "", false
 	}
 	return string(b), true
@@ -112,7 +122,7 @@ func (n *Node) watchKillSwitch(ctx context.Context, kv jetstream.KeyValue) error
 			}
 			up, ok := killUpstream(e.Key())
 			if !ok {
-				n.log.Warn("ignoring an unknown kill-switch key", zap.String("key", e.Key()))
+				n.log.Warn("ignoring a kill-switch key no node writes", zap.String("key", e.Key()))
 				continue
 			}
 			if e.Operation() == jetstream.KeyValuePut {

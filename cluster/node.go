@@ -63,8 +63,12 @@ type Handlers struct {
 	// Purge applies a purge published by another node: drop the memory
 	// copies, mark the snapshots stale. A purge may be delivered more
 	// than once (after a crash, a redelivery): applying it must be
-	// idempotent, which purges are if marks use Purge.At.
-	Purge func(Purge)
+	// idempotent, which purges are if marks use Purge.At. An error says
+	// the purge could not be recorded now (a full disk): it is not
+	// acknowledged, the node reports StateCatchingUp and applies it
+	// again, then the purges after it, from its next session (after
+	// ReconnectWait). A purge the caller refuses must return nil.
+	Purge func(Purge) error
 
 	// Gap reports that the node cannot know which purges it missed: drop
 	// the whole memory tier and mark every snapshot stale (they still
@@ -134,6 +138,8 @@ type Node struct {
 	gaps      atomic.Uint64
 	cursorSeq atomic.Uint64
 	malformed atomic.Uint64
+	// applyFailures counts purges Handlers.Purge could not record.
+	applyFailures atomic.Uint64
 }
 
 // Start validates cfg, starts the embedded server if configured, and
@@ -261,6 +267,9 @@ type Stats struct {
 	Gaps uint64
 	// Malformed counts stream messages that were not purges (skipped).
 	Malformed uint64
+	// ApplyFailures counts purges Handlers.Purge could not record (each
+	// applied again later).
+	ApplyFailures uint64
 	// Cursor is the stream sequence of the last purge applied.
 	Cursor uint64
 	// LastError is the connection's last error ("" if none): why the
@@ -274,7 +283,7 @@ func (n *Node) Stats() Stats {
 	st := Stats{
 		State: n.State(), Connected: n.nc.IsConnected(),
 		Queued: q, Overflows: o, Published: p,
-		Applied: n.applied.Load(), Gaps: n.gaps.Load(), Malformed: n.malformed.Load(),
+		Applied: n.applied.Load(), Gaps: n.gaps.Load(), Malformed: n.malformed.Load(), ApplyFailures: n.applyFailures.Load(),
 		Cursor: n.cursorSeq.Load(),
 	}
 	if err := n.nc.LastError(); err != nil {

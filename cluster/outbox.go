@@ -191,12 +191,38 @@ func (j OutboxJob) IdempotencyKey() string {
 
 // OutboxHandler runs one attempt of a job. It must honour ctx (cancelled
 // at Timeout or when Run's context ends) and be idempotent: a job may run
-// again after a node died mid-attempt (with the same IdempotencyKey).
+// again after a node died mid-attempt (with the same IdempotencyKey). An
+// error wrapped by OutboxGiveBack gives the job back without counting the
+// attempt.
 type OutboxHandler func(ctx context.Context, job OutboxJob) error
+
+// OutboxGiveBack wraps a handler's error that says this node cannot run
+// jobs now, whatever the job (its storage file is damaged or full): the
+// job goes back to the stream for any node, after GiveBackDelay, and the
+// attempt is not counted, so a node that cannot record outcomes does not
+// use up the attempts of the cluster's jobs and dead-letter them.
+func OutboxGiveBack(err error) error { return &giveBack{err} }
+
+type giveBack struct{ err error }
+
+func (e *giveBack) Error() string { return e.err.Error() }
+func (e *giveBack) Unwrap() error { return e.err }
+
+func isGiveBack(err error) bool {
+	var g *giveBack
+	return errors.As(err, &g)
+}
+
+// giveBackDelay is how long a job given back waits before any node may
+// take it again: long enough for another node's worker to take it first
+// (this node's workers keep asking).
+func (c OutboxConfig) giveBackDelay() time.Duration { return 8 * c.BlockedRetry }
 
 // OutboxStats counts what this node did.
 type OutboxStats struct {
 	Accepted, Duplicates, Delivered, Retried, Dead, Blocked, Malformed uint64
+	// GivenBack counts jobs this node gave back (OutboxGiveBack).
+	GivenBack uint64
 	// Running is the number of attempts in progress on this node.
 	Running int64
 }
@@ -215,8 +241,8 @@ type Outbox struct {
 	dead   jetstream.Stream
 	status jetstream.KeyValue
 
-	accepted, duplicates, delivered, retried, deadN, blocked, malformed atomic.Uint64
-	running                                                             atomic.Int64
+	accepted, duplicates, delivered, retried, deadN, blocked, malformed, givenBack atomic.Uint64
+	running                                                                        atomic.Int64
 }
 
 // NewOutbox sets up the outbox on n: its streams and status bucket are
@@ -517,7 +543,7 @@ func (o *Outbox) putStatus(ctx context.Context, status jetstream.KeyValue, j Out
 func (o *Outbox) Stats() OutboxStats {
 	return OutboxStats{
 		Accepted: o.accepted.Load(), Duplicates: o.duplicates.Load(), Delivered: o.delivered.Load(),
-		Retried: o.retried.Load(), Dead: o.deadN.Load(), Blocked: o.blocked.Load(), Malformed: o.malformed.Load(),
+		Retried: o.retried.Load(), Dead: o.deadN.Load(), Blocked: o.blocked.Load(), Malformed: o.malformed.Load(), GivenBack: o.givenBack.Load(),
 		Running: o.running.Load(),
 	}
 }
@@ -656,6 +682,12 @@ func (o *Outbox) handle(sctx, runCtx context.Context, msg jetstream.Msg, h Outbo
 		}
 		o.delivered.Add(1)
 		log.Info("outbox job done", fields...)
+	case isGiveBack(herr):
+		job.State, job.Attempts = OutboxReady, max(job.Attempts-1, 0)
+		job.LastError = "given back by " + o.n.cfg.NodeName + ": " + errText(herr)
+		_ = msg.NakWithDelay(o.cfg.giveBackDelay())
+		o.givenBack.Add(1)
+		log.Warn("outbox job given back: this node cannot run jobs now", append(fields, zap.Error(herr))...)
 	case runCtx.Err() != nil && !o.permanent(herr):
 		job.State, job.Attempts = OutboxReady, max(job.Attempts-1, 0)
 		job.LastError = "interrupted by shutdown: " + errText(herr)

@@ -316,7 +316,16 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 		if seq > cur.Seq+1 {
 			n.reportGap(Gap{Reason: GapRetention, Cursor: cur.Seq, First: seq})
 		}
-		n.apply(msg, seq)
+		if err := n.apply(msg, seq); err != nil {
+			// Not recorded here (a full disk): not acknowledged. The node
+			// must not serve from memory past a purge it did not apply;
+			// the next session applies it again, and the ones after it.
+			n.applyFailures.Add(1)
+			n.setState(StateCatchingUp)
+			n.log.Error("a purge could not be applied here: catching up again to apply it",
+				zap.Uint64("seq", seq), zap.Error(err))
+			return fmt.Errorf("cluster: applying purge %d: %w", seq, err)
+		}
 		cur.Seq = seq
 		n.cursor = cur
 		n.cursorSeq.Store(seq)
@@ -337,24 +346,26 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 	}
 }
 
-// apply hands another node's purge to the caller.
-func (n *Node) apply(msg jetstream.Msg, seq uint64) {
+// apply hands another node's purge to the caller; an error is the
+// caller's: the purge could not be recorded now.
+func (n *Node) apply(msg jetstream.Msg, seq uint64) error {
 	from := msg.Headers().Get(headerNode)
 	if from == n.cfg.NodeName {
-		return // applied locally when it was made
+		return nil // applied locally when it was made
 	}
 	var p Purge
 	if err := json.Unmarshal(msg.Data(), &p); err != nil {
 		n.malformed.Add(1)
 		n.log.Error("skipping a message of the purge stream that is not a purge",
 			zap.Uint64("seq", seq), zap.String("from", from), zap.Error(err))
-		return
+		return nil
 	}
 	p.Node, p.Seq = from, seq
 	n.applied.Add(1)
 	if h := n.handlers(); h.Purge != nil {
-		h.Purge(p)
+		return h.Purge(p)
 	}
+	return nil
 }
 
 func (n *Node) reportGap(g Gap) {

@@ -135,7 +135,7 @@ func TestRestartReplaysFromTheCallersCursor(t *testing.T) {
 
 	// A reload hands the node to new handlers.
 	var got atomic.Value
-	b.SetHandlers(Handlers{Purge: func(p Purge) { got.Store(p.Tags[0]) }})
+	b.SetHandlers(Handlers{Purge: func(p Purge) error { got.Store(p.Tags[0]); return nil }})
 	a.Publish(Purge{Tags: []string{"four"}})
 	waitFor(t, "new handler gets four", func() bool { return got.Load() == "four" })
 }

@@ -60,6 +60,34 @@ func (v RecordVersion) key() string {
 	return "r." + enc([]byte(v.Vendor)) + "." + enc([]byte(v.Resource)) + "." + enc([]byte(v.ID))
 }
 
+// RetryLater wraps an error of a read model's apply function that says
+// the version could not be stored now (a full disk, a storage file being
+// replaced) but can be later: the read model does not move past it, and
+// applies it again, then the versions after it, after a pause (doubling
+// from ReconnectWait up to a minute while it keeps failing). Any other
+// error refuses the version for good: it is skipped and counted.
+func RetryLater(err error) error { return &retryLater{err} }
+
+type retryLater struct{ err error }
+
+func (e *retryLater) Error() string { return e.err.Error() }
+func (e *retryLater) Unwrap() error { return e.err }
+
+// IsRetryLater reports whether err was wrapped by RetryLater.
+func IsRetryLater(err error) bool {
+	var r *retryLater
+	return errors.As(err, &r)
+}
+
+const maxReadModelRetryPause = time.Minute
+
+// MaxUpdatedAhead bounds how far ahead of the clock a record version's
+// UpdatedAt may be (the vendor's clock): a version further ahead would
+// refuse every later one. The bucket's value is replaced by a node's
+// version whatever its order when it is further ahead; nodes should
+// refuse to apply such a version.
+const MaxUpdatedAhead = 24 * time.Hour
+
 // ReadModelConfig configures the replicated read model.
 type ReadModelConfig struct {
 	// MaxPending bounds the record versions this node holds in memory
@@ -79,8 +107,10 @@ type ReadModelStats struct {
 	// already had a newer (or the same) version of.
 	Published, Superseded uint64
 	// Applied versions of other nodes handed to apply; ApplyErrors those
-	// apply refused; Malformed bucket values that were not versions.
-	Applied, ApplyErrors, Malformed uint64
+	// apply refused; Malformed bucket values that were not versions;
+	// Retries versions apply could not store then (RetryLater), each
+	// applied again later.
+	Applied, ApplyErrors, Malformed, Retries uint64
 	// Pending versions wait for NATS; Dropped overflowed MaxPending.
 	Pending int
 	Dropped uint64
@@ -101,9 +131,11 @@ type ReadModel struct {
 	bg *background
 	q  *latestQueue[RecordVersion]
 
-	ready                                                           atomic.Bool
-	rev                                                             atomic.Uint64
-	published, superseded, applied, applyErrors, malformed, dropped atomic.Uint64
+	ready                                                                    atomic.Bool
+	rev                                                                      atomic.Uint64
+	published, superseded, applied, applyErrors, malformed, dropped, retries atomic.Uint64
+	// failing counts the retries in a row (the pause doubles with it).
+	failing int
 }
 
 // NewReadModel starts replicating on n: apply is called, one version at a
@@ -155,7 +187,7 @@ func (m *ReadModel) Stats() ReadModelStats {
 	p := m.q.len()
 	return ReadModelStats{Ready: m.ready.Load(), Published: m.published.Load(), Superseded: m.superseded.Load(),
 		Applied: m.applied.Load(), ApplyErrors: m.applyErrors.Load(), Malformed: m.malformed.Load(),
-		Pending: p, Dropped: m.dropped.Load(), Revision: m.rev.Load()}
+		Retries: m.retries.Load(), Pending: p, Dropped: m.dropped.Load(), Revision: m.rev.Load()}
 }
 
 // session sets the bucket up, publishes pending versions and applies the
@@ -171,9 +203,11 @@ func (m *ReadModel) session(ctx context.Context) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel() // follow may end first (a version to apply again)
+		wg.Wait()
+	}()
 	wg.Go(func() { m.publishLoop(ctx, kv) })
 	return m.follow(ctx, kv)
 }
@@ -202,33 +236,58 @@ func (m *ReadModel) follow(ctx context.Context, kv jetstream.KeyValue) error {
 				m.ready.Store(true)
 				continue
 			}
-			m.applyEntry(e)
+			if err := m.applyEntry(e); err != nil {
+				// Not applied, not passed: the next session resumes
+				// from this revision, after a pause.
+				m.ready.Store(false)
+				m.retries.Add(1)
+				m.failing++
+				pause := min(m.n.cfg.ReconnectWait<<min(m.failing-1, 16), maxReadModelRetryPause)
+				m.n.log.Error("read model: a replicated record version could not be stored here; applying it again later",
+					zap.String("key", e.Key()), zap.Uint64("revision", e.Revision()), zap.Duration("retry_in", pause), zap.Error(err))
+				if !m.n.pause(ctx, pause) {
+					return nil
+				}
+				return fmt.Errorf("cluster: read model: revision %d: %w", e.Revision(), err)
+			}
+			m.failing = 0
 		}
 	}
 }
 
-func (m *ReadModel) applyEntry(e jetstream.KeyValueEntry) {
-	defer m.rev.Store(e.Revision())
+// applyEntry applies one bucket entry; an error (apply's RetryLater) means
+// it must be applied again, the revision not passed.
+func (m *ReadModel) applyEntry(e jetstream.KeyValueEntry) error {
 	if e.Operation() != jetstream.KeyValuePut {
-		return
+		m.rev.Store(e.Revision())
+		return nil
 	}
 	var v RecordVersion
 	if err := json.Unmarshal(e.Value(), &v); err != nil || v.key() != e.Key() {
 		m.malformed.Add(1)
 		m.n.log.Error("read model: skipping a bucket value that is not a record version", zap.String("key", e.Key()), zap.Error(err))
-		return
+		m.rev.Store(e.Revision())
+		return nil
 	}
 	if v.Node == m.n.cfg.NodeName && v.Boot == m.n.boot {
-		return // stored here first
+		m.rev.Store(e.Revision())
+		return nil // stored here first
 	}
 	v.Revision = e.Revision()
 	if err := m.apply(v); err != nil {
+		if IsRetryLater(err) {
+			return err
+		}
 		m.applyErrors.Add(1)
-		m.n.log.Error("read model: applying a replicated record version failed",
-			zap.String("vendor", v.Vendor), zap.String("resource", v.Resource), zap.String("id", v.ID), zap.Error(err))
-		return
+		m.n.log.Error("read model: refusing a replicated record version",
+			zap.String("vendor", v.Vendor), zap.String("resource", v.Resource), zap.String("id", v.ID),
+			zap.String("from", v.Node), zap.Error(err))
+		m.rev.Store(e.Revision())
+		return nil
 	}
 	m.applied.Add(1)
+	m.rev.Store(e.Revision())
+	return nil
 }
 
 // publishLoop stores pending versions in order until ctx ends.
@@ -269,8 +328,11 @@ func (m *ReadModel) store(ctx context.Context, kv jetstream.KeyValue, v RecordVe
 			_, err = kv.Create(octx, k, data)
 		case err != nil:
 		default:
+			// A value dated far ahead is no node's (see MaxUpdatedAhead):
+			// it never holds a record back.
 			var old RecordVersion
-			if json.Unmarshal(e.Value(), &old) == nil && !v.supersedes(old) {
+			if json.Unmarshal(e.Value(), &old) == nil && !v.supersedes(old) &&
+				!old.UpdatedAt.After(time.Now().Add(MaxUpdatedAhead)) {
 				cancel()
 				m.superseded.Add(1)
 				return nil

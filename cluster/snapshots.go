@@ -292,9 +292,16 @@ func (s *SharedSnapshots) Each(ctx context.Context, fn func(SharedSnapshot) bool
 		if err != nil {
 			return fmt.Errorf("cluster: shared snapshots: reading: %w", err)
 		}
-		if snap, err := decodeShared(m.Data()); err != nil {
+		snap, err := decodeShared(m.Data())
+		if err == nil && m.Subject() != s.subject(snap.Key) {
+			// Filed under another page's subject, where no copy of its
+			// own key would ever replace it: not published by a node.
+			err = fmt.Errorf("%w: the copy of %.200q is on subject %s", errMalformedSnapshot, snap.Key, m.Subject())
+		}
+		if err != nil {
 			s.malformed.Add(1)
-			s.n.log.Warn("shared snapshots: skipping a malformed copy", zap.Uint64("seq", md.Sequence.Stream), zap.Error(err))
+			s.n.log.Warn("shared snapshots: skipping a malformed copy", zap.Uint64("seq", md.Sequence.Stream),
+				zap.String("from", m.Headers().Get(headerNode)), zap.Error(err))
 		} else {
 			snap.Node = m.Headers().Get(headerNode)
 			if !fn(snap) {
