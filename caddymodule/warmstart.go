@@ -40,6 +40,16 @@ var (
 	warmPauseFactor = 3
 )
 
+// The refill's start is not paced: the pages that took warmBurstShare of
+// the sampled hits before the restart (the few served most) are refilled
+// at once, for at most warmBurstWork. Each saves more work than it costs:
+// until it is back, every request for it is a miss, which fetches,
+// renders and compresses the page.
+const (
+	warmBurstShare = 0.8
+	warmBurstWork  = 100 * time.Millisecond
+)
+
 // WarmStartHealth is the warm start's progress in GET /craftedge/health.
 type WarmStartHealth struct {
 	// State is "off" (warm_start off, or the memory tier was kept from
@@ -150,6 +160,7 @@ type refiller struct {
 	entryShare int64
 	evicted0   uint64
 	batchStart time.Time
+	burst      bool // not paced (see warmBurstShare)
 	// done holds the keys refilled first (served most), which the walk
 	// newest first skips.
 	done map[string]struct{}
@@ -217,7 +228,15 @@ func (r *refiller) servedFirst(bad func(string, error)) bool {
 	// order NewestKeys gave).
 	slices.SortStableFunc(list, func(x, y hot) int { return cmp.Compare(y.score, x.score) })
 	r.done = make(map[string]struct{}, len(list))
+	var total, sum float64
 	for _, h := range list {
+		total += h.score
+	}
+	burstEnd := time.Now().Add(warmBurstWork)
+	defer func() { r.burst = false }()
+	for _, h := range list {
+		r.burst = sum < warmBurstShare*total && time.Now().Before(burstEnd)
+		sum += h.score
 		rec, found, err := r.a.store.Get(h.key)
 		switch {
 		case err != nil && found:
@@ -315,8 +334,12 @@ func (r *refiller) put(rec snapshot.Record) bool {
 }
 
 // pace pauses the refill after about warmBatchWork of work, for
-// warmPauseFactor times as long as the batch took.
+// warmPauseFactor times as long as the batch took, except in the burst.
 func (r *refiller) pace() {
+	if r.burst {
+		r.batchStart = time.Now()
+		return
+	}
 	took := time.Since(r.batchStart)
 	if took < warmBatchWork {
 		return
