@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"slices"
@@ -161,6 +162,10 @@ type refiller struct {
 	evicted0   uint64
 	batchStart time.Time
 	burst      bool // not paced (see warmBurstShare)
+	// Buffers reused from one entry to the next (the memory tier copies
+	// what it stores): the identity body, the gzip variant, the entry.
+	body, raw []byte
+	gzip      bytes.Buffer
 	// done holds the keys refilled first (served most), which the walk
 	// newest first skips.
 	done map[string]struct{}
@@ -297,17 +302,19 @@ func (r *refiller) put(rec snapshot.Record) bool {
 		// every variant, as the store path does: the identity body is
 		// decompressed and the gzip one compressed again (the zstd one
 		// is the snapshot's).
-		if err := e.RestoreBody(); err != nil {
+		var err error
+		if r.body, err = pagecache.RestoreBodyInto(&e, r.body); err != nil {
 			w.damaged.Add(1)
 			a.logger.Warn("warm start: skipping a snapshot whose body does not decompress", zap.String("key", rec.Key), zap.Error(err))
 			return true
 		}
 		e.Flags &^= pagecache.FlagBodyInZstd
-		if err := pagecache.CompressGzip(&e); err != nil {
+		if err := pagecache.CompressGzip(&e, &r.gzip); err != nil {
 			a.logger.Warn("warm start: compressing a snapshot's gzip variant", zap.String("key", rec.Key), zap.Error(err))
 		}
 	}
-	raw := e.Encode()
+	r.raw = e.AppendEncode(r.raw[:0])
+	raw := r.raw
 	st := mem.Stats()
 	if st.Evicted != r.evicted0 || int64(st.EntryBytes)+int64(len(rec.Key)+len(raw)) > r.entryShare-r.entryShare/8 ||
 		int64(st.IndexBytes) > st.IndexMaxBytes-st.IndexMaxBytes/8 {
