@@ -31,14 +31,17 @@ var warmStartHook func(key string)
 
 // The refill is paced so that it does not compete with the requests it is
 // for: it works in batches of about warmBatchWork and after each one
-// pauses warmPauseFactor times as long as the batch took. So it uses at
-// most a quarter of one CPU, and less when the machine is busy (a batch
-// then takes longer and the pause grows with it). warmStartPause, when set
-// (tests), is called at each pause instead of waiting.
+// pauses a multiple of what the batch took: warmPauseFactor for the pages
+// served most (at most a quarter of one CPU), warmTailPauseFactor for the
+// rest, newest first (at most an eighth: each of those saves a rare miss).
+// When the machine is busy a batch takes longer and the pause grows with
+// it. warmStartPause, when set (tests), is called at each pause instead
+// of waiting.
 var (
-	warmBatchWork   = 2 * time.Millisecond
-	warmStartPause  func(refilled int64)
-	warmPauseFactor = 3
+	warmBatchWork       = 2 * time.Millisecond
+	warmStartPause      func(refilled int64)
+	warmPauseFactor     = 3
+	warmTailPauseFactor = 7
 )
 
 // The refill's start is not paced: the pages that took warmBurstShare of
@@ -162,6 +165,7 @@ type refiller struct {
 	evicted0   uint64
 	batchStart time.Time
 	burst      bool // not paced (see warmBurstShare)
+	tail       bool // paced by warmTailPauseFactor
 	// Buffers reused from one entry to the next (the memory tier copies
 	// what it stores): the identity body, the gzip variant, the entry.
 	body, raw []byte
@@ -192,6 +196,7 @@ func (a *App) refill(ctx context.Context, w *warmStart) {
 	if !r.servedFirst(bad) {
 		return
 	}
+	r.tail = true
 	err := a.store.Newest(func(rec snapshot.Record) bool {
 		if _, done := r.done[rec.Key]; done {
 			return true
@@ -341,7 +346,8 @@ func (r *refiller) put(rec snapshot.Record) bool {
 }
 
 // pace pauses the refill after about warmBatchWork of work, for
-// warmPauseFactor times as long as the batch took, except in the burst.
+// warmPauseFactor (warmTailPauseFactor in the tail) times as long as the
+// batch took, except in the burst.
 func (r *refiller) pace() {
 	if r.burst {
 		r.batchStart = time.Now()
@@ -351,7 +357,11 @@ func (r *refiller) pace() {
 	if took < warmBatchWork {
 		return
 	}
-	pause := took * time.Duration(warmPauseFactor)
+	factor := warmPauseFactor
+	if r.tail {
+		factor = warmTailPauseFactor
+	}
+	pause := took * time.Duration(factor)
 	if p := warmStartPause; p != nil {
 		p(r.w.refilled.Load())
 	} else {
