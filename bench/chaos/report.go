@@ -297,6 +297,10 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 	rs := r.Restart
 	p("## Warm restart (fault 8, `warm_start %s`)", r.Cfg.warmStart)
 	p("")
+	if rs.LoadAvg != "" {
+		p("Load average (1, 5, 15 min) just before the kill: %s (2 CPUs).", rs.LoadAvg)
+		p("")
+	}
 	p("Page views, memory hits (`Cache-Status` hit) among responses per second (the last row: page p95 per second after the restart). craftedge was SIGKILLed %.1f s into the SIGKILL window and answered again %s later. Healthy window before it: hit ratio %s, p95 %s ms; from the restart to the window's end (%d page views): p95 %s ms (%.2fx); from 1 s after the restart: p95 %s ms (%.2fx).",
 		rs.KilledAt.Sub(v.kill.Start).Seconds(), rs.ReadyAt.Sub(rs.KilledAt).Round(time.Millisecond),
 		pct(v.healthyHit), fmtMS(v.healthyP95), v.afterN, fmtMS(v.afterP95), ratio(v.afterP95, v.healthyP95), fmtMS(v.laterP95), ratio(v.laterP95, v.healthyP95))
