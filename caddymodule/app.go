@@ -393,6 +393,7 @@ func (a *App) Stop() error {
 		a.stopJobs()
 	}
 	a.stopCluster()
+	a.stopServedScores()
 	if a.store != nil {
 		if err := a.store.Flush(); err != nil {
 			a.logger.Error("flushing snapshots", zap.Error(err))

@@ -7,5 +7,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	servedSampleMask = 0 // every hit counts for the warm start's order
 	e2e.Main(m, e2e.Seams{Running: Running, FlushSnapshots: FlushSnapshots})
 }

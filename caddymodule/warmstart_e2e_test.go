@@ -2,8 +2,12 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,4 +188,147 @@ func TestWarmStartOptionErrors(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	storage := filepath.Join(t.TempDir(), "craftedge.db")
 	e2e.WantGlobalError(t, o, storage, "warm_start maybe", `warm_start wants on or off, got "maybe"`, 0)
+}
+
+// refillOrder restarts the gateway and returns the keys the refill took
+// up, in order, with the warm start's report once done.
+func refillOrder(t *testing.T, g *e2e.Gateway, restart func()) ([]string, WarmStartHealth) {
+	t.Helper()
+	var mu sync.Mutex
+	var order []string
+	warmStartHook = func(key string) {
+		mu.Lock()
+		order = append(order, strings.TrimPrefix(key, "http://"+e2e.SiteHost))
+		mu.Unlock()
+	}
+	t.Cleanup(func() { warmStartHook = nil })
+	restart()
+	w := waitWarmDone(t, g)
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), order...), w
+}
+
+// The pages served most before a restart are refilled first, most served
+// first, whenever they were stored; the rest follow most recently stored
+// first. The scores survive the restart in the bbolt file. A page served
+// most but purged before the restart is still not refilled.
+func TestWarmStartServedMostFirst(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	for i, p := range []string{"/a", "/b", "/c", "/d", "/e"} {
+		o.Handle(p, e2e.PageHandler("page "+p, fmt.Sprintf("entry:%d", i)))
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	for _, p := range []string{"/a", "/b", "/c", "/d", "/e"} { // /e stored last
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+		e2e.Advance(time.Second)
+	}
+	for p, n := range map[string]int{"/a": 2, "/c": 4, "/d": 3} {
+		for range n {
+			e2e.WantCacheStatus(t, g.Get(p), "craftedge; hit")
+		}
+	}
+	g.FlushSnapshots()
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:3"]}`), http.StatusOK) // /d
+
+	order, w := refillOrder(t, g, func() { g.Restart(e2e.Options{}) })
+	want := []string{"/c", "/d", "/a", "/e", "/b"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("refill order %v, want %v (served most first, then newest first)", order, want)
+	}
+	if w.Refilled != 4 || w.ServedFirst != 2 || w.SkippedPurged != 1 {
+		t.Fatalf("warm start %+v: want 4 refilled, 2 of them served first (/c, /a), /d skipped as purged", w)
+	}
+	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; hit")
+	e2e.WantCacheStatus(t, g.Get("/d"), "craftedge; fwd=miss; stored")
+}
+
+// Scores that do not decode are logged and ignored: the refill goes
+// newest first.
+func TestWarmStartServedScoresDamaged(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	o.Handle("/a", e2e.PageHandler("page a", "entry:1"))
+	o.Handle("/b", e2e.PageHandler("page b", "entry:2"))
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	g.Get("/a")
+	e2e.Advance(time.Second)
+	g.Get("/b")
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; hit")
+	g.FlushSnapshots()
+	e2e.StopGateway(t)
+	db, err := bolt.Open(g.Storage, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketWarmServed)
+		if b == nil || b.Get(servedScoresKey) == nil {
+			t.Error("no served pages' scores stored at stop")
+			return nil
+		}
+		return b.Put(servedScoresKey, []byte{1, 2, 3})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	order, w := refillOrder(t, g, func() { startLogged(t, g, e2e.Options{}, logPath) })
+	if !slices.Equal(order, []string{"/b", "/a"}) || w.ServedFirst != 0 {
+		t.Fatalf("refill order %v, served first %d: want newest first, [/b /a], none served first", order, w.ServedFirst)
+	}
+	found := false
+	for _, l := range e2e.LogLines(t, logPath) {
+		if strings.Contains(fmt.Sprint(l["msg"]), "served pages' scores are damaged") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no log line for the damaged scores")
+	}
+}
+
+// The refill pauses between batches of work to leave the CPU to requests
+// (here after every entry), except for the pages served most, refilled
+// at once first: at each pause the entries so far are in the memory tier
+// and served, the rest are not yet, and requests are answered; health
+// reports the progress and the time paused.
+func TestWarmStartPaced(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	for _, p := range []string{"/a", "/b", "/c"} {
+		o.Handle(p, e2e.PageHandler("page "+p, "entry:"+p[1:]))
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	for _, p := range []string{"/a", "/b", "/c"} {
+		g.Get(p)
+		e2e.Advance(time.Second)
+	}
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; hit") // served most: /a alone
+	g.FlushSnapshots()
+
+	paused, release := make(chan int64), make(chan struct{})
+	warmBatchWork, warmStartPause = 0, func(n int64) {
+		paused <- n
+		<-release
+	}
+	t.Cleanup(func() { warmBatchWork, warmStartPause = 2*time.Millisecond, nil })
+	g.Restart(e2e.Options{})
+	if n := <-paused; n != 2 {
+		t.Fatalf("first pause after %d entries, want 2: /a at once (served most), then /c (the newest)", n)
+	}
+	if w := warmHealth(t, g); w.State != "running" || w.Refilled != 2 || w.ServedFirst != 1 {
+		t.Fatalf("warm start %+v at the first pause: want running, 2 refilled, 1 of them served first", w)
+	}
+	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; hit")
+	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=miss; stored") // not refilled yet: fetched
+	release <- struct{}{}
+	if n := <-paused; n != 2 {
+		t.Fatalf("second pause after %d entries, want 2 (/b was stored by the request)", n)
+	}
+	close(release)
+	w := waitWarmDone(t, g)
+	if w.Refilled != 2 || w.SkippedPresent != 1 || w.PausedMS < 0 {
+		t.Fatalf("warm start %+v: want /a and /c refilled, /b skipped as present", w)
+	}
 }

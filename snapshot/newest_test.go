@@ -52,3 +52,43 @@ func TestNewestVisitsNewestFirst(t *testing.T) {
 		t.Fatalf("fn returning false after 3 records: visited %d", len(got))
 	}
 }
+
+// NewestKeys visits the keys of committed snapshots most recently stored
+// first, across read chunks, without reading records (a damaged one is
+// visited too), and stops when fn says so.
+func TestNewestKeysVisitsNewestFirst(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, Options{Now: clk.Now})
+	const n = keysChunk + 9
+	for i := range n {
+		clk.Add(time.Second)
+		if !s.Put(Record{Key: fmt.Sprintf("k%05d", i), Value: []byte{byte(i)}}) {
+			mustFlush(t, s) // the queue is full
+			s.Put(Record{Key: fmt.Sprintf("k%05d", i), Value: []byte{byte(i)}})
+		}
+	}
+	mustFlush(t, s)
+	s.Put(Record{Key: "queued", Value: []byte{1}}) // not committed: not visited
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSnapshots).Put([]byte("k00100"), []byte{recordVersion, 1, 2})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := s.NewestKeys(func(k string) bool { got = append(got, k); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || got[0] != fmt.Sprintf("k%05d", n-1) || got[n-1] != "k00000" {
+		t.Fatalf("visited %d keys, first %q, last %q; want %d newest first", len(got), got[0], got[len(got)-1], n)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] >= got[i-1] {
+			t.Fatalf("key %d (%s) after %s: not newest first", i, got[i], got[i-1])
+		}
+	}
+	got = got[:0]
+	_ = s.NewestKeys(func(k string) bool { got = append(got, k); return len(got) < 3 })
+	if len(got) != 3 {
+		t.Fatalf("fn returning false after 3 keys: visited %d", len(got))
+	}
+}

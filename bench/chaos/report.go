@@ -203,6 +203,11 @@ type warmView struct {
 	restartSeries  []HitPoint    // per second from the restart, 10 s (into the next window if shorter)
 	recoveredAfter time.Duration
 	recoveredOK    bool // some second within 10 s reached 90% of healthyHit
+	// warmCells is the warm start's progress per second of restartSeries
+	// (health scraped every second: entries refilled, "done" once done);
+	// warmDone the first reading after the restart that said done.
+	warmCells []string
+	warmDone  *WarmStartHealth
 }
 
 // warmRecoveryLimit is how soon after the restart the page hit ratio must be
@@ -237,9 +242,42 @@ func (r *Result) warmRestart() *warmView {
 		v.killSeries = hitSeries(pages, p.Start, p.End, time.Second)
 		v.restartSeries = hitSeries(pages, rs.ReadyAt, rs.ReadyAt.Add(warmRecoveryLimit), time.Second)
 		v.recoveredAfter, v.recoveredOK = recovered(v.restartSeries, warmHitShare*v.healthyHit, time.Second)
+		v.warmCells, v.warmDone = warmProgress(r.Scrapes, rs.ReadyAt, len(v.restartSeries))
 		return v
 	}
 	return nil
+}
+
+// warmProgress reads the warm start's progress from the health scrapes of
+// the n seconds from ready: per second, the entries refilled at the last
+// scrape in it ("done N" once done, "–" without a scrape), and the first
+// scrape saying done.
+func warmProgress(scrapes []ScrapePoint, ready time.Time, n int) ([]string, *WarmStartHealth) {
+	cells := make([]string, n)
+	var done *WarmStartHealth
+	for i := range cells {
+		cells[i] = "–"
+	}
+	for _, sp := range scrapes {
+		if !sp.OK || sp.At.Before(ready) {
+			continue
+		}
+		w := sp.Warm
+		if done == nil && w.State == "done" {
+			done = &w
+		}
+		if i := int(sp.At.Sub(ready) / time.Second); i < n {
+			switch w.State {
+			case "done":
+				cells[i] = fmt.Sprintf("done %d", w.Refilled)
+			case "running":
+				cells[i] = fmt.Sprint(w.Refilled)
+			default:
+				cells[i] = w.State
+			}
+		}
+	}
+	return cells, done
 }
 
 func hitCells(series []HitPoint) []string {
@@ -259,6 +297,10 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 	rs := r.Restart
 	p("## Warm restart (fault 8, `warm_start %s`)", r.Cfg.warmStart)
 	p("")
+	if rs.LoadAvg != "" {
+		p("Load average (1, 5, 15 min) just before the kill: %s (2 CPUs).", rs.LoadAvg)
+		p("")
+	}
 	p("Page views, memory hits (`Cache-Status` hit) among responses per second (the last row: page p95 per second after the restart). craftedge was SIGKILLed %.1f s into the SIGKILL window and answered again %s later. Healthy window before it: hit ratio %s, p95 %s ms; from the restart to the window's end (%d page views): p95 %s ms (%.2fx); from 1 s after the restart: p95 %s ms (%.2fx).",
 		rs.KilledAt.Sub(v.kill.Start).Seconds(), rs.ReadyAt.Sub(rs.KilledAt).Round(time.Millisecond),
 		pct(v.healthyHit), fmtMS(v.healthyP95), v.afterN, fmtMS(v.afterP95), ratio(v.afterP95, v.healthyP95), fmtMS(v.laterP95), ratio(v.laterP95, v.healthyP95))
@@ -284,7 +326,13 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 		p95s = append(p95s, fmtMS(h.P95))
 	}
 	row("after the restart: p95 ms", p95s)
+	row("after the restart: entries refilled (health)", v.warmCells)
 	p("")
+	if w := v.warmDone; w != nil {
+		p("Refill (health `warm_start`): %d entries, %d of them first as the pages served most before the kill; done %d ms after craftedge started (%d ms of it paused to leave the CPU to requests); skipped: %d already stored by a request, %d purged; memory full: %v.",
+			w.Refilled, w.ServedFirst, w.ElapsedMS, w.PausedMS, w.SkippedPresent, w.SkippedPurged, w.Full)
+		p("")
+	}
 }
 
 func ratio(a, b time.Duration) float64 {

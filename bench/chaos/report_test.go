@@ -71,3 +71,26 @@ func TestWarmRestartTargets(t *testing.T) {
 		t.Error("report without the warm restart section")
 	}
 }
+
+// The warm start's progress per second after the restart comes from the
+// health scrapes: the last reading of each second, "done N" once done;
+// scrapes before the restart and failed ones are ignored.
+func TestWarmProgress(t *testing.T) {
+	ready := time.Unix(1000, 0)
+	sp := func(at time.Duration, ok bool, state string, n int64) ScrapePoint {
+		return ScrapePoint{At: ready.Add(at), OK: ok, Warm: WarmStartHealth{State: state, Refilled: n, ElapsedMS: 900}}
+	}
+	cells, done := warmProgress([]ScrapePoint{
+		sp(-500*time.Millisecond, true, "done", 9), // the previous process
+		sp(100*time.Millisecond, false, "", 0),
+		sp(300*time.Millisecond, true, "running", 40),
+		sp(1300*time.Millisecond, true, "done", 120),
+		sp(2300*time.Millisecond, true, "done", 120),
+	}, ready, 4)
+	if strings.Join(cells, ",") != "40,done 120,done 120,–" {
+		t.Fatalf("cells %q", cells)
+	}
+	if done == nil || done.Refilled != 120 || done.ElapsedMS != 900 {
+		t.Fatalf("done %+v, want the reading at 1.3 s", done)
+	}
+}

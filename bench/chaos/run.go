@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +37,7 @@ type Restart struct {
 	RecordsNotServed  []string // right after the restart
 	Err               error
 	RefetchBeforeKill int
+	LoadAvg           string // /proc/loadavg's 1, 5 and 15 min averages just before the kill
 }
 
 // Result is everything the report and the plot need.
@@ -219,6 +224,7 @@ func (r *runner) killAndRestart(ctx context.Context, out *Restart) {
 		out.RefetchBeforeKill = h.pending("vendor.refetch")
 		out.SnapshotsBefore = h.Snapshots.Count
 	}
+	out.LoadAvg = loadAvg()
 	out.KilledAt = time.Now()
 	r.g.kill()
 	log.Printf("craftedge killed (SIGKILL) with %d outbox jobs pending; restarting", out.PendingAtKill)
@@ -228,6 +234,9 @@ func (r *runner) killAndRestart(ctx context.Context, out *Restart) {
 		return
 	}
 	out.ReadyAt = time.Now()
+	if p := os.Getenv("CHAOS_RESTART_PROFILE"); p != "" {
+		go restartProfile(ctx, r.g.adminURL(), p)
+	}
 	if h, err := r.g.health(ctx); err == nil {
 		out.SnapshotsAfter = h.Snapshots.Count
 	}
@@ -240,4 +249,48 @@ func (r *runner) killAndRestart(ctx context.Context, out *Restart) {
 		}
 	}
 	log.Printf("craftedge back after %s; %d records not served", out.ReadyAt.Sub(out.KilledAt).Round(time.Millisecond), len(out.RecordsNotServed))
+}
+
+// loadAvg reads the machine's load averages (1, 5, 15 min) from
+// /proc/loadavg, "" where there is none.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// restartProfile writes a CPU profile of craftedge's first 2 s after the
+// restart (Caddy's admin endpoint, /debug/pprof/profile) to path: what
+// the restart costs, the warm start's share included
+// (CHAOS_RESTART_PROFILE=path).
+func restartProfile(ctx context.Context, adminURL, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/debug/pprof/profile?seconds=2", nil)
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	res, err := adminClient.Do(req)
+	if err != nil {
+		log.Printf("restart profile: %v", err)
+		return
+	}
+	defer res.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		log.Printf("restart profile: %v", err)
+		return
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		log.Printf("restart profile: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		log.Printf("restart profile: %v", err)
+	}
+	log.Printf("restart profile: %s", path)
 }

@@ -17,6 +17,7 @@ type ScrapePoint struct {
 	QueueAge       float64 // oldest due job's wait, seconds, worst kind
 	Snapshots      int64
 	SnapshotsQueue int
+	Warm           WarmStartHealth // the warm start's progress
 }
 
 // scraper reads health every interval while ctx lasts.
@@ -47,6 +48,7 @@ func (s *scraper) run(ctx context.Context, every time.Duration) {
 				}
 			}
 			p.Snapshots, p.SnapshotsQueue = h.Snapshots.Count, h.Snapshots.Pending
+			p.Warm = h.WarmStart
 		}
 		s.mu.Lock()
 		s.pt = append(s.pt, p)

@@ -347,7 +347,8 @@ type Health struct {
 			QueueAgeSeconds float64 `json:"queue_age_seconds"`
 		} `json:"kinds"`
 	} `json:"jobs"`
-	Vendors []struct {
+	WarmStart WarmStartHealth `json:"warm_start"`
+	Vendors   []struct {
 		Name      string `json:"name"`
 		Breaker   string `json:"breaker"`
 		Resources []struct {
@@ -356,6 +357,18 @@ type Health struct {
 			InProgress bool      `json:"in_progress"`
 		} `json:"resources"`
 	} `json:"vendors"`
+}
+
+// WarmStartHealth is the warm start's progress in health (warm_start).
+type WarmStartHealth struct {
+	State          string `json:"state"`
+	Refilled       int64  `json:"refilled"`
+	ServedFirst    int64  `json:"served_first"`
+	SkippedPresent int64  `json:"skipped_present"`
+	SkippedPurged  int64  `json:"skipped_purged"`
+	Full           bool   `json:"full"`
+	ElapsedMS      int64  `json:"elapsed_ms"`
+	PausedMS       int64  `json:"paused_ms"`
 }
 
 func (g *gateway) health(ctx context.Context) (*Health, error) {

@@ -284,10 +284,11 @@ http://127.0.0.1:18081 {
 EOF
 } >"$WORK/respond.Caddyfile"
 
-craftedge_conf() { # admin port storage memory upstream
+craftedge_conf() { # admin port storage memory upstream [extra craftedge option]
 	global "$1" "	craftedge {
 		storage $WORK/$3
-		memory $4
+		memory $4${6:+
+		$6}
 	}"
 	cat <<EOF
 http://127.0.0.1:$2 {
@@ -302,8 +303,9 @@ EOF
 craftedge_conf 2092 18082 hit.db 256MiB 127.0.0.1:18090 >"$WORK/ce-hit.Caddyfile"
 craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18090 >"$WORK/ce-snap-warm.Caddyfile"
 # Snapshot serving: same storage, origin unreachable (nothing listens on
-# 18099), process restarted so the memory tier is empty.
-craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18099 >"$WORK/ce-snap.Caddyfile"
+# 18099), process restarted so the memory tier is empty (warm_start off:
+# the warm start would refill it with both pages, fresh).
+craftedge_conf 2093 18083 snap.db 256MiB 127.0.0.1:18099 "warm_start off" >"$WORK/ce-snap.Caddyfile"
 craftedge_conf 2097 18087 purge.db 256MiB 127.0.0.1:18090 >"$WORK/ce-purge.Caddyfile"
 craftedge_conf 2099 18089 base.db 256MiB 127.0.0.1:18090 >"$WORK/ce-base.Caddyfile"
 craftedge_conf 2098 18088 mem.db "${MEM_BOUND_MIB}MiB" 127.0.0.1:18090 >"$WORK/ce-mem.Caddyfile"

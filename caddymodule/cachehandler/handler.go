@@ -474,6 +474,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	raw, variantKey, found := h.lookup(r, key, &entry)
 	if found && entry.Fresh(now) {
 		mem.CountHit()
+		h.app.NoteServed(key) // sampled: the warm start refills the pages served most first
 		h.metrics.hit.Inc()
 		if entry.ESI != nil {
 			memoKey := key
