@@ -50,8 +50,8 @@ type Cache struct {
 	releaseMemoryLimit func()
 	closeOnce          sync.Once
 
-	// epoch counts purges; a response fetched while a purge ran is stored
-	// stale (see Set).
+	// epoch counts purges' beginnings and ends (see purging); a response
+	// fetched while a purge ran is stored stale (see Set).
 	epoch atomic.Uint64
 
 	hits, misses, stores, purged, evicted, storeErrors atomic.Uint64
@@ -182,8 +182,21 @@ func (c *Cache) CountHit()  { c.hits.Add(1) }
 func (c *Cache) CountMiss() { c.misses.Add(1) }
 
 // Epoch returns the purge counter; pass it to Set to detect a purge that
-// ran while the response was being fetched.
+// ran while the response was being fetched. It moves when a purge begins
+// and again when it has removed or marked its entries, so an epoch read
+// before an entry was read is current only if no purge ran (even partly)
+// since: what was read while a purge ran is never kept under an epoch
+// that stays current after it.
 func (c *Cache) Epoch() uint64 { return c.epoch.Load() }
+
+// purging moves the epoch as a purge begins and returns what moves it
+// again when the purge is done (deferred by every purge).
+func (c *Cache) purging() func() {
+	c.epoch.Add(1)
+	return c.endPurge
+}
+
+func (c *Cache) endPurge() { c.epoch.Add(1) }
 
 // Set stores an encoded entry under key with its tags (explicit tags; the
 // URL and host tags are derived from key). If a purge ran since epoch was
@@ -273,7 +286,7 @@ func (c *Cache) deleteEntry(key string) {
 // until then. Hits never wait for a purge: they do not take the index
 // lock, and the store's reads take no lock.
 func (c *Cache) PurgeTags(tags []string) int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	n := 0
 	for _, t := range tags {
 		n += c.index.purgeTag(t, nil)
@@ -286,7 +299,7 @@ func (c *Cache) PurgeTags(tags []string) int {
 // fullKey, when it differs from pathKey, limits the purge to that exact
 // normalized query (all its Vary variants).
 func (c *Cache) PurgeURL(pathKey, fullKey string) int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	var filter func(string) bool
 	if fullKey != pathKey {
 		filter = func(k string) bool { return BaseKey(k) == fullKey }
@@ -304,7 +317,7 @@ func (c *Cache) PurgeHost(host string) int {
 // PurgePrefix removes every entry whose URL (scheme://host/path...) starts
 // with prefix.
 func (c *Cache) PurgePrefix(prefix string) int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	n := c.index.purgePrefix(prefix)
 	c.purged.Add(uint64(n))
 	return n
@@ -312,7 +325,7 @@ func (c *Cache) PurgePrefix(prefix string) int {
 
 // PurgeAll empties the memory tier.
 func (c *Cache) PurgeAll() int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	n := c.index.reset(c.store.InvalidateAll)
 	c.purged.Add(uint64(n))
 	return n

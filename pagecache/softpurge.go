@@ -36,10 +36,10 @@ var errNotCurrent = errors.New("pagecache: entry changed since it was read")
 // SoftPurgeTags marks every entry carrying any of tags stale (see
 // FlagSoftPurged) and returns how many it marked. Vary markers are left as
 // they are (they hold no response; the variants they lead to carry the
-// tags). Like a purge it starts a new epoch, so a response being fetched
-// meanwhile is stored stale.
+// tags). Like a purge it moves the epoch as it begins and ends (see Epoch), so a
+// response being fetched meanwhile is stored stale.
 func (c *Cache) SoftPurgeTags(tags []string) int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	n := 0
 	for _, t := range tags {
 		n += c.softPurge(c.index.members(t, nil))
@@ -49,7 +49,7 @@ func (c *Cache) SoftPurgeTags(tags []string) int {
 
 // SoftPurgeURL is SoftPurgeTags for the entries of one URL (see PurgeURL).
 func (c *Cache) SoftPurgeURL(pathKey, fullKey string) int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	var filter func(string) bool
 	if fullKey != pathKey {
 		filter = func(k string) bool { return BaseKey(k) == fullKey }
@@ -65,7 +65,7 @@ func (c *Cache) SoftPurgeHost(host string) int {
 // SoftPurgePrefix is SoftPurgeTags for every entry whose URL starts with
 // prefix (see PurgePrefix).
 func (c *Cache) SoftPurgePrefix(prefix string) int {
-	c.epoch.Add(1)
+	defer c.purging()()
 	return c.softPurge(c.index.prefixMembers(prefix))
 }
 
