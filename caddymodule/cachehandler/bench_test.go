@@ -38,7 +38,7 @@ func (w *benchWriter) reset() {
 
 // newBenchHandler wires a handler to a real memory tier and bbolt store
 // without a Caddy context (benchmarks call ServeHTTP directly).
-func newBenchHandler(b *testing.B) *Handler {
+func newBenchHandler(b testing.TB) *Handler {
 	b.Helper()
 	store, err := snapshot.Open(snapshot.Options{Path: filepath.Join(b.TempDir(), "bench.db")})
 	if err != nil {

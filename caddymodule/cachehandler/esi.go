@@ -238,8 +238,10 @@ func (h *Handler) compileESI(key string, status int, optedIn, fragment bool, bod
 //
 // memoKey, on the hit path, is the key the page entry is stored under: an
 // assembly whose fragments were all fresh memory copies is kept under it
-// and serves the next hits (esi_memo.go).
-func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *pagecache.Entry, now time.Time, cacheStatus, memoKey string) {
+// and serves the next hits (esi_memo.go). epoch is the memory tier's purge
+// epoch read before e was read (used with memoKey only): a purge of the
+// page between its lookup and this assembly leaves no usable memo.
+func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *pagecache.Entry, now time.Time, cacheStatus, memoKey string, epoch uint64) {
 	hdr := w.Header()
 	fail := func(err error, detail string) {
 		h.logger.Error("ESI page not assembled", zap.String("uri", r.RequestURI), zap.Error(err))
@@ -279,9 +281,6 @@ func (h *Handler) writeAssembled(w http.ResponseWriter, r *http.Request, next ca
 			return
 		}
 	}
-	// Read before assembling: a purge while it runs makes the memo it
-	// leaves unusable.
-	epoch := h.app.MemoryTier().Epoch()
 	if h.esi.memoOff {
 		memoKey = ""
 	}

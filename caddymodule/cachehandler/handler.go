@@ -470,6 +470,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	mem := h.app.MemoryTier()
+	var epoch uint64
+	if h.esiOn {
+		// Read before the page's entry: a purge that runs from here on
+		// makes the memo of this hit's assembly unusable (esi_memo.go).
+		epoch = mem.Epoch()
+	}
 	var entry pagecache.Entry
 	raw, variantKey, found := h.lookup(r, key, &entry)
 	if found && entry.Fresh(now) {
@@ -481,7 +487,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if variantKey != "" {
 				memoKey = variantKey
 			}
-			h.writeAssembled(w, r, next, &entry, now, statusHit, memoKey)
+			h.writeAssembled(w, r, next, &entry, now, statusHit, memoKey, epoch)
 			return nil
 		}
 		h.writeEntry(w, r, &entry, now, statusHit)

@@ -46,7 +46,7 @@ func statusMiss(res *fetchResult) string {
 // stored.
 func (h *Handler) writeEntry(w http.ResponseWriter, r *http.Request, e *pagecache.Entry, now time.Time, cacheStatus string) {
 	if e.ESI != nil {
-		h.writeAssembled(w, r, nextOf(r), e, now, cacheStatus, "")
+		h.writeAssembled(w, r, nextOf(r), e, now, cacheStatus, "", 0)
 		return
 	}
 	hdr := w.Header()
