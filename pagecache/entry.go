@@ -211,11 +211,15 @@ func (e *Entry) AppendEncode(b []byte) []byte {
 // mark an encoded entry stale in place.
 const freshForOffset = 1 + 1 + 2 + 8 + 8
 
-// MarkEncodedStale sets FreshFor to zero in an encoded entry, so it is only
-// served as a stale copy.
+// MarkEncodedStale sets FreshFor and StaleWhileRevalidate to zero in an
+// encoded entry, so it is served neither as fresh nor at once while a
+// refresh runs: the next request waits for the origin (its stale-if-error
+// window stays). Set uses it for an entry fetched while a purge ran, which
+// may hold what the purge was to remove.
 func MarkEncodedStale(b []byte) {
-	if len(b) >= freshForOffset+8 && b[0] == entryVersion {
+	if len(b) >= swrOffset+8 && b[0] == entryVersion {
 		binary.BigEndian.PutUint64(b[freshForOffset:], 0)
+		binary.BigEndian.PutUint64(b[swrOffset:], 0)
 	}
 }
 

@@ -51,3 +51,25 @@ func TestEpochReadDuringAPurgeIsNotCurrentAfterIt(t *testing.T) {
 		})
 	}
 }
+
+// An entry stored while a purge ran may hold what the purge was to remove:
+// it is stored stale with no stale-while-revalidate window, so the next
+// request waits for the origin instead of getting it at once while a
+// background refresh runs (its stale-if-error window stays: a failing
+// origin may still be answered with it).
+func TestSetDuringAPurgeLeavesNoStaleWhileRevalidate(t *testing.T) {
+	c := newTestCache(t, 8<<20)
+	e := Entry{Status: 200, StoredAt: time.Now(), FreshFor: time.Hour,
+		StaleWhileRevalidate: time.Hour, StaleIfError: 2 * time.Hour, ETag: `"x"`, Body: []byte("before the save")}
+	epoch := c.Epoch()
+	c.SoftPurgeTags([]string{"t:1"})
+	if err := c.Set("http://x/a", e.Encode(), []string{"t:1"}, epoch); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := getEntry(t, c, "http://x/a")
+	now := time.Now()
+	if !ok || got.Fresh(now) || got.ServableWhileRevalidating(now) || got.StaleIfError != 2*time.Hour {
+		t.Fatalf("stored during a purge: fresh %v, servable while revalidating %v (swr %s), stale-if-error %s",
+			got.Fresh(now), got.ServableWhileRevalidating(now), got.StaleWhileRevalidate, got.StaleIfError)
+	}
+}
