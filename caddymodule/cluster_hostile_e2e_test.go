@@ -134,8 +134,9 @@ func TestClusterHostileSharedSnapshotsRefused(t *testing.T) {
 			t.Fatalf("put %s refused", path)
 		}
 	}
-	noop := func(*pagecache.Entry, *cluster.SharedSnapshot) {}
-	variant("/h-good", noop) // no tags: the entry's and the key's are added
+	// No tags (the entry's and the key's are added) and fresh for ten
+	// years: imported stale, so the warm start never refills it as fresh.
+	variant("/h-good", func(e *pagecache.Entry, _ *cluster.SharedSnapshot) { e.FreshFor = 10 * 365 * 24 * time.Hour })
 	variant("/h-cookie", func(e *pagecache.Entry, _ *cluster.SharedSnapshot) {
 		e.Header = append(e.Header, pagecache.HeaderField{Name: "Set-Cookie", Value: "session=mallory"})
 	})
@@ -182,6 +183,11 @@ func TestClusterHostileSharedSnapshotsRefused(t *testing.T) {
 		if !slices.Contains(rec.Tags, tag) {
 			t.Fatalf("imported tags %v lack %q", rec.Tags, tag)
 		}
+	}
+
+	var imported pagecache.Entry
+	if err := imported.Decode(rec.Value); err != nil || imported.Fresh(time.Now()) {
+		t.Fatalf("/h-good imported fresh (%v, fresh for %s): another node's word on freshness is not taken", err, imported.FreshFor)
 	}
 
 	o.Stop()

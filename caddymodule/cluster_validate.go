@@ -85,7 +85,7 @@ func (a *App) storageFailure(err error) bool {
 // shared snapshot, or why it is refused: a copy this node would not have
 // stored (Set-Cookie, private, no-store, Vary: *, a status never stored,
 // a malformed header), one stored in the future, a key that is not a
-// cache key. Its tags are completed with the ones this node derives (the
+// cache key. It is stored stale (never fresh here). Its tags are completed with the ones this node derives (the
 // key's URL and host tags, the entry's own tags), so a copy published
 // without them is still marked stale by the purges that cover it.
 func sharedSnapshotRecord(sh cluster.SharedSnapshot, now time.Time) (snapshot.Record, error) {
@@ -139,7 +139,13 @@ func sharedSnapshotRecord(sh cluster.SharedSnapshot, now time.Time) (snapshot.Re
 			tags = append(tags, t)
 		}
 	}
-	return snapshot.Record{Key: key, StoredAt: sh.StoredAt, Tags: tags, Value: sh.Value}, nil
+	// Its freshness is the publisher's word, which this node cannot check
+	// (a handler's ttl is its own): the copy is kept stale, so it answers
+	// as a snapshot does (Craft failing, slow or switched off) and the
+	// warm start never puts it back in memory as fresh.
+	value := slices.Clone(sh.Value)
+	pagecache.MarkEncodedStale(value)
+	return snapshot.Record{Key: key, StoredAt: sh.StoredAt, Tags: tags, Value: value}, nil
 }
 
 // notTokenRune reports a rune not allowed in a header name (RFC 9110
