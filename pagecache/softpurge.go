@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Soft purges: the purged entries stay in the memory tier, marked stale
@@ -202,29 +201,14 @@ func (ix *tagIndex) members(tag string, filter func(string) bool) []member {
 	return out
 }
 
-// prefixMembers lists the keys whose URL starts with prefix, scanning the
-// key slots in chunks as purgePrefix does.
+// prefixMembers lists the keys whose URL starts with prefix with their
+// current generations, scanning as purgePrefix does.
 func (ix *tagIndex) prefixMembers(prefix string) []member {
 	var out []member
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	for from := 0; ; from += cleanupChunk {
-		if from > 0 {
-			ix.mu.Unlock()
-			ix.mu.Lock()
-		}
-		ix.drainLocked()
-		if from >= len(ix.keys) {
-			break
-		}
-		for id := from; id < min(from+cleanupChunk, len(ix.keys)); id++ {
-			s := &ix.keys[id]
-			gen := ix.gens.load(uint32(id))
-			if gen == 0 || s.doomed || !strings.HasPrefix(BaseKey(s.key), prefix) {
-				continue
-			}
-			out = append(out, member{key: s.key, id: uint32(id), gen: gen})
-		}
-	}
+	ix.eachPrefixLocked(prefix, func(id, gen uint32) {
+		out = append(out, member{key: ix.keys[id].key, id: id, gen: gen})
+	})
 	return out
 }

@@ -533,6 +533,19 @@ func (ix *tagIndex) purgePrefix(prefix string) int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	dead := ix.nextGenLocked()
+	ix.eachPrefixLocked(prefix, func(id, _ uint32) {
+		ix.doomLocked(id, dead)
+		n++
+	})
+	ix.startCleanupLocked()
+	return n
+}
+
+// eachPrefixLocked calls fn with the id and generation of every stored,
+// not doomed key whose URL starts with prefix. It scans the key slots in
+// chunks, letting go of the lock (held on entry and on return) between
+// them so stores and hits' index reads are not stalled by a long scan.
+func (ix *tagIndex) eachPrefixLocked(prefix string, fn func(id, gen uint32)) {
 	for from := 0; ; from += cleanupChunk {
 		if from > 0 {
 			ix.mu.Unlock()
@@ -540,19 +553,17 @@ func (ix *tagIndex) purgePrefix(prefix string) int {
 		}
 		ix.drainLocked()
 		if from >= len(ix.keys) {
-			break
+			return
 		}
 		for id := from; id < min(from+cleanupChunk, len(ix.keys)); id++ {
 			s := &ix.keys[id]
-			if ix.gens.load(uint32(id)) == 0 || s.doomed || !strings.HasPrefix(BaseKey(s.key), prefix) {
+			gen := ix.gens.load(uint32(id))
+			if gen == 0 || s.doomed || !strings.HasPrefix(BaseKey(s.key), prefix) {
 				continue
 			}
-			ix.doomLocked(uint32(id), dead)
-			n++
+			fn(uint32(id), gen)
 		}
 	}
-	ix.startCleanupLocked()
-	return n
 }
 
 func (ix *tagIndex) startCleanupLocked() {
