@@ -180,6 +180,29 @@ func benchESIOrigin() caddyhttp.Handler {
 	})
 }
 
+// newESIBenchHandler is newBenchHandler with ESI on, its origin
+// (benchESIOrigin) and the two fragments /_fragments/a and /_fragments/b
+// (tag nav) stored.
+func newESIBenchHandler(tb testing.TB) (*Handler, caddyhttp.Handler) {
+	tb.Helper()
+	h := newBenchHandler(tb)
+	h.ESI = new(ESIConfig)
+	if err := h.provisionESI(); err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range []string{"/_fragments/a", "/_fragments/b"} {
+		fr, _ := http.NewRequest(http.MethodGet, "http://example.com"+p, nil)
+		key, _, _ := h.requestKey(fr, fr)
+		hdr := http.Header{"Content-Type": {"text/html; charset=utf-8"}, "Cache-Tag": {"nav"}}
+		res := &fetchResult{fragment: true}
+		h.storeResponse(fr, key, 200, hdr, []byte(benchESIFragment), "", h.app.MemoryTier().Epoch(), res)
+		if !res.stored {
+			tb.Fatalf("fragment %s not stored: %s", p, res.notStoredReason)
+		}
+	}
+	return h, benchESIOrigin()
+}
+
 // BenchmarkESIHit compares a hit on a page with two cached fragments with
 // a plain hit on a page of the same assembled size, for identity, gzip
 // and zstd clients: "esi" is served from the memoized assembly (every hit
@@ -198,22 +221,7 @@ func BenchmarkESIHit(b *testing.B) {
 	} {
 		for _, kind := range []string{"plain", "esi", "assembled", "purged"} {
 			b.Run(tc.name+"/"+kind, func(b *testing.B) {
-				h := newBenchHandler(b)
-				h.ESI = new(ESIConfig)
-				if err := h.provisionESI(); err != nil {
-					b.Fatal(err)
-				}
-				next := benchESIOrigin()
-				for _, p := range []string{"/_fragments/a", "/_fragments/b"} {
-					fr, _ := http.NewRequest(http.MethodGet, "http://example.com"+p, nil)
-					key, _, _ := h.requestKey(fr, fr)
-					hdr := http.Header{"Content-Type": {"text/html; charset=utf-8"}, "Cache-Tag": {"nav"}}
-					res := &fetchResult{fragment: true}
-					h.storeResponse(fr, key, 200, hdr, []byte(benchESIFragment), "", h.app.MemoryTier().Epoch(), res)
-					if !res.stored {
-						b.Fatalf("fragment %s not stored: %s", p, res.notStoredReason)
-					}
-				}
+				h, next := newESIBenchHandler(b)
 				w := &benchWriter{h: make(http.Header)}
 				r := benchRequest(tc.accept)
 				r.URL.Path = "/blog/" + kind

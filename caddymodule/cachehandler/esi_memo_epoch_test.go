@@ -15,22 +15,7 @@ import (
 // is checked, not served, after the purge. The interleaving is made
 // deterministic by running the hit's two steps by hand.
 func TestESIMemoOfAPagePurgedBeforeItsAssembly(t *testing.T) {
-	h := newBenchHandler(t)
-	h.ESI = new(ESIConfig)
-	if err := h.provisionESI(); err != nil {
-		t.Fatal(err)
-	}
-	next := benchESIOrigin()
-	for _, p := range []string{"/_fragments/a", "/_fragments/b"} {
-		fr, _ := http.NewRequest(http.MethodGet, "http://example.com"+p, nil)
-		key, _, _ := h.requestKey(fr, fr)
-		hdr := http.Header{"Content-Type": {"text/html; charset=utf-8"}, "Cache-Tag": {"nav"}}
-		res := &fetchResult{fragment: true}
-		h.storeResponse(fr, key, 200, hdr, []byte(benchESIFragment), "", h.app.MemoryTier().Epoch(), res)
-		if !res.stored {
-			t.Fatalf("fragment %s not stored: %s", p, res.notStoredReason)
-		}
-	}
+	h, next := newESIBenchHandler(t)
 	r := benchRequest("")
 	r.URL.Path = "/blog/esi"
 	w := &benchWriter{h: make(http.Header)}
