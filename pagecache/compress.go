@@ -62,15 +62,22 @@ func CompressVariants(e *Entry) error {
 	if len(z) < len(e.Body) {
 		e.Zstd = z
 	}
-	var buf bytes.Buffer
+	return gzipVariant(e, &gzipWriters, new(bytes.Buffer))
+}
+
+// gzipVariant compresses e.Body into buf (reset first) with a writer from
+// writers (a pool of *gzip.Writer at the level wanted) and sets e.Gzip to
+// buf's bytes when that makes the body smaller.
+func gzipVariant(e *Entry, writers *sync.Pool, buf *bytes.Buffer) error {
+	buf.Reset()
 	buf.Grow(len(e.Body) / 3)
-	gw := gzipWriters.Get().(*gzip.Writer)
-	gw.Reset(&buf)
+	gw := writers.Get().(*gzip.Writer)
+	gw.Reset(buf)
 	_, err := gw.Write(e.Body)
 	if err == nil {
 		err = gw.Close()
 	}
-	gzipWriters.Put(gw)
+	writers.Put(gw)
 	if err != nil {
 		return fmt.Errorf("gzip-compressing body: %w", err)
 	}

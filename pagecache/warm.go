@@ -47,20 +47,5 @@ func CompressGzip(e *Entry, buf *bytes.Buffer) error {
 	if len(e.Body) < MinCompressSize {
 		return nil
 	}
-	buf.Reset()
-	buf.Grow(len(e.Body) / 3)
-	gw := fastGzipWriters.Get().(*gzip.Writer)
-	gw.Reset(buf)
-	_, err := gw.Write(e.Body)
-	if err == nil {
-		err = gw.Close()
-	}
-	fastGzipWriters.Put(gw)
-	if err != nil {
-		return fmt.Errorf("gzip-compressing body: %w", err)
-	}
-	if buf.Len() < len(e.Body) {
-		e.Gzip = buf.Bytes()
-	}
-	return nil
+	return gzipVariant(e, &fastGzipWriters, buf)
 }
