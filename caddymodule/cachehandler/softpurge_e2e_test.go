@@ -187,3 +187,39 @@ func TestPurgeModeOption(t *testing.T) {
 	e2e.WantGlobalError(t, o, storage, "purge_mode gentle", `purge_mode must be soft or hard, got "gentle"`, 0)
 	e2e.WantGlobalError(t, o, storage, "purge_mode soft hard", "wrong argument count", 0)
 }
+
+// setHook sets p to f for the rest of the test.
+func setHook[F any](t *testing.T, p interface{ Store(*F) }, f F) {
+	t.Helper()
+	p.Store(&f)
+	t.Cleanup(func() { p.Store(nil) })
+}
+
+// A soft purge landing while a request waits out stale_after is in the
+// label of the copy it gets: the copy's state when it is served, not when
+// the request found it.
+func TestSoftPurgeDuringStaleAfterWaitIsLabelled(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	o.Handle("/a", s.page(""))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute) // stale by 1m, within stale 1h
+	s.version.Store(1)
+	s.held.Store(true)
+	purged := false
+	setHook(t, &staleAfterServeHook, func(key string) {
+		if !purged {
+			purged = true
+			e2e.Purge(g, `{"tags":["a"]}`) // soft: the default purge_mode
+		}
+	})
+	r := g.Get("/a")
+	if !purged {
+		t.Fatal("the request was not answered after waiting out stale_after")
+	}
+	e2e.WantCacheStatus(t, r, statusStaleAfterPurged)
+	if r.Body != "/a v0" {
+		t.Fatalf("body %q, want the pre-purge copy", r.Body)
+	}
+}

@@ -3,6 +3,7 @@ package cachehandler
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -47,9 +48,11 @@ func (h *Handler) staleAfterApplies(e *pagecache.Entry, now time.Time) bool {
 // while the upstream is known slow (upstreamSlow: set when a wait runs
 // out, cleared by the next call answering within StaleAfter, see
 // noteCallTime). If the call answers in time the request is answered as a
-// miss would be; otherwise it gets the stale copy, unless that copy was
-// purged or replaced meanwhile, and the call's response refreshes the
-// memory tier when it comes.
+// miss would be; otherwise it gets the stale copy as it is then, labelled
+// by its state then (soft-purged meanwhile: "stale-after-purged"), unless
+// it was purged, replaced or became unservable (see staleAfterApplies)
+// meanwhile, and the call's response refreshes the memory tier when it
+// comes.
 func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key, variantKey string, stale []byte, e *pagecache.Entry) error {
 	bg := detachedRequest(r)
 	ch := h.flights.DoChan(key, func() (v any, err error) {
@@ -84,7 +87,15 @@ func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next
 	if variantKey != "" {
 		storeKey = variantKey
 	}
-	if !h.stillStored(storeKey, e) || !e.ServableOnError(nowFunc()) {
+	if hook := staleAfterServeHook.Load(); hook != nil {
+		(*hook)(storeKey)
+	}
+	// The copy as it is now, not as it was before the wait: a soft purge
+	// meanwhile marked it (its label says so); a purge that made a
+	// promoted snapshot a purged one keeps it from serving here.
+	now := nowFunc()
+	cur, ok := h.stillStored(storeKey, e)
+	if !ok || !h.staleAfterApplies(&cur, now) {
 		// Purged (or stored anew) while we waited, or past its stale
 		// window by now: never serve it. The call's answer is what the
 		// client gets.
@@ -96,19 +107,24 @@ func (h *Handler) fetchOrStaleAfter(w http.ResponseWriter, r *http.Request, next
 		}
 	}
 	h.metrics.count(outcomeStaleAfter)
-	if e.Flags&pagecache.FlagFromSnapshot != 0 {
+	if cur.Flags&pagecache.FlagFromSnapshot != 0 {
 		h.app.CountSnapshotServed()
-		h.writeEntry(w, r, e, nowFunc(), statusStaleAfterSnapshot)
+		h.writeEntry(w, r, &cur, now, statusStaleAfterSnapshot)
 		return nil
 	}
 	h.app.CountStaleServed()
 	status := statusStaleAfter
-	if e.Flags&pagecache.FlagSoftPurged != 0 {
+	if cur.Flags&pagecache.FlagSoftPurged != 0 {
 		status = statusStaleAfterPurged
 	}
-	h.writeEntry(w, r, e, nowFunc(), status)
+	h.writeEntry(w, r, &cur, now, status)
 	return nil
 }
+
+// staleAfterServeHook, when set (tests), is called with the stored key of
+// a request whose wait for the upstream ended without an answer, before
+// its copy is read again and served.
+var staleAfterServeHook atomic.Pointer[func(key string)]
 
 // noteCallTime keeps upstreamSlow up to date with an upstream call that
 // took d: a success within StaleAfter clears it, any call longer sets it.
@@ -124,15 +140,18 @@ func (h *Handler) noteCallTime(d time.Duration, res *fetchResult) {
 	}
 }
 
-// stillStored reports whether the memory tier still holds, under key, the
-// store e was read from (not purged, evicted or replaced).
-func (h *Handler) stillStored(key string, e *pagecache.Entry) bool {
-	raw, ok := h.app.MemoryTier().Get(key)
-	if !ok {
-		return false
-	}
+// stillStored returns the memory tier's current copy under key and
+// reports whether it is still the store e was read from (not purged,
+// evicted or replaced). The copy is decoded again: a soft purge since
+// keeps the store but rewrites its flags and freshness, so e's are out of
+// date.
+func (h *Handler) stillStored(key string, e *pagecache.Entry) (pagecache.Entry, bool) {
 	var cur pagecache.Entry
-	return cur.Decode(raw) == nil && cur.StoredAt.Equal(e.StoredAt) && cur.ETag == e.ETag
+	raw, ok := h.app.MemoryTier().Get(key)
+	if !ok || cur.Decode(raw) != nil {
+		return cur, false
+	}
+	return cur, cur.StoredAt.Equal(e.StoredAt) && cur.ETag == e.ETag
 }
 
 // serveSharedResult answers a request from the result of an upstream call
