@@ -17,12 +17,15 @@ func (a *App) invalidate(keys []string) {
 	purgeRefillMu.RLock() // see purgeRefillMu
 	defer purgeRefillMu.RUnlock()
 	for _, fullKey := range keys {
-		pathKey := pagecache.PathKeyOf(fullKey)
-		n += a.memory.PurgeURL(pathKey, fullKey)
-		marks = append(marks, pagecache.URLTag(pathKey))
+		marks = append(marks, pagecache.URLTag(pagecache.PathKeyOf(fullKey)))
 	}
+	// Snapshots first, then memory, as applyPurge does (a snapshot
+	// promoted between the two steps is then a purged one).
 	if err := a.store.MarkPurged(marks, now); err != nil {
 		a.logger.Error("invalidation: marking snapshots stale", zap.Strings("keys", keys), zap.Error(err))
+	}
+	for _, fullKey := range keys {
+		n += a.memory.PurgeURL(pagecache.PathKeyOf(fullKey), fullKey)
 	}
 	if n > 0 {
 		// Counted only when copies went: every form POST is not a purge.

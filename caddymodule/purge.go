@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -178,48 +179,99 @@ func (a *App) purgeLogged(p *PurgeRequest, source string, job *jobs.Ref) (int, e
 // snapshots stale as of now (a purge from another node passes its own
 // time, so applying it twice marks the same time). It returns how many
 // memory entries were removed or marked.
+//
+// The snapshots are marked first, then the memory tier is purged: a
+// snapshot promoted into memory (the cache handler's fallback) is then
+// either read after its marks, so promoted as a purged snapshot, never
+// served in place of a slow upstream (pagecache.FlagPurgedSnapshot), or
+// read before them under an epoch the memory purge moves, so stored as a
+// purged snapshot by the memory tier, or removed (marked, when soft) by
+// the memory purge. Marked the other way round, a snapshot read and
+// promoted between the two steps was neither. The memory tier is purged
+// even when the marks could not be written (a full disk): the error says
+// so, and the purge is applied again by whoever retries it.
 func (a *App) applyPurge(p *PurgeRequest, now time.Time) (int, error) {
-	n := 0
 	purgeRefillMu.RLock() // see purgeRefillMu
 	defer purgeRefillMu.RUnlock()
+	err := a.markPurged(p, now)
+	if hook := purgeStepHook.Load(); hook != nil {
+		(*hook)()
+	}
+	return a.purgeMemory(p), err
+}
+
+// purgeStepHook, when set (tests), is called between applyPurge's two
+// steps: after the snapshots were marked, before the memory tier is
+// purged.
+var purgeStepHook atomic.Pointer[func()]
+
+// OnPurgeStep makes every purge call f between its two steps (see
+// applyPurge); nil stops it. End-to-end tests of the module packages use
+// it to land a request in that gap.
+func OnPurgeStep(f func()) {
+	if f == nil {
+		purgeStepHook.Store(nil)
+		return
+	}
+	purgeStepHook.Store(&f)
+}
+
+// markPurged marks the snapshots a validated purge selects stale as of
+// now; it marks every kind it can and reports what failed.
+func (a *App) markPurged(p *PurgeRequest, now time.Time) error {
+	var errs []error
 	if p.All {
-		n += a.memory.PurgeAll()
-		if err := a.store.MarkPurgedAll(now); err != nil {
-			return n, fmt.Errorf("marking snapshots stale: %w", err)
-		}
+		errs = append(errs, a.store.MarkPurgedAll(now))
 	}
-	mem := memoryPurger(a.memory, p.soft(a.PurgeMode))
-	var marks []string
-	if len(p.Tags) > 0 {
-		n += mem.tags(p.Tags)
-		marks = append(marks, p.Tags...)
-	}
+	marks := make([]string, 0, len(p.Tags)+len(p.URLs)+len(p.Hosts))
+	marks = append(marks, p.Tags...)
 	for _, u := range p.URLs {
-		pathKey, fullKey, _ := httpcache.KeyForURL(u)
-		n += mem.url(pathKey, fullKey)
+		pathKey, _, _ := httpcache.KeyForURL(u)
 		marks = append(marks, pagecache.URLTag(pathKey))
 	}
 	for _, host := range p.Hosts {
-		n += mem.host(host)
 		marks = append(marks, pagecache.HostTag(host))
 	}
 	if len(marks) > 0 {
-		if err := a.store.MarkPurged(marks, now); err != nil {
-			return n, fmt.Errorf("marking snapshots stale: %w", err)
-		}
+		errs = append(errs, a.store.MarkPurged(marks, now))
 	}
 	if len(p.Prefixes) > 0 {
 		prefixes := make([]string, 0, len(p.Prefixes))
 		for _, pre := range p.Prefixes {
 			pathKey, _, _ := httpcache.KeyForURL(pre)
 			prefixes = append(prefixes, pathKey)
-			n += mem.prefix(pathKey)
 		}
-		if err := a.store.MarkPurgedPrefixes(prefixes, now); err != nil {
-			return n, fmt.Errorf("marking snapshots stale: %w", err)
-		}
+		errs = append(errs, a.store.MarkPurgedPrefixes(prefixes, now))
 	}
-	return n, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("marking snapshots stale: %w", err)
+	}
+	return nil
+}
+
+// purgeMemory removes (hard) or marks stale (soft) the memory copies a
+// validated purge selects and returns how many.
+func (a *App) purgeMemory(p *PurgeRequest) int {
+	n := 0
+	if p.All {
+		n += a.memory.PurgeAll()
+	}
+	mem := memoryPurger(a.memory, p.soft(a.PurgeMode))
+	if len(p.Tags) > 0 {
+		n += mem.tags(p.Tags)
+	}
+	for _, u := range p.URLs {
+		pathKey, fullKey, _ := httpcache.KeyForURL(u)
+		n += mem.url(pathKey, fullKey)
+	}
+	for _, host := range p.Hosts {
+		n += mem.host(host)
+	}
+	for _, pre := range p.Prefixes {
+		pathKey, _, _ := httpcache.KeyForURL(pre)
+		n += mem.prefix(pathKey)
+	}
+	return n
 }
 
 // memPurge is the memory tier's purge of one mode.

@@ -200,7 +200,8 @@ func (c *Cache) endPurge() { c.epoch.Add(1) }
 
 // Set stores an encoded entry under key with its tags (explicit tags; the
 // URL and host tags are derived from key). If a purge ran since epoch was
-// read, the entry is stored stale so the next request revalidates it.
+// read, the entry is stored stale so the next request revalidates it (see
+// markStoredDuringPurge).
 func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) error {
 	_, err := c.set(key, encoded, tags, epoch, false)
 	return err
@@ -229,7 +230,7 @@ func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifA
 		// entry is stored stale: either that purge already detached its
 		// members (this key is indexed anew) or it will remove this key.
 		if c.epoch.Load() != epoch {
-			MarkEncodedStale(b[slotHeaderSize:])
+			markStoredDuringPurge(b[slotHeaderSize:])
 		}
 		binary.LittleEndian.PutUint32(b, id)
 		binary.LittleEndian.PutUint32(b[4:], gen)
@@ -245,6 +246,19 @@ func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifA
 	}
 	c.stores.Add(1)
 	return true, nil
+}
+
+// markStoredDuringPurge marks an entry stored under an epoch a purge has
+// moved since: stale (MarkEncodedStale), and, for a snapshot promoted
+// into memory (FlagFromSnapshot), a purged snapshot (FlagPurgedSnapshot):
+// the purge may have marked its snapshot stale after it was read (a
+// purge marks the snapshots before the memory tier), which nothing here
+// can check, so it is served only in place of a failed upstream.
+func markStoredDuringPurge(b []byte) {
+	MarkEncodedStale(b)
+	if len(b) > flagsOffset && b[0] == entryVersion && b[flagsOffset]&FlagFromSnapshot != 0 {
+		b[flagsOffset] |= FlagPurgedSnapshot
+	}
 }
 
 // onRemove keeps the tag index consistent when the store evicts an entry

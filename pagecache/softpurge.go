@@ -17,7 +17,11 @@ import (
 // stale-while-revalidate window were cleared (FreshFor and
 // StaleWhileRevalidate zero), so it is never served as fresh; its stale
 // window (StaleIfError) is unchanged and still counts from when it was
-// stored, so a soft purge never lengthens how long it may be served.
+// stored, so a soft purge never lengthens how long it may be served. A
+// snapshot promoted into memory (FlagFromSnapshot) a soft purge marks is
+// also marked FlagPurgedSnapshot, as it would be promoted after the purge
+// (its snapshot is marked stale too): served only in place of a failed
+// upstream, never a slow one.
 const FlagSoftPurged uint8 = 1 << 6
 
 // Offsets of the fields a soft purge rewrites in an encoded entry (see
@@ -97,7 +101,7 @@ func (c *Cache) softPurge(ms []member) int {
 		if flags&FlagVaryMarker != 0 {
 			continue
 		}
-		if flags&FlagSoftPurged != 0 && binary.BigEndian.Uint64(raw[freshForOffset:]) == 0 && binary.BigEndian.Uint64(raw[swrOffset:]) == 0 {
+		if flags&softPurgeFlags(flags) == softPurgeFlags(flags) && binary.BigEndian.Uint64(raw[freshForOffset:]) == 0 && binary.BigEndian.Uint64(raw[swrOffset:]) == 0 {
 			n++ // marked by an earlier soft purge: nothing to rewrite
 			continue
 		}
@@ -116,6 +120,15 @@ func (c *Cache) softPurge(ms []member) int {
 	n += c.index.doomMembers(hard)
 	c.purged.Add(uint64(n))
 	return n
+}
+
+// softPurgeFlags are the flags a soft purge sets on an entry with flags
+// (see FlagSoftPurged).
+func softPurgeFlags(flags uint8) uint8 {
+	if flags&FlagFromSnapshot != 0 {
+		return FlagSoftPurged | FlagPurgedSnapshot
+	}
+	return FlagSoftPurged
 }
 
 // doomMembers purges the members still at the generation they were listed
@@ -149,7 +162,7 @@ func (c *Cache) replaceIfCurrent(m member, encoded []byte, flags uint8, tags []s
 	}
 	b := storedValue(encoded)
 	e := b[slotHeaderSize:]
-	e[flagsOffset] = flags | FlagSoftPurged
+	e[flagsOffset] = flags | softPurgeFlags(flags)
 	binary.BigEndian.PutUint64(e[freshForOffset:], 0)
 	binary.BigEndian.PutUint64(e[swrOffset:], 0)
 	size := int64(entryWeight(m.key, b))

@@ -157,3 +157,52 @@ func BenchmarkSoftPurgeTag100k(b *testing.B) {
 	}
 	b.ReportMetric(ms(total)/float64(b.N), "purge-ms")
 }
+
+// A snapshot promoted into memory (FlagFromSnapshot) becomes a purged
+// snapshot (FlagPurgedSnapshot) when a soft purge marks it, or when it is
+// stored under an epoch a purge moved; an ordinary entry does not.
+func TestPurgedPromotedSnapshotsAreMarked(t *testing.T) {
+	c := newTestCache(t, 8<<20)
+	promoted := func(tag string) []byte {
+		var e Entry
+		if err := e.Decode(testEntry(t, tag)); err != nil {
+			t.Fatal(err)
+		}
+		e.Flags |= FlagFromSnapshot
+		e.FreshFor = 0
+		return e.Encode()
+	}
+	if err := c.Set("http://x/soft", promoted("s"), []string{"s"}, c.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, c, "http://x/plain", "s")
+	epoch := c.Epoch()
+	c.PurgeTags([]string{"other"})
+	if err := c.Set("http://x/during", promoted("d"), []string{"d"}, epoch); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("http://x/plain-during", testEntry(t, "d"), []string{"d"}, epoch); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.SoftPurgeTags([]string{"s"}); n != 2 {
+		t.Fatalf("soft purge marked %d, want 2", n)
+	}
+	for key, want := range map[string]uint8{
+		"http://x/soft":         FlagFromSnapshot | FlagSoftPurged | FlagPurgedSnapshot,
+		"http://x/plain":        FlagSoftPurged,
+		"http://x/during":       FlagFromSnapshot | FlagPurgedSnapshot,
+		"http://x/plain-during": 0,
+	} {
+		e, ok := getEntry(t, c, key)
+		if !ok {
+			t.Fatalf("%s gone", key)
+		}
+		if e.Flags != want || e.FreshFor != 0 {
+			t.Fatalf("%s: flags %b, want %b; fresh for %s", key, e.Flags, want, e.FreshFor)
+		}
+	}
+	// Marked already: a second soft purge counts it, rewrites nothing.
+	if n := c.SoftPurgeTags([]string{"s"}); n != 2 {
+		t.Fatalf("second soft purge counted %d", n)
+	}
+}

@@ -3,6 +3,7 @@ package cachehandler
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -84,7 +85,11 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 		if err := e.Decode(rec.Value); err != nil {
 			h.logger.Error("decoding snapshot", zap.String("key", snapKey), zap.Error(err))
 		} else if h.serveSnapshotEntry(w, r, &e, now, hitPrefix) {
-			h.promoteSnapshot(snapKey, &e, epoch, h.app.SnapshotStale(rec))
+			purged := h.app.SnapshotStale(rec)
+			if hook := promoteHook.Load(); hook != nil {
+				(*hook)(snapKey)
+			}
+			h.promoteSnapshot(snapKey, &e, epoch, purged)
 			return nil
 		}
 	}
@@ -143,6 +148,10 @@ func (h *Handler) serveFallback(w http.ResponseWriter, r *http.Request, key, var
 	return nil
 }
 
+// promoteHook, when set (tests), is called with the key of a snapshot
+// just served, after its purge marks were read and before it is promoted.
+var promoteHook atomic.Pointer[func(key string)]
+
 // serveSnapshotEntry serves a snapshot (read from the snapshot store, or
 // promoted into memory) and reports whether it could: not a Vary marker,
 // and not a copy whose origin forbade stale serving beyond the windows it
@@ -171,7 +180,11 @@ func (h *Handler) serveSnapshotEntry(w http.ResponseWriter, r *http.Request, e *
 // leaves it stale as well. It replaces the memory copy that could not be
 // served (past its stale window). A snapshot a purge had marked stale is
 // marked FlagPurgedSnapshot: never served in place of a slow upstream
-// (stale_after).
+// (stale_after). A purge that marks it after it was read is not missed: a
+// purge marks the snapshots before it purges the memory tier, so its
+// memory purge either finds the promoted copy (removes it, or marks it a
+// purged snapshot when soft) or moves the epoch first (the memory tier
+// then stores it as a purged snapshot).
 func (h *Handler) promoteSnapshot(key string, e *pagecache.Entry, epoch uint64, purged bool) {
 	p := *e
 	if err := p.RestoreBody(); err != nil {

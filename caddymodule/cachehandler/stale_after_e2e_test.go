@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftedge/craftedge/caddymodule"
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 )
 
@@ -285,4 +286,122 @@ func TestStaleAfterPromotedSnapshots(t *testing.T) {
 	if r := <-purged; r.Body != "/purged v1" || !strings.HasPrefix(r.Header.Get("Cache-Status"), "craftedge; fwd=stale; stored") {
 		t.Fatalf("purged page after the origin answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
 	}
+}
+
+// failingSlowOrigin is a slowOrigin whose pages answer 500 while failing.
+func failingSlowOrigin(t *testing.T, o *e2e.Origin, paths ...string) (*slowOrigin, *atomic.Bool) {
+	s := newSlowOrigin(t)
+	failing := new(atomic.Bool)
+	for _, p := range paths {
+		page := s.page("")
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			if failing.Load() {
+				http.Error(w, "down", http.StatusInternalServerError)
+				return
+			}
+			page(w, r)
+		})
+	}
+	return s, failing
+}
+
+// promotedSnapshotsStayPurged sends requests for paths while the origin
+// holds its answers, and checks that none of them is answered before the
+// origin is: /marker (a plain stale copy, whose call began after theirs)
+// is answered after stale_after first. Then they get the origin's answer.
+func promotedSnapshotsStayPurged(t *testing.T, g *e2e.Gateway, s *slowOrigin, paths ...string) {
+	t.Helper()
+	s.version.Store(1)
+	s.held.Store(true)
+	waiting := map[string]chan e2e.Response{}
+	for _, p := range paths {
+		waiting[p] = goGet(g, p)
+		s.waitArrived(t, p)
+	}
+	e2e.WantCacheStatus(t, g.Get("/marker"), statusStaleAfter)
+	for p, ch := range waiting {
+		wantWaiting(t, p+" (a purged snapshot promoted into memory)", ch)
+	}
+	s.releaseAll()
+	for p, ch := range waiting {
+		if r := <-ch; r.Body != p+" v1" {
+			t.Fatalf("%s after the origin answered: %q %q", p, r.Header.Get("Cache-Status"), r.Body)
+		}
+	}
+}
+
+// A snapshot promoted into memory while a purge runs is a purged one, never
+// served in place of a slow upstream: promoted between the purge's two
+// steps (its snapshots marked, its memory copies purged), soft or hard.
+func TestStaleAfterSnapshotPromotedDuringPurge(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s, failing := failingSlowOrigin(t, o, "/soft", "/hard", "/marker")
+	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
+	g := e2e.StartGateway(t, o, cold)
+	for _, p := range []string{"/soft", "/hard"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	g.FlushSnapshots()
+	g.Restart(cold) // memory empty, snapshots kept
+	e2e.WantCacheStatus(t, g.Get("/marker"), "craftedge; fwd=miss; stored")
+
+	for _, mode := range []string{"soft", "hard"} {
+		promoted := false
+		caddymodule.OnPurgeStep(func() {
+			if promoted {
+				return
+			}
+			promoted = true
+			failing.Store(true)
+			e2e.WantCacheStatus(t, g.Get("/"+mode), "craftedge; fwd=miss; fwd-status=500; detail=snapshot")
+			failing.Store(false)
+		})
+		t.Cleanup(func() { caddymodule.OnPurgeStep(nil) })
+		e2e.Purge(g, fmt.Sprintf(`{"tags":[%q],"mode":%q}`, mode, mode))
+		caddymodule.OnPurgeStep(nil)
+		if !promoted {
+			t.Fatalf("%s purge: no step between marking snapshots and purging memory", mode)
+		}
+	}
+	e2e.Advance(2 * time.Minute) // /marker: stale by 1m, within stale 1h
+	promotedSnapshotsStayPurged(t, g, s, "/soft", "/hard")
+}
+
+// A snapshot read before a purge marked it and promoted after the purge is
+// a purged one too (the memory tier sees the purge's epoch), and so is a
+// promoted snapshot a soft purge marks later: neither is served in place
+// of a slow upstream.
+func TestStaleAfterSnapshotPurgedAroundPromotion(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s, failing := failingSlowOrigin(t, o, "/during", "/after", "/marker")
+	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
+	g := e2e.StartGateway(t, o, cold)
+	for _, p := range []string{"/during", "/after"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	g.FlushSnapshots()
+	g.Restart(cold)
+	e2e.WantCacheStatus(t, g.Get("/marker"), "craftedge; fwd=miss; stored")
+
+	// /during: purged (hard) after its snapshot's marks were read, before
+	// it is promoted.
+	purged := false
+	setHook(t, &promoteHook, func(key string) {
+		if !purged && strings.HasSuffix(key, "/during") {
+			purged = true
+			e2e.Purge(g, `{"tags":["during"],"mode":"hard"}`)
+		}
+	})
+	failing.Store(true)
+	for _, p := range []string{"/during", "/after"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; fwd-status=500; detail=snapshot")
+	}
+	failing.Store(false)
+	if !purged {
+		t.Fatal("/during was not promoted")
+	}
+	// /after: promoted, then soft-purged.
+	e2e.Purge(g, `{"tags":["after"]}`)
+	e2e.Advance(2 * time.Minute)
+	promotedSnapshotsStayPurged(t, g, s, "/during", "/after")
 }
