@@ -50,8 +50,10 @@ func (a *App) SaveSnapshot(key string, e *pagecache.Entry, now time.Time) {
 func (a *App) Invalidate(keys []string) { a.invalidate(keys) }
 
 // PurgeTags purges the entries tagged with any of tags (an upstream's
-// Cache-Purge-Tag instruction) and returns how many memory entries went.
-func (a *App) PurgeTags(tags []string) int { return a.purgeTags(tags) }
+// Cache-Purge-Tag instruction, in the app's purge_mode; hard for
+// Cache-Purge-Tag-Hard) and returns how many memory entries went or were
+// marked.
+func (a *App) PurgeTags(tags []string, hard bool) int { return a.purgeTags(tags, hard) }
 
 // KillSwitchOn reports whether cacheable requests of an upstream must not
 // reach it: the global snapshot_only, the handler's own (handlerOn), or an

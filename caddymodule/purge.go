@@ -323,9 +323,14 @@ func cdnForwardFailed(err error) bool {
 	return errors.As(err, &cf)
 }
 
-// purgeTags is the purge used by Cache-Purge-Tag responses.
-func (a *App) purgeTags(tags []string) int {
-	n, err := a.purge(&PurgeRequest{Tags: tags}, "upstream_header")
+// purgeTags is the purge used by Cache-Purge-Tag responses (in the app's
+// PurgeMode) and Cache-Purge-Tag-Hard ones (hard).
+func (a *App) purgeTags(tags []string, hard bool) int {
+	p := &PurgeRequest{Tags: tags}
+	if hard {
+		p.Mode = purgeModeHard
+	}
+	n, err := a.purge(p, "upstream_header")
 	if err != nil && !cdnForwardFailed(err) { // that one is logged by purgeLogged
 		a.logger.Error("purging tags", zap.Strings("tags", tags), zap.Error(err))
 	}

@@ -223,3 +223,41 @@ func TestSoftPurgeDuringStaleAfterWaitIsLabelled(t *testing.T) {
 		t.Fatalf("body %q, want the pre-purge copy", r.Body)
 	}
 }
+
+// Craft takes content down (an entry disabled, deleted, expired) with
+// Cache-Purge-Tag-Hard: a hard purge whatever purge_mode says, so no copy
+// answers a slow Craft afterwards, while Cache-Purge-Tag in the same
+// response stays soft. Neither header reaches the client.
+func TestCachePurgeTagHardTakesDown(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	for _, p := range []string{"/down", "/edited"} {
+		o.Handle(p, s.page(""))
+	}
+	o.Handle("/admin/disable", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Purge-Tag", "edited")
+		w.Header().Set("Cache-Purge-Tag-Hard", "down")
+		_, _ = w.Write([]byte("disabled"))
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
+	for _, p := range []string{"/down", "/edited"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	r := g.Do(http.MethodPost, "/admin/disable", nil, "x=1")
+	e2e.WantStatus(t, r, 200)
+	for _, h := range []string{"Cache-Purge-Tag", "Cache-Purge-Tag-Hard"} {
+		if v := r.Header.Get(h); v != "" {
+			t.Fatalf("%s reached the client: %q", h, v)
+		}
+	}
+	s.version.Store(1)
+	s.held.Store(true)
+	down := goGet(g, "/down")
+	s.waitArrived(t, "/down")
+	e2e.WantCacheStatus(t, g.Get("/edited"), statusStaleAfterPurged)
+	wantWaiting(t, "/down (taken down by Cache-Purge-Tag-Hard)", down)
+	s.releaseAll()
+	if r := <-down; r.Body != "/down v1" || r.Header.Get("Cache-Status") != "craftedge; fwd=miss; stored" {
+		t.Fatalf("/down after the origin answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	}
+}

@@ -15,23 +15,24 @@ import (
 
 // Response headers never stored nor replayed from the cache.
 var unstoredHeaders = map[string]bool{
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Proxy-Connection":    true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-	"Content-Length":      true,
-	"Date":                true,
-	"Age":                 true,
-	"Cache-Status":        true,
-	"Set-Cookie":          true,
-	"Cache-Purge-Tag":     true,
-	"Etag":                true,
-	"Content-Encoding":    true,
+	"Connection":           true,
+	"Keep-Alive":           true,
+	"Proxy-Authenticate":   true,
+	"Proxy-Authorization":  true,
+	"Proxy-Connection":     true,
+	"Te":                   true,
+	"Trailer":              true,
+	"Transfer-Encoding":    true,
+	"Upgrade":              true,
+	"Content-Length":       true,
+	"Date":                 true,
+	"Age":                  true,
+	"Cache-Status":         true,
+	"Set-Cookie":           true,
+	"Cache-Purge-Tag":      true,
+	"Cache-Purge-Tag-Hard": true,
+	"Etag":                 true,
+	"Content-Encoding":     true,
 	// Targeted at craftedge alone (RFC 9213 §2.1): never passed on.
 	httpcache.TargetedFieldOwn: true,
 }
@@ -62,21 +63,12 @@ func (h *Handler) storableReason(r *http.Request, status int, hdr http.Header) s
 	return ""
 }
 
-// processUpstreamHeaders applies a Cache-Purge-Tag instruction and strips
-// tag headers (unless exposed) from a response about to go to a client.
+// processUpstreamHeaders applies the Cache-Purge-Tag and
+// Cache-Purge-Tag-Hard instructions and strips tag headers (unless
+// exposed) from a response about to go to a client.
 func (h *Handler) processUpstreamHeaders(hdr http.Header) {
-	if v := hdr.Values("Cache-Purge-Tag"); len(v) > 0 {
-		var tags []string
-		for _, line := range v {
-			tags = append(tags, httpcache.SplitTags(line)...)
-		}
-		hdr.Del("Cache-Purge-Tag")
-		if len(tags) > 0 {
-			n := h.app.PurgeTags(tags)
-			h.logger.Info("purged by upstream Cache-Purge-Tag",
-				zap.Strings("tags", tags), zap.Int("entries", n))
-		}
-	}
+	h.applyPurgeHeader(hdr, "Cache-Purge-Tag", false)
+	h.applyPurgeHeader(hdr, "Cache-Purge-Tag-Hard", true)
 	if !h.ExposeTags {
 		for _, name := range h.TagHeaders {
 			hdr.Del(name)
@@ -86,6 +78,28 @@ func (h *Handler) processUpstreamHeaders(hdr http.Header) {
 	if h.esiOptedIn(hdr) {
 		// The upstream's instruction to us: never passed on.
 		delete(hdr, "Surrogate-Control")
+	}
+}
+
+// applyPurgeHeader purges the tags listed in the upstream's header name
+// (as Cache-Tag lists them), in the app's purge_mode, or hard, and strips
+// it. Cache-Purge-Tag-Hard is how Craft takes content down (an entry
+// disabled, deleted, expired, out of a site): no copy of its pages may
+// answer a slow Craft afterwards.
+func (h *Handler) applyPurgeHeader(hdr http.Header, name string, hard bool) {
+	v := hdr.Values(name)
+	if len(v) == 0 {
+		return
+	}
+	var tags []string
+	for _, line := range v {
+		tags = append(tags, httpcache.SplitTags(line)...)
+	}
+	hdr.Del(name)
+	if len(tags) > 0 {
+		n := h.app.PurgeTags(tags, hard)
+		h.logger.Info("purged by upstream "+name,
+			zap.Strings("tags", tags), zap.Int("entries", n))
 	}
 }
 

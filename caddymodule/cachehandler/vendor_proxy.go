@@ -120,6 +120,7 @@ func (p *vendorProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	// The client decoded any transfer compression: the body is identity.
 	hdr.Del("Content-Encoding")
 	hdr.Del("Cache-Purge-Tag")
+	hdr.Del("Cache-Purge-Tag-Hard")
 	for _, name := range p.tagHeaders {
 		hdr.Del(name)
 	}
