@@ -18,6 +18,7 @@ import (
 // Cache-Purge-Tag value and purge tags for the same Craft tags.
 const encodeScript = `<?php
 require 'tests/bootstrap.php';
+use craftedge\craft\core\PurgeQueue;
 use craftedge\craft\core\TagEncoder;
 use craftedge\craft\core\TagHeader;
 $in = json_decode(stream_get_contents(STDIN), true);
@@ -25,7 +26,11 @@ $enc = new TagEncoder($in['prefix']);
 $h = new TagHeader($enc);
 $purge = $h->purgeTags($in['tags']);
 [$purgeHeader, $rest] = $h->purgeHeader($purge);
+$q = new PurgeQueue($h, $enc);
+$q->add($in['tags'], true);
 echo json_encode([
+    'takedown_headers' => $q->takeHeaders(),
+    'takedown_rest' => array_merge($q->hardTags(), $q->tags()),
     'cache_tag' => $h->cacheTag($in['tags']),
     'want' => array_values(array_unique(array_merge([$enc->siteTag()], $enc->encodeAll($in['tags'])))),
     'overflow' => $enc->overflowTag(),
@@ -42,6 +47,10 @@ type encoded struct {
 	Purge       []string `json:"purge"`
 	PurgeHeader string   `json:"purge_header"`
 	PurgeRest   []string `json:"purge_rest"`
+	// What a takedown of the same Craft tags sends: response headers by
+	// name, and what is left for the purge endpoint.
+	TakedownHeaders map[string]string `json:"takedown_headers"`
+	TakedownRest    []string          `json:"takedown_rest"`
 }
 
 func encodeTags(t *testing.T, prefix string, tags []string) encoded {
@@ -103,6 +112,11 @@ func TestTagsRoundTrip(t *testing.T) {
 		// A save purges what the page carries, by header and by endpoint.
 		if purged := httpcache.SplitTags(e.PurgeHeader); !slices.Equal(purged, e.Purge) || len(e.PurgeRest) != 0 {
 			t.Fatalf("prefix %q: Cache-Purge-Tag parses as\n%q\nwant\n%q (rest %q)", prefix, purged, e.Purge, e.PurgeRest)
+		}
+		// A takedown purges the same tags, hard, by its own header only.
+		hard, ok := e.TakedownHeaders["Cache-Purge-Tag-Hard"]
+		if purged := httpcache.SplitTags(hard); !ok || len(e.TakedownHeaders) != 1 || !slices.Equal(purged, e.Purge) || len(e.TakedownRest) != 0 {
+			t.Fatalf("prefix %q: takedown headers %q parse as\n%q\nwant Cache-Purge-Tag-Hard alone with\n%q (rest %q)", prefix, e.TakedownHeaders, purged, e.Purge, e.TakedownRest)
 		}
 		for _, tag := range e.Want[1:] {
 			if !slices.Contains(e.Purge, tag) {

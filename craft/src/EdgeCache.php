@@ -5,6 +5,8 @@ declare(strict_types=1);
 namespace craftedge\craft;
 
 use Craft;
+use craft\base\ElementInterface;
+use craft\events\ElementEvent;
 use craft\events\InvalidateElementCachesEvent;
 use craft\events\TemplateEvent;
 use craft\web\Request;
@@ -19,6 +21,7 @@ use craftedge\craft\core\PurgeQueue;
 use craftedge\craft\core\PurgeResult;
 use craftedge\craft\core\TagEncoder;
 use craftedge\craft\core\TagHeader;
+use craftedge\craft\core\Takedown;
 use craftedge\craft\models\Settings;
 use yii\base\Event;
 
@@ -33,6 +36,12 @@ use yii\base\Event;
  *   stopCollectingCacheInfo() returning [TagDependency|null, int|null],
  *   EVENT_INVALIDATE_CACHES.
  * - src/events/InvalidateElementCachesEvent.php: $tags, $element.
+ * - src/services/Elements.php deleteElement(): EVENT_BEFORE_DELETE_ELEMENT
+ *   (DeleteElementEvent, an ElementEvent) comes before its
+ *   invalidateCachesForElement(); deleteElementsForSite():
+ *   EVENT_BEFORE_DELETE_FOR_SITE before the element's rows of that site
+ *   go and it is resaved (which invalidates).
+ * - src/base/Element.php: getStatus(), $id, $trashed, $propagating.
  * - src/web/Request.php: getIsSiteRequest(), getIsActionRequest(),
  *   getIsPreview(), getIsLivePreview(), getToken().
  * - src/web/UrlManager.php: getMatchedElement().
@@ -50,6 +59,8 @@ final class EdgeCache
     private ?PurgeQueue $queue = null;
     private ?TagEncoder $encoder = null;
     private ?TagHeader $header = null;
+    /** @var array<int, true> ids of the elements being deleted or removed from a site in this request */
+    private array $removing = [];
 
     public function __construct(private readonly Settings $settings)
     {
@@ -176,14 +187,50 @@ final class EdgeCache
         }
     }
 
-    /** Elements::EVENT_INVALIDATE_CACHES: queue the tags to purge. */
+    /**
+     * Elements::EVENT_BEFORE_DELETE_ELEMENT and EVENT_BEFORE_DELETE_FOR_SITE:
+     * the element's next invalidation is a takedown.
+     */
+    public function onBeforeRemove(ElementEvent $event): void
+    {
+        if ($event->element?->id !== null) {
+            $this->removing[(int) $event->element->id] = true;
+        }
+    }
+
+    /**
+     * Elements::EVENT_INVALIDATE_CACHES: queue the tags to purge, hard when
+     * the element is taken down (see Takedown).
+     */
     public function onInvalidateCaches(InvalidateElementCachesEvent $event): void
     {
-        $this->queue()->add(array_values(array_filter($event->tags, 'is_string')));
+        $element = $event->element;
+        $this->queue()->add(array_values(array_filter($event->tags, 'is_string')), $element !== null && $this->isTakedown($element));
         // A console command resaving thousands of entries: send as it goes.
-        if (count($this->queue()->tags()) >= $this->settings->purgeBatchSize && Craft::$app->getRequest()->getIsConsoleRequest()) {
+        if ($this->queue()->count() >= $this->settings->purgeBatchSize && Craft::$app->getRequest()->getIsConsoleRequest()) {
             $this->flush();
         }
+    }
+
+    /**
+     * Whether an invalidated element is taken down: being deleted or
+     * removed from a site, trashed, or not live after the change in the
+     * site it was changed in (its copies propagated to other sites are not
+     * looked at: an entry disabled in one site of several would otherwise
+     * make every save of it elsewhere a takedown).
+     */
+    private function isTakedown(ElementInterface $element): bool
+    {
+        $removing = ($element->id !== null && isset($this->removing[(int) $element->id])) || !empty($element->trashed);
+        if (!$removing && !empty($element->propagating)) {
+            return false;
+        }
+        try {
+            $status = $element->getStatus();
+        } catch (\Throwable) {
+            $status = null;
+        }
+        return Takedown::isTakedown($status, $removing);
     }
 
     /** Response::EVENT_AFTER_PREPARE: tags, expiry, ESI and purge headers. */
@@ -219,9 +266,13 @@ final class EdgeCache
             $headers->set('Surrogate-Control', IncludeHtml::SURROGATE_CONTROL);
         }
         if ($this->queue !== null && !$this->queue->isEmpty()) {
-            // craftedge applies and strips it (caddymodule/store.go); what
-            // does not fit stays queued for the purge endpoint.
-            $headers->add('Cache-Purge-Tag', $this->queue->takeHeader());
+            // craftedge applies and strips them (caddymodule/cachehandler/
+            // store.go): Cache-Purge-Tag-Hard for takedowns, Cache-Purge-Tag
+            // for the rest; what does not fit stays queued for the purge
+            // endpoint.
+            foreach ($this->queue->takeHeaders() as $name => $value) {
+                $headers->add($name, $value);
+            }
         }
     }
 
@@ -242,7 +293,7 @@ final class EdgeCache
             return null;
         }
         if ($client === null) {
-            Craft::warning('craftedge: tags to purge but no purge endpoint configured (CRAFTEDGE_PURGE_URL, CRAFTEDGE_PURGE_SECRET): ' . implode(',', $this->queue->tags()), 'craftedge');
+            Craft::warning('craftedge: tags to purge but no purge endpoint configured (CRAFTEDGE_PURGE_URL, CRAFTEDGE_PURGE_SECRET): ' . implode(',', array_merge($this->queue->hardTags(), $this->queue->tags())), 'craftedge');
             $this->queue = null;
             return null;
         }

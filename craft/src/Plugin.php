@@ -7,6 +7,7 @@ namespace craftedge\craft;
 use Craft;
 use craft\base\Model;
 use craft\base\Plugin as BasePlugin;
+use craft\events\ElementEvent;
 use craft\events\InvalidateElementCachesEvent;
 use craft\events\RegisterComponentTypesEvent;
 use craft\events\RegisterUrlRulesEvent;
@@ -35,7 +36,9 @@ use yii\queue\Queue;
  * Craft APIs registered here (Craft 5, craftcms/cms):
  * - src/base/Plugin.php: $hasCpSettings, createSettingsModel(), settingsHtml().
  * - src/base/ApplicationTrait.php: onInit() (4.3.5), onAfterRequest() (4.5.11).
- * - src/services/Elements.php: EVENT_INVALIDATE_CACHES.
+ * - src/services/Elements.php: EVENT_INVALIDATE_CACHES,
+ *   EVENT_BEFORE_DELETE_ELEMENT (DeleteElementEvent extends ElementEvent),
+ *   EVENT_BEFORE_DELETE_FOR_SITE (ElementEvent).
  * - src/web/View.php: EVENT_BEFORE_RENDER_PAGE_TEMPLATE, registerTwigExtension().
  * - src/web/UrlManager.php: EVENT_REGISTER_SITE_URL_RULES (RegisterUrlRulesEvent).
  * - src/services/Dashboard.php: EVENT_REGISTER_WIDGET_TYPES.
@@ -75,6 +78,11 @@ class Plugin extends BasePlugin
 
         Event::on(Elements::class, Elements::EVENT_INVALIDATE_CACHES,
             static fn (InvalidateElementCachesEvent $e) => $edge->onInvalidateCaches($e));
+        // Deleting an element, or removing it from a site, is a takedown:
+        // its invalidation is purged hard.
+        foreach ([Elements::EVENT_BEFORE_DELETE_ELEMENT, Elements::EVENT_BEFORE_DELETE_FOR_SITE] as $name) {
+            Event::on(Elements::class, $name, static fn (ElementEvent $e) => $edge->onBeforeRemove($e));
+        }
         if (Craft::$app->getRequest()->getIsConsoleRequest()) {
             Craft::$app->onAfterRequest(static fn () => $edge->flush());
         } else {

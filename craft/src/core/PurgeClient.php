@@ -11,7 +11,8 @@ use InvalidArgumentException;
  * (caddymodule/webhookhandler/purge.go, docs/reference/craftedge_purge.md).
  *
  * A purge is the admin purge route's JSON ({"tags":[...]}, "urls",
- * "prefixes", "hosts", "all") POSTed with Standard Webhooks signing, the
+ * "prefixes", "hosts", "all"; "mode": "hard" or "soft", absent for
+ * craftedge's purge_mode) POSTed with Standard Webhooks signing, the
  * endpoint's default scheme: headers webhook-id, webhook-timestamp (unix
  * seconds) and webhook-signature "v1,<base64 HMAC-SHA256 of
  * id.timestamp.body>", keyed with the base64-decoded part of the
@@ -99,17 +100,27 @@ final class PurgeClient
         ];
     }
 
+    /** A purge's mode (craftedge_purge's "mode"): removes the copies. */
+    public const MODE_HARD = 'hard';
+    /** A purge's mode: marks the copies stale, kept for a slow Craft. */
+    public const MODE_SOFT = 'soft';
+
     /**
-     * Purges tags, in batches.
+     * Purges tags, in batches, in a mode (MODE_HARD, MODE_SOFT), or, when
+     * null, in craftedge's purge_mode (soft by default).
      *
      * @param list<string> $tags encoded craftedge tags
      */
-    public function purgeTags(array $tags): PurgeResult
+    public function purgeTags(array $tags, ?string $mode = null): PurgeResult
     {
+        if ($mode !== null && $mode !== self::MODE_HARD && $mode !== self::MODE_SOFT) {
+            throw new InvalidArgumentException(sprintf('craftedge purge mode %s: want "hard", "soft" or null', json_encode($mode)));
+        }
         $tags = array_values(array_unique(array_filter($tags, static fn ($t) => is_string($t) && $t !== '')));
+        $extra = $mode === null ? [] : ['mode' => $mode];
         $result = new PurgeResult();
-        foreach ($this->batches('tags', $tags) as $batch) {
-            $result->add($this->send(['tags' => $batch]), count($batch));
+        foreach ($this->batches('tags', $tags, $extra) as $batch) {
+            $result->add($this->send(['tags' => $batch] + $extra), count($batch));
         }
         return $result;
     }
@@ -137,13 +148,14 @@ final class PurgeClient
      * refused, and logged).
      *
      * @param list<string> $entries
+     * @param array<string, string> $extra other fields of the body ("mode")
      * @return list<list<string>>
      */
-    private function batches(string $field, array $entries): array
+    private function batches(string $field, array $entries, array $extra = []): array
     {
         $maxCount = max(1, $this->options['batch_size'] ?? 500);
         $maxBytes = max(64, $this->options['max_body_bytes'] ?? self::MAX_BODY_BYTES);
-        $empty = strlen(json_encode([$field => []], JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR));
+        $empty = strlen(json_encode([$field => []] + $extra, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR));
         $out = [];
         $batch = [];
         $bytes = $empty;

@@ -31,6 +31,16 @@ final class PurgeResult
         }
     }
 
+    /** Adds another purge's counts to this one's. */
+    public function merge(PurgeResult $other): void
+    {
+        $this->sent += $other->sent;
+        $this->failed += $other->failed;
+        $this->failedEntries += $other->failedEntries;
+        $this->purged += $other->purged;
+        $this->attempts += $other->attempts;
+    }
+
     public function ok(): bool
     {
         return $this->failed === 0;

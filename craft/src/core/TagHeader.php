@@ -67,20 +67,29 @@ final class TagHeader
         return array_values(array_unique($tags));
     }
 
+    /** The cap on a header's bytes. */
+    public function maxBytes(): int
+    {
+        return $this->maxBytes;
+    }
+
     /**
-     * Splits purge tags into a Cache-Purge-Tag value that fits the cap and
-     * the rest (to send through the purge endpoint).
+     * Splits purge tags into a Cache-Purge-Tag (or Cache-Purge-Tag-Hard)
+     * value that fits the cap, or $maxBytes when smaller (what two purge
+     * headers leave of it), and the rest (to send through the purge
+     * endpoint).
      *
      * @param list<string> $tags encoded tags
      * @return array{0: string, 1: list<string>}
      */
-    public function purgeHeader(array $tags): array
+    public function purgeHeader(array $tags, ?int $maxBytes = null): array
     {
+        $cap = min($this->maxBytes, $maxBytes ?? $this->maxBytes);
         $used = 0;
         $bytes = 0;
         foreach ($tags as $t) {
             $add = strlen($t) + ($used > 0 ? 1 : 0);
-            if ($bytes + $add > $this->maxBytes || $used >= self::MAX_TAGS) {
+            if ($bytes + $add > $cap || $used >= self::MAX_TAGS) {
                 break;
             }
             $bytes += $add;

@@ -6,6 +6,7 @@ namespace craftedge\craft\tests\e2e;
 
 use craftedge\craft\core\HealthClient;
 use craftedge\craft\core\PurgeClient;
+use craftedge\craft\core\PurgeQueue;
 use craftedge\craft\core\TagEncoder;
 use craftedge\craft\core\TagHeader;
 
@@ -142,6 +143,51 @@ final class PurgeEndToEndTest extends EndToEndTestCase
         self::assertSame(200, $r['status']);
         self::assertArrayNotHasKey('cache-purge-tag', $r['headers'], 'craftedge strips Cache-Purge-Tag');
         $this->assertMiss('/entry/6');
+    }
+
+    /**
+     * A takedown is purged hard (no copy left: the next request is a
+     * miss); an ordinary save in craftedge's purge_mode, soft by default
+     * (the copy is kept, stale: the next request refreshes it).
+     */
+    public function testTakedownHeaderPurgesHardSaveSoftly(): void
+    {
+        $this->cache('/entry/11');
+        $r = self::$ce->request('POST', '/takedown/11');
+        self::assertSame(200, $r['status']);
+        self::assertArrayNotHasKey('cache-purge-tag-hard', $r['headers'], 'craftedge strips Cache-Purge-Tag-Hard');
+        self::assertSame('craftedge; fwd=miss; stored', $this->cacheStatus('/entry/11'), 'a takedown leaves no copy');
+
+        $this->cache('/entry/12');
+        self::assertSame(200, self::$ce->request('POST', '/save/12')['status']);
+        self::assertSame('craftedge; fwd=stale; stored', $this->cacheStatus('/entry/12'), 'a save keeps a stale copy');
+    }
+
+    public function testTakedownThroughCraftedgePurgeIsHard(): void
+    {
+        $this->cache('/entry/13');
+        $this->cache('/entry/14');
+        $client = $this->client(self::$ce->site . '/.craftedge/purge');
+        self::assertTrue($client->purgeTags(['el:13'], PurgeClient::MODE_HARD)->ok(), json_encode($this->logs));
+        self::assertTrue($client->purgeTags(['el:14'])->ok(), json_encode($this->logs));
+        self::assertSame('craftedge; fwd=miss; stored', $this->cacheStatus('/entry/13'));
+        self::assertSame('craftedge; fwd=stale; stored', $this->cacheStatus('/entry/14'));
+    }
+
+    public function testQueueFlushSendsTakedownsHard(): void
+    {
+        $this->cache('/entry/15');
+        $this->cache('/entry/16');
+        $e = new TagEncoder();
+        $q = new PurgeQueue(new TagHeader($e), $e);
+        $q->add(['element::15'], true);
+        $q->add(['element::16']);
+        $r = $q->flush($this->client(self::$ce->site . '/.craftedge/purge'));
+        self::assertTrue($r->ok(), json_encode($this->logs));
+        self::assertSame(2, $r->sent);
+        self::assertTrue($q->isEmpty());
+        self::assertSame('craftedge; fwd=miss; stored', $this->cacheStatus('/entry/15'));
+        self::assertSame('craftedge; fwd=stale; stored', $this->cacheStatus('/entry/16'));
     }
 
     public function testForgedSignatureChangesNothing(): void
