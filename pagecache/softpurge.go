@@ -12,6 +12,19 @@ import (
 // rule; the memory tier only guarantees that after a soft purge returns no
 // entry it marked is fresh, and that an entry stored anew meanwhile is not
 // overwritten.
+//
+// A marked entry is stored again (entries are immutable), and otter's
+// eviction policy counts every write of a present key as a use of it:
+// the entry moves to the recently used end of its queue (from probation
+// to protected) and its frequency estimate grows by one, as if it had
+// been requested once more. Otter's only write its policy does not count
+// (a refresh's) is asynchronous, outside the index lock that keeps a
+// soft purge from overwriting a newer store, so this stays. It matters
+// little: a soft purge selects pages Craft changed, mostly requested
+// again soon (that request refreshes them, another write); one that is
+// not keeps its place a little longer than it would have, at the expense
+// of the least used entries, once per soft purge of it. A hard purge has
+// no such effect.
 
 // FlagSoftPurged marks an entry a soft purge made stale: its freshness and
 // stale-while-revalidate window were cleared (FreshFor and
