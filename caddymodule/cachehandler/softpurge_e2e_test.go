@@ -137,15 +137,24 @@ func TestPurgeModeHard(t *testing.T) {
 	}
 	e2e.WantStatus(t, g.Do(http.MethodPost, "/admin/save", nil, "x=1"), 200)
 	e2e.Purge(g, `{"tags":["b"],"mode":"soft"}`)
+	wantHardAndSoftPurged(t, g, s, "/a", "/b")
+}
+
+// wantHardAndSoftPurged holds the origin's answers and checks that a
+// request for hard (hard-purged) waits for the origin while one for soft
+// (soft-purged, its call begun after hard's) gets its copy after
+// stale_after; then hard gets the origin's new answer, stored.
+func wantHardAndSoftPurged(t *testing.T, g *e2e.Gateway, s *slowOrigin, hard, soft string) {
+	t.Helper()
 	s.version.Store(1)
 	s.held.Store(true)
-	a := goGet(g, "/a")
-	s.waitArrived(t, "/a")
-	e2e.WantCacheStatus(t, g.Get("/b"), statusStaleAfterPurged)
-	wantWaiting(t, "/a (purged by Cache-Purge-Tag under purge_mode hard)", a)
+	ch := goGet(g, hard)
+	s.waitArrived(t, hard)
+	e2e.WantCacheStatus(t, g.Get(soft), statusStaleAfterPurged)
+	wantWaiting(t, hard+" (hard-purged)", ch)
 	s.releaseAll()
-	if r := <-a; r.Body != "/a v1" || r.Header.Get("Cache-Status") != "craftedge; fwd=miss; stored" {
-		t.Fatalf("/a after the origin answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	if r := <-ch; r.Body != hard+" v1" || r.Header.Get("Cache-Status") != "craftedge; fwd=miss; stored" {
+		t.Fatalf("%s after the origin answered: %q %q", hard, r.Header.Get("Cache-Status"), r.Body)
 	}
 }
 
@@ -250,14 +259,5 @@ func TestCachePurgeTagHardTakesDown(t *testing.T) {
 			t.Fatalf("%s reached the client: %q", h, v)
 		}
 	}
-	s.version.Store(1)
-	s.held.Store(true)
-	down := goGet(g, "/down")
-	s.waitArrived(t, "/down")
-	e2e.WantCacheStatus(t, g.Get("/edited"), statusStaleAfterPurged)
-	wantWaiting(t, "/down (taken down by Cache-Purge-Tag-Hard)", down)
-	s.releaseAll()
-	if r := <-down; r.Body != "/down v1" || r.Header.Get("Cache-Status") != "craftedge; fwd=miss; stored" {
-		t.Fatalf("/down after the origin answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
-	}
+	wantHardAndSoftPurged(t, g, s, "/down", "/edited")
 }

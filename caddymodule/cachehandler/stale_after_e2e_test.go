@@ -241,25 +241,8 @@ func TestStaleAfterOption(t *testing.T) {
 // marked stale never does (it serves only when the upstream fails).
 func TestStaleAfterPromotedSnapshots(t *testing.T) {
 	o := e2e.NewOrigin(t)
-	s := newSlowOrigin(t)
-	var failing atomic.Bool
-	for _, p := range []string{"/kept", "/purged"} {
-		page := s.page("")
-		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
-			if failing.Load() {
-				http.Error(w, "down", http.StatusInternalServerError)
-				return
-			}
-			page(w, r)
-		})
-	}
-	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
-	g := e2e.StartGateway(t, o, cold)
-	for _, p := range []string{"/kept", "/purged"} {
-		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
-	}
-	g.FlushSnapshots()
-	g.Restart(cold) // memory empty, snapshots kept
+	s, failing := failingSlowOrigin(t, o, "/kept", "/purged")
+	g := startWithSnapshotsOnly(t, o, "/kept", "/purged")
 	e2e.Purge(g, `{"tags":["purged"]}`)
 	failing.Store(true)
 	for _, p := range []string{"/kept", "/purged"} {
@@ -305,6 +288,21 @@ func failingSlowOrigin(t *testing.T, o *e2e.Origin, paths ...string) (*slowOrigi
 	return s, failing
 }
 
+// startWithSnapshotsOnly starts a gateway (stale_after 20ms, no warm
+// start) that stores paths, then restarts it: their snapshots are kept,
+// the memory tier is empty.
+func startWithSnapshotsOnly(t *testing.T, o *e2e.Origin, paths ...string) *e2e.Gateway {
+	t.Helper()
+	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
+	g := e2e.StartGateway(t, o, cold)
+	for _, p := range paths {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	g.FlushSnapshots()
+	g.Restart(cold)
+	return g
+}
+
 // promotedSnapshotsStayPurged sends requests for paths while the origin
 // holds its answers, and checks that none of them is answered before the
 // origin is: /marker (a plain stale copy, whose call began after theirs)
@@ -336,13 +334,7 @@ func promotedSnapshotsStayPurged(t *testing.T, g *e2e.Gateway, s *slowOrigin, pa
 func TestStaleAfterSnapshotPromotedDuringPurge(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	s, failing := failingSlowOrigin(t, o, "/soft", "/hard", "/marker")
-	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
-	g := e2e.StartGateway(t, o, cold)
-	for _, p := range []string{"/soft", "/hard"} {
-		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
-	}
-	g.FlushSnapshots()
-	g.Restart(cold) // memory empty, snapshots kept
+	g := startWithSnapshotsOnly(t, o, "/soft", "/hard")
 	e2e.WantCacheStatus(t, g.Get("/marker"), "craftedge; fwd=miss; stored")
 
 	for _, mode := range []string{"soft", "hard"} {
@@ -374,13 +366,7 @@ func TestStaleAfterSnapshotPromotedDuringPurge(t *testing.T) {
 func TestStaleAfterSnapshotPurgedAroundPromotion(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	s, failing := failingSlowOrigin(t, o, "/during", "/after", "/marker")
-	cold := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "stale_after 20ms"}
-	g := e2e.StartGateway(t, o, cold)
-	for _, p := range []string{"/during", "/after"} {
-		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
-	}
-	g.FlushSnapshots()
-	g.Restart(cold)
+	g := startWithSnapshotsOnly(t, o, "/during", "/after")
 	e2e.WantCacheStatus(t, g.Get("/marker"), "craftedge; fwd=miss; stored")
 
 	// /during: purged (hard) after its snapshot's marks were read, before
