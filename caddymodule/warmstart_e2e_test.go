@@ -382,10 +382,22 @@ func TestWarmStartRefillsOnMiss(t *testing.T) {
 		w.SkippedPurged != 2 || w.SkippedDamaged != 1 {
 		t.Fatalf("warm start %+v while held up: want /a and /old put in for requests, /p and /e skipped as purged, /c as damaged", w)
 	}
+	for m, want := range map[string]float64{
+		"craftedge_warm_start_running": 1, `craftedge_warm_start_entries_total{source="request"}`: 2,
+		`craftedge_warm_start_entries_total{source="refill"}`: 0, `craftedge_warm_start_skipped_total{reason="purged"}`: 2,
+		`craftedge_warm_start_skipped_total{reason="damaged"}`: 1,
+	} {
+		if v := scrape(g, m); v != want {
+			t.Errorf("%s = %v while held up, want %v", m, v, want)
+		}
+	}
 	close(release)
 	w := waitWarmDone(t, g)
 	if w.Refilled != 1 || w.OnRequest != 2 {
 		t.Fatalf("warm start %+v: want /held refilled, /a and /old put in for requests", w)
+	}
+	if v := scrape(g, "craftedge_warm_start_running"); v != 0 {
+		t.Errorf("craftedge_warm_start_running = %v once done, want 0", v)
 	}
 	found := false
 	for _, l := range e2e.LogLines(t, logPath) {
