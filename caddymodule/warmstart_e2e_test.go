@@ -335,7 +335,7 @@ func TestWarmStartRefillsOnMiss(t *testing.T) {
 	}
 	g := e2e.StartGateway(t, o, e2e.Options{})
 	e2e.WantCacheStatus(t, g.Get("/old"), "craftedge; fwd=miss; stored")
-	e2e.Advance(2 * time.Minute) // /old is past its 1m ttl from now on
+	e2e.Advance(2 * time.Minute)                                  // /old is past its 1m ttl from now on
 	for _, p := range []string{"/a", "/p", "/c", "/e", "/held"} { // /held the newest
 		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
 		e2e.Advance(time.Second)
