@@ -84,15 +84,7 @@ func TestWarmStartRefillsMemoryTier(t *testing.T) {
 	if w.Refilled != 2 || w.SkippedPurged != 1 || w.SkippedDamaged != 1 {
 		t.Fatalf("warm start %+v: want /a and /old refilled, /b skipped as purged, /c as damaged", w)
 	}
-	r := g.Get("/a")
-	e2e.WantCacheStatus(t, r, "craftedge; hit")
-	if r.Body != e2e.HTMLPage("page /a") || o.Count("/a") != 1 {
-		t.Fatalf("/a after the restart: origin called %d times, body %q", o.Count("/a"), r.Body)
-	}
-	gz := g.Get("/a", "Accept-Encoding", "gzip")
-	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != e2e.HTMLPage("page /a") {
-		t.Fatalf("refilled /a not served gzip to a gzip client: %q", gz.Header.Get("Content-Encoding"))
-	}
+	wantRefilledHit(t, g, o, "/a")
 	// Purged before the restart: fetched again.
 	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=miss; stored")
 	// Damaged: fetched again.
@@ -357,15 +349,7 @@ func TestWarmStartRefillsOnMiss(t *testing.T) {
 		t.Fatalf("refill began with %q, want the newest, /held", k)
 	}
 	// The refill is held up at /held: every other page is ahead of it.
-	r := g.Get("/a")
-	e2e.WantCacheStatus(t, r, "craftedge; hit")
-	if r.Body != e2e.HTMLPage("page /a") || o.Count("/a") != 1 {
-		t.Fatalf("/a put in for its request: origin called %d times, body %q", o.Count("/a"), r.Body)
-	}
-	gz := g.Get("/a", "Accept-Encoding", "gzip")
-	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != e2e.HTMLPage("page /a") {
-		t.Fatalf("/a not served gzip to a gzip client: %q", gz.Header.Get("Content-Encoding"))
-	}
+	wantRefilledHit(t, g, o, "/a")
 	e2e.WantCacheStatusPrefix(t, g.Get("/old"), "craftedge; fwd=stale")
 	e2e.WantCacheStatus(t, g.Get("/p"), "craftedge; fwd=miss; stored")
 	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; fwd=miss; stored")
@@ -411,6 +395,22 @@ func TestWarmStartRefillsOnMiss(t *testing.T) {
 	// With warm_start off, a miss is fetched, not read from the snapshots.
 	g.Restart(e2e.Options{GlobalExtra: "warm_start off"})
 	e2e.WantCacheStatus(t, g.Get("/held"), "craftedge; fwd=miss; stored")
+}
+
+// wantRefilledHit checks that path, stored once before the restart
+// (PageHandler "page "+path), is a hit from the refilled copy for an
+// identity and a gzip client, without calling the origin again.
+func wantRefilledHit(t *testing.T, g *e2e.Gateway, o *e2e.Origin, path string) {
+	t.Helper()
+	r := g.Get(path)
+	e2e.WantCacheStatus(t, r, "craftedge; hit")
+	if r.Body != e2e.HTMLPage("page "+path) || o.Count(path) != 1 {
+		t.Fatalf("%s after the restart: origin called %d times, body %q", path, o.Count(path), r.Body)
+	}
+	gz := g.Get(path, "Accept-Encoding", "gzip")
+	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != e2e.HTMLPage("page "+path) {
+		t.Fatalf("refilled %s not served gzip to a gzip client: %q", path, gz.Header.Get("Content-Encoding"))
+	}
 }
 
 // damageSnapshot overwrites key's record in the (closed) bbolt file at
