@@ -141,6 +141,9 @@ var (
 	descSnapshotOnly  = prometheus.NewDesc("craftedge_snapshot_only", "1 when the kill switch is on for the upstream.", []string{"upstream"}, nil)
 	descJobs          = prometheus.NewDesc("craftedge_jobs", "Jobs in the durable queue by kind and state (ready, running, done, dead).", []string{"kind", "state"}, nil)
 	descJobsAge       = prometheus.NewDesc("craftedge_jobs_queue_age_seconds", "How long the oldest ready job of a kind has been due (the queue's lag).", []string{"kind"}, nil)
+	descWarmRunning   = prometheus.NewDesc("craftedge_warm_start_running", "1 while the warm start refills the memory tier from snapshots.", nil, nil)
+	descWarmEntries   = prometheus.NewDesc("craftedge_warm_start_entries_total", "Entries the warm start put in the memory tier, by source (refill: the background refill; request: for a request that missed before the refill reached its page). Starts again at 0 when a reload creates a new memory tier.", []string{"source"}, nil)
+	descWarmSkipped   = prometheus.NewDesc("craftedge_warm_start_skipped_total", "Snapshots the warm start did not put in the memory tier, by reason (purged, present, damaged, other).", []string{"reason"}, nil)
 	descJobsPending   = prometheus.NewDesc("craftedge_jobs_oldest_pending_age_seconds", "Age of the oldest ready or running job of a kind since it was accepted, backoffs included (for kind outbox: the oldest write not yet sent).", []string{"kind"}, nil)
 )
 
@@ -148,7 +151,7 @@ func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemoryEntries, descMemoryBytes, descMemoryAlloc, descMemoryMax, descMemoryEvicted,
 		descMemoryHits, descMemoryMisses, descSnapEntries, descSnapBytes, descSnapMax, descSnapFile, descSnapPending,
 		descSnapDropped, descSnapWriteErrs, descSnapWriteSecs, descStorageDamage, descBreakerState, descSnapshotOnly, descJobs, descJobsAge,
-		descJobsPending} {
+		descJobsPending, descWarmRunning, descWarmEntries, descWarmSkipped} {
 		ch <- d
 	}
 }
@@ -161,8 +164,8 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	ms := a.memory.Stats()
 	gauge(descMemoryEntries, float64(ms.Entries))
@@ -195,6 +198,19 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descJobsAge, ks.QueueAgeSeconds, kind)
 			gauge(descJobsPending, ks.PendingAgeSeconds, kind)
 		}
+	}
+	if w := currentWarmStart.Load(); w != nil {
+		running := 0.0
+		if w.running.Load() {
+			running = 1
+		}
+		gauge(descWarmRunning, running)
+		counter(descWarmEntries, float64(w.refilled.Load()), "refill")
+		counter(descWarmEntries, float64(w.onRequest.Load()), "request")
+		counter(descWarmSkipped, float64(w.purged.Load()), "purged")
+		counter(descWarmSkipped, float64(w.present.Load()), "present")
+		counter(descWarmSkipped, float64(w.damaged.Load()), "damaged")
+		counter(descWarmSkipped, float64(w.other.Load()), "other")
 	}
 	for _, u := range a.upstreamList() {
 		state, _, _ := u.breaker.status()

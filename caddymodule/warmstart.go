@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
@@ -66,6 +67,10 @@ type WarmStartHealth struct {
 	Refilled    int64 `json:"refilled"`
 	Bytes       int64 `json:"bytes"`
 	ServedFirst int64 `json:"served_first"`
+	// OnRequest counts the entries put in the memory tier for a request
+	// that missed while the refill ran, before it reached their page (not
+	// in Refilled: the refill later skips them as present).
+	OnRequest int64 `json:"on_request"`
 	// SkippedPurged counts snapshots a purge or invalidation marked stale;
 	// SkippedPresent those whose key the memory tier already held (stored
 	// by a request since the start); SkippedDamaged those that did not
@@ -86,11 +91,14 @@ type WarmStartHealth struct {
 // warmStart is the refill's progress; one per memory tier created.
 type warmStart struct {
 	state                           atomic.Value // string
+	running                         atomic.Bool  // state is "running"
 	refilled, bytes, servedFirst    atomic.Int64
+	onRequest                       atomic.Int64
 	purged, present, damaged, other atomic.Int64
 	full                            atomic.Bool
 	began                           time.Time
 	took, paused                    atomic.Int64 // nanoseconds; took once done
+	onMiss                          singleflight.Group
 }
 
 // currentWarmStart is the progress of the last refill started in this
@@ -109,6 +117,7 @@ func warmStartHealth() WarmStartHealth {
 	}
 	return WarmStartHealth{
 		State: st, Refilled: w.refilled.Load(), Bytes: w.bytes.Load(), ServedFirst: w.servedFirst.Load(),
+		OnRequest:     w.onRequest.Load(),
 		SkippedPurged: w.purged.Load(), SkippedPresent: w.present.Load(),
 		SkippedDamaged: w.damaged.Load(), SkippedOther: w.other.Load(), Full: w.full.Load(),
 		ElapsedMS: elapsed.Milliseconds(), PausedMS: time.Duration(w.paused.Load()).Milliseconds(),
@@ -139,15 +148,17 @@ func (a *App) startWarmStart() {
 	}
 	w := &warmStart{began: time.Now()}
 	w.state.Store("running")
+	w.running.Store(true)
 	currentWarmStart.Store(w)
 	ctx := a.ctx.Context
 	go func() {
 		a.refill(ctx, w)
 		w.took.Store(int64(time.Since(w.began)))
+		w.running.Store(false)
 		w.state.Store("done")
 		a.logger.Info("warm start: memory tier refilled from snapshots",
 			zap.Int64("entries", w.refilled.Load()), zap.Int64("bytes", w.bytes.Load()),
-			zap.Int64("served_first", w.servedFirst.Load()),
+			zap.Int64("served_first", w.servedFirst.Load()), zap.Int64("on_request", w.onRequest.Load()),
 			zap.Int64("skipped_purged", w.purged.Load()), zap.Int64("skipped_present", w.present.Load()),
 			zap.Int64("skipped_damaged", w.damaged.Load()), zap.Int64("skipped_other", w.other.Load()),
 			zap.Bool("memory_full", w.full.Load()), zap.Duration("took", time.Since(w.began)),
@@ -166,10 +177,7 @@ type refiller struct {
 	batchStart time.Time
 	burst      bool // not paced (see warmBurstShare)
 	tail       bool // paced by warmTailPauseFactor
-	// Buffers reused from one entry to the next (the memory tier copies
-	// what it stores): the identity body, the gzip variant, the entry.
-	body, raw []byte
-	gzip      bytes.Buffer
+	bufs       refillBuffers
 	// done holds the keys refilled first (served most), which the walk
 	// newest first skips.
 	done map[string]struct{}
@@ -276,7 +284,6 @@ func (r *refiller) servedFirst(bad func(string, error)) bool {
 // put refills one snapshot and reports whether the refill goes on (false
 // when the memory tier is full or the config is unloaded).
 func (r *refiller) put(rec snapshot.Record) bool {
-	a, w, mem := r.a, r.w, r.mem
 	if r.ctx.Err() != nil {
 		return false
 	}
@@ -284,23 +291,49 @@ func (r *refiller) put(rec snapshot.Record) bool {
 	if h := warmStartHook; h != nil {
 		h(rec.Key)
 	}
+	raw, tags, ok := r.w.encodeForMemory(r.a, rec, &r.bufs)
+	if !ok {
+		return true
+	}
+	st := r.mem.Stats()
+	if st.Evicted != r.evicted0 || int64(st.EntryBytes)+int64(len(rec.Key)+len(raw)) > r.entryShare-r.entryShare/8 ||
+		int64(st.IndexBytes) > st.IndexMaxBytes-st.IndexMaxBytes/8 {
+		r.w.full.Store(true)
+		return false
+	}
+	r.w.insert(r.a, rec, raw, tags, &r.w.refilled)
+	return true
+}
+
+// refillBuffers are reused from one entry to the next (the memory tier
+// copies what it stores): the identity body, the gzip variant, the
+// encoded entry.
+type refillBuffers struct {
+	body, raw []byte
+	gzip      bytes.Buffer
+}
+
+// encodeForMemory decodes a snapshot record and encodes it as the memory
+// tier keeps it, into b's buffers (raw aliases them until their next
+// use). It reports false, counting and logging why, for what is not
+// refilled: Vary variants (their marker is not in the snapshots), pages
+// with an ESI template (today's include policy, which only the cache
+// handler knows, must pass first: they come back on their first request)
+// and records that do not decode.
+func (w *warmStart) encodeForMemory(a *App, rec snapshot.Record, b *refillBuffers) (raw []byte, tags []string, ok bool) {
 	if strings.IndexByte(rec.Key, 0) >= 0 {
 		w.other.Add(1)
-		return true
+		return nil, nil, false
 	}
 	var e pagecache.Entry
 	if err := e.Decode(rec.Value); err != nil {
 		w.damaged.Add(1)
 		a.logger.Warn("warm start: skipping a snapshot that does not decode", zap.String("key", rec.Key), zap.Error(err))
-		return true
+		return nil, nil, false
 	}
 	if e.Flags&pagecache.FlagVaryMarker != 0 || len(e.ESI) > 0 {
-		// Vary markers are not snapshotted with their variants; a page
-		// with an ESI template must pass today's include policy, which
-		// only the cache handler knows (it rechecks snapshots it
-		// serves), so it comes back on its first request instead.
 		w.other.Add(1)
-		return true
+		return nil, nil, false
 	}
 	if e.Flags&pagecache.FlagBodyInZstd != 0 {
 		// Snapshots keep the zstd body only; the memory tier keeps
@@ -308,41 +341,78 @@ func (r *refiller) put(rec snapshot.Record) bool {
 		// decompressed and the gzip one compressed again (the zstd one
 		// is the snapshot's).
 		var err error
-		if r.body, err = pagecache.RestoreBodyInto(&e, r.body); err != nil {
+		if b.body, err = pagecache.RestoreBodyInto(&e, b.body); err != nil {
 			w.damaged.Add(1)
 			a.logger.Warn("warm start: skipping a snapshot whose body does not decompress", zap.String("key", rec.Key), zap.Error(err))
-			return true
+			return nil, nil, false
 		}
 		e.Flags &^= pagecache.FlagBodyInZstd
-		if err := pagecache.CompressGzip(&e, &r.gzip); err != nil {
+		if err := pagecache.CompressGzip(&e, &b.gzip); err != nil {
 			a.logger.Warn("warm start: compressing a snapshot's gzip variant", zap.String("key", rec.Key), zap.Error(err))
 		}
 	}
-	r.raw = e.AppendEncode(r.raw[:0])
-	raw := r.raw
-	st := mem.Stats()
-	if st.Evicted != r.evicted0 || int64(st.EntryBytes)+int64(len(rec.Key)+len(raw)) > r.entryShare-r.entryShare/8 ||
-		int64(st.IndexBytes) > st.IndexMaxBytes-st.IndexMaxBytes/8 {
-		w.full.Store(true)
-		return false
-	}
+	b.raw = e.AppendEncode(b.raw[:0])
+	return b.raw, e.Tags, true
+}
+
+// insert puts an encoded snapshot in the memory tier unless a purge or
+// invalidation marked the snapshot stale or the tier already holds its
+// key, counting the entry in stored when it was put in. It holds
+// purgeRefillMu, so no purge runs between the check and the insert.
+func (w *warmStart) insert(a *App, rec snapshot.Record, raw []byte, tags []string, stored *atomic.Int64) bool {
 	purgeRefillMu.Lock()
 	defer purgeRefillMu.Unlock()
 	if a.store.Stale(rec) {
 		w.purged.Add(1)
-		return true
+		return false
 	}
-	stored, err := mem.SetIfAbsent(rec.Key, raw, e.Tags, mem.Epoch())
+	mem := a.memory
+	ok, err := mem.SetIfAbsent(rec.Key, raw, tags, mem.Epoch())
 	switch {
 	case err != nil:
 		w.other.Add(1)
-	case !stored:
+	case !ok:
 		w.present.Add(1)
 	default:
-		w.refilled.Add(1)
+		stored.Add(1)
 		w.bytes.Add(int64(len(raw)))
 	}
-	return true
+	return ok && err == nil
+}
+
+// RefillOnMiss is the warm start answering a request that missed before
+// the refill reached its page: while the refill runs, it puts key's
+// snapshot in the memory tier at once, by the refill's rules (never a
+// purged one; as it was stored, freshness included), and reports whether
+// it did; the caller looks the key up again. Concurrent misses of one key
+// share the work. Once the refill is done (or off) it is one atomic load.
+// A miss for a page with no snapshot costs one read of the bbolt file
+// (its index, no fsync) while the refill runs.
+func (a *App) RefillOnMiss(key string) bool {
+	w := currentWarmStart.Load()
+	if w == nil || !w.running.Load() || !a.MemoryServes() || a.store == nil || a.memory == nil {
+		return false
+	}
+	v, _, _ := w.onMiss.Do(key, func() (any, error) {
+		rec, found, err := a.store.Get(key)
+		if err != nil {
+			if found {
+				w.damaged.Add(1)
+				a.logger.Warn("warm start: skipping a damaged snapshot record", zap.String("key", key), zap.Error(err))
+			}
+			return false, nil
+		}
+		if !found {
+			return false, nil
+		}
+		var b refillBuffers
+		raw, tags, ok := w.encodeForMemory(a, rec, &b)
+		if !ok {
+			return false, nil
+		}
+		return w.insert(a, rec, raw, tags, &w.onRequest), nil
+	})
+	return v.(bool)
 }
 
 // pace pauses the refill after about warmBatchWork of work, for

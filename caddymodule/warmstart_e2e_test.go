@@ -75,23 +75,8 @@ func TestWarmStartRefillsMemoryTier(t *testing.T) {
 
 	// Stop, damage /c's record in the file, start again.
 	e2e.StopGateway(t)
-	db, err := bolt.Open(g.Storage, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cKey := "http://" + e2e.SiteHost + "/c"
-	if err := db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("snapshots"))
-		if b.Get([]byte(cKey)) == nil {
-			t.Errorf("no snapshot under %q", cKey)
-		}
-		return b.Put([]byte(cKey), []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	damageSnapshot(t, g.Storage, cKey)
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
 	startLogged(t, g, e2e.Options{}, logPath)
 
@@ -99,15 +84,7 @@ func TestWarmStartRefillsMemoryTier(t *testing.T) {
 	if w.Refilled != 2 || w.SkippedPurged != 1 || w.SkippedDamaged != 1 {
 		t.Fatalf("warm start %+v: want /a and /old refilled, /b skipped as purged, /c as damaged", w)
 	}
-	r := g.Get("/a")
-	e2e.WantCacheStatus(t, r, "craftedge; hit")
-	if r.Body != e2e.HTMLPage("page /a") || o.Count("/a") != 1 {
-		t.Fatalf("/a after the restart: origin called %d times, body %q", o.Count("/a"), r.Body)
-	}
-	gz := g.Get("/a", "Accept-Encoding", "gzip")
-	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != e2e.HTMLPage("page /a") {
-		t.Fatalf("refilled /a not served gzip to a gzip client: %q", gz.Header.Get("Content-Encoding"))
-	}
+	wantRefilledHit(t, g, o, "/a")
 	// Purged before the restart: fetched again.
 	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=miss; stored")
 	// Damaged: fetched again.
@@ -321,14 +298,139 @@ func TestWarmStartPaced(t *testing.T) {
 		t.Fatalf("warm start %+v at the first pause: want running, 2 refilled, 1 of them served first", w)
 	}
 	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; hit")
-	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; fwd=miss; stored") // not refilled yet: fetched
+	// Not refilled yet: put in for the request (RefillOnMiss), a hit.
+	e2e.WantCacheStatus(t, g.Get("/b"), "craftedge; hit")
+	if o.Count("/b") != 1 {
+		t.Fatalf("origin called %d times for /b, want once (before the restart)", o.Count("/b"))
+	}
 	release <- struct{}{}
 	if n := <-paused; n != 2 {
-		t.Fatalf("second pause after %d entries, want 2 (/b was stored by the request)", n)
+		t.Fatalf("second pause after %d entries, want 2 (/b was put in for the request)", n)
 	}
 	close(release)
 	w := waitWarmDone(t, g)
-	if w.Refilled != 2 || w.SkippedPresent != 1 || w.PausedMS < 0 {
-		t.Fatalf("warm start %+v: want /a and /c refilled, /b skipped as present", w)
+	if w.Refilled != 2 || w.OnRequest != 1 || w.SkippedPresent != 1 || w.PausedMS < 0 {
+		t.Fatalf("warm start %+v: want /a and /c refilled, /b put in for its request and skipped as present", w)
+	}
+}
+
+// A request for a page the refill has not reached yet is answered from
+// its snapshot, by the refill's rules: a fresh copy is a hit without
+// calling the origin; a copy that expired before the restart is stale
+// (the origin is asked); a page purged before the restart, or while the
+// refill runs, is fetched; a damaged record is skipped with a log line and
+// fetched; a page with no snapshot is a plain miss.
+func TestWarmStartRefillsOnMiss(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	for _, p := range []string{"/held", "/old", "/a", "/p", "/c", "/e", "/n"} {
+		o.Handle(p, e2e.PageHandler("page "+p, "entry:"+p[1:]))
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	e2e.WantCacheStatus(t, g.Get("/old"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute)                                  // /old is past its 1m ttl from now on
+	for _, p := range []string{"/a", "/p", "/c", "/e", "/held"} { // /held the newest
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+		e2e.Advance(time.Second)
+	}
+	g.FlushSnapshots()
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:p"]}`), http.StatusOK)
+	e2e.StopGateway(t)
+	damageSnapshot(t, g.Storage, "http://"+e2e.SiteHost+"/c")
+
+	reached, release := make(chan string, 8), make(chan struct{})
+	warmStartHook = func(key string) {
+		reached <- key
+		<-release
+	}
+	t.Cleanup(func() { warmStartHook = nil })
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	startLogged(t, g, e2e.Options{}, logPath)
+	if k := <-reached; k != "http://"+e2e.SiteHost+"/held" {
+		t.Fatalf("refill began with %q, want the newest, /held", k)
+	}
+	// The refill is held up at /held: every other page is ahead of it.
+	wantRefilledHit(t, g, o, "/a")
+	e2e.WantCacheStatusPrefix(t, g.Get("/old"), "craftedge; fwd=stale")
+	e2e.WantCacheStatus(t, g.Get("/p"), "craftedge; fwd=miss; stored")
+	e2e.WantCacheStatus(t, g.Get("/c"), "craftedge; fwd=miss; stored")
+	e2e.WantCacheStatus(t, g.Get("/n"), "craftedge; fwd=miss; stored")
+	e2e.Advance(time.Second)
+	e2e.WantStatus(t, g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["entry:e"]}`), http.StatusOK)
+	e2e.WantCacheStatus(t, g.Get("/e"), "craftedge; fwd=miss; stored")
+	for p, want := range map[string]int{"/old": 2, "/p": 2, "/c": 2, "/n": 1, "/e": 2} {
+		if n := o.Count(p); n != want {
+			t.Errorf("origin called %d times for %s, want %d", n, p, want)
+		}
+	}
+	if w := warmHealth(t, g); w.State != "running" || w.Refilled != 0 || w.OnRequest != 2 ||
+		w.SkippedPurged != 2 || w.SkippedDamaged != 1 {
+		t.Fatalf("warm start %+v while held up: want /a and /old put in for requests, /p and /e skipped as purged, /c as damaged", w)
+	}
+	for m, want := range map[string]float64{
+		"craftedge_warm_start_running": 1, `craftedge_warm_start_entries_total{source="request"}`: 2,
+		`craftedge_warm_start_entries_total{source="refill"}`: 0, `craftedge_warm_start_skipped_total{reason="purged"}`: 2,
+		`craftedge_warm_start_skipped_total{reason="damaged"}`: 1,
+	} {
+		if v := scrape(g, m); v != want {
+			t.Errorf("%s = %v while held up, want %v", m, v, want)
+		}
+	}
+	close(release)
+	w := waitWarmDone(t, g)
+	if w.Refilled != 1 || w.OnRequest != 2 {
+		t.Fatalf("warm start %+v: want /held refilled, /a and /old put in for requests", w)
+	}
+	if v := scrape(g, "craftedge_warm_start_running"); v != 0 {
+		t.Errorf("craftedge_warm_start_running = %v once done, want 0", v)
+	}
+	found := false
+	for _, l := range e2e.LogLines(t, logPath) {
+		if l["msg"] == "warm start: skipping a damaged snapshot record" && l["key"] == "http://"+e2e.SiteHost+"/c" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no log line for the damaged record")
+	}
+	// With warm_start off, a miss is fetched, not read from the snapshots.
+	g.Restart(e2e.Options{GlobalExtra: "warm_start off"})
+	e2e.WantCacheStatus(t, g.Get("/held"), "craftedge; fwd=miss; stored")
+}
+
+// wantRefilledHit checks that path, stored once before the restart
+// (PageHandler "page "+path), is a hit from the refilled copy for an
+// identity and a gzip client, without calling the origin again.
+func wantRefilledHit(t *testing.T, g *e2e.Gateway, o *e2e.Origin, path string) {
+	t.Helper()
+	r := g.Get(path)
+	e2e.WantCacheStatus(t, r, "craftedge; hit")
+	if r.Body != e2e.HTMLPage("page "+path) || o.Count(path) != 1 {
+		t.Fatalf("%s after the restart: origin called %d times, body %q", path, o.Count(path), r.Body)
+	}
+	gz := g.Get(path, "Accept-Encoding", "gzip")
+	if gz.Header.Get("Content-Encoding") != "gzip" || e2e.Gunzip(t, gz.Body) != e2e.HTMLPage("page "+path) {
+		t.Fatalf("refilled %s not served gzip to a gzip client: %q", path, gz.Header.Get("Content-Encoding"))
+	}
+}
+
+// damageSnapshot overwrites key's record in the (closed) bbolt file at
+// path with bytes that do not decode.
+func damageSnapshot(t *testing.T, path, key string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("snapshots"))
+		if b.Get([]byte(key)) == nil {
+			t.Errorf("no snapshot under %q", key)
+		}
+		return b.Put([]byte(key), []byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -208,7 +209,14 @@ type warmView struct {
 	// warmDone the first reading after the restart that said done.
 	warmCells []string
 	warmDone  *WarmStartHealth
+	// slowest are the slowest page views of the first second after the
+	// restart, slowest first (what sets its p95).
+	slowest []Sample
 }
+
+// warmSlowest is how many of the first second's slowest page views the
+// report lists.
+const warmSlowest = 10
 
 // warmRecoveryLimit is how soon after the restart the page hit ratio must be
 // back to warmHitShare of the healthy window's, and warmP95Limit how close
@@ -243,6 +251,9 @@ func (r *Result) warmRestart() *warmView {
 		v.restartSeries = hitSeries(pages, rs.ReadyAt, rs.ReadyAt.Add(warmRecoveryLimit), time.Second)
 		v.recoveredAfter, v.recoveredOK = recovered(v.restartSeries, warmHitShare*v.healthyHit, time.Second)
 		v.warmCells, v.warmDone = warmProgress(r.Scrapes, rs.ReadyAt, len(v.restartSeries))
+		v.slowest = windowSamples(pages, Phase{Start: rs.ReadyAt, End: rs.ReadyAt.Add(time.Second)})
+		slices.SortFunc(v.slowest, func(a, b Sample) int { return cmp.Compare(b.Latency, a.Latency) })
+		v.slowest = v.slowest[:min(len(v.slowest), warmSlowest)]
 		return v
 	}
 	return nil
@@ -329,8 +340,20 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 	row("after the restart: entries refilled (health)", v.warmCells)
 	p("")
 	if w := v.warmDone; w != nil {
-		p("Refill (health `warm_start`): %d entries, %d of them first as the pages served most before the kill; done %d ms after craftedge started (%d ms of it paused to leave the CPU to requests); skipped: %d already stored by a request, %d purged; memory full: %v.",
-			w.Refilled, w.ServedFirst, w.ElapsedMS, w.PausedMS, w.SkippedPresent, w.SkippedPurged, w.Full)
+		p("Refill (health `warm_start`): %d entries, %d of them first as the pages served most before the kill, and %d put in from their snapshot for a request that came before the refill reached them; done %d ms after craftedge started (%d ms of it paused to leave the CPU to requests); skipped: %d already stored by a request, %d purged; memory full: %v.",
+			w.Refilled, w.ServedFirst, w.OnRequest, w.ElapsedMS, w.PausedMS, w.SkippedPresent, w.SkippedPurged, w.Full)
+		p("")
+	}
+	if len(v.slowest) > 0 {
+		var cells []string
+		for _, s := range v.slowest {
+			cs := s.CacheStatus
+			if cs == "" {
+				cs = fmt.Sprintf("status %d", s.Status)
+			}
+			cells = append(cells, fmt.Sprintf("+%d ms: %s ms `%s`", s.Start.Sub(r.Restart.ReadyAt).Milliseconds(), fmtMS(s.Latency), cs))
+		}
+		p("Slowest page views of the first second after the restart (started at + from the restart, took, Cache-Status): %s.", strings.Join(cells, "; "))
 		p("")
 	}
 }

@@ -364,6 +364,7 @@ type WarmStartHealth struct {
 	State          string `json:"state"`
 	Refilled       int64  `json:"refilled"`
 	ServedFirst    int64  `json:"served_first"`
+	OnRequest      int64  `json:"on_request"`
 	SkippedPresent int64  `json:"skipped_present"`
 	SkippedPurged  int64  `json:"skipped_purged"`
 	Full           bool   `json:"full"`

@@ -478,6 +478,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	var entry pagecache.Entry
 	raw, variantKey, found := h.lookup(r, key, &entry)
+	if !found && variantKey == "" && h.app.RefillOnMiss(key) {
+		// Missed while the warm start refills the memory tier: its
+		// snapshot was put in ahead of the refill (warmstart.go).
+		raw, variantKey, found = h.lookup(r, key, &entry)
+	}
 	if found && entry.Fresh(now) {
 		mem.CountHit()
 		h.app.NoteServed(key) // sampled: the warm start refills the pages served most first
