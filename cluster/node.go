@@ -72,8 +72,12 @@ type Handlers struct {
 
 	// Gap reports that the node cannot know which purges it missed: drop
 	// the whole memory tier and mark every snapshot stale (they still
-	// serve when the live path fails).
-	Gap func(Gap)
+	// serve when the live path fails). An error says the gap could not
+	// be recorded now (a full disk): the node does not pass it (no purge
+	// after it is applied, the cursor stays), reports StateCatchingUp and
+	// reports the gap again (Gap.Retry) from its next session, after a pause doubling from ReconnectWait up
+	// to a minute while it keeps failing (Stats.PendingGap says which).
+	Gap func(Gap) error
 
 	// State reports each change of State.
 	State func(State)
@@ -140,6 +144,14 @@ type Node struct {
 	malformed atomic.Uint64
 	// applyFailures counts purges Handlers.Purge could not record.
 	applyFailures atomic.Uint64
+
+	// pendingGap is the gap Handlers.Gap could not record (nil once it
+	// did); gapFailing counts its failures in a row. Only the run
+	// goroutine uses them; gapPendingReason and gapFailures are for Stats.
+	pendingGap       *Gap
+	gapFailing       int
+	gapPendingReason atomic.Pointer[string]
+	gapFailures      atomic.Uint64
 }
 
 // Start validates cfg, starts the embedded server if configured, and
@@ -270,6 +282,11 @@ type Stats struct {
 	// ApplyFailures counts purges Handlers.Purge could not record (each
 	// applied again later).
 	ApplyFailures uint64
+	// GapFailures counts the times Handlers.Gap could not record a gap;
+	// PendingGap is the reason of the gap waiting to be recorded again
+	// ("" if none): the node catches up until it is.
+	GapFailures uint64
+	PendingGap  string
 	// Cursor is the stream sequence of the last purge applied.
 	Cursor uint64
 	// LastError is the connection's last error ("" if none): why the
@@ -284,7 +301,10 @@ func (n *Node) Stats() Stats {
 		State: n.State(), Connected: n.nc.IsConnected(),
 		Queued: q, Overflows: o, Published: p,
 		Applied: n.applied.Load(), Gaps: n.gaps.Load(), Malformed: n.malformed.Load(), ApplyFailures: n.applyFailures.Load(),
-		Cursor: n.cursorSeq.Load(),
+		GapFailures: n.gapFailures.Load(), Cursor: n.cursorSeq.Load(),
+	}
+	if r := n.gapPendingReason.Load(); r != nil {
+		st.PendingGap = *r
 	}
 	if err := n.nc.LastError(); err != nil {
 		st.LastError = err.Error()
@@ -364,10 +384,8 @@ func (n *Node) run() {
 		if err != nil {
 			n.log.Warn("cluster session ended; retrying", zap.Error(err))
 		}
-		select {
-		case <-n.ctx.Done():
+		if !n.pause(n.ctx, n.retryPause()) {
 			return
-		case <-time.After(n.cfg.ReconnectWait):
 		}
 	}
 }
