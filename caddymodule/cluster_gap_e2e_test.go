@@ -3,16 +3,20 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/pagecache"
 )
 
 // pinFreePages leaves db with no free page to reuse, so the next commit
@@ -158,5 +162,73 @@ func deletePurgeStream(t *testing.T, url string) {
 	}
 	if err := js.DeleteStream(context.Background(), "craftedge_purges"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The disk is full when the node imports the cluster's shared snapshots
+// (it joins while other nodes' copies wait in the stream): the import
+// stops short. Health says so (import_done false, import_failures,
+// import_error with the cause), and the import runs again by itself, with
+// no reload, once space is back: every copy is imported, stale.
+func TestClusterFullDiskSnapshotImportRetried(t *testing.T) {
+	dir := mountTinyFS(t, "8m")
+	path := filepath.Join(dir, "craftedge.db")
+	nats := e2e.StartNATS(t)
+	peer := startHostilePeer(t, nats.URL())
+	ss, err := cluster.NewSharedSnapshots(peer, cluster.SharedSnapshotsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	e2e.WaitFor(t, "the peer's shared snapshots", ss.Ready)
+	body := []byte(strings.Repeat("<p>a long page from the peer</p>", 10<<10)) // ~320 KiB: new pages
+	for i := range 3 {
+		page := pagecache.Entry{Status: http.StatusOK, StoredAt: time.Now().Add(-time.Minute), FreshFor: time.Hour,
+			Header: []pagecache.HeaderField{{Name: "Content-Type", Value: "text/html"}}, Body: body, Tags: []string{"post-9"}}
+		if !ss.Put(cluster.SharedSnapshot{Key: fmt.Sprintf("https://peer.example/page-%d", i), StoredAt: page.StoredAt, Value: page.Encode()}) {
+			t.Fatal("shared snapshot refused")
+		}
+	}
+	if err := ss.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The node starts without NATS; the disk fills before it connects.
+	nats.Stop()
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	o := e2e.NewOrigin(t)
+	g := e2e.StartConfig(t, o, withLogFile(e2e.CaddyfileFor(o, e2e.Options{Storage: path, GlobalExtra: nats.ClusterBlock("gw")}), logPath), path)
+	app := currentApp.Load()
+	free := fillFS(t, dir)
+	nats.Start()
+
+	importHealth := func() ClusterSnapshotsHealth {
+		h := clusterHealth(g)
+		if h == nil || h.Data == nil || h.Data.Snapshots == nil {
+			t.Fatalf("no shared snapshots in health: %+v", h)
+		}
+		return *h.Data.Snapshots
+	}
+	e2e.WaitFor(t, "the import failed twice", func() bool { return importHealth().ImportFailures >= 2 })
+	if h := importHealth(); h.ImportDone || !strings.Contains(h.ImportError, "no space left on device") {
+		t.Fatalf("shared snapshots health while the disk is full %+v", h)
+	}
+	if sh := storageHealth(t, g); sh.Damaged {
+		t.Fatalf("a full disk is not damage: %+v", sh)
+	}
+
+	free()
+	e2e.WaitFor(t, "the import done once space is back", func() bool { return importHealth().ImportDone })
+	if h := importHealth(); h.ImportError != "" || h.Refused != 0 {
+		t.Fatalf("shared snapshots health after the import %+v", h)
+	}
+	for i := range 3 {
+		rec, ok := storedSnapshot(t, app, fmt.Sprintf("/page-%d", i))
+		if !ok {
+			t.Fatalf("page-%d not imported", i)
+		}
+		if !app.store.Stale(rec) {
+			t.Fatalf("page-%d imported fresh", i)
+		}
 	}
 }
