@@ -10,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/internal/natstest"
 	"github.com/craftedge/craftedge/pagecache"
 )
 
@@ -151,16 +150,7 @@ func TestClusterFullDiskGapRetried(t *testing.T) {
 // cursor does not refer to (a gap).
 func deletePurgeStream(t *testing.T, url string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteStream(context.Background(), "craftedge_purges"); err != nil {
+	if err := natstest.JetStream(t, url).DeleteStream(context.Background(), "craftedge_purges"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,8 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/craftedge/craftedge/internal/natstest"
 )
 
 // A gap the caller cannot record (Handlers.Gap fails: a full disk) is not
@@ -56,12 +55,7 @@ func TestGapNotRecordedIsReportedAgain(t *testing.T) {
 // the same hole again, until the gap is recorded; then it applies the
 // purge.
 func TestGapWhileFollowingNotRecordedIsNotPassed(t *testing.T) {
-	s := startServer(t, "solo", "", nil)
-	ra, rb := &recorder{}, &recorder{}
-	a := startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, ra)
-	b := startNode(t, Config{NodeName: "b", URLs: []string{s.url()}}, rb)
-	waitState(t, a, StateReady)
-	waitState(t, b, StateReady)
+	s, a, b, _, rb := startReadyPair(t)
 	gaps := b.Stats().Gaps // its first start's
 
 	// b cannot record "hold": it stays before it while a publishes two
@@ -72,12 +66,7 @@ func TestGapWhileFollowingNotRecordedIsNotPassed(t *testing.T) {
 	a.Publish(Purge{Tags: []string{"after"}})
 	waitFor(t, "a's purges stored", func() bool { return a.Stats().Published == 3 })
 	waitFor(t, "b failing on hold", func() bool { return b.Stats().ApplyFailures > 0 })
-	nc, err := nats.Connect(s.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, s.url())
 	stream, err := js.Stream(context.Background(), "craftedge_purges")
 	if err != nil {
 		t.Fatal(err)

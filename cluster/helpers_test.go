@@ -300,6 +300,19 @@ func startNode(t *testing.T, cfg Config, r *recorder) *Node {
 	return n
 }
 
+// startReadyPair starts a server and two nodes on it, a and b, recording
+// what they report, and waits until both are ready.
+func startReadyPair(t *testing.T) (s *testServer, a, b *Node, ra, rb *recorder) {
+	t.Helper()
+	s = startServer(t, "solo", "", nil)
+	ra, rb = &recorder{}, &recorder{}
+	a = startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, ra)
+	b = startNode(t, Config{NodeName: "b", URLs: []string{s.url()}}, rb)
+	waitState(t, a, StateReady)
+	waitState(t, b, StateReady)
+	return s, a, b, ra, rb
+}
+
 func waitState(t *testing.T, n *Node, s State) {
 	t.Helper()
 	waitFor(t, n.Name()+" "+s.String(), func() bool { return n.State() == s })

@@ -75,8 +75,9 @@ type Handlers struct {
 	// serve when the live path fails). An error says the gap could not
 	// be recorded now (a full disk): the node does not pass it (no purge
 	// after it is applied, the cursor stays), reports StateCatchingUp and
-	// reports the gap again (Gap.Retry) from its next session, after a pause doubling from ReconnectWait up
-	// to a minute while it keeps failing (Stats.PendingGap says which).
+	// reports the gap again (Gap.Retry) from its next session, after a
+	// pause doubling from ReconnectWait up to a minute while it keeps
+	// failing (Stats.PendingGap says which).
 	Gap func(Gap) error
 
 	// State reports each change of State.
@@ -128,10 +129,12 @@ type Node struct {
 	leases      jetstream.KeyValue
 	kill        jetstream.KeyValue
 	overrides   map[string]bool
-	quotas      jetstream.KeyValue // see Quota; set up on first use
-	deliveries  jetstream.KeyValue // see DeliverySeen; set up on first use
 
 	out outbox
+
+	// Buckets set up on first use (lazyBucket): quotas (see Quota) and
+	// webhook deliveries (see DeliverySeen).
+	quotas, deliveries lazyBucket
 
 	// cursor is the last purge applied (cursorOK once known); only the
 	// run goroutine uses them.
@@ -488,6 +491,44 @@ func (n *Node) name(part string) string { return n.cfg.Namespace + "_" + part }
 // opCtx bounds one request to NATS.
 func (n *Node) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, n.cfg.Timeout)
+}
+
+// lazyBucket is a key-value bucket a part of the node sets up on its
+// first use while connected (not in every session: few configs use it),
+// and again after an operation on it failed (the bucket may be gone, or
+// the session changed).
+type lazyBucket struct {
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+// get returns the bucket of cfg, setting it up (ensureBucket) on the
+// first use since the last drop.
+func (b *lazyBucket) get(ctx context.Context, n *Node, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if !n.connected() {
+		return nil, errNotConnected
+	}
+	b.mu.Lock()
+	kv := b.kv
+	b.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	kv, err := n.ensureBucket(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.kv = kv
+	b.mu.Unlock()
+	return kv, nil
+}
+
+// drop makes the next get set the bucket up again.
+func (b *lazyBucket) drop() {
+	b.mu.Lock()
+	b.kv = nil
+	b.mu.Unlock()
 }
 
 func (n *Node) ensureBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

@@ -381,10 +381,10 @@ func (n *Node) apply(msg jetstream.Msg, seq uint64) error {
 }
 
 // reportGap hands a gap to Handlers.Gap. A gap found while another is
-// pending (its handler failed) is the same loss of continuity, reported
-// again (Retry) and is counted once. An error
-// (the handler's) leaves the gap pending, the node catching up; the
-// caller ends the session without passing it.
+// pending (its handler failed) is the same loss of continuity: reported
+// again (Retry), counted once. An error (the handler's) leaves the gap
+// pending, the node catching up; the caller ends the session without
+// passing it.
 func (n *Node) reportGap(g Gap) error {
 	if n.pendingGap != nil {
 		g.Retry = true
