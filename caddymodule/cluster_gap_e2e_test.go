@@ -222,3 +222,58 @@ func TestClusterFullDiskSnapshotImportRetried(t *testing.T) {
 		}
 	}
 }
+
+// A storage_replaced gap whose marks cannot be written (the node, kept by
+// a reload, runs on another file, and that file's disk is full): the app
+// retries it until they are, and health says so meanwhile. The reload
+// itself is TestClusterDamagedFileWhileApplyingRecords's; here the gap is
+// handed to the app's retry as adoptStore hands it, on a full disk.
+func TestClusterFullDiskStorageReplacedGapRetried(t *testing.T) {
+	dir := mountTinyFS(t, "8m")
+	path := filepath.Join(dir, "craftedge.db")
+	nats := e2e.StartNATS(t)
+	o := e2e.NewOrigin(t)
+	o.Handle("/a", e2e.PageHandler("a", "post-1"))
+	g := e2e.StartGateway(t, o, e2e.Options{Storage: path, GlobalExtra: nats.ClusterBlock("gw")})
+	app := currentApp.Load()
+	waitClusterReadyHere(t, g)
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+	e2e.WaitFor(t, "the snapshot of /a written", func() bool {
+		_, ok := storedSnapshot(t, app, "/a")
+		return ok
+	})
+
+	release := pinFreePages(t, app.store.DB(), path)
+	defer release()
+	free := fillFS(t, dir)
+	c := app.cluster
+	at := nowFunc()
+	if err := app.store.MarkPurgedAll(at); err == nil {
+		t.Fatal("marking on the full disk succeeded: the test does not fill it")
+	}
+	c.storageGap.Store(&storageGap{store: app.store, at: at})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		app.retryStorageGap(ctx, c)
+	}()
+	e2e.WaitFor(t, "the storage_replaced gap pending, retried", func() bool {
+		h := clusterHealth(g)
+		return h.PendingGap == gapStorageReplaced && h.GapFailures >= 2
+	})
+	if h := clusterHealth(g); h.State != "ready" || !h.MemoryServes {
+		t.Fatalf("cluster health %+v: the memory tier, which saw every purge, keeps serving", h)
+	}
+
+	release()
+	free()
+	<-done
+	if h := clusterHealth(g); h.PendingGap != "" {
+		t.Fatalf("cluster health once recorded %+v", h)
+	}
+	if rec, _ := storedSnapshot(t, app, "/a"); !app.store.Stale(rec) {
+		t.Fatal("the snapshot of /a stored before the gap is not stale")
+	}
+}
