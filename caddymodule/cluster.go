@@ -29,7 +29,8 @@ import (
 //     copies dropped, snapshots marked stale; applying it twice marks the
 //     same time);
 //   - a gap (purges missed that cannot be known): the memory tier is
-//     dropped and every snapshot marked stale;
+//     dropped and every snapshot marked stale; marks that cannot be
+//     written (a full disk) keep the node catching up until they are;
 //   - catching up after a (re)connection: the memory tier does not serve
 //     (MemoryServes is false: hits become misses, fetched from the
 //     upstream, with the snapshots behind it) until the missed purges are
@@ -79,13 +80,13 @@ type clusterNode struct {
 	// yet (a full disk), retried by the app running on its store;
 	// storageGaps counts those gaps, storageGapFailures the failed
 	// attempts to record them.
-	storageGap atomic.Pointer[storageGap]
-
-	// gapAt is when the last gap was first reported (only onGap uses it,
-	// from the node's one goroutine).
-	gapAt              time.Time
+	storageGap         atomic.Pointer[storageGap]
 	storageGaps        atomic.Uint64
 	storageGapFailures atomic.Uint64
+
+	// gapAt is when the last gap of the node was first reported (only
+	// onGap uses it, from the node's one goroutine).
+	gapAt time.Time
 }
 
 // storageGap is a storage_replaced gap to record in store: every snapshot
@@ -282,9 +283,10 @@ func (c *clusterNode) onPurge(p cluster.Purge) error {
 }
 
 // onGap drops the memory tier and marks every snapshot stale as of when
-// the gap was first reported: purges were missed and nobody can say which. An error (the
-// marks could not be written: a full disk) makes the node catch up (the
-// memory tier does not serve) and report the gap again until they are.
+// the gap was first reported: purges were missed and nobody can say
+// which. An error (the marks could not be written: a full disk) makes the
+// node catch up (the memory tier does not serve) and report the gap again
+// until they are.
 func (c *clusterNode) onGap(g cluster.Gap) error {
 	<-c.started
 	a := c.app.Load()
