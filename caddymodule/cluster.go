@@ -29,7 +29,8 @@ import (
 //     copies dropped, snapshots marked stale; applying it twice marks the
 //     same time);
 //   - a gap (purges missed that cannot be known): the memory tier is
-//     dropped and every snapshot marked stale;
+//     dropped and every snapshot marked stale; marks that cannot be
+//     written (a full disk) keep the node catching up until they are;
 //   - catching up after a (re)connection: the memory tier does not serve
 //     (MemoryServes is false: hits become misses, fetched from the
 //     upstream, with the snapshots behind it) until the missed purges are
@@ -74,6 +75,25 @@ type clusterNode struct {
 	// store is the storage file of the last app started on the node:
 	// where its purge marks and cursor are (see adoptStore).
 	store atomic.Pointer[snapshot.Store]
+
+	// storageGap is a storage_replaced gap whose marks are not written
+	// yet (a full disk), retried by the app running on its store;
+	// storageGaps counts those gaps, storageGapFailures the failed
+	// attempts to record them.
+	storageGap         atomic.Pointer[storageGap]
+	storageGaps        atomic.Uint64
+	storageGapFailures atomic.Uint64
+
+	// gapAt is when the last gap of the node was first reported (only
+	// onGap uses it, from the node's one goroutine).
+	gapAt time.Time
+}
+
+// storageGap is a storage_replaced gap to record in store: every snapshot
+// stored before at is stale.
+type storageGap struct {
+	store *snapshot.Store
+	at    time.Time
 }
 
 type clusterMembersSample struct {
@@ -174,15 +194,15 @@ func (a *App) startCluster() {
 	initClusterMetrics()
 	clusterMetricsNode.Store(c)
 	ctx, cancel := context.WithCancel(a.ctx)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	a.stopClusterSampler = func() {
 		cancel()
-		<-done
+		wg.Wait()
 	}
-	go func() {
-		defer close(done)
-		c.sample(ctx)
-	}()
+	wg.Go(func() { c.sample(ctx) })
+	// A storage_replaced gap not recorded yet (by this app or the one
+	// before it on the same file) is retried until it is.
+	wg.Go(func() { a.retryStorageGap(ctx, c) })
 }
 
 // stopCluster stops this app's sampler. The node stays (the next config
@@ -262,21 +282,34 @@ func (c *clusterNode) onPurge(p cluster.Purge) error {
 	return nil
 }
 
-// onGap drops the memory tier and marks every snapshot stale: purges
-// were missed and nobody can say which.
-func (c *clusterNode) onGap(g cluster.Gap) {
+// onGap drops the memory tier and marks every snapshot stale as of when
+// the gap was first reported: purges were missed and nobody can say
+// which. An error (the marks could not be written: a full disk) makes the
+// node catch up (the memory tier does not serve) and report the gap again
+// until they are.
+func (c *clusterNode) onGap(g cluster.Gap) error {
 	<-c.started
 	a := c.app.Load()
-	observeClusterGap(g.Reason)
+	// A gap reported again marks as of when it was first reported: the
+	// copies stored since (from the origin) are not stale.
+	if !g.Retry || c.gapAt.IsZero() {
+		observeClusterGap(g.Reason)
+		c.gapAt = nowFunc()
+	}
+	at := c.gapAt
 	purgeRefillMu.RLock()
 	n := a.memory.PurgeAll()
-	err := a.store.MarkPurgedAll(nowFunc())
+	err := a.store.MarkPurgedAll(at)
 	purgeRefillMu.RUnlock()
+	fields := []zap.Field{zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First),
+		zap.Time("gap_at", at), zap.Bool("retry", g.Retry), zap.Int("entries", n)}
 	if err != nil {
-		a.logger.Error("cluster gap: marking snapshots stale", zap.Error(err))
+		a.logger.Error("cluster gap: marking snapshots stale failed: catching up (memory tier off) until they are marked",
+			append(fields, zap.String("storage", a.store.Path()), zap.Error(err))...)
+		return err
 	}
-	a.logger.Warn("cluster gap: memory tier dropped, snapshots marked stale",
-		zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First), zap.Int("entries", n))
+	a.logger.Warn("cluster gap: memory tier dropped, snapshots marked stale", fields...)
+	return nil
 }
 
 // adoptStore is startCluster's when the node kept by a reload recorded
@@ -294,8 +327,15 @@ func (a *App) adoptStore(c *clusterNode, prev *snapshot.Store) {
 		why = "the storage file was damaged and moved aside"
 	}
 	observeClusterGap(gapStorageReplaced)
-	if err := a.store.MarkPurgedAll(nowFunc()); err != nil {
-		a.logger.Error("cluster: marking the snapshots of the new storage file stale", zap.String("storage", a.store.Path()), zap.Error(err))
+	c.storageGaps.Add(1)
+	g := &storageGap{store: a.store, at: nowFunc()}
+	if err := a.store.MarkPurgedAll(g.at); err != nil {
+		c.storageGap.Store(g) // retried by retryStorageGap
+		c.storageGapFailures.Add(1)
+		a.logger.Error("cluster: marking the snapshots of the new storage file stale failed; retrying until they are",
+			zap.String("reason", gapStorageReplaced), zap.String("storage", a.store.Path()), zap.Error(err))
+	} else {
+		c.storageGap.Store(nil)
 	}
 	c.snapshotsImported.Store(false)
 	c.pendingMu.Lock()
@@ -311,6 +351,36 @@ func (a *App) adoptStore(c *clusterNode, prev *snapshot.Store) {
 	}
 	a.logger.Warn("cluster gap: "+why+"; snapshots in the new file marked stale, the cluster's snapshots, records and kill switch applied to it",
 		zap.String("reason", gapStorageReplaced), zap.String("storage", a.store.Path()), zap.String("previous", prev.Path()))
+}
+
+// retryStorageGap records the node's pending storage_replaced gap in this
+// app's file, if it is the gap's file, pausing between attempts (doubling
+// from the cluster's reconnect_wait up to a minute) until it succeeds or
+// ctx ends. Meanwhile health says the gap is pending.
+func (a *App) retryStorageGap(ctx context.Context, c *clusterNode) {
+	pause := c.cfg.ReconnectWait
+	for {
+		g := c.storageGap.Load()
+		if g == nil || g.store != a.store {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		if err := a.store.MarkPurgedAll(g.at); err != nil {
+			c.storageGapFailures.Add(1)
+			pause = min(2*pause, time.Minute)
+			a.logger.Error("cluster: marking the snapshots of the new storage file stale failed again",
+				zap.String("reason", gapStorageReplaced), zap.String("storage", a.store.Path()), zap.Duration("retry_in", pause), zap.Error(err))
+			continue
+		}
+		c.storageGap.CompareAndSwap(g, nil)
+		a.logger.Info("cluster: the pending gap is recorded: the snapshots of the new storage file are marked stale",
+			zap.String("reason", gapStorageReplaced), zap.String("storage", a.store.Path()))
+		return
+	}
 }
 
 // onState records the node's state; the memory tier does not serve while

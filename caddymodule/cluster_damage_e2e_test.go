@@ -119,6 +119,7 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	}
 	e2e.WantStatus(t, g.Admin(http.MethodGet, "/craftedge/health", ""), http.StatusOK)
 	gaps := e2e.Scrape(g.Gateway, `craftedge_cluster_gaps_total{reason="storage_replaced"}`)
+	healthGaps := clusterHealth(g.Gateway).Gaps
 
 	// An outbox write another node accepted: this node cannot record the
 	// vendor's answer, so it gives the job back (no attempt used up)
@@ -171,8 +172,10 @@ func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
 	if v := e2e.Scrape(g.Gateway, `craftedge_cluster_gaps_total{reason="storage_replaced"}`); v != gaps+1 {
 		t.Fatalf("storage_replaced gaps = %v, want %v", v, gaps+1)
 	}
-	if h := clusterHealth(g.Gateway); h.State != "ready" {
-		t.Fatalf("cluster health after the reload %+v", h)
+	// Health counts it with the node's gaps; it is recorded (the fresh
+	// file takes the marks).
+	if h := clusterHealth(g.Gateway); h.State != "ready" || h.Gaps != healthGaps+1 || h.PendingGap != "" {
+		t.Fatalf("cluster health after the reload %+v: want ready, %d gaps, none pending", h, healthGaps+1)
 	}
 	// The job, delivered once on its first counted attempt.
 	e2e.WaitFor(t, "the outbox job done on the fresh file", func() bool {
@@ -357,4 +360,59 @@ func TestClusterKillSwitchPendingOnADamagedFile(t *testing.T) {
 		t.Fatal("the override was lost when the cluster's set arrived")
 	}
 	waitClusterReadyHere(t, g)
+}
+
+// The records bucket's pages are damaged (the check on open is off) and
+// the first thing to walk into them is an outbox job of the cluster:
+// recording the vendor's answer makes bbolt panic. The node marks the file
+// damaged (moved aside, named in an error log line, health) as it does
+// everywhere else, and gives the job back: the attempt is not counted,
+// so a damaged node does not use up the cluster's attempts.
+func TestClusterOutboxPanicOnADamagedFileGivesTheJobBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "craftedge.db")
+	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
+	e.sync("s1", jobs.StateDone)
+	e2e.StopGateway(t)
+	damageBucketLeaves(t, path, "records")
+
+	nats := e2e.StartNATS(t)
+	peer := startHostilePeer(t, nats.URL())
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	g := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path, caddyfile: func(o vendorOptions) string {
+		return clusterVendorCaddyfile(o, nats.ClusterBlock("gw"), logPath, "storage_check_max_size off\n\t\twarm_start off")
+	}})
+	waitClusterReadyHere(t, g.Gateway)
+	if sh := storageHealth(t, g.Gateway); sh.Damaged {
+		t.Fatalf("the damage found before the outbox job ran: %+v", sh)
+	}
+
+	po, err := cluster.NewOutbox(peer, cluster.OutboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer po.Close()
+	e2e.WaitFor(t, "the peer's outbox", po.Ready)
+	payload := `{"vendor":"shop","resource":"product","id":"5","body":{"sku":"SKU-5","title":{"en":"Written into damage"},"price":{"amount":5,"currency":"EUR"},"stock":5}}`
+	job, _, err := po.Accept(context.Background(), cluster.OutboxRequest{Kind: jobKindOutbox, Key: "panic-1",
+		Entity: "shop/product/5", Payload: []byte(payload)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, "the damage found by the outbox job", func() bool { return storageHealth(t, g.Gateway).Damaged })
+	wantDamagedLogged(t, logPath, path)
+	e2e.WaitFor(t, "the job given back", func() bool { return clusterHealth(g.Gateway).Data.Outbox.GivenBack > 0 })
+	st, err := po.Get(context.Background(), job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Attempts != 0 || st.State != cluster.OutboxReady || !strings.Contains(st.LastError, "given back by gw") {
+		t.Fatalf("job %+v: want ready, given back, no attempt counted", st)
+	}
+	if h := clusterHealth(g.Gateway).Data.Outbox; h.Retried != 0 || h.Dead != 0 {
+		t.Fatalf("outbox health %+v: want no attempt retried or dead", h)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the damaged file is still at %s: %v", path, err)
+	}
 }

@@ -29,14 +29,23 @@ type ClusterHealth struct {
 	// JetStream; Applied are other nodes' purges applied here
 	// (ApplyFailures could not be recorded in the storage file, a full
 	// disk: each applied again, the node catching up meanwhile); Gaps
-	// counts the times purges may have been missed; Overflows the times
-	// the queue collapsed into a purge-all.
+	// counts the times purges may have been missed, storage_replaced
+	// included (this node now runs on another storage file than its
+	// purges were recorded in); Overflows the times the queue collapsed
+	// into a purge-all.
 	Queued        int    `json:"queued"`
 	Published     uint64 `json:"published"`
 	Applied       uint64 `json:"applied"`
 	ApplyFailures uint64 `json:"apply_failures"`
 	Gaps          uint64 `json:"gaps"`
 	Overflows     uint64 `json:"overflows"`
+	// GapFailures counts the attempts to record a gap (mark every
+	// snapshot stale) that failed, a full disk; PendingGap is the reason
+	// of the gap not recorded yet ("" if none), retried until it is (the
+	// node catches up meanwhile, except for storage_replaced, whose
+	// memory tier saw every purge).
+	GapFailures uint64 `json:"gap_failures"`
+	PendingGap  string `json:"pending_gap,omitempty"`
 	// Cursor is the stream sequence of the last purge applied here;
 	// StreamLastSeq the stream's last and Lag the difference (known only
 	// when NATS answered: Members set).
@@ -74,8 +83,13 @@ func (a *App) clusterHealth() *ClusterHealth {
 		Node: c.cfg.NodeName, Namespace: c.cfg.Namespace,
 		State: st.State.String(), Connected: st.Connected, LastError: st.LastError,
 		MemoryServes: c.serving.Load(), Embedded: c.node.ClientURL(),
-		Queued: st.Queued, Published: st.Published, Applied: st.Applied, ApplyFailures: st.ApplyFailures, Gaps: st.Gaps, Overflows: st.Overflows,
+		Queued: st.Queued, Published: st.Published, Applied: st.Applied, ApplyFailures: st.ApplyFailures,
+		Gaps: st.Gaps + c.storageGaps.Load(), Overflows: st.Overflows,
+		GapFailures: st.GapFailures + c.storageGapFailures.Load(), PendingGap: st.PendingGap,
 		Cursor: st.Cursor, Data: a.clusterDataHealth(),
+	}
+	if h.PendingGap == "" && c.storageGap.Load() != nil {
+		h.PendingGap = gapStorageReplaced
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(c.cfg.Timeout, 2*time.Second))
 	defer cancel()

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
 	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/internal/natstest"
 	"github.com/craftedge/craftedge/pagecache"
 	"github.com/craftedge/craftedge/snapshot"
 	"github.com/craftedge/craftedge/vendors"
@@ -220,15 +220,7 @@ func clusterHealth(g *e2e.Gateway) *ClusterHealth {
 // would, bypassing the tier.
 func publishRawPurge(t *testing.T, url, data string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, url)
 	msg := nats.NewMsg(cluster.DefaultNamespace + ".purges")
 	msg.Header.Set("Craftedge-Node", "mallory")
 	msg.Data = []byte(data)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/craftedge/craftedge/cluster"
+	"github.com/craftedge/craftedge/internal/boltsafe"
 	"github.com/craftedge/craftedge/jobs"
 )
 
@@ -133,7 +134,12 @@ func (a *App) observedClusterOutbox(ctx context.Context, j cluster.OutboxJob) er
 // local outbox's handler. A node whose storage file is damaged, or fails
 // to record the vendor's answer (a full disk), gives the job back
 // (cluster.OutboxGiveBack) instead of using up one of its attempts: any
-// node may run it, with the same Idempotency-Key.
+// node may run it, with the same Idempotency-Key. A panic of bbolt while
+// the answer is recorded (damaged pages) is the file's damage: the file
+// is marked damaged (moved aside, named in the log, as guardStorage
+// does) and the job given back. Any other panic is the handler's own
+// bug: it goes on to the cluster outbox, which counts it as a failed
+// attempt.
 func (a *App) runClusterOutbox(ctx context.Context, j cluster.OutboxJob) error {
 	if j.Kind != jobKindOutbox {
 		return jobs.Permanent(fmt.Errorf("cluster outbox: job of kind %q (this node runs %q)", j.Kind, jobKindOutbox))
@@ -141,7 +147,14 @@ func (a *App) runClusterOutbox(ctx context.Context, j cluster.OutboxJob) error {
 	if d := a.store.Damaged(); d != nil {
 		return cluster.OutboxGiveBack(fmt.Errorf("cluster outbox: this node cannot record the answer: %w", d))
 	}
-	err := a.runOutbox(ctx, jobs.ExternalTask(jobFromCluster(j)))
+	err := boltsafe.Run(func() error { return a.runOutbox(ctx, jobs.ExternalTask(jobFromCluster(j))) })
+	var p *boltsafe.PanicError
+	if errors.As(err, &p) {
+		if !p.Storage {
+			panic(p.Value)
+		}
+		err = a.store.MarkDamaged(err)
+	}
 	if err != nil && a.storageFailure(err) {
 		return cluster.OutboxGiveBack(fmt.Errorf("cluster outbox: recording the answer in %s: %w", a.store.Path(), err))
 	}

@@ -23,7 +23,8 @@ import (
 // served as fresh; stale copies serve only when the live path fails).
 // The import runs once per node (a reload keeping the node does not
 // import again; one stopped by a reload before it finished is run by the
-// next app started on the node after that).
+// next app started on the node after that); one that stops short (NATS
+// lost, a full disk) runs again after a pause until it succeeds.
 
 // ClusterSnapshotsHealth counts this node's shared snapshots.
 type ClusterSnapshotsHealth struct {
@@ -44,6 +45,14 @@ type ClusterSnapshotsHealth struct {
 	Kept       uint64 `json:"kept"`
 	Refused    uint64 `json:"refused"`
 	ImportDone bool   `json:"import_done"`
+	// ImportFailures counts the imports that stopped short (NATS lost,
+	// the storage file full or damaged); ImportError is the last one's
+	// error while the import is not done. A failed import runs again
+	// after a pause (doubling from the cluster's reconnect_wait up to a
+	// minute) until it succeeds; on a damaged file it waits for the next
+	// config, which runs on a fresh file.
+	ImportFailures uint64 `json:"import_failures"`
+	ImportError    string `json:"import_error,omitempty"`
 }
 
 // clusterSnapshots is this app's use of the shared snapshots.
@@ -51,14 +60,20 @@ type clusterSnapshots struct {
 	ss   *cluster.SharedSnapshots
 	stop func()
 
-	imported, kept, refused atomic.Uint64
-	importDone              atomic.Bool
+	imported, kept, refused, importFailures atomic.Uint64
+	importDone                              atomic.Bool
+	importError                             atomic.Pointer[string]
 }
 
 func (s *clusterSnapshots) health() ClusterSnapshotsHealth {
 	st := s.ss.Stats()
-	return ClusterSnapshotsHealth{Published: st.Published, Dropped: st.Dropped, TooLarge: st.TooLarge, Malformed: st.Malformed,
-		Queued: st.Queued, Imported: s.imported.Load(), Kept: s.kept.Load(), Refused: s.refused.Load(), ImportDone: s.importDone.Load()}
+	h := ClusterSnapshotsHealth{Published: st.Published, Dropped: st.Dropped, TooLarge: st.TooLarge, Malformed: st.Malformed,
+		Queued: st.Queued, Imported: s.imported.Load(), Kept: s.kept.Load(), Refused: s.refused.Load(), ImportDone: s.importDone.Load(),
+		ImportFailures: s.importFailures.Load()}
+	if e := s.importError.Load(); e != nil {
+		h.ImportError = *e
+	}
+	return h
 }
 
 // sharedSnapshotsConfig bounds the stream like the local store: its byte
@@ -97,21 +112,54 @@ func (a *App) startSharedSnapshots(c *clusterNode) (*clusterSnapshots, error) {
 	}
 	go func() {
 		defer close(done)
-		err := a.importSharedSnapshots(ctx, c, s)
-		switch {
-		case err != nil && ctx.Err() != nil:
+		if !a.importSharedSnapshotsUntilDone(ctx, c, s) {
 			// Stopped before it finished (a reload's new app skipped it
-			// already): the next app started on this node imports.
+			// already), or the file is damaged: the next app started on
+			// this node imports.
 			c.snapshotsImported.Store(false)
-		case err != nil:
-			// Not all imported (NATS lost, the file damaged or full):
-			// import_done stays false, and the next app started on this
-			// node (a reload) imports again.
-			c.snapshotsImported.Store(false)
-			a.logger.Error("cluster: importing shared snapshots", zap.String("storage", a.store.Path()), zap.Error(err))
 		}
 	}()
 	return s, nil
+}
+
+// maxImportRetryPause bounds the pause between two imports of the shared
+// snapshots.
+const maxImportRetryPause = time.Minute
+
+// importSharedSnapshotsUntilDone imports the shared snapshots, and again
+// after each import that stops short (NATS lost, the storage file full),
+// pausing between them (doubling from the cluster's reconnect_wait up to a
+// minute), until one reads the whole stream: true then. It returns false
+// when ctx ends first, or when the file is damaged (nothing can be
+// imported into it; the next config runs on a fresh file).
+func (a *App) importSharedSnapshotsUntilDone(ctx context.Context, c *clusterNode, s *clusterSnapshots) bool {
+	pause := c.cfg.ReconnectWait
+	for {
+		err := a.importSharedSnapshots(ctx, c, s)
+		if err == nil {
+			s.importError.Store(nil)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.importFailures.Add(1)
+		msg := err.Error()
+		s.importError.Store(&msg)
+		if a.store.Damaged() != nil {
+			a.logger.Error("cluster: importing shared snapshots: the storage file is damaged; the next config (a fresh file) imports them",
+				zap.String("storage", a.store.Path()), zap.Error(err))
+			return false
+		}
+		a.logger.Error("cluster: importing shared snapshots stopped short; importing them again",
+			zap.String("storage", a.store.Path()), zap.Duration("retry_in", pause), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, maxImportRetryPause)
+	}
 }
 
 // shareSnapshot queues a copy just stored locally for the other nodes.

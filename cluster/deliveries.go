@@ -20,28 +20,12 @@ const DeliveriesMaxAge = 7 * 24 * time.Hour
 // use in a session: one key per accepted webhook delivery (a hash of its
 // source and id), its value the time until which it counts as seen.
 func (n *Node) deliveryBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	if !n.connected() {
-		return nil, errNotConnected
-	}
-	n.mu.Lock()
-	kv := n.deliveries
-	n.mu.Unlock()
-	if kv != nil {
-		return kv, nil
-	}
-	kv, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
+	return n.deliveries.get(ctx, n, jetstream.KeyValueConfig{
 		Bucket:      n.name("webhooks"),
 		Description: "craftedge webhook deliveries accepted by any node (replay protection across nodes)",
 		History:     1,
 		TTL:         DeliveriesMaxAge,
 	})
-	if err != nil {
-		return nil, err
-	}
-	n.mu.Lock()
-	n.deliveries = kv
-	n.mu.Unlock()
-	return kv, nil
 }
 
 // deliveryKey is the bucket key of a delivery: ids are the sender's
@@ -67,7 +51,7 @@ func (n *Node) DeliverySeen(ctx context.Context, source, id string, now time.Tim
 		return false, nil
 	}
 	if err != nil {
-		n.dropDeliveryBucket()
+		n.deliveries.drop()
 		return false, err
 	}
 	until, err := strconv.ParseInt(string(e.Value()), 10, 64)
@@ -92,16 +76,8 @@ func (n *Node) RememberDelivery(ctx context.Context, source, id string, now time
 	defer cancel()
 	until := now.Add(min(ttl, DeliveriesMaxAge)).UnixNano()
 	if _, err := kv.Put(ctx, deliveryKey(source, id), []byte(strconv.FormatInt(until, 10))); err != nil {
-		n.dropDeliveryBucket()
+		n.deliveries.drop()
 		return err
 	}
 	return nil
-}
-
-// dropDeliveryBucket makes the next call set the bucket up again (it may
-// be gone, or the session changed).
-func (n *Node) dropDeliveryBucket() {
-	n.mu.Lock()
-	n.deliveries = nil
-	n.mu.Unlock()
 }

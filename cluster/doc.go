@@ -64,7 +64,10 @@
 // refers to (GapStreamRecreated), or purges the stream's limits dropped
 // before the node applied them (GapRetention, also detected while
 // following when a delivered sequence skips ahead). The caller then drops
-// its memory tier and marks its snapshots stale.
+// its memory tier and marks its snapshots stale. A gap the caller cannot
+// record (an error) is not passed: the node stays catching up and reports
+// it again (Gap.Retry) from its next session, after a pause doubling from
+// ReconnectWait up to a minute (Stats.PendingGap, Stats.GapFailures).
 //
 // # Outbox
 //

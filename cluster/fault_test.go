@@ -7,8 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/craftedge/craftedge/internal/natstest"
 )
 
 func TestNATSUnreachableAtStartThenAppears(t *testing.T) {
@@ -147,12 +146,7 @@ func TestGapWhenRetentionDroppedMissedPurges(t *testing.T) {
 
 // TestGapWhenStreamRecreated and no gap after a plain restart.
 func TestGapWhenStreamRecreatedNotAfterRestart(t *testing.T) {
-	s := startServer(t, "solo", "", nil)
-	ra, rb := &recorder{}, &recorder{}
-	a := startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, ra)
-	b := startNode(t, Config{NodeName: "b", URLs: []string{s.url()}}, rb)
-	waitState(t, a, StateReady)
-	waitState(t, b, StateReady)
+	s, a, b, _, rb := startReadyPair(t)
 	a.Publish(Purge{Tags: []string{"one"}})
 	waitFor(t, "b applies one", func() bool { return rb.hasPurge("one") && b.Stats().Cursor == 1 })
 
@@ -168,12 +162,7 @@ func TestGapWhenStreamRecreatedNotAfterRestart(t *testing.T) {
 
 	// Someone deletes the stream; it is created again.
 	rb.reset()
-	nc, err := nats.Connect(s.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, s.url())
 	if err := js.DeleteStream(context.Background(), "craftedge_purges"); err != nil {
 		t.Fatal(err)
 	}
@@ -203,12 +192,7 @@ func TestQueueCollapsesIntoPurgeAllWhenFull(t *testing.T) {
 	s.start(nil)
 	t.Cleanup(s.stop)
 	waitFor(t, "a drains", func() bool { return a.Stats().Queued == 0 })
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, url)
 	stream, err := js.Stream(context.Background(), "craftedge_purges")
 	if err != nil {
 		t.Fatal(err)

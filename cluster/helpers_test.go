@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,6 +183,10 @@ type recorder struct {
 	gaps   []Gap
 	kill   map[string]bool
 	kills  int
+	// failGap and failPurge, when set, make Gap and Purge fail (a full
+	// disk): failPurge for a purge whose first tag it returns true for.
+	failGap   atomic.Bool
+	failPurge func(tag string) bool
 }
 
 func (r *recorder) handlers() Handlers {
@@ -188,15 +194,23 @@ func (r *recorder) handlers() Handlers {
 		Purge: func(p Purge) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
+			if r.failPurge != nil && r.failPurge(firstTag(p)) {
+				return errors.New("no space left on device")
+			}
 			r.purges = append(r.purges, p)
 			r.events = append(r.events, fmt.Sprintf("purge:%s", firstTag(p)))
 			return nil
 		},
-		Gap: func(g Gap) {
+		Gap: func(g Gap) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.gaps = append(r.gaps, g)
+			if r.failGap.Load() {
+				r.events = append(r.events, "gap-failed:"+g.Reason)
+				return errors.New("no space left on device")
+			}
 			r.events = append(r.events, "gap:"+g.Reason)
+			return nil
 		},
 		State: func(s State) {
 			r.mu.Lock()
@@ -235,6 +249,20 @@ func (r *recorder) hasPurge(tag string) bool {
 	return false
 }
 
+// gapList returns the gaps reported (failed ones included).
+func (r *recorder) gapList() []Gap {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Gap(nil), r.gaps...)
+}
+
+// setFailPurge sets failPurge.
+func (r *recorder) setFailPurge(f func(tag string) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failPurge = f
+}
+
 func (r *recorder) eventList() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -270,6 +298,19 @@ func startNode(t *testing.T, cfg Config, r *recorder) *Node {
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { n.Close() }) })
 	return n
+}
+
+// startReadyPair starts a server and two nodes on it, a and b, recording
+// what they report, and waits until both are ready.
+func startReadyPair(t *testing.T) (s *testServer, a, b *Node, ra, rb *recorder) {
+	t.Helper()
+	s = startServer(t, "solo", "", nil)
+	ra, rb = &recorder{}, &recorder{}
+	a = startNode(t, Config{NodeName: "a", URLs: []string{s.url()}}, ra)
+	b = startNode(t, Config{NodeName: "b", URLs: []string{s.url()}}, rb)
+	waitState(t, a, StateReady)
+	waitState(t, b, StateReady)
+	return s, a, b, ra, rb
 }
 
 func waitState(t *testing.T, n *Node, s State) {

@@ -72,8 +72,13 @@ type Handlers struct {
 
 	// Gap reports that the node cannot know which purges it missed: drop
 	// the whole memory tier and mark every snapshot stale (they still
-	// serve when the live path fails).
-	Gap func(Gap)
+	// serve when the live path fails). An error says the gap could not
+	// be recorded now (a full disk): the node does not pass it (no purge
+	// after it is applied, the cursor stays), reports StateCatchingUp and
+	// reports the gap again (Gap.Retry) from its next session, after a
+	// pause doubling from ReconnectWait up to a minute while it keeps
+	// failing (Stats.PendingGap says which).
+	Gap func(Gap) error
 
 	// State reports each change of State.
 	State func(State)
@@ -124,10 +129,12 @@ type Node struct {
 	leases      jetstream.KeyValue
 	kill        jetstream.KeyValue
 	overrides   map[string]bool
-	quotas      jetstream.KeyValue // see Quota; set up on first use
-	deliveries  jetstream.KeyValue // see DeliverySeen; set up on first use
 
 	out outbox
+
+	// Buckets set up on first use (lazyBucket): quotas (see Quota) and
+	// webhook deliveries (see DeliverySeen).
+	quotas, deliveries lazyBucket
 
 	// cursor is the last purge applied (cursorOK once known); only the
 	// run goroutine uses them.
@@ -140,6 +147,14 @@ type Node struct {
 	malformed atomic.Uint64
 	// applyFailures counts purges Handlers.Purge could not record.
 	applyFailures atomic.Uint64
+
+	// pendingGap is the gap Handlers.Gap could not record (nil once it
+	// did); gapFailing counts its failures in a row. Only the run
+	// goroutine uses them; gapPendingReason and gapFailures are for Stats.
+	pendingGap       *Gap
+	gapFailing       int
+	gapPendingReason atomic.Pointer[string]
+	gapFailures      atomic.Uint64
 }
 
 // Start validates cfg, starts the embedded server if configured, and
@@ -270,6 +285,11 @@ type Stats struct {
 	// ApplyFailures counts purges Handlers.Purge could not record (each
 	// applied again later).
 	ApplyFailures uint64
+	// GapFailures counts the times Handlers.Gap could not record a gap;
+	// PendingGap is the reason of the gap waiting to be recorded again
+	// ("" if none): the node catches up until it is.
+	GapFailures uint64
+	PendingGap  string
 	// Cursor is the stream sequence of the last purge applied.
 	Cursor uint64
 	// LastError is the connection's last error ("" if none): why the
@@ -284,7 +304,10 @@ func (n *Node) Stats() Stats {
 		State: n.State(), Connected: n.nc.IsConnected(),
 		Queued: q, Overflows: o, Published: p,
 		Applied: n.applied.Load(), Gaps: n.gaps.Load(), Malformed: n.malformed.Load(), ApplyFailures: n.applyFailures.Load(),
-		Cursor: n.cursorSeq.Load(),
+		GapFailures: n.gapFailures.Load(), Cursor: n.cursorSeq.Load(),
+	}
+	if r := n.gapPendingReason.Load(); r != nil {
+		st.PendingGap = *r
 	}
 	if err := n.nc.LastError(); err != nil {
 		st.LastError = err.Error()
@@ -364,10 +387,8 @@ func (n *Node) run() {
 		if err != nil {
 			n.log.Warn("cluster session ended; retrying", zap.Error(err))
 		}
-		select {
-		case <-n.ctx.Done():
+		if !n.pause(n.ctx, n.retryPause()) {
 			return
-		case <-time.After(n.cfg.ReconnectWait):
 		}
 	}
 }
@@ -470,6 +491,44 @@ func (n *Node) name(part string) string { return n.cfg.Namespace + "_" + part }
 // opCtx bounds one request to NATS.
 func (n *Node) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, n.cfg.Timeout)
+}
+
+// lazyBucket is a key-value bucket a part of the node sets up on its
+// first use while connected (not in every session: few configs use it),
+// and again after an operation on it failed (the bucket may be gone, or
+// the session changed).
+type lazyBucket struct {
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+// get returns the bucket of cfg, setting it up (ensureBucket) on the
+// first use since the last drop.
+func (b *lazyBucket) get(ctx context.Context, n *Node, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if !n.connected() {
+		return nil, errNotConnected
+	}
+	b.mu.Lock()
+	kv := b.kv
+	b.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	kv, err := n.ensureBucket(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.kv = kv
+	b.mu.Unlock()
+	return kv, nil
+}
+
+// drop makes the next get set the bucket up again.
+func (b *lazyBucket) drop() {
+	b.mu.Lock()
+	b.kv = nil
+	b.mu.Unlock()
 }
 
 func (n *Node) ensureBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

@@ -65,6 +65,11 @@ type Gap struct {
 	// First is the first sequence the stream still holds (or the next
 	// one delivered, for a gap found while following).
 	First uint64
+	// Retry is true when the gap is reported again because Handlers.Gap
+	// could not record it before (it counts once in Stats.Gaps): the
+	// caller should mark its snapshots stale as of the time it first
+	// heard of it.
+	Retry bool
 }
 
 func (g Gap) String() string {
@@ -252,7 +257,9 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 		}
 	}
 	if gap := gapOf(cur, ok, created, first, last); gap != nil {
-		n.reportGap(*gap)
+		if err := n.reportGap(*gap); err != nil {
+			return err // the cursor stays: the next session finds the gap again
+		}
 		cur = Cursor{Stream: created, Seq: last}
 		if err := storeCursor(ctx, cursors, cur, n.cfg.Timeout); err != nil {
 			return err
@@ -314,7 +321,12 @@ func (n *Node) followPurges(ctx context.Context, stream jetstream.Stream, cursor
 			continue
 		}
 		if seq > cur.Seq+1 {
-			n.reportGap(Gap{Reason: GapRetention, Cursor: cur.Seq, First: seq})
+			// On an error the purge is not applied nor acknowledged: the
+			// next session's consumer starts after the cursor again and
+			// delivers the same hole.
+			if err := n.reportGap(Gap{Reason: GapRetention, Cursor: cur.Seq, First: seq}); err != nil {
+				return err
+			}
 		}
 		if err := n.apply(msg, seq); err != nil {
 			// Not recorded here (a full disk): not acknowledged. The node
@@ -368,13 +380,51 @@ func (n *Node) apply(msg jetstream.Msg, seq uint64) error {
 	return nil
 }
 
-func (n *Node) reportGap(g Gap) {
-	n.gaps.Add(1)
-	n.log.Warn("purges may have been missed: the memory tier must be dropped",
-		zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First))
-	if h := n.handlers(); h.Gap != nil {
-		h.Gap(g)
+// reportGap hands a gap to Handlers.Gap. A gap found while another is
+// pending (its handler failed) is the same loss of continuity: reported
+// again (Retry), counted once. An error (the handler's) leaves the gap
+// pending, the node catching up; the caller ends the session without
+// passing it.
+func (n *Node) reportGap(g Gap) error {
+	if n.pendingGap != nil {
+		g.Retry = true
+	} else {
+		n.gaps.Add(1)
+		n.log.Warn("purges may have been missed: the memory tier must be dropped",
+			zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First))
 	}
+	var err error
+	if h := n.handlers(); h.Gap != nil {
+		err = h.Gap(g)
+	}
+	if err != nil {
+		n.pendingGap = &g
+		n.gapPendingReason.Store(&g.Reason)
+		n.gapFailures.Add(1)
+		n.gapFailing++
+		n.setState(StateCatchingUp)
+		n.log.Error("a gap could not be recorded here: catching up again to record it",
+			zap.String("reason", g.Reason), zap.Duration("retry_in", n.retryPause()), zap.Error(err))
+		return fmt.Errorf("cluster: recording a gap (%s): %w", g, err)
+	}
+	if n.pendingGap != nil {
+		n.log.Info("the pending gap is recorded", zap.String("reason", g.Reason))
+	}
+	n.pendingGap, n.gapFailing = nil, 0
+	n.gapPendingReason.Store(nil)
+	return nil
+}
+
+// maxGapRetryPause bounds the pause between attempts to record a gap.
+const maxGapRetryPause = time.Minute
+
+// retryPause is the pause before the next session: ReconnectWait, doubled
+// for each failure in a row to record a gap, up to a minute.
+func (n *Node) retryPause() time.Duration {
+	if n.gapFailing == 0 {
+		return n.cfg.ReconnectWait
+	}
+	return min(n.cfg.ReconnectWait<<min(n.gapFailing-1, 16), maxGapRetryPause)
 }
 
 // gapOf reports whether the stream (created at created, holding first

@@ -122,27 +122,11 @@ func (n *Node) Quota(name string, cfg QuotaConfig) (*Quota, error) {
 
 // quotaBucket returns the bucket, creating it on first use in a session.
 func (n *Node) quotaBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	if !n.connected() {
-		return nil, errNotConnected
-	}
-	n.mu.Lock()
-	kv := n.quotas
-	n.mu.Unlock()
-	if kv != nil {
-		return kv, nil
-	}
-	kv, err := n.ensureBucket(ctx, jetstream.KeyValueConfig{
+	return n.quotas.get(ctx, n, jetstream.KeyValueConfig{
 		Bucket:      n.name("quotas"),
 		Description: "craftedge cluster-wide request quotas (vendor rate limits): window and reservations, by quota",
 		History:     1,
 	})
-	if err != nil {
-		return nil, err
-	}
-	n.mu.Lock()
-	n.quotas = kv
-	n.mu.Unlock()
-	return kv, nil
 }
 
 // Reserve takes one request from the quota: 0 when it may be sent now,
@@ -185,9 +169,7 @@ func (q *Quota) Reserve(ctx context.Context) (time.Duration, error) {
 		case ctx.Err() != nil:
 			return 0, ctx.Err()
 		default:
-			q.n.mu.Lock()
-			q.n.quotas = nil // set up again next time (the bucket may be gone)
-			q.n.mu.Unlock()
+			q.n.quotas.drop() // set up again next time (the bucket may be gone)
 			if !ErrNotConnected(err) {
 				q.n.log.Warn("cluster quota: reserving failed; using the local share", zap.String("quota", q.name), zap.Error(err))
 			}

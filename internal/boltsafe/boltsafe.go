@@ -8,13 +8,21 @@ package boltsafe
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // PanicError is a panic (or memory fault) caught by Run.
 type PanicError struct {
 	// Value is what was passed to panic (a runtime.Error for a fault).
 	Value any
+	// Storage is true when the panic is the file's: raised in bbolt's own
+	// code (a page it cannot make sense of), or a memory fault at an
+	// address (the mapped file unreadable or cut short). It is false for
+	// a panic of the code fn ran around bbolt's calls (a bug there, a nil
+	// pointer), which says nothing of the file.
+	Storage bool
 }
 
 func (p *PanicError) Error() string { return fmt.Sprintf("bbolt panicked: %v", p.Value) }
@@ -25,8 +33,34 @@ func Run(fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = &PanicError{Value: r}
+			err = &PanicError{Value: r, Storage: storagePanic(r)}
 		}
 	}()
 	return fn()
+}
+
+// storagePanic reports whether the panic being recovered, r, is a memory
+// fault at an address or was raised in bbolt's code. It must be called
+// from the deferred function that recovered r: the frames that panicked
+// are still on the stack below runtime.gopanic.
+func storagePanic(r any) bool {
+	if _, fault := r.(interface{ Addr() uintptr }); fault {
+		return true
+	}
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	panicking := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			panicking = true
+		case panicking && !strings.HasPrefix(f.Function, "runtime."):
+			// The first frame past the runtime's panic machinery raised it.
+			return strings.HasPrefix(f.Function, "go.etcd.io/bbolt.") || strings.HasPrefix(f.Function, "go.etcd.io/bbolt/")
+		}
+		if !more {
+			return false
+		}
+	}
 }

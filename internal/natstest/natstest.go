@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Server is a NATS server with JetStream. Its port and storage stay the
@@ -59,3 +61,20 @@ func (n *Server) Stop() {
 
 // URL is the server's client URL.
 func (n *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+// JetStream is a JetStream client of the server at url, as another writer
+// (an operator, a tool, a misbehaving node) uses it, bypassing the cluster
+// tier; its connection is closed when the test ends.
+func JetStream(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
