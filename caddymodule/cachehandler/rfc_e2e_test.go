@@ -565,3 +565,63 @@ func TestKillSwitchHonoursStaleProhibitions(t *testing.T) {
 		t.Fatalf("origin saw %d requests under the kill switch", n)
 	}
 }
+
+// RFC 9111 §4.2.4 forbids serving a *stale* copy of a response with
+// s-maxage (which carries proxy-revalidate's semantics, §5.2.2.10),
+// must-revalidate or proxy-revalidate; a copy within its freshness
+// lifetime is not stale (§4.2). When the memory copy is gone (a restart
+// before the warm start refilled it, an eviction) and Craft fails, or the
+// kill switch is on, the snapshot of such a page serves while it is
+// fresh, and not after; one a purge invalidated (§4.4) does not.
+func TestFreshSnapshotOfProhibitedPageServesWhenOriginFails(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	pages := map[string]string{
+		"/smax":    "s-maxage=60",
+		"/mustrev": "max-age=60, must-revalidate",
+		"/kill":    "public, s-maxage=60, max-age=0",
+		"/purged":  "s-maxage=60",
+	}
+	for p, cc := range pages {
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", cc)
+			w.Header().Set("Cache-Tag", "page"+p)
+			_, _ = w.Write([]byte(e2e.HTMLPage(p)))
+		})
+	}
+	opts := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "breaker {\n failures 1000\n}"}
+	g := e2e.StartGateway(t, o, opts)
+	for p := range pages {
+		e2e.WantStatus(t, g.Get(p), 200)
+	}
+	g.FlushSnapshots()
+	e2e.Purge(g, `{"tags":["page/purged"],"mode":"hard"}`)
+	g.Restart(opts)
+	o.Stop()
+	e2e.Advance(30 * time.Second)
+	for _, p := range []string{"/smax", "/mustrev"} {
+		r := g.Get(p)
+		e2e.WantStatus(t, r, 200)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot")
+		// Again, through the copy the first fallback promoted.
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=stale; fwd-status=502; detail=snapshot")
+	}
+	r := g.Get("/purged")
+	e2e.WantStatus(t, r, http.StatusBadGateway)
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=502; detail=no-copy")
+
+	killOpts := opts
+	killOpts.HandlerExtra += "\nsnapshot_only on"
+	g.Reload(killOpts)
+	e2e.WantCacheStatus(t, g.Get("/kill"), "craftedge; hit; detail=snapshot")
+	g.Reload(opts)
+
+	// Past its freshness the copy is stale: forbidden.
+	e2e.Advance(31 * time.Second)
+	for _, p := range []string{"/smax", "/mustrev", "/kill"} {
+		r := g.Get(p)
+		e2e.WantStatus(t, r, http.StatusBadGateway)
+		if cs := r.Header.Get("Cache-Status"); !strings.HasSuffix(cs, "detail=no-copy") {
+			t.Errorf("%s past its freshness: Cache-Status %q, want no copy", p, cs)
+		}
+	}
+}
