@@ -625,3 +625,62 @@ func TestFreshSnapshotOfProhibitedPageServesWhenOriginFails(t *testing.T) {
 		}
 	}
 }
+
+// RFC 9111 §4.4 under concurrent unsafe requests (their snapshot marks
+// share a bbolt transaction, snapshot.markQueue): each invalidation has
+// landed when its response reaches the client. Right after its POST, the
+// page's memory copy is gone and its snapshot is marked stale: with Craft
+// failing on the page from then on, the still-fresh s-maxage snapshot is
+// not served (as it would be, unmarked: TestFreshSnapshotOfProhibitedPage…).
+func TestConcurrentInvalidationsLandBeforeTheResponse(t *testing.T) {
+	const pages = 16
+	o := e2e.NewOrigin(t)
+	var posted sync.Map
+	for i := range pages {
+		p := fmt.Sprintf("/form/%d", i)
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				posted.Store(p, true)
+				w.Header().Set("Location", p+"?sent=1")
+				w.WriteHeader(http.StatusSeeOther)
+				return
+			}
+			if _, ok := posted.Load(p); ok {
+				serverError(w, r)
+				return
+			}
+			w.Header().Set("Cache-Control", "public, s-maxage=600")
+			_, _ = w.Write([]byte(e2e.HTMLPage(p)))
+		})
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "breaker off"})
+	for i := range pages {
+		p := fmt.Sprintf("/form/%d", i)
+		g.Get(p)
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; hit")
+	}
+	g.FlushSnapshots()
+	type result struct{ post, get e2e.Response }
+	results := make([]result, pages)
+	var wg sync.WaitGroup
+	for i := range pages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf("/form/%d", i)
+			results[i].post = g.Do(http.MethodPost, p, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "a=1")
+			results[i].get = g.Get(p)
+		}()
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res.post.Status != http.StatusSeeOther {
+			t.Errorf("POST /form/%d: status %d", i, res.post.Status)
+		}
+		if res.get.Status != http.StatusInternalServerError ||
+			res.get.Header.Get("Cache-Status") != "craftedge; fwd=miss; fwd-status=500; detail=upstream-error" {
+			t.Errorf("GET /form/%d after its POST: status %d, Cache-Status %q; want the origin's 500, no copy",
+				i, res.get.Status, res.get.Header.Get("Cache-Status"))
+		}
+	}
+}
