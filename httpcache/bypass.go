@@ -97,25 +97,21 @@ type BypassRules struct {
 // value, and leaves the compiled state unchanged in that case.
 func (b *BypassRules) Compile() error {
 	var errs []error
-	cp := strings.TrimLeft(b.CPTrigger, "/")
-	switch {
-	case b.CPTrigger == "":
-		cp = DefaultCPTrigger
-	case cp == "":
-		errs = append(errs, fmt.Errorf("cp trigger %q: empty after removing the leading slash", b.CPTrigger))
-	case strings.ContainsAny(cp, "/?#%*") || !isToken(cp):
-		errs = append(errs, fmt.Errorf("cp trigger %q: must be a single path segment (letters, digits, \"-_.~\")", b.CPTrigger))
+	cp, action := DefaultCPTrigger, DefaultActionTrigger
+	if b.CPTrigger != "" {
+		var err error
+		if cp, err = CheckTrigger(b.CPTrigger); err != nil {
+			errs = append(errs, fmt.Errorf("cp trigger %w", err))
+		}
 	}
-	action := strings.TrimLeft(b.ActionTrigger, "/")
-	switch {
-	case b.ActionTrigger == "":
-		action = DefaultActionTrigger
-	case action == "":
-		errs = append(errs, fmt.Errorf("action trigger %q: empty after removing the leading slash", b.ActionTrigger))
-	case strings.ContainsAny(action, "/?#%*") || !isToken(action):
-		errs = append(errs, fmt.Errorf("action trigger %q: must be a single path segment (letters, digits, \"-_.~\")", b.ActionTrigger))
-	case strings.EqualFold(action, cp):
-		errs = append(errs, fmt.Errorf("action trigger %q: the same as the cp trigger", b.ActionTrigger))
+	if b.ActionTrigger != "" {
+		var err error
+		if action, err = CheckTrigger(b.ActionTrigger); err != nil {
+			errs = append(errs, fmt.Errorf("action trigger %w", err))
+		}
+	}
+	if strings.EqualFold(action, cp) {
+		errs = append(errs, fmt.Errorf("action trigger %q: the same as the cp trigger", action))
 	}
 	if b.GraphQLPath != "" && (!strings.HasPrefix(b.GraphQLPath, "/") || strings.ContainsAny(b.GraphQLPath, "?#* \t")) {
 		errs = append(errs, fmt.Errorf("graphql path %q: must be an absolute path without query, fragment, wildcard or spaces", b.GraphQLPath))
@@ -144,6 +140,21 @@ func (b *BypassRules) Compile() error {
 	b.paths, b.cookies, b.query = paths, cookies, query
 	b.Headers, b.headers = headers, headers
 	return nil
+}
+
+// CheckTrigger validates a Craft trigger (cpTrigger, actionTrigger): one
+// path segment of letters, digits and "-_.~", a leading slash allowed. It
+// returns the segment without the slash, or an error starting with the
+// quoted value.
+func CheckTrigger(v string) (string, error) {
+	seg := strings.TrimLeft(v, "/")
+	switch {
+	case seg == "":
+		return "", fmt.Errorf("%q: empty after removing the leading slash", v)
+	case strings.ContainsAny(seg, "/?#%*") || !isToken(seg):
+		return "", fmt.Errorf("%q: must be a single path segment (letters, digits, \"-_.~\")", v)
+	}
+	return seg, nil
 }
 
 // validPathRule checks a Paths rule (without its trailing "*").
