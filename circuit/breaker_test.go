@@ -29,6 +29,19 @@ func feed(b *Breaker, outcomes ...Outcome) (refused int) {
 	return refused
 }
 
+// waitHalfOpen waits until b's cooldown has elapsed (gobreaker's wall
+// clock) and it is half-open.
+func waitHalfOpen(t *testing.T, b *Breaker) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Status().State != HalfOpen {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker did not half-open after its cooldown")
+		}
+		time.Sleep(time.Millisecond) // polls gobreaker's wall-clock cooldown
+	}
+}
+
 func repeat(n int, f func(i int) Outcome) []Outcome {
 	out := make([]Outcome, n)
 	for i := range out {
@@ -110,21 +123,11 @@ func TestHalfOpenAndTransitions(t *testing.T) {
 			mu.Unlock()
 		},
 	})
-	waitHalfOpen := func() {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for b.Status().State != HalfOpen {
-			if time.Now().After(deadline) {
-				t.Fatal("the breaker did not half-open after its cooldown")
-			}
-			time.Sleep(time.Millisecond) // polls gobreaker's wall-clock cooldown
-		}
-	}
 	feed(b, fail("/a"), fail("/b"), fail("/c"))
 	if b.Allow() || feed(b, ok("/d")) != 1 {
 		t.Fatal("an open breaker let a call through")
 	}
-	waitHalfOpen()
+	waitHalfOpen(t, b)
 	// Trials failing on fewer than min_paths (3) paths: one page's bug,
 	// not the upstream's health; still half-open.
 	feed(b, fail("/a"), fail("/a?q=1"), fail("/b"))
@@ -135,7 +138,7 @@ func TestHalfOpenAndTransitions(t *testing.T) {
 	if st := b.Status().State; st != Open {
 		t.Fatalf("state %s after trials failed on 3 paths", st)
 	}
-	waitHalfOpen()
+	waitHalfOpen(t, b)
 
 	// One trial at a time: while it runs, other calls are refused.
 	inTrial, release := make(chan struct{}), make(chan struct{})
@@ -209,13 +212,7 @@ func TestHalfOpenOneBrokenPageDoesNotReopen(t *testing.T) {
 			tc.cfg.Failures, tc.cfg.Cooldown = 1, Duration(time.Millisecond)
 			b := New(tc.cfg, Options{})
 			feed(b, conn("/"))
-			deadline := time.Now().Add(10 * time.Second)
-			for b.Status().State != HalfOpen {
-				if time.Now().After(deadline) {
-					t.Fatal("the breaker did not half-open after its cooldown")
-				}
-				time.Sleep(time.Millisecond) // polls gobreaker's wall-clock cooldown
-			}
+			waitHalfOpen(t, b)
 			for i, o := range tc.trials {
 				if b.Run(func() Outcome { return o }) == ErrOpen {
 					t.Fatalf("trial %d (%+v) refused", i, o)
