@@ -235,10 +235,17 @@ func (q *markQueue) add(names []string, atN int64, commit func(map[string]int64)
 	q.mu.Lock()
 	q.open, q.inflight = nil, b // closed: later marks open the next batch
 	q.mu.Unlock()
+	// Should commit panic, the batch's other callers (and the next
+	// batch) are still released, told their marks were not written.
+	b.err = errMarksNotCommitted
+	defer close(b.done)
 	b.err = commit(b.names)
-	close(b.done)
 	return b.err
 }
+
+// errMarksNotCommitted is what the callers of a batch whose commit
+// panicked get.
+var errMarksNotCommitted = errors.New("snapshot: purge marks not committed")
 
 // prunePurgeMarks deletes marks older than cutoff, in transactions of at
 // most maxEvictPerTx deletes. Malformed marks are deleted too.
