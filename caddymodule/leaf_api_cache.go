@@ -32,9 +32,16 @@ func (a *App) MemoryServes() bool {
 }
 
 // Snapshot reads the last good copy stored under key (a cache key, or a
-// Vary variant's key) from the snapshot store.
+// Vary variant's key) from the snapshot store. A copy a purge or an
+// invalidation marked stale (SnapshotStale) comes back marked so
+// (pagecache.MarkPurgedSnapshot): it is never fresh, also for an origin
+// that forbade serving it stale.
 func (a *App) Snapshot(key string) (rec snapshot.Record, found bool, err error) {
-	return a.store.Get(key)
+	rec, found, err = a.store.Get(key)
+	if found && err == nil && a.store.Stale(rec) {
+		rec.Value = pagecache.MarkPurgedSnapshot(rec.Value)
+	}
+	return rec, found, err
 }
 
 // SaveSnapshot queues a stored entry for the snapshot store

@@ -15,8 +15,14 @@
 //     it, and sporadic errors among successes never add up.
 //   - Open: every call is refused (ErrOpen) for Cooldown.
 //   - Half-open: one trial call at a time goes through; Successes trial
-//     successes in a row close the breaker, a trial failure of any kind
-//     opens it again for Cooldown.
+//     successes in a row close the breaker. The same rule as when closed
+//     decides what reopens it (for Cooldown): a connection failure at
+//     once; failures (5xx, timeouts) once the trials that failed since it
+//     half-opened span MinPaths distinct paths with no success in
+//     between. So a trial that happens to be the one broken page (always
+//     500) does not keep a healthy site's breaker open: the breaker stays
+//     half-open and the next call is the next trial. A failure that does
+//     not reopen it neither counts as a success.
 //
 // The state machine is sony/gobreaker (v2); this package adds the
 // spread-aware trip policy, the one-trial-at-a-time gate, transition
@@ -232,6 +238,7 @@ func (b *Breaker) record(o Outcome) error {
 		r.reset()
 		return nil
 	}
+	halfOpen := b.state == HalfOpen
 	path := o.Path
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -249,6 +256,11 @@ func (b *Breaker) record(o Outcome) error {
 		r.last += " on " + path
 	}
 	b.lastFailure = r.last
+	if halfOpen && o.Kind == Failure && len(r.paths) < b.cfg.MinPaths {
+		// Possibly one page's bug: not enough to reopen (see the
+		// package doc); gobreaker neither counts it nor closes on it.
+		return errIgnored
+	}
 	return errFailed
 }
 
@@ -284,6 +296,8 @@ func (b *Breaker) stateChanged(from, to State) {
 			spread += fmt.Sprintf(" (%d connection failures)", r.conn)
 		}
 		reason = fmt.Sprintf("%d consecutive failures %s, last: %s", r.failures, spread, r.last)
+	case to == Open && b.run.conn == 0 && len(b.run.paths) > 1:
+		reason = fmt.Sprintf("trial calls failed on %d distinct paths, last: %s", len(b.run.paths), b.lastFailure)
 	case to == Open:
 		reason = "trial call failed: " + b.lastFailure
 	case to == HalfOpen:

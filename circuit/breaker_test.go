@@ -29,6 +29,19 @@ func feed(b *Breaker, outcomes ...Outcome) (refused int) {
 	return refused
 }
 
+// waitHalfOpen waits until b's cooldown has elapsed (gobreaker's wall
+// clock) and it is half-open.
+func waitHalfOpen(t *testing.T, b *Breaker) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Status().State != HalfOpen {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker did not half-open after its cooldown")
+		}
+		time.Sleep(time.Millisecond) // polls gobreaker's wall-clock cooldown
+	}
+}
+
 func repeat(n int, f func(i int) Outcome) []Outcome {
 	out := make([]Outcome, n)
 	for i := range out {
@@ -110,26 +123,22 @@ func TestHalfOpenAndTransitions(t *testing.T) {
 			mu.Unlock()
 		},
 	})
-	waitHalfOpen := func() {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for b.Status().State != HalfOpen {
-			if time.Now().After(deadline) {
-				t.Fatal("the breaker did not half-open after its cooldown")
-			}
-			time.Sleep(time.Millisecond) // polls gobreaker's wall-clock cooldown
-		}
-	}
 	feed(b, fail("/a"), fail("/b"), fail("/c"))
 	if b.Allow() || feed(b, ok("/d")) != 1 {
 		t.Fatal("an open breaker let a call through")
 	}
-	waitHalfOpen()
-	feed(b, fail("/a")) // the trial fails: open again
-	if st := b.Status().State; st != Open {
-		t.Fatalf("state %s after a failed trial", st)
+	waitHalfOpen(t, b)
+	// Trials failing on fewer than min_paths (3) paths: one page's bug,
+	// not the upstream's health; still half-open.
+	feed(b, fail("/a"), fail("/a?q=1"), fail("/b"))
+	if st := b.Status().State; st != HalfOpen {
+		t.Fatalf("state %s after trials failed on 2 paths", st)
 	}
-	waitHalfOpen()
+	feed(b, fail("/c")) // the third path: open again
+	if st := b.Status().State; st != Open {
+		t.Fatalf("state %s after trials failed on 3 paths", st)
+	}
+	waitHalfOpen(t, b)
 
 	// One trial at a time: while it runs, other calls are refused.
 	inTrial, release := make(chan struct{}), make(chan struct{})
@@ -171,12 +180,48 @@ func TestHalfOpenAndTransitions(t *testing.T) {
 	want := []string{
 		"warn open: 3 consecutive failures over 3 distinct paths, last: status 500 on /c",
 		"info half-open: cooldown of 5ms elapsed, letting a trial call through",
-		"warn open: trial call failed: status 500 on /a",
+		"warn open: trial calls failed on 3 distinct paths, last: status 500 on /c",
 		"info half-open: cooldown of 5ms elapsed, letting a trial call through",
 		"info closed: 2 trial call(s) succeeded",
 	}
 	if strings.Join(logged, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("logged:\n%s\nwant:\n%s", strings.Join(logged, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Half-open follows the closed state's rule: a trial that is one broken
+// page (always 500, always slow) never reopens the breaker, however often
+// it is the trial, and does not count as a success either; a connection
+// failure reopens it at once; with min_paths 1 any failed trial does.
+func TestHalfOpenOneBrokenPageDoesNotReopen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		trials []Outcome
+		want   State
+	}{
+		{"one broken page", Config{}, repeat(50, func(i int) Outcome { return fail(fmt.Sprintf("/broken?q=%d", i)) }), HalfOpen},
+		{"then a success closes it", Config{}, append(repeat(5, func(int) Outcome { return fail("/broken") }), ok("/")), Closed},
+		{"a broken page is not a success", Config{Successes: 2}, []Outcome{ok("/a"), fail("/broken"), fail("/broken")}, HalfOpen},
+		{"spread failures reopen it", Config{}, []Outcome{fail("/a"), fail("/b"), fail("/a"), fail("/c")}, Open},
+		{"a success resets the spread", Config{Successes: 3}, []Outcome{fail("/a"), fail("/b"), ok("/"), fail("/c"), fail("/d")}, HalfOpen},
+		{"a connection failure reopens it", Config{}, []Outcome{fail("/broken"), conn("/broken")}, Open},
+		{"min_paths 1", Config{MinPaths: 1}, []Outcome{fail("/broken")}, Open},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Failures, tc.cfg.Cooldown = 1, Duration(time.Millisecond)
+			b := New(tc.cfg, Options{})
+			feed(b, conn("/"))
+			waitHalfOpen(t, b)
+			for i, o := range tc.trials {
+				if b.Run(func() Outcome { return o }) == ErrOpen {
+					t.Fatalf("trial %d (%+v) refused", i, o)
+				}
+			}
+			if st := b.Status().State; st != tc.want {
+				t.Fatalf("state %s, want %s", st, tc.want)
+			}
+		})
 	}
 }
 

@@ -36,7 +36,9 @@ type Config struct {
 	// so that failures concentrated on one page (a broken template, an
 	// always-slow search) never take every other page down. A connection
 	// failure counts as a path of its own. 1 means any failures open it.
-	// Default 3.
+	// The same spread reopens a half-open breaker: its trial calls that
+	// failed must span MinPaths distinct paths (a connection failure
+	// reopens it at once). Default 3.
 	MinPaths int `json:"min_paths,omitempty"`
 
 	// Successes is how many trial calls in a row must succeed in the

@@ -44,8 +44,9 @@ const (
 // general config setting).
 const DefaultCPTrigger = "admin"
 
-// craftActionTrigger is Craft's default actionTrigger general config setting.
-const craftActionTrigger = "actions"
+// DefaultActionTrigger is Craft's default action trigger (the actionTrigger
+// general config setting).
+const DefaultActionTrigger = "actions"
 
 // BypassRules decides which requests are never served from nor stored in the
 // cache. Configure the exported fields, call Compile once, then Check is safe
@@ -56,6 +57,13 @@ type BypassRules struct {
 	// "/admin" and "/admin/..." (case-insensitive) bypass, and so does a
 	// "p" query parameter starting with it ("index.php?p=admin...").
 	CPTrigger string
+	// ActionTrigger is Craft's action trigger (the actionTrigger general
+	// config setting), default "actions": paths "/actions/..." (also after
+	// one site base path segment, case-insensitive) and a "p" query
+	// parameter routing there are controller actions and bypass. The same
+	// form as CPTrigger. Whatever it is, an "action" query parameter and
+	// Craft's login, logout, set-password and verify-email paths bypass too.
+	ActionTrigger string
 	// Paths are extra path rules: an exact path, or a prefix when ending in
 	// "*" (e.g. "/shop/cart*"). Matched case-insensitively, since Craft
 	// resolves element URIs case-insensitively.
@@ -76,6 +84,7 @@ type BypassRules struct {
 	GraphQLPath string
 
 	cp      string // lower-case CP trigger without its leading slash
+	action  string // lower-case action trigger without its leading slash
 	paths   matcher
 	cookies matcher
 	query   matcher
@@ -88,14 +97,21 @@ type BypassRules struct {
 // value, and leaves the compiled state unchanged in that case.
 func (b *BypassRules) Compile() error {
 	var errs []error
-	cp := strings.TrimLeft(b.CPTrigger, "/")
-	switch {
-	case b.CPTrigger == "":
-		cp = DefaultCPTrigger
-	case cp == "":
-		errs = append(errs, fmt.Errorf("cp trigger %q: empty after removing the leading slash", b.CPTrigger))
-	case strings.ContainsAny(cp, "/?#%*") || !isToken(cp):
-		errs = append(errs, fmt.Errorf("cp trigger %q: must be a single path segment (letters, digits, \"-_.~\")", b.CPTrigger))
+	cp, action := DefaultCPTrigger, DefaultActionTrigger
+	if b.CPTrigger != "" {
+		var err error
+		if cp, err = CheckTrigger(b.CPTrigger); err != nil {
+			errs = append(errs, fmt.Errorf("cp trigger %w", err))
+		}
+	}
+	if b.ActionTrigger != "" {
+		var err error
+		if action, err = CheckTrigger(b.ActionTrigger); err != nil {
+			errs = append(errs, fmt.Errorf("action trigger %w", err))
+		}
+	}
+	if strings.EqualFold(action, cp) {
+		errs = append(errs, fmt.Errorf("action trigger %q: the same as the cp trigger", action))
 	}
 	if b.GraphQLPath != "" && (!strings.HasPrefix(b.GraphQLPath, "/") || strings.ContainsAny(b.GraphQLPath, "?#* \t")) {
 		errs = append(errs, fmt.Errorf("graphql path %q: must be an absolute path without query, fragment, wildcard or spaces", b.GraphQLPath))
@@ -119,9 +135,26 @@ func (b *BypassRules) Compile() error {
 	}
 	b.CPTrigger = strings.ToLower(cp)
 	b.cp = b.CPTrigger
+	b.ActionTrigger = strings.ToLower(action)
+	b.action = b.ActionTrigger
 	b.paths, b.cookies, b.query = paths, cookies, query
 	b.Headers, b.headers = headers, headers
 	return nil
+}
+
+// CheckTrigger validates a Craft trigger (cpTrigger, actionTrigger): one
+// path segment of letters, digits and "-_.~", a leading slash allowed. It
+// returns the segment without the slash, or an error starting with the
+// quoted value.
+func CheckTrigger(v string) (string, error) {
+	seg := strings.TrimLeft(v, "/")
+	switch {
+	case seg == "":
+		return "", fmt.Errorf("%q: empty after removing the leading slash", v)
+	case strings.ContainsAny(seg, "/?#%*") || !isToken(seg):
+		return "", fmt.Errorf("%q: must be a single path segment (letters, digits, \"-_.~\")", v)
+	}
+	return seg, nil
 }
 
 // validPathRule checks a Paths rule (without its trailing "*").
@@ -175,16 +208,13 @@ func (b *BypassRules) Check(r *http.Request) string {
 	default:
 		return ReasonMethod
 	}
-	cp := b.cp
-	if cp == "" {
-		cp = DefaultCPTrigger
-	}
+	cp, action := b.triggers()
 	seg := craftRoute(path)
-	q := b.scanQuery(rawQuery, cp)
+	q := b.scanQuery(rawQuery, cp, action)
 	switch {
 	case routeHasTrigger(seg, cp) || q&queryCP != 0:
 		return ReasonCP
-	case routeHasTrigger(seg, craftActionTrigger) || isSpecialPath(seg) || q&queryAction != 0:
+	case routeHasTrigger(seg, action) || isSpecialPath(seg) || q&queryAction != 0:
 		return ReasonAction
 	case q&queryGraphQLMutation != 0:
 		return ReasonGraphQLMutation
@@ -216,6 +246,19 @@ func (b *BypassRules) Check(r *http.Request) string {
 	return ""
 }
 
+// triggers returns the compiled CP and action triggers, or Craft's
+// defaults for rules that were never compiled.
+func (b *BypassRules) triggers() (cp, action string) {
+	cp, action = b.cp, b.action
+	if cp == "" {
+		cp = DefaultCPTrigger
+	}
+	if action == "" {
+		action = DefaultActionTrigger
+	}
+	return cp, action
+}
+
 // craftRoute returns the part of a request path Craft routes on: leading
 // slashes removed, a leading "index.php/" (PATH_INFO style URLs) skipped,
 // and runs of slashes collapsed, as Craft's Request normalizes its path.
@@ -231,7 +274,7 @@ func craftRoute(path string) string {
 }
 
 // routeHasTrigger reports whether Craft may read route as the trigger
-// (the CP trigger or "actions"): as its first segment, or as its second,
+// (the CP or the action trigger): as its first segment, or as its second,
 // after a site's base path ("de/actions/...": Craft strips the site's
 // base URL path before looking for its triggers). Over-matching a page
 // whose second segment happens to be the trigger only costs a bypass.
@@ -301,7 +344,7 @@ const (
 // parameters it holds. Names are read as PHP registers them (PHPVarName:
 // "%20token", "+token" and "token[]" are all "token"); configured names
 // match the decoded name or PHP's.
-func (b *BypassRules) scanQuery(rawQuery, cp string) int {
+func (b *BypassRules) scanQuery(rawQuery, cp, action string) int {
 	flags := 0
 	for rawQuery != "" {
 		var piece string
@@ -321,7 +364,7 @@ func (b *BypassRules) scanQuery(rawQuery, cp string) int {
 			if hasPrefixFold(route, cp) || routeHasTrigger(route, cp) {
 				flags |= queryCP
 			}
-			if routeHasTrigger(route, craftActionTrigger) || isSpecialPath(route) {
+			if routeHasTrigger(route, action) || isSpecialPath(route) {
 				flags |= queryAction
 			}
 		case name == "query":
@@ -390,11 +433,8 @@ func (b *BypassRules) ControlPanel(r *http.Request) bool {
 	if r.URL != nil {
 		path, rawQuery = r.URL.Path, r.URL.RawQuery
 	}
-	cp := b.cp
-	if cp == "" {
-		cp = DefaultCPTrigger
-	}
+	cp, action := b.triggers()
 	seg := craftRoute(path)
-	q := b.scanQuery(rawQuery, cp)
-	return routeHasTrigger(seg, cp) || q&queryCP != 0 || routeHasTrigger(seg, craftActionTrigger) || isSpecialPath(seg) || q&queryAction != 0
+	q := b.scanQuery(rawQuery, cp, action)
+	return routeHasTrigger(seg, cp) || q&queryCP != 0 || routeHasTrigger(seg, action) || isSpecialPath(seg) || q&queryAction != 0
 }

@@ -31,7 +31,7 @@ func TestBypassCheck(t *testing.T) {
 		Headers:     []string{"x-no-cache"},
 		GraphQLPath: "/api",
 	}
-	custom := BypassRules{CPTrigger: "/Backend"}
+	custom := BypassRules{CPTrigger: "/Backend", ActionTrigger: "/Do"}
 	for _, b := range []*BypassRules{&rules, &custom} {
 		if err := b.Compile(); err != nil {
 			t.Fatalf("Compile: %v", err)
@@ -52,6 +52,14 @@ func TestBypassCheck(t *testing.T) {
 		{"post graphql subpath", &rules, newReq("POST", "/api/x"), ReasonMethod},
 		{"graphql authorization", &rules, newReq("POST", "/api", "Authorization", "Bearer x"), ""},
 		{"graphql get authorization", &rules, newReq("GET", "/api", "Authorization", "Bearer x"), ""},
+		{"custom action trigger", &custom, newReq("GET", "/do/users/session-info"), ReasonAction},
+		{"custom action trigger case", &custom, newReq("GET", "/DO"), ReasonAction},
+		{"custom action trigger after base path", &custom, newReq("GET", "/de/do/x"), ReasonAction},
+		{"custom action trigger in p", &custom, newReq("GET", "/index.php?p=do/x"), ReasonAction},
+		{"default trigger is a page then", &custom, newReq("GET", "/actions/x"), ""},
+		{"action param whatever the trigger", &custom, newReq("GET", "/?action=users/logout"), ReasonAction},
+		{"special path whatever the trigger", &custom, newReq("GET", "/logout"), ReasonAction},
+		{"default action trigger", &rules, newReq("GET", "/actions/x"), ReasonAction},
 		{"cp root", &rules, newReq("GET", "/admin"), ReasonCP},
 		{"cp sub", &rules, newReq("GET", "/admin/entries"), ReasonCP},
 		{"cp case", &rules, newReq("GET", "/ADMIN/login"), ReasonCP},
@@ -146,6 +154,20 @@ func TestBypassCompile(t *testing.T) {
 				t.Errorf("CPTrigger = %q", b.CPTrigger)
 			}
 		}},
+		{name: "default action trigger", check: func(t *testing.T, b *BypassRules) {
+			if b.ActionTrigger != "actions" {
+				t.Errorf("ActionTrigger = %q", b.ActionTrigger)
+			}
+		}},
+		{name: "action normalized", rules: BypassRules{ActionTrigger: "/Do"}, check: func(t *testing.T, b *BypassRules) {
+			if b.ActionTrigger != "do" {
+				t.Errorf("ActionTrigger = %q", b.ActionTrigger)
+			}
+		}},
+		{name: "action slash inside", rules: BypassRules{ActionTrigger: "a/b"}, wantErr: `action trigger "a/b"`},
+		{name: "action only slash", rules: BypassRules{ActionTrigger: "/"}, wantErr: `action trigger "/"`},
+		{name: "action wildcard", rules: BypassRules{ActionTrigger: "act*"}, wantErr: `action trigger "act*"`},
+		{name: "action same as cp", rules: BypassRules{CPTrigger: "admin", ActionTrigger: "Admin"}, wantErr: "the same as the cp trigger"},
 		{name: "cp normalized", rules: BypassRules{CPTrigger: "/CP"}, check: func(t *testing.T, b *BypassRules) {
 			if b.CPTrigger != "cp" {
 				t.Errorf("CPTrigger = %q", b.CPTrigger)

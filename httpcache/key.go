@@ -64,7 +64,10 @@ func (k *KeyRules) Compile() error {
 // queryParam is one parsed, percent-decoded query parameter.
 type queryParam struct {
 	name, value string
-	hasEq       bool // "a=" rather than "a"
+	hasEq       bool   // "a=" rather than "a"
+	php         string // the variable PHP registers it under (phpVar)
+	array       bool   // registered as an array element ("a[]", "a[x]")
+	dead        bool   // replaced by a later parameter of php (phpDead)
 }
 
 // Key returns the cache key of a request:
@@ -73,13 +76,21 @@ type queryParam struct {
 //
 // scheme and host are lower-cased, and the host's default port for the
 // scheme (":80", ":443") is dropped; an empty path is "/". Otherwise path is
-// used as given: callers pass r.URL.EscapedPath(). The query is normalized:
-// empty parameters and dropped ones (see KeyRules) removed, the rest sorted
-// by decoded name (stable: parameters of the same name keep their order,
-// since PHP lets the last one win and builds arrays in order), each name and
-// value percent-decoded then re-encoded as url.QueryEscape does. A parameter
-// without "=" ("?a") stays "a", distinct from "a=". The "?" is omitted when
-// nothing remains. With an empty rawQuery, Key allocates only the result.
+// used as given: callers pass r.URL.EscapedPath(). The query is normalized
+// so that two queries share a key exactly when PHP's $_GET reads them
+// alike (as far as it can tell without PHP's input limits): empty
+// parameters and dropped ones (see KeyRules) removed; the rest sorted by
+// the variable PHP registers them under (PHPVarName: "a.b", "a b" and
+// "a_b" are one variable, "a[]" and "a[x]" belong to "a"), stable, so the
+// parameters of one variable keep their order, since PHP lets the last
+// plain value win and builds arrays in order; parameters PHP would
+// overwrite dropped (a plain "a=" or "a" replaces everything "a" held
+// before it, and a later "a[...]" replaces a plain value: "a=1&a=2" is
+// "a=2", "a[]=1&a=2" is "a=2", "a=2&a[]=1" is "a[]=1"); each name and value
+// percent-decoded then re-encoded as url.QueryEscape does. Names are kept
+// as sent ("a.b" stays "a.b"). A parameter without "=" ("?a") stays "a",
+// distinct from "a=". The "?" is omitted when nothing remains. With an
+// empty rawQuery, Key allocates only the result.
 func (k *KeyRules) Key(scheme, host, path, rawQuery string) string {
 	if rawQuery == "" {
 		return PathKey(scheme, host, path)
@@ -101,21 +112,30 @@ func (k *KeyRules) Key(scheme, host, path, rawQuery string) string {
 		if ignore.match(name) {
 			continue
 		}
-		params = append(params, queryParam{name: name, value: unescapeQuery(value), hasEq: hasEq})
+		php, array := phpVar(name)
+		params = append(params, queryParam{name: name, value: unescapeQuery(value), hasEq: hasEq, php: php, array: array})
 	}
 	if len(params) == 0 {
 		return PathKey(scheme, host, path)
 	}
-	slices.SortStableFunc(params, func(a, b queryParam) int { return strings.Compare(a.name, b.name) })
+	slices.SortStableFunc(params, func(a, b queryParam) int { return strings.Compare(a.php, b.php) })
+	phpDead(params)
 	n := 0
 	for _, p := range params {
-		n += queryEscapedLen(p.name) + queryEscapedLen(p.value) + 2 // "=" and "&"
+		if !p.dead {
+			n += queryEscapedLen(p.name) + queryEscapedLen(p.value) + 2 // "=" and "&"
+		}
 	}
 	var b strings.Builder
 	writeBase(&b, scheme, host, path, n)
-	for i, p := range params {
-		if i == 0 {
+	first := true
+	for _, p := range params {
+		if p.dead {
+			continue
+		}
+		if first {
 			b.WriteByte('?')
+			first = false
 		} else {
 			b.WriteByte('&')
 		}
@@ -126,6 +146,35 @@ func (k *KeyRules) Key(scheme, host, path, rawQuery string) string {
 		}
 	}
 	return b.String()
+}
+
+// phpDead marks the parameters PHP overwrites (see Key), in params sorted
+// stably by PHP variable: walking each variable's parameters from the
+// last, a plain one is kept unless a later parameter of the variable
+// already was (an array element after it replaces it), and everything
+// before a plain one is dead. Parameters PHP ignores (no variable name)
+// are kept as they are.
+func phpDead(params []queryParam) {
+	var (
+		cur               string
+		plainSeen, arrays bool
+	)
+	for i := len(params) - 1; i >= 0; i-- {
+		p := &params[i]
+		if i == len(params)-1 || p.php != cur {
+			cur, plainSeen, arrays = p.php, false, false
+		}
+		switch {
+		case p.php == "":
+		case plainSeen:
+			p.dead = true
+		case !p.array:
+			p.dead = arrays
+			plainSeen = true
+		default:
+			arrays = true
+		}
+	}
 }
 
 // Query returns the normalized form of rawQuery that Key puts after "?"

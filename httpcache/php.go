@@ -12,15 +12,28 @@ import "strings"
 // "]" is not an array: it and every later space, dot or "[" become "_"
 // ("a[b.c" is "a_b_c"), as PHP 8 does. "" means PHP ignores the variable.
 func PHPVarName(name string) string {
+	base, _ := phpVar(name)
+	return base
+}
+
+// phpVar is PHPVarName, also reporting whether PHP registers the variable
+// as an array element ("a[]", "a[x]": array true) rather than as a plain
+// value that replaces whatever the name held. It allocates only when the
+// base name has spaces or dots to replace.
+func phpVar(name string) (base string, array bool) {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
 	name = strings.TrimLeft(name, " ")
 	if name == "" {
-		return ""
+		return "", false
 	}
 	if !strings.ContainsAny(name, " .[") {
-		return name
+		return name, false
+	}
+	if i := strings.IndexByte(name, '['); i > 0 && !strings.ContainsAny(name[:i], " .") &&
+		strings.IndexByte(name[i+1:], ']') >= 0 {
+		return name[:i], true
 	}
 	b := []byte(name)
 	for i, c := range b {
@@ -30,20 +43,20 @@ func PHPVarName(name string) string {
 		case '[':
 			if i == 0 {
 				// PHP ignores "[...]" without a base name.
-				return ""
+				return "", false
 			}
 			if strings.IndexByte(name[i+1:], ']') >= 0 {
-				return string(b[:i])
+				return string(b[:i]), true
 			}
 			for j := i; j < len(b); j++ {
 				if b[j] == ' ' || b[j] == '.' || b[j] == '[' {
 					b[j] = '_'
 				}
 			}
-			return string(b)
+			return string(b), false
 		}
 	}
-	return string(b)
+	return string(b), false
 }
 
 // PHPCookieName returns the name PHP registers for one raw "name" piece of

@@ -4,6 +4,7 @@
 package pagecache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,14 +115,41 @@ func (e *Entry) ServableWhileRevalidating(now time.Time) bool {
 	return e.Flags&FlagNoCache == 0 && e.StaleWhileRevalidate > 0 && e.StaleBy(now) <= e.StaleWhileRevalidate
 }
 
+// MarkPurgedSnapshot returns a copy of the encoded entry b (a snapshot's
+// value) with FlagFromSnapshot and FlagPurgedSnapshot set: what the
+// snapshot accessor hands out for a snapshot a purge or an invalidation
+// marked stale, so that every fallback sees it as invalidated. b is
+// returned as is when it is not an encoded entry (Decode refuses it).
+func MarkPurgedSnapshot(b []byte) []byte {
+	if len(b) < 2 || b[0] != entryVersion {
+		return b
+	}
+	c := bytes.Clone(b)
+	c[flagsOffset] |= FlagFromSnapshot | FlagPurgedSnapshot
+	return c
+}
+
 // ServableOnError reports whether the entry may be served at now when the
 // origin cannot be used, within its stale-if-error window (StaleIfError:
 // the response's stale-if-error, else the configured default; zero for a
-// prohibited entry without an explicit stale-if-error).
+// prohibited entry without an explicit stale-if-error). A prohibited entry
+// (StaleProhibited) is also servable while it is still fresh: RFC 9111
+// §4.2.4 forbids serving it stale, and a copy within its freshness
+// lifetime is not (§4.2); this is what answers when the memory copy of an
+// s-maxage or must-revalidate page is gone (a restart, an eviction) and
+// its snapshot is all there is. A no-cache entry, a soft-purged one and a
+// snapshot a purge marked stale (FlagPurgedSnapshot) are not fresh in
+// that sense (§4.4: invalidated).
 func (e *Entry) ServableOnError(now time.Time) bool {
 	by := e.StaleBy(now)
 	if e.StaleProhibited() {
-		return e.Flags&FlagNoCache == 0 && e.StaleIfError > 0 && by <= e.StaleIfError
+		if e.Flags&FlagNoCache != 0 {
+			return false
+		}
+		if e.Flags&(FlagSoftPurged|FlagPurgedSnapshot) == 0 && e.Age(now) < e.FreshFor {
+			return true
+		}
+		return e.StaleIfError > 0 && by <= e.StaleIfError
 	}
 	return by <= e.StaleIfError
 }

@@ -104,14 +104,14 @@ func (s *Store) Stale(rec Record) bool {
 // before at is stale. The marks are committed (one transaction) before the
 // in-memory state changes, so a purge that returned survives a crash.
 func (s *Store) MarkPurged(tags []string, at time.Time) error {
-	return s.mark(bucketPurges, "tag", tags, at, func(p *purgeMarks) map[string]int64 { return p.tags })
+	return s.mark(&s.tagMarks, bucketPurges, "tag", tags, at, func(p *purgeMarks) map[string]int64 { return p.tags })
 }
 
 // MarkPurgedPrefixes records that every snapshot whose key starts with one
 // of prefixes and stored before at is stale. Use MarkPurgedAll rather than
 // an empty prefix.
 func (s *Store) MarkPurgedPrefixes(prefixes []string, at time.Time) error {
-	return s.mark(bucketPurgePrefixes, "prefix", prefixes, at, func(p *purgeMarks) map[string]int64 { return p.prefixes })
+	return s.mark(&s.prefixMarks, bucketPurgePrefixes, "prefix", prefixes, at, func(p *purgeMarks) map[string]int64 { return p.prefixes })
 }
 
 // MarkPurgedAll records that every snapshot stored before at is stale.
@@ -136,8 +136,13 @@ func (s *Store) MarkPurgedAll(at time.Time) error {
 	return nil
 }
 
-// mark is MarkPurged and MarkPurgedPrefixes.
-func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, marks func(*purgeMarks) map[string]int64) error {
+// mark is MarkPurged and MarkPurgedPrefixes. Marks of one bucket
+// arriving while another transaction of marks commits are coalesced (a
+// group commit, see markQueue): an RFC 9111 invalidation per unsafe
+// request costs one transaction, hence its fsyncs, per batch of concurrent
+// requests instead of one per request. Every caller still returns only
+// once its marks are committed and applied in memory.
+func (s *Store) mark(q *markQueue, bucket []byte, what string, names []string, at time.Time, marks func(*purgeMarks) map[string]int64) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -149,11 +154,18 @@ func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, m
 			return fmt.Errorf("snapshot: purging: %s of %d bytes is too long", what, len(n))
 		}
 	}
-	atN := nanos(at)
+	return q.add(names, nanos(at), func(batch map[string]int64) error {
+		return s.commitMarks(bucket, what, batch, marks)
+	})
+}
+
+// commitMarks writes one batch of marks (name → time) in one transaction,
+// then applies them in memory.
+func (s *Store) commitMarks(bucket []byte, what string, batch map[string]int64, marks func(*purgeMarks) map[string]int64) error {
 	err := s.guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucket)
-			for _, n := range names {
+			for n, atN := range batch {
 				if old, ok := getUint64(b, []byte(n)); ok && int64(old) >= atN {
 					continue
 				}
@@ -164,12 +176,13 @@ func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, m
 			return nil
 		})
 	})
+	s.markCommits.Add(1)
 	if err != nil && !errors.Is(err, ErrDamaged) {
-		return fmt.Errorf("snapshot: recording purge of %d %ss in %s: %w", len(names), what, s.path, err)
+		return fmt.Errorf("snapshot: recording purge of %d %ss in %s: %w", len(batch), what, s.path, err)
 	}
 	s.purges.mu.Lock()
 	m := marks(&s.purges)
-	for _, n := range names {
+	for n, atN := range batch {
 		if cur, ok := m[n]; !ok || cur < atN {
 			m[n] = atN
 		}
@@ -177,6 +190,62 @@ func (s *Store) mark(bucket []byte, what string, names []string, at time.Time, m
 	s.purges.mu.Unlock()
 	return nil
 }
+
+// markQueue coalesces the marks of one bucket into group commits: one
+// transaction at a time; marks arriving while it commits gather in the
+// next batch, which the first of them commits as soon as the transaction
+// before it is done. A lone mark commits at once (no delay, unlike
+// bbolt's Batch); under a flood of concurrent marks there is at most one
+// transaction in flight and each caller waits for at most two.
+type markQueue struct {
+	mu       sync.Mutex
+	open     *markBatch // gathering marks; nil when none
+	inflight *markBatch // the batch last closed (committing or done)
+}
+
+type markBatch struct {
+	names map[string]int64 // name → newest mark time
+	done  chan struct{}    // closed once committed (err set)
+	err   error
+}
+
+// add puts names (marked at atN) into the open batch and waits until it
+// is committed by commit; the caller that opened the batch commits it.
+func (q *markQueue) add(names []string, atN int64, commit func(map[string]int64) error) error {
+	q.mu.Lock()
+	b, leader := q.open, false
+	if b == nil {
+		b = &markBatch{names: make(map[string]int64, len(names)), done: make(chan struct{})}
+		q.open, leader = b, true
+	}
+	for _, n := range names {
+		if cur, ok := b.names[n]; !ok || cur < atN {
+			b.names[n] = atN
+		}
+	}
+	prev := q.inflight
+	q.mu.Unlock()
+	if !leader {
+		<-b.done
+		return b.err
+	}
+	if prev != nil {
+		<-prev.done // one transaction at a time: b gathers meanwhile
+	}
+	q.mu.Lock()
+	q.open, q.inflight = nil, b // closed: later marks open the next batch
+	q.mu.Unlock()
+	// Should commit panic, the batch's other callers (and the next
+	// batch) are still released, told their marks were not written.
+	b.err = errMarksNotCommitted
+	defer close(b.done)
+	b.err = commit(b.names)
+	return b.err
+}
+
+// errMarksNotCommitted is what the callers of a batch whose commit
+// panicked get.
+var errMarksNotCommitted = errors.New("snapshot: purge marks not committed")
 
 // prunePurgeMarks deletes marks older than cutoff, in transactions of at
 // most maxEvictPerTx deletes. Malformed marks are deleted too.

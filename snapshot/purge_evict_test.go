@@ -3,6 +3,7 @@ package snapshot
 import (
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -206,4 +207,58 @@ func TestEvictManyBatches(t *testing.T) {
 		t.Fatalf("Stats = %+v", st)
 	}
 	checkConsistent(t, s)
+}
+
+// Concurrent marks share transactions (group commit), yet every MarkPurged
+// returns only once its own mark applies (Stale) and is on disk (a reopen
+// sees it); the newest time of one name wins within a batch.
+func TestConcurrentMarksCoalesced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshots.db")
+	opts := Options{Path: path}
+	s := openTest(t, opts)
+	base := time.Unix(1_800_000_000, 0)
+	const callers = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tag := fmt.Sprintf("url:https://h/form/%d", i%16)
+			at := base.Add(time.Duration(i) * time.Second)
+			if err := s.MarkPurged([]string{tag}, at); err != nil {
+				errs <- err
+				return
+			}
+			if !s.Stale(Record{Key: "https://h/x", StoredAt: at.Add(-time.Nanosecond), Tags: []string{tag}}) {
+				errs <- fmt.Errorf("mark %d of %s not applied when MarkPurged returned", i, tag)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := s.markCommits.Load(); n == 0 || n > callers {
+		t.Fatalf("%d commits for %d marks", n, callers)
+	}
+	t.Logf("%d marks in %d commits", callers, s.markCommits.Load())
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, opts)
+	for j := range 16 {
+		tag := fmt.Sprintf("url:https://h/form/%d", j)
+		newest := base.Add(time.Duration(callers-16+j) * time.Second)
+		rec := Record{Key: "https://h/x", Tags: []string{tag}}
+		rec.StoredAt = newest.Add(-time.Nanosecond)
+		if !s2.Stale(rec) {
+			t.Fatalf("%s: newest mark lost after reopen", tag)
+		}
+		rec.StoredAt = newest
+		if s2.Stale(rec) {
+			t.Fatalf("%s: a mark newer than the newest after reopen", tag)
+		}
+	}
 }

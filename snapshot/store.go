@@ -157,6 +157,11 @@ type Store struct {
 	purges    purgeMarks
 	overrides overrideSet
 
+	// tagMarks and prefixMarks coalesce purge marks into group commits
+	// (markQueue); markCommits counts their transactions.
+	tagMarks, prefixMarks markQueue
+	markCommits           atomic.Uint64
+
 	// maxBytes and maxAge are Options.MaxBytes and MaxAge, changeable
 	// while the store runs (SetLimits: a config reload).
 	maxBytes, maxAge atomic.Int64

@@ -94,13 +94,20 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 		t.Errorf("an open breaker let a request through (%d hits)", hits.Load())
 	}
 
-	// Half-open: one failure opens it again.
+	// Half-open: failed trials reopen it by the same rule, once they span
+	// three paths (one failing item alone stays that item's problem).
 	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
-	if _, err := c.Get(ctx, "products", "1"); err == nil || errors.Is(err, ErrBreakerOpen) {
-		t.Fatalf("trial request: %v", err)
-	}
-	if c.BreakerState() != BreakerOpen {
-		t.Fatalf("a failed trial should reopen, state %s", c.BreakerState())
+	for i, id := range []string{"1", "1", "2", "3"} {
+		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("trial request %d: %v", i, err)
+		}
+		want := BreakerHalfOpen
+		if i == 3 {
+			want = BreakerOpen
+		}
+		if c.BreakerState() != want {
+			t.Fatalf("after failed trial %d (product %s): state %s, want %s", i, id, c.BreakerState(), want)
+		}
 	}
 
 	// Half-open again, the vendor has recovered: two successes close it.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,5 +249,63 @@ func TestBreakerOff(t *testing.T) {
 	}
 	if n := o.Total.Load(); n != 10 {
 		t.Fatalf("the origin saw %d requests, want 10", n)
+	}
+}
+
+// The half-open breaker follows the same rule (issue 12): when the trial
+// call happens to be the one broken page (always 500, however often it is
+// the trial), the breaker stays half-open instead of reopening a healthy
+// site's for another cooldown, and the next page's trial closes it.
+// Trials failing over min_paths distinct pages still reopen it.
+func TestBreakerHalfOpenTrialOnABrokenPageDoesNotReopenIt(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	var down atomic.Bool
+	down.Store(true)
+	o.Fallback = func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			serverError(w, r)
+			return
+		}
+		e2e.PageHandler("ok", "ok")(w, r)
+	}
+	o.Handle("/broken", serverError)
+	g, logPath := startPlainGateway(t, o, "breaker {\n\t\t\tcooldown 100ms\n\t\t}")
+	openAndWait := func() {
+		t.Helper()
+		for i := range 5 {
+			e2e.WantStatus(t, g.Get(fmt.Sprintf("/outage/%d", i)), http.StatusInternalServerError)
+		}
+		if st := e2e.BreakerState(g, "default"); st != "open" {
+			t.Fatalf("breaker %s after an outage, want open", st)
+		}
+		e2e.WaitFor(t, "breaker to half-open after its cooldown", func() bool { return e2e.BreakerState(g, "default") == "half-open" })
+	}
+	openAndWait()
+	down.Store(false) // Craft is back; /broken still is not
+	for i := range 3 {
+		r := g.Get(fmt.Sprintf("/broken?try=%d", i))
+		e2e.WantStatus(t, r, http.StatusInternalServerError)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=upstream-error")
+		if st := e2e.BreakerState(g, "default"); st != "half-open" {
+			t.Fatalf("breaker %s after the broken page was trial %d, want half-open", st, i+1)
+		}
+	}
+	e2e.WantCacheStatus(t, g.Get("/healthy"), "craftedge; fwd=miss; stored")
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
+		t.Fatalf("breaker %s after a healthy trial, want closed", st)
+	}
+
+	// Still an outage: trials failing on three pages reopen it.
+	down.Store(true)
+	openAndWait()
+	for i := range 3 {
+		e2e.WantStatus(t, g.Get(fmt.Sprintf("/still-down/%d", i)), http.StatusInternalServerError)
+	}
+	if st := e2e.BreakerState(g, "default"); st != "open" {
+		t.Fatalf("breaker %s after trials failed on 3 pages, want open", st)
+	}
+	logs := breakerLogs(t, logPath, "default")
+	if last := logs[len(logs)-1]; last != "open: trial calls failed on 3 distinct paths, last: status 500 on /still-down/2" {
+		t.Fatalf("last transition logged: %q (all: %q)", last, logs)
 	}
 }

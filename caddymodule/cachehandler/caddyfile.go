@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/craftedge/craftedge/caddymodule"
+	"github.com/craftedge/craftedge/httpcache"
 )
 
 func init() {
@@ -157,6 +158,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			v, err := caddymodule.OneArg(d)
 			if err != nil {
 				return err
+			}
+			if _, err := httpcache.CheckTrigger(v); err != nil {
+				return d.Errf("cp_trigger %v", err)
 			}
 			h.CPTrigger = v
 		case "bypass_path", "bypass_cookie", "bypass_query", "bypass_header", "ignore_query", "tag_header", "key_header", "key_cookie":

@@ -65,6 +65,36 @@ func startPHP(t *testing.T, root string) string {
 	return addr
 }
 
+// startPHPGateway starts craftedge (ttl 1m) in front of php_fastcgi to a
+// php-cgi serving phpDumpScript as index.php.
+func startPHPGateway(t *testing.T) *e2e.Gateway {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.php"), []byte(phpDumpScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	php := startPHP(t, root)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(`{
+`+e2e.GlobalPorts()+`	grace_period 1ns
+	skip_install_trust
+	craftedge {
+		storage `+filepath.Join(t.TempDir(), "craftedge.db")+`
+		memory 16MiB
+	}
+}
+`+e2e.SiteAddr+` {
+	root * `+root+`
+	craftedge {
+		ttl 1m
+	}
+	php_fastcgi `+php+`
+}
+`, "caddyfile")
+	t.Cleanup(func() { e2e.StopGateway(t) })
+	return &e2e.Gateway{T: t, Tester: tester, Client: &http.Client{}}
+}
+
 // phpView is what the PHP script saw.
 type phpView struct {
 	Get    map[string]any    `json:"get"`
@@ -92,30 +122,7 @@ func parsePHPView(t *testing.T, body string) phpView {
 // GET body, cookies, tracking parameters), PHP sees exactly the keyed
 // request, and parameter names PHP normalises bypass as PHP reads them.
 func TestPHPSeesOnlyKeyedRequest(t *testing.T) {
-	root := t.TempDir()
-	if err := os.WriteFile(filepath.Join(root, "index.php"), []byte(phpDumpScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	php := startPHP(t, root)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(`{
-`+e2e.GlobalPorts()+`	grace_period 1ns
-	skip_install_trust
-	craftedge {
-		storage `+filepath.Join(t.TempDir(), "craftedge.db")+`
-		memory 16MiB
-	}
-}
-`+e2e.SiteAddr+` {
-	root * `+root+`
-	craftedge {
-		ttl 1m
-	}
-	php_fastcgi `+php+`
-}
-`, "caddyfile")
-	t.Cleanup(func() { e2e.StopGateway(t) })
-	g := &e2e.Gateway{T: t, Tester: tester, Client: &http.Client{}}
+	g := startPHPGateway(t)
 
 	attack := map[string]string{
 		"X-Rewrite-Url":          "/evil-rewrite",

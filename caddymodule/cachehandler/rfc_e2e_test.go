@@ -565,3 +565,122 @@ func TestKillSwitchHonoursStaleProhibitions(t *testing.T) {
 		t.Fatalf("origin saw %d requests under the kill switch", n)
 	}
 }
+
+// RFC 9111 §4.2.4 forbids serving a *stale* copy of a response with
+// s-maxage (which carries proxy-revalidate's semantics, §5.2.2.10),
+// must-revalidate or proxy-revalidate; a copy within its freshness
+// lifetime is not stale (§4.2). When the memory copy is gone (a restart
+// before the warm start refilled it, an eviction) and Craft fails, or the
+// kill switch is on, the snapshot of such a page serves while it is
+// fresh, and not after; one a purge invalidated (§4.4) does not.
+func TestFreshSnapshotOfProhibitedPageServesWhenOriginFails(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	pages := map[string]string{
+		"/smax":    "s-maxage=60",
+		"/mustrev": "max-age=60, must-revalidate",
+		"/kill":    "public, s-maxage=60, max-age=0",
+		"/purged":  "s-maxage=60",
+	}
+	for p, cc := range pages {
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", cc)
+			w.Header().Set("Cache-Tag", "page"+p)
+			_, _ = w.Write([]byte(e2e.HTMLPage(p)))
+		})
+	}
+	opts := e2e.Options{GlobalExtra: "warm_start off", HandlerExtra: "breaker {\n failures 1000\n}"}
+	g := e2e.StartGateway(t, o, opts)
+	for p := range pages {
+		e2e.WantStatus(t, g.Get(p), 200)
+	}
+	g.FlushSnapshots()
+	e2e.Purge(g, `{"tags":["page/purged"],"mode":"hard"}`)
+	g.Restart(opts)
+	o.Stop()
+	e2e.Advance(30 * time.Second)
+	for _, p := range []string{"/smax", "/mustrev"} {
+		r := g.Get(p)
+		e2e.WantStatus(t, r, 200)
+		e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=502; detail=snapshot")
+		// Again, through the copy the first fallback promoted.
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=stale; fwd-status=502; detail=snapshot")
+	}
+	r := g.Get("/purged")
+	e2e.WantStatus(t, r, http.StatusBadGateway)
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=502; detail=no-copy")
+
+	killOpts := opts
+	killOpts.HandlerExtra += "\nsnapshot_only on"
+	g.Reload(killOpts)
+	e2e.WantCacheStatus(t, g.Get("/kill"), "craftedge; hit; detail=snapshot")
+	g.Reload(opts)
+
+	// Past its freshness the copy is stale: forbidden.
+	e2e.Advance(31 * time.Second)
+	for _, p := range []string{"/smax", "/mustrev", "/kill"} {
+		r := g.Get(p)
+		e2e.WantStatus(t, r, http.StatusBadGateway)
+		if cs := r.Header.Get("Cache-Status"); !strings.HasSuffix(cs, "detail=no-copy") {
+			t.Errorf("%s past its freshness: Cache-Status %q, want no copy", p, cs)
+		}
+	}
+}
+
+// RFC 9111 §4.4 under concurrent unsafe requests (their snapshot marks
+// share a bbolt transaction, snapshot.markQueue): each invalidation has
+// landed when its response reaches the client. Right after its POST, the
+// page's memory copy is gone and its snapshot is marked stale: with Craft
+// failing on the page from then on, the still-fresh s-maxage snapshot is
+// not served (as it would be, unmarked: TestFreshSnapshotOfProhibitedPage…).
+func TestConcurrentInvalidationsLandBeforeTheResponse(t *testing.T) {
+	const pages = 16
+	o := e2e.NewOrigin(t)
+	var posted sync.Map
+	for i := range pages {
+		p := fmt.Sprintf("/form/%d", i)
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				posted.Store(p, true)
+				w.Header().Set("Location", p+"?sent=1")
+				w.WriteHeader(http.StatusSeeOther)
+				return
+			}
+			if _, ok := posted.Load(p); ok {
+				serverError(w, r)
+				return
+			}
+			w.Header().Set("Cache-Control", "public, s-maxage=600")
+			_, _ = w.Write([]byte(e2e.HTMLPage(p)))
+		})
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "breaker off"})
+	for i := range pages {
+		p := fmt.Sprintf("/form/%d", i)
+		g.Get(p)
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; hit")
+	}
+	g.FlushSnapshots()
+	type result struct{ post, get e2e.Response }
+	results := make([]result, pages)
+	var wg sync.WaitGroup
+	for i := range pages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf("/form/%d", i)
+			results[i].post = g.Do(http.MethodPost, p, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "a=1")
+			results[i].get = g.Get(p)
+		}()
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res.post.Status != http.StatusSeeOther {
+			t.Errorf("POST /form/%d: status %d", i, res.post.Status)
+		}
+		if res.get.Status != http.StatusInternalServerError ||
+			res.get.Header.Get("Cache-Status") != "craftedge; fwd=miss; fwd-status=500; detail=upstream-error" {
+			t.Errorf("GET /form/%d after its POST: status %d, Cache-Status %q; want the origin's 500, no copy",
+				i, res.get.Status, res.get.Header.Get("Cache-Status"))
+		}
+	}
+}
