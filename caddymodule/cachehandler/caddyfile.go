@@ -46,6 +46,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    snapshot_only         [on|off]
 //	    snapshot_only_editors pass|block
 //	    cp_trigger     <segment>
+//	    action_trigger <segment>
 //	    bypass_path    <path...>
 //	    bypass_cookie  <name...>
 //	    bypass_query   <param...>
@@ -163,6 +164,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("cp_trigger %v", err)
 			}
 			h.CPTrigger = v
+		case "action_trigger":
+			v, err := caddymodule.OneArg(d)
+			if err != nil {
+				return err
+			}
+			seg, err := httpcache.CheckTrigger(v)
+			if err != nil {
+				return d.Errf("action_trigger %v", err)
+			}
+			cp := httpcache.DefaultCPTrigger
+			if h.CPTrigger != "" {
+				cp = strings.TrimLeft(h.CPTrigger, "/")
+			}
+			if strings.EqualFold(seg, cp) {
+				return d.Errf("action_trigger %q: the same as the cp trigger", v)
+			}
+			h.ActionTrigger = v
 		case "bypass_path", "bypass_cookie", "bypass_query", "bypass_header", "ignore_query", "tag_header", "key_header", "key_cookie":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -151,6 +151,14 @@ type Handler struct {
 	// CPTrigger is Craft's control panel trigger (cpTrigger). Default "admin".
 	CPTrigger string `json:"cp_trigger,omitempty"`
 
+	// ActionTrigger is Craft's action trigger (the actionTrigger general
+	// config setting), one path segment: requests under it (also after a
+	// site's base path segment, or routed there by a "p" query parameter)
+	// are controller actions and bypass the cache. Default "actions". An
+	// "action" query parameter and Craft's login, logout, set-password and
+	// verify-email paths bypass whatever it is.
+	ActionTrigger string `json:"action_trigger,omitempty"`
+
 	// BypassPaths are extra paths that are never cached: exact, or a
 	// prefix when ending in "*".
 	BypassPaths []string `json:"bypass_paths,omitempty"`
@@ -307,12 +315,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.TagHeaders[i] = http.CanonicalHeaderKey(name)
 	}
 	h.bypass = httpcache.BypassRules{
-		CPTrigger:   h.CPTrigger,
-		Paths:       h.BypassPaths,
-		Cookies:     h.BypassCookies,
-		Query:       h.BypassQuery,
-		Headers:     h.BypassHeaders,
-		GraphQLPath: h.GraphQL,
+		CPTrigger:     h.CPTrigger,
+		ActionTrigger: h.ActionTrigger,
+		Paths:         h.BypassPaths,
+		Cookies:       h.BypassCookies,
+		Query:         h.BypassQuery,
+		Headers:       h.BypassHeaders,
+		GraphQLPath:   h.GraphQL,
 	}
 	if err := h.bypass.Compile(); err != nil {
 		return fmt.Errorf("craftedge: bypass rules: %w", err)
@@ -352,8 +361,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if !ok {
 			return fmt.Errorf("craftedge: vendor %q is not configured in the global craftedge block", h.Vendor)
 		}
-		if len(h.BypassPaths)+len(h.BypassCookies)+len(h.BypassQuery)+len(h.BypassHeaders) > 0 || h.CPTrigger != "" || h.GraphQL != "" {
-			return fmt.Errorf("craftedge: vendor %q: bypass_*, cp_trigger and graphql do not apply to a live vendor route (visitors' credentials are never forwarded; scope it with vendor paths)", h.Vendor)
+		if len(h.BypassPaths)+len(h.BypassCookies)+len(h.BypassQuery)+len(h.BypassHeaders) > 0 || h.CPTrigger != "" || h.ActionTrigger != "" || h.GraphQL != "" {
+			return fmt.Errorf("craftedge: vendor %q: bypass_*, cp_trigger, action_trigger and graphql do not apply to a live vendor route (visitors' credentials are never forwarded; scope it with vendor paths)", h.Vendor)
 		}
 		paths := h.VendorPaths
 		if len(paths) == 0 {
