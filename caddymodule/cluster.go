@@ -298,8 +298,10 @@ func (c *clusterNode) onGap(g cluster.Gap) error {
 	}
 	at := c.gapAt
 	purgeRefillMu.RLock()
-	n := a.memory.PurgeAll()
+	// Snapshots first, as applyPurge does: one promoted into memory in
+	// between is then promoted as a purged snapshot or dropped here.
 	err := a.store.MarkPurgedAll(at)
+	n := a.memory.PurgeAll()
 	purgeRefillMu.RUnlock()
 	fields := []zap.Field{zap.String("reason", g.Reason), zap.Uint64("cursor", g.Cursor), zap.Uint64("first", g.First),
 		zap.Time("gap_at", at), zap.Bool("retry", g.Retry), zap.Int("entries", n)}
