@@ -212,6 +212,44 @@ type warmView struct {
 	// slowest are the slowest page views of the first second after the
 	// restart, slowest first (what sets its p95).
 	slowest []Sample
+	// byStatus compares the page views of the healthy window and those
+	// from the restart to the window's end by Cache-Status: what makes
+	// the p95 after the restart.
+	byStatus []statusRow
+}
+
+// statusRow is one Cache-Status's page views in the healthy window and
+// after the restart.
+type statusRow struct {
+	status         string
+	healthy, after Summary
+}
+
+// byCacheStatus groups two sets of samples by Cache-Status (without the
+// cache name), most frequent after the restart first.
+func byCacheStatus(healthy, after []Sample) []statusRow {
+	group := func(list []Sample) map[string][]Sample {
+		m := map[string][]Sample{}
+		for _, s := range list {
+			k := cacheStatusDetail(s.CacheStatus)
+			m[k] = append(m[k], s)
+		}
+		return m
+	}
+	h, a := group(healthy), group(after)
+	var rows []statusRow
+	for k := range h {
+		rows = append(rows, statusRow{status: k, healthy: summarize(h[k]), after: summarize(a[k])})
+	}
+	for k := range a {
+		if _, ok := h[k]; !ok {
+			rows = append(rows, statusRow{status: k, after: summarize(a[k])})
+		}
+	}
+	slices.SortFunc(rows, func(x, y statusRow) int {
+		return cmp.Or(cmp.Compare(y.after.N, x.after.N), cmp.Compare(y.healthy.N, x.healthy.N), strings.Compare(x.status, y.status))
+	})
+	return rows
 }
 
 // warmSlowest is how many of the first second's slowest page views the
@@ -243,7 +281,9 @@ func (r *Result) warmRestart() *warmView {
 		h := windowSamples(pages, v.healthy)
 		v.healthyHit = hitRatio(h)
 		v.healthyP95 = summarize(h).P95
-		after := summarize(windowSamples(pages, Phase{Start: rs.ReadyAt, End: p.End}))
+		afterSamples := windowSamples(pages, Phase{Start: rs.ReadyAt, End: p.End})
+		v.byStatus = byCacheStatus(h, afterSamples)
+		after := summarize(afterSamples)
 		v.afterP95, v.afterN = after.P95, after.N
 		v.laterP95 = summarize(windowSamples(pages, Phase{Start: rs.ReadyAt.Add(time.Second), End: p.End})).P95
 		v.healthySeries = hitSeries(pages, v.healthy.Start, v.healthy.End, time.Second)
@@ -342,6 +382,22 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 	if w := v.warmDone; w != nil {
 		p("Refill (health `warm_start`): %d entries, %d of them first as the pages served most before the kill, and %d put in from their snapshot for a request that came before the refill reached them; done %d ms after craftedge started (%d ms of it paused to leave the CPU to requests); skipped: %d already stored by a request, %d purged; memory full: %v.",
 			w.Refilled, w.ServedFirst, w.OnRequest, w.ElapsedMS, w.PausedMS, w.SkippedPresent, w.SkippedPurged, w.Full)
+		p("")
+	}
+	if len(v.byStatus) > 0 {
+		p("Page views by `Cache-Status`, healthy window and from the restart to the window's end (share of the window's page views, p50 and p95 ms):")
+		p("")
+		p("| Cache-Status | healthy | p50 | p95 | after the restart | p50 | p95 |")
+		p("|---|---:|---:|---:|---:|---:|---:|")
+		share := func(n, total int) string { return fmt.Sprintf("%d (%.1f%%)", n, 100*float64(n)/float64(max(total, 1))) }
+		var hn, an int
+		for _, row := range v.byStatus {
+			hn, an = hn+row.healthy.N, an+row.after.N
+		}
+		for _, row := range v.byStatus {
+			p("| `%s` | %s | %s | %s | %s | %s | %s |", row.status, share(row.healthy.N, hn), fmtMS(row.healthy.P50), fmtMS(row.healthy.P95),
+				share(row.after.N, an), fmtMS(row.after.P50), fmtMS(row.after.P95))
+		}
 		p("")
 	}
 	if len(v.slowest) > 0 {
