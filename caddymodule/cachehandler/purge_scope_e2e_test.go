@@ -1,0 +1,208 @@
+package cachehandler
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+)
+
+// duringFetch runs, from inside the origin's handler, the actions queued
+// for the next call of a page: they land while the gateway's fetch of it is
+// in flight (after it read the purge epoch, before it stores the answer),
+// with no sleep. Their statuses are checked on the test's goroutine.
+type duringFetch struct {
+	next     atomic.Pointer[func() []int]
+	statuses chan []int
+}
+
+func newDuringFetch() *duringFetch { return &duringFetch{statuses: make(chan []int, 8)} }
+
+// page is s.page("") running the queued actions first.
+func (d *duringFetch) page(s *slowOrigin) http.HandlerFunc {
+	page := s.page("")
+	return func(w http.ResponseWriter, r *http.Request) {
+		if f := d.next.Swap(nil); f != nil {
+			d.statuses <- (*f)()
+		}
+		page(w, r)
+	}
+}
+
+// fetchWith gets path while actions run during its fetch and checks that
+// the fetch stored the origin's answer and that every action succeeded.
+func (d *duringFetch) fetchWith(t *testing.T, g *e2e.Gateway, path string, actions func() []int) e2e.Response {
+	t.Helper()
+	d.next.Store(&actions)
+	r := g.Get(path)
+	select {
+	case st := <-d.statuses:
+		for i, code := range st {
+			if code/100 != 2 && code/100 != 3 {
+				t.Fatalf("action %d during the fetch of %s: status %d", i, path, code)
+			}
+		}
+	default:
+		t.Fatalf("the origin was not called for %s: nothing ran during a fetch (%q)", path, r.Header.Get("Cache-Status"))
+	}
+	return r
+}
+
+// A purge that cannot select a page does not spoil its store: the page
+// fetched while other pages were purged (an RFC 9111 invalidation after a
+// visitor's POST, soft and hard purges of other tags, URLs, hosts and
+// prefixes) is stored fresh and the next request is a hit. Before, any
+// purge anywhere made every fetch in flight be stored stale, so a visitor
+// POSTing a form in a loop sent every page refetched meanwhile back to
+// Craft on its next request.
+func TestPurgeOfOtherPagesDuringFetchKeepsItFresh(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	d := newDuringFetch()
+	o.Handle("/a", d.page(s))
+	o.Handle("/contact", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.Header().Set("Location", "/contact?sent=1")
+			w.WriteHeader(http.StatusSeeOther)
+			return
+		}
+		_, _ = w.Write([]byte(e2e.HTMLPage("contact")))
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{})
+
+	r := d.fetchWith(t, g, "/a", func() []int {
+		return []int{
+			g.Do(http.MethodPost, "/contact", nil, "message=hi").Status,
+			g.Do(http.MethodPost, "/contact?x=1", nil, "message=hi").Status,
+			g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["b","a-but-not-a"]}`).Status,
+			g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["c"],"mode":"hard"}`).Status,
+			g.Admin(http.MethodPost, "/craftedge/purge", `{"urls":["`+e2e.SiteAddr+`/b","`+e2e.SiteAddr+`/a?page=2"]}`).Status,
+			g.Admin(http.MethodPost, "/craftedge/purge", `{"prefixes":["`+e2e.SiteAddr+`/a/"],"mode":"hard"}`).Status,
+			g.Admin(http.MethodPost, "/craftedge/purge", `{"hosts":["other.example"],"mode":"hard"}`).Status,
+		}
+	})
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; stored")
+	r = g.Get("/a")
+	e2e.WantCacheStatus(t, r, statusHit)
+	if r.Body != "/a v0" {
+		t.Fatalf("body %q", r.Body)
+	}
+	if n := o.Count("/a"); n != 1 {
+		t.Fatalf("origin saw %d requests for /a, want 1", n)
+	}
+}
+
+// A purge that selects the page while it is fetched still leaves it
+// stale, whichever way it selects it (its tag, its URL, its exact query,
+// its host, a prefix of it, all): the next request asks the origin again.
+// Soft purges leave the copy (stale); hard ones leave none (see
+// TestHardPurgeDuringFetchLeavesNoStaleCopy).
+func TestPurgeOfThePageDuringFetchLeavesItStale(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	d := newDuringFetch()
+	o.Handle("/a", d.page(s))
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	purges := map[string]string{
+		"tag":         `{"tags":["a"]}`,
+		"url":         `{"urls":["` + e2e.SiteAddr + `/a"]}`,
+		"exact query": `{"urls":["` + e2e.SiteAddr + `/a?q=1"]}`,
+		"host":        `{"hosts":["` + e2e.SiteHost + `"]}`,
+		"prefix":      `{"prefixes":["` + e2e.SiteAddr + `/"]}`,
+		"hard tag":    `{"tags":["a"],"mode":"hard"}`,
+		"all":         `{"all":true}`,
+	}
+	for name, body := range purges {
+		path := "/a?q=1"
+		e2e.Purge(g, `{"tags":["a"],"mode":"hard"}`) // the next request fetches
+		d.fetchWith(t, g, path, func() []int {
+			return []int{g.Admin(http.MethodPost, "/craftedge/purge", body).Status}
+		})
+		before := o.Count("/a")
+		r := g.Get(path)
+		if r.Header.Get("Cache-Status") == statusHit {
+			t.Fatalf("%s purge during the fetch: the next request was a hit (%q)", name, r.Body)
+		}
+		if o.Count("/a") != before+1 {
+			t.Fatalf("%s purge during the fetch: the next request did not ask the origin", name)
+		}
+		e2e.WantCacheStatus(t, g.Get(path), statusHit) // stored fresh by that request
+	}
+}
+
+// A takedown (a hard purge: Cache-Purge-Tag-Hard, mode hard) that lands
+// while the page is fetched leaves no copy of the pre-purge render to
+// answer a slow Craft (stale_after) or a failing one from memory: the
+// answer goes to the visitor who asked and is not kept in memory. A soft
+// purge landing the same way leaves its stale copy, served after
+// stale_after as before.
+func TestHardPurgeDuringFetchLeavesNoStaleCopy(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	d := newDuringFetch()
+	for _, p := range []string{"/down", "/soft", "/marker"} {
+		o.Handle(p, d.page(s))
+	}
+	o.Handle("/admin/disable", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Purge-Tag-Hard", "down")
+		_, _ = w.Write([]byte("disabled"))
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
+	e2e.WantCacheStatus(t, g.Get("/marker"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute) // /marker: stale by 1m, within stale 1h
+
+	r := d.fetchWith(t, g, "/down", func() []int {
+		return []int{g.Do(http.MethodPost, "/admin/disable", nil, "id=1").Status}
+	})
+	if r.Body != "/down v0" {
+		t.Fatalf("the visitor whose fetch crossed the takedown got %q %q, want the origin's answer", r.Header.Get("Cache-Status"), r.Body)
+	}
+	d.fetchWith(t, g, "/soft", func() []int {
+		return []int{g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["soft"]}`).Status}
+	})
+
+	// Craft slow: /down waits for it; /soft (its call begun after) gets
+	// its stale copy after stale_after, and so does /marker.
+	s.version.Store(1)
+	s.held.Store(true)
+	down := goGet(g, "/down")
+	s.waitArrived(t, "/down")
+	if r := g.Get("/soft"); r.Body != "/soft v0" || r.Header.Get("Cache-Status") != statusStaleAfter {
+		t.Fatalf("/soft (soft-purged during its fetch), Craft slow: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	}
+	e2e.WantCacheStatus(t, g.Get("/marker"), statusStaleAfter)
+	wantWaiting(t, "/down (taken down during its fetch)", down)
+	s.releaseAll()
+	if r := <-down; r.Body != "/down v1" {
+		t.Fatalf("/down after Craft answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	}
+}
+
+// A takedown landing during the fetch leaves no memory copy to answer a
+// failing Craft either: what answers is the page's snapshot, as after any
+// hard purge (snapshots are only marked stale by purges), never the
+// memory copy of the render fetched across the takedown.
+func TestHardPurgeDuringFetchLeavesNoCopyForFailures(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	var failing atomic.Bool
+	d := newDuringFetch()
+	page := d.page(newSlowOrigin(t))
+	o.Handle("/down", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		page(w, r)
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
+	d.fetchWith(t, g, "/down", func() []int {
+		return []int{g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["down"],"mode":"hard"}`).Status}
+	})
+	failing.Store(true)
+	r := g.Get("/down")
+	if cs := r.Header.Get("Cache-Status"); cs == "craftedge; fwd=stale; fwd-status=500; detail=stale" {
+		t.Fatalf("Craft failing after a takedown during the fetch: the memory copy fetched across it answered: %q %q", cs, r.Body)
+	}
+}
