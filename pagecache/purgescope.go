@@ -24,7 +24,8 @@ import (
 // The log keeps, per selector (a tag, a URL's exact query, a prefix) and
 // for all, the epoch at which its last purge ended (soft or hard, and hard
 // alone) and how many of its purges are running. It holds at most
-// maxPurgeSelectors selectors; the one whose last purge ended first is
+// maxPurgeSelectors selectors in maxPurgeLogBytes; the one whose last
+// purge ended first is
 // forgotten first, and the log then no longer answers for responses
 // fetched under an epoch before that end (floor): they are stored stale,
 // as any purge used to make them. An attacker would have to make the site
@@ -35,9 +36,15 @@ import (
 // after the epoch was found moved: hits never read it, and a store when
 // no purge ran since its epoch reads only the epoch, as before.
 
-// maxPurgeSelectors bounds the purge log (about 200 bytes a selector
-// at most with its name, so some 1.6 MB for a log full of long URLs).
-const maxPurgeSelectors = 8192
+// maxPurgeSelectors and maxPurgeLogBytes bound the purge log: how many
+// selectors it holds, and the memory they take (names included, counted
+// with selectorOverhead each), since URLs to purge may be long and their
+// queries are chosen by whoever sends an unsafe request.
+const (
+	maxPurgeSelectors = 8192
+	maxPurgeLogBytes  = 2 << 20
+	selectorOverhead  = 160 // the selState, its map slot and list links
+)
 
 // ErrPurgedWhileFetched is Set's answer when a hard purge that selects the
 // entry ran while it was being fetched (since the epoch passed to Set):
@@ -123,6 +130,7 @@ type purgeLog struct {
 	tail  *selState
 	all   selState
 	prefs []*selState // the prefix selectors in sels
+	bytes int         // what the selectors take (see maxPurgeLogBytes)
 	// floor is the latest end of a forgotten selector's purge: the log
 	// answers for epochs from floor on.
 	floor uint64
@@ -153,6 +161,7 @@ func (l *purgeLog) beginLocked(s *purgeScope) {
 		if st == nil {
 			st = &selState{key: k}
 			l.sels[k] = st
+			l.bytes += len(k.s) + selectorOverhead
 			l.pushLocked(st)
 			if k.kind == selPrefix {
 				l.prefs = append(l.prefs, st)
@@ -195,7 +204,7 @@ func (l *purgeLog) endLocked(s *purgeScope, end uint64) {
 // log holds more than maxPurgeSelectors, raising floor. A selector with
 // purges running is kept (it is moved to the end of the list).
 func (l *purgeLog) trimLocked() {
-	for i := len(l.sels); len(l.sels) > maxPurgeSelectors && i > 0; i-- {
+	for i := len(l.sels); (len(l.sels) > maxPurgeSelectors || l.bytes > maxPurgeLogBytes) && i > 0; i-- {
 		st := l.head
 		l.unlinkLocked(st)
 		if st.running > 0 {
@@ -203,6 +212,7 @@ func (l *purgeLog) trimLocked() {
 			continue
 		}
 		delete(l.sels, st.key)
+		l.bytes -= len(st.key.s) + selectorOverhead
 		if st.key.kind == selPrefix {
 			l.prefs = slices.DeleteFunc(l.prefs, func(p *selState) bool { return p == st })
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,6 +139,14 @@ func TestSetAfterThePurgeLogOverflowedIsStale(t *testing.T) {
 	}
 	if n := len(c.purges.sels); n > maxPurgeSelectors {
 		t.Fatalf("the purge log holds %d selectors, bound %d", n, maxPurgeSelectors)
+	}
+	// Long URLs (their queries are the visitor's) are bounded in bytes.
+	long := "https://www.example.com/form?q=" + strings.Repeat("x", 64<<10)
+	for i := range 100 {
+		c.PurgeURL("https://www.example.com/form", fmt.Sprint(long, i))
+	}
+	if c.purges.bytes > maxPurgeLogBytes {
+		t.Fatalf("the purge log holds %d bytes of selectors, bound %d", c.purges.bytes, maxPurgeLogBytes)
 	}
 	if got := storeOutcome(t, c, "https://www.example.com/news/a", epoch); got != "stale" {
 		t.Fatalf("stored after the log overflowed: %s, want stale", got)
