@@ -180,29 +180,63 @@ func TestHardPurgeDuringFetchLeavesNoStaleCopy(t *testing.T) {
 	}
 }
 
-// A takedown landing during the fetch leaves no memory copy to answer a
-// failing Craft either: what answers is the page's snapshot, as after any
-// hard purge (snapshots are only marked stale by purges), never the
-// memory copy of the render fetched across the takedown.
+// A takedown landing during the fetch leaves no copy of the render
+// fetched across it to answer a failing Craft, in memory or as a snapshot:
+// with no copy from before the takedown the visitor gets Craft's error;
+// with one, that snapshot answers (purges only mark snapshots stale), and
+// as a purged snapshot it never answers a slow Craft afterwards.
 func TestHardPurgeDuringFetchLeavesNoCopyForFailures(t *testing.T) {
 	o := e2e.NewOrigin(t)
 	var failing atomic.Bool
 	d := newDuringFetch()
-	page := d.page(newSlowOrigin(t))
-	o.Handle("/down", func(w http.ResponseWriter, r *http.Request) {
-		if failing.Load() {
-			http.Error(w, "down", http.StatusInternalServerError)
-			return
+	s := newSlowOrigin(t)
+	page := d.page(s)
+	for _, p := range []string{"/new", "/old", "/marker"} {
+		o.Handle(p, func(w http.ResponseWriter, r *http.Request) {
+			if failing.Load() {
+				http.Error(w, "down", http.StatusInternalServerError)
+				return
+			}
+			page(w, r)
+		})
+	}
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
+	for _, p := range []string{"/old", "/marker"} {
+		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
+	}
+	e2e.Advance(2 * time.Minute) // /old, /marker: stale by 1m, within stale 1h
+	s.version.Store(1)
+	for _, p := range []string{"/new", "/old"} {
+		tag := p[1:]
+		r := d.fetchWith(t, g, p, func() []int {
+			return []int{g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["`+tag+`"],"mode":"hard"}`).Status}
+		})
+		if r.Body != p+" v1" {
+			t.Fatalf("%s: the visitor got %q %q, want the origin's answer", p, r.Header.Get("Cache-Status"), r.Body)
 		}
-		page(w, r)
-	})
-	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after off"})
-	d.fetchWith(t, g, "/down", func() []int {
-		return []int{g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["down"],"mode":"hard"}`).Status}
-	})
+	}
+	g.FlushSnapshots()
+
 	failing.Store(true)
-	r := g.Get("/down")
-	if cs := r.Header.Get("Cache-Status"); cs == "craftedge; fwd=stale; fwd-status=500; detail=stale" {
-		t.Fatalf("Craft failing after a takedown during the fetch: the memory copy fetched across it answered: %q %q", cs, r.Body)
+	if r := g.Get("/new"); r.Body == "/new v1" {
+		t.Fatalf("Craft failing after a takedown during the fetch: the render fetched across it answered: %q", r.Header.Get("Cache-Status"))
+	}
+	r := g.Get("/old")
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=snapshot")
+	if r.Body != "/old v0" {
+		t.Fatalf("/old, Craft failing: the snapshot served is %q, want the one from before the takedown", r.Body)
+	}
+	failing.Store(false)
+
+	// Craft slow: the promoted snapshot of /old is a purged one, it waits.
+	s.version.Store(2)
+	s.held.Store(true)
+	old := goGet(g, "/old")
+	s.waitArrived(t, "/old")
+	e2e.WantCacheStatus(t, g.Get("/marker"), statusStaleAfter)
+	wantWaiting(t, "/old (its snapshot promoted after a takedown)", old)
+	s.releaseAll()
+	if r := <-old; r.Body != "/old v2" {
+		t.Fatalf("/old after Craft answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
 	}
 }
