@@ -25,12 +25,12 @@ import (
 // for all, the epoch at which its last purge ended (soft or hard, and hard
 // alone) and how many of its purges are running. It holds at most
 // maxPurgeSelectors selectors in maxPurgeLogBytes; the one whose last
-// purge ended first is
-// forgotten first, and the log then no longer answers for responses
-// fetched under an epoch before that end (floor): they are stored stale,
-// as any purge used to make them. An attacker would have to make the site
-// purge that many distinct URLs (one unsafe request each, answered by
-// Craft) within the time of one fetch to get there.
+// purge ended first is forgotten first, and the log then no longer fully
+// answers for responses fetched under an epoch before that end (floor):
+// they are stored stale, as any purge used to make them (not at all if a
+// hard purge the log still holds selects them). An attacker would have to
+// make the site purge that many distinct URLs (one unsafe request each,
+// answered by Craft) within the time of one fetch to get there.
 //
 // The log is read on the store path only, under the tag index's lock,
 // after the epoch was found moved: hits never read it, and a store when
@@ -252,10 +252,13 @@ func (l *purgeLog) unlinkLocked(st *selState) {
 func (l *purgeLog) verdict(key string, tags []string, fromSnapshot bool, epoch uint64) purgeVerdict {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.floor > epoch {
-		return verdictSoft // the log forgot purges since epoch: it cannot tell
-	}
 	v := verdictNone
+	if l.floor > epoch {
+		// The log forgot purges since epoch: it cannot tell whether one
+		// selects the entry, so it is stale at least; a hard purge it
+		// still holds (the most recent ones) keeps it out.
+		v = verdictSoft
+	}
 	note := func(st *selState) {
 		if st == nil || v == verdictHard {
 			return

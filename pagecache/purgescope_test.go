@@ -151,6 +151,11 @@ func TestSetAfterThePurgeLogOverflowedIsStale(t *testing.T) {
 	if got := storeOutcome(t, c, "https://www.example.com/news/a", epoch); got != "stale" {
 		t.Fatalf("stored after the log overflowed: %s, want stale", got)
 	}
+	// A takedown among the purges it still holds keeps the store out.
+	c.PurgeTags([]string{"t:1"})
+	if got := storeOutcome(t, c, "https://www.example.com/news/c", epoch); got != "not stored" {
+		t.Fatalf("stored after the log overflowed and a hard purge of its tag: %s, want not stored", got)
+	}
 	// Fetched after the forgotten purges: the log answers again.
 	epoch = c.Epoch()
 	c.PurgeURL("https://www.example.com/form-x", "https://www.example.com/form-x")
