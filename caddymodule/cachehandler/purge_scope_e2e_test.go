@@ -205,6 +205,11 @@ func TestHardPurgeDuringFetchLeavesNoCopyForFailures(t *testing.T) {
 		e2e.WantCacheStatus(t, g.Get(p), "craftedge; fwd=miss; stored")
 	}
 	e2e.Advance(2 * time.Minute) // /old, /marker: stale by 1m, within stale 1h
+	g.FlushSnapshots()
+	// /old's memory copy gone, so its next request is a plain miss (with
+	// a stale copy it would be fetched in the background, and a request
+	// that did not make the call gets its own after a takedown).
+	e2e.Purge(g, `{"tags":["old"],"mode":"hard"}`)
 	s.version.Store(1)
 	for _, p := range []string{"/new", "/old"} {
 		tag := p[1:]
@@ -239,4 +244,30 @@ func TestHardPurgeDuringFetchLeavesNoCopyForFailures(t *testing.T) {
 	if r := <-old; r.Body != "/old v2" {
 		t.Fatalf("/old after Craft answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
 	}
+}
+
+// A request that did not make the call itself (a stale copy's request,
+// fetched in the background for stale_after) is not given a response a
+// takedown kept out of the memory tier: it may have come after the
+// takedown, so it makes its own call, and that post-takedown answer is
+// stored as any other.
+func TestHardPurgeDuringBackgroundFetchRefetches(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	d := newDuringFetch()
+	o.Handle("/x", d.page(s))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 1s"})
+	e2e.WantCacheStatus(t, g.Get("/x"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute) // stale by 1m, within stale 1h
+	s.version.Store(1)
+	r := d.fetchWith(t, g, "/x", func() []int {
+		return []int{g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["x"],"mode":"hard"}`).Status}
+	})
+	if r.Body != "/x v1" {
+		t.Fatalf("after a takedown during the background call: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	}
+	if n := o.Count("/x"); n != 3 {
+		t.Fatalf("origin saw %d requests for /x, want 3 (the first store, the call the takedown crossed, the request's own)", n)
+	}
+	e2e.WantCacheStatus(t, g.Get("/x"), statusHit)
 }
