@@ -1,6 +1,7 @@
 package cachehandler
 
 import (
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -165,18 +166,29 @@ func TestHardPurgeDuringFetchLeavesNoStaleCopy(t *testing.T) {
 
 	// Craft slow: /down waits for it; /soft (its call begun after) gets
 	// its stale copy after stale_after, and so does /marker.
-	s.version.Store(1)
+	wantWaitsForSlowCraft(t, g, s, "/down", 1, func() {
+		if r := g.Get("/soft"); r.Body != "/soft v0" || r.Header.Get("Cache-Status") != statusStaleAfter {
+			t.Fatalf("/soft (soft-purged during its fetch), Craft slow: %q %q", r.Header.Get("Cache-Status"), r.Body)
+		}
+	})
+}
+
+// wantWaitsForSlowCraft holds the origin's answers (version v) and checks
+// that a request for path is not answered before the origin is, while
+// meanwhile runs and /marker (a stale copy, its call begun after path's)
+// is answered after stale_after; then path gets the origin's answer.
+func wantWaitsForSlowCraft(t *testing.T, g *e2e.Gateway, s *slowOrigin, path string, v int64, meanwhile func()) {
+	t.Helper()
+	s.version.Store(v)
 	s.held.Store(true)
-	down := goGet(g, "/down")
-	s.waitArrived(t, "/down")
-	if r := g.Get("/soft"); r.Body != "/soft v0" || r.Header.Get("Cache-Status") != statusStaleAfter {
-		t.Fatalf("/soft (soft-purged during its fetch), Craft slow: %q %q", r.Header.Get("Cache-Status"), r.Body)
-	}
+	ch := goGet(g, path)
+	s.waitArrived(t, path)
+	meanwhile()
 	e2e.WantCacheStatus(t, g.Get("/marker"), statusStaleAfter)
-	wantWaiting(t, "/down (taken down during its fetch)", down)
+	wantWaiting(t, path, ch)
 	s.releaseAll()
-	if r := <-down; r.Body != "/down v1" {
-		t.Fatalf("/down after Craft answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
+	if r := <-ch; r.Body != fmt.Sprintf("%s v%d", path, v) {
+		t.Fatalf("%s after Craft answered: %q %q", path, r.Header.Get("Cache-Status"), r.Body)
 	}
 }
 
@@ -234,16 +246,7 @@ func TestHardPurgeDuringFetchLeavesNoCopyForFailures(t *testing.T) {
 	failing.Store(false)
 
 	// Craft slow: the promoted snapshot of /old is a purged one, it waits.
-	s.version.Store(2)
-	s.held.Store(true)
-	old := goGet(g, "/old")
-	s.waitArrived(t, "/old")
-	e2e.WantCacheStatus(t, g.Get("/marker"), statusStaleAfter)
-	wantWaiting(t, "/old (its snapshot promoted after a takedown)", old)
-	s.releaseAll()
-	if r := <-old; r.Body != "/old v2" {
-		t.Fatalf("/old after Craft answered: %q %q", r.Header.Get("Cache-Status"), r.Body)
-	}
+	wantWaitsForSlowCraft(t, g, s, "/old", 2, func() {})
 }
 
 // A request that did not make the call itself (a stale copy's request,
