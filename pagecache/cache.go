@@ -51,10 +51,18 @@ type Cache struct {
 	closeOnce          sync.Once
 
 	// epoch counts purges' beginnings and ends (see purging); a response
-	// fetched while a purge ran is stored stale (see Set).
+	// fetched while a purge that may select it ran is stored stale, or not
+	// at all after a hard one (see Set and purgescope.go).
 	epoch atomic.Uint64
+	// purges logs what the recent purges selected (purgescope.go); the
+	// epoch moves under its lock.
+	purges purgeLog
 
 	hits, misses, stores, purged, evicted, storeErrors atomic.Uint64
+	// storedStale and notStored count the stores a purge since their epoch
+	// made stale (or could have: the log could not tell), and the ones a
+	// hard purge kept out of the tier (ErrPurgedWhileFetched).
+	storedStale, notStored atomic.Uint64
 }
 
 // ErrTooLarge is returned by Set for entries above MaxEntryBytes.
@@ -186,22 +194,33 @@ func (c *Cache) CountMiss() { c.misses.Add(1) }
 // and again when it has removed or marked its entries, so an epoch read
 // before an entry was read is current only if no purge ran (even partly)
 // since: what was read while a purge ran is never kept under an epoch
-// that stays current after it.
+// that stays current after it. It is one global counter, whatever the
+// purge selects: the ESI memos (cachehandler) use it as a "nothing purged
+// since" stamp; Set asks the purge log which purges since could select
+// the entry it stores (purgescope.go).
 func (c *Cache) Epoch() uint64 { return c.epoch.Load() }
 
-// purging moves the epoch as a purge begins and returns what moves it
+// purging moves the epoch as a purge of scope s begins, recording s in the
+// purge log under the same hold of its lock, and returns what moves it
 // again when the purge is done (deferred by every purge).
-func (c *Cache) purging() func() {
+func (c *Cache) purging(s purgeScope) func() {
+	c.purges.mu.Lock()
 	c.epoch.Add(1)
-	return c.endPurge
+	c.purges.beginLocked(&s)
+	c.purges.mu.Unlock()
+	return func() {
+		c.purges.mu.Lock()
+		c.purges.endLocked(&s, c.epoch.Add(1))
+		c.purges.mu.Unlock()
+	}
 }
 
-func (c *Cache) endPurge() { c.epoch.Add(1) }
-
 // Set stores an encoded entry under key with its tags (explicit tags; the
-// URL and host tags are derived from key). If a purge ran since epoch was
-// read, the entry is stored stale so the next request revalidates it (see
-// markStoredDuringPurge).
+// URL and host tags are derived from key). If a purge that may select the
+// entry ran since epoch was read, the entry is stored stale so the next
+// request revalidates it (see markStoredDuringPurge); if a hard one did,
+// it is not stored and Set returns ErrPurgedWhileFetched. Purges that
+// cannot select it leave it as it is (see purgescope.go).
 func (c *Cache) Set(key string, encoded []byte, tags []string, epoch uint64) error {
 	_, err := c.set(key, encoded, tags, epoch, false)
 	return err
@@ -221,17 +240,29 @@ func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifA
 	}
 	b := storedValue(encoded)
 	size := int64(entryWeight(key, b))
-	set := c.index.set
-	if ifAbsent {
-		set = c.index.setIfAbsent
-	}
-	err := set(key, tags, size, func(id, gen uint32) error {
-		// Under the index lock. If a purge began since epoch was read, the
-		// entry is stored stale: either that purge already detached its
-		// members (this key is indexed anew) or it will remove this key.
-		if c.epoch.Load() != epoch {
-			markStoredDuringPurge(b[slotHeaderSize:])
+	// Under the index lock, before the key is indexed anew. If a purge
+	// that may select the entry began since epoch was read (or was
+	// running then), either that purge already detached its members or
+	// it will remove or mark this key: the entry is stored stale, or, for
+	// a hard purge, not at all. A purge beginning after this check waits
+	// for the index lock, and then finds the entry.
+	check := func() error {
+		if c.epoch.Load() == epoch {
+			return nil
 		}
+		e := b[slotHeaderSize:]
+		fromSnapshot := len(e) > flagsOffset && e[flagsOffset]&FlagFromSnapshot != 0
+		switch c.purges.verdict(key, tags, fromSnapshot, epoch) {
+		case verdictHard:
+			c.notStored.Add(1)
+			return ErrPurgedWhileFetched
+		case verdictSoft:
+			c.storedStale.Add(1)
+			markStoredDuringPurge(e)
+		}
+		return nil
+	}
+	err := c.index.setChecked(key, tags, size, ifAbsent, check, func(id, gen uint32) error {
 		binary.LittleEndian.PutUint32(b, id)
 		binary.LittleEndian.PutUint32(b[4:], gen)
 		c.store.Set(key, b)
@@ -239,6 +270,9 @@ func (c *Cache) set(key string, encoded []byte, tags []string, epoch uint64, ifA
 	})
 	if errors.Is(err, errPresent) {
 		return false, nil
+	}
+	if errors.Is(err, ErrPurgedWhileFetched) {
+		return false, err
 	}
 	if err != nil {
 		c.storeErrors.Add(1)
@@ -300,7 +334,7 @@ func (c *Cache) deleteEntry(key string) {
 // until then. Hits never wait for a purge: they do not take the index
 // lock, and the store's reads take no lock.
 func (c *Cache) PurgeTags(tags []string) int {
-	defer c.purging()()
+	defer c.purging(tagScope(tags, true))()
 	n := 0
 	for _, t := range tags {
 		n += c.index.purgeTag(t, nil)
@@ -313,7 +347,7 @@ func (c *Cache) PurgeTags(tags []string) int {
 // fullKey, when it differs from pathKey, limits the purge to that exact
 // normalized query (all its Vary variants).
 func (c *Cache) PurgeURL(pathKey, fullKey string) int {
-	defer c.purging()()
+	defer c.purging(urlScope(pathKey, fullKey, true))()
 	var filter func(string) bool
 	if fullKey != pathKey {
 		filter = func(k string) bool { return BaseKey(k) == fullKey }
@@ -331,7 +365,7 @@ func (c *Cache) PurgeHost(host string) int {
 // PurgePrefix removes every entry whose URL (scheme://host/path...) starts
 // with prefix.
 func (c *Cache) PurgePrefix(prefix string) int {
-	defer c.purging()()
+	defer c.purging(purgeScope{hard: true, sels: []selKey{{selPrefix, prefix}}})()
 	n := c.index.purgePrefix(prefix)
 	c.purged.Add(uint64(n))
 	return n
@@ -339,7 +373,7 @@ func (c *Cache) PurgePrefix(prefix string) int {
 
 // PurgeAll empties the memory tier.
 func (c *Cache) PurgeAll() int {
-	defer c.purging()()
+	defer c.purging(purgeScope{all: true, hard: true})()
 	n := c.index.reset(c.store.InvalidateAll)
 	c.purged.Add(uint64(n))
 	return n
@@ -374,7 +408,14 @@ type Stats struct {
 	Purged         uint64 `json:"purged"`
 	Evicted        uint64 `json:"evicted"`
 	StoreErrs      uint64 `json:"store_errors"`
-	Tags           int    `json:"tags"`
+	// StoredStale counts the entries stored stale because a purge that
+	// could select them (or one the purge log could no longer tell
+	// about) ran while they were fetched; NotStoredPurged the responses
+	// not stored because a hard purge selecting them did
+	// (ErrPurgedWhileFetched).
+	StoredStale     uint64 `json:"stored_stale_after_purge"`
+	NotStoredPurged uint64 `json:"not_stored_after_hard_purge"`
+	Tags            int    `json:"tags"`
 	// PurgePending counts purged entries (no longer served, not in
 	// Entries) the background cleanup has not unlinked from the tag index
 	// yet.
@@ -385,20 +426,22 @@ type Stats struct {
 func (c *Cache) Stats() Stats {
 	entries, bytes, index, trimmed := c.index.sizes()
 	return Stats{
-		Entries:        entries,
-		Bytes:          int(bytes + index),
-		EntryBytes:     int(bytes),
-		IndexBytes:     int(index),
-		IndexMaxBytes:  c.index.indexBudget,
-		AllocatedBytes: int(c.store.WeightedSize()),
-		MaxBytes:       c.opts.MaxBytes,
-		Hits:           c.hits.Load(),
-		Misses:         c.misses.Load(),
-		Stores:         c.stores.Load(),
-		Purged:         c.purged.Load(),
-		Evicted:        c.evicted.Load() + trimmed,
-		StoreErrs:      c.storeErrors.Load(),
-		Tags:           c.index.tagCount(),
+		Entries:         entries,
+		Bytes:           int(bytes + index),
+		EntryBytes:      int(bytes),
+		IndexBytes:      int(index),
+		IndexMaxBytes:   c.index.indexBudget,
+		AllocatedBytes:  int(c.store.WeightedSize()),
+		MaxBytes:        c.opts.MaxBytes,
+		Hits:            c.hits.Load(),
+		Misses:          c.misses.Load(),
+		Stores:          c.stores.Load(),
+		Purged:          c.purged.Load(),
+		Evicted:         c.evicted.Load() + trimmed,
+		StoreErrs:       c.storeErrors.Load(),
+		StoredStale:     c.storedStale.Load(),
+		NotStoredPurged: c.notStored.Load(),
+		Tags:            c.index.tagCount(),
 
 		PurgePending: c.index.pending(),
 	}

@@ -1,6 +1,13 @@
 // Package pagecache is craftedge's memory tier: encoded responses held in
 // an otter cache bounded in bytes, read in place by hits, with a tag index beside it so purges by tag,
 // URL, host or prefix find their entries without scanning.
+//
+// Purges are hard (entries removed) or soft (kept, marked stale;
+// softpurge.go). A response fetched while a purge ran is stored under the
+// epoch read before the fetch (Cache.Epoch, Cache.Set): if a purge that
+// selects it ran since, it is stored stale (soft) or not at all (hard,
+// ErrPurgedWhileFetched); purges that cannot select it leave it as it is
+// (purgescope.go). Hits never read the purge log.
 package pagecache
 
 import (

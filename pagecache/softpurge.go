@@ -53,9 +53,9 @@ var errNotCurrent = errors.New("pagecache: entry changed since it was read")
 // FlagSoftPurged) and returns how many it marked. Vary markers are left as
 // they are (they hold no response; the variants they lead to carry the
 // tags). Like a purge it moves the epoch as it begins and ends (see Epoch), so a
-// response being fetched meanwhile is stored stale.
+// response it selects being fetched meanwhile is stored stale (see Set).
 func (c *Cache) SoftPurgeTags(tags []string) int {
-	defer c.purging()()
+	defer c.purging(tagScope(tags, false))()
 	n := 0
 	for _, t := range tags {
 		n += c.softPurge(c.index.members(t, nil))
@@ -65,7 +65,7 @@ func (c *Cache) SoftPurgeTags(tags []string) int {
 
 // SoftPurgeURL is SoftPurgeTags for the entries of one URL (see PurgeURL).
 func (c *Cache) SoftPurgeURL(pathKey, fullKey string) int {
-	defer c.purging()()
+	defer c.purging(urlScope(pathKey, fullKey, false))()
 	var filter func(string) bool
 	if fullKey != pathKey {
 		filter = func(k string) bool { return BaseKey(k) == fullKey }
@@ -81,7 +81,7 @@ func (c *Cache) SoftPurgeHost(host string) int {
 // SoftPurgePrefix is SoftPurgeTags for every entry whose URL starts with
 // prefix (see PurgePrefix).
 func (c *Cache) SoftPurgePrefix(prefix string) int {
-	defer c.purging()()
+	defer c.purging(purgeScope{sels: []selKey{{selPrefix, prefix}}})()
 	return c.softPurge(c.index.prefixMembers(prefix))
 }
 

@@ -160,7 +160,8 @@ func BenchmarkSoftPurgeTag100k(b *testing.B) {
 
 // A snapshot promoted into memory (FlagFromSnapshot) becomes a purged
 // snapshot (FlagPurgedSnapshot) when a soft purge marks it, or when it is
-// stored under an epoch a purge moved; an ordinary entry does not.
+// stored under an epoch a purge that selects it moved (one that does not
+// leaves it as it is); an ordinary entry does not.
 func TestPurgedPromotedSnapshotsAreMarked(t *testing.T) {
 	c := newTestCache(t, 8<<20)
 	promoted := func(tag string) []byte {
@@ -178,11 +179,15 @@ func TestPurgedPromotedSnapshotsAreMarked(t *testing.T) {
 	mustSet(t, c, "http://x/plain", "s")
 	epoch := c.Epoch()
 	c.PurgeTags([]string{"other"})
-	if err := c.Set("http://x/during", promoted("d"), []string{"d"}, epoch); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Set("http://x/plain-during", testEntry(t, "d"), []string{"d"}, epoch); err != nil {
-		t.Fatal(err)
+	c.SoftPurgeTags([]string{"d"})
+	for key, enc := range map[string][]byte{"http://x/during": promoted("d"), "http://x/plain-during": testEntry(t, "d"), "http://x/unrelated": promoted("u")} {
+		tag := "d"
+		if key == "http://x/unrelated" {
+			tag = "u"
+		}
+		if err := c.Set(key, enc, []string{tag}, epoch); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := c.SoftPurgeTags([]string{"s"}); n != 2 {
 		t.Fatalf("soft purge marked %d, want 2", n)
@@ -192,6 +197,7 @@ func TestPurgedPromotedSnapshotsAreMarked(t *testing.T) {
 		"http://x/plain":        FlagSoftPurged,
 		"http://x/during":       FlagFromSnapshot | FlagPurgedSnapshot,
 		"http://x/plain-during": 0,
+		"http://x/unrelated":    FlagFromSnapshot,
 	} {
 		e, ok := getEntry(t, c, key)
 		if !ok {

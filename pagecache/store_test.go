@@ -45,14 +45,14 @@ func TestGetReadsInPlace(t *testing.T) {
 	}
 }
 
-// An entry stored while a purge ran is stored stale: the stored copy is
-// marked, never the caller's buffer.
+// An entry stored while a soft purge selecting it ran is stored stale: the
+// stored copy is marked, never the caller's buffer.
 func TestSetStaleMarksTheStoredCopy(t *testing.T) {
 	c := newBenchCache(t, 64<<20)
 	enc := benchEncoded(t, benchPage(1<<10), nil, false)
 	before := bytes.Clone(enc)
 	epoch := c.Epoch()
-	c.PurgeTags([]string{"nothing"})
+	c.SoftPurgeHost("example.com")
 	if err := c.Set("https://example.com/s", enc, nil, epoch); err != nil {
 		t.Fatal(err)
 	}

@@ -166,11 +166,26 @@ var errPresent = errors.New("pagecache: key already stored")
 // setIfAbsent is set, unless key is indexed already (stored, or purged and
 // not cleaned up yet): then it returns errPresent and changes nothing.
 func (ix *tagIndex) setIfAbsent(key string, tags []string, size int64, write func(id, gen uint32) error) error {
+	return ix.setChecked(key, tags, size, true, nil, write)
+}
+
+// setChecked is set (setIfAbsent when ifAbsent) that first calls check,
+// when given, under the same hold of the index lock: if it fails, nothing
+// changes (the key's current entry, if any, stays) and its error is
+// returned.
+func (ix *tagIndex) setChecked(key string, tags []string, size int64, ifAbsent bool, check func() error, write func(id, gen uint32) error) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.drainLocked()
-	if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired && ix.gens.load(id) != 0 {
-		return errPresent
+	if ifAbsent {
+		if id, ok := ix.keyIDs[key]; ok && !ix.keys[id].retired && ix.gens.load(id) != 0 {
+			return errPresent
+		}
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	return ix.setLocked(key, tags, size, write)
 }

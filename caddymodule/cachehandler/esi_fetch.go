@@ -540,7 +540,7 @@ func (h *Handler) fetchShared(r *http.Request, next caddyhttp.Handler, vars map[
 	}
 	res := &fetchResult{fragment: true}
 	h.storeResponse(call.up, key, call.status, call.header, call.body, "", epoch, res)
-	if res.raw == nil || (res.notStoredReason != "" && res.notStoredReason != "memory") {
+	if res.raw == nil || (res.notStoredReason != "" && res.notStoredReason != "memory" && res.notStoredReason != "purged") {
 		return &fragmentResult{err: fmt.Errorf("fragment %s: not usable (%s)", path, res.notStoredReason)}
 	}
 	return &fragmentResult{raw: res.raw}

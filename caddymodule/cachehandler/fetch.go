@@ -91,8 +91,11 @@ func (h *Handler) fetchAndServe(w http.ResponseWriter, r *http.Request, next cad
 	if !leaderServed {
 		collapsed = true
 		// A waiter: use the shared result only if it is a stored, shareable
-		// copy of the same variant; otherwise make our own call.
-		if res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || (res.raw != nil && !h.sameVariant(r, key, res)) {
+		// copy of the same variant; otherwise make our own call. One a
+		// hard purge (a takedown) kept out of the memory tier ("purged")
+		// went to the request that made the call only: this one may have
+		// come after the purge.
+		if res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || res.notStoredReason == "purged" || (res.raw != nil && !h.sameVariant(r, key, res)) {
 			collapsed = false
 			res = h.fetch(w, r, next, key, stale)
 			if res.streamed {

@@ -164,7 +164,7 @@ func (h *Handler) serveSharedResult(w http.ResponseWriter, r *http.Request, next
 	if res.failed {
 		return h.serveFallback(w, r, key, variantKey, stale, now, fallbackCause{upstream: res})
 	}
-	if res.raw == nil || res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || !h.sameVariant(r, key, res) {
+	if res.raw == nil || res.streamed || res.assembleOnly || res.notStoredReason == "content-encoding" || res.notStoredReason == "purged" || !h.sameVariant(r, key, res) {
 		return h.fetchAndServe(w, r, next, key, variantKey, stale)
 	}
 	return h.writeFetched(w, r, res, now, statusMiss(res))

@@ -1,6 +1,7 @@
 package cachehandler
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -217,16 +218,27 @@ func (h *Handler) storeResponse(r *http.Request, key string, status int, hdr htt
 		marker := pagecache.Entry{Flags: pagecache.FlagVaryMarker, StoredAt: now, FreshFor: lifetime, Vary: vary, Status: status}
 		if err := h.app.MemoryTier().Set(key, marker.Encode(), nil, epoch); err != nil {
 			res.notStoredReason = "memory"
+			if errors.Is(err, pagecache.ErrPurgedWhileFetched) {
+				res.notStoredReason = "purged"
+			}
 			return
 		}
 	}
 	setErr := h.app.MemoryTier().Set(storeKey, raw, tags, epoch)
 	h.forgetMemo(key) // an ESI page's memo is of the entry stored before
 	h.forgetMemo(storeKey)
-	if setErr != nil {
+	switch {
+	case errors.Is(setErr, pagecache.ErrPurgedWhileFetched):
+		// A hard purge of it (a takedown) ran while it was fetched: it
+		// may be the render taken down. Neither kept in memory nor as a
+		// snapshot (one saved now would postdate the purge's marks); the
+		// snapshot from before the purge, marked, stays.
+		res.notStoredReason = "purged"
+		return
+	case setErr != nil:
 		h.logger.Warn("memory tier refused entry", zap.String("key", storeKey), zap.Error(setErr))
 		res.notStoredReason = "memory"
-	} else {
+	default:
 		res.stored = true
 	}
 	if h.snapshotAllowed(e.Body) {
@@ -284,6 +296,9 @@ func (h *Handler) revalidated(r *http.Request, key string, stale *pagecache.Entr
 	err := h.app.MemoryTier().Set(storeKey, raw, e.Tags, epoch)
 	h.forgetMemo(key) // an ESI page's memo is of the entry stored before
 	h.forgetMemo(storeKey)
+	if errors.Is(err, pagecache.ErrPurgedWhileFetched) {
+		return // taken down while revalidated: kept nowhere (see storeResponse)
+	}
 	if err == nil {
 		res.stored = true
 	}
