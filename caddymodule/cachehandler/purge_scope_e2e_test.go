@@ -163,6 +163,13 @@ func TestHardPurgeDuringFetchLeavesNoStaleCopy(t *testing.T) {
 	d.fetchWith(t, g, "/soft", func() []int {
 		return []int{g.Admin(http.MethodPost, "/craftedge/purge", `{"tags":["soft"]}`).Status}
 	})
+	for series, want := range map[string]float64{
+		"craftedge_memory_not_stored_after_hard_purge_total": 1, "craftedge_memory_stored_stale_after_purge_total": 1,
+	} {
+		if v := e2e.Scrape(g, series); v != want {
+			t.Errorf("%s = %v, want %v (/down not stored, /soft stored stale)", series, v, want)
+		}
+	}
 
 	// Craft slow: /down waits for it; /soft (its call begun after) gets
 	// its stale copy after stale_after, and so does /marker.
