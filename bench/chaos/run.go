@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -265,12 +266,17 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// restartProfile writes a CPU profile of craftedge's first 2 s after the
+// restartProfile writes a CPU profile of craftedge's first 2 s (or
+// CHAOS_RESTART_PROFILE_SECONDS) after the
 // restart (Caddy's admin endpoint, /debug/pprof/profile) to path: what
 // the restart costs, the warm start's share included
 // (CHAOS_RESTART_PROFILE=path).
 func restartProfile(ctx context.Context, adminURL, path string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/debug/pprof/profile?seconds=2", nil)
+	secs := "2"
+	if v := os.Getenv("CHAOS_RESTART_PROFILE_SECONDS"); v != "" {
+		secs = v
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/debug/pprof/profile?seconds="+url.QueryEscape(secs), nil)
 	if err != nil {
 		log.Print(err)
 		return
