@@ -281,7 +281,8 @@ func restartProfile(ctx context.Context, adminURL, path string) {
 		log.Print(err)
 		return
 	}
-	res, err := adminClient.Do(req)
+	// adminClient's timeout is shorter than a long profile.
+	res, err := (&http.Client{Transport: adminClient.Transport}).Do(req)
 	if err != nil {
 		log.Printf("restart profile: %v", err)
 		return
