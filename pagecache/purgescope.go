@@ -28,9 +28,12 @@ import (
 // purge ended first is forgotten first, and the log then no longer fully
 // answers for responses fetched under an epoch before that end (floor):
 // they are stored stale, as any purge used to make them (not at all if a
-// hard purge the log still holds selects them). An attacker would have to
-// make the site purge that many distinct URLs (one unsafe request each,
-// answered by Craft) within the time of one fetch to get there.
+// hard purge the log still holds selects them, or if a hard purge of a
+// tag, host or prefix was forgotten: see floorHard). Visitors get there by
+// making the site purge enough distinct URLs within the time of one fetch
+// (one unsafe request each, answered by Craft): some 130 with 16 KiB
+// queries fill maxPurgeLogBytes, which is why a forgotten takedown keeps
+// the fetches in flight across it out rather than stale.
 //
 // The log is read on the store path only, under the tag index's lock,
 // after the epoch was found moved: hits never read it, and a store when
@@ -132,8 +135,13 @@ type purgeLog struct {
 	prefs []*selState // the prefix selectors in sels
 	bytes int         // what the selectors take (see maxPurgeLogBytes)
 	// floor is the latest end of a forgotten selector's purge: the log
-	// answers for epochs from floor on.
-	floor uint64
+	// answers for epochs from floor on. floorHard is the latest end of a
+	// forgotten hard purge of a tag, host or prefix (a takedown: Craft's
+	// or an operator's, never a visitor's): an entry fetched under an
+	// epoch before it may be the render it took down, so it is not
+	// stored. Visitors' invalidations (URLs) forgotten raise floor only:
+	// a flood of them must not keep every fetch in flight out.
+	floor, floorHard uint64
 }
 
 // purgeVerdict is what the purges since an entry's epoch do to it.
@@ -217,6 +225,9 @@ func (l *purgeLog) trimLocked() {
 			l.prefs = slices.DeleteFunc(l.prefs, func(p *selState) bool { return p == st })
 		}
 		l.floor = max(l.floor, st.last)
+		if st.key.kind == selTag || st.key.kind == selHost || st.key.kind == selPrefix {
+			l.floorHard = max(l.floorHard, st.lastHard)
+		}
 	}
 }
 
@@ -253,6 +264,9 @@ func (l *purgeLog) verdict(key string, tags []string, fromSnapshot bool, epoch u
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	v := verdictNone
+	if l.floorHard > epoch {
+		return verdictHard // a takedown forgotten since epoch (see floorHard)
+	}
 	if l.floor > epoch {
 		// The log forgot purges since epoch: it cannot tell whether one
 		// selects the entry, so it is stale at least; a hard purge it

@@ -126,13 +126,17 @@ func (s *Store) MarkPurgedAll(at time.Time) error {
 			return meta.Put(metaPurgeAll, uint64Bytes(uint64(atN)))
 		})
 	})
-	// A damaged store serves no snapshots: the mark is kept in memory.
-	if err != nil && !errors.Is(err, ErrDamaged) {
-		return fmt.Errorf("snapshot: recording purge-all in %s: %w", s.path, err)
-	}
+	// The mark holds in this process even when it could not be written
+	// (a full disk; a damaged store serves no snapshots): the purge
+	// happened, and the warm start's refill and the fallback read the
+	// marks in memory. Only its surviving a restart is lost, which the
+	// error says.
 	s.purges.mu.Lock()
 	s.purges.all = max(s.purges.all, atN)
 	s.purges.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("snapshot: recording purge-all in %s: %w", s.path, err)
+	}
 	return nil
 }
 
@@ -160,7 +164,7 @@ func (s *Store) mark(q *markQueue, bucket []byte, what string, names []string, a
 }
 
 // commitMarks writes one batch of marks (name → time) in one transaction,
-// then applies them in memory.
+// then applies them in memory (also when the write failed: see MarkPurgedAll).
 func (s *Store) commitMarks(bucket []byte, what string, batch map[string]int64, marks func(*purgeMarks) map[string]int64) error {
 	err := s.guard(func() error {
 		return s.db.Update(func(tx *bolt.Tx) error {
@@ -177,9 +181,7 @@ func (s *Store) commitMarks(bucket []byte, what string, batch map[string]int64, 
 		})
 	})
 	s.markCommits.Add(1)
-	if err != nil && !errors.Is(err, ErrDamaged) {
-		return fmt.Errorf("snapshot: recording purge of %d %ss in %s: %w", len(batch), what, s.path, err)
-	}
+	// Applied in memory even when not written (see MarkPurgedAll).
 	s.purges.mu.Lock()
 	m := marks(&s.purges)
 	for n, atN := range batch {
@@ -188,6 +190,9 @@ func (s *Store) commitMarks(bucket []byte, what string, batch map[string]int64, 
 		}
 	}
 	s.purges.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("snapshot: recording purge of %d %ss in %s: %w", len(batch), what, s.path, err)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package cachehandler
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -280,4 +281,47 @@ func TestHardPurgeDuringBackgroundFetchRefetches(t *testing.T) {
 		t.Fatalf("origin saw %d requests for /x, want 3 (the first store, the call the takedown crossed, the request's own)", n)
 	}
 	e2e.WantCacheStatus(t, g.Get("/x"), statusHit)
+}
+
+// A takedown landing during the fetch still keeps the render fetched
+// across it out of the memory tier when visitors then overflow the purge
+// log (each unsafe request Craft answers invalidates its URL: some 150
+// POSTs with long queries fill its bytes) before the answer is stored: the
+// log forgot the hard purge, but it cannot tell that the purges it forgot
+// do not select the page, and one of them was hard. Before, the render
+// was stored stale (as for a soft purge) and answered a slow Craft after
+// stale_after: a visitor could turn any takedown into a soft purge.
+func TestHardPurgeDuringFetchSurvivesPurgeLogOverflow(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	d := newDuringFetch()
+	for _, p := range []string{"/down", "/marker"} {
+		o.Handle(p, d.page(s))
+	}
+	o.Handle("/admin/disable", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Purge-Tag-Hard", "down")
+		_, _ = w.Write([]byte("disabled"))
+	})
+	o.Handle("/form", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("thanks"))
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
+	e2e.WantCacheStatus(t, g.Get("/marker"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute) // /marker: stale by 1m, within stale 1h
+
+	long := strings.Repeat("x", 16<<10)
+	r := d.fetchWith(t, g, "/down", func() []int {
+		st := []int{g.Do(http.MethodPost, "/admin/disable", nil, "id=1").Status}
+		for i := range 160 { // 160 × 16 KiB: more than the log's 2 MiB
+			st = append(st, g.Do(http.MethodPost, fmt.Sprintf("/form?n=%d&q=%s", i, long), nil, "m=1").Status)
+		}
+		return st
+	})
+	if r.Body != "/down v0" {
+		t.Fatalf("the visitor whose fetch crossed the takedown got %q %q, want the origin's answer", r.Header.Get("Cache-Status"), r.Body)
+	}
+	if v := e2e.Scrape(g, "craftedge_memory_stored_stale_after_purge_total"); v != 0 {
+		t.Errorf("craftedge_memory_stored_stale_after_purge_total = %v, want 0: the render fetched across a takedown was stored", v)
+	}
+	wantWaitsForSlowCraft(t, g, s, "/down", 1, func() {})
 }
