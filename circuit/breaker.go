@@ -202,12 +202,26 @@ func (b *Breaker) Allow() bool {
 
 // Run calls work under the breaker and records its outcome. It returns
 // ErrOpen, without calling work, when the breaker refuses the call.
-func (b *Breaker) Run(work func() Outcome) error {
+func (b *Breaker) Run(work func() Outcome) error { return b.RunOn("", work) }
+
+// RunOn is Run for a call on path (anything from '?' on is ignored):
+// while half-open it also refuses a call on a path whose trial already
+// failed since the breaker half-opened. Such a failure does not reopen
+// the breaker (it may be one broken page), so without this one path
+// asked again and again (a visitor, or an attacker varying the query)
+// would take every trial and keep a down upstream half-open, called one
+// request at a time instead of resting; now the trials go to other
+// paths, which close the breaker or reopen it.
+func (b *Breaker) RunOn(path string, work func() Outcome) error {
 	if b.cfg.Disabled {
 		work()
 		return nil
 	}
 	if b.cb.State() == gobreaker.StateHalfOpen {
+		if b.failedInTrial(path) {
+			b.flush()
+			return ErrOpen
+		}
 		if !b.trial.CompareAndSwap(false, true) {
 			b.flush()
 			return ErrOpen
@@ -262,6 +276,21 @@ func (b *Breaker) record(o Outcome) error {
 		return errIgnored
 	}
 	return errFailed
+}
+
+// failedInTrial reports whether a trial call on path failed since the
+// breaker half-opened (the run is reset at every transition).
+func (b *Breaker) failedInTrial(path string) bool {
+	if path == "" {
+		return false
+	}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, failed := b.run.paths[path]
+	return b.state == HalfOpen && failed
 }
 
 func (r *run) reset() {

@@ -225,6 +225,36 @@ func TestHalfOpenOneBrokenPageDoesNotReopen(t *testing.T) {
 	}
 }
 
+// Half-open, RunOn refuses a path whose trial failed since it half-opened
+// (any query), without calling work; other paths still get the trials;
+// once closed and half-open again, the path is tried again.
+func TestHalfOpenRefusesAPathWhoseTrialFailed(t *testing.T) {
+	b := New(Config{Failures: 1, Cooldown: Duration(time.Millisecond)}, Options{})
+	feed(b, conn("/"))
+	waitHalfOpen(t, b)
+	if err := b.RunOn("/broken?q=1", func() Outcome { return fail("/broken?q=1") }); err != nil {
+		t.Fatalf("first trial on /broken refused: %v", err)
+	}
+	called := false
+	if err := b.RunOn("/broken?q=2", func() Outcome { called = true; return fail("/broken") }); err != ErrOpen || called {
+		t.Fatalf("second call on /broken: err %v, called %v; want ErrOpen, not called", err, called)
+	}
+	if err := b.Run(func() Outcome { return fail("/broken") }); err != nil {
+		t.Fatalf("Run (no path) refused: %v", err)
+	}
+	if err := b.RunOn("/other", func() Outcome { return ok("/other") }); err != nil {
+		t.Fatalf("trial on another path refused: %v", err)
+	}
+	if st := b.Status().State; st != Closed {
+		t.Fatalf("state %s after a successful trial, want closed", st)
+	}
+	feed(b, conn("/"))
+	waitHalfOpen(t, b)
+	if err := b.RunOn("/broken", func() Outcome { return ok("/broken") }); err != nil {
+		t.Fatalf("/broken refused in a new half-open period: %v", err)
+	}
+}
+
 func TestConfig(t *testing.T) {
 	d := Config{}.WithDefaults()
 	if d != (Config{Failures: 5, MinPaths: 3, Successes: 1, Cooldown: Duration(30 * time.Second)}) {

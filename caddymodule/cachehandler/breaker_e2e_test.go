@@ -282,13 +282,25 @@ func TestBreakerHalfOpenTrialOnABrokenPageDoesNotReopenIt(t *testing.T) {
 	}
 	openAndWait()
 	down.Store(false) // Craft is back; /broken still is not
-	for i := range 3 {
+	r := g.Get("/broken?try=0")
+	e2e.WantStatus(t, r, http.StatusInternalServerError)
+	e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=upstream-error")
+	if st := e2e.BreakerState(g, "default"); st != "half-open" {
+		t.Fatalf("breaker %s after the broken page was the trial, want half-open", st)
+	}
+	// The broken page does not take the next trials (whatever its
+	// query): asked again, it is refused as while open, and Craft is not
+	// called for it.
+	calls := o.Count("/broken")
+	for i := 1; i < 3; i++ {
 		r := g.Get(fmt.Sprintf("/broken?try=%d", i))
-		e2e.WantStatus(t, r, http.StatusInternalServerError)
-		e2e.WantCacheStatus(t, r, "craftedge; fwd=miss; fwd-status=500; detail=upstream-error")
+		e2e.WantStatus(t, r, http.StatusServiceUnavailable)
 		if st := e2e.BreakerState(g, "default"); st != "half-open" {
-			t.Fatalf("breaker %s after the broken page was trial %d, want half-open", st, i+1)
+			t.Fatalf("breaker %s after the broken page was asked again, want half-open", st)
 		}
+	}
+	if n := o.Count("/broken"); n != calls {
+		t.Fatalf("Craft called %d more times for /broken after its trial failed, want 0", n-calls)
 	}
 	e2e.WantCacheStatus(t, g.Get("/healthy"), "craftedge; fwd=miss; stored")
 	if st := e2e.BreakerState(g, "default"); st != "closed" {

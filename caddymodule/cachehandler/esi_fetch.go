@@ -484,7 +484,7 @@ func (h *Handler) callFragment(ctx context.Context, r *http.Request, next caddyh
 	res := &fetchResult{}
 	start := time.Now()
 	status := 0
-	err = h.breaker.Run(func() circuit.Outcome {
+	err = h.breaker.RunOn(path, func() circuit.Outcome {
 		err := serveRecovering(next, rec, up)
 		status = rec.status
 		timedOut := errors.Is(context.Cause(ctx), errUpstreamTimeout)

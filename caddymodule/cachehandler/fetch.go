@@ -176,7 +176,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	start := time.Now()
 	status := 0
 	path := lookupRequest(r).URL.Path
-	err := h.breaker.Run(func() circuit.Outcome {
+	err := h.breaker.RunOn(path, func() circuit.Outcome {
 		status = h.callUpstream(w, r, next, key, staleEntry, epoch, res)
 		return upstreamOutcome(path, res, status)
 	})
