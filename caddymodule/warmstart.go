@@ -385,12 +385,13 @@ func (w *warmStart) insert(a *App, rec snapshot.Record, raw []byte, tags []strin
 // snapshot in the memory tier at once, by the refill's rules (never a
 // purged one; as it was stored, freshness included), and reports whether
 // it did; the caller looks the key up again. Concurrent misses of one key
-// share the work. Once the refill is done (or off) it is one atomic load.
+// share the work. Once the refill is done (or off) it is two atomic loads.
 // A miss for a page with no snapshot costs one read of the bbolt file
 // (its index, no fsync) while the refill runs.
 func (a *App) RefillOnMiss(key string) bool {
 	w := currentWarmStart.Load()
-	if w == nil || !w.running.Load() || !a.MemoryServes() || a.store == nil || a.memory == nil {
+	if w == nil || !w.running.Load() || !a.MemoryServes() || a.store == nil || a.memory == nil ||
+		strings.IndexByte(key, 0) >= 0 { // keyed extras: never refilled (encodeForMemory)
 		return false
 	}
 	v, _, _ := w.onMiss.Do(key, func() (any, error) {
