@@ -208,14 +208,7 @@ func setHook[F any](t *testing.T, p interface{ Store(*F) }, f F) {
 // label of the copy it gets: the copy's state when it is served, not when
 // the request found it.
 func TestSoftPurgeDuringStaleAfterWaitIsLabelled(t *testing.T) {
-	o := e2e.NewOrigin(t)
-	s := newSlowOrigin(t)
-	o.Handle("/a", s.page(""))
-	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
-	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
-	e2e.Advance(2 * time.Minute) // stale by 1m, within stale 1h
-	s.version.Store(1)
-	s.held.Store(true)
+	g, _, _ := startWithStaleCopy(t)
 	purged := false
 	setHook(t, &staleAfterServeHook, func(key string) {
 		if !purged {

@@ -26,6 +26,23 @@ type slowOrigin struct {
 	seen        map[string]int // arrivals read from arrived
 }
 
+// startWithStaleCopy starts a gateway with stale_after 20ms in front of
+// one slow page, /a, stored (version 0) and then stale by a minute
+// (within stale 1h); the origin then answers version 1, and holds its
+// answers until released.
+func startWithStaleCopy(t *testing.T) (*e2e.Gateway, *e2e.Origin, *slowOrigin) {
+	t.Helper()
+	o := e2e.NewOrigin(t)
+	s := newSlowOrigin(t)
+	o.Handle("/a", s.page(""))
+	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
+	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
+	e2e.Advance(2 * time.Minute) // stale by 1m, within stale 1h
+	s.version.Store(1)
+	s.held.Store(true)
+	return g, o, s
+}
+
 func newSlowOrigin(t *testing.T) *slowOrigin {
 	s := &slowOrigin{release: make(chan struct{}), arrived: make(chan string, 64), seen: map[string]int{}}
 	t.Cleanup(s.releaseAll)
@@ -83,15 +100,7 @@ func goGet(g *e2e.Gateway, path string, headers ...string) chan e2e.Response {
 // within stale_after; the call goes on (one per key) and its response
 // refreshes the copy.
 func TestStaleAfterServesCopyThenRefreshes(t *testing.T) {
-	o := e2e.NewOrigin(t)
-	s := newSlowOrigin(t)
-	o.Handle("/a", s.page(""))
-	g := e2e.StartGateway(t, o, e2e.Options{HandlerExtra: "stale_after 20ms"})
-
-	e2e.WantCacheStatus(t, g.Get("/a"), "craftedge; fwd=miss; stored")
-	e2e.Advance(2 * time.Minute) // stale by 1m, within stale 1h
-	s.version.Store(1)
-	s.held.Store(true)
+	g, o, s := startWithStaleCopy(t)
 	// The counter is the process's: other tests' serves are in it.
 	before := max(e2e.Scrape(g, `craftedge_cache_requests_total{outcome="stale_after",upstream="craft"}`), 0)
 
