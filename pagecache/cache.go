@@ -348,13 +348,19 @@ func (c *Cache) PurgeTags(tags []string) int {
 // normalized query (all its Vary variants).
 func (c *Cache) PurgeURL(pathKey, fullKey string) int {
 	defer c.purging(urlScope(pathKey, fullKey, true))()
-	var filter func(string) bool
-	if fullKey != pathKey {
-		filter = func(k string) bool { return BaseKey(k) == fullKey }
-	}
-	n := c.index.purgeTag(URLTag(pathKey), filter)
+	n := c.index.purgeTag(URLTag(pathKey), exactQuery(pathKey, fullKey))
 	c.purged.Add(uint64(n))
 	return n
+}
+
+// exactQuery selects, among the entries of pathKey's URL tag, those of
+// fullKey's exact query (all its Vary variants); nil (all of them) when
+// fullKey is the path alone.
+func exactQuery(pathKey, fullKey string) func(string) bool {
+	if fullKey == pathKey {
+		return nil
+	}
+	return func(k string) bool { return BaseKey(k) == fullKey }
 }
 
 // PurgeHost removes every entry of a host.

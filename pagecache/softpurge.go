@@ -66,11 +66,7 @@ func (c *Cache) SoftPurgeTags(tags []string) int {
 // SoftPurgeURL is SoftPurgeTags for the entries of one URL (see PurgeURL).
 func (c *Cache) SoftPurgeURL(pathKey, fullKey string) int {
 	defer c.purging(urlScope(pathKey, fullKey, false))()
-	var filter func(string) bool
-	if fullKey != pathKey {
-		filter = func(k string) bool { return BaseKey(k) == fullKey }
-	}
-	return c.softPurge(c.index.members(URLTag(pathKey), filter))
+	return c.softPurge(c.index.members(URLTag(pathKey), exactQuery(pathKey, fullKey)))
 }
 
 // SoftPurgeHost is SoftPurgeTags for every entry of a host.
