@@ -173,14 +173,20 @@ func storedValue(encoded []byte) []byte {
 // shared by every reader, neither copied nor allocated. They must never
 // be modified (Entry.Decode aliases them; appending to them copies, as
 // the slice is capped). An entry purged but not yet forgotten by the
-// store (see tagIndex) is not returned.
+// store (see tagIndex) is not returned. An entry a soft purge marked is
+// returned as a marked copy (see softPurgedCopy): one allocation, until
+// the key is stored anew.
 func (c *Cache) Get(key string) ([]byte, bool) {
 	b, ok := c.store.GetIfPresent(key)
 	if !ok || len(b) < slotHeaderSize {
 		return nil, false
 	}
-	if !c.index.current(binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])) {
+	current, softPurged := c.index.current(binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]))
+	if !current {
 		return nil, false
+	}
+	if softPurged {
+		return softPurgedCopy(b[slotHeaderSize:])
 	}
 	return b[slotHeaderSize:len(b):len(b)], true
 }
@@ -309,7 +315,7 @@ func (c *Cache) onRemove(e otter.DeletionEvent[string, []byte]) {
 		return
 	}
 	id, gen := binary.LittleEndian.Uint32(e.Value), binary.LittleEndian.Uint32(e.Value[4:])
-	if c.index.current(id, gen) {
+	if current, _ := c.index.current(id, gen); current {
 		c.evicted.Add(1)
 		c.index.evict(id, gen)
 	}

@@ -2,8 +2,7 @@ package pagecache
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
+	"slices"
 )
 
 // Soft purges: the purged entries stay in the memory tier, marked stale
@@ -11,20 +10,17 @@ import (
 // (a slow or failing upstream, within their stale window) is the caller's
 // rule; the memory tier only guarantees that after a soft purge returns no
 // entry it marked is fresh, and that an entry stored anew meanwhile is not
-// overwritten.
+// marked.
 //
-// A marked entry is stored again (entries are immutable), and otter's
-// eviction policy counts every write of a present key as a use of it:
-// the entry moves to the recently used end of its queue (from probation
-// to protected) and its frequency estimate grows by one, as if it had
-// been requested once more. Otter's only write its policy does not count
-// (a refresh's) is asynchronous, outside the index lock that keeps a
-// soft purge from overwriting a newer store, so this stays. It matters
-// little: a soft purge selects pages Craft changed, mostly requested
-// again soon (that request refreshes them, another write); one that is
-// not keeps its place a little longer than it would have, at the expense
-// of the least used entries, once per soft purge of it. A hard purge has
-// no such effect.
+// The mark is kept in the tag index, not in the stored bytes: the top bit
+// of the key's generation (genSoftPurged), set under the index lock only
+// while the key still has the generation the purge listed it at. Get,
+// which reads the generation anyway, returns a marked entry as a copy with
+// the marks applied (softPurgedCopy), so a soft purge costs a store read
+// (one the store's eviction policy does not count as a use) and an atomic
+// store per entry, whatever the entries weigh: no entry is copied or
+// stored again. Storing the key anew (the revalidation a marked
+// entry causes) gives it a new generation without the mark.
 
 // FlagSoftPurged marks an entry a soft purge made stale: its freshness and
 // stale-while-revalidate window were cleared (FreshFor and
@@ -37,7 +33,7 @@ import (
 // upstream, never a slow one.
 const FlagSoftPurged uint8 = 1 << 6
 
-// Offsets of the fields a soft purge rewrites in an encoded entry (see
+// Offsets of the fields a soft purge changes in an encoded entry (see
 // AppendEncode).
 const (
 	flagsOffset    = 1
@@ -45,9 +41,14 @@ const (
 	softMinEncoded = freshForOffset + 8*5 // through the reserved field
 )
 
-// errNotCurrent is replaceIfCurrent's answer when the key was stored
-// anew, purged or evicted since it was read.
-var errNotCurrent = errors.New("pagecache: entry changed since it was read")
+// genSoftPurged is the top bit of a key's generation in the index's table
+// (generations are 31 bits, see nextGenLocked): the entry stored with the
+// rest of it was marked by a soft purge.
+const genSoftPurged uint32 = 1 << 31
+
+// softMarkChunk is how many entries a soft purge marks per hold of the
+// index lock.
+const softMarkChunk = 4096
 
 // SoftPurgeTags marks every entry carrying any of tags stale (see
 // FlagSoftPurged) and returns how many it marked. Vary markers are left as
@@ -89,46 +90,49 @@ type member struct {
 
 // softPurge marks each member stale, unless it was stored anew, purged
 // or evicted since the index listed it (then whatever replaced it was
-// stored under the new epoch, stale already, or is gone). Each entry is
-// read whole, rewritten and stored again under the index lock, checked
-// against the generation it was read at. An entry that cannot be
-// rewritten (not an entry of this version, too large now, a failed store)
-// is purged as a hard purge would: a purged entry is never left fresh.
+// stored under the new epoch, stale already, or is gone). A member whose
+// stored bytes are not an entry of this version cannot be marked: it is
+// purged as a hard purge would, never left fresh. Vary markers are left
+// as they are.
 func (c *Cache) softPurge(ms []member) int {
-	n := 0
 	var hard []member
+	marks := ms[:0]
 	for _, m := range ms {
-		raw, ok := c.Get(m.key)
-		if !ok {
+		e, ok := c.store.GetEntryQuietly(m.key) // not a use of the entry
+		b := e.Value
+		if !ok || len(b) < slotHeaderSize || binary.LittleEndian.Uint32(b) != m.id || binary.LittleEndian.Uint32(b[4:]) != m.gen {
 			continue // purged, evicted or stored anew meanwhile
 		}
-		if len(raw) < softMinEncoded || raw[0] != entryVersion {
+		switch raw := b[slotHeaderSize:]; {
+		case len(raw) < softMinEncoded || raw[0] != entryVersion:
 			hard = append(hard, m)
-			continue
-		}
-		flags := raw[flagsOffset]
-		if flags&FlagVaryMarker != 0 {
-			continue
-		}
-		if flags&softPurgeFlags(flags) == softPurgeFlags(flags) && binary.BigEndian.Uint64(raw[freshForOffset:]) == 0 && binary.BigEndian.Uint64(raw[swrOffset:]) == 0 {
-			n++ // marked by an earlier soft purge: nothing to rewrite
-			continue
-		}
-		tags, err := DecodeTags(raw)
-		if err != nil {
-			hard = append(hard, m)
-			continue
-		}
-		switch err := c.replaceIfCurrent(m, raw, flags, tags); {
-		case err == nil:
-			n++
-		case !errors.Is(err, errNotCurrent):
-			hard = append(hard, m)
+		case raw[flagsOffset]&FlagVaryMarker == 0:
+			marks = append(marks, m)
 		}
 	}
-	n += c.index.doomMembers(hard)
+	n := c.index.markSoft(marks) + c.index.doomMembers(hard)
 	c.purged.Add(uint64(n))
 	return n
+}
+
+// softPurgedCopy returns a copy of encoded (a stored entry a soft purge
+// marked) with the marks applied: FlagSoftPurged (see softPurgeFlags) set,
+// FreshFor and StaleWhileRevalidate zero. A Vary marker is returned as it
+// is; bytes that are not an entry of this version are not returned (a
+// soft purge never leaves what it cannot mark fresh).
+func softPurgedCopy(encoded []byte) ([]byte, bool) {
+	if len(encoded) < softMinEncoded || encoded[0] != entryVersion {
+		return nil, false
+	}
+	flags := encoded[flagsOffset]
+	if flags&FlagVaryMarker != 0 {
+		return encoded[:len(encoded):len(encoded)], true
+	}
+	e := slices.Clone(encoded)
+	e[flagsOffset] = flags | softPurgeFlags(flags)
+	binary.BigEndian.PutUint64(e[freshForOffset:], 0)
+	binary.BigEndian.PutUint64(e[swrOffset:], 0)
+	return e[:len(e):len(e)], true
 }
 
 // softPurgeFlags are the flags a soft purge sets on an entry with flags
@@ -162,39 +166,26 @@ func (ix *tagIndex) doomMembers(ms []member) int {
 	return n
 }
 
-// replaceIfCurrent stores a soft-purged copy of encoded (the store's
-// bytes, read-only: the copy is a new value, see storedValue) under m.key,
-// as Set does, if the key still has the generation m was listed at.
-func (c *Cache) replaceIfCurrent(m member, encoded []byte, flags uint8, tags []string) error {
-	if len(encoded) > c.opts.MaxEntryBytes {
-		return ErrTooLarge
+// markSoft marks the members still at the generation they were listed
+// at (and not doomed) soft-purged, in chunks of softMarkChunk per hold of
+// the lock, and returns how many (marked before included).
+func (ix *tagIndex) markSoft(ms []member) int {
+	n := 0
+	for len(ms) > 0 {
+		chunk := ms[:min(len(ms), softMarkChunk)]
+		ms = ms[len(chunk):]
+		ix.mu.Lock()
+		ix.drainLocked()
+		for _, m := range chunk {
+			if !ix.validLocked(posting{m.id, m.gen}) || ix.keys[m.id].doomed {
+				continue
+			}
+			ix.gens.store(m.id, m.gen|genSoftPurged)
+			n++
+		}
+		ix.mu.Unlock()
 	}
-	b := storedValue(encoded)
-	e := b[slotHeaderSize:]
-	e[flagsOffset] = flags | softPurgeFlags(flags)
-	binary.BigEndian.PutUint64(e[freshForOffset:], 0)
-	binary.BigEndian.PutUint64(e[swrOffset:], 0)
-	size := int64(entryWeight(m.key, b))
-	ix := c.index
-	ix.mu.Lock()
-	ix.drainLocked()
-	var err error
-	if !ix.validLocked(posting{m.id, m.gen}) || ix.keys[m.id].doomed || ix.keys[m.id].key != m.key {
-		err = errNotCurrent
-	} else {
-		err = ix.setLocked(m.key, tags, size, func(id, gen uint32) error {
-			binary.LittleEndian.PutUint32(b, id)
-			binary.LittleEndian.PutUint32(b[4:], gen)
-			c.store.Set(m.key, b)
-			return nil
-		})
-	}
-	ix.mu.Unlock()
-	if err != nil && !errors.Is(err, errNotCurrent) {
-		c.storeErrors.Add(1)
-		return fmt.Errorf("pagecache: soft purge of %q: %w", m.key, err)
-	}
-	return err
+	return n
 }
 
 // members lists the keys carrying tag (accepted by filter, when given)

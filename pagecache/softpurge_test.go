@@ -1,6 +1,7 @@
 package pagecache
 
 import (
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
@@ -85,6 +86,66 @@ func TestSoftPurgeRemovesWhatItCannotMark(t *testing.T) {
 	}
 }
 
+// The mark is kept in the index, not in the stored bytes: the store's own
+// bytes stay as they were stored, Get returns a marked copy, and storing
+// the key anew clears the mark. A Vary marker is marked but returned as it
+// is. Generations are 31 bits (the top bit is the mark): across their wrap
+// marks and stores keep working.
+func TestSoftPurgeMarksInTheIndex(t *testing.T) {
+	c := newTestCache(t, 8<<20)
+	c.index.mu.Lock()
+	c.index.lastGen = genSoftPurged - 3 // the next stores wrap
+	c.index.mu.Unlock()
+	var marker Entry
+	if err := marker.Decode(testEntry(t, "v")); err != nil {
+		t.Fatal(err)
+	}
+	marker.Flags |= FlagVaryMarker
+	if err := c.Set("http://x/marker", marker.Encode(), []string{"v"}, c.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"http://x/a", "http://x/b", "http://x/c", "http://x/d"}
+	for _, k := range keys {
+		mustSet(t, c, k, "v")
+	}
+	if n := c.SoftPurgeTags([]string{"v"}); n != len(keys) {
+		t.Fatalf("soft purge marked %d, want %d (the Vary marker is not counted)", n, len(keys))
+	}
+	now := time.Now()
+	for _, k := range keys {
+		stored, _ := c.store.GetEntryQuietly(k)
+		if gen := binary.LittleEndian.Uint32(stored.Value[4:]); gen == 0 || gen&genSoftPurged != 0 {
+			t.Fatalf("%s stored with generation %#x", k, gen)
+		}
+		var own Entry
+		if err := own.Decode(stored.Value[slotHeaderSize:]); err != nil || !own.Fresh(now) || own.Flags&FlagSoftPurged != 0 {
+			t.Fatalf("%s: the store's own bytes were changed (fresh %v, flags %b, %v)", k, own.Fresh(now), own.Flags, err)
+		}
+		if e, ok := getEntry(t, c, k); !ok || e.Fresh(now) || e.Flags&FlagSoftPurged == 0 {
+			t.Fatalf("%s: Get after a soft purge: present %v, fresh %v, flags %b", k, ok, e.Fresh(now), e.Flags)
+		}
+	}
+	raw, ok := c.Get("http://x/marker")
+	if !ok {
+		t.Fatal("the Vary marker is gone after a soft purge")
+	}
+	var m Entry
+	if err := m.Decode(raw); err != nil || m.Flags != FlagVaryMarker {
+		t.Fatalf("Vary marker after a soft purge: flags %b, %v", m.Flags, err)
+	}
+	mustSet(t, c, "http://x/b", "v")
+	if e, ok := getEntry(t, c, "http://x/b"); !ok || !e.Fresh(now) || e.Flags&FlagSoftPurged != 0 {
+		t.Fatalf("stored anew after a soft purge: present %v, fresh %v, flags %b", ok, e.Fresh(now), e.Flags)
+	}
+	if e, _ := getEntry(t, c, "http://x/a"); e.Fresh(now) {
+		t.Fatal("storing one key cleared another's mark")
+	}
+	if n := c.PurgeTags([]string{"v"}); n != len(keys)+1 {
+		t.Fatalf("hard purge after soft removed %d, want %d", n, len(keys)+1)
+	}
+	checkConsistent(t, c, append(keys, "http://x/marker"))
+}
+
 // Stores racing with soft purges: every store made after a purge began
 // (its epoch read before) is stale or newer; the index stays consistent
 // and no store is lost to a soft purge's rewrite (run with -race).
@@ -132,9 +193,10 @@ func TestSoftPurgeConcurrentStores(t *testing.T) {
 }
 
 // BenchmarkSoftPurgeTag100k is BenchmarkPurgeTag100k for a soft purge:
-// every entry is read, rewritten and stored again (about the cost of a
-// store per entry), so a site-wide tag purged softly costs what storing
-// every page again does; purge-ms is until it returns.
+// every entry's stored bytes are looked at (is it an entry, a Vary
+// marker?) and its generation marked in the index, nothing is rewritten;
+// purge-ms is until it returns (272 ms when soft purges rewrote every
+// entry, 35 ms since, on the 2-CPU machine of 2026-12-04).
 //
 //	go test -run '^$' -bench 'SoftPurgeTag' -benchtime 3x ./pagecache
 func BenchmarkSoftPurgeTag100k(b *testing.B) {

@@ -284,8 +284,10 @@ func (ix *tagIndex) addLocked(key string, tags []string) (id, gen uint32) {
 	return id, gen
 }
 
+// nextGenLocked returns a new generation: 31 bits, never 0 (the top bit
+// of a key's generation in the table is genSoftPurged).
 func (ix *tagIndex) nextGenLocked() uint32 {
-	ix.lastGen++
+	ix.lastGen = (ix.lastGen + 1) &^ genSoftPurged
 	if ix.lastGen == 0 {
 		ix.lastGen = 1
 	}
@@ -376,7 +378,7 @@ func (ix *tagIndex) compactLocked(t *tagSlot) {
 }
 
 func (ix *tagIndex) validLocked(p posting) bool {
-	return int(p.id) < len(ix.keys) && ix.gens.load(p.id) == p.gen
+	return int(p.id) < len(ix.keys) && ix.gens.load(p.id)&^genSoftPurged == p.gen
 }
 
 // unlinkKeyLocked forgets key id, freeing its slot or, when retire,
@@ -437,10 +439,12 @@ func (ix *tagIndex) maybeRebuildLocked() {
 	}
 }
 
-// current reports whether gen is key id's current generation: whether an
-// entry stored with it may be served. It takes no lock.
-func (ix *tagIndex) current(id, gen uint32) bool {
-	return gen != 0 && ix.gens.load(id) == gen
+// current reports whether gen is key id's current generation (whether an
+// entry stored with it may be served) and, if so, whether a soft purge
+// marked it since (see markSoft). It takes no lock.
+func (ix *tagIndex) current(id, gen uint32) (current, softPurged bool) {
+	g := ix.gens.load(id)
+	return gen != 0 && g&^genSoftPurged == gen, g&genSoftPurged != 0
 }
 
 // evict queues the removal of key id at generation gen, reported by
@@ -572,7 +576,7 @@ func (ix *tagIndex) eachPrefixLocked(prefix string, fn func(id, gen uint32)) {
 		}
 		for id := from; id < min(from+cleanupChunk, len(ix.keys)); id++ {
 			s := &ix.keys[id]
-			gen := ix.gens.load(uint32(id))
+			gen := ix.gens.load(uint32(id)) &^ genSoftPurged
 			if gen == 0 || s.doomed || !strings.HasPrefix(BaseKey(s.key), prefix) {
 				continue
 			}
