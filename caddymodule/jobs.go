@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/craftedge/craftedge/internal/boltsafe"
 	"github.com/craftedge/craftedge/jobs"
 )
 
@@ -99,12 +101,42 @@ func (a *App) provisionJobs() error {
 	}
 	for name, kind := range jobKinds {
 		kc := kindConfig(kind.defaults, cfg.Kinds[name])
-		if err := q.Register(name, kc, kind.handler(a)); err != nil {
+		if err := q.Register(name, kc, a.guardJobHandler(kind.handler(a))); err != nil {
 			return fmt.Errorf("craftedge: registering job kind %q: %w", name, err)
 		}
 	}
 	a.jobs = q
 	return nil
+}
+
+// guardJobHandler runs h so that a panic of bbolt (or a memory fault on
+// the mapped file) inside a job, as it reads or writes the shared file
+// outside the queue's own transactions (records, snapshots, lineage),
+// marks the file damaged, as everywhere else, and fails the batch with
+// that error, instead of counting as the handler's own panic and leaving
+// the file in use. The queue refuses its own transactions on the damaged
+// file, so the attempt is not recorded. Any other panic is the handler's
+// bug: it goes on to the queue, which counts it as a failed attempt.
+func (a *App) guardJobHandler(h jobs.Handler) jobs.Handler {
+	return func(ctx context.Context, tasks []*jobs.Task) (errs []error) {
+		err := boltsafe.Run(func() error {
+			errs = h(ctx, tasks)
+			return nil
+		})
+		var p *boltsafe.PanicError
+		if !errors.As(err, &p) {
+			return errs
+		}
+		if !p.Storage {
+			panic(p.Value)
+		}
+		err = fmt.Errorf("job %s: %w", tasks[0].Job.Kind, a.store.MarkDamaged(err))
+		errs = make([]error, len(tasks))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 }
 
 // kindConfig is a kind's defaults with the configured overrides applied

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/craftedge/craftedge/caddymodule/internal/e2e"
+	"github.com/craftedge/craftedge/jobs"
 	"github.com/craftedge/craftedge/vendorsim"
 )
 
@@ -390,4 +393,49 @@ func TestStorageCheckMaxSizeOption(t *testing.T) {
 		}
 	}
 	e2e.WantStatus(t, g.Get("/"), http.StatusOK)
+}
+
+// The records bucket's pages are damaged (the check on open is off) and
+// the first thing to walk into them is a local outbox job: recording the
+// vendor's answer makes bbolt panic inside the job's handler. The file is
+// marked damaged (moved aside, named in an error log line, health) as
+// everywhere else, not counted as the handler's own panic with the file
+// left in use.
+func TestStorageJobPanicOnADamagedFileMarksIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "craftedge.db")
+	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
+	e.sync("s1", jobs.StateDone)
+	e2e.StopGateway(t)
+	damageBucketLeaves(t, path, "records")
+
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	g := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path, caddyfile: func(o vendorOptions) string {
+		return withLogFile(e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Public: true,
+			Global: "storage_check_max_size off\n\t\twarm_start off"}), logPath)
+	}})
+	if sh := storageHealth(t, g.Gateway); sh.Damaged {
+		t.Fatalf("the damage found before the outbox job ran: %+v", sh)
+	}
+	app := currentApp.Load()
+	req, err := app.OutboxWrite("shop", "product", "5", []byte(`{"sku":"SKU-5","title":{"en":"Written into damage"},"price":{"amount":5,"currency":"EUR"},"stock":5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Key = "panic-1"
+	if _, _, err := app.jobs.Enqueue(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, "the damage found by the outbox job", func() bool { return storageHealth(t, g.Gateway).Damaged })
+	wantDamagedLogged(t, logPath, path)
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the damaged file is still at %s: %v", path, err)
+	}
+	logged, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logged), "job handler panicked") {
+		t.Fatal("bbolt's panic was logged as the job handler's own")
+	}
 }
