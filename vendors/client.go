@@ -561,7 +561,7 @@ func (c *Client) Upsert(ctx context.Context, resource, id string, body []byte, i
 	out := outbound{resource: resource, method: u.Method, path: expandURL(u.Path, map[string]string{"id": id}),
 		header: h, body: body, v: c.stable}
 	var raw *rawResponse
-	berr := c.breaker.Run(func() circuit.Outcome {
+	berr := c.breaker.RunOn(out.path, func() circuit.Outcome {
 		raw, err = c.send(ctx, out)
 		return breakerOutcome(ctx, out.path, err)
 	})

@@ -276,7 +276,7 @@ func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec R
 		bpath += "#" + rec.ID
 	}
 	var raw *rawResponse
-	berr := c.breaker.Run(func() circuit.Outcome {
+	berr := c.breaker.RunOn(bpath, func() circuit.Outcome {
 		raw, err = c.send(ctx, out)
 		return breakerOutcome(ctx, bpath, err)
 	})

@@ -95,14 +95,15 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	}
 
 	// Half-open: failed trials reopen it by the same rule, once they span
-	// three paths (one failing item alone stays that item's problem).
+	// three paths (one failing item alone stays that item's problem, and
+	// is refused once its trial failed: TestHalfOpenRefusesAnItemWhoseTrialFailed).
 	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
-	for i, id := range []string{"1", "1", "2", "3"} {
+	for i, id := range []string{"1", "2", "3"} {
 		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
 			t.Fatalf("trial request %d: %v", i, err)
 		}
 		want := BreakerHalfOpen
-		if i == 3 {
+		if i == 2 {
 			want = BreakerOpen
 		}
 		if c.BreakerState() != want {
@@ -191,6 +192,63 @@ func TestHalfOpenLetsOneTrialThrough(t *testing.T) {
 	}
 	if trials.Load() != 1 || c.BreakerState() != BreakerClosed {
 		t.Fatalf("%d trials reached the vendor, breaker %s; want 1, closed", trials.Load(), c.BreakerState())
+	}
+}
+
+// A broken item does not hold a half-open breaker: once its trial failed
+// (which does not reopen the breaker: one path) it is refused without
+// reaching the vendor until the breaker closes or reopens, so the trials
+// go to other items, which close it.
+func TestHalfOpenRefusesAnItemWhoseTrialFailed(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var brokenCalls atomic.Int64
+	cat := newCatalog(t, 4)
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		broken := strings.HasSuffix(r.URL.Path, "/1")
+		if broken {
+			brokenCalls.Add(1)
+		}
+		if down.Load() || broken {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	cfg := testConfig(cat.URL())
+	cfg.Retry.Retries = 0
+	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	c, _ := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	for _, id := range []string{"2", "3", "4"} {
+		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
+		}
+	}
+	if c.BreakerState() != BreakerOpen {
+		t.Fatalf("breaker %s after failures on 3 items, want open", c.BreakerState())
+	}
+	down.Store(false) // the vendor is back, item 1 stays broken
+	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+	if _, err := c.Get(ctx, "products", "1"); err == nil || errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("the broken item's trial: %v, want its failure", err)
+	}
+	if c.BreakerState() != BreakerHalfOpen || brokenCalls.Load() != 1 {
+		t.Fatalf("after the broken item's trial: breaker %s, %d calls; want half-open, 1", c.BreakerState(), brokenCalls.Load())
+	}
+	for i := range 3 {
+		if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("broken item asked again (%d): %v, want ErrBreakerOpen", i, err)
+		}
+	}
+	if brokenCalls.Load() != 1 {
+		t.Fatalf("the broken item reached the vendor %d times while half-open, want 1", brokenCalls.Load())
+	}
+	if _, err := c.Get(ctx, "products", "2"); err != nil {
+		t.Fatalf("another item's trial: %v", err)
+	}
+	if c.BreakerState() != BreakerClosed {
+		t.Fatalf("breaker %s after another item's trial succeeded, want closed", c.BreakerState())
 	}
 }
 

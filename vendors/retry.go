@@ -95,7 +95,7 @@ func (c *Client) attempt(ctx context.Context, call *getCall, attempt int) (*rawR
 		resp *rawResponse
 		err  error
 	)
-	berr := c.breaker.Run(func() circuit.Outcome {
+	berr := c.breaker.RunOn(call.path, func() circuit.Outcome {
 		resp, err = c.hedged(ctx, call, attempt)
 		return breakerOutcome(ctx, call.path, err)
 	})
