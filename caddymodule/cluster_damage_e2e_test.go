@@ -62,16 +62,13 @@ func peerVersionTitled(t *testing.T, rec vendors.Record, version, title string) 
 // switch and shared snapshots too, the snapshots stale (a gap:
 // storage_replaced).
 func TestClusterDamagedFileWhileApplyingRecords(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "craftedge.db")
-	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
-	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
-	e.sync("s1", jobs.StateDone)
-	r1, err := currentApp.Load().records.Get("shop", "product", "1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2e.StopGateway(t)
-	damageBucketLeaves(t, path, "records")
+	var r1 vendors.Record
+	sim, url, path := syncedThenDamagedRecords(t, func() {
+		var err error
+		if r1, err = currentApp.Load().records.Get("shop", "product", "1"); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	// The cluster holds a newer version of product 1, a kill-switch
 	// override and another node's snapshot.
@@ -369,12 +366,7 @@ func TestClusterKillSwitchPendingOnADamagedFile(t *testing.T) {
 // everywhere else, and gives the job back: the attempt is not counted,
 // so a damaged node does not use up the cluster's attempts.
 func TestClusterOutboxPanicOnADamagedFileGivesTheJobBack(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "craftedge.db")
-	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
-	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
-	e.sync("s1", jobs.StateDone)
-	e2e.StopGateway(t)
-	damageBucketLeaves(t, path, "records")
+	sim, url, path := syncedThenDamagedRecords(t, nil)
 
 	nats := e2e.StartNATS(t)
 	peer := startHostilePeer(t, nats.URL())

@@ -402,13 +402,7 @@ func TestStorageCheckMaxSizeOption(t *testing.T) {
 // everywhere else, not counted as the handler's own panic with the file
 // left in use.
 func TestStorageJobPanicOnADamagedFileMarksIt(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "craftedge.db")
-	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
-	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
-	e.sync("s1", jobs.StateDone)
-	e2e.StopGateway(t)
-	damageBucketLeaves(t, path, "records")
-
+	sim, url, path := syncedThenDamagedRecords(t, nil)
 	logPath := filepath.Join(t.TempDir(), "caddy.log")
 	g := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path, caddyfile: func(o vendorOptions) string {
 		return withLogFile(e2e.VendorCaddyfile(e2e.VendorConfig{Storage: o.storage, BaseURL: o.baseURL, Public: true,
@@ -438,4 +432,23 @@ func TestStorageJobPanicOnADamagedFileMarksIt(t *testing.T) {
 	if strings.Contains(string(logged), "job handler panicked") {
 		t.Fatal("bbolt's panic was logged as the job handler's own")
 	}
+}
+
+// syncedThenDamagedRecords syncs the vendor simulator's 300 products
+// (enough records for pages of their own) into a new bbolt file through a
+// gateway, calls beforeStop (if not nil) while that gateway runs, stops it
+// and damages the records bucket's leaf pages. It returns the simulator,
+// its URL and the file's path.
+func syncedThenDamagedRecords(t *testing.T, beforeStop func()) (*vendorsim.Sim, string, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "craftedge.db")
+	sim, url := e2e.StartVendorSim(t, 300)
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
+	e.sync("s1", jobs.StateDone)
+	if beforeStop != nil {
+		beforeStop()
+	}
+	e2e.StopGateway(t)
+	damageBucketLeaves(t, path, "records")
+	return sim, url, path
 }
