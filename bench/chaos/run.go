@@ -162,7 +162,15 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		if i == 7 {
 			// The healthy window after fault 7 runs while the delta sync
 			// heals the records the dropped webhooks left stale.
-			during = heal(&res.Heal7, "fault 7 check")
+			heal7 := heal(&res.Heal7, "fault 7 check")
+			during = func(p *Phase) {
+				// The same profile as CHAOS_RESTART_PROFILE, of the
+				// healthy window it is compared with.
+				if path := os.Getenv("CHAOS_HEALTHY_PROFILE"); path != "" {
+					go restartProfile(ctx, r.g.adminURL(), path)
+				}
+				heal7(p)
+			}
 		}
 		window("healthy", 0, true, r.cfg.healthy, during)
 		n := i + 1
@@ -270,13 +278,25 @@ func loadAvg() string {
 // CHAOS_RESTART_PROFILE_SECONDS) after the
 // restart (Caddy's admin endpoint, /debug/pprof/profile) to path: what
 // the restart costs, the warm start's share included
-// (CHAOS_RESTART_PROFILE=path).
+// (CHAOS_RESTART_PROFILE=path). CHAOS_HEALTHY_PROFILE=path writes the
+// same profile from the start of the healthy window before fault 8, to
+// compare with (go tool pprof -diff_base).
 func restartProfile(ctx context.Context, adminURL, path string) {
 	secs := "2"
 	if v := os.Getenv("CHAOS_RESTART_PROFILE_SECONDS"); v != "" {
 		secs = v
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/debug/pprof/profile?seconds="+url.QueryEscape(secs), nil)
+	// The allocations so far (since the process started), before and
+	// after the CPU profile: their difference is what the profiled
+	// seconds allocated (go tool pprof -sample_index=alloc_space -base).
+	fetchPprof(ctx, adminURL+"/debug/pprof/allocs", path+".allocs0")
+	fetchPprof(ctx, adminURL+"/debug/pprof/profile?seconds="+url.QueryEscape(secs), path)
+	fetchPprof(ctx, adminURL+"/debug/pprof/allocs", path+".allocs1")
+}
+
+// fetchPprof writes what Caddy's admin endpoint answers at u to path.
+func fetchPprof(ctx context.Context, u, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		log.Print(err)
 		return
@@ -284,20 +304,20 @@ func restartProfile(ctx context.Context, adminURL, path string) {
 	// adminClient's timeout is shorter than a long profile.
 	res, err := (&http.Client{Transport: adminClient.Transport}).Do(req)
 	if err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 		return
 	}
 	defer res.Body.Close()
 	f, err := os.Create(path)
 	if err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 		return
 	}
 	if _, err := io.Copy(f, res.Body); err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 	}
 	if err := f.Close(); err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 	}
-	log.Printf("restart profile: %s", path)
+	log.Printf("profile: %s", path)
 }

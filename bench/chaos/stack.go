@@ -297,6 +297,18 @@ func (g *gateway) start(ctx context.Context) error {
 	return fmt.Errorf("craftedge did not answer on %s within 60s; see %s", g.admin, g.logPath)
 }
 
+// cpu is the running craftedge process's id and CPU time so far
+// (seconds); 0, 0 when none runs.
+func (g *gateway) cpu() (int, float64) {
+	g.mu.Lock()
+	cmd := g.cmd
+	g.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0, 0
+	}
+	return cmd.Process.Pid, procCPU(cmd.Process.Pid)
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (g *gateway) kill() {
 	g.mu.Lock()
