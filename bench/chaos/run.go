@@ -290,6 +290,13 @@ func restartProfile(ctx context.Context, adminURL, path string) {
 	// after the CPU profile: their difference is what the profiled
 	// seconds allocated (go tool pprof -sample_index=alloc_space -base).
 	fetchPprof(ctx, adminURL+"/debug/pprof/allocs", path+".allocs0")
+	// CHAOS_PROFILE_TRACE=1: an execution trace of the same seconds
+	// (go tool trace -pprof=sched|sync|syscall|net: where requests waited).
+	var wg sync.WaitGroup
+	if os.Getenv("CHAOS_PROFILE_TRACE") != "" {
+		wg.Go(func() { fetchPprof(ctx, adminURL+"/debug/pprof/trace?seconds="+url.QueryEscape(secs), path+".trace") })
+	}
+	defer wg.Wait()
 	fetchPprof(ctx, adminURL+"/debug/pprof/profile?seconds="+url.QueryEscape(secs), path)
 	fetchPprof(ctx, adminURL+"/debug/pprof/allocs", path+".allocs1")
 }
