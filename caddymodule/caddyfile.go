@@ -170,15 +170,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (c *JobsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch opt := d.Val(); opt {
-		case "retention", "lease":
+		case "retention", "lease", "start_delay":
 			dur, err := parseDuration(d)
 			if err != nil {
 				return err
 			}
-			if opt == "retention" {
+			switch opt {
+			case "retention":
 				c.Retention = dur
-			} else {
+			case "lease":
 				c.Lease = dur
+			default:
+				c.StartDelay = &dur
 			}
 			if d.NextArg() {
 				return d.Errf("too many arguments to %q", opt)
