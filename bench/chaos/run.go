@@ -143,7 +143,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	// res.Phases is appended to: pointers are only used until the next
 	// window starts, and the slice is sized up front so they stay valid.
-	res.Phases = make([]Phase, 0, 2+2*len(faults))
+	res.Phases = make([]Phase, 0, 3+2*len(faults))
 
 	heal := func(dst **RecordsCheck, label string) func(*Phase) {
 		return func(*Phase) {
@@ -162,14 +162,19 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		if i == 7 {
 			// The healthy window after fault 7 runs while the delta sync
 			// heals the records the dropped webhooks left stale.
-			heal7 := heal(&res.Heal7, "fault 7 check")
-			during = func(p *Phase) {
+			// The check pauses outbox writes and vendor changes (a few
+			// seconds, until every record matches) and reads every
+			// record each second: another load than the SIGKILL
+			// window's. So one more healthy window follows, under the
+			// full mix: the one fault 8 is compared with (report.go,
+			// warmRestart).
+			window("healthy", 0, true, r.cfg.healthy, heal(&res.Heal7, "fault 7 check"))
+			during = func(*Phase) {
 				// The same profile as CHAOS_RESTART_PROFILE, of the
 				// healthy window it is compared with.
 				if path := os.Getenv("CHAOS_HEALTHY_PROFILE"); path != "" {
 					go restartProfile(ctx, r.g.adminURL(), path)
 				}
-				heal7(p)
 			}
 		}
 		window("healthy", 0, true, r.cfg.healthy, during)
