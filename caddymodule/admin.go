@@ -276,10 +276,6 @@ type JobsHealth struct {
 	Dead            int                       `json:"dead"`
 	QueueAgeSeconds float64                   `json:"queue_age_seconds"`
 	Kinds           map[string]jobs.KindStats `json:"kinds"`
-	// StartsAt is when the workers start running jobs, while they wait
-	// out the start delay after a cold start (jobs start_delay); absent
-	// once they run.
-	StartsAt *time.Time `json:"starts_at,omitempty"`
 }
 
 // UpstreamHealth describes one upstream's breaker and kill switch.
@@ -338,10 +334,6 @@ func (a *App) health() Health {
 		h.Jobs = &JobsHealth{
 			Ready: st.Totals.Ready, Running: st.Totals.Running, Done: st.Totals.Done, Dead: st.Totals.Dead,
 			QueueAgeSeconds: st.Totals.QueueAgeSeconds, Kinds: st.Kinds,
-		}
-		if t := a.jobsWaitUntil.Load(); t != nil {
-			at := t.UTC()
-			h.Jobs.StartsAt = &at
 		}
 	}
 	h.Vendors = a.vendorsHealth()

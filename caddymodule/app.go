@@ -133,9 +133,6 @@ type App struct {
 	memoryCreated bool
 	jobs          *jobs.Queue
 	stopJobs      func()
-	// jobsWaitUntil is when the job workers start, while they wait
-	// (JobsConfig.StartDelay); nil once they run.
-	jobsWaitUntil *atomic.Pointer[time.Time]
 	poolKeys      []string
 	// validateDir holds the throw-away store of a validation (see
 	// validatingOnly); removed at Cleanup.
@@ -214,7 +211,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.upstreams = make(map[string]*upstreamState)
 	a.upstreamsMu = new(sync.Mutex)
 	a.overrides = new(atomic.Pointer[map[string]bool])
-	a.jobsWaitUntil = new(atomic.Pointer[time.Time])
 	a.clusterLive = new(clusterLive)
 	a.counters = &processCounters
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {

@@ -170,18 +170,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (c *JobsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch opt := d.Val(); opt {
-		case "retention", "lease", "start_delay":
+		case "retention", "lease":
 			dur, err := parseDuration(d)
 			if err != nil {
 				return err
 			}
-			switch opt {
-			case "retention":
+			if opt == "retention" {
 				c.Retention = dur
-			case "lease":
+			} else {
 				c.Lease = dur
-			default:
-				c.StartDelay = &dur
 			}
 			if d.NextArg() {
 				return d.Errf("too many arguments to %q", opt)

@@ -27,32 +27,6 @@ type JobsConfig struct {
 	// Kinds overrides the retry and concurrency settings of job kinds,
 	// by kind name (e.g. "vendor.sync", "outbox").
 	Kinds map[string]JobKindConfig `json:"kinds,omitempty"`
-
-	// StartDelay is how long the workers wait before running jobs after
-	// a cold start (a new process: this config created the memory
-	// tier), so the jobs the previous process left pending (outbox
-	// writes, webhook refetches, CDN purges acknowledged before a crash)
-	// do not all run in the first second, while the warm start refills
-	// the memory tier and visitors meet a cold process. Jobs are still
-	// accepted and stored durably at once; only running them waits. A
-	// reload that keeps the memory tier never waits. Unset: the default
-	// (defaultJobsStartDelay); 0 runs jobs at once.
-	StartDelay *caddy.Duration `json:"start_delay,omitempty"`
-}
-
-// defaultJobsStartDelay is JobsConfig.StartDelay when unset.
-const defaultJobsStartDelay = 0
-
-// jobsStartDelay is this config's wait before running jobs (0 unless the
-// memory tier is new).
-func (a *App) jobsStartDelay() time.Duration {
-	if !a.memoryCreated {
-		return 0
-	}
-	if a.Jobs != nil && a.Jobs.StartDelay != nil {
-		return time.Duration(*a.Jobs.StartDelay)
-	}
-	return defaultJobsStartDelay
 }
 
 // JobKindConfig sets how one kind of job runs and retries.
@@ -103,9 +77,6 @@ func (a *App) provisionJobs() error {
 	cfg := a.Jobs
 	if cfg == nil {
 		cfg = &JobsConfig{}
-	}
-	if cfg.StartDelay != nil && *cfg.StartDelay < 0 {
-		return fmt.Errorf("craftedge: jobs: start_delay must not be negative, got %s", time.Duration(*cfg.StartDelay))
 	}
 	q, err := jobs.Open(a.store.DB(), jobs.Options{
 		Logger:    a.logger.Named("jobs"),
@@ -160,28 +131,6 @@ func kindConfig(kc jobs.KindConfig, o JobKindConfig) jobs.KindConfig {
 	return kc
 }
 
-// waitClock waits until the modules' clock (nowFunc) reaches t, and
-// reports false if ctx ended first. It looks at the clock at least every
-// waitClockPoll, so a test moving the clock (e2e.Advance) is noticed.
-func waitClock(ctx context.Context, t time.Time) bool {
-	for {
-		left := t.Sub(nowFunc())
-		if left <= 0 {
-			return ctx.Err() == nil
-		}
-		timer := time.NewTimer(min(left, waitClockPoll))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return false
-		case <-timer.C:
-		}
-	}
-}
-
-// waitClockPoll is how often waitClock looks at the clock.
-const waitClockPoll = 100 * time.Millisecond
-
 func knownJobKindsLocked() []string {
 	names := make([]string, 0, len(jobKinds))
 	for n := range jobKinds {
@@ -194,9 +143,6 @@ func knownJobKindsLocked() []string {
 // startJobs runs the workers until Stop. A job interrupted by a reload or
 // shutdown gets its attempt back and runs again in the next config's
 // workers; leases keep two configs from running one job at once.
-//
-// After a cold start the workers first wait jobs_start_delay (see
-// JobsConfig.StartDelay), on the modules' clock.
 func (a *App) startJobs() {
 	ctx, cancel := context.WithCancel(a.ctx)
 	done := make(chan struct{})
@@ -204,18 +150,8 @@ func (a *App) startJobs() {
 		cancel()
 		<-done
 	}
-	var until time.Time
-	if d := a.jobsStartDelay(); d > 0 {
-		until = nowFunc().Add(d)
-		a.jobsWaitUntil.Store(&until)
-		a.logger.Info("job workers start after the start delay", zap.Duration("start_delay", d))
-	}
 	go func() {
 		defer close(done)
-		if !waitClock(ctx, until) {
-			return // stopped first: the jobs wait in the file for the next config
-		}
-		a.jobsWaitUntil.Store(nil)
 		if err := a.jobs.Run(ctx); err != nil && ctx.Err() == nil {
 			a.logger.Error("job workers stopped", zap.Error(err))
 		}

@@ -44,7 +44,6 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 		purge_mode {$CHAOS_PURGE_MODE:soft}
 		jobs {
 			lease 10s
-			{{.JobsStartDelay}}
 			kind vendor.sync {
 				backoff 1s 10s
 				max_attempts 20
@@ -250,9 +249,6 @@ func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.
 		"Storage": filepath.Join(dir, "craftedge.db"), "SyncEvery": syncEvery.String(),
 		"CraftCooldown": min(10*time.Second, healthy/2).String(), "VendorCooldown": min(5*time.Second, healthy/2).String(), "WarmStart": warmStart,
 		"AccessLog": accessLog(dir),
-		// CHAOS_JOBS_START_DELAY=<duration>: jobs start_delay (else
-		// craftedge's default).
-		"JobsStartDelay": optionIf("start_delay", os.Getenv("CHAOS_JOBS_START_DELAY")),
 	})
 	if err != nil {
 		return nil, err
@@ -272,14 +268,6 @@ func accessLog(dir string) string {
 		return ""
 	}
 	return "log {\n\t\toutput file " + filepath.Join(dir, "access.log") + "\n\t}"
-}
-
-// optionIf is "name value", or nothing without a value.
-func optionIf(name, value string) string {
-	if value == "" {
-		return ""
-	}
-	return name + " " + value
 }
 
 func (g *gateway) siteURL() string  { return "http://" + g.site }
