@@ -217,6 +217,11 @@ func writeReport(c config, res *Result, extra, name string) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
+	if path := os.Getenv("CHAOS_SAMPLES"); path != "" {
+		if err := writeSamples(res, path); err != nil {
+			return err
+		}
+	}
 	md := renderReport(res) + extra
 	mdPath, png := filepath.Join(c.out, name+".md"), filepath.Join(c.out, "latency.png")
 	if name != "latest" {
@@ -247,4 +252,20 @@ func waitFirstSync(ctx context.Context, g *gateway) error {
 		}
 	}
 	return fmt.Errorf("no sync pass completed within 60s; see %s", g.logPath)
+}
+
+// writeSamples writes every sample as CSV (class, start in Unix
+// nanoseconds, latency in microseconds, status, Cache-Status) and the
+// windows and the restart as comment lines, for analyses the report does
+// not make (CHAOS_SAMPLES=path).
+func writeSamples(res *Result, path string) error {
+	var b strings.Builder
+	for _, p := range res.Phases {
+		fmt.Fprintf(&b, "# window %d %d %d %q\n", p.Fault, p.Start.UnixNano(), p.End.UnixNano(), p.Name)
+	}
+	fmt.Fprintf(&b, "# restart %d %d\n", res.Restart.KilledAt.UnixNano(), res.Restart.ReadyAt.UnixNano())
+	for _, s := range res.Samples {
+		fmt.Fprintf(&b, "%s,%d,%d,%d,%q\n", s.Class, s.Start.UnixNano(), s.Latency.Microseconds(), s.Status, s.CacheStatus)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -193,9 +193,14 @@ func (r *Result) targets() []Target {
 // warmView is fault 8 against the healthy window before it: how fast the
 // memory tier is warm again after the restart (issue 16, warm start).
 type warmView struct {
-	healthy, kill  Phase
-	healthyHit     float64       // memory hit ratio of the healthy window's page views
-	healthyP95     time.Duration // page p95 of the healthy window
+	healthy, kill Phase
+	healthyHit    float64       // memory hit ratio of the healthy window's page views
+	healthyP95    time.Duration // page p95 of the healthy window
+	// checkP95 is the page p95 of the healthy window before that one,
+	// fault 7's records check (writes and vendor changes paused a
+	// while): what fault 8 was compared with before the suite gained a
+	// window (0 when there is none).
+	checkP95       time.Duration
 	afterP95       time.Duration // page p95 from the restart to the window's end
 	afterN         int
 	laterP95       time.Duration // page p95 from 1 s after the restart to the window's end
@@ -209,6 +214,11 @@ type warmView struct {
 	// warmDone the first reading after the restart that said done.
 	warmCells []string
 	warmDone  *WarmStartHealth
+	// healthyCPU is the CPU craftedge and the suite's process used per
+	// second in the healthy window; cpuCells the same per second of
+	// restartSeries (from the health scrapes).
+	healthyCPU cpuRate
+	cpuCells   []string
 	// slowest are the slowest page views of the first second after the
 	// restart, slowest first (what sets its p95).
 	slowest []Sample
@@ -281,6 +291,9 @@ func (r *Result) warmRestart() *warmView {
 		h := windowSamples(pages, v.healthy)
 		v.healthyHit = hitRatio(h)
 		v.healthyP95 = summarize(h).P95
+		if i >= 2 && r.Phases[i-2].Fault == 0 {
+			v.checkP95 = summarize(windowSamples(pages, r.Phases[i-2])).P95
+		}
 		afterSamples := windowSamples(pages, Phase{Start: rs.ReadyAt, End: p.End})
 		v.byStatus = byCacheStatus(h, afterSamples)
 		after := summarize(afterSamples)
@@ -291,12 +304,53 @@ func (r *Result) warmRestart() *warmView {
 		v.restartSeries = hitSeries(pages, rs.ReadyAt, rs.ReadyAt.Add(warmRecoveryLimit), time.Second)
 		v.recoveredAfter, v.recoveredOK = recovered(v.restartSeries, warmHitShare*v.healthyHit, time.Second)
 		v.warmCells, v.warmDone = warmProgress(r.Scrapes, rs.ReadyAt, len(v.restartSeries))
+		v.healthyCPU = cpuBetween(r.Scrapes, v.healthy.Start, v.healthy.End)
+		for i := range v.restartSeries {
+			from := rs.ReadyAt.Add(time.Duration(i) * time.Second)
+			c := cpuBetween(r.Scrapes, from, from.Add(time.Second))
+			v.cpuCells = append(v.cpuCells, c.String())
+		}
 		v.slowest = windowSamples(pages, Phase{Start: rs.ReadyAt, End: rs.ReadyAt.Add(time.Second)})
 		slices.SortFunc(v.slowest, func(a, b Sample) int { return cmp.Compare(b.Latency, a.Latency) })
 		v.slowest = v.slowest[:min(len(v.slowest), warmSlowest)]
 		return v
 	}
 	return nil
+}
+
+// cpuRate is CPU seconds per second of craftedge and of the suite's own
+// process (load generator, origin, simulator).
+type cpuRate struct {
+	craftedge, suite float64
+	ok               bool
+}
+
+func (c cpuRate) String() string {
+	if !c.ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f / %.2f", c.craftedge, c.suite)
+}
+
+// cpuBetween is the CPU used per second between from and to, from the
+// consecutive scrapes of one craftedge process whose later reading falls
+// in [from, to) (so a second's value covers about the second before each
+// reading).
+func cpuBetween(scrapes []ScrapePoint, from, to time.Time) cpuRate {
+	var ce, su, dt float64
+	for i := 1; i < len(scrapes); i++ {
+		a, b := scrapes[i-1], scrapes[i]
+		if b.At.Before(from) || !b.At.Before(to) || a.Pid == 0 || a.Pid != b.Pid {
+			continue
+		}
+		ce += b.CraftedgeCPU - a.CraftedgeCPU
+		su += b.SuiteCPU - a.SuiteCPU
+		dt += b.At.Sub(a.At).Seconds()
+	}
+	if dt == 0 {
+		return cpuRate{}
+	}
+	return cpuRate{craftedge: ce / dt, suite: su / dt, ok: true}
 }
 
 // warmProgress reads the warm start's progress from the health scrapes of
@@ -378,7 +432,14 @@ func renderWarm(p func(string, ...any), r *Result, v *warmView) {
 	}
 	row("after the restart: p95 ms", p95s)
 	row("after the restart: entries refilled (health)", v.warmCells)
+	row("after the restart: CPU s/s, craftedge / suite", v.cpuCells)
 	p("")
+	p("CPU (seconds per second, from the health scrapes): craftedge / the suite's process (load generator, origin, simulator) in the healthy window before: %s.", v.healthyCPU)
+	p("")
+	if v.checkP95 > 0 {
+		p("Against the healthy window before that one (fault 7's records check, outbox writes and vendor changes paused until every record matched): page p95 %s ms, after the restart %.2fx.", fmtMS(v.checkP95), ratio(v.afterP95, v.checkP95))
+		p("")
+	}
 	if w := v.warmDone; w != nil {
 		p("Refill (health `warm_start`): %d entries, %d of them first as the pages served most before the kill, and %d put in from their snapshot for a request that came before the refill reached them; done %d ms after craftedge started (%d ms of it paused to leave the CPU to requests); skipped: %d already stored by a request, %d purged; memory full: %v.",
 			w.Refilled, w.ServedFirst, w.OnRequest, w.ElapsedMS, w.PausedMS, w.SkippedPresent, w.SkippedPurged, w.Full)

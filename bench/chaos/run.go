@@ -143,7 +143,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	// res.Phases is appended to: pointers are only used until the next
 	// window starts, and the slice is sized up front so they stay valid.
-	res.Phases = make([]Phase, 0, 2+2*len(faults))
+	res.Phases = make([]Phase, 0, 3+2*len(faults))
 
 	heal := func(dst **RecordsCheck, label string) func(*Phase) {
 		return func(*Phase) {
@@ -162,7 +162,20 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		if i == 7 {
 			// The healthy window after fault 7 runs while the delta sync
 			// heals the records the dropped webhooks left stale.
-			during = heal(&res.Heal7, "fault 7 check")
+			// The check pauses outbox writes and vendor changes (a few
+			// seconds, until every record matches) and reads every
+			// record each second: another load than the SIGKILL
+			// window's. So one more healthy window follows, under the
+			// full mix: the one fault 8 is compared with (report.go,
+			// warmRestart).
+			window("healthy", 0, true, r.cfg.healthy, heal(&res.Heal7, "fault 7 check"))
+			during = func(*Phase) {
+				// The same profile as CHAOS_RESTART_PROFILE, of the
+				// healthy window it is compared with.
+				if path := os.Getenv("CHAOS_HEALTHY_PROFILE"); path != "" {
+					go restartProfile(ctx, r.g.adminURL(), path)
+				}
+			}
 		}
 		window("healthy", 0, true, r.cfg.healthy, during)
 		n := i + 1
@@ -270,13 +283,32 @@ func loadAvg() string {
 // CHAOS_RESTART_PROFILE_SECONDS) after the
 // restart (Caddy's admin endpoint, /debug/pprof/profile) to path: what
 // the restart costs, the warm start's share included
-// (CHAOS_RESTART_PROFILE=path).
+// (CHAOS_RESTART_PROFILE=path). CHAOS_HEALTHY_PROFILE=path writes the
+// same profile from the start of the healthy window before fault 8, to
+// compare with (go tool pprof -diff_base).
 func restartProfile(ctx context.Context, adminURL, path string) {
 	secs := "2"
 	if v := os.Getenv("CHAOS_RESTART_PROFILE_SECONDS"); v != "" {
 		secs = v
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/debug/pprof/profile?seconds="+url.QueryEscape(secs), nil)
+	// The allocations so far (since the process started), before and
+	// after the CPU profile: their difference is what the profiled
+	// seconds allocated (go tool pprof -sample_index=alloc_space -base).
+	fetchPprof(ctx, adminURL+"/debug/pprof/allocs", path+".allocs0")
+	// CHAOS_PROFILE_TRACE=1: an execution trace of the same seconds
+	// (go tool trace -pprof=sched|sync|syscall|net: where requests waited).
+	var wg sync.WaitGroup
+	if os.Getenv("CHAOS_PROFILE_TRACE") != "" {
+		wg.Go(func() { fetchPprof(ctx, adminURL+"/debug/pprof/trace?seconds="+url.QueryEscape(secs), path+".trace") })
+	}
+	defer wg.Wait()
+	fetchPprof(ctx, adminURL+"/debug/pprof/profile?seconds="+url.QueryEscape(secs), path)
+	fetchPprof(ctx, adminURL+"/debug/pprof/allocs", path+".allocs1")
+}
+
+// fetchPprof writes what Caddy's admin endpoint answers at u to path.
+func fetchPprof(ctx context.Context, u, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		log.Print(err)
 		return
@@ -284,20 +316,20 @@ func restartProfile(ctx context.Context, adminURL, path string) {
 	// adminClient's timeout is shorter than a long profile.
 	res, err := (&http.Client{Transport: adminClient.Transport}).Do(req)
 	if err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 		return
 	}
 	defer res.Body.Close()
 	f, err := os.Create(path)
 	if err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 		return
 	}
 	if _, err := io.Copy(f, res.Body); err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 	}
 	if err := f.Close(); err != nil {
-		log.Printf("restart profile: %v", err)
+		log.Printf("profile: %v", err)
 	}
-	log.Printf("restart profile: %s", path)
+	log.Printf("profile: %s", path)
 }

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -18,6 +23,11 @@ type ScrapePoint struct {
 	Snapshots      int64
 	SnapshotsQueue int
 	Warm           WarmStartHealth // the warm start's progress
+	// CPU time used so far (user+system, seconds): by the craftedge
+	// process (Pid; a restarted one starts again from 0) and by the
+	// suite's own process (load generator, origin and simulator).
+	Pid                    int
+	CraftedgeCPU, SuiteCPU float64
 }
 
 // scraper reads health every interval while ctx lasts.
@@ -37,6 +47,8 @@ func (s *scraper) run(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 		p := ScrapePoint{At: time.Now()}
+		p.Pid, p.CraftedgeCPU = s.g.cpu()
+		p.SuiteCPU = selfCPU()
 		if h, err := s.g.health(ctx); err == nil {
 			p.OK = true
 			p.Craft, p.Shop = h.breaker("craft"), h.breaker("shop")
@@ -99,3 +111,37 @@ func summarizeScrapes(pts []ScrapePoint) ScrapeSummary {
 	}
 	return s
 }
+
+// selfCPU is the suite process's CPU time so far, seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// procCPU is a process's CPU time so far (utime+stime of
+// /proc/<pid>/stat), seconds; 0 where there is none.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times (100 on
+// Linux everywhere).
+const clockTicks = 100

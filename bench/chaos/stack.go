@@ -93,6 +93,7 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 }
 
 http://{{.Site}} {
+	{{.AccessLog}}
 	craftedge_webhook
 
 	handle_path /shop-api/* {
@@ -247,6 +248,7 @@ func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.
 		"Admin": admin, "Site": site, "Origin": originAddr, "Vendor": vendorURL,
 		"Storage": filepath.Join(dir, "craftedge.db"), "SyncEvery": syncEvery.String(),
 		"CraftCooldown": min(10*time.Second, healthy/2).String(), "VendorCooldown": min(5*time.Second, healthy/2).String(), "WarmStart": warmStart,
+		"AccessLog": accessLog(dir),
 	})
 	if err != nil {
 		return nil, err
@@ -255,6 +257,17 @@ func newGateway(bin, dir, originAddr, vendorURL string, syncEvery, healthy time.
 		return nil, err
 	}
 	return g, nil
+}
+
+// accessLog is the site's log directive with CHAOS_ACCESS_LOG=1 (Caddy's
+// access log in dir/access.log: each request's duration inside craftedge,
+// to tell it from the load generator's; a diagnosis, not a default: it
+// costs every request), else nothing.
+func accessLog(dir string) string {
+	if os.Getenv("CHAOS_ACCESS_LOG") == "" {
+		return ""
+	}
+	return "log {\n\t\toutput file " + filepath.Join(dir, "access.log") + "\n\t}"
 }
 
 func (g *gateway) siteURL() string  { return "http://" + g.site }
@@ -295,6 +308,18 @@ func (g *gateway) start(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("craftedge did not answer on %s within 60s; see %s", g.admin, g.logPath)
+}
+
+// cpu is the running craftedge process's id and CPU time so far
+// (seconds); 0, 0 when none runs.
+func (g *gateway) cpu() (int, float64) {
+	g.mu.Lock()
+	cmd := g.cmd
+	g.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0, 0
+	}
+	return cmd.Process.Pid, procCPU(cmd.Process.Pid)
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
@@ -51,10 +52,14 @@ func startPHP(t *testing.T, root string) string {
 	cmd := exec.Command(bin, "-b", addr)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "PHP_FCGI_CHILDREN=2", "PHP_FCGI_MAX_REQUESTS=0")
+	// php-cgi forks PHP_FCGI_CHILDREN workers, which outlive a kill of
+	// their parent alone (and keep every file the test process had open,
+	// a flock(1) lock included): kill the whole process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	e2e.WaitFor(t, "php-cgi listening", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
