@@ -252,6 +252,55 @@ func TestHalfOpenRefusesAnItemWhoseTrialFailed(t *testing.T) {
 	}
 }
 
+// A half-open breaker whose only traffic is items whose trials failed
+// is not stuck: a failed item rests one cooldown (as an open breaker
+// would), then may be a trial again, so a vendor that came back closes
+// the breaker though nothing else is asked of it. (Refusing such items
+// until the breaker closes or reopens left it half-open for good.)
+func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var calls atomic.Int64
+	cat := newCatalog(t, 4)
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		calls.Add(1)
+		if down.Load() {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	cfg := testConfig(cat.URL())
+	cfg.Retry.Retries = 0
+	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	c, _ := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	for _, id := range []string{"2", "3", "4"} {
+		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
+		}
+	}
+	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+	if _, err := c.Get(ctx, "products", "1"); err == nil || errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("item 1's trial: %v, want its failure", err)
+	}
+	before := calls.Load()
+	if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("item 1 asked again at once: %v, want ErrBreakerOpen", err)
+	}
+	if calls.Load() != before {
+		t.Fatal("item 1 reached the vendor again at once")
+	}
+	down.Store(false) // the vendor is back; only item 1 is asked for
+	eventually(t, "item 1 tried again after a cooldown", func() bool {
+		_, err := c.Get(ctx, "products", "1")
+		return err == nil
+	})
+	if c.BreakerState() != BreakerClosed {
+		t.Fatalf("breaker %s after item 1's trial succeeded, want closed", c.BreakerState())
+	}
+}
+
 func TestRateLimitUnderBurst(t *testing.T) {
 	cat := newCatalog(t, 100)
 	cfg := testConfig(cat.URL())
