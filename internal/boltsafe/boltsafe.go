@@ -28,11 +28,17 @@ type PanicError struct {
 func (p *PanicError) Error() string { return fmt.Sprintf("bbolt panicked: %v", p.Value) }
 
 // Run calls fn in the current goroutine with memory faults turned into
-// panics, and returns a *PanicError for a panic, else fn's error.
+// panics, and returns a *PanicError for a panic, else fn's error. A panic
+// whose value is a *PanicError (one Run caught in another goroutine, raised
+// again in this one) is returned as it is, keeping its Storage.
 func Run(fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
+			if p, ok := r.(*PanicError); ok {
+				err = p // caught by Run in another goroutine, raised again here
+				return
+			}
 			err = &PanicError{Value: r, Storage: storagePanic(r)}
 		}
 	}()
