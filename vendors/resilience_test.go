@@ -301,6 +301,46 @@ func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
 	}
 }
 
+// A GET whose half-open trial failed is not retried into the breaker's
+// refusal of its path: the caller gets the vendor's failure (a 500 here:
+// the vendor was called), not ErrBreakerOpen, which says no call was made
+// (a 503 instead of a 502 at the vendor proxy, "breaker_open" in a push's
+// outcome).
+func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
+	var calls atomic.Int64
+	cat := newCatalog(t, 4)
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		calls.Add(1)
+		http.Error(w, "boom", http.StatusInternalServerError)
+		return true
+	}
+	cfg := testConfig(cat.URL())
+	cfg.Retry.Retries = 2
+	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	c, _ := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	// Item 4's first try opens the breaker (3 paths): its retries are
+	// refused, and it too gets the vendor's failure.
+	for _, id := range []string{"2", "3", "4"} {
+		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
+		}
+	}
+	if c.BreakerState() != BreakerOpen {
+		t.Fatalf("breaker %s, want open", c.BreakerState())
+	}
+	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+	before := calls.Load()
+	_, err := c.Get(ctx, "products", "1")
+	var se *StatusError
+	if errors.Is(err, ErrBreakerOpen) || !errors.As(err, &se) || se.Code != http.StatusInternalServerError {
+		t.Fatalf("item 1's failed trial, retries refused: %v, want the vendor's 500", err)
+	}
+	if n := calls.Load() - before; n != 1 {
+		t.Fatalf("item 1 reached the vendor %d times, want 1 (its trial)", n)
+	}
+}
+
 func TestRateLimitUnderBurst(t *testing.T) {
 	cat := newCatalog(t, 100)
 	cfg := testConfig(cat.URL())
