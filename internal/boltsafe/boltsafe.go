@@ -23,6 +23,11 @@ type PanicError struct {
 	// a panic of the code fn ran around bbolt's calls (a bug there, a nil
 	// pointer), which says nothing of the file.
 	Storage bool
+	// Stack is the panicking goroutine's stack where Run recovered the
+	// panic, with the frames that raised it: whoever raises the
+	// PanicError again (in another goroutine, or after Run returned) and
+	// logs it can say where the panic came from.
+	Stack []byte
 }
 
 func (p *PanicError) Error() string { return fmt.Sprintf("bbolt panicked: %v", p.Value) }
@@ -39,7 +44,7 @@ func Run(fn func() error) (err error) {
 				err = p // caught by Run in another goroutine, raised again here
 				return
 			}
-			err = &PanicError{Value: r, Storage: storagePanic(r)}
+			err = &PanicError{Value: r, Storage: storagePanic(r), Stack: debug.Stack()}
 		}
 	}()
 	return fn()
