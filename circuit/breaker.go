@@ -102,8 +102,9 @@ type Options struct {
 	// at info) with the new state and the reason. The caller adds the
 	// breaker's name (upstream or vendor). nil means zap.NewNop().
 	Logger *zap.Logger
-	// Now stamps the Since of Status; nil means time.Now. The cooldown
-	// itself runs on gobreaker's wall clock.
+	// Now stamps the Since of Status and times a failed path's rest while
+	// half-open (see RunOn); nil means time.Now. The cooldown itself runs
+	// on gobreaker's wall clock.
 	Now func() time.Time
 	// OnChange, if set, is called after every transition, outside the
 	// breaker's locks, synchronously: keep it fast.
@@ -141,7 +142,7 @@ type run struct {
 	failures int
 	conn     int // connection failures among them
 	// paths are the distinct paths of the others, each with when it
-	// last failed (wall clock, as gobreaker's cooldown: see failedInTrial).
+	// last failed (Options.Now: see failedInTrial).
 	paths map[string]time.Time
 	last  string // the last failure, for the log
 }
@@ -270,7 +271,7 @@ func (b *Breaker) record(o Outcome) error {
 	} else if _, seen := r.paths[path]; seen || len(r.paths) < max(b.cfg.MinPaths, b.cfg.Failures) {
 		// Bounded: a run longer than Failures has fewer than MinPaths
 		// paths, or it would have opened the breaker.
-		r.paths[path] = time.Now()
+		r.paths[path] = b.now()
 	}
 	r.last = o.Reason
 	if path != "" {
@@ -301,7 +302,7 @@ func (b *Breaker) failedInTrial(path string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	at, failed := b.run.paths[path]
-	return b.state == HalfOpen && failed && time.Since(at) < time.Duration(b.cfg.Cooldown)
+	return b.state == HalfOpen && failed && b.now().Sub(at) < time.Duration(b.cfg.Cooldown)
 }
 
 func (r *run) reset() {

@@ -273,7 +273,7 @@ func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
 	cfg := testConfig(cat.URL())
 	cfg.Retry.Retries = 0
 	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
-	c, _ := newTestClient(t, cfg, nil)
+	c, clk := newTestClient(t, cfg, nil)
 	ctx := context.Background()
 	for _, id := range []string{"2", "3", "4"} {
 		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
@@ -292,10 +292,14 @@ func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
 		t.Fatal("item 1 reached the vendor again at once")
 	}
 	down.Store(false) // the vendor is back; only item 1 is asked for
-	eventually(t, "item 1 tried again after a cooldown", func() bool {
-		_, err := c.Get(ctx, "products", "1")
-		return err == nil
-	})
+	clk.Advance(19 * time.Millisecond)
+	if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("item 1 asked again within the cooldown: %v, want ErrBreakerOpen", err)
+	}
+	clk.Advance(time.Millisecond)
+	if _, err := c.Get(ctx, "products", "1"); err != nil {
+		t.Fatalf("item 1 asked again after a cooldown: %v, want its trial (the vendor is back)", err)
+	}
 	if c.BreakerState() != BreakerClosed {
 		t.Fatalf("breaker %s after item 1's trial succeeded, want closed", c.BreakerState())
 	}
@@ -315,7 +319,7 @@ func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
 		return true
 	}
 	cfg := testConfig(cat.URL())
-	cfg.Retry.Retries = 2
+	cfg.Retry = RetryPolicy{Retries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond} // within the cooldown
 	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
 	c, _ := newTestClient(t, cfg, nil)
 	ctx := context.Background()
