@@ -315,7 +315,7 @@ func BenchmarkGetSoftPurged(b *testing.B) {
 func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
 	c := newTestCache(t, 256<<10) // fewer than the keys: evictions
 	c.index.mu.Lock()
-	c.index.lastGen = genSoftPurged - 5000 // generations wrap midway
+	c.index.lastGen = genSoftPurged - 100 // generations wrap midway (the rounds' own stores alone take 400)
 	c.index.mu.Unlock()
 	keys := make([]string, 400)
 	for i := range keys {
@@ -326,6 +326,15 @@ func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	base.StaleWhileRevalidate = time.Minute
+	store := func(i int) error { // fetched under the epoch in its ETag
+		epoch := c.Epoch()
+		e := base
+		e.ETag = fmt.Sprintf(`"%d"`, epoch)
+		if err := c.Set(keys[i%len(keys)], e.Encode(), []string{"all", fmt.Sprintf("k%d", i%7)}, epoch); err != nil && err != ErrPurgedWhileFetched {
+			return err
+		}
+		return nil
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 2 {
@@ -336,10 +345,7 @@ func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
 					return
 				default:
 				}
-				epoch := c.Epoch()
-				e := base
-				e.ETag = fmt.Sprintf(`"%d"`, epoch)
-				if err := c.Set(keys[i%len(keys)], e.Encode(), []string{"all", fmt.Sprintf("k%d", i%7)}, epoch); err != nil && err != ErrPurgedWhileFetched {
+				if err := store(i); err != nil {
 					t.Error(err)
 					return
 				}
@@ -347,6 +353,11 @@ func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
 		})
 	}
 	for round := range 200 {
+		for i := range 2 {
+			if err := store(round*2 + i); err != nil {
+				t.Fatal(err)
+			}
+		}
 		before := c.Epoch()
 		switch round % 4 {
 		case 0, 1:
@@ -383,7 +394,7 @@ func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	c.index.mu.Lock()
-	wrapped := c.index.lastGen < genSoftPurged-5000
+	wrapped := c.index.lastGen < genSoftPurged-100
 	c.index.mu.Unlock()
 	if !wrapped {
 		t.Fatal("generations did not wrap during the test")
