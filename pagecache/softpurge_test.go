@@ -277,8 +277,10 @@ func TestPurgedPromotedSnapshotsAreMarked(t *testing.T) {
 }
 
 // BenchmarkGetSoftPurged is a hit on a 20 KB page (stored with its gzip
-// and zstd variants) before and after a soft purge marked it: a marked
-// entry is returned as a copy, until the key is stored anew.
+// and zstd variants) before and after a soft purge marked it. A marked
+// entry copied at every hit cost 11,934 ns, 32,769 B and 1 allocation per
+// hit (184 ns, 0 allocations unmarked; 2-CPU machine, 2026-12-04); copied
+// once, at its first hit, 169 ns and 0 allocations.
 //
 //	go test -run '^$' -bench 'GetSoftPurged' -benchmem ./pagecache
 func BenchmarkGetSoftPurged(b *testing.B) {
@@ -400,4 +402,36 @@ func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
 		t.Fatal("generations did not wrap during the test")
 	}
 	checkConsistent(t, c, keys)
+}
+
+// A marked entry is copied once, at its first hit after the soft purge,
+// not at every hit: while the upstream is down or slow the copy is what
+// every request for the page is served (stale_after, stale-if-error),
+// and a copy per hit (of the whole entry, every body variant) is
+// garbage at the request rate. The entry stored anew is unmarked as
+// before; a store racing with the first hit is never overwritten by the
+// marked copy.
+func TestSoftPurgedEntryCopiedOnce(t *testing.T) {
+	c := newTestCache(t, 8<<20)
+	enc := benchEncoded(t, benchPage(20<<10), []string{"entry:1"}, true)
+	if err := c.Set("http://x/p", enc, []string{"entry:1"}, c.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	c.SoftPurgeTags([]string{"entry:1"})
+	now := time.Now()
+	for range 2 {
+		if e, ok := getEntry(t, c, "http://x/p"); !ok || e.Fresh(now) || e.Flags&FlagSoftPurged == 0 {
+			t.Fatalf("marked entry: present %v, fresh %v, flags %b", ok, e.Fresh(now), e.Flags)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Get("http://x/p") }); n != 0 {
+		t.Fatalf("a hit on a marked entry allocates %v times after its first, want 0", n)
+	}
+	if err := c.Set("http://x/p", enc, []string{"entry:1"}, c.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := getEntry(t, c, "http://x/p"); !ok || !e.Fresh(now) || e.Flags&FlagSoftPurged != 0 {
+		t.Fatalf("stored anew: present %v, fresh %v, flags %b", ok, e.Fresh(now), e.Flags)
+	}
+	checkConsistent(t, c, []string{"http://x/p"})
 }
