@@ -408,3 +408,46 @@ func TestClusterOutboxPanicOnADamagedFileGivesTheJobBack(t *testing.T) {
 		t.Fatalf("the damaged file is still at %s: %v", path, err)
 	}
 }
+
+// A vendor.sync job of a cluster node runs under its lease, in a
+// goroutine of the lease's own (cluster.Node.TryLead), not the queue
+// worker's: the records bucket's pages are damaged and the sync walks
+// into them. bbolt's panic there must still mark the file damaged (as a
+// local job's does, TestStorageJobPanicOnADamagedFileMarksIt), not kill
+// the process from a goroutine nothing recovers in.
+func TestClusterLeasedJobPanicOnADamagedFileMarksIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "craftedge.db")
+	sim, url := e2e.StartVendorSim(t, 300) // enough records for pages of their own
+	e := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path})
+	e.sync("s1", jobs.StateDone)
+	e2e.StopGateway(t)
+	damageBucketLeaves(t, path, "records")
+
+	nats := e2e.StartNATS(t)
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	g := startVendorGatewayWith(t, sim, vendorOptions{baseURL: url, storage: path, caddyfile: func(o vendorOptions) string {
+		return clusterVendorCaddyfile(o, nats.ClusterBlock("gw"), logPath, "storage_check_max_size off\n\t\twarm_start off")
+	}})
+	waitClusterReadyHere(t, g.Gateway)
+	if sh := storageHealth(t, g.Gateway); sh.Damaged {
+		t.Fatalf("the damage found before the sync job ran: %+v", sh)
+	}
+	if _, err := sim.Update(vendorsim.KindProduct, "5", func(f map[string]any) { f["title"] = map[string]any{"en": "Changed on the vendor"} }); err != nil {
+		t.Fatal(err)
+	}
+	app := currentApp.Load()
+	if _, _, err := app.jobs.Enqueue(context.Background(), jobs.EnqueueRequest{
+		Kind: jobKindVendorSync, Key: "s2", Payload: []byte(`{"vendor":"shop","resource":"product"}`),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, "the damage found by the leased sync job", func() bool { return storageHealth(t, g.Gateway).Damaged })
+	wantDamagedLogged(t, logPath, path)
+	logged, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logged), "job handler panicked") {
+		t.Fatal("bbolt's panic was logged as the job handler's own")
+	}
+}

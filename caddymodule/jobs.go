@@ -116,7 +116,8 @@ func (a *App) provisionJobs() error {
 // that error, instead of counting as the handler's own panic and leaving
 // the file in use. The queue refuses its own transactions on the damaged
 // file, so the attempt is not recorded. Any other panic is the handler's
-// bug: it goes on to the queue, which counts it as a failed attempt.
+// bug: it goes on to the queue, which counts it as a failed attempt and
+// logs it with the stack that raised it (PanicError.Stack).
 func (a *App) guardJobHandler(h jobs.Handler) jobs.Handler {
 	return func(ctx context.Context, tasks []*jobs.Task) (errs []error) {
 		err := boltsafe.Run(func() error {
@@ -128,7 +129,7 @@ func (a *App) guardJobHandler(h jobs.Handler) jobs.Handler {
 			return errs
 		}
 		if !p.Storage {
-			panic(p.Value)
+			panic(p) // the queue logs p.Value with p.Stack, where it was raised
 		}
 		err = fmt.Errorf("job %s: %w", tasks[0].Job.Kind, a.store.MarkDamaged(err))
 		errs = make([]error, len(tasks))

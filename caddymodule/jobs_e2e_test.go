@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -42,10 +44,19 @@ func init() {
 				if n == 1 {
 					return jobs.RetryAfter(errors.New("vendor said 429"), time.Hour)
 				}
+			case "panic":
+				panicInJobHandler()
 			}
 			return nil
 		})
 	})
+}
+
+// panicInJobHandler is a job handler's bug (test.echo's payload "panic"):
+// a write to a nil map.
+func panicInJobHandler() {
+	var m map[string]int
+	m["x"]++
 }
 
 func testJobRuns(key string) int {
@@ -173,4 +184,38 @@ func TestJobsConfigErrors(t *testing.T) {
 	// A kind no part of craftedge runs is a provisioning error.
 	caddytest.AssertLoadError(t, e2e.CaddyfileFor(o, e2e.Options{Storage: t.TempDir() + "/x.db",
 		GlobalExtra: "jobs {\n kind no.such.kind {\n concurrency 2\n }\n }"}), "caddyfile", `unknown job kind \"no.such.kind\"`)
+}
+
+// A job handler's own panic (not bbolt's) goes on to the queue through
+// the storage guard (guardJobHandler): it counts as a failed attempt, and
+// the log line says where it was raised (the handler's stack, not the
+// guard's raising it again).
+func TestJobHandlerPanicLogsItsOwnStack(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	opts := e2e.Options{Storage: filepath.Join(t.TempDir(), "craftedge.db"), GlobalExtra: `jobs {
+			kind test.echo {
+				max_attempts 1
+			}
+		}`}
+	e2e.StartGateway(t, o, opts) // Caddy running, its admin API up
+	logPath := filepath.Join(t.TempDir(), "caddy.log")
+	g := startGatewayLogging(t, o, opts, logPath)
+	job := enqueue(g, t.Name(), "panic")
+	dead := e2e.WaitJobState(g, job.ID, jobs.StateDead)
+	if len(dead.History) != 1 || !strings.Contains(dead.History[0].Error, "handler panicked") || !strings.Contains(dead.History[0].Error, "nil map") {
+		t.Fatalf("the panic was not counted as the job's failed attempt: %+v", dead.History)
+	}
+	logged, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(logged)) {
+		if strings.Contains(line, "job handler panicked") {
+			if !strings.Contains(line, "panicInJobHandler") {
+				t.Fatalf("the panic's log line does not say where it was raised: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no \"job handler panicked\" line in %s", logged)
 }

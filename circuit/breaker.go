@@ -21,7 +21,9 @@
 //     half-opened span MinPaths distinct paths with no success in
 //     between. So a trial that happens to be the one broken page (always
 //     500) does not keep a healthy site's breaker open: the breaker stays
-//     half-open and the next call is the next trial. A failure that does
+//     half-open and the next call is the next trial. A path whose trial
+//     failed is refused for one Cooldown (the trials go to other paths),
+//     then may be a trial again. A failure that does
 //     not reopen it neither counts as a success.
 //
 // The state machine is sony/gobreaker (v2); this package adds the
@@ -100,8 +102,9 @@ type Options struct {
 	// at info) with the new state and the reason. The caller adds the
 	// breaker's name (upstream or vendor). nil means zap.NewNop().
 	Logger *zap.Logger
-	// Now stamps the Since of Status; nil means time.Now. The cooldown
-	// itself runs on gobreaker's wall clock.
+	// Now stamps the Since of Status and times a failed path's rest while
+	// half-open (see RunOn); nil means time.Now. The cooldown itself runs
+	// on gobreaker's wall clock.
 	Now func() time.Time
 	// OnChange, if set, is called after every transition, outside the
 	// breaker's locks, synchronously: keep it fast.
@@ -137,9 +140,11 @@ type Breaker struct {
 // run is the current run of consecutive failures.
 type run struct {
 	failures int
-	conn     int                 // connection failures among them
-	paths    map[string]struct{} // distinct paths of the others
-	last     string              // the last failure, for the log
+	conn     int // connection failures among them
+	// paths are the distinct paths of the others, each with when it
+	// last failed (Options.Now: see failedInTrial).
+	paths map[string]time.Time
+	last  string // the last failure, for the log
 }
 
 type transition struct {
@@ -159,7 +164,7 @@ func New(cfg Config, opts Options) *Breaker {
 	cfg = cfg.WithDefaults()
 	b := &Breaker{
 		cfg: cfg, log: opts.Logger, now: opts.Now, onChange: opts.OnChange,
-		run: run{paths: make(map[string]struct{}, cfg.MinPaths)},
+		run: run{paths: make(map[string]time.Time, cfg.MinPaths)},
 	}
 	if b.log == nil {
 		b.log = zap.NewNop()
@@ -211,7 +216,10 @@ func (b *Breaker) Run(work func() Outcome) error { return b.RunOn("", work) }
 // asked again and again (a visitor, or an attacker varying the query)
 // would take every trial and keep a down upstream half-open, called one
 // request at a time instead of resting; now the trials go to other
-// paths, which close the breaker or reopen it.
+// paths, which close the breaker or reopen it. The refusal lasts one
+// Cooldown from that failure: the path then may be a trial again (one per
+// Cooldown at most, the rate of an open breaker's trials), so traffic on
+// failed paths alone cannot keep the breaker half-open for good.
 func (b *Breaker) RunOn(path string, work func() Outcome) error {
 	if b.cfg.Disabled {
 		work()
@@ -260,10 +268,10 @@ func (b *Breaker) record(o Outcome) error {
 	r.failures++
 	if o.Kind == ConnFailure {
 		r.conn++
-	} else if len(r.paths) < max(b.cfg.MinPaths, b.cfg.Failures) {
+	} else if _, seen := r.paths[path]; seen || len(r.paths) < max(b.cfg.MinPaths, b.cfg.Failures) {
 		// Bounded: a run longer than Failures has fewer than MinPaths
 		// paths, or it would have opened the breaker.
-		r.paths[path] = struct{}{}
+		r.paths[path] = b.now()
 	}
 	r.last = o.Reason
 	if path != "" {
@@ -279,7 +287,11 @@ func (b *Breaker) record(o Outcome) error {
 }
 
 // failedInTrial reports whether a trial call on path failed since the
-// breaker half-opened (the run is reset at every transition).
+// breaker half-opened (the run is reset at every transition) less than a
+// Cooldown ago: a failed path rests as an open breaker would, then may
+// be a trial again, so a half-open breaker asked only for paths whose
+// trials failed (one page, one vendor item, a sync's one list) is not
+// stuck half-open once the upstream is back.
 func (b *Breaker) failedInTrial(path string) bool {
 	if path == "" {
 		return false
@@ -289,8 +301,8 @@ func (b *Breaker) failedInTrial(path string) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, failed := b.run.paths[path]
-	return b.state == HalfOpen && failed
+	at, failed := b.run.paths[path]
+	return b.state == HalfOpen && failed && b.now().Sub(at) < time.Duration(b.cfg.Cooldown)
 }
 
 func (r *run) reset() {

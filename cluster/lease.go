@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/internal/boltsafe"
 )
 
 // ErrLeaseHeld is returned (wrapped in a *HeldError) when another node
@@ -203,8 +205,11 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 			continue
 		}
 		n.log.Info("lease acquired", zap.String("lease", name))
-		finished := n.hold(ctx, l, fn)
+		finished, panicked := n.hold(ctx, l, fn)
 		n.release(l)
+		if panicked != nil {
+			panic(panicked)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -227,8 +232,11 @@ func (n *Node) TryLead(ctx context.Context, name string, fn func(ctx context.Con
 	if err != nil {
 		return err
 	}
-	finished := n.hold(ctx, l, fn)
+	finished, panicked := n.hold(ctx, l, fn)
 	n.release(l)
+	if panicked != nil {
+		panic(panicked)
+	}
 	switch {
 	case finished:
 		return nil
@@ -249,15 +257,26 @@ func (n *Node) release(l *Lease) {
 }
 
 // hold runs fn under l until fn returns (true) or the lease is lost or
-// ctx ends (false, after fn returned).
-func (n *Node) hold(ctx context.Context, l *Lease, fn func(context.Context)) (finished bool) {
+// ctx ends (false, after fn returned). fn runs in a goroutine of its own
+// (hold renews the lease meanwhile), under boltsafe.Run: a panic in it is
+// returned as panicked, which Lead and TryLead raise again in their
+// caller's goroutine once the lease is released, so the caller's recovery
+// (the job queue's, a job's storage guard) sees it as if fn had run
+// there, and a bbolt panic or memory fault on the node's file stays
+// known as one, instead of killing the process from a goroutine nothing
+// recovers in.
+func (n *Node) hold(ctx context.Context, l *Lease, fn func(context.Context)) (finished bool, panicked *boltsafe.PanicError) {
 	ttl := n.cfg.LeaseTTL
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		fn(fctx)
+		err := boltsafe.Run(func() error {
+			fn(fctx)
+			return nil
+		})
+		errors.As(err, &panicked)
 	}()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
@@ -265,11 +284,11 @@ func (n *Node) hold(ctx context.Context, l *Lease, fn func(context.Context)) (fi
 	for {
 		select {
 		case <-done:
-			return true
+			return true, panicked
 		case <-ctx.Done():
 			cancel()
 			<-done
-			return false
+			return false, panicked
 		case <-tick.C:
 			rctx, rcancel := context.WithTimeout(ctx, ttl/3)
 			err := l.Renew(rctx)
@@ -287,7 +306,7 @@ func (n *Node) hold(ctx context.Context, l *Lease, fn func(context.Context)) (fi
 			}
 			cancel()
 			<-done
-			return false
+			return false, panicked
 		}
 	}
 }

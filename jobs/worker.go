@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/internal/boltsafe"
 )
 
 // Run starts the workers of every kind registered so far and maintenance
@@ -270,8 +272,15 @@ func (q *Queue) runBatch(runCtx context.Context, k *kind, tasks []*Task, owner u
 func (q *Queue) callHandler(ctx context.Context, k *kind, tasks []*Task) (errs []error) {
 	defer func() {
 		if r := recover(); r != nil {
+			stack := debug.Stack()
+			if p, ok := r.(*boltsafe.PanicError); ok && p.Stack != nil {
+				// Recovered and raised again (by a storage guard around
+				// the handler, or from a goroutine it ran work in): the
+				// stack where it was raised first.
+				r, stack = p.Value, p.Stack
+			}
 			q.log.Error("job handler panicked", zap.String("kind", k.name), zap.Any("panic", r),
-				zap.ByteString("stack", debug.Stack()))
+				zap.ByteString("stack", stack))
 			err := fmt.Errorf("handler panicked: %v", r)
 			errs = make([]error, len(tasks))
 			for i := range errs {

@@ -174,8 +174,7 @@ func storedValue(encoded []byte) []byte {
 // be modified (Entry.Decode aliases them; appending to them copies, as
 // the slice is capped). An entry purged but not yet forgotten by the
 // store (see tagIndex) is not returned. An entry a soft purge marked is
-// returned as a marked copy (see softPurgedCopy): one allocation, until
-// the key is stored anew.
+// returned marked (see softPurgedEntry): copied once, at its first hit.
 func (c *Cache) Get(key string) ([]byte, bool) {
 	b, ok := c.store.GetIfPresent(key)
 	if !ok || len(b) < slotHeaderSize {
@@ -186,7 +185,7 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 		return nil, false
 	}
 	if softPurged {
-		return softPurgedCopy(b[slotHeaderSize:])
+		return c.softPurgedEntry(key, b)
 	}
 	return b[slotHeaderSize:len(b):len(b)], true
 }

@@ -1,8 +1,11 @@
 package pagecache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
+
+	"github.com/maypok86/otter/v2"
 )
 
 // Soft purges: the purged entries stay in the memory tier, marked stale
@@ -19,8 +22,11 @@ import (
 // the marks applied (softPurgedCopy), so a soft purge costs a store read
 // (one the store's eviction policy does not count as a use) and an atomic
 // store per entry, whatever the entries weigh: no entry is copied or
-// stored again. Storing the key anew (the revalidation a marked
-// entry causes) gives it a new generation without the mark.
+// stored again then. A marked entry's first hit stores a marked copy in
+// its place (see softPurgedEntry), so its later hits, all of them while
+// the upstream is down or slow, cost no copy. Storing the key anew (the
+// revalidation a marked entry causes) gives it a new generation without
+// the mark.
 
 // FlagSoftPurged marks an entry a soft purge made stale: its freshness and
 // stale-while-revalidate window were cleared (FreshFor and
@@ -113,6 +119,45 @@ func (c *Cache) softPurge(ms []member) int {
 	n := c.index.markSoft(marks) + c.index.doomMembers(hard)
 	c.purged.Add(uint64(n))
 	return n
+}
+
+// softPurgedEntry returns the entry stored under key as b (with its slot
+// header), which a soft purge marked, with the marks applied. The first
+// hit after the purge makes a marked copy (softPurgedCopy) and stores it
+// in b's place, if the store still holds b's generation (a store of the
+// key since is never overwritten); later hits find the marks in the
+// stored bytes and return them as they are, without a copy. Entries are
+// immutable: b itself, which other hits may be reading, is not changed.
+func (c *Cache) softPurgedEntry(key string, b []byte) ([]byte, bool) {
+	if e := b[slotHeaderSize:]; isSoftPurged(e) {
+		return e[:len(e):len(e)], true
+	}
+	e, ok := softPurgedCopy(b[slotHeaderSize:])
+	if !ok || len(e) > 0 && e[flagsOffset]&FlagVaryMarker != 0 {
+		return e, ok
+	}
+	nb := make([]byte, slotHeaderSize+len(e))
+	copy(nb, b[:slotHeaderSize])
+	copy(nb[slotHeaderSize:], e)
+	c.store.ComputeIfPresent(key, func(old []byte) ([]byte, otter.ComputeOp) {
+		if len(old) < slotHeaderSize || !bytes.Equal(old[:slotHeaderSize], b[:slotHeaderSize]) {
+			return old, otter.CancelOp // stored anew (or purged) since b was read
+		}
+		return nb, otter.WriteOp
+	})
+	e = nb[slotHeaderSize:]
+	return e[:len(e):len(e)], true
+}
+
+// isSoftPurged reports whether encoded already carries a soft purge's
+// marks (softPurgedCopy would return the same bytes).
+func isSoftPurged(encoded []byte) bool {
+	if len(encoded) < softMinEncoded || encoded[0] != entryVersion {
+		return false
+	}
+	flags := encoded[flagsOffset]
+	return flags&FlagVaryMarker == 0 && flags&softPurgeFlags(flags) == softPurgeFlags(flags) &&
+		binary.BigEndian.Uint64(encoded[freshForOffset:]) == 0 && binary.BigEndian.Uint64(encoded[swrOffset:]) == 0
 }
 
 // softPurgedCopy returns a copy of encoded (a stored entry a soft purge

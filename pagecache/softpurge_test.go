@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,4 +274,164 @@ func TestPurgedPromotedSnapshotsAreMarked(t *testing.T) {
 	if n := c.SoftPurgeTags([]string{"s"}); n != 2 {
 		t.Fatalf("second soft purge counted %d", n)
 	}
+}
+
+// BenchmarkGetSoftPurged is a hit on a 20 KB page (stored with its gzip
+// and zstd variants) before and after a soft purge marked it. A marked
+// entry copied at every hit cost 11,934 ns, 32,769 B and 1 allocation per
+// hit (184 ns, 0 allocations unmarked; 2-CPU machine, 2026-12-04); copied
+// once, at its first hit, 169 ns and 0 allocations.
+//
+//	go test -run '^$' -bench 'GetSoftPurged' -benchmem ./pagecache
+func BenchmarkGetSoftPurged(b *testing.B) {
+	for _, marked := range []bool{false, true} {
+		b.Run(fmt.Sprintf("marked=%v", marked), func(b *testing.B) {
+			c := newBenchCache(b, 64<<20)
+			enc := benchEncoded(b, benchPage(20<<10), []string{"entry:1"}, true)
+			if err := c.Set("http://x/p", enc, []string{"entry:1"}, c.Epoch()); err != nil {
+				b.Fatal(err)
+			}
+			if marked {
+				c.SoftPurgeTags([]string{"entry:1"})
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(enc)))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, ok := c.Get("http://x/p"); !ok {
+						b.Fatal("miss")
+					}
+				}
+			})
+		})
+	}
+}
+
+// After a soft purge returns, no entry it could select is served fresh
+// unless it was fetched after the purge began (its epoch read since):
+// stores racing with the soft purges (each entry carries the epoch it was
+// fetched under, in its ETag), hard purges of some keys, soft purges again
+// and evictions (a tier too small for every key), across the wraparound
+// of generations, keep to it, and the index stays consistent (run with
+// -race).
+func TestSoftPurgeNeverLeavesAnOlderFetchFresh(t *testing.T) {
+	c := newTestCache(t, 256<<10) // fewer than the keys: evictions
+	c.index.mu.Lock()
+	c.index.lastGen = genSoftPurged - 100 // generations wrap midway (the rounds' own stores alone take 400)
+	c.index.mu.Unlock()
+	keys := make([]string, 400)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("http://x/p%d", i)
+	}
+	var base Entry
+	if err := base.Decode(testEntry(t, "all")); err != nil {
+		t.Fatal(err)
+	}
+	base.StaleWhileRevalidate = time.Minute
+	store := func(i int) error { // fetched under the epoch in its ETag
+		epoch := c.Epoch()
+		e := base
+		e.ETag = fmt.Sprintf(`"%d"`, epoch)
+		if err := c.Set(keys[i%len(keys)], e.Encode(), []string{"all", fmt.Sprintf("k%d", i%7)}, epoch); err != nil && err != ErrPurgedWhileFetched {
+			return err
+		}
+		return nil
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := w; ; i += 2 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := store(i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for round := range 200 {
+		for i := range 2 {
+			if err := store(round*2 + i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := c.Epoch()
+		switch round % 4 {
+		case 0, 1:
+			c.SoftPurgeTags([]string{"all"})
+		case 2:
+			c.SoftPurgePrefix("http://x/p1")
+		case 3:
+			c.PurgeTags([]string{fmt.Sprintf("k%d", round%7)})
+			continue
+		}
+		now := time.Now()
+		for _, k := range keys {
+			if round%4 == 2 && !strings.HasPrefix(k, "http://x/p1") {
+				continue
+			}
+			raw, ok := c.Get(k)
+			if !ok {
+				continue
+			}
+			var e Entry
+			if err := e.Decode(raw); err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			var fetched uint64
+			if _, err := fmt.Sscanf(e.ETag, `"%d"`, &fetched); err != nil {
+				t.Fatalf("%s: etag %q", k, e.ETag)
+			}
+			if fetched <= before && (e.Fresh(now) || e.StaleWhileRevalidate != 0) {
+				t.Fatalf("round %d: %s fetched under epoch %d, before the soft purge began (%d), served fresh (flags %b, swr %s)",
+					round, k, fetched, before, e.Flags, e.StaleWhileRevalidate)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	c.index.mu.Lock()
+	wrapped := c.index.lastGen < genSoftPurged-100
+	c.index.mu.Unlock()
+	if !wrapped {
+		t.Fatal("generations did not wrap during the test")
+	}
+	checkConsistent(t, c, keys)
+}
+
+// A marked entry is copied once, at its first hit after the soft purge,
+// not at every hit: while the upstream is down or slow the copy is what
+// every request for the page is served (stale_after, stale-if-error),
+// and a copy per hit (of the whole entry, every body variant) is
+// garbage at the request rate. The entry stored anew is unmarked as
+// before; a store racing with the first hit is never overwritten by the
+// marked copy.
+func TestSoftPurgedEntryCopiedOnce(t *testing.T) {
+	c := newTestCache(t, 8<<20)
+	enc := benchEncoded(t, benchPage(20<<10), []string{"entry:1"}, true)
+	if err := c.Set("http://x/p", enc, []string{"entry:1"}, c.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	c.SoftPurgeTags([]string{"entry:1"})
+	now := time.Now()
+	for range 2 {
+		if e, ok := getEntry(t, c, "http://x/p"); !ok || e.Fresh(now) || e.Flags&FlagSoftPurged == 0 {
+			t.Fatalf("marked entry: present %v, fresh %v, flags %b", ok, e.Fresh(now), e.Flags)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Get("http://x/p") }); n != 0 {
+		t.Fatalf("a hit on a marked entry allocates %v times after its first, want 0", n)
+	}
+	if err := c.Set("http://x/p", enc, []string{"entry:1"}, c.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := getEntry(t, c, "http://x/p"); !ok || !e.Fresh(now) || e.Flags&FlagSoftPurged != 0 {
+		t.Fatalf("stored anew: present %v, fresh %v, flags %b", ok, e.Fresh(now), e.Flags)
+	}
+	checkConsistent(t, c, []string{"http://x/p"})
 }

@@ -252,6 +252,99 @@ func TestHalfOpenRefusesAnItemWhoseTrialFailed(t *testing.T) {
 	}
 }
 
+// A half-open breaker whose only traffic is items whose trials failed
+// is not stuck: a failed item rests one cooldown (as an open breaker
+// would), then may be a trial again, so a vendor that came back closes
+// the breaker though nothing else is asked of it. (Refusing such items
+// until the breaker closes or reopens left it half-open for good.)
+func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var calls atomic.Int64
+	cat := newCatalog(t, 4)
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		calls.Add(1)
+		if down.Load() {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	cfg := testConfig(cat.URL())
+	cfg.Retry.Retries = 0
+	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	c, clk := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	for _, id := range []string{"2", "3", "4"} {
+		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
+		}
+	}
+	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+	if _, err := c.Get(ctx, "products", "1"); err == nil || errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("item 1's trial: %v, want its failure", err)
+	}
+	before := calls.Load()
+	if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("item 1 asked again at once: %v, want ErrBreakerOpen", err)
+	}
+	if calls.Load() != before {
+		t.Fatal("item 1 reached the vendor again at once")
+	}
+	down.Store(false) // the vendor is back; only item 1 is asked for
+	clk.Advance(19 * time.Millisecond)
+	if _, err := c.Get(ctx, "products", "1"); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("item 1 asked again within the cooldown: %v, want ErrBreakerOpen", err)
+	}
+	clk.Advance(time.Millisecond)
+	if _, err := c.Get(ctx, "products", "1"); err != nil {
+		t.Fatalf("item 1 asked again after a cooldown: %v, want its trial (the vendor is back)", err)
+	}
+	if c.BreakerState() != BreakerClosed {
+		t.Fatalf("breaker %s after item 1's trial succeeded, want closed", c.BreakerState())
+	}
+}
+
+// A GET whose half-open trial failed is not retried into the breaker's
+// refusal of its path: the caller gets the vendor's failure (a 500 here:
+// the vendor was called), not ErrBreakerOpen, which says no call was made
+// (a 503 instead of a 502 at the vendor proxy, "breaker_open" in a push's
+// outcome).
+func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
+	var calls atomic.Int64
+	cat := newCatalog(t, 4)
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		calls.Add(1)
+		http.Error(w, "boom", http.StatusInternalServerError)
+		return true
+	}
+	cfg := testConfig(cat.URL())
+	cfg.Retry = RetryPolicy{Retries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond} // within the cooldown
+	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	c, _ := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	// Item 4's first try opens the breaker (3 paths): its retries are
+	// refused, and it too gets the vendor's failure.
+	for _, id := range []string{"2", "3", "4"} {
+		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
+		}
+	}
+	if c.BreakerState() != BreakerOpen {
+		t.Fatalf("breaker %s, want open", c.BreakerState())
+	}
+	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+	before := calls.Load()
+	_, err := c.Get(ctx, "products", "1")
+	var se *StatusError
+	if errors.Is(err, ErrBreakerOpen) || !errors.As(err, &se) || se.Code != http.StatusInternalServerError {
+		t.Fatalf("item 1's failed trial, retries refused: %v, want the vendor's 500", err)
+	}
+	if n := calls.Load() - before; n != 1 {
+		t.Fatalf("item 1 reached the vendor %d times, want 1 (its trial)", n)
+	}
+}
+
 func TestRateLimitUnderBurst(t *testing.T) {
 	cat := newCatalog(t, 100)
 	cfg := testConfig(cat.URL())

@@ -65,13 +65,21 @@ func (c *Client) retryDelay(ctx context.Context, err error, n int) (time.Duratio
 
 // retryGET runs call, retrying it per Config.Retry. Each attempt is hedged
 // across regions and runs under the breaker. It returns the last attempt's
-// error when it gives up.
+// error when it gives up; a retry the breaker refused (it opened during
+// the retries, or refuses the path whose half-open trial just failed)
+// gives up with the vendor's failure before it, not ErrBreakerOpen, which
+// says no call was made.
 func (c *Client) retryGET(ctx context.Context, call *getCall) (*rawResponse, error) {
+	var failed error // the last attempt that reached the vendor
 	for attempt := 0; ; attempt++ {
 		resp, err := c.attempt(ctx, call, attempt)
 		if err == nil {
 			return resp, nil
 		}
+		if failed != nil && errors.Is(err, ErrBreakerOpen) {
+			return nil, fmt.Errorf("%w (retry %d refused: circuit breaker open)", failed, attempt)
+		}
+		failed = err
 		if attempt >= c.cfg.Retry.Retries {
 			return nil, err
 		}

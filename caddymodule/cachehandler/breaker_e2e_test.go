@@ -321,3 +321,36 @@ func TestBreakerHalfOpenTrialOnABrokenPageDoesNotReopenIt(t *testing.T) {
 		t.Fatalf("last transition logged: %q (all: %q)", last, logs)
 	}
 }
+
+// A half-open breaker asked only for the page whose trial failed is not
+// stuck half-open once Craft is back: the page is refused (served as
+// while open) for one cooldown from its failed trial, then is a trial
+// again, which closes the breaker. (Refused until the breaker closed or
+// reopened, a site whose traffic was that page alone stayed half-open,
+// answering 503, for good.)
+func TestBreakerHalfOpenRetriesAFailedPageAfterACooldown(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	var down atomic.Bool
+	down.Store(true)
+	o.Fallback = func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			serverError(w, r)
+			return
+		}
+		e2e.PageHandler("ok", "ok")(w, r)
+	}
+	g, _ := startPlainGateway(t, o, "breaker {\n\t\t\tcooldown 100ms\n\t\t}")
+	for i := range 5 {
+		e2e.WantStatus(t, g.Get(fmt.Sprintf("/outage/%d", i)), http.StatusInternalServerError)
+	}
+	e2e.WaitFor(t, "breaker to half-open after its cooldown", func() bool { return e2e.BreakerState(g, "default") == "half-open" })
+	e2e.WantStatus(t, g.Get("/only"), http.StatusInternalServerError) // its trial: Craft still down
+	down.Store(false)                                                 // Craft is back; only /only is asked for
+	e2e.WantStatus(t, g.Get("/only?again=1"), http.StatusServiceUnavailable)
+	e2e.Advance(100 * time.Millisecond)
+	r := g.Get("/only?again=2")
+	e2e.WantStatus(t, r, http.StatusOK)
+	if st := e2e.BreakerState(g, "default"); st != "closed" {
+		t.Fatalf("breaker %s after /only's second trial succeeded, want closed", st)
+	}
+}

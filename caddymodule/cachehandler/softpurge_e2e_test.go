@@ -1,9 +1,11 @@
 package cachehandler
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,4 +255,40 @@ func TestCachePurgeTagHardTakesDown(t *testing.T) {
 		}
 	}
 	wantHardAndSoftPurged(t, g, s, "/down", "/edited")
+}
+
+// Vary variants carry their page's tags: a soft purge of the tag makes
+// every variant stale (none a hit again, each revalidated: the origin's
+// new answer), the Vary marker still leads to them, and each variant
+// stored anew is a hit again, the others untouched by it.
+func TestSoftPurgeOfAVariantsTag(t *testing.T) {
+	o := e2e.NewOrigin(t)
+	var version atomic.Int64
+	o.Handle("/v", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Tag", "v")
+		w.Header().Set("Vary", "X-Lang")
+		_, _ = fmt.Fprintf(w, "lang=%s v%d", r.Header.Get("X-Lang"), version.Load())
+	})
+	g := e2e.StartGateway(t, o, e2e.Options{})
+	langs := []string{"de", "fr"}
+	for _, l := range langs {
+		g.Get("/v", "X-Lang", l)
+		if r := g.Get("/v", "X-Lang", l); r.Header.Get("Cache-Status") != statusHit || r.Body != "lang="+l+" v0" {
+			t.Fatalf("%s before the purge: %q %q", l, r.Header.Get("Cache-Status"), r.Body)
+		}
+	}
+	e2e.Purge(g, `{"tags":["v"]}`)
+	version.Store(1)
+	r := g.Get("/v", "X-Lang", "de")
+	if r.Header.Get("Cache-Status") == statusHit || r.Body != "lang=de v1" {
+		t.Fatalf("de after a soft purge: %q %q, want the origin's new answer", r.Header.Get("Cache-Status"), r.Body)
+	}
+	if r := g.Get("/v", "X-Lang", "de"); r.Header.Get("Cache-Status") != statusHit || r.Body != "lang=de v1" {
+		t.Fatalf("de stored anew: %q %q, want a hit", r.Header.Get("Cache-Status"), r.Body)
+	}
+	r = g.Get("/v", "X-Lang", "fr") // not stored anew by de's revalidation
+	if r.Header.Get("Cache-Status") == statusHit || r.Body != "lang=fr v1" {
+		t.Fatalf("fr after a soft purge: %q %q, want the origin's new answer", r.Header.Get("Cache-Status"), r.Body)
+	}
 }

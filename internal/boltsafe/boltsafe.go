@@ -23,17 +23,28 @@ type PanicError struct {
 	// a panic of the code fn ran around bbolt's calls (a bug there, a nil
 	// pointer), which says nothing of the file.
 	Storage bool
+	// Stack is the panicking goroutine's stack where Run recovered the
+	// panic, with the frames that raised it: whoever raises the
+	// PanicError again (in another goroutine, or after Run returned) and
+	// logs it can say where the panic came from.
+	Stack []byte
 }
 
 func (p *PanicError) Error() string { return fmt.Sprintf("bbolt panicked: %v", p.Value) }
 
 // Run calls fn in the current goroutine with memory faults turned into
-// panics, and returns a *PanicError for a panic, else fn's error.
+// panics, and returns a *PanicError for a panic, else fn's error. A panic
+// whose value is a *PanicError (one Run caught in another goroutine, raised
+// again in this one) is returned as it is, keeping its Storage.
 func Run(fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Storage: storagePanic(r)}
+			if p, ok := r.(*PanicError); ok {
+				err = p // caught by Run in another goroutine, raised again here
+				return
+			}
+			err = &PanicError{Value: r, Storage: storagePanic(r), Stack: debug.Stack()}
 		}
 	}()
 	return fn()

@@ -48,6 +48,31 @@ func TestStorageTellsBboltsPanicsFromOthers(t *testing.T) {
 	}
 }
 
+// A panic Run caught in one goroutine and raised again in another (as
+// cluster.Node.TryLead does for work it runs under a lease) keeps its
+// classification: the code raising it again is not bbolt's.
+func TestStorageKeepsAPanicRaisedAgain(t *testing.T) {
+	db := damagedDB(t, filepath.Join(t.TempDir(), "x.db"))
+	for _, storage := range []bool{true, false} {
+		caught := make(chan error)
+		go func() {
+			caught <- Run(func() error {
+				if !storage {
+					var m map[string]int
+					m["x"] = 1
+				}
+				return db.View(func(tx *bolt.Tx) error { _ = tx.Bucket([]byte("b")).Get([]byte("k")); return nil })
+			})
+		}()
+		first := <-caught
+		err := Run(func() error { panic(first) })
+		var p *PanicError
+		if !errors.As(err, &p) || p.Storage != storage || error(p) != first {
+			t.Fatalf("raised again: %v (%+v), want the first goroutine's PanicError with Storage %v", err, p, storage)
+		}
+	}
+}
+
 // damagedDB returns a bbolt file whose bucket "b" has its root page
 // overwritten with junk.
 func damagedDB(t *testing.T, path string) *bolt.DB {
