@@ -217,14 +217,10 @@ func TestHalfOpenRefusesAnItemWhoseTrialFailed(t *testing.T) {
 	}
 	cfg := testConfig(cat.URL())
 	cfg.Retry.Retries = 0
-	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	cfg.Breaker = halfOpenTestBreaker
 	c, _ := newTestClient(t, cfg, nil)
 	ctx := context.Background()
-	for _, id := range []string{"2", "3", "4"} {
-		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
-			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
-		}
-	}
+	failItemsToOpen(t, c)
 	if c.BreakerState() != BreakerOpen {
 		t.Fatalf("breaker %s after failures on 3 items, want open", c.BreakerState())
 	}
@@ -272,14 +268,10 @@ func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
 	}
 	cfg := testConfig(cat.URL())
 	cfg.Retry.Retries = 0
-	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	cfg.Breaker = halfOpenTestBreaker
 	c, clk := newTestClient(t, cfg, nil)
 	ctx := context.Background()
-	for _, id := range []string{"2", "3", "4"} {
-		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
-			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
-		}
-	}
+	failItemsToOpen(t, c)
 	eventually(t, "half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
 	if _, err := c.Get(ctx, "products", "1"); err == nil || errors.Is(err, ErrBreakerOpen) {
 		t.Fatalf("item 1's trial: %v, want its failure", err)
@@ -320,16 +312,12 @@ func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
 	}
 	cfg := testConfig(cat.URL())
 	cfg.Retry = RetryPolicy{Retries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond} // within the cooldown
-	cfg.Breaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+	cfg.Breaker = halfOpenTestBreaker
 	c, _ := newTestClient(t, cfg, nil)
 	ctx := context.Background()
 	// Item 4's first try opens the breaker (3 paths): its retries are
 	// refused, and it too gets the vendor's failure.
-	for _, id := range []string{"2", "3", "4"} {
-		if _, err := c.Get(ctx, "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
-			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
-		}
-	}
+	failItemsToOpen(t, c)
 	if c.BreakerState() != BreakerOpen {
 		t.Fatalf("breaker %s, want open", c.BreakerState())
 	}
@@ -342,6 +330,21 @@ func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
 	}
 	if n := calls.Load() - before; n != 1 {
 		t.Fatalf("item 1 reached the vendor %d times, want 1 (its trial)", n)
+	}
+}
+
+// halfOpenTestBreaker opens on failures spread over 3 items (see
+// failItemsToOpen), rests 20 ms, and closes on one trial success.
+var halfOpenTestBreaker = circuit.Config{Failures: 3, MinPaths: 3, Successes: 1, Cooldown: circuit.Duration(20 * time.Millisecond)}
+
+// failItemsToOpen asks for items 2, 3 and 4, which the vendor must fail:
+// with halfOpenTestBreaker that opens the breaker.
+func failItemsToOpen(t *testing.T, c *Client) {
+	t.Helper()
+	for _, id := range []string{"2", "3", "4"} {
+		if _, err := c.Get(context.Background(), "products", id); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("item %s while the vendor is down: %v, want its failure", id, err)
+		}
 	}
 }
 

@@ -258,16 +258,7 @@ func TestBreakerOff(t *testing.T) {
 // site's for another cooldown, and the next page's trial closes it.
 // Trials failing over min_paths distinct pages still reopen it.
 func TestBreakerHalfOpenTrialOnABrokenPageDoesNotReopenIt(t *testing.T) {
-	o := e2e.NewOrigin(t)
-	var down atomic.Bool
-	down.Store(true)
-	o.Fallback = func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			serverError(w, r)
-			return
-		}
-		e2e.PageHandler("ok", "ok")(w, r)
-	}
+	o, down := downOrigin(t)
 	o.Handle("/broken", serverError)
 	g, logPath := startPlainGateway(t, o, "breaker {\n\t\t\tcooldown 100ms\n\t\t}")
 	openAndWait := func() {
@@ -329,16 +320,7 @@ func TestBreakerHalfOpenTrialOnABrokenPageDoesNotReopenIt(t *testing.T) {
 // reopened, a site whose traffic was that page alone stayed half-open,
 // answering 503, for good.)
 func TestBreakerHalfOpenRetriesAFailedPageAfterACooldown(t *testing.T) {
-	o := e2e.NewOrigin(t)
-	var down atomic.Bool
-	down.Store(true)
-	o.Fallback = func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			serverError(w, r)
-			return
-		}
-		e2e.PageHandler("ok", "ok")(w, r)
-	}
+	o, down := downOrigin(t)
 	g, _ := startPlainGateway(t, o, "breaker {\n\t\t\tcooldown 100ms\n\t\t}")
 	for i := range 5 {
 		e2e.WantStatus(t, g.Get(fmt.Sprintf("/outage/%d", i)), http.StatusInternalServerError)
@@ -353,4 +335,21 @@ func TestBreakerHalfOpenRetriesAFailedPageAfterACooldown(t *testing.T) {
 	if st := e2e.BreakerState(g, "default"); st != "closed" {
 		t.Fatalf("breaker %s after /only's second trial succeeded, want closed", st)
 	}
+}
+
+// downOrigin is an origin answering every page 500 while down is true
+// (as it is at first), and a cacheable "ok" page once it is set false.
+func downOrigin(t *testing.T) (*e2e.Origin, *atomic.Bool) {
+	t.Helper()
+	o := e2e.NewOrigin(t)
+	down := new(atomic.Bool)
+	down.Store(true)
+	o.Fallback = func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			serverError(w, r)
+			return
+		}
+		e2e.PageHandler("ok", "ok")(w, r)
+	}
+	return o, down
 }
