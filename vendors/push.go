@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -273,7 +274,7 @@ func (c *Client) Push(ctx context.Context, spec PushSpec, resource string, rec R
 	// API often has a single upsert path, so the record names the "path".
 	bpath := out.path
 	if !strings.Contains(tmpl, "{id}") {
-		bpath += "#" + rec.ID
+		bpath += "#" + url.PathEscape(rec.ID) // escaped: the breaker cuts a path at '?'
 	}
 	var raw *rawResponse
 	berr := c.breaker.RunOn(bpath, func() circuit.Outcome {

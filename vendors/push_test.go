@@ -165,3 +165,33 @@ func TestPushToIndex(t *testing.T) {
 		t.Errorf("401: %v (want permanent)", err)
 	}
 }
+
+// An index with one upsert path names the record in the breaker's path,
+// escaped: ids that differ only after a '?' are different records (the
+// breaker ignores whatever follows a '?' in a path), so failures across
+// them open the breaker as failures across any records do.
+func TestPushBreakerPathKeepsTheWholeID(t *testing.T) {
+	sim := vendorsim.New(vendorsim.Options{})
+	t.Cleanup(func() { _ = sim.Close() })
+	ep := sim.NewEndpoint()
+	srv, err := ep.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Name: "search", BaseURLs: []string{srv.URL()}, Enabled: true, Timeout: 5 * time.Second,
+		Headers: Headers{"Authorization": "Bearer " + vendorsim.DefaultIndexToken},
+		Rate:    RateLimit{PerSecond: 1000}, Breaker: circuit.Config{Failures: 3, MinPaths: 3, Cooldown: circuit.Duration(time.Hour)}}
+	c, _ := newTestClient(t, cfg, nil)
+	ctx := context.Background()
+	meili, _ := PushPreset(PresetMeilisearch, "products")
+	ep.Chaos().Update(func(cc *vendorsim.ChaosConfig) { cc.ErrorRate = 1 })
+	for _, id := range []string{"x?1", "x?2", "x?3"} {
+		rec := Record{Vendor: "shop", Resource: "products", ID: id, Version: "1", Fields: map[string]any{"title": "Mug"}}
+		if err := c.Push(ctx, meili, "products", rec, ""); err == nil || errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("push %s to a failing index: %v (want its failure)", id, err)
+		}
+	}
+	if c.BreakerState() != BreakerOpen {
+		t.Fatalf("breaker %s after failures on three records, want open", c.BreakerState())
+	}
+}
