@@ -151,7 +151,7 @@ func (a *App) runClusterOutbox(ctx context.Context, j cluster.OutboxJob) error {
 	var p *boltsafe.PanicError
 	if errors.As(err, &p) {
 		if !p.Storage {
-			panic(p.Value)
+			panic(p) // the cluster outbox logs p.Value with p.Stack, where it was raised
 		}
 		err = a.store.MarkDamaged(err)
 	}

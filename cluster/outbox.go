@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/craftedge/craftedge/internal/boltsafe"
 )
 
 // Outbox job states; the same words as package jobs' states.
@@ -739,7 +742,12 @@ func (o *Outbox) attempt(runCtx context.Context, msg jetstream.Msg, job OutboxJo
 	}()
 	defer func() {
 		if r := recover(); r != nil {
-			o.n.log.Error("outbox handler panicked", zap.String("job", job.ID), zap.Any("panic", r))
+			stack := debug.Stack()
+			if p, ok := r.(*boltsafe.PanicError); ok && p.Stack != nil {
+				r, stack = p.Value, p.Stack // raised again by a storage guard: where it was raised first
+			}
+			o.n.log.Error("outbox handler panicked", zap.String("job", job.ID), zap.Any("panic", r),
+				zap.ByteString("stack", stack))
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()

@@ -9,6 +9,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/craftedge/craftedge/internal/boltsafe"
 )
 
 // deliveries records what outbox handlers completed, per entity in order.
@@ -344,3 +349,45 @@ func TestOutboxOrderPerEntityUnderConcurrency(t *testing.T) {
 		t.Errorf("%d jobs completed, want %d", len(d.done), total)
 	}
 }
+
+// A handler's panic is counted as a failed attempt and logged with the
+// stack that raised it, also when a storage guard around the handler
+// recovered it and raised it again (as a *boltsafe.PanicError: the
+// craftedge app's guard does so for a panic that is not bbolt's).
+func TestOutboxHandlerPanicLogsWhereItWasRaised(t *testing.T) {
+	s := startServer(t, "solo", "", nil)
+	core, logs := observer.New(zap.ErrorLevel)
+	n, err := Start(Config{NodeName: "a", URLs: []string{s.url()}, ReconnectWait: 50 * time.Millisecond, Timeout: 5 * time.Second},
+		(&recorder{}).handlers(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	o := startOutbox(t, n, OutboxConfig{MaxAttempts: 1, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	job, _, err := o.Accept(context.Background(), OutboxRequest{Kind: "outbox", Entity: "e", Payload: []byte("p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOutbox(t, o, func(ctx context.Context, j OutboxJob) error {
+		err := boltsafe.Run(func() error { return panicInOutboxHandler() })
+		var p *boltsafe.PanicError
+		if errors.As(err, &p) {
+			panic(p) // raised again, as a storage guard does
+		}
+		return err
+	})
+	waitFor(t, "the job dead after its one attempt", func() bool {
+		st, err := o.Get(context.Background(), job.ID)
+		return err == nil && st.State == OutboxDead
+	})
+	lines := logs.FilterMessage("outbox handler panicked").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d \"outbox handler panicked\" lines, want 1", len(lines))
+	}
+	f := lines[0].ContextMap()
+	if stack, _ := f["stack"].(string); !strings.Contains(stack, "panicInOutboxHandler") || f["panic"] != "broken handler" {
+		t.Fatalf("the panic's log line does not say what and where: %v", f)
+	}
+}
+
+func panicInOutboxHandler() error { panic("broken handler") }
