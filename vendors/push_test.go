@@ -81,17 +81,7 @@ func TestPushDocumentShapes(t *testing.T) {
 // TestPushToIndex pushes through a real HTTP index (the simulator's):
 // upserts, deletes (a 404 is done), the idempotency key, and the breaker.
 func TestPushToIndex(t *testing.T) {
-	sim := vendorsim.New(vendorsim.Options{})
-	t.Cleanup(func() { _ = sim.Close() })
-	ep := sim.NewEndpoint()
-	srv, err := ep.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Name: "search", BaseURLs: []string{srv.URL()}, Enabled: true, Timeout: 5 * time.Second,
-		Headers: Headers{"Authorization": "Bearer " + vendorsim.DefaultIndexToken},
-		Rate:    RateLimit{PerSecond: 1000}, Breaker: circuit.Config{Failures: 2, Cooldown: circuit.Duration(time.Hour)}}
-	c, _ := newTestClient(t, cfg, nil)
+	sim, ep, c := startIndexClient(t, circuit.Config{Failures: 2, Cooldown: circuit.Duration(time.Hour)})
 	ctx := context.Background()
 	meili, _ := PushPreset(PresetMeilisearch, "products")
 	rec := Record{Vendor: "shop", Resource: "products", ID: "7", Version: "1", Fields: map[string]any{"title": "Mug"}}
@@ -159,7 +149,7 @@ func TestPushToIndex(t *testing.T) {
 	if n := len(sim.IndexWrites()); n != before {
 		t.Errorf("the refused push reached the index")
 	}
-	c2, _ := newTestClient(t, Config{Name: "search2", BaseURLs: cfg.BaseURLs, Enabled: true, Rate: cfg.Rate,
+	c2, _ := newTestClient(t, Config{Name: "search2", BaseURLs: c.cfg.BaseURLs, Enabled: true, Rate: c.cfg.Rate,
 		Headers: Headers{"Authorization": "Bearer wrong"}}, nil)
 	if err := c2.Push(ctx, meili, "products", rec, ""); !IsPermanent(err) {
 		t.Errorf("401: %v (want permanent)", err)
@@ -171,17 +161,7 @@ func TestPushToIndex(t *testing.T) {
 // breaker ignores whatever follows a '?' in a path), so failures across
 // them open the breaker as failures across any records do.
 func TestPushBreakerPathKeepsTheWholeID(t *testing.T) {
-	sim := vendorsim.New(vendorsim.Options{})
-	t.Cleanup(func() { _ = sim.Close() })
-	ep := sim.NewEndpoint()
-	srv, err := ep.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Name: "search", BaseURLs: []string{srv.URL()}, Enabled: true, Timeout: 5 * time.Second,
-		Headers: Headers{"Authorization": "Bearer " + vendorsim.DefaultIndexToken},
-		Rate:    RateLimit{PerSecond: 1000}, Breaker: circuit.Config{Failures: 3, MinPaths: 3, Cooldown: circuit.Duration(time.Hour)}}
-	c, _ := newTestClient(t, cfg, nil)
+	_, ep, c := startIndexClient(t, circuit.Config{Failures: 3, MinPaths: 3, Cooldown: circuit.Duration(time.Hour)})
 	ctx := context.Background()
 	meili, _ := PushPreset(PresetMeilisearch, "products")
 	ep.Chaos().Update(func(cc *vendorsim.ChaosConfig) { cc.ErrorRate = 1 })
@@ -194,4 +174,22 @@ func TestPushBreakerPathKeepsTheWholeID(t *testing.T) {
 	if c.BreakerState() != BreakerOpen {
 		t.Fatalf("breaker %s after failures on three records, want open", c.BreakerState())
 	}
+}
+
+// startIndexClient starts a simulated search index (its own simulator)
+// and a client of it with breaker.
+func startIndexClient(t *testing.T, breaker circuit.Config) (*vendorsim.Sim, *vendorsim.Endpoint, *Client) {
+	t.Helper()
+	sim := vendorsim.New(vendorsim.Options{})
+	t.Cleanup(func() { _ = sim.Close() })
+	ep := sim.NewEndpoint()
+	srv, err := ep.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Name: "search", BaseURLs: []string{srv.URL()}, Enabled: true, Timeout: 5 * time.Second,
+		Headers: Headers{"Authorization": "Bearer " + vendorsim.DefaultIndexToken},
+		Rate:    RateLimit{PerSecond: 1000}, Breaker: breaker}
+	c, _ := newTestClient(t, cfg, nil)
+	return sim, ep, c
 }

@@ -203,18 +203,13 @@ func TestHalfOpenRefusesAnItemWhoseTrialFailed(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	var brokenCalls atomic.Int64
-	cat := newCatalog(t, 4)
-	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
-		broken := strings.HasSuffix(r.URL.Path, "/1")
-		if broken {
+	cat, _ := failingCatalog(t, func(r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/1") {
 			brokenCalls.Add(1)
-		}
-		if down.Load() || broken {
-			http.Error(w, "boom", http.StatusInternalServerError)
 			return true
 		}
-		return false
-	}
+		return down.Load()
+	})
 	cfg := testConfig(cat.URL())
 	cfg.Retry.Retries = 0
 	cfg.Breaker = halfOpenTestBreaker
@@ -256,16 +251,7 @@ func TestHalfOpenRefusesAnItemWhoseTrialFailed(t *testing.T) {
 func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
-	var calls atomic.Int64
-	cat := newCatalog(t, 4)
-	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
-		calls.Add(1)
-		if down.Load() {
-			http.Error(w, "boom", http.StatusInternalServerError)
-			return true
-		}
-		return false
-	}
+	cat, calls := failingCatalog(t, func(*http.Request) bool { return down.Load() })
 	cfg := testConfig(cat.URL())
 	cfg.Retry.Retries = 0
 	cfg.Breaker = halfOpenTestBreaker
@@ -303,13 +289,7 @@ func TestHalfOpenRetriesAFailedItemAfterACooldown(t *testing.T) {
 // (a 503 instead of a 502 at the vendor proxy, "breaker_open" in a push's
 // outcome).
 func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
-	var calls atomic.Int64
-	cat := newCatalog(t, 4)
-	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
-		calls.Add(1)
-		http.Error(w, "boom", http.StatusInternalServerError)
-		return true
-	}
+	cat, calls := failingCatalog(t, func(*http.Request) bool { return true })
 	cfg := testConfig(cat.URL())
 	cfg.Retry = RetryPolicy{Retries: 2, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond} // within the cooldown
 	cfg.Breaker = halfOpenTestBreaker
@@ -331,6 +311,23 @@ func TestHalfOpenFailedTrialIsNotRetriedIntoARefusal(t *testing.T) {
 	if n := calls.Load() - before; n != 1 {
 		t.Fatalf("item 1 reached the vendor %d times, want 1 (its trial)", n)
 	}
+}
+
+// failingCatalog is a catalog of 4 products whose vendor answers 500 to
+// the requests fail selects; it counts every request.
+func failingCatalog(t *testing.T, fail func(*http.Request) bool) (*catalog, *atomic.Int64) {
+	t.Helper()
+	calls := new(atomic.Int64)
+	cat := newCatalog(t, 4)
+	cat.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		calls.Add(1)
+		if fail(r) {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	return cat, calls
 }
 
 // halfOpenTestBreaker opens on failures spread over 3 items (see
